@@ -1,0 +1,38 @@
+"""Builds the Bolt app and registers every listener."""
+
+from __future__ import annotations
+
+import logging
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+from slack_bolt import App, BoltResponse
+
+from bot.listeners import register_listeners
+from bot.services import Services
+
+log = logging.getLogger(__name__)
+
+
+def build_app(svc: Services, *, token_verification: bool = True) -> App:
+    settings = svc.settings
+    app = App(
+        token=settings.slack_bot_token,
+        signing_secret=settings.slack_signing_secret,
+        client=svc.client,
+        request_verification_enabled=not settings.socket_mode,
+        token_verification_enabled=token_verification,
+        # Lazy listeners (the work after each ack) run here; Bolt's default of 5 is too few
+        # for a burst of clicks.
+        listener_executor=ThreadPoolExecutor(max_workers=settings.web_threads, thread_name_prefix="lazy"),
+        raise_error_for_unhandled_request=False,
+    )
+
+    @app.error
+    def on_error(error: Exception, body: dict[str, Any], response: BoltResponse | None) -> None:
+        # Acks are written not to fail; if one does, log it with its traceback. Listener work
+        # answers its own errors (bot/answers.py).
+        log.error("unhandled error in a listener for %s", body.get("type") or body.get("command"), exc_info=error)
+
+    register_listeners(app, svc)
+    return app

@@ -1,0 +1,77 @@
+"""rollout-bot serve | db upgrade | check"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+from collections.abc import Sequence
+
+from bot.config import ConfigError, Settings, load_settings
+
+log = logging.getLogger("rollout-bot")
+
+
+def _setup_logging() -> None:
+    logging.basicConfig(
+        level=os.environ.get("LOG_LEVEL", "INFO").upper(),
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+
+
+def upgrade_database(settings: Settings) -> None:
+    from storage.migrate import upgrade
+
+    upgrade(settings.database_url)
+
+
+def cmd_serve(settings: Settings) -> int:
+    settings.require_slack()
+    from bot.runtime import serve
+
+    upgrade_database(settings)
+    serve(settings)
+    return 0
+
+
+def cmd_db_upgrade(settings: Settings) -> int:
+    upgrade_database(settings)
+    print(f"database is at the newest schema: {settings.database_url.split('@')[-1]}")
+    return 0
+
+
+def cmd_check(settings: Settings) -> int:
+    settings.require_slack()
+    print("settings are complete")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="rollout-bot", description="Runs phased feature rollouts from Slack."
+    )
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    sub.add_parser("serve", help="run the bot (HTTP on $PORT, or Socket Mode with SLACK_APP_TOKEN)")
+    db = sub.add_parser("db", help="database schema")
+    db_sub = db.add_subparsers(dest="db_command", required=True, metavar="ACTION")
+    db_sub.add_parser("upgrade", help="migrate the database to the newest schema")
+    sub.add_parser("check", help="check the settings in the environment")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    _setup_logging()
+    try:
+        settings = load_settings()
+        if args.command == "serve":
+            return cmd_serve(settings)
+        if args.command == "db":
+            return cmd_db_upgrade(settings)
+        if args.command == "check":
+            return cmd_check(settings)
+    except ConfigError as error:
+        print(f"rollout-bot: {error}", file=sys.stderr)
+        return 2
+    return 1

@@ -1,0 +1,112 @@
+"""Settings from the environment, read and checked once at start."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from storage.db import DEFAULT_URL, normalize_url
+
+DEFAULT_SLACK_API_URL = "https://slack.com/api/"
+
+
+class ConfigError(ValueError):
+    """What is missing or wrong, in one line a person can act on."""
+
+
+@dataclass(frozen=True)
+class Settings:
+    slack_bot_token: str | None
+    slack_signing_secret: str | None
+    slack_app_token: str | None
+    slack_api_url: str
+    database_url: str
+    port: int
+    dd_api_key: str | None
+    dd_app_key: str | None
+    dd_site: str | None
+    dd_api_url: str | None
+    default_timezone: str
+    default_country: str
+    templates_dir: Path | None
+    web_concurrency: int
+    web_threads: int
+    watch_minutes: int
+
+    @property
+    def socket_mode(self) -> bool:
+        return bool(self.slack_app_token)
+
+    @property
+    def datadog_configured(self) -> bool:
+        return bool(self.dd_api_key and self.dd_app_key)
+
+    def require_slack(self) -> None:
+        """`serve` needs a bot token, and a signing secret in HTTP mode or an app token in
+        Socket Mode. Names everything missing at once."""
+        missing = ["SLACK_BOT_TOKEN"] if not self.slack_bot_token else []
+        if not self.socket_mode and not self.slack_signing_secret:
+            missing.append("SLACK_SIGNING_SECRET (or SLACK_APP_TOKEN for Socket Mode)")
+        if missing:
+            raise ConfigError(f"rollout-bot serve needs {', '.join(missing)} in the environment")
+        if self.slack_app_token and not self.slack_app_token.startswith("xapp-"):
+            raise ConfigError("SLACK_APP_TOKEN must be an app-level token starting with xapp-")
+
+
+def _int(env: Mapping[str, str], name: str, default: int, low: int, high: int) -> int:
+    raw = env.get(name, "").strip()
+    if not raw:
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise ConfigError(f"{name} must be a whole number, got {raw!r}") from None
+    if not low <= value <= high:
+        raise ConfigError(f"{name} must be between {low} and {high}, got {value}")
+    return value
+
+
+def _timezone(env: Mapping[str, str]) -> str:
+    name = env.get("ROLLOUT_TIMEZONE", "").strip() or "America/Los_Angeles"
+    try:
+        ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise ConfigError(f"ROLLOUT_TIMEZONE {name!r} is not a time zone name") from None
+    return name
+
+
+def _api_url(raw: str | None) -> str:
+    url = (raw or "").strip() or DEFAULT_SLACK_API_URL
+    return url if url.endswith("/") else url + "/"
+
+
+def load_settings(env: Mapping[str, str] | None = None) -> Settings:
+    env = os.environ if env is None else env
+
+    def opt(name: str) -> str | None:
+        return env.get(name, "").strip() or None
+
+    templates_dir = opt("ROLLOUT_TEMPLATES_DIR")
+    if templates_dir and not Path(templates_dir).is_dir():
+        raise ConfigError(f"ROLLOUT_TEMPLATES_DIR {templates_dir!r} is not a folder")
+    return Settings(
+        slack_bot_token=opt("SLACK_BOT_TOKEN"),
+        slack_signing_secret=opt("SLACK_SIGNING_SECRET"),
+        slack_app_token=opt("SLACK_APP_TOKEN"),
+        slack_api_url=_api_url(opt("SLACK_API_URL")),
+        database_url=normalize_url(opt("DATABASE_URL") or DEFAULT_URL),
+        port=_int(env, "PORT", 3000, 1, 65535),
+        dd_api_key=opt("DD_API_KEY"),
+        dd_app_key=opt("DD_APP_KEY"),
+        dd_site=opt("DD_SITE"),
+        dd_api_url=opt("DD_API_URL"),
+        default_timezone=_timezone(env),
+        default_country=(opt("ROLLOUT_HOLIDAY_COUNTRY") or "US").upper(),
+        templates_dir=Path(templates_dir) if templates_dir else None,
+        web_concurrency=_int(env, "WEB_CONCURRENCY", 1, 1, 32),
+        web_threads=_int(env, "WEB_THREADS", 16, 1, 256),
+        watch_minutes=_int(env, "ROLLOUT_WATCH_MINUTES", 10, 1, 1440),
+    )

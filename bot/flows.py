@@ -1,0 +1,163 @@
+"""Use cases. Each opens one transaction, loads the rollout under lock, applies a rule from the
+domain, writes the new state with its Event, and commits. Slack is touched only after commit."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from sqlalchemy.exc import IntegrityError
+
+from bot import rollouts
+from bot.errors import DuplicateFeature, NeedsChoice, RolloutNotFound
+from bot.parsing import Start, UsageError
+from bot.plans import get_template
+from bot.services import Services
+from storage import queries
+from storage.enums import EventKind
+from storage.models import Rollout
+
+DEFAULT_TEMPLATE = "standard"
+
+
+@dataclass(frozen=True)
+class Actor:
+    team_id: str
+    user_id: str
+    channel_id: str
+
+
+def _check_timezone(name: str | None, default: str) -> str:
+    if not name:
+        return default
+    try:
+        ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise UsageError(f"`{name}` is not a time zone (use a name like Europe/Berlin)", "start") from None
+    return name
+
+
+def start(svc: Services, actor: Actor, cmd: Start) -> int:
+    """Creates the rollout from its template. Returns its id."""
+    assert cmd.feature is not None
+    plan = get_template(cmd.template or DEFAULT_TEMPLATE)
+    tz = _check_timezone(cmd.timezone, svc.settings.default_timezone)
+    now = svc.clock()
+    key = rollouts.feature_key(cmd.feature)
+    try:
+        with svc.db.transaction() as session:
+            existing = queries.open_by_feature(session=session, team_id=actor.team_id, feature_key=key)
+            if existing is not None:
+                raise _duplicate(existing)
+            rollout = rollouts.new_rollout(
+                plan,
+                team_id=actor.team_id,
+                channel_id=actor.channel_id,
+                feature=cmd.feature,
+                owner_id=cmd.owner_id or actor.user_id,
+                created_by=actor.user_id,
+                flag_key=cmd.flag,
+                service=cmd.service,
+                stakeholders=list(cmd.stakeholders),
+                timezone=tz,
+                country=svc.settings.default_country,
+                now=now,
+            )
+            session.add(rollout)
+            session.flush()
+            session.add(
+                rollouts.event(
+                    rollout, EventKind.STARTED, actor.user_id, now, template=plan.name, channel=actor.channel_id
+                )
+            )
+            return rollout.id
+    except IntegrityError:
+        # Two starts of one name raced past the check; the unique index kept one.
+        with svc.db.reading() as session:
+            existing = queries.open_by_feature(session=session, team_id=actor.team_id, feature_key=key)
+        if existing is None:
+            raise
+        raise _duplicate(existing) from None
+
+
+def _duplicate(existing: Rollout) -> DuplicateFeature:
+    return DuplicateFeature(
+        f"*{existing.feature}* already has an open rollout in <#{existing.channel_id}>. "
+        f"Use `/rollout status {existing.feature}` to see it, or pick another name."
+    )
+
+
+def discard(svc: Services, rollout_id: int) -> None:
+    """Undoes a start whose status message could not be posted, so nothing half-made stays."""
+    with svc.db.transaction() as session:
+        rollout = queries.lock_rollout(session=session, rollout_id=rollout_id)
+        if rollout is not None:
+            session.delete(rollout)
+
+
+def resolve(svc: Services, actor: Actor, feature: str | None, subcommand: str) -> int:
+    """Finds the rollout a command means: by name, else the channel's only open one."""
+    with svc.db.reading() as session:
+        if feature is not None:
+            key = rollouts.feature_key(feature)
+            found = queries.latest_by_feature(session=session, team_id=actor.team_id, feature_key=key)
+            if found is None:
+                raise RolloutNotFound(
+                    f"There is no rollout called *{feature}*. `/rollout list` shows the open ones."
+                )
+            return found.id
+        in_channel = queries.open_in_channel(session=session, team_id=actor.team_id, channel_id=actor.channel_id)
+    if len(in_channel) == 1:
+        return in_channel[0].id
+    if not in_channel:
+        raise RolloutNotFound(
+            f"This channel has no open rollout. Name one (`/rollout {subcommand} <feature>`) "
+            "or start one with `/rollout start <feature>`."
+        )
+    raise NeedsChoice(
+        f"This channel has {len(in_channel)} open rollouts. Which one?",
+        [(r.id, r.feature) for r in in_channel],
+    )
+
+
+def load(svc: Services, team_id: str, rollout_id: int) -> Rollout:
+    with svc.db.reading() as session:
+        rollout = queries.get_rollout(session=session, rollout_id=rollout_id)
+    if rollout is None or rollout.team_id != team_id:
+        raise RolloutNotFound("That rollout does not exist any more.")
+    return rollout
+
+
+def open_rollouts(svc: Services, team_id: str) -> list[Rollout]:
+    with svc.db.reading() as session:
+        return list(queries.open_in_team(session=session, team_id=team_id))
+
+
+@dataclass(frozen=True)
+class ItemChange:
+    item_id: int
+    checked: bool
+
+
+def set_items(svc: Services, actor: Actor, rollout_id: int, changes: list[ItemChange]) -> int:
+    """Applies checklist ticks. Each tick names one item and its new state, so two people
+    ticking different boxes at once both stick. Returns how many items changed."""
+    now = svc.clock()
+    changed = 0
+    with svc.db.transaction() as session:
+        rollout = queries.lock_rollout(session=session, rollout_id=rollout_id)
+        if rollout is None or rollout.team_id != actor.team_id:
+            raise RolloutNotFound("That rollout does not exist any more.")
+        for change in changes:
+            toggle = rollouts.set_item(rollout, change.item_id, change.checked, actor.user_id, now)
+            if toggle is None:
+                continue
+            changed += 1
+            kind = EventKind.ITEM_CHECKED if toggle.checked else EventKind.ITEM_UNCHECKED
+            item = toggle.item
+            session.add(
+                rollouts.event(
+                    rollout, kind, actor.user_id, now, item_id=item.id, text=item.text, phase=item.phase.name
+                )
+            )
+    return changed

@@ -1,0 +1,35 @@
+"""Every action_id, block_id and callback_id the bot uses, in one place."""
+
+from enum import StrEnum
+
+
+class Action(StrEnum):
+    CHECKLIST_TOGGLE = "checklist_toggle"
+    ADVANCE = "advance"
+    ADVANCE_ANYWAY = "advance_anyway"
+    SNAPSHOT = "snapshot"
+    PAUSE = "pause"
+    RESUME = "resume"
+    ROLLBACK = "rollback"
+    PICK_ROLLOUT = "pick_rollout"
+    OPEN_ROLLOUT = "open_rollout"
+
+
+class Block(StrEnum):
+    HEADER = "header"
+    STEPS = "steps"
+    CHECKLIST = "checklist"  # followed by ":<phase position>:<chunk>"
+    CONTROLS = "controls"
+    START_FEATURE = "start_feature"
+    START_TEMPLATE = "start_template"
+    START_OWNER = "start_owner"
+    START_STAKEHOLDERS = "start_stakeholders"
+    START_FLAG = "start_flag"
+    REASON = "reason"
+
+
+class View(StrEnum):
+    START = "start_rollout"
+    OVERRIDE = "advance_override"
+    ROLLBACK = "rollback_confirm"
+    METRICS = "edit_metrics"

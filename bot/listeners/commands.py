@@ -1,0 +1,50 @@
+"""`/rollout ...`: ack at once (help and bad input are answered in the ack), work after."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from slack_bolt import Ack, App, Respond
+
+from bot import handlers
+from bot.answers import answering, usage_message
+from bot.flows import Actor
+from bot.parsing import UsageError, parse_command
+from bot.services import Services
+from messages.blocks import Message
+
+
+def actor_of(command: dict[str, Any]) -> Actor:
+    return Actor(team_id=command["team_id"], user_id=command["user_id"], channel_id=command["channel_id"])
+
+
+def ephemeral(respond: Respond):  # type: ignore[no-untyped-def]
+    def reply(message: Message) -> None:
+        respond(response_type="ephemeral", replace_original=False, **message.as_kwargs())
+
+    return reply
+
+
+def register(app: App, svc: Services) -> None:
+    def acknowledge(ack: Ack, command: dict[str, Any]) -> None:
+        try:
+            quick = handlers.quick_reply(parse_command(command.get("text", "")))
+        except UsageError as error:
+            quick = usage_message(error)
+        if quick is None:
+            ack()
+        else:
+            ack(response_type="ephemeral", **quick.as_kwargs())
+
+    def work(command: dict[str, Any], respond: Respond) -> None:
+        try:
+            cmd = parse_command(command.get("text", ""))
+        except UsageError:
+            return  # the ack already showed the right form
+        reply = ephemeral(respond)
+        with answering(reply, type(cmd).__name__.lower()):
+            answer = handlers.run(svc, actor_of(command), cmd, trigger_id=command.get("trigger_id"))
+            if answer is not None:
+                reply(answer)
+
+    app.command("/rollout")(ack=acknowledge, lazy=[work])

@@ -1,0 +1,105 @@
+"""A rollout plan: phases of steps, checklists, success metrics and rollback triggers.
+
+Plain frozen dataclasses. A template is a Plan; a rollout copies its Plan when it starts.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from enum import StrEnum
+from typing import Any
+
+
+class Rule(StrEnum):
+    """How a metric's threshold is read. Each has one unambiguous meaning."""
+
+    RELATIVE = "relative"  # change vs baseline in percent of the baseline: +10 % of 200 ms
+    ABSOLUTE = "absolute"  # change vs baseline in the metric's own unit (pp for a rate)
+    UPPER = "upper"  # the value itself must stay at or below the threshold
+    LOWER = "lower"  # the value itself must stay at or above the threshold
+    ZERO = "zero"  # the value must be exactly zero (e.g. a count of wrong-type records)
+
+
+class Direction(StrEnum):
+    """Which way a change is bad."""
+
+    UP = "up"
+    DOWN = "down"
+
+
+@dataclass(frozen=True)
+class Metric:
+    """A number read from Datadog and the rule it must keep.
+
+    As a success criterion it must pass to advance; as a rollback trigger, breaking it fires
+    the trigger. `query` may hold `{feature}`, `{flag}` and `{service}` placeholders.
+    """
+
+    key: str
+    name: str
+    query: str
+    rule: Rule
+    threshold: float = 0.0
+    bad: Direction = Direction.UP
+    aggregator: str = "avg"
+    window_minutes: int = 60
+    unit: str = ""
+    control_query: str = ""  # same query on the control cohort; empty = stored baseline
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Metric:
+        known = {k: v for k, v in data.items() if k in cls.__dataclass_fields__}
+        known["rule"] = Rule(known["rule"])
+        known["bad"] = Direction(known.get("bad", "up"))
+        return cls(**known)
+
+
+@dataclass(frozen=True)
+class Step:
+    percent: float
+    desired_users: int | None = None
+    min_business_days: float = 0.0
+    label: str = ""  # e.g. "internal" for a step that is not a share of users
+
+    @property
+    def title(self) -> str:
+        return self.label or f"{self.percent:g}%"
+
+
+@dataclass(frozen=True)
+class Phase:
+    name: str
+    steps: tuple[Step, ...]
+    description: str = ""
+    duration: str = ""
+    tasks: tuple[str, ...] = ()
+    exit_criteria: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class SuccessMetricRow:
+    """A row of the plan document's success-metrics table, kept as the team wrote it."""
+
+    metric: str
+    baseline: str
+    target: str
+    method: str
+
+
+@dataclass(frozen=True)
+class Plan:
+    name: str
+    title: str
+    phases: tuple[Phase, ...]
+    description: str = ""
+    metrics: tuple[Metric, ...] = ()
+    triggers: tuple[Metric, ...] = ()
+    manual_triggers: tuple[str, ...] = ()
+    success_table: tuple[SuccessMetricRow, ...] = field(default=())
+
+    @property
+    def percents(self) -> list[float]:
+        return [step.percent for phase in self.phases for step in phase.steps]

@@ -1,0 +1,40 @@
+"""Wires the running bot: settings -> services -> Bolt app -> HTTP server or Socket Mode."""
+
+from __future__ import annotations
+
+import logging
+
+from bot.app import build_app
+from bot.config import Settings
+from bot.services import Services
+from bot.slack import make_client
+from messages import configure
+from storage.db import Database
+
+log = logging.getLogger(__name__)
+
+
+def build_services(settings: Settings) -> Services:
+    configure(settings.templates_dir)
+    return Services(
+        settings=settings,
+        db=Database(settings.database_url, pool_size=max(5, settings.web_threads)),
+        client=make_client(settings.slack_bot_token, settings.slack_api_url),
+    )
+
+
+def serve(settings: Settings) -> None:
+    svc = build_services(settings)
+    bolt = build_app(svc)
+    if settings.socket_mode:
+        from slack_bolt.adapter.socket_mode import SocketModeHandler
+
+        log.info("Socket Mode, database %s", svc.db.dialect)
+        SocketModeHandler(bolt, settings.slack_app_token).start()
+        return
+    from bot.web import build_web, serve_http
+
+    # No connection may cross gunicorn's fork into the worker.
+    svc.db.dispose()
+    log.info("HTTP on port %s, database %s", settings.port, svc.db.dialect)
+    serve_http(build_web(bolt, svc.db), port=settings.port, threads=settings.web_threads)

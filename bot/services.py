@@ -1,0 +1,24 @@
+"""What flows need from the outside world, built once at start and handed to listeners."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+from slack_sdk import WebClient
+
+from bot.config import Settings
+from storage.db import Database
+
+
+def utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
+@dataclass
+class Services:
+    settings: Settings
+    db: Database
+    client: WebClient
+    clock: Callable[[], datetime] = utc_now

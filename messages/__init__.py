@@ -1,0 +1,3 @@
+from messages.render import configure, render
+
+__all__ = ["configure", "render"]

@@ -1,0 +1,251 @@
+"""Block Kit for every message and modal, built with slack_sdk.models.blocks.
+
+Data in, blocks out: no session, no client. Slack's limits (50 blocks, 10 options per
+checkboxes element, 75 characters per option) are kept here, by chunking and truncating.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import TYPE_CHECKING, Any
+
+from slack_sdk.models.blocks import (
+    ActionsBlock,
+    Block,
+    ButtonElement,
+    CheckboxesElement,
+    ContextBlock,
+    DividerBlock,
+    HeaderBlock,
+    MarkdownTextObject,
+    Option,
+    SectionBlock,
+)
+
+from bot.ids import Action
+from bot.ids import Block as BlockId
+from messages.render import render
+from messages.text import (
+    MAX_BLOCKS,
+    MAX_FALLBACK_TEXT,
+    MAX_HEADER_TEXT,
+    MAX_OPTION_TEXT,
+    MAX_OPTIONS_PER_CHECKBOXES,
+    MAX_SECTION_TEXT,
+    escape,
+    local_time,
+    truncate,
+)
+
+if TYPE_CHECKING:
+    from storage.models import ChecklistItem, Phase, Rollout, Step
+
+STATUS_LABEL = {
+    "active": ":large_green_circle: Active",
+    "paused": ":double_vertical_bar: Paused",
+    "rolled_back": ":rewind: Rolled back",
+    "completed": ":white_check_mark: Completed",
+}
+
+
+@dataclass(frozen=True)
+class Message:
+    """What chat.postMessage / chat.update / respond take: the fallback text and the blocks."""
+
+    text: str
+    blocks: list[dict[str, Any]] = field(default_factory=list)
+
+    def as_kwargs(self) -> dict[str, Any]:
+        return {"text": self.text, "blocks": self.blocks}
+
+
+def _dicts(blocks: Iterable[Block]) -> list[dict[str, Any]]:
+    return [b.to_dict() for b in blocks]
+
+
+def text_message(mrkdwn: str) -> Message:
+    """A plain notice; the same text is the fallback and the one section."""
+    body = truncate(mrkdwn, MAX_SECTION_TEXT)
+    return Message(
+        text=truncate(mrkdwn, MAX_FALLBACK_TEXT),
+        blocks=_dicts([SectionBlock(text=MarkdownTextObject(text=body))]),
+    )
+
+
+def _step_text(step: Step, phase: Phase, rollout: Rollout) -> str:
+    title = step.label or f"{step.percent:g}%"
+    users = f" ({step.desired_users:,} users)" if step.desired_users else ""
+    is_current = (
+        rollout.status.is_open
+        and phase.position == rollout.phase_index
+        and step.position == rollout.step_index
+    )
+    if is_current:
+        return f"*{escape(title)}{users}* :arrow_left: now"
+    if step.completed_at is not None:
+        return f"~{escape(title)}{users}~"
+    return f"{escape(title)}{users}"
+
+
+def _phase_line(phase: Phase, rollout: Rollout) -> str:
+    if phase.completed_at is not None:
+        mark = ":white_check_mark:"
+    elif rollout.status.is_open and phase.position == rollout.phase_index:
+        mark = ":arrow_forward:"
+    else:
+        mark = ":white_circle:"
+    steps = " → ".join(_step_text(s, phase, rollout) for s in phase.steps)
+    return f"{mark} *{escape(phase.name)}*: {steps}"
+
+
+def _option(item: ChecklistItem, tz: str) -> Option:
+    text = truncate(item.text, MAX_OPTION_TEXT)
+    if item.checked:
+        when = local_time(item.checked_at, tz)
+        description: MarkdownTextObject | None = MarkdownTextObject(
+            text=truncate(f"<@{item.checked_by}> · {when}", MAX_OPTION_TEXT)
+        )
+    elif len(item.text) > MAX_OPTION_TEXT:
+        description = MarkdownTextObject(text=truncate(escape(item.text[MAX_OPTION_TEXT - 1 :]), MAX_OPTION_TEXT))
+    else:
+        description = None
+    return Option(
+        value=str(item.id), text=MarkdownTextObject(text=escape(text)), description=description
+    )
+
+
+def _checklist(phase: Phase, tz: str, title: str, items: Sequence[ChecklistItem]) -> list[Block]:
+    if not items:
+        return []
+    done = sum(1 for i in items if i.checked)
+    blocks: list[Block] = [ContextBlock(elements=[MarkdownTextObject(text=f"*{title}* {done}/{len(items)}")])]
+    for chunk_no, start in enumerate(range(0, len(items), MAX_OPTIONS_PER_CHECKBOXES)):
+        chunk = items[start : start + MAX_OPTIONS_PER_CHECKBOXES]
+        options = [_option(i, tz) for i in chunk]
+        blocks.append(
+            ActionsBlock(
+                block_id=f"{BlockId.CHECKLIST}:{phase.rollout_id}:{phase.position}:{title[0].lower()}{chunk_no}",
+                elements=[
+                    CheckboxesElement(
+                        action_id=Action.CHECKLIST_TOGGLE,
+                        options=options,
+                        initial_options=[o for o, i in zip(options, chunk, strict=True) if i.checked]
+                        or None,
+                    )
+                ],
+            )
+        )
+    return blocks
+
+
+def _header(rollout: Rollout) -> list[Block]:
+    facts = [
+        f"{STATUS_LABEL[rollout.status.value]}",
+        f"Owner <@{rollout.owner_id}>",
+        f"Plan *{escape(rollout.plan_title)}* (`{escape(rollout.template)}`)",
+    ]
+    if rollout.flag_key:
+        facts.append(f"Flag `{escape(rollout.flag_key)}`")
+    if rollout.stakeholder_channels:
+        facts.append("Stakeholders " + " ".join(f"<#{c}>" for c in rollout.stakeholder_channels))
+    return [
+        HeaderBlock(
+            block_id=BlockId.HEADER,
+            text=truncate(f":rocket: {rollout.feature}", MAX_HEADER_TEXT),
+        ),
+        ContextBlock(elements=[MarkdownTextObject(text=f) for f in facts]),
+    ]
+
+
+def _where(rollout: Rollout) -> str:
+    if not rollout.status.is_open:
+        return STATUS_LABEL[rollout.status.value]
+    step = rollout.current_step
+    since = local_time(rollout.step_started_at, rollout.timezone, with_zone=True)
+    title = step.label or f"{step.percent:g}%"
+    return f"Now at *{escape(title)}* of *{escape(rollout.current_phase.name)}*, since {since}"
+
+
+def _checklist_text(title: str, items: Sequence[ChecklistItem]) -> str:
+    lines = [f"*{title}* {sum(1 for i in items if i.checked)}/{len(items)}"]
+    lines += [f"{':ballot_box_with_check:' if i.checked else ':white_large_square:'} {escape(i.text)}" for i in items]
+    return "\n".join(lines)
+
+
+def status_message(rollout: Rollout, *, now: datetime, interactive: bool = True, link: str | None = None) -> Message:
+    """The one message per rollout, edited in place: plan, position, current checklist.
+
+    `interactive=False` renders the checklist as text, for an ephemeral copy that links to the
+    live message instead of offering boxes that would not update it."""
+    plan_lines = "\n".join(_phase_line(p, rollout) for p in rollout.phases)
+    blocks: list[Block] = [
+        *_header(rollout),
+        SectionBlock(block_id=BlockId.STEPS, text=MarkdownTextObject(text=truncate(f"{_where(rollout)}\n{plan_lines}", MAX_SECTION_TEXT))),
+    ]
+    if rollout.status.is_open and not interactive:
+        phase = rollout.current_phase
+        for title, kind in (("Tasks", "task"), ("Exit criteria", "exit")):
+            items = [i for i in phase.items if i.kind.value == kind]
+            if items:
+                blocks.append(SectionBlock(text=MarkdownTextObject(text=truncate(_checklist_text(title, items), MAX_SECTION_TEXT))))
+        if link:
+            blocks.append(ContextBlock(elements=[MarkdownTextObject(text=f"<{link}|Open the live status message> to tick items.")]))
+    elif rollout.status.is_open:
+        phase = rollout.current_phase
+        tasks = [i for i in phase.items if i.kind.value == "task"]
+        exits = [i for i in phase.items if i.kind.value == "exit"]
+        checklist = [
+            DividerBlock(),
+            *_checklist(phase, rollout.timezone, "Tasks", tasks),
+            *_checklist(phase, rollout.timezone, "Exit criteria", exits),
+        ]
+        room = MAX_BLOCKS - len(blocks) - 1
+        if len(checklist) > room:
+            checklist = checklist[: room - 1] + [
+                ContextBlock(elements=[MarkdownTextObject(text="More items than one message can hold: the rest are in the export.")])
+            ]
+        blocks.extend(checklist)
+    blocks.append(
+        ContextBlock(elements=[MarkdownTextObject(text=f"Updated {local_time(now, rollout.timezone, with_zone=True)}")])
+    )
+    items = rollout.current_phase.items
+    fallback = render(
+        "status_fallback",
+        feature=rollout.feature,
+        state=_state_words(rollout),
+        done=sum(1 for i in items if i.checked),
+        total=len(items),
+        phase=rollout.current_phase.name,
+    )
+    return Message(text=truncate(fallback, MAX_FALLBACK_TEXT), blocks=_dicts(blocks))
+
+
+def _state_words(rollout: Rollout) -> str:
+    if not rollout.status.is_open:
+        return rollout.status.value.replace("_", " ")
+    step = rollout.current_step
+    words = f"at {step.label or f'{step.percent:g}%'}"
+    return words + (" (paused)" if rollout.status.value == "paused" else "")
+
+
+def choose_rollout(question: str, choices: Sequence[tuple[int, str]], subcommand: str) -> Message:
+    """Several open rollouts in the channel: one button each, carrying the command to run."""
+    buttons = [
+        ButtonElement(
+            text=truncate(feature, 75),
+            action_id=f"{Action.PICK_ROLLOUT}:{rollout_id}",
+            value=f"{subcommand}:{rollout_id}",
+        )
+        for rollout_id, feature in choices[:25]
+    ]
+    return Message(
+        text=question,
+        blocks=_dicts(
+            [
+                SectionBlock(text=MarkdownTextObject(text=escape(question))),
+                ActionsBlock(elements=buttons),
+            ]
+        ),
+    )

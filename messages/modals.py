@@ -1,0 +1,74 @@
+"""Modals (views.open payloads)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from slack_sdk.models.blocks import (
+    ConversationMultiSelectElement,
+    InputBlock,
+    Option,
+    PlainTextInputElement,
+    StaticSelectElement,
+    UserSelectElement,
+)
+from slack_sdk.models.views import View
+
+from bot.ids import Block, View as ViewId
+from bot.parsing import MAX_FEATURE_LEN
+
+# action_id inside each input block; the block_id says which field it is.
+VALUE = "value"
+
+
+def start_modal(
+    *,
+    templates: Sequence[tuple[str, str]],
+    default_template: str,
+    owner_id: str,
+    private_metadata: str,
+) -> dict[str, Any]:
+    options = [Option(value=name, text=f"{title} ({name})"[:75]) for name, title in templates]
+    initial = next((o for o in options if o.value == default_template), options[0])
+    view = View(
+        type="modal",
+        callback_id=ViewId.START,
+        title="Start a rollout",
+        submit="Start",
+        close="Cancel",
+        private_metadata=private_metadata,
+        blocks=[
+            InputBlock(
+                block_id=Block.START_FEATURE,
+                label="Feature",
+                hint="Unique among this workspace's open rollouts, e.g. checkout-v2",
+                element=PlainTextInputElement(action_id=VALUE, max_length=MAX_FEATURE_LEN),
+            ),
+            InputBlock(
+                block_id=Block.START_TEMPLATE,
+                label="Plan template",
+                element=StaticSelectElement(action_id=VALUE, options=options, initial_option=initial),
+            ),
+            InputBlock(
+                block_id=Block.START_OWNER,
+                label="Owner",
+                element=UserSelectElement(action_id=VALUE, initial_user=owner_id),
+            ),
+            InputBlock(
+                block_id=Block.START_STAKEHOLDERS,
+                label="Stakeholder channels",
+                optional=True,
+                element=ConversationMultiSelectElement(
+                    action_id=VALUE, filter={"include": ["public", "private"], "exclude_bot_users": True}
+                ),
+            ),
+            InputBlock(
+                block_id=Block.START_FLAG,
+                label="Feature flag key",
+                optional=True,
+                element=PlainTextInputElement(action_id=VALUE, max_length=120),
+            ),
+        ],
+    )
+    return view.to_dict()

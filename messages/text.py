@@ -1,0 +1,38 @@
+"""Text helpers shared by every message: Slack escaping, lengths, times."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from zoneinfo import ZoneInfo
+
+# Block Kit limits (https://docs.slack.dev/reference/block-kit): enforced here, not hoped for.
+MAX_BLOCKS = 50
+MAX_SECTION_TEXT = 3000
+MAX_HEADER_TEXT = 150
+MAX_OPTION_TEXT = 75
+MAX_OPTIONS_PER_CHECKBOXES = 10
+MAX_BUTTON_TEXT = 75
+MAX_BUTTON_VALUE = 2000
+MAX_CONTEXT_ELEMENTS = 10
+MAX_FALLBACK_TEXT = 4000
+
+
+def escape(value: object) -> str:
+    """Slack's own escaping for mrkdwn: user text can never become a `<!channel>` or a link."""
+    return str(value).replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+
+
+def truncate(value: str, limit: int) -> str:
+    return value if len(value) <= limit else value[: limit - 1].rstrip() + "…"
+
+
+def local_time(moment: datetime | None, tz: str, *, with_zone: bool = False) -> str:
+    if moment is None:
+        return ""
+    local = moment.astimezone(ZoneInfo(tz))
+    text = local.strftime("%a %d %b %H:%M")
+    return f"{text} {tz}" if with_zone else text
+
+
+def percent(value: float) -> str:
+    return f"{value:g}%"

@@ -1,0 +1,59 @@
+"""The persisted vocabulary. Plain enums, so the domain can use them without SQLAlchemy."""
+
+from enum import StrEnum
+
+
+class RolloutStatus(StrEnum):
+    ACTIVE = "active"
+    PAUSED = "paused"
+    ROLLED_BACK = "rolled_back"
+    COMPLETED = "completed"
+
+    @property
+    def is_open(self) -> bool:
+        """Open rollouts hold their feature name; finished ones free it."""
+        return self in (RolloutStatus.ACTIVE, RolloutStatus.PAUSED)
+
+
+OPEN_STATUSES = (RolloutStatus.ACTIVE.value, RolloutStatus.PAUSED.value)
+
+
+class ItemKind(StrEnum):
+    TASK = "task"
+    EXIT = "exit"
+
+
+class EventKind(StrEnum):
+    STARTED = "started"
+    ITEM_CHECKED = "item_checked"
+    ITEM_UNCHECKED = "item_unchecked"
+    ADVANCED = "advanced"
+    ADVANCE_BLOCKED = "advance_blocked"
+    OVERRIDDEN = "overridden"
+    PHASE_COMPLETED = "phase_completed"
+    PAUSED = "paused"
+    RESUMED = "resumed"
+    ROLLED_BACK = "rolled_back"
+    COMPLETED = "completed"
+    SNAPSHOT = "snapshot"
+    TRIGGER_FIRED = "trigger_fired"
+    APPROVER_ADDED = "approver_added"
+    APPROVER_REMOVED = "approver_removed"
+    METRICS_EDITED = "metrics_edited"
+    REFUSED = "refused"
+    UPDATE_SENT = "update_sent"
+    DIGEST_CHANGED = "digest_changed"
+    DELIVERY_FAILED = "delivery_failed"
+
+
+class OutboxState(StrEnum):
+    PENDING = "pending"
+    SENT = "sent"
+    FAILED = "failed"
+
+
+class SnapshotKind(StrEnum):
+    BASELINE = "baseline"
+    GATE = "gate"
+    CHECK = "check"
+    WATCH = "watch"

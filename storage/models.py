@@ -1,0 +1,324 @@
+"""Tables. Rules that belong to one row live here as small methods; everything else is in bot/."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    DateTime,
+    Enum,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Text,
+    TypeDecorator,
+    UniqueConstraint,
+    text,
+)
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+
+from storage.enums import (
+    OPEN_STATUSES,
+    EventKind,
+    ItemKind,
+    OutboxState,
+    RolloutStatus,
+    SnapshotKind,
+)
+
+
+class UTCDateTime(TypeDecorator[datetime]):
+    """Stores UTC, always hands back an aware datetime (SQLite keeps no zone of its own)."""
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Any) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("naive datetime given to a UTC column")
+        value = value.astimezone(UTC)
+        return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
+
+    def process_result_value(self, value: datetime | None, dialect: Any) -> datetime | None:
+        if value is None:
+            return None
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+def _str_enum(enum_cls: type) -> Enum:
+    return Enum(
+        enum_cls,
+        native_enum=False,
+        length=32,
+        values_callable=lambda members: [m.value for m in members],
+        validate_strings=True,
+    )
+
+
+NAMING = {
+    "ix": "ix_%(column_0_label)s",
+    "uq": "uq_%(table_name)s_%(column_0_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+
+class Base(DeclarativeBase):
+    metadata = MetaData(naming_convention=NAMING)
+    type_annotation_map = {
+        datetime: UTCDateTime(),
+        str: String(255),
+        dict[str, Any]: JSON(),
+        list[Any]: JSON(),
+        RolloutStatus: _str_enum(RolloutStatus),
+        ItemKind: _str_enum(ItemKind),
+        EventKind: _str_enum(EventKind),
+        OutboxState: _str_enum(OutboxState),
+        SnapshotKind: _str_enum(SnapshotKind),
+    }
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+class Rollout(Base):
+    """One feature going from 0 to 100 %.
+
+    Rules:
+    - a feature name is unique among a workspace's open (active or paused) rollouts;
+    - the plan is copied into phases, steps and items when the rollout starts, so editing a
+      template never changes a running rollout;
+    - `revision` goes up with every change, so a re-rendered status message can tell it is stale.
+    """
+
+    __tablename__ = "rollout"
+    __table_args__ = (
+        Index(
+            "uq_rollout_open_feature",
+            "team_id",
+            "feature_key",
+            unique=True,
+            sqlite_where=text(f"status IN {OPEN_STATUSES!r}"),
+            postgresql_where=text(f"status IN {OPEN_STATUSES!r}"),
+        ),
+        Index("ix_rollout_channel", "team_id", "channel_id", "status"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    team_id: Mapped[str] = mapped_column(String(32))
+    channel_id: Mapped[str] = mapped_column(String(32))
+    feature: Mapped[str] = mapped_column(String(80))
+    feature_key: Mapped[str] = mapped_column(String(80))
+    template: Mapped[str] = mapped_column(String(64))
+    plan_title: Mapped[str] = mapped_column(String(200))
+    owner_id: Mapped[str] = mapped_column(String(32))
+    created_by: Mapped[str] = mapped_column(String(32))
+    flag_key: Mapped[str | None] = mapped_column(String(120))
+    service: Mapped[str | None] = mapped_column(String(120))
+    stakeholder_channels: Mapped[list[Any]] = mapped_column(default=list)
+    status: Mapped[RolloutStatus] = mapped_column(default=RolloutStatus.ACTIVE)
+    phase_index: Mapped[int] = mapped_column(default=0)
+    step_index: Mapped[int] = mapped_column(default=0)
+    step_started_at: Mapped[datetime] = mapped_column(default=utcnow)
+    timezone: Mapped[str] = mapped_column(String(64))
+    country: Mapped[str] = mapped_column(String(8))
+    metrics: Mapped[list[Any]] = mapped_column(default=list)
+    triggers: Mapped[list[Any]] = mapped_column(default=list)
+    manual_triggers: Mapped[list[Any]] = mapped_column(default=list)
+    watch_pauses: Mapped[bool] = mapped_column(default=True)
+    digest: Mapped[str] = mapped_column(String(16), default="daily")
+    digest_time: Mapped[str] = mapped_column(String(5), default="09:00")
+    revision: Mapped[int] = mapped_column(Integer, default=1)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow)
+    finished_at: Mapped[datetime | None]
+
+    phases: Mapped[list[Phase]] = relationship(
+        back_populates="rollout", order_by="Phase.position", cascade="all, delete-orphan"
+    )
+    approvers: Mapped[list[Approver]] = relationship(
+        back_populates="rollout", cascade="all, delete-orphan"
+    )
+
+    @property
+    def current_phase(self) -> Phase:
+        return self.phases[self.phase_index]
+
+    @property
+    def current_step(self) -> Step:
+        return self.current_phase.steps[self.step_index]
+
+    def touch(self, now: datetime) -> None:
+        """Marks a change: a new revision, so stale renders of the status message are redone."""
+        self.revision += 1
+        self.updated_at = now
+
+
+class Phase(Base):
+    __tablename__ = "phase"
+    __table_args__ = (UniqueConstraint("rollout_id", "position", name="uq_phase_position"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    rollout_id: Mapped[int] = mapped_column(ForeignKey("rollout.id", ondelete="CASCADE"))
+    position: Mapped[int]
+    name: Mapped[str] = mapped_column(String(120))
+    description: Mapped[str] = mapped_column(Text, default="")
+    duration: Mapped[str] = mapped_column(String(120), default="")
+    started_at: Mapped[datetime | None]
+    completed_at: Mapped[datetime | None]
+
+    rollout: Mapped[Rollout] = relationship(back_populates="phases")
+    steps: Mapped[list[Step]] = relationship(
+        back_populates="phase", order_by="Step.position", cascade="all, delete-orphan"
+    )
+    items: Mapped[list[ChecklistItem]] = relationship(
+        back_populates="phase", order_by="ChecklistItem.position", cascade="all, delete-orphan"
+    )
+
+
+class Step(Base):
+    __tablename__ = "step"
+    __table_args__ = (UniqueConstraint("phase_id", "position", name="uq_step_position"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    phase_id: Mapped[int] = mapped_column(ForeignKey("phase.id", ondelete="CASCADE"))
+    position: Mapped[int]
+    percent: Mapped[float]
+    desired_users: Mapped[int | None]
+    min_business_days: Mapped[float] = mapped_column(default=0)
+    label: Mapped[str] = mapped_column(String(32), default="")
+    planned_end: Mapped[datetime | None]
+    started_at: Mapped[datetime | None]
+    completed_at: Mapped[datetime | None]
+
+    phase: Mapped[Phase] = relationship(back_populates="steps")
+
+
+class ChecklistItem(Base):
+    __tablename__ = "checklist_item"
+    __table_args__ = (UniqueConstraint("phase_id", "position", name="uq_item_position"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    phase_id: Mapped[int] = mapped_column(ForeignKey("phase.id", ondelete="CASCADE"))
+    rollout_id: Mapped[int] = mapped_column(ForeignKey("rollout.id", ondelete="CASCADE"))
+    position: Mapped[int]
+    kind: Mapped[ItemKind]
+    text: Mapped[str] = mapped_column(Text)
+    checked_by: Mapped[str | None] = mapped_column(String(32))
+    checked_at: Mapped[datetime | None]
+
+    phase: Mapped[Phase] = relationship(back_populates="items")
+    rollout: Mapped[Rollout] = relationship()
+
+    @property
+    def checked(self) -> bool:
+        return self.checked_at is not None
+
+
+class Approver(Base):
+    __tablename__ = "approver"
+    __table_args__ = (UniqueConstraint("rollout_id", "user_id", name="uq_approver_user"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    rollout_id: Mapped[int] = mapped_column(ForeignKey("rollout.id", ondelete="CASCADE"))
+    user_id: Mapped[str] = mapped_column(String(32))
+
+    rollout: Mapped[Rollout] = relationship(back_populates="approvers")
+
+
+class Event(Base):
+    """The audit timeline: every state change, who, when, what and why."""
+
+    __tablename__ = "event"
+    __table_args__ = (Index("ix_event_rollout_at", "rollout_id", "at"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    rollout_id: Mapped[int] = mapped_column(ForeignKey("rollout.id", ondelete="CASCADE"))
+    at: Mapped[datetime] = mapped_column(default=utcnow)
+    actor_id: Mapped[str | None] = mapped_column(String(32))
+    kind: Mapped[EventKind]
+    data: Mapped[dict[str, Any]] = mapped_column(default=dict)
+
+
+class SlackMessage(Base):
+    """Where a rollout's own messages live in Slack (the status message), to edit them in place."""
+
+    __tablename__ = "slack_message"
+    __table_args__ = (UniqueConstraint("rollout_id", "purpose", name="uq_slack_message_purpose"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    rollout_id: Mapped[int] = mapped_column(ForeignKey("rollout.id", ondelete="CASCADE"))
+    purpose: Mapped[str] = mapped_column(String(32))
+    channel_id: Mapped[str] = mapped_column(String(32))
+    ts: Mapped[str] = mapped_column(String(32))
+    rendered_revision: Mapped[int] = mapped_column(default=0)
+
+
+class MetricSnapshot(Base):
+    __tablename__ = "metric_snapshot"
+    __table_args__ = (Index("ix_snapshot_rollout_at", "rollout_id", "taken_at"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    rollout_id: Mapped[int] = mapped_column(ForeignKey("rollout.id", ondelete="CASCADE"))
+    kind: Mapped[SnapshotKind]
+    taken_at: Mapped[datetime] = mapped_column(default=utcnow)
+    phase_index: Mapped[int]
+    step_index: Mapped[int]
+    readings: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    verdict: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    passed: Mapped[bool | None]
+
+
+class OutboxMessage(Base):
+    """A Slack message to deliver, written in the transaction of the change it announces.
+
+    `dedupe_key` is unique: (rollout, milestone, channel) is announced once, however often the
+    change is retried or replayed.
+    """
+
+    __tablename__ = "outbox_message"
+    __table_args__ = (
+        UniqueConstraint("dedupe_key", name="uq_outbox_dedupe_key"),
+        Index("ix_outbox_due", "state", "next_attempt_at"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    rollout_id: Mapped[int | None] = mapped_column(ForeignKey("rollout.id", ondelete="CASCADE"))
+    dedupe_key: Mapped[str] = mapped_column(String(255))
+    channel_id: Mapped[str] = mapped_column(String(32))
+    in_status_thread: Mapped[bool] = mapped_column(default=False)
+    payload: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    state: Mapped[OutboxState] = mapped_column(default=OutboxState.PENDING)
+    attempts: Mapped[int] = mapped_column(default=0)
+    next_attempt_at: Mapped[datetime] = mapped_column(default=utcnow)
+    locked_until: Mapped[datetime | None]
+    last_error: Mapped[str | None] = mapped_column(Text)
+    sent_ts: Mapped[str | None] = mapped_column(String(32))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    sent_at: Mapped[datetime | None]
+
+
+class DueJob(Base):
+    """Work due at a time (digest, reminders, watch), kept in the database so restarts lose
+    nothing and replicas never both run it: a job is claimed by moving `due_at` under a lock."""
+
+    __tablename__ = "due_job"
+    __table_args__ = (
+        UniqueConstraint("rollout_id", "kind", name="uq_due_job_kind"),
+        Index("ix_due_job_due_at", "due_at"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    rollout_id: Mapped[int] = mapped_column(ForeignKey("rollout.id", ondelete="CASCADE"))
+    kind: Mapped[str] = mapped_column(String(32))
+    due_at: Mapped[datetime]
+    last_run_at: Mapped[datetime | None]
+    data: Mapped[dict[str, Any]] = mapped_column(default=dict)

@@ -1,0 +1,99 @@
+"""Query functions. They take the session as a keyword and never commit: the caller owns the
+transaction."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from sqlalchemy import Select, select
+from sqlalchemy.orm import Session, selectinload
+
+from storage.enums import OPEN_STATUSES
+from storage.models import Event, MetricSnapshot, Phase, Rollout, SlackMessage
+
+STATUS_PURPOSE = "status"
+
+
+def _with_plan(stmt: Select[tuple[Rollout]]) -> Select[tuple[Rollout]]:
+    # selectin, not joined: Postgres refuses FOR UPDATE on the nullable side of an outer join.
+    return stmt.options(
+        selectinload(Rollout.phases).selectinload(Phase.steps),
+        selectinload(Rollout.phases).selectinload(Phase.items),
+        selectinload(Rollout.approvers),
+    )
+
+
+def get_rollout(*, session: Session, rollout_id: int) -> Rollout | None:
+    return session.scalars(_with_plan(select(Rollout).where(Rollout.id == rollout_id))).first()
+
+
+def lock_rollout(*, session: Session, rollout_id: int) -> Rollout | None:
+    """Loads a rollout for change. On Postgres the row lock makes concurrent changes to one
+    rollout wait their turn; SQLite write transactions are already serialised (storage.db)."""
+    stmt = _with_plan(select(Rollout).where(Rollout.id == rollout_id))
+    if session.get_bind().dialect.name == "postgresql":
+        stmt = stmt.with_for_update(of=Rollout)
+    # populate_existing: a lock is only worth it with the row as it is now, not as cached.
+    return session.scalars(stmt.execution_options(populate_existing=True)).first()
+
+
+def open_by_feature(*, session: Session, team_id: str, feature_key: str) -> Rollout | None:
+    stmt = select(Rollout).where(
+        Rollout.team_id == team_id,
+        Rollout.feature_key == feature_key,
+        Rollout.status.in_(OPEN_STATUSES),
+    )
+    return session.scalars(stmt).first()
+
+
+def latest_by_feature(*, session: Session, team_id: str, feature_key: str) -> Rollout | None:
+    """The open rollout of that name, else the most recent finished one."""
+    stmt = (
+        select(Rollout)
+        .where(Rollout.team_id == team_id, Rollout.feature_key == feature_key)
+        .order_by(Rollout.status.in_(OPEN_STATUSES).desc(), Rollout.created_at.desc())
+    )
+    return session.scalars(stmt).first()
+
+
+def open_in_channel(*, session: Session, team_id: str, channel_id: str) -> Sequence[Rollout]:
+    stmt = (
+        select(Rollout)
+        .where(
+            Rollout.team_id == team_id,
+            Rollout.channel_id == channel_id,
+            Rollout.status.in_(OPEN_STATUSES),
+        )
+        .order_by(Rollout.created_at)
+    )
+    return session.scalars(stmt).all()
+
+
+def open_in_team(*, session: Session, team_id: str) -> Sequence[Rollout]:
+    stmt = _with_plan(
+        select(Rollout)
+        .where(Rollout.team_id == team_id, Rollout.status.in_(OPEN_STATUSES))
+        .order_by(Rollout.created_at)
+    )
+    return session.scalars(stmt).all()
+
+
+def status_message(*, session: Session, rollout_id: int) -> SlackMessage | None:
+    stmt = select(SlackMessage).where(
+        SlackMessage.rollout_id == rollout_id, SlackMessage.purpose == STATUS_PURPOSE
+    )
+    return session.scalars(stmt).first()
+
+
+def events(*, session: Session, rollout_id: int) -> Sequence[Event]:
+    stmt = select(Event).where(Event.rollout_id == rollout_id).order_by(Event.at, Event.id)
+    return session.scalars(stmt).all()
+
+
+def snapshots(*, session: Session, rollout_id: int) -> Sequence[MetricSnapshot]:
+    stmt = (
+        select(MetricSnapshot)
+        .where(MetricSnapshot.rollout_id == rollout_id)
+        .order_by(MetricSnapshot.taken_at, MetricSnapshot.id)
+    )
+    return session.scalars(stmt).all()
