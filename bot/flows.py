@@ -161,3 +161,16 @@ def set_items(svc: Services, actor: Actor, rollout_id: int, changes: list[ItemCh
                 )
             )
     return changed
+
+
+def resolve_words(svc: Services, actor: Actor, words: list[str], subcommand: str) -> tuple[int, str]:
+    """`pause [feature] [reason]`: the first word is the feature if a rollout has that name,
+    otherwise every word is the reason and the channel's rollout is meant."""
+    if words:
+        with svc.db.reading() as session:
+            named = queries.latest_by_feature(
+                session=session, team_id=actor.team_id, feature_key=rollouts.feature_key(words[0])
+            )
+        if named is not None:
+            return named.id, " ".join(words[1:])
+    return resolve(svc, actor, None, subcommand), " ".join(words)

@@ -1,43 +1,64 @@
-"""What each /rollout subcommand does, shared by the slash command, the buttons that re-run a
-command for a chosen rollout, and the terminal shell. Each returns the reply to send, if any."""
+"""What each /rollout subcommand does, shared by the slash command, the buttons, and the
+terminal shell. A handler answers through a Replier: `progress` for the "Checking…" line,
+`__call__` for the answer (which replaces the progress line where Slack allows)."""
 
 from __future__ import annotations
 
 import json
 import logging
 from dataclasses import asdict, dataclass
+from typing import Protocol
 
 from slack_sdk.errors import SlackApiError
 
-from bot import flows, status_board
+from bot import advancing, controls, flows, snapshots, status_board
 from bot.answers import help_message
 from bot.errors import NotInChannel
 from bot.flows import Actor
-from bot.parsing import Command, Help, ListRollouts, Start, Status, UsageError
+from bot.ids import View
+from bot.parsing import (
+    Approvers,
+    Command,
+    Help,
+    ListRollouts,
+    OnRollout,
+    Start,
+    Status,
+    UsageError,
+    WithReason,
+)
 from bot.plans import get_template, template_names
 from bot.services import Services
 from bot.slack import error_code
 from messages import render
 from messages.blocks import Message, status_message, text_message
-from messages.modals import start_modal
+from messages.gate import checking, gate_report
+from messages.modals import reason_modal, start_modal
 from messages.text import escape
 
 log = logging.getLogger(__name__)
 
 
+class Replier(Protocol):
+    def __call__(self, message: Message) -> None: ...
+
+    def progress(self, message: Message) -> None: ...
+
+
 @dataclass(frozen=True)
-class StartContext:
-    """What the start form carries in private_metadata."""
+class FormContext:
+    """What a modal carries in private_metadata: where it was opened, and for what."""
 
     channel_id: str
+    token: str = ""  # rollout id, or "rollout:phase:step" for an override
 
     def dumps(self) -> str:
         return json.dumps(asdict(self))
 
     @classmethod
-    def loads(cls, raw: str) -> StartContext:
+    def loads(cls, raw: str) -> FormContext:
         data = json.loads(raw or "{}")
-        return cls(channel_id=str(data["channel_id"]))
+        return cls(channel_id=str(data["channel_id"]), token=str(data.get("token", "")))
 
 
 def quick_reply(cmd: Command) -> Message | None:
@@ -49,29 +70,87 @@ def quick_reply(cmd: Command) -> Message | None:
     return None
 
 
-def run(svc: Services, actor: Actor, cmd: Command, *, trigger_id: str | None = None) -> Message | None:
+def run(svc: Services, actor: Actor, cmd: Command, reply: Replier, *, trigger_id: str | None = None) -> None:
     if isinstance(cmd, Help):
-        return None  # answered by the ack
+        return  # answered by the ack
     if isinstance(cmd, Start):
         if cmd.feature is None:
             open_start_form(svc, actor, trigger_id)
-            return None
-        return start(svc, actor, cmd)
-    if isinstance(cmd, Status):
-        return status(svc, actor, flows.resolve(svc, actor, cmd.feature, "status"))
-    if isinstance(cmd, ListRollouts):
-        return list_rollouts(svc, actor)
-    raise AssertionError(f"no handler for {cmd!r}")
+        else:
+            start(svc, actor, cmd)
+    elif isinstance(cmd, Status):
+        reply(status(svc, actor, flows.resolve(svc, actor, cmd.feature, "status")))
+    elif isinstance(cmd, ListRollouts):
+        reply(list_rollouts(svc, actor))
+    elif isinstance(cmd, OnRollout):
+        run_for(svc, actor, cmd.subcommand, flows.resolve(svc, actor, cmd.feature, cmd.subcommand), reply, trigger_id=trigger_id)
+    elif isinstance(cmd, WithReason):
+        rollout_id, reason = flows.resolve_words(svc, actor, list(cmd.words), cmd.subcommand)
+        run_for(svc, actor, cmd.subcommand, rollout_id, reply, reason=reason)
+    elif isinstance(cmd, Approvers):
+        approvers(svc, actor, cmd, reply)
+    else:
+        raise AssertionError(f"no handler for {cmd!r}")
 
 
-def run_for(svc: Services, actor: Actor, subcommand: str, rollout_id: int) -> Message | None:
-    """A command re-run for a rollout picked from the "which one?" buttons."""
+def run_for(
+    svc: Services,
+    actor: Actor,
+    subcommand: str,
+    rollout_id: int,
+    reply: Replier,
+    *,
+    reason: str = "",
+    trigger_id: str | None = None,
+) -> None:
+    """A subcommand for a known rollout: typed, picked from the "which one?" buttons, or
+    clicked on the status message."""
     if subcommand == "status":
-        return status(svc, actor, rollout_id)
-    raise AssertionError(f"no picked-rollout handler for {subcommand!r}")
+        reply(status(svc, actor, rollout_id))
+    elif subcommand in ("advance", "snapshot"):
+        check(svc, actor, rollout_id, reply, advance=subcommand == "advance")
+    elif subcommand == "pause":
+        _done(svc, reply, controls.pause(svc, actor, rollout_id, reason), "paused", reason)
+    elif subcommand == "resume":
+        _done(svc, reply, controls.resume(svc, actor, rollout_id), "resumed")
+    elif subcommand == "rollback":
+        _done(svc, reply, controls.roll_back(svc, actor, rollout_id, reason), "rolled back", reason)
+    elif subcommand == "complete":
+        _done(svc, reply, controls.complete(svc, actor, rollout_id), "completed")
+    elif subcommand == "baseline":
+        rollout = advancing.load_for(svc, actor, rollout_id)
+        advancing.check_allowed(svc, actor, rollout, "re-measure the baseline of")
+        reply.progress(text_message(f":hourglass_flowing_sand: Measuring the baseline of *{escape(rollout.feature)}*…"))
+        advancing.capture_baseline(svc, rollout_id)
+        reply(text_message(f":straight_ruler: New baseline stored for *{escape(rollout.feature)}*."))
+    elif subcommand == "metrics":
+        from bot import metric_forms
+
+        metric_forms.open_editor(svc, actor, rollout_id, trigger_id)
+    else:
+        raise AssertionError(f"no handler for {subcommand!r}")
 
 
-def start(svc: Services, actor: Actor, cmd: Start) -> Message | None:
+def _done(svc: Services, reply: Replier, rollout: object, verb: str, reason: str = "") -> None:
+    feature = escape(getattr(rollout, "feature", ""))
+    why = f" Reason: {escape(reason)}" if reason else ""
+    status_board.refresh(svc, getattr(rollout, "id", 0))
+    reply(text_message(f":white_check_mark: *{feature}* {verb}.{why}"))
+
+
+def check(svc: Services, actor: Actor, rollout_id: int, reply: Replier, *, advance: bool) -> None:
+    """Advance (or only look): say at once what is being checked, then the verdict."""
+    rollout = advancing.load_for(svc, actor, rollout_id)
+    metrics, triggers = advancing.metrics_of(rollout)
+    count = len(snapshots.plan_queries([*metrics, *triggers], feature=rollout.feature, flag=rollout.flag_key, service=rollout.service).queries)
+    reply.progress(checking(rollout.feature, count))
+    outcome = advancing.advance(svc, actor, rollout_id) if advance else advancing.snapshot(svc, actor, rollout_id)
+    if outcome.moved is not None:
+        status_board.refresh(svc, rollout_id)
+    reply(gate_report(outcome))
+
+
+def start(svc: Services, actor: Actor, cmd: Start) -> None:
     get_template(cmd.template or flows.DEFAULT_TEMPLATE)  # unknown template: refuse before writing
     rollout_id = flows.start(svc, actor, cmd)
     try:
@@ -79,7 +158,7 @@ def start(svc: Services, actor: Actor, cmd: Start) -> Message | None:
     except (NotInChannel, SlackApiError):
         flows.discard(svc, rollout_id)
         raise
-    return None
+    advancing.capture_baseline(svc, rollout_id)
 
 
 def status(svc: Services, actor: Actor, rollout_id: int) -> Message:
@@ -103,17 +182,82 @@ def list_rollouts(svc: Services, actor: Actor) -> Message:
     return text_message(render("list", rollouts=rows))
 
 
-def open_start_form(svc: Services, actor: Actor, trigger_id: str | None) -> None:
+def approvers(svc: Services, actor: Actor, cmd: Approvers, reply: Replier) -> None:
+    rollout_id = flows.resolve(svc, actor, cmd.feature, "approvers")
+    if cmd.change is None or cmd.user_id is None:
+        rollout = flows.load(svc, actor.team_id, rollout_id)
+        names = ", ".join(f"<@{a.user_id}>" for a in rollout.approvers) or "none yet"
+        reply(text_message(f"*{escape(rollout.feature)}*: owner <@{rollout.owner_id}>, approvers {names}."))
+        return
+    rollout = controls.set_approver(svc, actor, rollout_id, cmd.user_id, add=cmd.change == "add")
+    verb = "is now an approver of" if cmd.change == "add" else "is no longer an approver of"
+    reply(text_message(f":white_check_mark: <@{cmd.user_id}> {verb} *{escape(rollout.feature)}*."))
+
+
+def _open(svc: Services, trigger_id: str | None, view: dict[str, object]) -> None:
     if not trigger_id:  # the terminal shell has no forms
-        raise UsageError("the feature name is missing", "start")
-    view = start_modal(
-        templates=[(n, get_template(n).title) for n in template_names()],
-        default_template=flows.DEFAULT_TEMPLATE,
-        owner_id=actor.user_id,
-        private_metadata=StartContext(channel_id=actor.channel_id).dumps(),
-    )
+        raise UsageError("this needs a form, which only Slack can show")
     try:
         svc.client.views_open(trigger_id=trigger_id, view=view)
     except SlackApiError as exc:
         log.warning("views.open failed: %s", error_code(exc))
         raise
+
+
+def open_start_form(svc: Services, actor: Actor, trigger_id: str | None) -> None:
+    if not trigger_id:
+        raise UsageError("the feature name is missing", "start")
+    _open(
+        svc,
+        trigger_id,
+        start_modal(
+            templates=[(n, get_template(n).title) for n in template_names()],
+            default_template=flows.DEFAULT_TEMPLATE,
+            owner_id=actor.user_id,
+            private_metadata=FormContext(channel_id=actor.channel_id).dumps(),
+        ),
+    )
+
+
+def open_override_form(svc: Services, actor: Actor, token: str, trigger_id: str | None) -> None:
+    rollout_id, _where = advancing.Where.parse(token)
+    rollout = advancing.load_for(svc, actor, rollout_id)
+    advancing.check_allowed(svc, actor, rollout, "override the gate of")
+    _open(
+        svc,
+        trigger_id,
+        reason_modal(
+            callback_id=View.OVERRIDE,
+            title="Advance anyway",
+            submit="Advance",
+            intro=f"The gate for *{escape(rollout.feature)}* is closed. Advancing anyway is recorded in the timeline and the announcement, with your reason.",
+            label="Why advance anyway?",
+            private_metadata=FormContext(channel_id=actor.channel_id, token=token).dumps(),
+            required=True,
+        ),
+    )
+
+
+def open_rollback_form(svc: Services, actor: Actor, rollout_id: int, trigger_id: str | None) -> None:
+    rollout = advancing.load_for(svc, actor, rollout_id)
+    advancing.check_allowed(svc, actor, rollout, "roll back")
+    _open(
+        svc,
+        trigger_id,
+        reason_modal(
+            callback_id=View.ROLLBACK,
+            title="Roll back",
+            submit="Roll back",
+            intro=f"Roll back *{escape(rollout.feature)}*? This ends the rollout; the flag should go back to 0%.",
+            label="Reason",
+            private_metadata=FormContext(channel_id=actor.channel_id, token=str(rollout_id)).dumps(),
+            required=False,
+        ),
+    )
+
+
+def override(svc: Services, actor: Actor, token: str, reason: str, reply: Replier) -> None:
+    moved = advancing.override(svc, actor, token, reason)
+    rollout_id, _ = advancing.Where.parse(token)
+    status_board.refresh(svc, rollout_id)
+    reply(text_message(f":warning: Advanced anyway from {escape(moved.from_title)} to *{escape(moved.to_title)}*. Reason: {escape(reason)}"))

@@ -33,6 +33,23 @@ USAGES: dict[str, Usage] = {
         "Start a rollout from a plan template (no arguments opens a form)",
     ),
     "status": Usage("/rollout status [feature]", "/rollout status checkout-v2", "Where a rollout stands"),
+    "advance": Usage(
+        "/rollout advance [feature]",
+        "/rollout advance checkout-v2",
+        "Check the metric gate in Datadog and move to the next step if it passes",
+    ),
+    "snapshot": Usage("/rollout snapshot [feature]", "/rollout snapshot checkout-v2", "The gate's metrics now, without advancing"),
+    "pause": Usage("/rollout pause [feature] [reason]", "/rollout pause checkout-v2 support queue spiking", "Hold the rollout where it is"),
+    "resume": Usage("/rollout resume [feature]", "/rollout resume checkout-v2", "Carry on after a pause"),
+    "rollback": Usage("/rollout rollback [feature] [reason]", "/rollout rollback checkout-v2 error rate doubled", "Stop and roll the feature back"),
+    "complete": Usage("/rollout complete [feature]", "/rollout complete checkout-v2", "Close a rollout that reached 100%"),
+    "approvers": Usage(
+        "/rollout approvers [feature] [add|remove @user]",
+        "/rollout approvers checkout-v2 add @sam",
+        "Who besides the owner may advance, pause and roll back",
+    ),
+    "metrics": Usage("/rollout metrics [feature]", "/rollout metrics checkout-v2", "Edit the success metrics and rollback triggers"),
+    "baseline": Usage("/rollout baseline [feature]", "/rollout baseline checkout-v2", "Measure the metrics' baseline again"),
     "list": Usage("/rollout list", "/rollout list", "Every open rollout in this workspace"),
     "help": Usage("/rollout help", "/rollout help", "This list"),
 }
@@ -77,7 +94,34 @@ class Help:
     pass
 
 
-Command = Start | Status | ListRollouts | Help
+@dataclass(frozen=True)
+class OnRollout:
+    """A subcommand about one rollout: `feature` names it, or None means the channel's one."""
+
+    subcommand: str
+    feature: str | None = None
+
+
+@dataclass(frozen=True)
+class WithReason:
+    """`pause`/`rollback [feature] [reason]`: whether the first word is a feature or the start
+    of the reason is only known against the open rollouts (bot.flows.resolve_words)."""
+
+    subcommand: str
+    words: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class Approvers:
+    feature: str | None = None
+    change: str | None = None  # "add" | "remove" | None to list
+    user_id: str | None = None
+
+
+ROLLOUT_SUBCOMMANDS = ("advance", "snapshot", "resume", "complete", "metrics", "baseline")
+REASON_SUBCOMMANDS = ("pause", "rollback")
+
+Command = Start | Status | ListRollouts | Help | OnRollout | WithReason | Approvers
 
 
 @dataclass
@@ -199,6 +243,18 @@ def _optional_feature(words: list[str], subcommand: str) -> str | None:
     return check_feature(tokens.words[0], subcommand) if tokens.words else None
 
 
+def _parse_approvers(words: list[str]) -> Approvers:
+    lowered = [w.lower() for w in words]
+    verb_at = next((i for i, w in enumerate(lowered) if w in ("add", "remove")), None)
+    if verb_at is None:
+        return Approvers(feature=_optional_feature(words, "approvers"))
+    feature = _optional_feature(words[:verb_at], "approvers")
+    users = words[verb_at + 1 :]
+    if len(users) != 1:
+        raise UsageError(f"`{lowered[verb_at]}` takes one @user", "approvers")
+    return Approvers(feature=feature, change=lowered[verb_at], user_id=parse_user(users[0], "approvers"))
+
+
 def parse_command(text: str) -> Command:
     words = _split(text or "", None)
     if not words:
@@ -212,4 +268,13 @@ def parse_command(text: str) -> Command:
         return ListRollouts()
     if subcommand == "help":
         return Help()
+    if subcommand in ROLLOUT_SUBCOMMANDS:
+        return OnRollout(subcommand, _optional_feature(rest, subcommand))
+    if subcommand in REASON_SUBCOMMANDS:
+        reason = " ".join(rest)
+        if len(reason) > MAX_REASON_LEN:
+            raise UsageError(f"the reason is {len(reason)} characters; the limit is {MAX_REASON_LEN}", subcommand)
+        return WithReason(subcommand, tuple(rest))
+    if subcommand == "approvers":
+        return _parse_approvers(rest)
     raise UsageError(f"`{words[0]}` is not a /rollout subcommand")

@@ -8,6 +8,7 @@ are finished and free their feature name.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -215,7 +216,14 @@ def roll_back(rollout: Rollout, now: datetime) -> None:
 
 
 def complete(rollout: Rollout, now: datetime) -> None:
+    """Declares the rollout done. Only at full exposure: a rollout stopped part-way is rolled
+    back or paused, not "completed"."""
     require_active(rollout, "complete")
+    if not at_full_exposure(rollout):
+        raise InvalidTransition(
+            f"{rollout.feature} is at {display_title(rollout.current_step)}; "
+            "advance it to 100% first, or roll it back"
+        )
     rollout.current_step.completed_at = now
     rollout.current_phase.completed_at = now
     finish(rollout, RolloutStatus.COMPLETED, now)
@@ -231,3 +239,15 @@ def progress(rollout: Rollout) -> tuple[int, int]:
     steps = [s for p in rollout.phases for s in p.steps]
     done = sum(1 for s in steps if s.completed_at is not None)
     return done, len(steps)
+
+
+def may_steer(rollout: Rollout, user_id: str, is_admin: Callable[[], bool]) -> bool:
+    """Owner, approvers and workspace admins steer a rollout (advance, pause, roll back...).
+    The admin check costs a Slack call, so it is asked last and only when needed."""
+    if user_id == rollout.owner_id or any(a.user_id == user_id for a in rollout.approvers):
+        return True
+    return is_admin()
+
+
+def at_full_exposure(rollout: Rollout) -> bool:
+    return rollout.current_step.percent >= 100

@@ -6,6 +6,7 @@ import logging
 
 from bot.app import build_app
 from bot.config import Settings
+from bot.metrics import DatadogMetricsSource, MetricsSource
 from bot.services import Services
 from bot.slack import make_client
 from messages import configure
@@ -14,12 +15,23 @@ from storage.db import Database
 log = logging.getLogger(__name__)
 
 
+def metrics_source(settings: Settings) -> MetricsSource | None:
+    if not settings.datadog_configured:
+        log.warning("DD_API_KEY/DD_APP_KEY not set: every metric reads as no data, so no gate opens")
+        return None
+    assert settings.dd_api_key and settings.dd_app_key
+    return DatadogMetricsSource(
+        settings.dd_api_key, settings.dd_app_key, site=settings.dd_site, api_url=settings.dd_api_url
+    )
+
+
 def build_services(settings: Settings) -> Services:
     configure(settings.templates_dir)
     return Services(
         settings=settings,
         db=Database(settings.database_url, pool_size=max(5, settings.web_threads)),
         client=make_client(settings.slack_bot_token, settings.slack_api_url),
+        metrics=metrics_source(settings),
     )
 
 

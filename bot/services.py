@@ -9,6 +9,7 @@ from datetime import UTC, datetime
 from slack_sdk import WebClient
 
 from bot.config import Settings
+from bot.metrics import MetricsSource
 from storage.db import Database
 
 
@@ -22,3 +23,4 @@ class Services:
     db: Database
     client: WebClient
     clock: Callable[[], datetime] = utc_now
+    metrics: MetricsSource | None = None  # None: Datadog not configured, every metric is "no data"

@@ -71,3 +71,14 @@ def post_joining(client: WebClient, *, channel: str, **kwargs: object) -> str:
         log.info("cannot join %s: %s", channel, error_code(join_error))
         raise NotInChannel(channel) from join_error
     return str(client.chat_postMessage(channel=channel, **kwargs)["ts"])
+
+
+def is_workspace_admin(client: WebClient, user_id: str) -> bool:
+    """Admins and owners of the workspace may steer any rollout. If Slack cannot say, the
+    answer is no: a refusal is safer than a wrong yes."""
+    try:
+        user = client.users_info(user=user_id)["user"]
+    except SlackApiError as exc:
+        log.warning("users.info for %s failed: %s", user_id, error_code(exc))
+        return False
+    return bool(user.get("is_admin") or user.get("is_owner") or user.get("is_primary_owner"))

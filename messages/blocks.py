@@ -159,6 +159,22 @@ def _header(rollout: Rollout) -> list[Block]:
     ]
 
 
+def _controls(rollout: Rollout) -> Block:
+    value = str(rollout.id)
+    paused = rollout.status.value == "paused"
+    buttons = [
+        ButtonElement(text="Advance", action_id=Action.ADVANCE, value=value, style="primary"),
+        ButtonElement(text="Snapshot", action_id=Action.SNAPSHOT, value=value),
+        ButtonElement(text="Resume", action_id=Action.RESUME, value=value)
+        if paused
+        else ButtonElement(text="Pause", action_id=Action.PAUSE, value=value),
+        ButtonElement(text="Roll back…", action_id=Action.ROLLBACK, value=value, style="danger"),
+    ]
+    if paused:
+        buttons = buttons[1:]
+    return ActionsBlock(block_id=BlockId.CONTROLS, elements=buttons)
+
+
 def _where(rollout: Rollout) -> str:
     if not rollout.status.is_open:
         return STATUS_LABEL[rollout.status.value]
@@ -201,12 +217,13 @@ def status_message(rollout: Rollout, *, now: datetime, interactive: bool = True,
             *_checklist(phase, rollout.timezone, "Tasks", tasks),
             *_checklist(phase, rollout.timezone, "Exit criteria", exits),
         ]
-        room = MAX_BLOCKS - len(blocks) - 1
+        room = MAX_BLOCKS - len(blocks) - 2  # the controls and the footer come after
         if len(checklist) > room:
             checklist = checklist[: room - 1] + [
                 ContextBlock(elements=[MarkdownTextObject(text="More items than one message can hold: the rest are in the export.")])
             ]
         blocks.extend(checklist)
+        blocks.append(_controls(rollout))
     blocks.append(
         ContextBlock(elements=[MarkdownTextObject(text=f"Updated {local_time(now, rollout.timezone, with_zone=True)}")])
     )

@@ -8,6 +8,8 @@ from typing import Any
 from slack_sdk.models.blocks import (
     ConversationMultiSelectElement,
     InputBlock,
+    MarkdownTextObject,
+    SectionBlock,
     Option,
     PlainTextInputElement,
     StaticSelectElement,
@@ -68,6 +70,37 @@ def start_modal(
                 label="Feature flag key",
                 optional=True,
                 element=PlainTextInputElement(action_id=VALUE, max_length=120),
+            ),
+        ],
+    )
+    return view.to_dict()
+
+
+def reason_modal(
+    *,
+    callback_id: str,
+    title: str,
+    submit: str,
+    intro: str,
+    label: str,
+    private_metadata: str,
+    required: bool,
+) -> dict[str, Any]:
+    """A short form that asks why: overriding a blocked gate, rolling back."""
+    view = View(
+        type="modal",
+        callback_id=callback_id,
+        title=title[:24],
+        submit=submit[:24],
+        close="Cancel",
+        private_metadata=private_metadata,
+        blocks=[
+            SectionBlock(text=MarkdownTextObject(text=intro[:3000])),
+            InputBlock(
+                block_id=Block.REASON,
+                label=label,
+                optional=not required,
+                element=PlainTextInputElement(action_id=VALUE, multiline=True, max_length=500),
             ),
         ],
     )

@@ -36,3 +36,27 @@ def local_time(moment: datetime | None, tz: str, *, with_zone: bool = False) -> 
 
 def percent(value: float) -> str:
     return f"{value:g}%"
+
+
+SPARK_BARS = "▁▂▃▄▅▆▇█"
+
+
+def sparkline(series: tuple[float, ...] | list[float], width: int = 16) -> str:
+    """A small trend of the window, e.g. ▁▂▂▃▅▇; empty when there are too few points."""
+    points = [p for p in series if p == p][-width:]  # p == p drops NaN
+    if len(points) < 2:
+        return ""
+    low, high = min(points), max(points)
+    if high == low:
+        return SPARK_BARS[3] * len(points)
+    scale = (len(SPARK_BARS) - 1) / (high - low)
+    return "".join(SPARK_BARS[round((p - low) * scale)] for p in points)
+
+
+def number(value: float | None, unit: str = "") -> str:
+    if value is None:
+        return "—"
+    text = f"{value:,.4g}" if abs(value) < 1e6 else f"{value:,.0f}"
+    if unit == "%":
+        return f"{text}%"
+    return f"{text} {unit}".strip()

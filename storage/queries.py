@@ -8,7 +8,7 @@ from collections.abc import Sequence
 from sqlalchemy import Select, select
 from sqlalchemy.orm import Session, selectinload
 
-from storage.enums import OPEN_STATUSES
+from storage.enums import OPEN_STATUSES, SnapshotKind
 from storage.models import Event, MetricSnapshot, Phase, Rollout, SlackMessage
 
 STATUS_PURPOSE = "status"
@@ -97,3 +97,12 @@ def snapshots(*, session: Session, rollout_id: int) -> Sequence[MetricSnapshot]:
         .order_by(MetricSnapshot.taken_at, MetricSnapshot.id)
     )
     return session.scalars(stmt).all()
+
+
+def latest_snapshot(*, session: Session, rollout_id: int, kind: SnapshotKind) -> MetricSnapshot | None:
+    stmt = (
+        select(MetricSnapshot)
+        .where(MetricSnapshot.rollout_id == rollout_id, MetricSnapshot.kind == kind)
+        .order_by(MetricSnapshot.taken_at.desc(), MetricSnapshot.id.desc())
+    )
+    return session.scalars(stmt).first()

@@ -11,17 +11,34 @@ from bot import flows, handlers, status_board
 from bot.answers import answering
 from bot.flows import Actor, ItemChange
 from bot.ids import Action, Block
-from bot.listeners.commands import ephemeral
+from bot.listeners.replies import RespondReplier
 from bot.parsing import UsageError
 from bot.services import Services
 
 CHECKLIST_BLOCK = re.compile(rf"^{Block.CHECKLIST}:(\d+):")
 PICK = re.compile(rf"^{Action.PICK_ROLLOUT}:\d+$")
+# Buttons on the status message whose value is the rollout id, and the subcommand they run.
+CONTROL_BUTTONS = {
+    Action.ADVANCE: "advance",
+    Action.SNAPSHOT: "snapshot",
+    Action.PAUSE: "pause",
+    Action.RESUME: "resume",
+}
 
 
 def actor_of(body: dict[str, Any]) -> Actor:
     channel = (body.get("channel") or {}).get("id") or (body.get("container") or {}).get("channel_id", "")
     return Actor(team_id=body["team"]["id"], user_id=body["user"]["id"], channel_id=channel)
+
+
+def action_value(body: dict[str, Any]) -> str:
+    return str(body["actions"][0].get("value", ""))
+
+
+def rollout_id_of(value: str) -> int:
+    if not value.isdigit():
+        raise UsageError("that button is not one of mine any more")
+    return int(value)
 
 
 def checklist_changes(body: dict[str, Any]) -> tuple[int, list[ItemChange]]:
@@ -50,19 +67,35 @@ def register(app: App, svc: Services) -> None:
         ack()
 
     def toggle(body: dict[str, Any], respond: Respond) -> None:
-        with answering(ephemeral(respond)):
+        with answering(RespondReplier(respond)):
             rollout_id, changes = checklist_changes(body)
             flows.set_items(svc, actor_of(body), rollout_id, changes)
             # Even with no change (a crossed double click) the clicker's view is put right.
             status_board.refresh(svc, rollout_id)
 
     def pick(body: dict[str, Any], respond: Respond) -> None:
-        reply = ephemeral(respond)
+        reply = RespondReplier(respond)
         with answering(reply):
-            subcommand, _, rollout_id = str(body["actions"][0].get("value", "")).partition(":")
-            answer = handlers.run_for(svc, actor_of(body), subcommand, int(rollout_id))
-            if answer is not None:
-                respond(replace_original=True, **answer.as_kwargs())
+            subcommand, _, rollout_id = action_value(body).partition(":")
+            handlers.run_for(svc, actor_of(body), subcommand, rollout_id_of(rollout_id), reply, trigger_id=body.get("trigger_id"))
+
+    def control(body: dict[str, Any], respond: Respond) -> None:
+        reply = RespondReplier(respond)
+        subcommand = CONTROL_BUTTONS[Action(body["actions"][0]["action_id"])]
+        with answering(reply, subcommand):
+            handlers.run_for(svc, actor_of(body), subcommand, rollout_id_of(action_value(body)), reply)
+
+    def advance_anyway(body: dict[str, Any], respond: Respond) -> None:
+        with answering(RespondReplier(respond), "advance"):
+            handlers.open_override_form(svc, actor_of(body), action_value(body), body.get("trigger_id"))
+
+    def rollback(body: dict[str, Any], respond: Respond) -> None:
+        with answering(RespondReplier(respond), "rollback"):
+            handlers.open_rollback_form(svc, actor_of(body), rollout_id_of(action_value(body)), body.get("trigger_id"))
 
     app.action(Action.CHECKLIST_TOGGLE)(ack=ack_now, lazy=[toggle])
     app.action(PICK)(ack=ack_now, lazy=[pick])
+    for action_id in CONTROL_BUTTONS:
+        app.action(action_id)(ack=ack_now, lazy=[control])
+    app.action(Action.ADVANCE_ANYWAY)(ack=ack_now, lazy=[advance_anyway])
+    app.action(Action.ROLLBACK)(ack=ack_now, lazy=[rollback])

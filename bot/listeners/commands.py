@@ -9,20 +9,17 @@ from slack_bolt import Ack, App, Respond
 from bot import handlers
 from bot.answers import answering, usage_message
 from bot.flows import Actor
+from bot.listeners.replies import RespondReplier
 from bot.parsing import UsageError, parse_command
 from bot.services import Services
-from messages.blocks import Message
 
 
 def actor_of(command: dict[str, Any]) -> Actor:
     return Actor(team_id=command["team_id"], user_id=command["user_id"], channel_id=command["channel_id"])
 
 
-def ephemeral(respond: Respond):  # type: ignore[no-untyped-def]
-    def reply(message: Message) -> None:
-        respond(response_type="ephemeral", replace_original=False, **message.as_kwargs())
-
-    return reply
+def subcommand_of(text: str) -> str:
+    return (text or "").split(maxsplit=1)[0].lower() if (text or "").strip() else "help"
 
 
 def register(app: App, svc: Services) -> None:
@@ -37,14 +34,13 @@ def register(app: App, svc: Services) -> None:
             ack(response_type="ephemeral", **quick.as_kwargs())
 
     def work(command: dict[str, Any], respond: Respond) -> None:
+        text = command.get("text", "")
         try:
-            cmd = parse_command(command.get("text", ""))
+            cmd = parse_command(text)
         except UsageError:
             return  # the ack already showed the right form
-        reply = ephemeral(respond)
-        with answering(reply, type(cmd).__name__.lower()):
-            answer = handlers.run(svc, actor_of(command), cmd, trigger_id=command.get("trigger_id"))
-            if answer is not None:
-                reply(answer)
+        reply = RespondReplier(respond)
+        with answering(reply, subcommand_of(text)):
+            handlers.run(svc, actor_of(command), cmd, reply, trigger_id=command.get("trigger_id"))
 
     app.command("/rollout")(ack=acknowledge, lazy=[work])

@@ -10,11 +10,11 @@ from slack_sdk import WebClient
 from bot import handlers
 from bot.answers import answering
 from bot.flows import Actor
-from bot.handlers import StartContext
+from bot.handlers import FormContext
 from bot.ids import Block, View
+from bot.listeners.replies import EphemeralReplier
 from bot.parsing import Start, UsageError, check_feature
 from bot.services import Services
-from messages.blocks import Message
 from messages.modals import VALUE
 
 
@@ -37,8 +37,17 @@ def start_from_form(view: dict[str, Any]) -> Start:
     )
 
 
+def _reason(view: dict[str, Any]) -> str:
+    return str(_value(view, Block.REASON) or "").strip()
+
+
+def _context(body: dict[str, Any], view: dict[str, Any]) -> tuple[Actor, FormContext]:
+    context = FormContext.loads(view.get("private_metadata", ""))
+    return Actor(team_id=body["team"]["id"], user_id=body["user"]["id"], channel_id=context.channel_id), context
+
+
 def register(app: App, svc: Services) -> None:
-    def acknowledge(ack: Ack, view: dict[str, Any]) -> None:
+    def ack_start(ack: Ack, view: dict[str, Any]) -> None:
         try:
             start_from_form(view)
         except UsageError as error:
@@ -46,16 +55,32 @@ def register(app: App, svc: Services) -> None:
             return
         ack()
 
-    def work(body: dict[str, Any], view: dict[str, Any], client: WebClient) -> None:
-        context = StartContext.loads(view.get("private_metadata", ""))
-        actor = Actor(team_id=body["team"]["id"], user_id=body["user"]["id"], channel_id=context.channel_id)
+    def start(body: dict[str, Any], view: dict[str, Any], client: WebClient) -> None:
+        actor, _ = _context(body, view)
+        with answering(EphemeralReplier(client, actor.channel_id, actor.user_id), "start"):
+            handlers.start(svc, actor, start_from_form(view))
 
-        def reply(message: Message) -> None:
-            client.chat_postEphemeral(channel=actor.channel_id, user=actor.user_id, **message.as_kwargs())
+    def ack_reason_required(ack: Ack, view: dict[str, Any]) -> None:
+        if not _reason(view):
+            ack(response_action="errors", errors={Block.REASON: "Say why, for the timeline and the announcement."})
+            return
+        ack()
 
-        with answering(reply, "start"):
-            answer = handlers.start(svc, actor, start_from_form(view))
-            if answer is not None:
-                reply(answer)
+    def override(body: dict[str, Any], view: dict[str, Any], client: WebClient) -> None:
+        actor, context = _context(body, view)
+        reply = EphemeralReplier(client, actor.channel_id, actor.user_id)
+        with answering(reply, "advance"):
+            handlers.override(svc, actor, context.token, _reason(view), reply)
 
-    app.view(View.START)(ack=acknowledge, lazy=[work])
+    def ack_now(ack: Ack) -> None:
+        ack()
+
+    def rollback(body: dict[str, Any], view: dict[str, Any], client: WebClient) -> None:
+        actor, context = _context(body, view)
+        reply = EphemeralReplier(client, actor.channel_id, actor.user_id)
+        with answering(reply, "rollback"):
+            handlers.run_for(svc, actor, "rollback", int(context.token), reply, reason=_reason(view))
+
+    app.view(View.START)(ack=ack_start, lazy=[start])
+    app.view(View.OVERRIDE)(ack=ack_reason_required, lazy=[override])
+    app.view(View.ROLLBACK)(ack=ack_now, lazy=[rollback])

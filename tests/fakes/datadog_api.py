@@ -123,7 +123,13 @@ class FakeDatadog:
         self._lock = threading.Lock()
         self._state = _State()
         self._server = _Server(("127.0.0.1", 0), _handler_for(self))
-        self._thread = threading.Thread(target=self._server.serve_forever, name="fake-datadog", daemon=True)
+        # A short poll keeps stop() quick (shutdown waits for the current poll).
+        self._thread = threading.Thread(
+            target=self._server.serve_forever,
+            kwargs={"poll_interval": 0.02},
+            name="fake-datadog",
+            daemon=True,
+        )
 
     @property
     def url(self) -> str:

@@ -293,13 +293,8 @@ class FakeSlack:
             with self._changed:
                 delay = self._state.delays.get(name, 0.0)
             time.sleep(delay)
-            call = Call(
-                name,
-                _parse_body(headers.get("content-type", ""), raw),
-                headers,
-                at,
-                path,
-            )
+            params = _parse_body(headers.get("content-type", ""), raw)
+            call = Call(name, params, headers, at, path)
             answer = self._api
         elif kind == "response":
             params = _parse_body(headers.get("content-type", ""), raw)

@@ -1,0 +1,84 @@
+"""Pause, resume, roll back, complete, and who may steer: each one transaction with its Event."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from sqlalchemy.orm import Session
+
+from bot import rollouts
+from bot.advancing import check_allowed, load_for
+from bot.errors import InvalidTransition, RolloutNotFound
+from bot.flows import Actor
+from bot.services import Services
+from storage import queries
+from storage.enums import EventKind
+from storage.models import Approver, Rollout
+
+
+def _change(
+    svc: Services,
+    actor: Actor,
+    rollout_id: int,
+    action: str,
+    apply: Callable[[Session, Rollout], EventKind],
+    **data: object,
+) -> Rollout:
+    check_allowed(svc, actor, load_for(svc, actor, rollout_id), action)
+    now = svc.clock()
+    with svc.db.transaction() as session:
+        rollout = queries.lock_rollout(session=session, rollout_id=rollout_id)
+        if rollout is None:
+            raise RolloutNotFound("That rollout does not exist any more.")
+        kind = apply(session, rollout)
+        session.add(rollouts.event(rollout, kind, actor.user_id, now, step=rollouts.display_title(rollout.current_step), **data))
+    return rollout
+
+
+def pause(svc: Services, actor: Actor, rollout_id: int, reason: str) -> Rollout:
+    def apply(_s: Session, r: Rollout) -> EventKind:
+        rollouts.pause(r, svc.clock())
+        return EventKind.PAUSED
+
+    return _change(svc, actor, rollout_id, "pause", apply, reason=reason)
+
+
+def resume(svc: Services, actor: Actor, rollout_id: int) -> Rollout:
+    def apply(_s: Session, r: Rollout) -> EventKind:
+        rollouts.resume(r, svc.clock())
+        return EventKind.RESUMED
+
+    return _change(svc, actor, rollout_id, "resume", apply)
+
+
+def roll_back(svc: Services, actor: Actor, rollout_id: int, reason: str) -> Rollout:
+    def apply(_s: Session, r: Rollout) -> EventKind:
+        rollouts.roll_back(r, svc.clock())
+        return EventKind.ROLLED_BACK
+
+    return _change(svc, actor, rollout_id, "roll back", apply, reason=reason)
+
+
+def complete(svc: Services, actor: Actor, rollout_id: int) -> Rollout:
+    def apply(_s: Session, r: Rollout) -> EventKind:
+        rollouts.complete(r, svc.clock())
+        return EventKind.COMPLETED
+
+    return _change(svc, actor, rollout_id, "complete", apply)
+
+
+def set_approver(svc: Services, actor: Actor, rollout_id: int, user_id: str, *, add: bool) -> Rollout:
+    def apply(session: Session, r: Rollout) -> EventKind:
+        current = {a.user_id: a for a in r.approvers}
+        if add:
+            if user_id in current:
+                raise InvalidTransition(f"<@{user_id}> is already an approver of {r.feature}")
+            r.approvers.append(Approver(user_id=user_id))
+        else:
+            if user_id not in current:
+                raise InvalidTransition(f"<@{user_id}> is not an approver of {r.feature}")
+            r.approvers.remove(current[user_id])
+        r.touch(svc.clock())
+        return EventKind.APPROVER_ADDED if add else EventKind.APPROVER_REMOVED
+
+    return _change(svc, actor, rollout_id, "change the approvers of", apply, user=user_id)

@@ -1,0 +1,40 @@
+"""How a listener answers the person who acted."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from slack_bolt import Respond
+from slack_sdk import WebClient
+
+from messages.blocks import Message
+
+
+class RespondReplier:
+    """Ephemeral answers through the request's response_url; the answer replaces the
+    "Checking…" line so the person is left with one message, not two."""
+
+    def __init__(self, respond: Respond) -> None:
+        self._respond = respond
+        self._replace = False
+
+    def progress(self, message: Message) -> None:
+        self._respond(response_type="ephemeral", replace_original=False, **message.as_kwargs())
+        self._replace = True
+
+    def __call__(self, message: Message) -> None:
+        self._respond(response_type="ephemeral", replace_original=self._replace, **message.as_kwargs())
+
+
+class EphemeralReplier:
+    """Answers to a modal submission, which has no response_url: chat.postEphemeral."""
+
+    def __init__(self, client: WebClient, channel_id: str, user_id: str) -> None:
+        self._client, self._channel, self._user = client, channel_id, user_id
+
+    def progress(self, message: Message) -> None:
+        self(message)
+
+    def __call__(self, message: Message) -> None:
+        kwargs: dict[str, Any] = message.as_kwargs()
+        self._client.chat_postEphemeral(channel=self._channel, user=self._user, **kwargs)
