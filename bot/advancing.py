@@ -10,10 +10,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
 from sqlalchemy.orm import Session
 
-from bot import rollouts, snapshots
+from bot import announcing, rollouts, snapshots
 from bot.errors import AlreadyMoved, NotAllowed, RolloutNotFound
 from bot.flows import Actor
 from bot.gates import GateInput, GateResult, Observation, evaluate_gate
@@ -231,13 +232,27 @@ def _lock_at(session: Session, rollout_id: int, where: Where) -> Rollout:
     return locked
 
 
-def _move(session: Session, rollout: Rollout, actor: Actor, now: datetime, kind: EventKind, **data: object) -> rollouts.Moved:
+def _move(session: Session, rollout: Rollout, actor: Actor, now: datetime, kind: EventKind, **data: Any) -> rollouts.Moved:
     moved = rollouts.move_forward(rollout, now)
     session.add(rollouts.event(rollout, kind, actor.user_id, now, from_step=moved.from_title, to_step=moved.to_title, **data))
     if moved.phase_completed:
         session.add(rollouts.event(rollout, EventKind.PHASE_COMPLETED, actor.user_id, now, phase=moved.phase_completed))
     if moved.completed:
         session.add(rollouts.event(rollout, EventKind.COMPLETED, actor.user_id, now))
+        announcing.announce(session, rollout, "completed", "completed", now, actor=actor.user_id)
+    else:
+        announcing.announce(
+            session,
+            rollout,
+            "advanced",
+            announcing.step_key(rollout),
+            now,
+            actor=actor.user_id,
+            phase_done=moved.phase_completed,
+            override=kind is EventKind.OVERRIDDEN,
+            reason=data.get("reason", ""),
+            blockers=data.get("blockers", []),
+        )
     return moved
 
 

@@ -6,7 +6,7 @@ from collections.abc import Callable
 
 from sqlalchemy.orm import Session
 
-from bot import rollouts
+from bot import announcing, rollouts
 from bot.advancing import check_allowed, load_for
 from bot.errors import InvalidTransition, RolloutNotFound
 from bot.flows import Actor
@@ -16,13 +16,23 @@ from storage.enums import EventKind
 from storage.models import Approver, Rollout
 
 
+# What each control announces, and its dedupe key: a pause can happen many times (keyed by its
+# event), a rollback or completion once per rollout.
+ANNOUNCED = {
+    EventKind.PAUSED: "paused:{event}",
+    EventKind.RESUMED: "resumed:{event}",
+    EventKind.ROLLED_BACK: "rolled_back",
+    EventKind.COMPLETED: "completed",
+}
+
+
 def _change(
     svc: Services,
     actor: Actor,
     rollout_id: int,
     action: str,
     apply: Callable[[Session, Rollout], EventKind],
-    **data: object,
+    **data: str,
 ) -> Rollout:
     check_allowed(svc, actor, load_for(svc, actor, rollout_id), action)
     now = svc.clock()
@@ -31,7 +41,12 @@ def _change(
         if rollout is None:
             raise RolloutNotFound("That rollout does not exist any more.")
         kind = apply(session, rollout)
-        session.add(rollouts.event(rollout, kind, actor.user_id, now, step=rollouts.display_title(rollout.current_step), **data))
+        event = rollouts.event(rollout, kind, actor.user_id, now, step=rollouts.display_title(rollout.current_step), **data)
+        session.add(event)
+        session.flush()
+        if kind in ANNOUNCED:
+            key = ANNOUNCED[kind].format(event=event.id)
+            announcing.announce(session, rollout, kind.value, key, now, actor=actor.user_id, reason=data.get("reason", ""))
     return rollout
 
 

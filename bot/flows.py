@@ -8,7 +8,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from sqlalchemy.exc import IntegrityError
 
-from bot import rollouts
+from bot import announcing, rollouts
 from bot.errors import DuplicateFeature, NeedsChoice, RolloutNotFound
 from bot.parsing import Start, UsageError
 from bot.plans import get_template
@@ -70,6 +70,7 @@ def start(svc: Services, actor: Actor, cmd: Start) -> int:
                     rollout, EventKind.STARTED, actor.user_id, now, template=plan.name, channel=actor.channel_id
                 )
             )
+            announcing.announce(session, rollout, "started", "started", now, actor=actor.user_id)
             return rollout.id
     except IntegrityError:
         # Two starts of one name raced past the check; the unique index kept one.
@@ -88,7 +89,8 @@ def _duplicate(existing: Rollout) -> DuplicateFeature:
 
 
 def discard(svc: Services, rollout_id: int) -> None:
-    """Undoes a start whose status message could not be posted, so nothing half-made stays."""
+    """Undoes a start whose status message could not be posted, so nothing half-made stays
+    (its queued announcements go with it)."""
     with svc.db.transaction() as session:
         rollout = queries.lock_rollout(session=session, rollout_id=rollout_id)
         if rollout is not None:
@@ -174,3 +176,17 @@ def resolve_words(svc: Services, actor: Actor, words: list[str], subcommand: str
         if named is not None:
             return named.id, " ".join(words[1:])
     return resolve(svc, actor, None, subcommand), " ".join(words)
+
+
+def send_update(svc: Services, actor: Actor, rollout_id: int, text: str) -> Rollout:
+    """`/rollout update <text>`: the current state and the text, to the thread and stakeholders."""
+    now = svc.clock()
+    with svc.db.transaction() as session:
+        rollout = queries.lock_rollout(session=session, rollout_id=rollout_id)
+        if rollout is None or rollout.team_id != actor.team_id:
+            raise RolloutNotFound("That rollout does not exist any more.")
+        event = rollouts.event(rollout, EventKind.UPDATE_SENT, actor.user_id, now, text=text)
+        session.add(event)
+        session.flush()
+        announcing.announce(session, rollout, "update", f"update:{event.id}", now, actor=actor.user_id, text=text)
+    return rollout

@@ -11,7 +11,7 @@ from typing import Protocol
 
 from slack_sdk.errors import SlackApiError
 
-from bot import advancing, controls, flows, snapshots, status_board
+from bot import advancing, controls, flows, jobs, snapshots, status_board
 from bot.answers import help_message
 from bot.errors import NotInChannel
 from bot.flows import Actor
@@ -19,6 +19,7 @@ from bot.ids import View
 from bot.parsing import (
     Approvers,
     Command,
+    Digest,
     Help,
     ListRollouts,
     OnRollout,
@@ -89,6 +90,9 @@ def run(svc: Services, actor: Actor, cmd: Command, reply: Replier, *, trigger_id
         run_for(svc, actor, cmd.subcommand, rollout_id, reply, reason=reason)
     elif isinstance(cmd, Approvers):
         approvers(svc, actor, cmd, reply)
+    elif isinstance(cmd, Digest):
+        rollout = jobs.set_digest(svc, actor, flows.resolve(svc, actor, cmd.feature, "digest"), cmd.cadence, cmd.at)
+        reply(text_message(f":calendar: Digest for *{escape(rollout.feature)}*: {jobs.describe_digest(rollout)}."))
     else:
         raise AssertionError(f"no handler for {cmd!r}")
 
@@ -115,6 +119,9 @@ def run_for(
         _done(svc, reply, controls.resume(svc, actor, rollout_id), "resumed")
     elif subcommand == "rollback":
         _done(svc, reply, controls.roll_back(svc, actor, rollout_id, reason), "rolled back", reason)
+    elif subcommand == "update":
+        rollout = flows.send_update(svc, actor, rollout_id, reason)
+        reply(text_message(f":mega: Update on *{escape(rollout.feature)}* sent to its thread and stakeholders."))
     elif subcommand == "complete":
         _done(svc, reply, controls.complete(svc, actor, rollout_id), "completed")
     elif subcommand == "baseline":

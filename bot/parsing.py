@@ -49,6 +49,16 @@ USAGES: dict[str, Usage] = {
         "Who besides the owner may advance, pause and roll back",
     ),
     "metrics": Usage("/rollout metrics [feature]", "/rollout metrics checkout-v2", "Edit the success metrics and rollback triggers"),
+    "update": Usage(
+        "/rollout update [feature] <text>",
+        "/rollout update checkout-v2 25% looks healthy, next step Tuesday",
+        "Send stakeholders an update with the current state",
+    ),
+    "digest": Usage(
+        "/rollout digest [feature] off|daily|weekly [HH:MM]",
+        "/rollout digest checkout-v2 daily 09:30",
+        "When the stakeholder digest goes out (default every business day 09:00)",
+    ),
     "baseline": Usage("/rollout baseline [feature]", "/rollout baseline checkout-v2", "Measure the metrics' baseline again"),
     "list": Usage("/rollout list", "/rollout list", "Every open rollout in this workspace"),
     "help": Usage("/rollout help", "/rollout help", "This list"),
@@ -119,9 +129,17 @@ class Approvers:
 
 
 ROLLOUT_SUBCOMMANDS = ("advance", "snapshot", "resume", "complete", "metrics", "baseline")
-REASON_SUBCOMMANDS = ("pause", "rollback")
+REASON_SUBCOMMANDS = ("pause", "rollback", "update")
+DIGEST_TIME_RE = re.compile(r"^([01]?\d|2[0-3]):([0-5]\d)$")
 
-Command = Start | Status | ListRollouts | Help | OnRollout | WithReason | Approvers
+
+@dataclass(frozen=True)
+class Digest:
+    feature: str | None
+    cadence: str  # off | daily | weekly
+    at: str | None = None  # "HH:MM" local to the rollout
+
+Command = Start | Status | ListRollouts | Help | OnRollout | WithReason | Approvers | Digest
 
 
 @dataclass
@@ -243,6 +261,22 @@ def _optional_feature(words: list[str], subcommand: str) -> str | None:
     return check_feature(tokens.words[0], subcommand) if tokens.words else None
 
 
+def _parse_digest(words: list[str]) -> Digest:
+    cadences = ("off", "daily", "weekly")
+    at = next((i for i, w in enumerate(words) if w.lower() in cadences), None)
+    if at is None:
+        raise UsageError("say `off`, `daily` or `weekly`", "digest")
+    feature = _optional_feature(words[:at], "digest")
+    rest = words[at + 1 :]
+    time_of_day = None
+    if rest:
+        match = DIGEST_TIME_RE.match(rest[0])
+        if len(rest) > 1 or not match:
+            raise UsageError(f"`{' '.join(rest)}` is not a time like 09:30", "digest")
+        time_of_day = f"{int(match.group(1)):02d}:{match.group(2)}"
+    return Digest(feature, words[at].lower(), time_of_day)
+
+
 def _parse_approvers(words: list[str]) -> Approvers:
     lowered = [w.lower() for w in words]
     verb_at = next((i for i, w in enumerate(lowered) if w in ("add", "remove")), None)
@@ -274,7 +308,11 @@ def parse_command(text: str) -> Command:
         reason = " ".join(rest)
         if len(reason) > MAX_REASON_LEN:
             raise UsageError(f"the reason is {len(reason)} characters; the limit is {MAX_REASON_LEN}", subcommand)
+        if subcommand == "update" and not rest:
+            raise UsageError("the update has no text", "update")
         return WithReason(subcommand, tuple(rest))
+    if subcommand == "digest":
+        return _parse_digest(rest)
     if subcommand == "approvers":
         return _parse_approvers(rest)
     raise UsageError(f"`{words[0]}` is not a /rollout subcommand")

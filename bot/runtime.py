@@ -7,6 +7,7 @@ import logging
 from bot.app import build_app
 from bot.config import Settings
 from bot.metrics import DatadogMetricsSource, MetricsSource
+from bot.scheduler import Scheduler
 from bot.services import Services
 from bot.slack import make_client
 from messages import configure
@@ -38,15 +39,18 @@ def build_services(settings: Settings) -> Services:
 def serve(settings: Settings) -> None:
     svc = build_services(settings)
     bolt = build_app(svc)
+    scheduler = Scheduler(svc)
     if settings.socket_mode:
         from slack_bolt.adapter.socket_mode import SocketModeHandler
 
         log.info("Socket Mode, database %s", svc.db.dialect)
+        scheduler.start()
         SocketModeHandler(bolt, settings.slack_app_token).start()
         return
     from bot.web import build_web, serve_http
 
-    # No connection may cross gunicorn's fork into the worker.
+    # No connection may cross gunicorn's fork into the worker; the scheduler's thread starts
+    # in the worker, where the requests are served.
     svc.db.dispose()
     log.info("HTTP on port %s, database %s", settings.port, svc.db.dialect)
-    serve_http(build_web(bolt, svc.db), port=settings.port, threads=settings.web_threads)
+    serve_http(build_web(bolt, svc.db), port=settings.port, threads=settings.web_threads, on_worker_start=scheduler.start)

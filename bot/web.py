@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from typing import Any
 
 from flask import Flask, Response, jsonify, request
@@ -52,7 +53,7 @@ class GunicornServer(BaseApplication):  # type: ignore[misc]
         return self._web
 
 
-def serve_http(web: Flask, *, port: int, threads: int, on_exit: Any = None) -> None:
+def serve_http(web: Flask, *, port: int, threads: int, on_worker_start: Callable[[], None] | None = None) -> None:
     options = {
         "bind": f"0.0.0.0:{port}",
         # One process: the lazy-listener pool and the scheduler live in it. Scale with
@@ -65,6 +66,6 @@ def serve_http(web: Flask, *, port: int, threads: int, on_exit: Any = None) -> N
         "accesslog": None,
         "loglevel": "warning",
     }
-    if on_exit is not None:
-        options["worker_exit"] = lambda _server, _worker: on_exit()
+    if on_worker_start is not None:
+        options["post_worker_init"] = lambda _worker: on_worker_start()
     GunicornServer(web, options).run()

@@ -8,7 +8,7 @@ Writes are serialised per rollout: on Postgres by `SELECT ... FOR UPDATE` on the
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -81,12 +81,19 @@ class Database:
         self._write = sessionmaker(
             self.engine.execution_options(sqlite_begin="IMMEDIATE"), expire_on_commit=False
         )
+        self.after_commit: list[Callable[[dict[str, object]], None]] = []
 
     @contextmanager
     def transaction(self) -> Iterator[Session]:
-        """A write transaction: committed when the block ends, rolled back if it raises."""
-        with self._write() as session, session.begin():
-            yield session
+        """A write transaction: committed when the block ends, rolled back if it raises.
+
+        After a commit, `after_commit` hooks see the session's `info` (e.g. "outbox rows were
+        queued", so the worker is woken at once instead of at its next tick)."""
+        with self._write() as session:
+            with session.begin():
+                yield session
+            for hook in self.after_commit:
+                hook(session.info)
 
     @contextmanager
     def reading(self) -> Iterator[Session]:

@@ -7,7 +7,7 @@ def test_start_posts_status_message(driver: SlackDriver, slack: FakeSlack, chann
     assert resp.status == 200, resp.body
     post = slack.wait_for("chat.postMessage", lambda c: c.params.get("channel") == channel)[0]
     print(post.params["text"])
-    msg = slack.messages(channel)[-1]
+    msg = next(m for m in slack.messages(channel) if "thread_ts" not in m)
     item = next(o["value"] for b in msg["blocks"] if b["type"] == "actions" for e in b["elements"] for o in e["options"])
     driver.toggle(msg, item)
     upd = slack.wait_for("chat.update", lambda c: c.params.get("channel") == channel)[0]

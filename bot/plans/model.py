@@ -77,6 +77,7 @@ class Phase:
     duration: str = ""
     tasks: tuple[str, ...] = ()
     exit_criteria: tuple[str, ...] = ()
+    dates: str = ""  # the planned date range as the team wrote it, e.g. "3/11/24 - 3/25/24"
 
 
 @dataclass(frozen=True)
@@ -99,6 +100,16 @@ class Plan:
     triggers: tuple[Metric, ...] = ()
     manual_triggers: tuple[str, ...] = ()
     success_table: tuple[SuccessMetricRow, ...] = field(default=())
+    # What an imported plan document says beyond the phases, kept as the team wrote it:
+    header: tuple[tuple[str, str], ...] = ()  # the document's **Field:** value lines, in order
+    strategy: str = ""  # the "Rollout Strategy" paragraph
+    availability: str = ""  # how the feature is limited in production, e.g. "feature toggle"
+
+    @property
+    def owner(self) -> str:
+        """The header's Owner, unless it is still a template placeholder like "[PM Name]"."""
+        value = dict(self.header).get("Owner", "")
+        return "" if value.startswith("[") and value.endswith("]") else value
 
     @property
     def percents(self) -> list[float]:

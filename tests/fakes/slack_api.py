@@ -150,6 +150,8 @@ class FakeSlack:
             "views.push": self._view,
             "views.publish": self._view,
             "conversations.join": self._join,
+            "conversations.history": self._history,
+            "conversations.replies": self._replies,
             "users.info": self._users_info,
             "files.getUploadURLExternal": self._get_upload_url,
             "files.completeUploadExternal": self._complete_upload,
@@ -361,8 +363,44 @@ class FakeSlack:
         }
         if params.get("thread_ts"):
             message["thread_ts"] = params["thread_ts"]
+        if params.get("metadata"):
+            message["metadata"] = params["metadata"]
         self._state.messages.setdefault(channel, {})[ts] = message
         return _ok(channel=channel, ts=ts, message=message)
+
+    def _replies(self, params: Params) -> _Reply:
+        """A thread: its parent and replies, oldest first; metadata only when asked for."""
+        channel, parent = str(params.get("channel") or ""), str(params.get("ts") or "")
+        if channel in self._state.outside:
+            return _error("not_in_channel")
+        stored = self._state.messages.get(channel, {})
+        if parent not in stored:
+            return _error("thread_not_found")
+        oldest = float(params.get("oldest") or 0)
+        with_metadata = str(params.get("include_all_metadata", "")).lower() in ("1", "true")
+        found = [
+            {k: v for k, v in m.items() if k != "metadata" or with_metadata}
+            for ts, m in sorted(stored.items())
+            if (ts == parent or m.get("thread_ts") == parent) and float(ts) >= oldest
+        ]
+        return _ok(messages=found, has_more=False)
+
+    def _history(self, params: Params) -> _Reply:
+        """Top-level messages and, like Slack, replies that were also sent to the channel are
+        not included; metadata only with include_all_metadata. Newest first."""
+        channel = str(params.get("channel") or "")
+        if channel in self._state.outside:
+            return _error("not_in_channel")
+        oldest = float(params.get("oldest") or 0)
+        with_metadata = str(params.get("include_all_metadata", "")).lower() in ("1", "true")
+        found = []
+        for ts, message in sorted(self._state.messages.get(channel, {}).items(), reverse=True):
+            if float(ts) < oldest or message.get("thread_ts") not in (None, ts):
+                continue
+            shown = {k: v for k, v in message.items() if k != "metadata" or with_metadata}
+            found.append(shown)
+        limit = int(params.get("limit") or 100)
+        return _ok(messages=found[:limit], has_more=len(found) > limit)
 
     def _update(self, params: Params) -> _Reply:
         channel, ts = params.get("channel"), params.get("ts")

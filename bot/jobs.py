@@ -1,0 +1,19 @@
+"""Work due at a time (digests, reminders, the trigger watch)."""
+
+from __future__ import annotations
+
+from bot.flows import Actor
+from bot.services import Services
+from storage.models import Rollout
+
+
+def run_due(svc: Services) -> int:
+    return 0
+
+
+def set_digest(svc: Services, actor: Actor, rollout_id: int, cadence: str, at: str | None) -> Rollout:
+    raise NotImplementedError
+
+
+def describe_digest(rollout: Rollout) -> str:
+    raise NotImplementedError

@@ -1,0 +1,236 @@
+"""Announcements, delivered exactly once.
+
+A flow writes OutboxMessage rows in the same transaction as the change they announce
+(`announce`). A worker (`deliver_due`) claims due rows, posts them and records the result.
+Exactly once per (rollout, milestone, channel):
+
+- the dedupe key is unique, so replaying a change never queues a second row;
+- a row is claimed by a lease (`locked_until`), taken with `FOR UPDATE SKIP LOCKED` on
+  Postgres (SQLite serialises writers), so two replicas never hold the same row;
+- each post carries the dedupe key in Slack message metadata. A row whose lease ran out
+  after an attempt (the process died between posting and recording) is first looked up in the
+  channel's recent history, and only posted if it is not there.
+
+Failures: 429 and 5xx wait (honouring Retry-After) and try again; permanent errors
+(`channel_not_found`, `is_archived`, a private channel the bot is not in...) stop at once and
+are reported to the owner once, in the status thread.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from slack_sdk.errors import SlackApiError
+from sqlalchemy import or_, select, update
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from bot.errors import NotInChannel
+from bot.services import Services
+from bot.slack import PERMANENT_ERRORS, error_code, post_joining
+from messages.blocks import Message
+from storage import queries
+from storage.enums import EventKind, OutboxState
+from storage.models import Event, OutboxMessage, Rollout
+
+log = logging.getLogger(__name__)
+
+METADATA_EVENT = "rollout_announcement"
+LEASE = timedelta(seconds=60)
+MAX_BACKOFF = timedelta(minutes=15)
+# An announcement for a status thread waits this long for the status message to exist;
+# after that it is posted in the channel itself rather than not at all.
+THREAD_WAIT = timedelta(minutes=5)
+BATCH = 50
+
+
+@dataclass(frozen=True)
+class Announcement:
+    """One milestone: details for the status thread, one line for each stakeholder channel."""
+
+    milestone: str
+    thread: Message
+    stakeholders: Message | None = None
+
+
+def dedupe_key(rollout_id: int, milestone: str, channel_id: str) -> str:
+    return f"{rollout_id}:{milestone}:{channel_id}"
+
+
+def announce(session: Session, rollout: Rollout, announcement: Announcement, now: datetime) -> int:
+    """Queues the announcement in the caller's transaction. Returns how many rows were new:
+    a milestone already queued (a replayed change) adds nothing."""
+    rows = [(rollout.channel_id, True, announcement.thread)]
+    if announcement.stakeholders is not None:
+        rows += [(c, False, announcement.stakeholders) for c in rollout.stakeholder_channels if c != rollout.channel_id]
+    added = 0
+    for channel_id, in_thread, message in rows:
+        key = dedupe_key(rollout.id, announcement.milestone, channel_id)
+        if session.scalar(select(OutboxMessage.id).where(OutboxMessage.dedupe_key == key)) is not None:
+            continue
+        try:
+            with session.begin_nested():
+                session.add(
+                    OutboxMessage(
+                        rollout_id=rollout.id,
+                        dedupe_key=key,
+                        channel_id=channel_id,
+                        in_status_thread=in_thread,
+                        payload={"text": message.text, "blocks": message.blocks},
+                        state=OutboxState.PENDING,
+                        next_attempt_at=now,
+                        created_at=now,
+                    )
+                )
+            added += 1
+        except IntegrityError:
+            continue  # another transaction queued it first: still exactly once
+    return added
+
+
+def _claim(svc: Services, now: datetime, limit: int) -> list[tuple[int, datetime]]:
+    """Leases up to `limit` due rows. Returns (id, lease) pairs; the lease is the claim token."""
+    lease = now + LEASE
+    with svc.db.transaction() as session:
+        stmt = (
+            select(OutboxMessage.id)
+            .where(
+                OutboxMessage.state == OutboxState.PENDING,
+                OutboxMessage.next_attempt_at <= now,
+                or_(OutboxMessage.locked_until.is_(None), OutboxMessage.locked_until <= now),
+            )
+            .order_by(OutboxMessage.next_attempt_at, OutboxMessage.id)
+            .limit(limit)
+        )
+        if svc.db.dialect == "postgresql":
+            stmt = stmt.with_for_update(skip_locked=True)
+        ids = list(session.scalars(stmt))
+        if ids:
+            session.execute(update(OutboxMessage).where(OutboxMessage.id.in_(ids)).values(locked_until=lease))
+    return [(i, lease) for i in ids]
+
+
+def deliver_due(svc: Services, *, limit: int = BATCH) -> int:
+    """Delivers what is due. Returns how many rows were sent."""
+    sent = 0
+    for row_id, lease in _claim(svc, svc.clock(), limit):
+        try:
+            if _deliver(svc, row_id, lease):
+                sent += 1
+        except Exception:
+            # One bad row must not stop the others; it is retried after its lease.
+            log.exception("outbox row %s failed unexpectedly", row_id)
+    return sent
+
+
+def _load(svc: Services, row_id: int) -> tuple[OutboxMessage, Rollout | None, str | None]:
+    with svc.db.reading() as session:
+        row = session.get(OutboxMessage, row_id)
+        assert row is not None
+        rollout = session.get(Rollout, row.rollout_id) if row.rollout_id else None
+        status = queries.status_message(session=session, rollout_id=row.rollout_id) if row.rollout_id else None
+    return row, rollout, status.ts if status else None
+
+
+def _deliver(svc: Services, row_id: int, lease: datetime) -> bool:
+    row, rollout, status_ts = _load(svc, row_id)
+    now = svc.clock()
+    thread_ts = status_ts if row.in_status_thread and row.channel_id == (rollout.channel_id if rollout else None) else None
+    if row.in_status_thread and thread_ts is None and now - row.created_at < THREAD_WAIT:
+        _finish(svc, row_id, lease, next_attempt_at=now + timedelta(seconds=5))
+        return False
+    if row.attempts > 0:
+        found = _find_posted(svc, row, thread_ts)
+        if found is not None:
+            _finish(svc, row_id, lease, state=OutboxState.SENT, sent_ts=found, sent_at=now)
+            return True
+    _finish(svc, row_id, lease, attempts=row.attempts + 1, keep_lease=True)
+    kwargs: dict[str, Any] = {
+        "text": row.payload.get("text", ""),
+        "blocks": row.payload.get("blocks") or None,
+        "metadata": {"event_type": METADATA_EVENT, "event_payload": {"key": row.dedupe_key}},
+        "unfurl_links": False,
+    }
+    if thread_ts:
+        kwargs["thread_ts"] = thread_ts
+    try:
+        ts = post_joining(svc.client, channel=row.channel_id, **kwargs)
+    except NotInChannel:
+        _fail(svc, row, lease, rollout, "not_in_channel")
+        return False
+    except SlackApiError as exc:
+        code = error_code(exc)
+        if code in PERMANENT_ERRORS:
+            _fail(svc, row, lease, rollout, code)
+        else:
+            _retry_later(svc, row, lease, exc)
+        return False
+    _finish(svc, row_id, lease, state=OutboxState.SENT, sent_ts=ts, sent_at=svc.clock())
+    return True
+
+
+def _finish(svc: Services, row_id: int, lease: datetime, *, keep_lease: bool = False, **values: Any) -> None:
+    """Records an outcome, only while our lease holds: a slower replica cannot overwrite."""
+    if not keep_lease:
+        values["locked_until"] = None
+    with svc.db.transaction() as session:
+        session.execute(
+            update(OutboxMessage)
+            .where(OutboxMessage.id == row_id, OutboxMessage.locked_until == lease)
+            .values(**values)
+        )
+
+
+def _retry_later(svc: Services, row: OutboxMessage, lease: datetime, exc: SlackApiError) -> None:
+    attempts = row.attempts + 1
+    wait = timedelta(seconds=min(2**attempts, MAX_BACKOFF.total_seconds()))
+    retry_after = exc.response.headers.get("Retry-After") if exc.response is not None else None
+    if retry_after and str(retry_after).isdigit():
+        wait = max(wait, timedelta(seconds=int(retry_after)))
+    log.warning("outbox row %s: %s, next try in %ss", row.id, error_code(exc), int(wait.total_seconds()))
+    _finish(svc, row.id, lease, next_attempt_at=svc.clock() + wait, last_error=error_code(exc))
+
+
+def _fail(svc: Services, row: OutboxMessage, lease: datetime, rollout: Rollout | None, code: str) -> None:
+    """A permanent error: stop retrying, and tell the owner once."""
+    log.warning("outbox row %s to %s failed for good: %s", row.id, row.channel_id, code)
+    now = svc.clock()
+    with svc.db.transaction() as session:
+        session.execute(
+            update(OutboxMessage)
+            .where(OutboxMessage.id == row.id, OutboxMessage.locked_until == lease)
+            .values(state=OutboxState.FAILED, last_error=code, locked_until=None)
+        )
+        if rollout is None or row.channel_id == rollout.channel_id:
+            return  # nowhere better to report it than the log
+        session.add(Event(rollout_id=rollout.id, kind=EventKind.DELIVERY_FAILED, actor_id=None, at=now, data={"channel": row.channel_id, "error": code}))
+        text = (
+            f"<@{rollout.owner_id}> I could not post an update to <#{row.channel_id}> "
+            f"({code.replace('_', ' ')}). Invite me there or change the stakeholders."
+        )
+        announce(session, rollout, Announcement(f"delivery_failed:{row.channel_id}", Message(text=text)), now)
+
+
+def _find_posted(svc: Services, row: OutboxMessage, thread_ts: str | None) -> str | None:
+    """After an attempt whose outcome was never recorded, is the message already there?"""
+    oldest = f"{row.created_at.timestamp() - 1:.6f}"
+    try:
+        if thread_ts:
+            history = svc.client.conversations_replies(
+                channel=row.channel_id, ts=thread_ts, oldest=oldest, include_all_metadata=True, limit=200
+            )
+        else:
+            history = svc.client.conversations_history(
+                channel=row.channel_id, oldest=oldest, include_all_metadata=True, limit=200
+            )
+    except SlackApiError as exc:
+        log.info("cannot check history of %s: %s", row.channel_id, error_code(exc))
+        return None
+    for message in history.get("messages", []):
+        payload = (message.get("metadata") or {}).get("event_payload") or {}
+        if payload.get("key") == row.dedupe_key:
+            return str(message.get("ts"))
+    return None
