@@ -14,7 +14,7 @@ from typing import Any
 
 from sqlalchemy.orm import Session
 
-from bot import announcing, rollouts, snapshots
+from bot import announcing, jobs, rollouts, snapshots
 from bot.errors import AlreadyMoved, NotAllowed, RolloutNotFound
 from bot.flows import Actor
 from bot.gates import GateInput, GateResult, Observation, evaluate_gate
@@ -253,6 +253,7 @@ def _move(session: Session, rollout: Rollout, actor: Actor, now: datetime, kind:
             reason=data.get("reason", ""),
             blockers=data.get("blockers", []),
         )
+    jobs.reschedule(session, rollout, now)
     return moved
 
 

@@ -6,7 +6,7 @@ from collections.abc import Callable
 
 from sqlalchemy.orm import Session
 
-from bot import announcing, rollouts
+from bot import announcing, jobs, rollouts
 from bot.advancing import check_allowed, load_for
 from bot.errors import InvalidTransition, RolloutNotFound
 from bot.flows import Actor
@@ -47,6 +47,7 @@ def _change(
         if kind in ANNOUNCED:
             key = ANNOUNCED[kind].format(event=event.id)
             announcing.announce(session, rollout, kind.value, key, now, actor=actor.user_id, reason=data.get("reason", ""))
+        jobs.reschedule(session, rollout, now)
     return rollout
 
 

@@ -71,6 +71,7 @@ def start(svc: Services, actor: Actor, cmd: Start) -> int:
                 )
             )
             announcing.announce(session, rollout, "started", "started", now, actor=actor.user_id)
+            jobs.reschedule(session, rollout, now)
             return rollout.id
     except IntegrityError:
         # Two starts of one name raced past the check; the unique index kept one.

@@ -2,9 +2,17 @@
 
 from __future__ import annotations
 
+from datetime import datetime
+
+from sqlalchemy.orm import Session
+
 from bot.flows import Actor
 from bot.services import Services
 from storage.models import Rollout
+
+
+def reschedule(session: Session, rollout: Rollout, now: datetime) -> None:
+    """Called in the transaction of every change to a rollout: (re)computes its due work."""
 
 
 def run_due(svc: Services) -> int:
