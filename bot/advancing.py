@@ -102,6 +102,10 @@ def _baselines(session: Session, rollout: Rollout, controls: dict[str, Observati
     baseline stored when the rollout started."""
     stored = queries.latest_snapshot(session=session, rollout_id=rollout.id, kind=SnapshotKind.BASELINE)
     baselines = snapshots.from_json(stored.readings) if stored is not None else {}
+    for key, seen in baselines.items():
+        if seen.value is None:
+            hint = f"it could not be measured at start ({seen.problem}); `/rollout baseline` measures it again"
+            baselines[key] = Observation(None, hint)
     return {**baselines, **controls}
 
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Executor, ThreadPoolExecutor
 from typing import Any
 
 from slack_bolt import App, BoltResponse
@@ -14,17 +14,16 @@ from bot.services import Services
 log = logging.getLogger(__name__)
 
 
-def build_app(svc: Services, *, token_verification: bool = True) -> App:
+def build_app(svc: Services, *, token_verification: bool = True, executor: Executor | None = None) -> App:
     settings = svc.settings
     app = App(
-        token=settings.slack_bot_token,
         signing_secret=settings.slack_signing_secret,
         client=svc.client,
         request_verification_enabled=not settings.socket_mode,
         token_verification_enabled=token_verification,
         # Lazy listeners (the work after each ack) run here; Bolt's default of 5 is too few
         # for a burst of clicks.
-        listener_executor=ThreadPoolExecutor(max_workers=settings.web_threads, thread_name_prefix="lazy"),
+        listener_executor=executor or ThreadPoolExecutor(max_workers=settings.web_threads, thread_name_prefix="lazy"),
         raise_error_for_unhandled_request=False,
     )
 

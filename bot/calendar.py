@@ -40,6 +40,7 @@ __all__ = [
 # even around Christmas. Past this something is wrong (e.g. a calendar with no working days).
 _MAX_CALENDAR_DAYS = 3660
 _ONE_MICROSECOND = timedelta(microseconds=1)
+_MAX_NUDGES = 16
 _WEEKDAYS = ("Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun")
 _MONTHS = (
     "Jan",
@@ -57,9 +58,7 @@ _MONTHS = (
 )
 
 
-def business_days_elapsed(
-    start: datetime, end: datetime, *, tz: str, country: str
-) -> float:
+def business_days_elapsed(start: datetime, end: datetime, *, tz: str, country: str) -> float:
     """How much business time lies between `start` and `end`, in business days.
 
     Each local calendar day (in `tz`) that is a working day of `country` counts as one
@@ -81,9 +80,7 @@ def business_days_elapsed(
     return total
 
 
-def earliest_time(
-    start: datetime, business_days: float, *, tz: str, country: str
-) -> datetime:
+def earliest_time(start: datetime, business_days: float, *, tz: str, country: str) -> datetime:
     """The first instant at which `business_days_elapsed(start, t) >= business_days`, in UTC.
 
     Returns `start` (in UTC) when `business_days <= 0`. The answer is exact to the
@@ -95,25 +92,32 @@ def earliest_time(
     start_utc = _utc(start, "start")
     _check_country(country)
     if math.isnan(business_days) or math.isinf(business_days):
-        raise ValueError(
-            f"business_days must be a finite number, got {business_days!r}"
-        )
-    if business_days < 0:
+        raise ValueError(f"business_days must be a finite number, got {business_days!r}")
+    if business_days <= 0:
         return start_utc
     candidate = _walk_to(start_utc, business_days, zone, country)
 
-    # Float rounding (microsecond timedelta, summed fractions) may leave the candidate a tick
-    # off; nudge it so that it really is the first microsecond with enough elapsed time.
-    def elapsed(t: datetime) -> float:
-        return business_days_elapsed(start_utc, t, tz=tz, country=country)
+    return _settle(start_utc, business_days, candidate, tz=tz, country=country)
 
-    while elapsed(candidate) < business_days:
-        candidate += _ONE_MICROSECOND
-    while (
-        candidate > start_utc and elapsed(candidate - _ONE_MICROSECOND) >= business_days
-    ):
-        candidate -= _ONE_MICROSECOND
-    return candidate
+
+def _settle(start: datetime, business_days: float, candidate: datetime, *, tz: str, country: str) -> datetime:
+    """Move `candidate` to the first microsecond with enough elapsed business time.
+
+    Float rounding (a microsecond timedelta, summed fractions) may leave the walked answer a
+    tick or two off. The nudge is bounded: a walk that is further off is a bug, not noise.
+    """
+
+    def enough(t: datetime) -> bool:
+        return business_days_elapsed(start, t, tz=tz, country=country) >= business_days
+
+    for _ in range(_MAX_NUDGES):
+        if not enough(candidate):
+            candidate += _ONE_MICROSECOND
+        elif candidate > start and enough(candidate - _ONE_MICROSECOND):
+            candidate -= _ONE_MICROSECOND
+        else:
+            return candidate
+    raise AssertionError(f"earliest_time missed by more than {_MAX_NUDGES} µs near {candidate}")
 
 
 def format_local(dt: datetime, tz: str) -> str:
@@ -123,10 +127,7 @@ def format_local(dt: datetime, tz: str) -> str:
     with the host.
     """
     local = _utc(dt, "dt").astimezone(_zone(tz))
-    return (
-        f"{_WEEKDAYS[local.weekday()]} {local.day} {_MONTHS[local.month - 1]} "
-        f"{local:%H:%M} {tz}"
-    )
+    return f"{_WEEKDAYS[local.weekday()]} {local.day} {_MONTHS[local.month - 1]} {local:%H:%M} {tz}"
 
 
 def format_business_days(days: float) -> str:
@@ -150,9 +151,7 @@ def format_elapsed(days: float) -> str:
     return f"{_plain(_floor(max(days, 0.0) * 24, 1))} h"
 
 
-def _walk_to(
-    start: datetime, business_days: float, zone: ZoneInfo, country: str
-) -> datetime:
+def _walk_to(start: datetime, business_days: float, zone: ZoneInfo, country: str) -> datetime:
     """Walk business days from `start` until `business_days` have accumulated."""
     accumulated = 0.0
     for day_start, day_end in _business_days(start, zone, country):
@@ -167,9 +166,7 @@ def _walk_to(
     )
 
 
-def _business_days(
-    start_utc: datetime, zone: ZoneInfo, country: str
-) -> Iterator[tuple[datetime, datetime]]:
+def _business_days(start_utc: datetime, zone: ZoneInfo, country: str) -> Iterator[tuple[datetime, datetime]]:
     """The business days that end after `start_utc`, as [local midnight, next local midnight)
     in UTC, in order, for at most `_MAX_CALENDAR_DAYS` calendar days."""
     # Start a day early: the local date of an instant is not always the day whose
@@ -209,9 +206,7 @@ def _check_country(country: str) -> None:
     try:
         _country_calendar(country, 2000)
     except NotImplementedError:
-        raise ValueError(
-            f"unknown country code {country!r} for public holidays"
-        ) from None
+        raise ValueError(f"unknown country code {country!r} for public holidays") from None
 
 
 def _zone(tz: str) -> ZoneInfo:
@@ -223,9 +218,7 @@ def _zone(tz: str) -> ZoneInfo:
 
 def _utc(dt: datetime, name: str) -> datetime:
     if dt.tzinfo is None or dt.utcoffset() is None:
-        raise ValueError(
-            f"{name} must be an aware datetime, got naive {dt.isoformat()}"
-        )
+        raise ValueError(f"{name} must be an aware datetime, got naive {dt.isoformat()}")
     return dt.astimezone(UTC)
 
 

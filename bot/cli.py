@@ -18,7 +18,8 @@ def _setup_logging() -> None:
         level=os.environ.get("LOG_LEVEL", "INFO").upper(),
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
-    logging.getLogger("apscheduler").setLevel(logging.WARNING)
+    for noisy in ("apscheduler", "alembic"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
 
 
 def upgrade_database(settings: Settings) -> None:
@@ -58,6 +59,7 @@ def build_parser() -> argparse.ArgumentParser:
     db_sub = db.add_subparsers(dest="db_command", required=True, metavar="ACTION")
     db_sub.add_parser("upgrade", help="migrate the database to the newest schema")
     sub.add_parser("check", help="check the settings in the environment")
+    sub.add_parser("shell", help="try the bot in this terminal: no Slack app needed (local SQLite by default)")
     return parser
 
 
@@ -72,6 +74,11 @@ def main(argv: Sequence[str] | None = None) -> int:
             return cmd_db_upgrade(settings)
         if args.command == "check":
             return cmd_check(settings)
+        if args.command == "shell":
+            from bot.shell import run_shell
+
+            logging.getLogger().setLevel(logging.WARNING)
+            return run_shell()
     except ConfigError as error:
         print(f"rollout-bot: {error}", file=sys.stderr)
         return 2

@@ -8,23 +8,16 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from sqlalchemy.exc import IntegrityError
 
-from bot import announcing, rollouts
+from bot import announcing, jobs, rollouts
 from bot.errors import DuplicateFeature, NeedsChoice, RolloutNotFound
 from bot.parsing import Start, UsageError
 from bot.plans import get_template
-from bot.services import Services
+from bot.services import Actor, Services
 from storage import queries
 from storage.enums import EventKind
 from storage.models import Rollout
 
 DEFAULT_TEMPLATE = "standard"
-
-
-@dataclass(frozen=True)
-class Actor:
-    team_id: str
-    user_id: str
-    channel_id: str
 
 
 def _check_timezone(name: str | None, default: str) -> str:

@@ -122,11 +122,7 @@ class Soak:
             f"of the required {format_business_days(self.required_days)}"
         )
         when = format_local(self.earliest, tz)
-        return (
-            f"{ran}; soak met since {when}"
-            if self.met
-            else f"{ran}; earliest advance {when}"
-        )
+        return f"{ran}; soak met since {when}" if self.met else f"{ran}; earliest advance {when}"
 
 
 @dataclass(frozen=True)
@@ -204,9 +200,7 @@ def describe_trigger(metric: Metric) -> str:
 # --- evaluating a metric ----------------------------------------------------------------
 
 
-def evaluate_metric(
-    metric: Metric, current: Observation, baseline: Observation | None
-) -> MetricVerdict:
+def evaluate_metric(metric: Metric, current: Observation, baseline: Observation | None) -> MetricVerdict:
     """Judge one metric's current reading against its rule (see the module docstring)."""
     allowed = describe_rule(metric)
 
@@ -275,9 +269,7 @@ def _judge_level(metric: Metric, value: float) -> tuple[bool, str]:
             return True, f"{shown}, as required"
 
 
-def _judge_change(
-    metric: Metric, value: float, base: float
-) -> tuple[bool, float | None, str]:
+def _judge_change(metric: Metric, value: float, base: float) -> tuple[bool, float | None, str]:
     """RELATIVE and ABSOLUTE compare the change from the baseline with the threshold."""
     up = metric.bad is Direction.UP
     moved = f"({_amount(base, metric.unit)} → {_amount(value, metric.unit)})"
@@ -296,15 +288,11 @@ def _judge_change(
     failed = _beyond(change, limit, *scale, up=up)
     shown = "no change" if change == 0 else _change_amount(change, metric, signed=True)
     where = "beyond" if failed else "within"
-    reason = (
-        f"{shown} vs baseline {moved}, {where} the allowed {_allowed_change(metric)}"
-    )
+    reason = f"{shown} vs baseline {moved}, {where} the allowed {_allowed_change(metric)}"
     return not failed, change, reason
 
 
-def _judge_from_zero(
-    value: float, *, up: bool, moved: str
-) -> tuple[bool, float | None, str]:
+def _judge_from_zero(value: float, *, up: bool, moved: str) -> tuple[bool, float | None, str]:
     """RELATIVE against a zero baseline: no percentage exists, only a direction."""
     if not _beyond(abs(value), 0.0, up=True):
         return True, 0.0, f"no change vs baseline {moved}"
@@ -325,9 +313,7 @@ def _judge_from_zero(
 
 def _beyond(x: float, limit: float, *scale: float, up: bool) -> bool:
     """Is `x` past `limit` (above it when `up`, else below it) by more than float noise?"""
-    tolerance = max(
-        _ABS_TOL, _REL_TOL * max(abs(x), abs(limit), *(abs(s) for s in scale))
-    )
+    tolerance = max(_ABS_TOL, _REL_TOL * max(abs(x), abs(limit), *(abs(s) for s in scale)))
     excess = x - limit if up else limit - x
     return excess > tolerance
 
@@ -426,9 +412,7 @@ def _evaluate_all(
     baselines: Mapping[str, Observation],
 ) -> tuple[MetricVerdict, ...]:
     return tuple(
-        evaluate_metric(
-            m, readings.get(m.key, Observation(None, _NO_READING)), baselines.get(m.key)
-        )
+        evaluate_metric(m, readings.get(m.key, Observation(None, _NO_READING)), baselines.get(m.key))
         for m in metrics
     )
 
@@ -446,22 +430,14 @@ def _blockers(
         for trigger, t in zip(inp.triggers, triggers, strict=True)
         if t.verdict is Verdict.FAIL
     ]
-    out += [
-        f"{m.name} fails: {m.reason}." for m in metrics if m.verdict is Verdict.FAIL
-    ]
-    out += [
-        f"{m.name} has no data: {m.reason}."
-        for m in metrics
-        if m.verdict is Verdict.NO_DATA
-    ]
+    out += [f"{m.name} fails: {m.reason}." for m in metrics if m.verdict is Verdict.FAIL]
+    out += [f"{m.name} has no data: {m.reason}." for m in metrics if m.verdict is Verdict.NO_DATA]
     out += [
         f"Rollback trigger {t.name} has no data: {t.reason}."
         for t in triggers
         if t.verdict is Verdict.NO_DATA
     ]
-    out += [
-        f"Exit criterion not checked: {item}." for item in inp.unchecked_exit_criteria
-    ]
+    out += [f"Exit criterion not checked: {item}." for item in inp.unchecked_exit_criteria]
     if not soak.met:
         out.append(f"{soak.describe(inp.step_title, inp.tz)}.")
     return tuple(out)

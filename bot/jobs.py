@@ -6,8 +6,7 @@ from datetime import datetime
 
 from sqlalchemy.orm import Session
 
-from bot.flows import Actor
-from bot.services import Services
+from bot.services import Actor, Services
 from storage.models import Rollout
 
 

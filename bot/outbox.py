@@ -7,17 +7,24 @@ Exactly once per (rollout, milestone, channel):
 - the dedupe key is unique, so replaying a change never queues a second row;
 - a row is claimed by a lease (`locked_until`), taken with `FOR UPDATE SKIP LOCKED` on
   Postgres (SQLite serialises writers), so two replicas never hold the same row;
+- a worker marks the attempt (under its lease) before it posts, and posts only if that mark
+  still found its lease: a worker whose lease ran out never posts over the one that took over;
 - each post carries the dedupe key in Slack message metadata. A row whose lease ran out
   after an attempt (the process died between posting and recording) is first looked up in the
-  channel's recent history, and only posted if it is not there.
+  channel's recent history (or the status thread), and only posted if it is not there.
 
-Failures: 429 and 5xx wait (honouring Retry-After) and try again; permanent errors
+A rollout's announcements wait (up to THREAD_WAIT) until its status message exists: the thread
+ones go into its thread, and a start whose status message cannot be posted (and is undone)
+never told the stakeholder channels about it.
+
+Failures: 429, 5xx and lost connections wait (honouring Retry-After) and try again; permanent errors
 (`channel_not_found`, `is_archived`, a private channel the bot is not in...) stop at once and
 are reported to the owner once, in the status thread.
 """
 
 from __future__ import annotations
 
+import http.client
 import logging
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -41,10 +48,28 @@ log = logging.getLogger(__name__)
 METADATA_EVENT = "rollout_announcement"
 LEASE = timedelta(seconds=60)
 MAX_BACKOFF = timedelta(minutes=15)
-# An announcement for a status thread waits this long for the status message to exist;
-# after that it is posted in the channel itself rather than not at all.
+# A rollout's announcements wait this long for its status message to exist (checking again
+# every THREAD_RECHECK); after that they are posted in the channel itself rather than not at all.
 THREAD_WAIT = timedelta(minutes=5)
+THREAD_RECHECK = timedelta(seconds=1)
 BATCH = 50
+# Looking for a message an unrecorded attempt may have posted: pages of history (newest first)
+# or of the status thread, and how far before the row was queued a message may still be it
+# (Slack's clock and ours need not agree to the second).
+LOOKUP_PAGES = 5
+LOOKUP_PAGE_SIZE = 200
+CLOCK_SKEW = timedelta(minutes=5)
+# Transport failures: the request may or may not have reached Slack.
+TRANSPORT_ERRORS = (OSError, http.client.HTTPException)
+
+
+class _LookupFailed(Exception):
+    """Slack could not say (rate limit, 5xx, timeout) whether the message is already there."""
+
+    def __init__(self, code: str, retry_after: str | None = None) -> None:
+        super().__init__(code)
+        self.code = code
+        self.retry_after = retry_after
 
 
 @dataclass(frozen=True)
@@ -138,16 +163,23 @@ def _load(svc: Services, row_id: int) -> tuple[OutboxMessage, Rollout | None, st
 def _deliver(svc: Services, row_id: int, lease: datetime) -> bool:
     row, rollout, status_ts = _load(svc, row_id)
     now = svc.clock()
-    thread_ts = status_ts if row.in_status_thread and row.channel_id == (rollout.channel_id if rollout else None) else None
-    if row.in_status_thread and thread_ts is None and now - row.created_at < THREAD_WAIT:
-        _finish(svc, row_id, lease, next_attempt_at=now + timedelta(seconds=5))
+    in_thread = row.in_status_thread and rollout is not None and row.channel_id == rollout.channel_id
+    thread_ts = status_ts if in_thread else None
+    if rollout is not None and status_ts is None and now - row.created_at < THREAD_WAIT:
+        _finish(svc, row_id, lease, next_attempt_at=now + THREAD_RECHECK)
         return False
     if row.attempts > 0:
-        found = _find_posted(svc, row, thread_ts)
+        try:
+            found = _find_posted(svc, row, thread_ts)
+        except _LookupFailed as exc:
+            _retry_later(svc, row, lease, row.attempts, exc.code, exc.retry_after)
+            return False
         if found is not None:
             _finish(svc, row_id, lease, state=OutboxState.SENT, sent_ts=found, sent_at=now)
             return True
-    _finish(svc, row_id, lease, attempts=row.attempts + 1, keep_lease=True)
+    if not _finish(svc, row_id, lease, attempts=row.attempts + 1, keep_lease=True):
+        log.info("outbox row %s: lease lost before posting; another worker has it", row_id)
+        return False
     kwargs: dict[str, Any] = {
         "text": row.payload.get("text", ""),
         "blocks": row.payload.get("blocks") or None,
@@ -166,32 +198,46 @@ def _deliver(svc: Services, row_id: int, lease: datetime) -> bool:
         if code in PERMANENT_ERRORS:
             _fail(svc, row, lease, rollout, code)
         else:
-            _retry_later(svc, row, lease, exc)
+            _retry_later(svc, row, lease, row.attempts + 1, code, _retry_after(exc))
+        return False
+    except TRANSPORT_ERRORS as exc:
+        # The post may have reached Slack: the next attempt looks for it before posting again.
+        _retry_later(svc, row, lease, row.attempts + 1, type(exc).__name__, None)
         return False
     _finish(svc, row_id, lease, state=OutboxState.SENT, sent_ts=ts, sent_at=svc.clock())
     return True
 
 
-def _finish(svc: Services, row_id: int, lease: datetime, *, keep_lease: bool = False, **values: Any) -> None:
-    """Records an outcome, only while our lease holds: a slower replica cannot overwrite."""
+def _finish(svc: Services, row_id: int, lease: datetime, *, keep_lease: bool = False, **values: Any) -> bool:
+    """Records an outcome, only while our lease holds: a slower replica cannot overwrite.
+    Returns whether it did (False: the lease ran out and the row is someone else's now)."""
     if not keep_lease:
         values["locked_until"] = None
     with svc.db.transaction() as session:
-        session.execute(
+        result = session.execute(
             update(OutboxMessage)
             .where(OutboxMessage.id == row_id, OutboxMessage.locked_until == lease)
             .values(**values)
         )
+    return bool(result.rowcount)  # type: ignore[attr-defined]
 
 
-def _retry_later(svc: Services, row: OutboxMessage, lease: datetime, exc: SlackApiError) -> None:
-    attempts = row.attempts + 1
-    wait = timedelta(seconds=min(2**attempts, MAX_BACKOFF.total_seconds()))
-    retry_after = exc.response.headers.get("Retry-After") if exc.response is not None else None
-    if retry_after and str(retry_after).isdigit():
-        wait = max(wait, timedelta(seconds=int(retry_after)))
-    log.warning("outbox row %s: %s, next try in %ss", row.id, error_code(exc), int(wait.total_seconds()))
-    _finish(svc, row.id, lease, next_attempt_at=svc.clock() + wait, last_error=error_code(exc))
+def _retry_after(exc: SlackApiError) -> str | None:
+    headers = exc.response.headers if exc.response is not None else None
+    for name, value in (headers or {}).items():
+        if name.lower() == "retry-after":
+            return str(value)
+    return None
+
+
+def _retry_later(svc: Services, row: OutboxMessage, lease: datetime, attempts: int, code: str, retry_after: str | None) -> None:
+    """Backoff doubles with each attempt (2, 4, 8 s ... at most MAX_BACKOFF), and is never
+    shorter than Slack's Retry-After."""
+    wait = timedelta(seconds=min(2 ** max(attempts, 1), MAX_BACKOFF.total_seconds()))
+    if retry_after and retry_after.strip().isdigit():
+        wait = max(wait, timedelta(seconds=int(retry_after.strip())))
+    log.warning("outbox row %s: %s, next try in %ss", row.id, code, int(wait.total_seconds()))
+    _finish(svc, row.id, lease, next_attempt_at=svc.clock() + wait, last_error=code)
 
 
 def _fail(svc: Services, row: OutboxMessage, lease: datetime, rollout: Rollout | None, code: str) -> None:
@@ -211,26 +257,55 @@ def _fail(svc: Services, row: OutboxMessage, lease: datetime, rollout: Rollout |
             f"<@{rollout.owner_id}> I could not post an update to <#{row.channel_id}> "
             f"({code.replace('_', ' ')}). Invite me there or change the stakeholders."
         )
-        announce(session, rollout, Announcement(f"delivery_failed:{row.channel_id}", Message(text=text)), now)
+        if announce(session, rollout, Announcement(f"delivery_failed:{row.channel_id}", Message(text=text)), now):
+            from bot.announcing import QUEUED  # bot.announcing imports this module
+
+            session.info[QUEUED] = True
 
 
 def _find_posted(svc: Services, row: OutboxMessage, thread_ts: str | None) -> str | None:
-    """After an attempt whose outcome was never recorded, is the message already there?"""
-    oldest = f"{row.created_at.timestamp() - 1:.6f}"
-    try:
-        if thread_ts:
-            history = svc.client.conversations_replies(
-                channel=row.channel_id, ts=thread_ts, oldest=oldest, include_all_metadata=True, limit=200
-            )
-        else:
-            history = svc.client.conversations_history(
-                channel=row.channel_id, oldest=oldest, include_all_metadata=True, limit=200
-            )
-    except SlackApiError as exc:
-        log.info("cannot check history of %s: %s", row.channel_id, error_code(exc))
-        return None
-    for message in history.get("messages", []):
-        payload = (message.get("metadata") or {}).get("event_payload") or {}
-        if payload.get("key") == row.dedupe_key:
-            return str(message.get("ts"))
+    """After an attempt whose outcome was never recorded, is the message already there?
+
+    Returns its ts, or None if it is not (or Slack will not let us look: then posting is all
+    we can do). Raises _LookupFailed when Slack could not answer now.
+
+    No `oldest` is sent: the clocks of Slack and of this host need not agree, so the newest
+    history is read page by page until it is older than the row (with CLOCK_SKEW to spare)."""
+    since = (row.created_at - CLOCK_SKEW).timestamp()
+    cursor: str | None = None
+    for _ in range(LOOKUP_PAGES):
+        try:
+            if thread_ts:
+                page = svc.client.conversations_replies(
+                    channel=row.channel_id, ts=thread_ts, include_all_metadata=True, limit=LOOKUP_PAGE_SIZE, cursor=cursor
+                )
+            else:
+                page = svc.client.conversations_history(
+                    channel=row.channel_id, include_all_metadata=True, limit=LOOKUP_PAGE_SIZE, cursor=cursor
+                )
+        except SlackApiError as exc:
+            code = error_code(exc)
+            if code == "ratelimited" or (exc.response is not None and exc.response.status_code >= 500):
+                raise _LookupFailed(code, _retry_after(exc)) from exc
+            log.info("cannot check history of %s: %s", row.channel_id, code)
+            return None
+        except TRANSPORT_ERRORS as exc:
+            raise _LookupFailed(type(exc).__name__) from exc
+        messages = page.get("messages") or []
+        for message in messages:
+            payload = (message.get("metadata") or {}).get("event_payload") or {}
+            if payload.get("key") == row.dedupe_key:
+                return str(message.get("ts"))
+        cursor = (page.get("response_metadata") or {}).get("next_cursor") or None
+        if not cursor:
+            return None
+        if not thread_ts and messages and _ts(messages[-1]) < since:
+            return None  # history is newest first: older pages predate the row
     return None
+
+
+def _ts(message: dict[str, Any]) -> float:
+    try:
+        return float(message.get("ts") or 0)
+    except ValueError:
+        return 0.0

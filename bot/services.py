@@ -13,6 +13,15 @@ from bot.metrics import MetricsSource
 from storage.db import Database
 
 
+@dataclass(frozen=True)
+class Actor:
+    """Who acts, in which workspace and channel."""
+
+    team_id: str
+    user_id: str
+    channel_id: str
+
+
 def utc_now() -> datetime:
     return datetime.now(UTC)
 

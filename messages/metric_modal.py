@@ -215,26 +215,66 @@ def _text(
 
 def _group(index: int, metric: Metric | None, kind: Kind) -> list[Block]:
     key = metric.key if metric is not None and len(metric.key) <= MAX_CARRIED_KEY else ""
-    title = f"{index + 1}. {metric.name}" if metric is not None else f"{index + 1}. New metric or trigger"
+    kind_name = "rollback trigger" if kind is Kind.TRIGGER else "success criterion"
+    title = (
+        f"{index + 1}. {metric.name} ({kind_name})"
+        if metric is not None
+        else f"{index + 1}. New metric or trigger"
+    )
     return [
         HeaderBlock(text=truncate(title, MAX_HEADER_TEXT)),
         _text(index, Field.NAME, key, "Name", metric.name if metric else "", MAX_NAME_LEN, "e.g. Error rate"),
-        _text(index, Field.QUERY, key, "Datadog query", metric.query if metric else "", MAX_QUERY_LEN, multiline=True),
-        _select(index, Field.KIND, key, "Kind", list(KIND_LABELS.items()), kind.value),
-        _select(index, Field.RULE, key, "Rule", list(RULE_LABELS.items()), (metric.rule if metric else Rule.RELATIVE).value),
         _text(
-            index, Field.THRESHOLD, key, "Threshold",
-            format_number(metric.threshold) if metric else "", MAX_THRESHOLD_LEN, "e.g. 10 or 0.5",
+            index,
+            Field.QUERY,
+            key,
+            "Datadog query",
+            metric.query if metric else "",
+            MAX_QUERY_LEN,
+            multiline=True,
         ),
-        _select(index, Field.BAD, key, "Bad direction", list(DIRECTION_LABELS.items()), (metric.bad if metric else Direction.UP).value),
+        _select(index, Field.KIND, key, "Kind", list(KIND_LABELS.items()), kind.value),
+        _select(
+            index,
+            Field.RULE,
+            key,
+            "Rule",
+            list(RULE_LABELS.items()),
+            (metric.rule if metric else Rule.RELATIVE).value,
+        ),
+        _text(
+            index,
+            Field.THRESHOLD,
+            key,
+            "Threshold",
+            format_number(metric.threshold) if metric else "",
+            MAX_THRESHOLD_LEN,
+            "e.g. 10 or 0.5",
+        ),
+        _select(
+            index,
+            Field.BAD,
+            key,
+            "Bad direction",
+            list(DIRECTION_LABELS.items()),
+            (metric.bad if metric else Direction.UP).value,
+        ),
         _text(index, Field.UNIT, key, "Unit", metric.unit if metric else "", MAX_UNIT_LEN, "e.g. %, ms"),
         _select(
-            index, Field.AGGREGATOR, key, "Aggregator", [(a, a) for a in AGGREGATORS],
+            index,
+            Field.AGGREGATOR,
+            key,
+            "Aggregator",
+            [(a, a) for a in AGGREGATORS],
             metric.aggregator if metric else DEFAULT_AGGREGATOR,
         ),
         _text(
-            index, Field.WINDOW, key, "Window (minutes)",
-            str(metric.window_minutes if metric else DEFAULT_WINDOW_MINUTES), MAX_WINDOW_LEN,
+            index,
+            Field.WINDOW,
+            key,
+            "Window (minutes)",
+            str(metric.window_minutes if metric else DEFAULT_WINDOW_MINUTES),
+            MAX_WINDOW_LEN,
         ),
     ]
 
@@ -247,7 +287,11 @@ def metric_editor(
     existing = [(m, Kind.METRIC) for m in metrics] + [(t, Kind.TRIGGER) for t in triggers]
     shown = existing[: MAX_GROUPS - 1]  # always leave at least one group for adding
     empty = min(EMPTY_GROUPS, MAX_GROUPS - len(shown))
-    blocks: list[Block] = [SectionBlock(text=MarkdownTextObject(text=truncate(INTRO.format(feature=escape(feature)), MAX_SECTION_TEXT)))]
+    blocks: list[Block] = [
+        SectionBlock(
+            text=MarkdownTextObject(text=truncate(INTRO.format(feature=escape(feature)), MAX_SECTION_TEXT))
+        )
+    ]
     left_out = existing[len(shown) :]
     if left_out:
         names = ", ".join(escape(m.name) for m, _ in left_out)
@@ -292,9 +336,13 @@ def metrics_saved(
     never left to be read as percent or percentage points."""
     lines = [f":white_check_mark: Saved the metrics of *{escape(feature)}*."]
     lines.append("*Success criteria* (must pass to advance):")
-    lines += [f"• *{escape(m.name)}*: {escape(describe_rule(m))} · {escape(_window(m))}" for m in metrics] or ["• none"]
+    lines += [
+        f"• *{escape(m.name)}*: {escape(describe_rule(m))} · {escape(_window(m))}" for m in metrics
+    ] or ["• none"]
     lines.append("*Rollback triggers*:")
-    lines += [f"• *{escape(t.name)}*: {escape(describe_trigger(t))} · {escape(_window(t))}" for t in triggers] or ["• none"]
+    lines += [
+        f"• *{escape(t.name)}*: {escape(describe_trigger(t))} · {escape(_window(t))}" for t in triggers
+    ] or ["• none"]
     if removed:
         lines.append(f"Removed: {', '.join(escape(n) for n in removed)}.")
     if need_baseline:
@@ -304,7 +352,9 @@ def metrics_saved(
             "`/rollout baseline` measures it, or the gate will say it has no data."
         )
     if not board_refreshed:
-        lines.append("_The status message could not be updated just now; it catches up with the next change._")
+        lines.append(
+            "_The status message could not be updated just now; it catches up with the next change._"
+        )
     text = "\n".join(lines)
     return Message(
         text=truncate(text, MAX_FALLBACK_TEXT),

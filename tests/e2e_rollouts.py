@@ -170,7 +170,10 @@ class Scenario:
 
     def status_ts(self) -> str:
         with self.db.reading() as s:
-            ts = s.scalars(select(SlackMessage.ts).where(SlackMessage.rollout_id == self.rollout_id)).one()
+            stmt = select(SlackMessage.ts).where(
+                SlackMessage.rollout_id == self.rollout_id, SlackMessage.purpose == "status"
+            )
+            ts = s.scalars(stmt).one()
         return str(ts)
 
     def status_message(self) -> Params:

@@ -2,7 +2,7 @@
 
 from slack_bolt import App
 
-from bot.listeners import actions, commands, events, views
+from bot.listeners import actions, commands, events, metric_views, views
 from bot.services import Services
 
 
@@ -10,4 +10,5 @@ def register_listeners(app: App, svc: Services) -> None:
     commands.register(app, svc)
     actions.register(app, svc)
     views.register(app, svc)
+    metric_views.register(app, svc)
     events.register(app, svc)

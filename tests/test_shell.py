@@ -1,0 +1,82 @@
+"""`rollout-bot shell` drives a rollout from start to completion, typed into like a person would."""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from sqlalchemy import select
+
+from storage.db import Database
+from storage.enums import EventKind, RolloutStatus
+from storage.models import Event, Rollout
+
+
+def run_shell(tmp_path: Path, lines: list[str]) -> str:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("DD_", "SLACK_"))}
+    env["DATABASE_URL"] = f"sqlite:///{tmp_path / 'shell.db'}"
+    done = subprocess.run(
+        [sys.executable, "-m", "bot", "shell"],
+        input="\n".join(lines) + "\nquit\n",
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=60,
+        check=True,
+    )
+    return done.stdout
+
+
+def numbers_of(output: str, label: str) -> list[int]:
+    """The numbers the shell printed for a button or checkbox label."""
+    return [int(n) for n in re.findall(rf"\[(\d+)\] (?:☐ |☑ |\(){re.escape(label)}", output)]
+
+
+def test_shell_clicks_boxes_and_buttons_by_number(tmp_path: Path) -> None:
+    script = ["set error_rate=0.3", "/rollout start checkout-v2 aggressive", "1", "2", "3", "4", "later 2d", "/rollout advance"]
+    out = run_shell(tmp_path, script)
+    assert "☑ Enable feature flag for 5% of users" in out
+    assert "advanced from 5% to 50%" in out
+    # The Advance button on the newest status message moves it on once soak is met.
+    advance_buttons = numbers_of(out, "Advance")
+    assert advance_buttons
+    out2 = run_shell(tmp_path, ["set error_rate=0.3", "later 3d", "/rollout status"])
+    assert "Now at 50%" in out2
+
+    db = Database(f"sqlite:///{tmp_path / 'shell.db'}")
+    with db.reading() as session:
+        rollout = session.scalars(select(Rollout)).one()
+        kinds = [e.kind for e in session.scalars(select(Event).order_by(Event.id))]
+    db.dispose()
+    assert rollout.status is RolloutStatus.ACTIVE and rollout.step_index == 0 and rollout.phase_index == 1
+    assert kinds.count(EventKind.ITEM_CHECKED) == 4
+    assert EventKind.ADVANCED in kinds
+
+
+@pytest.mark.parametrize("template", ["aggressive"])
+def test_shell_completes_a_rollout(tmp_path: Path, template: str) -> None:
+    out = run_shell(
+        tmp_path,
+        [
+            "set error_rate=0.3",
+            f"/rollout start launch-x {template}",
+            "1", "2", "3", "4",
+            "later 2d", "/rollout advance",
+            "later 2d", "/rollout advance",
+            "/rollout complete",
+        ],
+    )
+    assert "Datadog is not set up" in out
+    assert "[1] ☐ Enable feature flag for 5% of users" in out
+    assert "advanced from 5% to 50%" in out
+    assert "advanced from 50% to 100%" in out
+    assert "launch-x completed its rollout" in out
+    db = Database(f"sqlite:///{tmp_path / 'shell.db'}")
+    with db.reading() as session:
+        rollout = session.scalars(select(Rollout)).one()
+    db.dispose()
+    assert rollout.status is RolloutStatus.COMPLETED
