@@ -374,7 +374,7 @@ def save(svc: Services, actor: Actor, rollout_id: int, groups: Sequence[Group]) 
     """Replaces the rollout's metrics and triggers with what the form says, in one transaction
     with its METRICS_EDITED event. Nothing is written when nothing changed."""
     errors = form_errors(groups)
-    if errors:  # the ack refused it already; only a forged submission gets here
+    if errors:  # never save what the form would refuse, whoever calls
         raise UsageError(next(iter(errors.values())), "metrics")
     rollout = advancing.load_for(svc, actor, rollout_id)
     _require_open(rollout)
@@ -407,7 +407,12 @@ def submit(
     svc: Services, actor: Actor, rollout_id: int, values: Mapping[str, Mapping[str, Any]], reply: Replier
 ) -> None:
     """The work after the ack: save, refresh the status message, confirm to the person."""
-    saved = save(svc, actor, rollout_id, read_form(values))
+    groups = read_form(values)
+    if form_errors(groups):
+        # Bolt runs the lazy listener even when the ack answered `response_action: errors`;
+        # the modal is still open and shows what to fix, so there is nothing to do or say.
+        return
+    saved = save(svc, actor, rollout_id, groups)
     if not saved.changed:
         reply(nothing_changed(saved.feature))
         return

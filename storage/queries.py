@@ -5,11 +5,11 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from sqlalchemy import Select, select
+from sqlalchemy import Select, or_, select
 from sqlalchemy.orm import Session, selectinload
 
 from storage.enums import OPEN_STATUSES, SnapshotKind
-from storage.models import Event, MetricSnapshot, Phase, Rollout, SlackMessage
+from storage.models import Approver, Event, MetricSnapshot, Phase, Rollout, SlackMessage
 
 STATUS_PURPOSE = "status"
 
@@ -106,3 +106,19 @@ def latest_snapshot(*, session: Session, rollout_id: int, kind: SnapshotKind) ->
         .order_by(MetricSnapshot.taken_at.desc(), MetricSnapshot.id.desc())
     )
     return session.scalars(stmt).first()
+
+
+def open_for_user(*, session: Session, team_id: str, user_id: str) -> Sequence[Rollout]:
+    """Open rollouts a person owns, approves or started: their App Home."""
+    stmt = _with_plan(
+        select(Rollout)
+        .outerjoin(Approver, Approver.rollout_id == Rollout.id)
+        .where(
+            Rollout.team_id == team_id,
+            Rollout.status.in_(OPEN_STATUSES),
+            or_(Rollout.owner_id == user_id, Rollout.created_by == user_id, Approver.user_id == user_id),
+        )
+        .distinct()
+        .order_by(Rollout.created_at)
+    )
+    return session.scalars(stmt).all()

@@ -246,6 +246,50 @@ def test_missing_data_blocks_with_the_reason(sc: Scenario, case: str) -> None:
     assert sc.events(EventKind.ADVANCED) == []
 
 
+def test_one_metric_without_data_blocks_while_the_other_passes(sc: Scenario) -> None:
+    started(sc, "standard", errors=0.5, latency=200.0)
+    sc.datadog.fail(sc.latency_match, 500)
+    sc.ready()
+
+    reply = sc.advance()
+
+    assert section(reply, "*Success metrics*") == (
+        "*Success metrics*\n"
+        ":white_check_mark: *Error rate* 0.5% · baseline 0.5% · rule: change vs baseline ≤ +0.1 pp (absolute)\n"
+        ":grey_question: *Latency (p95)* — · baseline 200 ms · rule: change vs baseline ≤ +10% (relative)\n"
+        "      _Datadog error 500_"
+    )
+    assert blockers_of(reply) == [
+        "Latency (p95) has no data: Datadog error 500.",
+        "Rollback trigger Latency (p95) has no data: Datadog error 500.",
+    ]
+    assert sc.where() == ("active", 0, 0)
+    assert sc.events(EventKind.ADVANCED) == []
+
+
+def test_missing_baseline_blocks_until_it_is_measured_again(sc: Scenario) -> None:
+    sc.datadog.fail(sc.errors_match, 500, times=1, endpoint="scalar")  # the start's baseline
+    started(sc, errors=1.0)
+    sc.ready()
+    (baseline,) = sc.snapshots(SnapshotKind.BASELINE)
+    assert baseline.readings["error_rate"]["problem"] == "Datadog error 500"
+
+    blocked = sc.advance()
+
+    why = "no baseline captured: Datadog error 500"
+    assert section(blocked, "*Success metrics*") == (
+        f"*Success metrics*\n:grey_question: *Error rate* 1% · rule: {ERROR_RULE}\n      _{why}_"
+    )
+    assert blockers_of(blocked) == [f"Error rate has no data: {why}.", f"Rollback trigger Error rate has no data: {why}."]
+    assert sc.where() == ("active", 0, 0)
+
+    measured = sc.command(f"baseline {sc.feature}", count=2)
+
+    assert measured["text"] == f":straight_ruler: New baseline stored for *{sc.feature}*."
+    assert [s.readings["error_rate"]["value"] for s in sc.snapshots(SnapshotKind.BASELINE)] == [None, 1.0]
+    assert sc.advance()["text"] == advanced_text(sc.feature)
+
+
 def test_rate_limit_with_a_short_reset_is_retried_once_then_passes(sc: Scenario) -> None:
     started(sc, errors=1.0)
     sc.datadog.set_value(sc.errors_match, 1.05)

@@ -454,13 +454,21 @@ def test_a_bad_threshold_keeps_the_modal_open_with_the_error(
     view = _opened_view(slack, channel)
     block_id = _block(view, "error_rate", Field.THRESHOLD)
 
+    submitted_at = time.time()
     answer = driver.submit_view(view, {block_id: "0.5%"})
 
     assert answer.status == 200
     body = answer.json()
     assert body["response_action"] == "errors"
     assert list(body["errors"]) == [block_id]
+    # Bolt still runs the lazy listener after an errors ack: it must neither save nor speak.
+    time.sleep(1.0)
     assert _events(bot_db, feature, EventKind.METRICS_EDITED) == []
+    assert not [
+        c
+        for c in slack.calls("chat.postEphemeral")
+        if c.params.get("channel") == channel and c.at >= submitted_at
+    ]
 
 
 @pytest.mark.e2e

@@ -2,18 +2,22 @@
 
 from __future__ import annotations
 
+import logging
 import re
 from typing import Any
 
 from slack_bolt import Ack, App, Respond
+from slack_sdk.errors import SlackApiError
 
-from bot import flows, handlers, status_board
+from bot import flows, handlers, home, status_board
 from bot.answers import answering
 from bot.flows import Actor, ItemChange
 from bot.ids import Action, Block
 from bot.listeners.replies import RespondReplier
 from bot.parsing import UsageError
 from bot.services import Services
+
+log = logging.getLogger(__name__)
 
 CHECKLIST_BLOCK = re.compile(rf"^{Block.CHECKLIST}:(\d+):")
 PICK = re.compile(rf"^{Action.PICK_ROLLOUT}:\d+$")
@@ -93,7 +97,15 @@ def register(app: App, svc: Services) -> None:
         with answering(RespondReplier(respond), "rollback"):
             handlers.open_rollback_form(svc, actor_of(body), rollout_id_of(action_value(body)), body.get("trigger_id"))
 
+    def open_from_home(body: dict[str, Any]) -> None:
+        actor = Actor(team_id=body["team"]["id"], user_id=body["user"]["id"], channel_id="")
+        try:
+            home.open_rollout(svc, actor, rollout_id_of(action_value(body)), body.get("trigger_id", ""))
+        except (UsageError, SlackApiError) as exc:
+            log.warning("could not open a rollout from the Home tab: %s", exc)
+
     app.action(Action.CHECKLIST_TOGGLE)(ack=ack_now, lazy=[toggle])
+    app.action(Action.OPEN_ROLLOUT)(ack=ack_now, lazy=[open_from_home])
     app.action(PICK)(ack=ack_now, lazy=[pick])
     for action_id in CONTROL_BUTTONS:
         app.action(action_id)(ack=ack_now, lazy=[control])

@@ -132,8 +132,9 @@ class RolloutResults:
 
 # --- the shapes of lines ------------------------------------------------------------------
 
-# "## Phase I: Canary (1%)"; the number of #s only matters for the title (one #).
-HEADING = re.compile(r"^(?P<hashes>#{1,6})\s+(?P<text>.*?)\s*#*$")
+# "## Phase I: Canary (1%)"; the number of #s only matters for the title (one #). A closing
+# run of #s after a space is layout (CommonMark), so "## Overview ##" is "Overview".
+HEADING = re.compile(r"^(?P<hashes>#{1,6})\s+(?P<text>.*?)(?:\s+#+)?$")
 # "# Rollout Plan: [Feature Name]": the template's title prefix, dropped from the title.
 TITLE_PREFIX = re.compile(r"^Rollout Plan:\s*", re.I)
 # "Phase 1: Internal Testing", "Phase II: 25% - 100%".

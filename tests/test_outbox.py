@@ -1,0 +1,410 @@
+"""The outbox (bot/outbox.py) on SQLite and Postgres, against the local Slack stand-in.
+
+Time is a settable clock: backoff and leases are checked by moving it, never by sleeping.
+The WebClient has no retries of its own (max_retries=0), so every 429/5xx reaches the outbox.
+Each test has a Slack fake of its own, so failures it injects are not taken by a bot that
+another test module left running.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections import Counter
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+from sqlalchemy import func, select, update
+
+from bot import announcing, outbox
+from bot.config import load_settings
+from bot.plans import get_template
+from bot.rollouts import new_rollout
+from bot.services import Services
+from bot.slack import make_client
+from messages.blocks import Message
+from storage import queries
+from storage.db import Database
+from storage.enums import EventKind, OutboxState
+from storage.models import Event, OutboxMessage, Rollout, SlackMessage
+from tests.fakes.slack_api import FakeSlack
+
+MAIN = "CMAIN00001"
+STAKE = "CSTAKE0001"
+OWNER = "WOWNER0001"
+START = datetime(2025, 3, 3, 15, 0, tzinfo=UTC)
+
+
+class Clock:
+    def __init__(self, now: datetime) -> None:
+        self.now = now
+
+    def __call__(self) -> datetime:
+        return self.now
+
+    def move(self, seconds: float) -> None:
+        self.now += timedelta(seconds=seconds)
+
+
+@pytest.fixture
+def slack() -> Iterator[FakeSlack]:
+    """A Slack of this test's own (overrides the session-wide one)."""
+    with FakeSlack() as fake:
+        yield fake
+
+
+@pytest.fixture
+def clock() -> Clock:
+    return Clock(START)
+
+
+def services(db: Database, slack: FakeSlack, clock: Clock) -> Services:
+    settings = load_settings({"SLACK_BOT_TOKEN": "xoxb-test", "SLACK_API_URL": slack.api_url})
+    return Services(settings=settings, db=db, client=make_client("xoxb-test", slack.api_url, max_retries=0), clock=clock)
+
+
+@pytest.fixture
+def svc(db: Database, slack: FakeSlack, clock: Clock) -> Services:
+    return services(db, slack, clock)
+
+
+def make_rollout(svc: Services, *, stakeholders: tuple[str, ...] = (STAKE,), status: bool = True, feature: str = "checkout-v2") -> int:
+    """A rollout in MAIN, with its status message posted and recorded unless status=False."""
+    with svc.db.transaction() as session:
+        rollout = new_rollout(
+            get_template("aggressive"),
+            team_id="T111",
+            channel_id=MAIN,
+            feature=feature,
+            owner_id=OWNER,
+            created_by=OWNER,
+            flag_key=None,
+            service=None,
+            stakeholders=list(stakeholders),
+            timezone="UTC",
+            country="US",
+            now=svc.clock(),
+        )
+        session.add(rollout)
+        session.flush()
+        rollout_id = rollout.id
+    if status:
+        post_status(svc, rollout_id)
+    return rollout_id
+
+
+def post_status(svc: Services, rollout_id: int) -> str:
+    ts = str(svc.client.chat_postMessage(channel=MAIN, text="status message")["ts"])
+    with svc.db.transaction() as session:
+        session.add(SlackMessage(rollout_id=rollout_id, purpose=queries.STATUS_PURPOSE, channel_id=MAIN, ts=ts))
+    return ts
+
+
+def status_ts(svc: Services, rollout_id: int) -> str:
+    with svc.db.reading() as session:
+        ref = queries.status_message(session=session, rollout_id=rollout_id)
+        assert ref is not None
+        return ref.ts
+
+
+def queue(svc: Services, rollout_id: int, milestone: str, *, stakeholders: bool = True) -> int:
+    with svc.db.transaction() as session:
+        rollout = session.get_one(Rollout, rollout_id)
+        announcement = outbox.Announcement(
+            milestone,
+            Message(text=f"thread: {milestone}"),
+            Message(text=f"line: {milestone}") if stakeholders else None,
+        )
+        return outbox.announce(session, rollout, announcement, svc.clock())
+
+
+def rows(svc: Services) -> list[OutboxMessage]:
+    with svc.db.reading() as session:
+        return list(session.scalars(select(OutboxMessage).order_by(OutboxMessage.id)))
+
+
+def row(svc: Services, key: str) -> OutboxMessage:
+    with svc.db.reading() as session:
+        return session.scalars(select(OutboxMessage).where(OutboxMessage.dedupe_key == key)).one()
+
+
+def key_of(message: dict[str, Any]) -> str | None:
+    return ((message.get("metadata") or {}).get("event_payload") or {}).get("key")
+
+
+def posts(slack: FakeSlack, key: str | None = None) -> list[dict[str, Any]]:
+    """chat.postMessage calls carrying an outbox key (`key`, if given), failed ones too."""
+    calls = [c.params for c in slack.calls("chat.postMessage") if key_of(c.params)]
+    return [p for p in calls if key is None or key_of(p) == key]
+
+
+def posted(slack: FakeSlack, channel: str, key: str) -> list[dict[str, Any]]:
+    """Messages that exist in `channel` with the outbox key `key`."""
+    return [m for m in slack.messages(channel) if key_of(m) == key]
+
+
+# --- queueing ---------------------------------------------------------------------------------
+
+
+def test_announcing_the_same_milestone_twice_queues_one_row_per_channel(svc: Services) -> None:
+    rollout_id = make_rollout(svc)
+
+    assert queue(svc, rollout_id, "started") == 2
+    assert queue(svc, rollout_id, "started") == 0
+    with svc.db.transaction() as session:  # the flow's own entry point, replayed
+        rollout = session.get_one(Rollout, rollout_id)
+        announcing.announce(session, rollout, "started", "started", svc.clock(), actor=OWNER)
+        assert not session.info.get(announcing.QUEUED)
+
+    keys = sorted(r.dedupe_key for r in rows(svc))
+    assert keys == sorted([outbox.dedupe_key(rollout_id, "started", MAIN), outbox.dedupe_key(rollout_id, "started", STAKE)])
+
+
+# --- retries ----------------------------------------------------------------------------------
+
+
+def test_server_errors_are_retried_with_doubling_backoff_and_posted_once(svc: Services, slack: FakeSlack, clock: Clock) -> None:
+    rollout_id = make_rollout(svc, stakeholders=())
+    queue(svc, rollout_id, "started")
+    key = outbox.dedupe_key(rollout_id, "started", MAIN)
+    slack.fail_next("chat.postMessage", times=3, status=500)
+
+    waits = []
+    for attempt in range(1, 4):
+        assert outbox.deliver_due(svc) == 0
+        r = row(svc, key)
+        assert (r.state, r.attempts, r.locked_until) == (OutboxState.PENDING, attempt, None)
+        wait = (r.next_attempt_at - clock()).total_seconds()
+        waits.append(wait)
+        clock.move(wait - 0.5)  # not due yet: nothing is tried
+        assert outbox.deliver_due(svc) == 0
+        assert len(posts(slack, key)) == attempt
+        clock.move(0.5)
+
+    assert outbox.deliver_due(svc) == 1
+    assert waits[0] >= 2 and waits[1] >= 4 and waits[2] >= 8
+    assert waits[0] < waits[1] < waits[2]
+    assert len(posts(slack, key)) == 4  # three 500s, one success
+    assert len(posted(slack, MAIN, key)) == 1
+    r = row(svc, key)
+    assert (r.state, r.sent_ts) == (OutboxState.SENT, posted(slack, MAIN, key)[0]["ts"])
+
+    clock.move(3600)
+    assert outbox.deliver_due(svc) == 0
+    assert len(posts(slack, key)) == 4
+
+
+def test_rate_limit_waits_at_least_retry_after(svc: Services, slack: FakeSlack, clock: Clock) -> None:
+    rollout_id = make_rollout(svc, stakeholders=())
+    queue(svc, rollout_id, "started")
+    key = outbox.dedupe_key(rollout_id, "started", MAIN)
+    slack.fail_next("chat.postMessage", times=1, status=429, retry_after=30)
+
+    assert outbox.deliver_due(svc) == 0
+    r = row(svc, key)
+    assert r.next_attempt_at >= START + timedelta(seconds=30)
+    assert r.last_error == "ratelimited"
+
+    clock.move(29)
+    assert outbox.deliver_due(svc) == 0
+    assert len(posts(slack, key)) == 1
+    clock.move(1)
+    assert outbox.deliver_due(svc) == 1
+    assert len(posted(slack, MAIN, key)) == 1
+
+
+# --- permanent errors -------------------------------------------------------------------------
+
+
+def _make_stakeholder_post_fail(slack: FakeSlack, failure: str) -> None:
+    """The next post fails for good: the fake fails a method, not a channel, so the test
+    delivers one row at a time and arms the failure just before the stakeholder row's turn."""
+    if failure == "private":
+        slack.set_not_in_channel(STAKE, private=True)
+    else:
+        slack.fail_next("chat.postMessage", error=failure)
+
+
+@pytest.mark.parametrize("failure", ["channel_not_found", "is_archived", "private"])
+def test_permanent_error_fails_the_row_and_tells_the_owner_once(
+    svc: Services, slack: FakeSlack, clock: Clock, failure: str
+) -> None:
+    rollout_id = make_rollout(svc)
+    code = "not_in_channel" if failure == "private" else failure
+    for milestone in ("started", "step:1:0"):
+        queue(svc, rollout_id, milestone)
+        assert outbox.deliver_due(svc, limit=1) == 1  # the thread row
+        if milestone != "started":
+            assert outbox.deliver_due(svc, limit=1) == 1  # the other one: the report queued before it
+        _make_stakeholder_post_fail(slack, failure)
+        assert outbox.deliver_due(svc, limit=1) == 0
+        r = row(svc, outbox.dedupe_key(rollout_id, milestone, STAKE))
+        assert (r.state, r.last_error, r.locked_until) == (OutboxState.FAILED, code, None)
+
+    # Nothing failed is tried again, however long we wait; the report goes out once.
+    for _ in range(5):
+        clock.move(3600)
+        outbox.deliver_due(svc)
+    stake_posts = [p for p in posts(slack) if p["channel"] == STAKE]
+    assert len(stake_posts) == 2  # one try per row
+    reports = [m for m in slack.messages(MAIN) if "could not post" in m["text"]]
+    assert len(reports) == 1, reports
+    assert reports[0]["thread_ts"] == status_ts(svc, rollout_id)
+    assert f"<@{OWNER}>" in reports[0]["text"] and f"<#{STAKE}>" in reports[0]["text"]
+    assert code.replace("_", " ") in reports[0]["text"]
+    with svc.db.reading() as session:
+        failed_events = session.scalars(select(Event).where(Event.kind == EventKind.DELIVERY_FAILED)).all()
+    assert len(failed_events) == 2  # the timeline has each failure
+
+
+def test_not_in_a_public_channel_joins_and_posts(svc: Services, slack: FakeSlack) -> None:
+    rollout_id = make_rollout(svc)
+    slack.set_not_in_channel(STAKE)
+    queue(svc, rollout_id, "started")
+
+    assert outbox.deliver_due(svc) == 2
+    key = outbox.dedupe_key(rollout_id, "started", STAKE)
+    assert [c.params["channel"] for c in slack.calls("conversations.join")] == [STAKE]
+    assert len(posted(slack, STAKE, key)) == 1
+    assert row(svc, key).state == OutboxState.SENT
+
+
+# --- a process that died between posting and recording -------------------------------------
+
+
+def _as_if_the_process_died(svc: Services, key: str, clock: Clock) -> None:
+    """The post went out, then the process died before it recorded the result: the row is
+    pending with one attempt and a lease that has run out."""
+    with svc.db.transaction() as session:
+        session.execute(
+            update(OutboxMessage)
+            .where(OutboxMessage.dedupe_key == key)
+            .values(state=OutboxState.PENDING, sent_ts=None, sent_at=None, attempts=1, locked_until=clock() - timedelta(seconds=1))
+        )
+
+
+@pytest.mark.parametrize("channel", [MAIN, STAKE], ids=["status-thread", "stakeholder-channel"])
+def test_a_post_that_reached_slack_before_the_process_died_is_not_posted_again(
+    svc: Services, slack: FakeSlack, clock: Clock, channel: str
+) -> None:
+    rollout_id = make_rollout(svc)
+    queue(svc, rollout_id, "started")
+    assert outbox.deliver_due(svc) == 2
+    key = outbox.dedupe_key(rollout_id, "started", channel)
+    first_ts = row(svc, key).sent_ts
+    clock.move(120)
+    _as_if_the_process_died(svc, key, clock)
+
+    assert outbox.deliver_due(svc) == 1
+    assert len(posts(slack, key)) == 1
+    r = row(svc, key)
+    assert (r.state, r.sent_ts, r.locked_until) == (OutboxState.SENT, first_ts, None)
+    looked_in = "conversations.replies" if channel == MAIN else "conversations.history"
+    assert [c.params["channel"] for c in slack.calls(looked_in)] == [channel]
+
+
+def test_an_attempt_that_never_reached_slack_is_posted_after_its_lease(svc: Services, slack: FakeSlack, clock: Clock) -> None:
+    rollout_id = make_rollout(svc)
+    queue(svc, rollout_id, "started")
+    key = outbox.dedupe_key(rollout_id, "started", STAKE)
+    with svc.db.transaction() as session:  # claimed and marked, then the process died
+        session.execute(
+            update(OutboxMessage).where(OutboxMessage.dedupe_key == key).values(attempts=1, locked_until=clock() + outbox.LEASE)
+        )
+
+    assert outbox.deliver_due(svc) == 1  # only the thread row: the other is leased
+    assert posts(slack, key) == []
+    clock.move(outbox.LEASE.total_seconds())
+    assert outbox.deliver_due(svc) == 1
+    assert len(posted(slack, STAKE, key)) == 1
+    assert row(svc, key).state == OutboxState.SENT
+
+
+def test_a_worker_whose_lease_ran_out_does_not_post(svc: Services, slack: FakeSlack, clock: Clock) -> None:
+    """A slow worker (lease expired before it got to a row) must leave the row to the worker
+    that took it over, not post it a second time."""
+    rollout_id = make_rollout(svc, stakeholders=())
+    queue(svc, rollout_id, "started")
+    key = outbox.dedupe_key(rollout_id, "started", MAIN)
+    [(row_id, slow_lease)] = outbox._claim(svc, clock(), 10)
+    clock.move(outbox.LEASE.total_seconds() + 1)
+    assert outbox.deliver_due(svc) == 1  # the other worker takes it over and posts
+
+    assert outbox._deliver(svc, row_id, slow_lease) is False
+    assert len(posts(slack, key)) == 1
+    assert row(svc, key).state == OutboxState.SENT
+
+
+# --- the status thread ------------------------------------------------------------------------
+
+
+def test_announcements_wait_for_the_status_message_and_go_into_its_thread(svc: Services, slack: FakeSlack, clock: Clock) -> None:
+    rollout_id = make_rollout(svc, status=False)
+    queue(svc, rollout_id, "started")
+
+    for _ in range(3):
+        assert outbox.deliver_due(svc) == 0
+        clock.move(outbox.THREAD_RECHECK.total_seconds())
+    assert posts(slack) == []
+    assert all(r.state == OutboxState.PENDING and r.attempts == 0 for r in rows(svc))
+
+    ts = post_status(svc, rollout_id)
+    assert outbox.deliver_due(svc) == 2
+    thread_key = outbox.dedupe_key(rollout_id, "started", MAIN)
+    [reply] = posted(slack, MAIN, thread_key)
+    assert reply["thread_ts"] == ts
+    [line] = posted(slack, STAKE, outbox.dedupe_key(rollout_id, "started", STAKE))
+    assert "thread_ts" not in line
+
+
+def test_without_a_status_message_announcements_go_to_the_channel_after_the_wait(svc: Services, slack: FakeSlack, clock: Clock) -> None:
+    rollout_id = make_rollout(svc, stakeholders=(), status=False)
+    queue(svc, rollout_id, "started")
+    assert outbox.deliver_due(svc) == 0
+
+    clock.move(outbox.THREAD_WAIT.total_seconds())
+    assert outbox.deliver_due(svc) == 1
+    [message] = posted(slack, MAIN, outbox.dedupe_key(rollout_id, "started", MAIN))
+    assert "thread_ts" not in message
+
+
+# --- two workers ------------------------------------------------------------------------------
+
+
+def test_two_workers_post_each_of_200_rows_once(db: Database, slack: FakeSlack, clock: Clock) -> None:
+    """Two replicas' workers (own engines, own clients) drain one outbox at the same time."""
+    svc = services(db, slack, clock)
+    rollout_id = make_rollout(svc)
+    for n in range(100):
+        queue(svc, rollout_id, f"update:{n}")
+    with db.reading() as session:
+        assert session.scalar(select(func.count()).select_from(OutboxMessage)) == 200
+
+    workers = [services(Database(db.url), slack, clock) for _ in range(2)]
+    start = threading.Barrier(len(workers))
+    sent = [0] * len(workers)
+    errors: list[BaseException] = []
+
+    def work(i: int) -> None:
+        try:
+            start.wait()
+            while (n := outbox.deliver_due(workers[i], limit=7)) > 0:
+                sent[i] += n
+        except BaseException as exc:  # noqa: BLE001 - reported below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=work, args=(i,)) for i in range(len(workers))]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    for w in workers:
+        w.db.dispose()
+
+    assert not errors
+    counts = Counter(key_of(p) for p in posts(slack))
+    assert len(counts) == 200
+    assert [k for k, n in counts.items() if n != 1] == []
+    assert sum(sent) == 200 and all(sent), sent
+    assert all(r.state == OutboxState.SENT for r in rows(svc))
