@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import logging
 from concurrent.futures import Executor, ThreadPoolExecutor
+from collections.abc import Callable
 from typing import Any
 
-from slack_bolt import App, BoltResponse
+from slack_bolt import App, BoltRequest, BoltResponse
 
 from bot.listeners import register_listeners
 from bot.services import Services
@@ -26,6 +27,16 @@ def build_app(svc: Services, *, token_verification: bool = True, executor: Execu
         listener_executor=executor or ThreadPoolExecutor(max_workers=settings.web_threads, thread_name_prefix="lazy"),
         raise_error_for_unhandled_request=False,
     )
+
+    @app.middleware
+    def ignore_slack_retries(request: BoltRequest, next: Callable[[], BoltResponse]) -> BoltResponse:
+        # Every request is acked at once and its work goes on in the background, so a retry
+        # (Slack resends when an ack is slow, marked X-Slack-Retry-Num) is a duplicate: doing
+        # it again could start a second rollout or advance twice.
+        if request.headers.get("x-slack-retry-num"):
+            log.info("ignored Slack retry %s", request.headers.get("x-slack-retry-num"))
+            return BoltResponse(status=200, body="")
+        return next()
 
     @app.error
     def on_error(error: Exception, body: dict[str, Any], response: BoltResponse | None) -> None:

@@ -96,7 +96,6 @@ def earliest_time(start: datetime, business_days: float, *, tz: str, country: st
     if business_days <= 0:
         return start_utc
     candidate = _walk_to(start_utc, business_days, zone, country)
-
     return _settle(start_utc, business_days, candidate, tz=tz, country=country)
 
 

@@ -175,8 +175,7 @@ def _deliver(svc: Services, row_id: int, lease: datetime) -> bool:
             _retry_later(svc, row, lease, row.attempts, exc.code, exc.retry_after)
             return False
         if found is not None:
-            _finish(svc, row_id, lease, state=OutboxState.SENT, sent_ts=found, sent_at=now)
-            return True
+            return _finish(svc, row_id, lease, state=OutboxState.SENT, sent_ts=found, sent_at=now)
     if not _finish(svc, row_id, lease, attempts=row.attempts + 1, keep_lease=True):
         log.info("outbox row %s: lease lost before posting; another worker has it", row_id)
         return False

