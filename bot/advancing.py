@@ -87,7 +87,9 @@ def check_allowed(svc: Services, actor: Actor, rollout: Rollout, action: str) ->
     )
 
 
-def _read(svc: Services, rollout: Rollout, now: datetime) -> tuple[dict[str, Observation], dict[str, Observation], dict[str, MetricReading]]:
+def _read(
+    svc: Services, rollout: Rollout, now: datetime
+) -> tuple[dict[str, Observation], dict[str, Observation], dict[str, MetricReading]]:
     metrics, triggers = metrics_of(rollout)
     plan = snapshots.plan_queries(
         [*metrics, *triggers], feature=rollout.feature, flag=rollout.flag_key, service=rollout.service
@@ -97,19 +99,25 @@ def _read(svc: Services, rollout: Rollout, now: datetime) -> tuple[dict[str, Obs
     return current, snapshots.controls(plan, readings), readings
 
 
-def _baselines(session: Session, rollout: Rollout, controls: dict[str, Observation]) -> dict[str, Observation]:
+def _baselines(
+    session: Session, rollout: Rollout, controls: dict[str, Observation]
+) -> dict[str, Observation]:
     """The control cohort measured now where a metric has one (as Kayenta compares), else the
     baseline stored when the rollout started."""
     stored = queries.latest_snapshot(session=session, rollout_id=rollout.id, kind=SnapshotKind.BASELINE)
     baselines = snapshots.from_json(stored.readings) if stored is not None else {}
     for key, seen in baselines.items():
         if seen.value is None:
-            hint = f"it could not be measured at start ({seen.problem}); `/rollout baseline` measures it again"
+            hint = (
+                f"it could not be measured at start ({seen.problem}); `/rollout baseline` measures it again"
+            )
             baselines[key] = Observation(None, hint)
     return {**baselines, **controls}
 
 
-def _gate(rollout: Rollout, current: dict[str, Observation], baselines: dict[str, Observation], now: datetime) -> GateResult:
+def _gate(
+    rollout: Rollout, current: dict[str, Observation], baselines: dict[str, Observation], now: datetime
+) -> GateResult:
     metrics, triggers = metrics_of(rollout)
     return evaluate_gate(
         GateInput(
@@ -128,7 +136,14 @@ def _gate(rollout: Rollout, current: dict[str, Observation], baselines: dict[str
     )
 
 
-def _store(session: Session, rollout: Rollout, kind: SnapshotKind, current: dict[str, Observation], gate: GateResult | None, now: datetime) -> MetricSnapshot:
+def _store(
+    session: Session,
+    rollout: Rollout,
+    kind: SnapshotKind,
+    current: dict[str, Observation],
+    gate: GateResult | None,
+    now: datetime,
+) -> MetricSnapshot:
     snap = MetricSnapshot(
         rollout_id=rollout.id,
         kind=kind,
@@ -148,9 +163,15 @@ def gate_json(gate: GateResult) -> dict[str, object]:
     def verdicts(items: tuple[object, ...]) -> list[dict[str, object]]:
         return [
             {
-                "key": v.key, "name": v.name, "verdict": v.verdict.value, "value": v.value,  # type: ignore[attr-defined]
-                "baseline": v.baseline, "change": v.change, "allowed": v.allowed,  # type: ignore[attr-defined]
-                "reason": v.reason, "unit": v.unit,  # type: ignore[attr-defined]
+                "key": v.key,
+                "name": v.name,
+                "verdict": v.verdict.value,
+                "value": v.value,  # type: ignore[attr-defined]
+                "baseline": v.baseline,
+                "change": v.change,
+                "allowed": v.allowed,  # type: ignore[attr-defined]
+                "reason": v.reason,
+                "unit": v.unit,  # type: ignore[attr-defined]
             }
             for v in items
         ]
@@ -185,7 +206,11 @@ def snapshot(svc: Services, actor: Actor, rollout_id: int) -> Outcome:
         assert locked is not None
         gate = _gate(locked, current, _baselines(session, locked, controls), now)
         snap = _store(session, locked, SnapshotKind.CHECK, current, gate, now)
-        session.add(rollouts.event(locked, EventKind.SNAPSHOT, actor.user_id, now, snapshot_id=snap.id, passed=gate.passed))
+        session.add(
+            rollouts.event(
+                locked, EventKind.SNAPSHOT, actor.user_id, now, snapshot_id=snap.id, passed=gate.passed
+            )
+        )
     return _outcome(locked, gate, None, may_override=False, snapshot_only=True)
 
 
@@ -202,7 +227,14 @@ def advance(svc: Services, actor: Actor, rollout_id: int) -> Outcome:
         snap = _store(session, locked, SnapshotKind.GATE, current, gate, now)
         if not gate.passed:
             session.add(
-                rollouts.event(locked, EventKind.ADVANCE_BLOCKED, actor.user_id, now, snapshot_id=snap.id, blockers=list(gate.blockers))
+                rollouts.event(
+                    locked,
+                    EventKind.ADVANCE_BLOCKED,
+                    actor.user_id,
+                    now,
+                    snapshot_id=snap.id,
+                    blockers=list(gate.blockers),
+                )
             )
             return _outcome(locked, gate, None, may_override=True)
         moved = _move(session, locked, actor, now, EventKind.ADVANCED, snapshot_id=snap.id)
@@ -210,7 +242,7 @@ def advance(svc: Services, actor: Actor, rollout_id: int) -> Outcome:
 
 
 def override(svc: Services, actor: Actor, token: str, reason: str) -> rollouts.Moved:
-    """"Advance anyway": the owner or an approver moves past a blocked gate, with a reason
+    """ "Advance anyway": the owner or an approver moves past a blocked gate, with a reason
     that goes into the timeline and the announcement."""
     rollout_id, where = Where.parse(token)
     rollout = load_for(svc, actor, rollout_id)
@@ -236,11 +268,21 @@ def _lock_at(session: Session, rollout_id: int, where: Where) -> Rollout:
     return locked
 
 
-def _move(session: Session, rollout: Rollout, actor: Actor, now: datetime, kind: EventKind, **data: Any) -> rollouts.Moved:
+def _move(
+    session: Session, rollout: Rollout, actor: Actor, now: datetime, kind: EventKind, **data: Any
+) -> rollouts.Moved:
     moved = rollouts.move_forward(rollout, now)
-    session.add(rollouts.event(rollout, kind, actor.user_id, now, from_step=moved.from_title, to_step=moved.to_title, **data))
+    session.add(
+        rollouts.event(
+            rollout, kind, actor.user_id, now, from_step=moved.from_title, to_step=moved.to_title, **data
+        )
+    )
     if moved.phase_completed:
-        session.add(rollouts.event(rollout, EventKind.PHASE_COMPLETED, actor.user_id, now, phase=moved.phase_completed))
+        session.add(
+            rollouts.event(
+                rollout, EventKind.PHASE_COMPLETED, actor.user_id, now, phase=moved.phase_completed
+            )
+        )
     if moved.completed:
         session.add(rollouts.event(rollout, EventKind.COMPLETED, actor.user_id, now))
         announcing.announce(session, rollout, "completed", "completed", now, actor=actor.user_id)
@@ -261,7 +303,15 @@ def _move(session: Session, rollout: Rollout, actor: Actor, now: datetime, kind:
     return moved
 
 
-def _outcome(rollout: Rollout, gate: GateResult, moved: rollouts.Moved | None, *, may_override: bool, snapshot_only: bool = False, where: Where | None = None) -> Outcome:
+def _outcome(
+    rollout: Rollout,
+    gate: GateResult,
+    moved: rollouts.Moved | None,
+    *,
+    may_override: bool,
+    snapshot_only: bool = False,
+    where: Where | None = None,
+) -> Outcome:
     return Outcome(
         rollout_id=rollout.id,
         feature=rollout.feature,

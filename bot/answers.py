@@ -46,7 +46,9 @@ def message_for(error: Exception, subcommand: str = "status") -> Message:
     if isinstance(error, RolloutError):
         return text_message(f":no_entry_sign: {error}")
     if isinstance(error, SlackApiError):
-        return text_message(f":warning: Slack refused the request ({error_code(error)}). Nothing else was changed.")
+        return text_message(
+            f":warning: Slack refused the request ({error_code(error)}). Nothing else was changed."
+        )
     ref = uuid.uuid4().hex[:8]
     log.error("unexpected error, ref %s", ref, exc_info=error)
     return text_message(

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import logging
-from concurrent.futures import Executor, ThreadPoolExecutor
 from collections.abc import Callable
+from concurrent.futures import Executor, ThreadPoolExecutor
 from typing import Any
 
 from slack_bolt import App, BoltRequest, BoltResponse
@@ -24,7 +24,8 @@ def build_app(svc: Services, *, token_verification: bool = True, executor: Execu
         token_verification_enabled=token_verification,
         # Lazy listeners (the work after each ack) run here; Bolt's default of 5 is too few
         # for a burst of clicks.
-        listener_executor=executor or ThreadPoolExecutor(max_workers=settings.web_threads, thread_name_prefix="lazy"),
+        listener_executor=executor
+        or ThreadPoolExecutor(max_workers=settings.web_threads, thread_name_prefix="lazy"),
         raise_error_for_unhandled_request=False,
     )
 
@@ -42,7 +43,9 @@ def build_app(svc: Services, *, token_verification: bool = True, executor: Execu
     def on_error(error: Exception, body: dict[str, Any], response: BoltResponse | None) -> None:
         # Acks are written not to fail; if one does, log it with its traceback. Listener work
         # answers its own errors (bot/answers.py).
-        log.error("unhandled error in a listener for %s", body.get("type") or body.get("command"), exc_info=error)
+        log.error(
+            "unhandled error in a listener for %s", body.get("type") or body.get("command"), exc_info=error
+        )
 
     register_listeners(app, svc)
     return app

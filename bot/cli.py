@@ -59,7 +59,9 @@ def build_parser() -> argparse.ArgumentParser:
     db_sub = db.add_subparsers(dest="db_command", required=True, metavar="ACTION")
     db_sub.add_parser("upgrade", help="migrate the database to the newest schema")
     sub.add_parser("check", help="check the settings in the environment")
-    sub.add_parser("shell", help="try the bot in this terminal: no Slack app needed (local SQLite by default)")
+    sub.add_parser(
+        "shell", help="try the bot in this terminal: no Slack app needed (local SQLite by default)"
+    )
     return parser
 
 

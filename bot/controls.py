@@ -15,7 +15,6 @@ from storage import queries
 from storage.enums import EventKind
 from storage.models import Approver, Rollout
 
-
 # What each control announces, and its dedupe key: a pause can happen many times (keyed by its
 # event), a rollback or completion once per rollout.
 ANNOUNCED = {
@@ -41,12 +40,16 @@ def _change(
         if rollout is None:
             raise RolloutNotFound("That rollout does not exist any more.")
         kind = apply(session, rollout)
-        event = rollouts.event(rollout, kind, actor.user_id, now, step=rollouts.display_title(rollout.current_step), **data)
+        event = rollouts.event(
+            rollout, kind, actor.user_id, now, step=rollouts.display_title(rollout.current_step), **data
+        )
         session.add(event)
         session.flush()
         if kind in ANNOUNCED:
             key = ANNOUNCED[kind].format(event=event.id)
-            announcing.announce(session, rollout, kind.value, key, now, actor=actor.user_id, reason=data.get("reason", ""))
+            announcing.announce(
+                session, rollout, kind.value, key, now, actor=actor.user_id, reason=data.get("reason", "")
+            )
         jobs.reschedule(session, rollout, now)
     return rollout
 

@@ -60,7 +60,12 @@ def start(svc: Services, actor: Actor, cmd: Start) -> int:
             session.flush()
             session.add(
                 rollouts.event(
-                    rollout, EventKind.STARTED, actor.user_id, now, template=plan.name, channel=actor.channel_id
+                    rollout,
+                    EventKind.STARTED,
+                    actor.user_id,
+                    now,
+                    template=plan.name,
+                    channel=actor.channel_id,
                 )
             )
             announcing.announce(session, rollout, "started", "started", now, actor=actor.user_id)
@@ -102,7 +107,9 @@ def resolve(svc: Services, actor: Actor, feature: str | None, subcommand: str) -
                     f"There is no rollout called *{feature}*. `/rollout list` shows the open ones."
                 )
             return found.id
-        in_channel = queries.open_in_channel(session=session, team_id=actor.team_id, channel_id=actor.channel_id)
+        in_channel = queries.open_in_channel(
+            session=session, team_id=actor.team_id, channel_id=actor.channel_id
+        )
     if len(in_channel) == 1:
         return in_channel[0].id
     if not in_channel:
@@ -182,5 +189,7 @@ def send_update(svc: Services, actor: Actor, rollout_id: int, text: str) -> Roll
         event = rollouts.event(rollout, EventKind.UPDATE_SENT, actor.user_id, now, text=text)
         session.add(event)
         session.flush()
-        announcing.announce(session, rollout, "update", f"update:{event.id}", now, actor=actor.user_id, text=text)
+        announcing.announce(
+            session, rollout, "update", f"update:{event.id}", now, actor=actor.user_id, text=text
+        )
     return rollout

@@ -84,15 +84,28 @@ def run(svc: Services, actor: Actor, cmd: Command, reply: Replier, *, trigger_id
     elif isinstance(cmd, ListRollouts):
         reply(list_rollouts(svc, actor))
     elif isinstance(cmd, OnRollout):
-        run_for(svc, actor, cmd.subcommand, flows.resolve(svc, actor, cmd.feature, cmd.subcommand), reply, trigger_id=trigger_id)
+        run_for(
+            svc,
+            actor,
+            cmd.subcommand,
+            flows.resolve(svc, actor, cmd.feature, cmd.subcommand),
+            reply,
+            trigger_id=trigger_id,
+        )
     elif isinstance(cmd, WithReason):
         rollout_id, reason = flows.resolve_words(svc, actor, list(cmd.words), cmd.subcommand)
         run_for(svc, actor, cmd.subcommand, rollout_id, reply, reason=reason)
     elif isinstance(cmd, Approvers):
         approvers(svc, actor, cmd, reply)
     elif isinstance(cmd, Digest):
-        rollout = jobs.set_digest(svc, actor, flows.resolve(svc, actor, cmd.feature, "digest"), cmd.cadence, cmd.at)
-        reply(text_message(f":calendar: Digest for *{escape(rollout.feature)}*: {jobs.describe_digest(rollout)}."))
+        rollout = jobs.set_digest(
+            svc, actor, flows.resolve(svc, actor, cmd.feature, "digest"), cmd.cadence, cmd.at
+        )
+        reply(
+            text_message(
+                f":calendar: Digest for *{escape(rollout.feature)}*: {jobs.describe_digest(rollout)}."
+            )
+        )
     else:
         raise AssertionError(f"no handler for {cmd!r}")
 
@@ -121,13 +134,17 @@ def run_for(
         _done(svc, reply, controls.roll_back(svc, actor, rollout_id, reason), "rolled back", reason)
     elif subcommand == "update":
         rollout = flows.send_update(svc, actor, rollout_id, reason)
-        reply(text_message(f":mega: Update on *{escape(rollout.feature)}* sent to its thread and stakeholders."))
+        reply(
+            text_message(f":mega: Update on *{escape(rollout.feature)}* sent to its thread and stakeholders.")
+        )
     elif subcommand == "complete":
         _done(svc, reply, controls.complete(svc, actor, rollout_id), "completed")
     elif subcommand == "baseline":
         rollout = advancing.load_for(svc, actor, rollout_id)
         advancing.check_allowed(svc, actor, rollout, "re-measure the baseline of")
-        reply.progress(text_message(f":hourglass_flowing_sand: Measuring the baseline of *{escape(rollout.feature)}*…"))
+        reply.progress(
+            text_message(f":hourglass_flowing_sand: Measuring the baseline of *{escape(rollout.feature)}*…")
+        )
         advancing.capture_baseline(svc, rollout_id)
         reply(text_message(f":straight_ruler: New baseline stored for *{escape(rollout.feature)}*."))
     elif subcommand == "metrics":
@@ -149,9 +166,15 @@ def check(svc: Services, actor: Actor, rollout_id: int, reply: Replier, *, advan
     """Advance (or only look): say at once what is being checked, then the verdict."""
     rollout = advancing.load_for(svc, actor, rollout_id)
     metrics, triggers = advancing.metrics_of(rollout)
-    count = len(snapshots.plan_queries([*metrics, *triggers], feature=rollout.feature, flag=rollout.flag_key, service=rollout.service).queries)
+    count = len(
+        snapshots.plan_queries(
+            [*metrics, *triggers], feature=rollout.feature, flag=rollout.flag_key, service=rollout.service
+        ).queries
+    )
     reply.progress(checking(rollout.feature, count))
-    outcome = advancing.advance(svc, actor, rollout_id) if advance else advancing.snapshot(svc, actor, rollout_id)
+    outcome = (
+        advancing.advance(svc, actor, rollout_id) if advance else advancing.snapshot(svc, actor, rollout_id)
+    )
     if outcome.moved is not None:
         status_board.refresh(svc, rollout_id)
     reply(gate_report(outcome))
@@ -267,4 +290,8 @@ def override(svc: Services, actor: Actor, token: str, reason: str, reply: Replie
     moved = advancing.override(svc, actor, token, reason)
     rollout_id, _ = advancing.Where.parse(token)
     status_board.refresh(svc, rollout_id)
-    reply(text_message(f":warning: Advanced anyway from {escape(moved.from_title)} to *{escape(moved.to_title)}*. Reason: {escape(reason)}"))
+    reply(
+        text_message(
+            f":warning: Advanced anyway from {escape(moved.from_title)} to *{escape(moved.to_title)}*. Reason: {escape(reason)}"
+        )
+    )

@@ -14,7 +14,13 @@ from storage.models import Rollout
 def next_gate(rollout: Rollout, svc: Services) -> str:
     """What stands before the next advance, short of reading Datadog."""
     step = rollout.current_step
-    soak = soak_status(rollout.step_started_at, step.min_business_days, svc.clock(), tz=rollout.timezone, country=rollout.country)
+    soak = soak_status(
+        rollout.step_started_at,
+        step.min_business_days,
+        svc.clock(),
+        tz=rollout.timezone,
+        country=rollout.country,
+    )
     parts = ["soak met" if soak.met else soak.describe(rollouts.display_title(step), rollout.timezone)]
     open_criteria = len(rollouts.unchecked_exit_criteria(rollout))
     if open_criteria:
@@ -30,8 +36,17 @@ def publish(svc: Services, team_id: str, user_id: str) -> None:
     for r in mine:
         done, total = rollouts.progress(r)
         rows.append(
-            HomeRow(r.id, r.feature, r.channel_id, rollouts.display_title(r.current_step), r.current_phase.name,
-                    r.status.value == "paused", done, total, next_gate(r, svc))
+            HomeRow(
+                r.id,
+                r.feature,
+                r.channel_id,
+                rollouts.display_title(r.current_step),
+                r.current_phase.name,
+                r.status.value == "paused",
+                done,
+                total,
+                next_gate(r, svc),
+            )
         )
     svc.client.views_publish(user_id=user_id, view=home_view(rows))
 

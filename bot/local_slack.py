@@ -69,10 +69,18 @@ class LocalSlack:
     def _answer(self, method: str, p: dict[str, Any]) -> dict[str, Any]:
         channel = str(p.get("channel", ""))
         if method == "auth.test":
-            return {"ok": True, "team_id": TEAM_ID, "user_id": BOT_USER_ID, "bot_id": "B0SHELL", "team": "Shell"}
+            return {
+                "ok": True,
+                "team_id": TEAM_ID,
+                "user_id": BOT_USER_ID,
+                "bot_id": "B0SHELL",
+                "team": "Shell",
+            }
         if method == "chat.postMessage":
             ts = self._next_ts()
-            posted = Posted("message", channel, ts, p.get("text", ""), p.get("blocks") or [], p.get("thread_ts"))
+            posted = Posted(
+                "message", channel, ts, p.get("text", ""), p.get("blocks") or [], p.get("thread_ts")
+            )
             self.messages.setdefault(channel, {})[ts] = posted
             self._show(posted)
             return {"ok": True, "channel": channel, "ts": ts, "message": {"ts": ts, "text": posted.text}}
@@ -84,14 +92,21 @@ class LocalSlack:
             self._show(Posted("update", channel, old.ts, old.text, old.blocks))
             return {"ok": True, "channel": channel, "ts": old.ts}
         if method == "chat.postEphemeral":
-            self._show(Posted("ephemeral", channel, self._next_ts(), p.get("text", ""), p.get("blocks") or []))
+            self._show(
+                Posted("ephemeral", channel, self._next_ts(), p.get("text", ""), p.get("blocks") or [])
+            )
             return {"ok": True, "message_ts": self._next_ts()}
         if method == "chat.getPermalink":
-            return {"ok": True, "permalink": f"{self.url}/archives/{channel}/p{str(p.get('message_ts')).replace('.', '')}"}
+            return {
+                "ok": True,
+                "permalink": f"{self.url}/archives/{channel}/p{str(p.get('message_ts')).replace('.', '')}",
+            }
         if method in ("views.open", "views.update", "views.push", "views.publish"):
             view = p.get("view") or {}
             title = (view.get("title") or {}).get("text", "a form")
-            self._show(Posted("view", channel, "", f"“{title}” opens a form in Slack; the shell has no forms."))
+            self._show(
+                Posted("view", channel, "", f"“{title}” opens a form in Slack; the shell has no forms.")
+            )
             return {"ok": True, "view": {**view, "id": f"V{next(self._ts)}"}}
         if method == "conversations.join":
             return {"ok": True, "channel": {"id": channel}}
@@ -103,14 +118,19 @@ class LocalSlack:
             return {"ok": True, "messages": found, "has_more": False}
         if method == "users.info":
             user = str(p.get("user", ""))
-            return {"ok": True, "user": {"id": user, "name": user.lower(), "is_admin": user in self._admins, "tz": "UTC"}}
+            return {
+                "ok": True,
+                "user": {"id": user, "name": user.lower(), "is_admin": user in self._admins, "tz": "UTC"},
+            }
         return {"ok": False, "error": "unknown_method"}
 
     def reply(self, payload: dict[str, Any]) -> None:
         """A post to a response_url: ephemeral unless it says in_channel."""
         with self._lock:
             kind = "reply" if payload.get("response_type") != "in_channel" else "message"
-            self._show(Posted(kind, "", self._next_ts(), payload.get("text", ""), payload.get("blocks") or []))
+            self._show(
+                Posted(kind, "", self._next_ts(), payload.get("text", ""), payload.get("blocks") or [])
+            )
 
 
 def _handler(slack: LocalSlack) -> type[BaseHTTPRequestHandler]:

@@ -90,7 +90,11 @@ def announce(session: Session, rollout: Rollout, announcement: Announcement, now
     a milestone already queued (a replayed change) adds nothing."""
     rows = [(rollout.channel_id, True, announcement.thread)]
     if announcement.stakeholders is not None:
-        rows += [(c, False, announcement.stakeholders) for c in rollout.stakeholder_channels if c != rollout.channel_id]
+        rows += [
+            (c, False, announcement.stakeholders)
+            for c in rollout.stakeholder_channels
+            if c != rollout.channel_id
+        ]
     added = 0
     for channel_id, in_thread, message in rows:
         key = dedupe_key(rollout.id, announcement.milestone, channel_id)
@@ -156,7 +160,9 @@ def _load(svc: Services, row_id: int) -> tuple[OutboxMessage, Rollout | None, st
         row = session.get(OutboxMessage, row_id)
         assert row is not None
         rollout = session.get(Rollout, row.rollout_id) if row.rollout_id else None
-        status = queries.status_message(session=session, rollout_id=row.rollout_id) if row.rollout_id else None
+        status = (
+            queries.status_message(session=session, rollout_id=row.rollout_id) if row.rollout_id else None
+        )
     return row, rollout, status.ts if status else None
 
 
@@ -229,7 +235,9 @@ def _retry_after(exc: SlackApiError) -> str | None:
     return None
 
 
-def _retry_later(svc: Services, row: OutboxMessage, lease: datetime, attempts: int, code: str, retry_after: str | None) -> None:
+def _retry_later(
+    svc: Services, row: OutboxMessage, lease: datetime, attempts: int, code: str, retry_after: str | None
+) -> None:
     """Backoff doubles with each attempt (2, 4, 8 s ... at most MAX_BACKOFF), and is never
     shorter than Slack's Retry-After."""
     wait = timedelta(seconds=min(2 ** max(attempts, 1), MAX_BACKOFF.total_seconds()))
@@ -251,12 +259,22 @@ def _fail(svc: Services, row: OutboxMessage, lease: datetime, rollout: Rollout |
         )
         if rollout is None or row.channel_id == rollout.channel_id:
             return  # nowhere better to report it than the log
-        session.add(Event(rollout_id=rollout.id, kind=EventKind.DELIVERY_FAILED, actor_id=None, at=now, data={"channel": row.channel_id, "error": code}))
+        session.add(
+            Event(
+                rollout_id=rollout.id,
+                kind=EventKind.DELIVERY_FAILED,
+                actor_id=None,
+                at=now,
+                data={"channel": row.channel_id, "error": code},
+            )
+        )
         text = (
             f"<@{rollout.owner_id}> I could not post an update to <#{row.channel_id}> "
             f"({code.replace('_', ' ')}). Invite me there or change the stakeholders."
         )
-        if announce(session, rollout, Announcement(f"delivery_failed:{row.channel_id}", Message(text=text)), now):
+        if announce(
+            session, rollout, Announcement(f"delivery_failed:{row.channel_id}", Message(text=text)), now
+        ):
             from bot.announcing import QUEUED  # bot.announcing imports this module
 
             session.info[QUEUED] = True
@@ -276,7 +294,11 @@ def _find_posted(svc: Services, row: OutboxMessage, thread_ts: str | None) -> st
         try:
             if thread_ts:
                 page = svc.client.conversations_replies(
-                    channel=row.channel_id, ts=thread_ts, include_all_metadata=True, limit=LOOKUP_PAGE_SIZE, cursor=cursor
+                    channel=row.channel_id,
+                    ts=thread_ts,
+                    include_all_metadata=True,
+                    limit=LOOKUP_PAGE_SIZE,
+                    cursor=cursor,
                 )
             else:
                 page = svc.client.conversations_history(

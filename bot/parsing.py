@@ -38,17 +38,35 @@ USAGES: dict[str, Usage] = {
         "/rollout advance checkout-v2",
         "Check the metric gate in Datadog and move to the next step if it passes",
     ),
-    "snapshot": Usage("/rollout snapshot [feature]", "/rollout snapshot checkout-v2", "The gate's metrics now, without advancing"),
-    "pause": Usage("/rollout pause [feature] [reason]", "/rollout pause checkout-v2 support queue spiking", "Hold the rollout where it is"),
+    "snapshot": Usage(
+        "/rollout snapshot [feature]",
+        "/rollout snapshot checkout-v2",
+        "The gate's metrics now, without advancing",
+    ),
+    "pause": Usage(
+        "/rollout pause [feature] [reason]",
+        "/rollout pause checkout-v2 support queue spiking",
+        "Hold the rollout where it is",
+    ),
     "resume": Usage("/rollout resume [feature]", "/rollout resume checkout-v2", "Carry on after a pause"),
-    "rollback": Usage("/rollout rollback [feature] [reason]", "/rollout rollback checkout-v2 error rate doubled", "Stop and roll the feature back"),
-    "complete": Usage("/rollout complete [feature]", "/rollout complete checkout-v2", "Close a rollout that reached 100%"),
+    "rollback": Usage(
+        "/rollout rollback [feature] [reason]",
+        "/rollout rollback checkout-v2 error rate doubled",
+        "Stop and roll the feature back",
+    ),
+    "complete": Usage(
+        "/rollout complete [feature]", "/rollout complete checkout-v2", "Close a rollout that reached 100%"
+    ),
     "approvers": Usage(
         "/rollout approvers [feature] [add|remove @user]",
         "/rollout approvers checkout-v2 add @sam",
         "Who besides the owner may advance, pause and roll back",
     ),
-    "metrics": Usage("/rollout metrics [feature]", "/rollout metrics checkout-v2", "Edit the success metrics and rollback triggers"),
+    "metrics": Usage(
+        "/rollout metrics [feature]",
+        "/rollout metrics checkout-v2",
+        "Edit the success metrics and rollback triggers",
+    ),
     "update": Usage(
         "/rollout update [feature] <text>",
         "/rollout update checkout-v2 25% looks healthy, next step Tuesday",
@@ -59,7 +77,9 @@ USAGES: dict[str, Usage] = {
         "/rollout digest checkout-v2 daily 09:30",
         "When the stakeholder digest goes out (default every business day 09:00)",
     ),
-    "baseline": Usage("/rollout baseline [feature]", "/rollout baseline checkout-v2", "Measure the metrics' baseline again"),
+    "baseline": Usage(
+        "/rollout baseline [feature]", "/rollout baseline checkout-v2", "Measure the metrics' baseline again"
+    ),
     "list": Usage("/rollout list", "/rollout list", "Every open rollout in this workspace"),
     "help": Usage("/rollout help", "/rollout help", "This list"),
 }
@@ -139,6 +159,7 @@ class Digest:
     cadence: str  # off | daily | weekly
     at: str | None = None  # "HH:MM" local to the rollout
 
+
 Command = Start | Status | ListRollouts | Help | OnRollout | WithReason | Approvers | Digest
 
 
@@ -149,9 +170,7 @@ class _Tokens:
 
 
 def _split(text: str, subcommand: str | None) -> list[str]:
-    text = text.replace("\u201c", '"').replace("\u201d", '"').replace("\u2018", "'").replace(
-        "\u2019", "'"
-    )
+    text = text.replace("\u201c", '"').replace("\u201d", '"').replace("\u2018", "'").replace("\u2019", "'")
     try:
         return shlex.split(text)
     except ValueError:
@@ -200,18 +219,14 @@ def check_feature(name: str, subcommand: str) -> str:
 def parse_user(raw: str, subcommand: str) -> str:
     match = USER_RE.match(raw)
     if not match:
-        raise UsageError(
-            f"`{raw}` is not a Slack user: pick the person from the @ suggestions", subcommand
-        )
+        raise UsageError(f"`{raw}` is not a Slack user: pick the person from the @ suggestions", subcommand)
     return match.group(1)
 
 
 def parse_channel(raw: str, subcommand: str) -> str:
     match = CHANNEL_RE.match(raw)
     if not match:
-        raise UsageError(
-            f"`{raw}` is not a Slack channel: pick it from the # suggestions", subcommand
-        )
+        raise UsageError(f"`{raw}` is not a Slack channel: pick it from the # suggestions", subcommand)
     return match.group(1)
 
 
@@ -232,9 +247,7 @@ def _parse_start(words: list[str]) -> Start:
         raise UsageError("the feature name is missing", "start")
     if len(tokens.words) > 2:
         extra = " ".join(tokens.words[2:])
-        raise UsageError(
-            f"unexpected `{extra}`: quote a feature name that has spaces", "start"
-        )
+        raise UsageError(f"unexpected `{extra}`: quote a feature name that has spaces", "start")
     feature = check_feature(tokens.words[0], "start")
     template = tokens.words[1].lower() if len(tokens.words) == 2 else None
     owner = _one(tokens, "owner")
@@ -307,7 +320,9 @@ def parse_command(text: str) -> Command:
     if subcommand in REASON_SUBCOMMANDS:
         reason = " ".join(rest)
         if len(reason) > MAX_REASON_LEN:
-            raise UsageError(f"the reason is {len(reason)} characters; the limit is {MAX_REASON_LEN}", subcommand)
+            raise UsageError(
+                f"the reason is {len(reason)} characters; the limit is {MAX_REASON_LEN}", subcommand
+            )
         if subcommand == "update" and not rest:
             raise UsageError("the update has no text", "update")
         return WithReason(subcommand, tuple(rest))

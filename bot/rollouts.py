@@ -109,7 +109,9 @@ def set_item(rollout: Rollout, item_id: int, checked: bool, user_id: str, now: d
     """Ticks or unticks one item. Returns None when it is already in that state, so a click
     that crossed another person's identical click changes nothing and records nothing."""
     if not rollout.status.is_open:
-        raise InvalidTransition(f"{rollout.feature} is {rollout.status.replace('_', ' ')}; its checklist is closed")
+        raise InvalidTransition(
+            f"{rollout.feature} is {rollout.status.replace('_', ' ')}; its checklist is closed"
+        )
     item = next((i for p in rollout.phases for i in p.items if i.id == item_id), None)
     if item is None:
         raise InvalidTransition("that checklist item is not part of this rollout any more")
@@ -153,7 +155,9 @@ def require_active(rollout: Rollout, action: str) -> None:
     if rollout.status is RolloutStatus.PAUSED:
         raise InvalidTransition(f"{rollout.feature} is paused: `/rollout resume` it before you {action}")
     if not rollout.status.is_open:
-        raise InvalidTransition(f"{rollout.feature} is {rollout.status.replace('_', ' ')}; there is nothing to {action}")
+        raise InvalidTransition(
+            f"{rollout.feature} is {rollout.status.replace('_', ' ')}; there is nothing to {action}"
+        )
 
 
 @dataclass(frozen=True)
@@ -230,7 +234,7 @@ def complete(rollout: Rollout, now: datetime) -> None:
 
 
 def display_title(step: Step) -> str:
-    """"1%", "25%", or the label of a step that is not a share of users ("internal")."""
+    """ "1%", "25%", or the label of a step that is not a share of users ("internal")."""
     return step.label or f"{step.percent:g}%"
 
 

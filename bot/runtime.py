@@ -53,4 +53,9 @@ def serve(settings: Settings) -> None:
     # in the worker, where the requests are served.
     svc.db.dispose()
     log.info("HTTP on port %s, database %s", settings.port, svc.db.dialect)
-    serve_http(build_web(bolt, svc.db), port=settings.port, threads=settings.web_threads, on_worker_start=scheduler.start)
+    serve_http(
+        build_web(bolt, svc.db),
+        port=settings.port,
+        threads=settings.web_threads,
+        on_worker_start=scheduler.start,
+    )

@@ -37,8 +37,12 @@ def drain_outbox(svc: Services) -> int:
 class Scheduler:
     def __init__(self, svc: Services, *, outbox_seconds: float = 5.0, due_seconds: float = 30.0) -> None:
         self.svc = svc
-        self._scheduler = BackgroundScheduler(timezone="UTC", job_defaults={"coalesce": True, "max_instances": 1})
-        self._scheduler.add_job(self._outbox, "interval", seconds=outbox_seconds, id=OUTBOX_JOB, name=OUTBOX_JOB)
+        self._scheduler = BackgroundScheduler(
+            timezone="UTC", job_defaults={"coalesce": True, "max_instances": 1}
+        )
+        self._scheduler.add_job(
+            self._outbox, "interval", seconds=outbox_seconds, id=OUTBOX_JOB, name=OUTBOX_JOB
+        )
         self._scheduler.add_job(self._due, "interval", seconds=due_seconds, id=DUE_JOB, name=DUE_JOB)
         svc.db.after_commit.append(self._after_commit)
 

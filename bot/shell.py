@@ -29,8 +29,8 @@ from bot.config import Settings, load_settings
 from bot.local_slack import TEAM_ID, LocalSlack, Posted
 from bot.metrics import MetricQuery, MetricReading, MetricsSource, StaticMetricsSource
 from bot.runtime import build_services
-from bot.services import utc_now
 from bot.scheduler import drain_outbox
+from bot.services import utc_now
 from messages.plain import Control, render
 from storage.migrate import upgrade
 
@@ -104,7 +104,13 @@ class Shell:
     def flush(self) -> None:
         shown, self.shown = self.shown, []
         for posted in shown:
-            label = {"message": "posted", "update": "updated", "ephemeral": "only you", "reply": "only you", "view": "form"}[posted.kind]
+            label = {
+                "message": "posted",
+                "update": "updated",
+                "ephemeral": "only you",
+                "reply": "only you",
+                "view": "form",
+            }[posted.kind]
             if posted.thread_ts:
                 label = "in thread"
             text, controls = render(posted.blocks, posted.text, self.next_number)
@@ -118,7 +124,9 @@ class Shell:
 
     def _dispatch(self, body: str, content_type: str) -> None:
         timestamp = str(int(time.time()))
-        signature = "v0=" + hmac.new(SECRET.encode(), f"v0:{timestamp}:{body}".encode(), hashlib.sha256).hexdigest()
+        signature = (
+            "v0=" + hmac.new(SECRET.encode(), f"v0:{timestamp}:{body}".encode(), hashlib.sha256).hexdigest()
+        )
         response = self.app.dispatch(
             BoltRequest(
                 body=body,
@@ -167,7 +175,11 @@ class Shell:
             return
         posted, control = self.controls[number]
         current = self.slack.messages.get(posted.channel, {}).get(posted.ts, posted)
-        action: dict[str, Any] = {"action_id": control.action_id, "block_id": control.block_id, "action_ts": f"{time.time():.6f}"}
+        action: dict[str, Any] = {
+            "action_id": control.action_id,
+            "block_id": control.block_id,
+            "action_ts": f"{time.time():.6f}",
+        }
         if control.kind == "checkbox":
             ticked = {c.value for c in _checkboxes(current.blocks, control.block_id) if c.checked}
             ticked ^= {control.value}
@@ -180,7 +192,12 @@ class Shell:
             "user": {"id": self.user, "name": "you", "team_id": TEAM_ID},
             "api_app_id": "A0SHELL",
             "channel": {"id": CHANNEL, "name": "rollouts"},
-            "container": {"type": "message", "channel_id": CHANNEL, "message_ts": current.ts, "is_ephemeral": not current.ts},
+            "container": {
+                "type": "message",
+                "channel_id": CHANNEL,
+                "message_ts": current.ts,
+                "is_ephemeral": not current.ts,
+            },
             "message": {"ts": current.ts, "text": current.text, "blocks": current.blocks, "type": "message"},
             "trigger_id": "",
             "response_url": f"{self.slack.url}/response/{uuid.uuid4().hex}",
@@ -200,7 +217,11 @@ class Shell:
                 self.out.write(f"`{word}` is not a finite number\n")
                 continue
             self.typed.values[name] = value
-        self.out.write("Metric values: " + (", ".join(f"{k}={v:g}" for k, v in sorted(self.typed.values.items())) or "none") + "\n")
+        self.out.write(
+            "Metric values: "
+            + (", ".join(f"{k}={v:g}" for k, v in sorted(self.typed.values.items())) or "none")
+            + "\n"
+        )
 
     def later(self, amount: str) -> None:
         unit = {"h": "hours", "d": "days", "m": "minutes"}.get(amount[-1:])

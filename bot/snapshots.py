@@ -41,7 +41,11 @@ def plan_queries(metrics: Iterable[Metric], *, feature: str, flag: str | None, s
     control_by_key: dict[str, str] = {}
 
     def name_for(query: str, metric: Metric, label: str) -> str:
-        spec = (fill(query, feature=feature, flag=flag, service=service), metric.aggregator, metric.window_minutes * 60)
+        spec = (
+            fill(query, feature=feature, flag=flag, service=service),
+            metric.aggregator,
+            metric.window_minutes * 60,
+        )
         if spec not in names:
             names[spec] = label
             queries.append(MetricQuery(name=label, query=spec[0], aggregator=spec[1], window_seconds=spec[2]))

@@ -53,7 +53,9 @@ class GunicornServer(BaseApplication):  # type: ignore[misc]
         return self._web
 
 
-def serve_http(web: Flask, *, port: int, threads: int, on_worker_start: Callable[[], None] | None = None) -> None:
+def serve_http(
+    web: Flask, *, port: int, threads: int, on_worker_start: Callable[[], None] | None = None
+) -> None:
     options = {
         "bind": f"0.0.0.0:{port}",
         # One process: the lazy-listener pool and the scheduler live in it. Scale with

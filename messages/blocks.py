@@ -108,12 +108,12 @@ def _option(item: ChecklistItem, tz: str) -> Option:
             text=truncate(f"<@{item.checked_by}> · {when}", MAX_OPTION_TEXT)
         )
     elif len(item.text) > MAX_OPTION_TEXT:
-        description = MarkdownTextObject(text=truncate(escape(item.text[MAX_OPTION_TEXT - 1 :]), MAX_OPTION_TEXT))
+        description = MarkdownTextObject(
+            text=truncate(escape(item.text[MAX_OPTION_TEXT - 1 :]), MAX_OPTION_TEXT)
+        )
     else:
         description = None
-    return Option(
-        value=str(item.id), text=MarkdownTextObject(text=escape(text)), description=description
-    )
+    return Option(value=str(item.id), text=MarkdownTextObject(text=escape(text)), description=description)
 
 
 def _checklist(phase: Phase, tz: str, title: str, items: Sequence[ChecklistItem]) -> list[Block]:
@@ -131,8 +131,7 @@ def _checklist(phase: Phase, tz: str, title: str, items: Sequence[ChecklistItem]
                     CheckboxesElement(
                         action_id=Action.CHECKLIST_TOGGLE,
                         options=options,
-                        initial_options=[o for o, i in zip(options, chunk, strict=True) if i.checked]
-                        or None,
+                        initial_options=[o for o, i in zip(options, chunk, strict=True) if i.checked] or None,
                     )
                 ],
             )
@@ -186,11 +185,16 @@ def _where(rollout: Rollout) -> str:
 
 def _checklist_text(title: str, items: Sequence[ChecklistItem]) -> str:
     lines = [f"*{title}* {sum(1 for i in items if i.checked)}/{len(items)}"]
-    lines += [f"{':ballot_box_with_check:' if i.checked else ':white_large_square:'} {escape(i.text)}" for i in items]
+    lines += [
+        f"{':ballot_box_with_check:' if i.checked else ':white_large_square:'} {escape(i.text)}"
+        for i in items
+    ]
     return "\n".join(lines)
 
 
-def status_message(rollout: Rollout, *, now: datetime, interactive: bool = True, link: str | None = None) -> Message:
+def status_message(
+    rollout: Rollout, *, now: datetime, interactive: bool = True, link: str | None = None
+) -> Message:
     """The one message per rollout, edited in place: plan, position, current checklist.
 
     `interactive=False` renders the checklist as text, for an ephemeral copy that links to the
@@ -198,16 +202,31 @@ def status_message(rollout: Rollout, *, now: datetime, interactive: bool = True,
     plan_lines = "\n".join(_phase_line(p, rollout) for p in rollout.phases)
     blocks: list[Block] = [
         *_header(rollout),
-        SectionBlock(block_id=BlockId.STEPS, text=MarkdownTextObject(text=truncate(f"{_where(rollout)}\n{plan_lines}", MAX_SECTION_TEXT))),
+        SectionBlock(
+            block_id=BlockId.STEPS,
+            text=MarkdownTextObject(text=truncate(f"{_where(rollout)}\n{plan_lines}", MAX_SECTION_TEXT)),
+        ),
     ]
     if rollout.status.is_open and not interactive:
         phase = rollout.current_phase
         for title, kind in (("Tasks", "task"), ("Exit criteria", "exit")):
             items = [i for i in phase.items if i.kind.value == kind]
             if items:
-                blocks.append(SectionBlock(text=MarkdownTextObject(text=truncate(_checklist_text(title, items), MAX_SECTION_TEXT))))
+                blocks.append(
+                    SectionBlock(
+                        text=MarkdownTextObject(
+                            text=truncate(_checklist_text(title, items), MAX_SECTION_TEXT)
+                        )
+                    )
+                )
         if link:
-            blocks.append(ContextBlock(elements=[MarkdownTextObject(text=f"<{link}|Open the live status message> to tick items.")]))
+            blocks.append(
+                ContextBlock(
+                    elements=[
+                        MarkdownTextObject(text=f"<{link}|Open the live status message> to tick items.")
+                    ]
+                )
+            )
     elif rollout.status.is_open:
         phase = rollout.current_phase
         tasks = [i for i in phase.items if i.kind.value == "task"]
@@ -219,13 +238,22 @@ def status_message(rollout: Rollout, *, now: datetime, interactive: bool = True,
         ]
         room = MAX_BLOCKS - len(blocks) - 2  # the controls and the footer come after
         if len(checklist) > room:
-            checklist = checklist[: room - 1] + [
-                ContextBlock(elements=[MarkdownTextObject(text="More items than one message can hold: the rest are in the export.")])
+            checklist = [
+                *checklist[: room - 1],
+                ContextBlock(
+                    elements=[
+                        MarkdownTextObject(
+                            text="More items than one message can hold: the rest are in the export."
+                        )
+                    ]
+                ),
             ]
         blocks.extend(checklist)
         blocks.append(_controls(rollout))
     blocks.append(
-        ContextBlock(elements=[MarkdownTextObject(text=f"Updated {local_time(now, rollout.timezone, with_zone=True)}")])
+        ContextBlock(
+            elements=[MarkdownTextObject(text=f"Updated {local_time(now, rollout.timezone, with_zone=True)}")]
+        )
     )
     items = rollout.current_phase.items
     fallback = render(

@@ -63,18 +63,38 @@ def gate_report(outcome: Outcome) -> Message:
     blocks: list[Block] = [SectionBlock(text=MarkdownTextObject(text=title))]
     if gate.metrics:
         lines = "\n".join(_line(v, ICON) for v in gate.metrics)
-        blocks.append(SectionBlock(text=MarkdownTextObject(text=truncate("*Success metrics*\n" + lines, MAX_SECTION_TEXT))))
+        blocks.append(
+            SectionBlock(
+                text=MarkdownTextObject(text=truncate("*Success metrics*\n" + lines, MAX_SECTION_TEXT))
+            )
+        )
     if gate.triggers:
         lines = "\n".join(_line(v, TRIGGER_ICON) for v in gate.triggers)
-        blocks.append(SectionBlock(text=MarkdownTextObject(text=truncate("*Rollback triggers*\n" + lines, MAX_SECTION_TEXT))))
+        blocks.append(
+            SectionBlock(
+                text=MarkdownTextObject(text=truncate("*Rollback triggers*\n" + lines, MAX_SECTION_TEXT))
+            )
+        )
     if gate.unchecked:
         lines = "\n".join(f":white_large_square: {escape(t)}" for t in gate.unchecked)
-        blocks.append(SectionBlock(text=MarkdownTextObject(text=truncate("*Exit criteria not ticked*\n" + lines, MAX_SECTION_TEXT))))
-    blocks.append(ContextBlock(elements=[MarkdownTextObject(text=escape(gate.soak.describe(outcome.step_title, outcome.tz)))]))
+        blocks.append(
+            SectionBlock(
+                text=MarkdownTextObject(
+                    text=truncate("*Exit criteria not ticked*\n" + lines, MAX_SECTION_TEXT)
+                )
+            )
+        )
+    blocks.append(
+        ContextBlock(
+            elements=[MarkdownTextObject(text=escape(gate.soak.describe(outcome.step_title, outcome.tz)))]
+        )
+    )
     if outcome.moved is None and gate.blockers:
         blocks.append(DividerBlock())
         blockers = "\n".join(f"• {escape(b)}" for b in gate.blockers)
-        blocks.append(SectionBlock(text=MarkdownTextObject(text=truncate("*Why not*\n" + blockers, MAX_SECTION_TEXT))))
+        blocks.append(
+            SectionBlock(text=MarkdownTextObject(text=truncate("*Why not*\n" + blockers, MAX_SECTION_TEXT)))
+        )
     if outcome.may_override:
         blocks.append(
             ActionsBlock(

@@ -44,7 +44,11 @@ def home_view(rows: Sequence[HomeRow]) -> dict[str, Any]:
     blocks: list[Any] = [HeaderBlock(text="Your rollouts")]
     if not rows:
         blocks.append(
-            SectionBlock(text=MarkdownTextObject(text="No open rollouts of yours. Start one in a channel with `/rollout start <feature>`."))
+            SectionBlock(
+                text=MarkdownTextObject(
+                    text="No open rollouts of yours. Start one in a channel with `/rollout start <feature>`."
+                )
+            )
         )
     for row in rows[:30]:  # a Home tab holds 100 blocks; three per rollout
         state = " (paused)" if row.paused else ""
@@ -55,7 +59,9 @@ def home_view(rows: Sequence[HomeRow]) -> dict[str, Any]:
         blocks.append(
             SectionBlock(
                 text=MarkdownTextObject(text=text),
-                accessory=ButtonElement(text="Open", action_id=Action.OPEN_ROLLOUT, value=str(row.rollout_id)),
+                accessory=ButtonElement(
+                    text="Open", action_id=Action.OPEN_ROLLOUT, value=str(row.rollout_id)
+                ),
             )
         )
         blocks.append(ContextBlock(elements=[MarkdownTextObject(text=f"Next gate: {escape(row.next_gate)}")]))
@@ -64,4 +70,9 @@ def home_view(rows: Sequence[HomeRow]) -> dict[str, Any]:
 
 
 def status_modal(title: str, blocks: list[dict[str, Any]]) -> dict[str, Any]:
-    return {"type": "modal", "title": {"type": "plain_text", "text": title[:24]}, "close": {"type": "plain_text", "text": "Close"}, "blocks": blocks[:100]}
+    return {
+        "type": "modal",
+        "title": {"type": "plain_text", "text": title[:24]},
+        "close": {"type": "plain_text", "text": "Close"},
+        "blocks": blocks[:100],
+    }

@@ -9,15 +9,16 @@ from slack_sdk.models.blocks import (
     ConversationMultiSelectElement,
     InputBlock,
     MarkdownTextObject,
-    SectionBlock,
     Option,
     PlainTextInputElement,
+    SectionBlock,
     StaticSelectElement,
     UserSelectElement,
 )
 from slack_sdk.models.views import View
 
-from bot.ids import Block, View as ViewId
+from bot.ids import Block
+from bot.ids import View as ViewId
 from bot.parsing import MAX_FEATURE_LEN
 
 # action_id inside each input block; the block_id says which field it is.

@@ -12,13 +12,29 @@ _USER = re.compile(r"<@([A-Z0-9_]+)(?:\|[^>]*)?>")
 _CHANNEL = re.compile(r"<#([A-Z0-9_]+)(?:\|([^>]*))?>")
 _LINK = re.compile(r"<(https?://[^|>]+)\|([^>]+)>")
 _EMOJI = {
-    ":white_check_mark:": "✓", ":x:": "✗", ":grey_question:": "?", ":rotating_light:": "!",
-    ":arrow_forward:": "▶", ":white_circle:": "○", ":arrow_left:": "←", ":rocket:": "🚀",
-    ":warning:": "⚠", ":no_entry:": "⛔", ":no_entry_sign:": "⛔", ":tada:": "🎉",
-    ":arrow_up:": "↑", ":hourglass_flowing_sand:": "…", ":bar_chart:": "📊",
-    ":ballot_box_with_check:": "☑", ":white_large_square:": "☐", ":mega:": "📣",
-    ":rewind:": "⏪", ":double_vertical_bar:": "⏸", ":large_green_circle:": "●",
-    ":straight_ruler:": "📏", ":calendar:": "📅",
+    ":white_check_mark:": "✓",
+    ":x:": "✗",
+    ":grey_question:": "?",
+    ":rotating_light:": "!",
+    ":arrow_forward:": "▶",
+    ":white_circle:": "○",
+    ":arrow_left:": "←",
+    ":rocket:": "🚀",
+    ":warning:": "⚠",
+    ":no_entry:": "⛔",
+    ":no_entry_sign:": "⛔",
+    ":tada:": "🎉",
+    ":arrow_up:": "↑",
+    ":hourglass_flowing_sand:": "…",
+    ":bar_chart:": "📊",
+    ":ballot_box_with_check:": "☑",
+    ":white_large_square:": "☐",
+    ":mega:": "📣",
+    ":rewind:": "⏪",
+    ":double_vertical_bar:": "⏸",
+    ":large_green_circle:": "●",
+    ":straight_ruler:": "📏",
+    ":calendar:": "📅",
 }
 
 
@@ -59,11 +75,24 @@ def controls(blocks: list[dict[str, Any]]) -> Iterator[Control]:
             elements.append(block["accessory"])
         for element in elements:
             if element.get("type") == "button":
-                yield Control("button", element["action_id"], block.get("block_id", ""), element.get("value", ""), _text(element.get("text")))
+                yield Control(
+                    "button",
+                    element["action_id"],
+                    block.get("block_id", ""),
+                    element.get("value", ""),
+                    _text(element.get("text")),
+                )
             elif element.get("type") == "checkboxes":
                 ticked = {o["value"] for o in element.get("initial_options") or []}
                 for option in element.get("options", []):
-                    yield Control("checkbox", element["action_id"], block.get("block_id", ""), option["value"], _text(option.get("text")), option["value"] in ticked)
+                    yield Control(
+                        "checkbox",
+                        element["action_id"],
+                        block.get("block_id", ""),
+                        option["value"],
+                        _text(option.get("text")),
+                        option["value"] in ticked,
+                    )
 
 
 def render(blocks: list[dict[str, Any]], fallback: str, number_from: int) -> tuple[str, list[Control]]:

@@ -144,9 +144,7 @@ class Rollout(Base):
     phases: Mapped[list[Phase]] = relationship(
         back_populates="rollout", order_by="Phase.position", cascade="all, delete-orphan"
     )
-    approvers: Mapped[list[Approver]] = relationship(
-        back_populates="rollout", cascade="all, delete-orphan"
-    )
+    approvers: Mapped[list[Approver]] = relationship(back_populates="rollout", cascade="all, delete-orphan")
 
     @property
     def current_phase(self) -> Phase:

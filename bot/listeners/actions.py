@@ -81,7 +81,14 @@ def register(app: App, svc: Services) -> None:
         reply = RespondReplier(respond)
         with answering(reply):
             subcommand, _, rollout_id = action_value(body).partition(":")
-            handlers.run_for(svc, actor_of(body), subcommand, rollout_id_of(rollout_id), reply, trigger_id=body.get("trigger_id"))
+            handlers.run_for(
+                svc,
+                actor_of(body),
+                subcommand,
+                rollout_id_of(rollout_id),
+                reply,
+                trigger_id=body.get("trigger_id"),
+            )
 
     def control(body: dict[str, Any], respond: Respond) -> None:
         reply = RespondReplier(respond)
@@ -95,7 +102,9 @@ def register(app: App, svc: Services) -> None:
 
     def rollback(body: dict[str, Any], respond: Respond) -> None:
         with answering(RespondReplier(respond), "rollback"):
-            handlers.open_rollback_form(svc, actor_of(body), rollout_id_of(action_value(body)), body.get("trigger_id"))
+            handlers.open_rollback_form(
+                svc, actor_of(body), rollout_id_of(action_value(body)), body.get("trigger_id")
+            )
 
     def open_from_home(body: dict[str, Any]) -> None:
         actor = Actor(team_id=body["team"]["id"], user_id=body["user"]["id"], channel_id="")

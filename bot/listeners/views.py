@@ -43,7 +43,9 @@ def _reason(view: dict[str, Any]) -> str:
 
 def _context(body: dict[str, Any], view: dict[str, Any]) -> tuple[Actor, FormContext]:
     context = FormContext.loads(view.get("private_metadata", ""))
-    return Actor(team_id=body["team"]["id"], user_id=body["user"]["id"], channel_id=context.channel_id), context
+    return Actor(
+        team_id=body["team"]["id"], user_id=body["user"]["id"], channel_id=context.channel_id
+    ), context
 
 
 def register(app: App, svc: Services) -> None:
@@ -62,7 +64,10 @@ def register(app: App, svc: Services) -> None:
 
     def ack_reason_required(ack: Ack, view: dict[str, Any]) -> None:
         if not _reason(view):
-            ack(response_action="errors", errors={Block.REASON: "Say why, for the timeline and the announcement."})
+            ack(
+                response_action="errors",
+                errors={Block.REASON: "Say why, for the timeline and the announcement."},
+            )
             return
         ack()
 
