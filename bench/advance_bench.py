@@ -69,7 +69,9 @@ def timed(label: str, run: Callable[[], None]) -> list[float]:
         began = time.perf_counter()
         run()
         samples.append(time.perf_counter() - began)
-    print(f"{label:<34} median {statistics.median(samples) * 1000:7.1f} ms   p90 {p90(samples) * 1000:7.1f} ms")
+    print(
+        f"{label:<34} median {statistics.median(samples) * 1000:7.1f} ms   p90 {p90(samples) * 1000:7.1f} ms"
+    )
     return samples
 
 
@@ -138,7 +140,9 @@ def make_ready(svc: Services, rollout_id: int) -> None:
 def main() -> int:
     with FakeDatadog() as datadog, FakeSlack() as slack, tempfile.TemporaryDirectory() as folder:
         for i in range(METRICS):
-            datadog.set_value(f"bench.metric{i}{{", 100.0 + i, delay=QUERY_DELAY, series=[100.0, 101.0, 100.0 + i])
+            datadog.set_value(
+                f"bench.metric{i}{{", 100.0 + i, delay=QUERY_DELAY, series=[100.0, 101.0, 100.0 + i]
+            )
         url = f"sqlite:///{Path(folder) / 'bench.db'}"
         upgrade(url)
         settings = load_settings(
@@ -154,7 +158,9 @@ def main() -> int:
         )
         source = DatadogMetricsSource("bench-api-key", "bench-app-key", api_url=datadog.url)
         db = Database(url)
-        svc = Services(settings=settings, db=db, client=make_client("xoxb-bench", slack.api_url), metrics=source)
+        svc = Services(
+            settings=settings, db=db, client=make_client("xoxb-bench", slack.api_url), metrics=source
+        )
         try:
             one = [MetricQuery(name="m0", query=f"avg:bench.metric0{{service:{FEATURE}}}")]
 
@@ -173,7 +179,9 @@ def main() -> int:
                 if outcome.moved is None:
                     raise RuntimeError(f"the gate did not open: {list(outcome.gate.blockers)}")
 
-            print(f"{METRICS} metrics in the advance, every query {QUERY_DELAY * 1000:.0f} ms at the fake, {RUNS} runs each\n")
+            print(
+                f"{METRICS} metrics in the advance, every query {QUERY_DELAY * 1000:.0f} ms at the fake, {RUNS} runs each\n"
+            )
             samples_single = timed("(a) snapshot of one query", single)
             # The advance is timed run by run, so the database is made ready between runs.
             make_ready(svc, rollout_id)
@@ -190,7 +198,9 @@ def main() -> int:
             ratio = statistics.median(samples_advance) / statistics.median(samples_single)
             ratio_p90 = p90(samples_advance) / p90(samples_single)
             verdict = "OK" if ratio <= TARGET else "MISSED"
-            print(f"\nratio advance / single query: median {ratio:.2f}x, p90 {ratio_p90:.2f}x (target <= {TARGET}x): {verdict}")
+            print(
+                f"\nratio advance / single query: median {ratio:.2f}x, p90 {ratio_p90:.2f}x (target <= {TARGET}x): {verdict}"
+            )
         finally:
             source.close()
             db.dispose()
@@ -200,7 +210,7 @@ def main() -> int:
 if __name__ == "__main__":
     try:
         sys.exit(main())
-    except Exception:
+    except Exception:  # noqa: BLE001 - any failure is reported and exits non-zero
         traceback.print_exc()
         print("ERROR: the benchmark did not complete", file=sys.stderr)
         sys.exit(1)

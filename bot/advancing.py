@@ -17,7 +17,7 @@ from sqlalchemy.orm import Session
 from bot import announcing, jobs, rollouts, snapshots
 from bot.errors import AlreadyMoved, NotAllowed, RolloutNotFound
 from bot.flows import Actor
-from bot.gates import GateInput, GateResult, Observation, evaluate_gate
+from bot.gates import GateInput, GateResult, MetricVerdict, Observation, evaluate_gate
 from bot.metrics import MetricReading
 from bot.plans.model import Metric
 from bot.services import Services
@@ -160,18 +160,18 @@ def _store(
 
 
 def gate_json(gate: GateResult) -> dict[str, object]:
-    def verdicts(items: tuple[object, ...]) -> list[dict[str, object]]:
+    def verdicts(items: tuple[MetricVerdict, ...]) -> list[dict[str, object]]:
         return [
             {
                 "key": v.key,
                 "name": v.name,
                 "verdict": v.verdict.value,
-                "value": v.value,  # type: ignore[attr-defined]
+                "value": v.value,
                 "baseline": v.baseline,
                 "change": v.change,
-                "allowed": v.allowed,  # type: ignore[attr-defined]
+                "allowed": v.allowed,
                 "reason": v.reason,
-                "unit": v.unit,  # type: ignore[attr-defined]
+                "unit": v.unit,
             }
             for v in items
         ]

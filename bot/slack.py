@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from typing import Any
 
 from slack_sdk import WebClient
 from slack_sdk.errors import SlackApiError
@@ -55,7 +56,7 @@ def error_code(exc: SlackApiError) -> str:
     return f"http_{exc.response.status_code}" if exc.response is not None else "unknown_error"
 
 
-def post_joining(client: WebClient, *, channel: str, **kwargs: object) -> str:
+def post_joining(client: WebClient, *, channel: str, **kwargs: Any) -> str:
     """Posts a message; if the bot is not in a public channel it joins and tries once more.
 
     Returns the message ts. Raises NotInChannel when it cannot join (a private channel needs

@@ -14,7 +14,7 @@ from storage.models import Approver, Event, MetricSnapshot, Phase, Rollout, Slac
 STATUS_PURPOSE = "status"
 
 
-def _with_plan(stmt: Select[tuple[Rollout]]) -> Select[tuple[Rollout]]:
+def _with_plan(stmt: Select[Rollout]) -> Select[Rollout]:
     # selectin, not joined: Postgres refuses FOR UPDATE on the nullable side of an outer join.
     return stmt.options(
         selectinload(Rollout.phases).selectinload(Phase.steps),

@@ -12,6 +12,8 @@ Plans used (bot/plans/templates):
 
 from __future__ import annotations
 
+import contextlib
+import re
 import threading
 import time
 from collections.abc import Callable
@@ -33,7 +35,9 @@ ERROR_TRIGGER_RULE = "change vs baseline ≤ +1 pp (absolute)"
 
 
 @pytest.fixture
-def sc(driver: SlackDriver, slack: FakeSlack, datadog: FakeDatadog, bot_db: Database, channel: str) -> Scenario:
+def sc(
+    driver: SlackDriver, slack: FakeSlack, datadog: FakeDatadog, bot_db: Database, channel: str
+) -> Scenario:
     return Scenario(driver, slack, datadog, bot_db, channel)
 
 
@@ -51,7 +55,9 @@ def advanced_text(feature: str, from_step: str = "5%", to_step: str = "50%") -> 
     return f":arrow_up: {feature} advanced from {from_step} to {to_step}."
 
 
-def error_line(icon: str, value: str, rule: str, *, baseline: str = "1%", trend: str = "", why: str = "") -> str:
+def error_line(
+    icon: str, value: str, rule: str, *, baseline: str = "1%", trend: str = "", why: str = ""
+) -> str:
     line = f"{icon} *Error rate* {value} · baseline {baseline} · rule: {rule}"
     line += f"  `{trend}`" if trend else ""
     return line + (f"\n      _{why}_" if why else "")
@@ -93,7 +99,11 @@ def test_passing_gate_advances_stores_the_gate_and_updates_the_status_message(sc
     assert gate.readings["error_rate"] == {"value": 1.1, "problem": None, "series": [1.0, 1.1, 1.2, 1.3]}
     (metric,) = gate.verdict["metrics"]
     assert {k: metric[k] for k in ("key", "verdict", "value", "baseline", "unit")} == {
-        "key": "error_rate", "verdict": "pass", "value": 1.1, "baseline": 1.0, "unit": "%",
+        "key": "error_rate",
+        "verdict": "pass",
+        "value": 1.1,
+        "baseline": 1.0,
+        "unit": "%",
     }
     assert metric["change"] == pytest.approx(0.1)
     assert gate.verdict["blockers"] == []
@@ -136,7 +146,9 @@ def test_relative_metric_over_threshold_stays_and_names_value_and_baseline(sc: S
 
     why = "+15% vs baseline (200 ms → 230 ms), beyond the allowed +10%"
     blocker = f"Latency (p95) fails: {why}."
-    assert sc.driver.replies()[0]["text"] == f":hourglass_flowing_sand: Checking 2 metrics for *{sc.feature}*…"
+    assert (
+        sc.driver.replies()[0]["text"] == f":hourglass_flowing_sand: Checking 2 metrics for *{sc.feature}*…"
+    )
     assert reply["text"] == f":no_entry: {sc.feature} stays at internal: the gate is closed. {blocker}"
     assert section(reply, "*Success metrics*") == (
         "*Success metrics*\n"
@@ -211,9 +223,27 @@ def test_unmet_soak_and_unticked_exit_criteria_are_listed(sc: Scenario) -> None:
     assert sc.where() == ("active", 0, 0)
 
 
+@pytest.mark.xfail(
+    reason="BUG: bot/gates.py Soak.describe (line ~115) says how long the step has run and the earliest "
+    "advance time, but never the soak time LEFT in business days that the feature asks for",
+    strict=True,
+)
+def test_unmet_soak_states_the_time_left_in_business_days(sc: Scenario) -> None:
+    started(sc, errors=1.0)
+    sc.tick_exit_criteria()
+
+    reply = sc.advance()
+
+    (soak,) = blockers_of(reply)
+    assert re.search(r"\b\d+(\.\d+)? business days? left\b", soak), soak
+
+
 NO_DATA: dict[str, tuple[Callable[[FakeDatadog, str], None], str]] = {
     "empty-values": (lambda dd, match: dd.set_value(match, None), "no data points in the last 1 h"),
-    "403": (lambda dd, match: dd.fail(match, 403), "Datadog answered 403 Forbidden: check DD_API_KEY/DD_APP_KEY"),
+    "403": (
+        lambda dd, match: dd.fail(match, 403),
+        "Datadog answered 403 Forbidden: check DD_API_KEY/DD_APP_KEY",
+    ),
     "500": (lambda dd, match: dd.fail(match, 500), "Datadog error 500"),
 }
 
@@ -283,7 +313,10 @@ def test_missing_baseline_blocks_until_it_is_measured_again(sc: Scenario) -> Non
     assert section(blocked, "*Success metrics*") == (
         f"*Success metrics*\n:grey_question: *Error rate* 1% · rule: {ERROR_RULE}\n      _{why}_"
     )
-    assert blockers_of(blocked) == [f"Error rate has no data: {why}.", f"Rollback trigger Error rate has no data: {why}."]
+    assert blockers_of(blocked) == [
+        f"Error rate has no data: {why}.",
+        f"Rollback trigger Error rate has no data: {why}.",
+    ]
     assert sc.where() == ("active", 0, 0)
 
     measured = sc.command(f"baseline {sc.feature}", count=2)
@@ -366,7 +399,9 @@ def test_two_advances_at_the_same_instant_move_once(sc: Scenario) -> None:
     sc.ready()
     base_url = sc.driver.url.removesuffix("/slack/events")
     drivers = [
-        SlackDriver(base_url, sc.driver.signing_secret, sc.slack, team_id=sc.driver.team_id, channel_id=sc.channel)
+        SlackDriver(
+            base_url, sc.driver.signing_secret, sc.slack, team_id=sc.driver.team_id, channel_id=sc.channel
+        )
         for _ in range(2)
     ]
     asked_before = len(sc.datadog_requests())
@@ -414,13 +449,18 @@ def test_non_owner_is_refused_until_made_an_approver(sc: Scenario) -> None:
     assert sc.where() == ("active", 0, 0)
 
     pause = sc.command(f"pause {sc.feature} because", user=other)
-    assert pause["text"].startswith(":no_entry_sign: Only the owner") and f"can pause *{sc.feature}*" in pause["text"]
+    assert (
+        pause["text"].startswith(":no_entry_sign: Only the owner")
+        and f"can pause *{sc.feature}*" in pause["text"]
+    )
     assert sc.events(EventKind.REFUSED)[-1] == (EventKind.REFUSED, other, {"action": "pause"})
     assert sc.where() == ("active", 0, 0)
 
     added = sc.command(f"approvers {sc.feature} add <@{other}|other>")
     assert added["text"] == f":white_check_mark: <@{other}> is now an approver of *{sc.feature}*."
-    assert sc.events(EventKind.APPROVER_ADDED) == [(EventKind.APPROVER_ADDED, sc.owner, {"step": "5%", "user": other})]
+    assert sc.events(EventKind.APPROVER_ADDED) == [
+        (EventKind.APPROVER_ADDED, sc.owner, {"step": "5%", "user": other})
+    ]
 
     reply = sc.advance(user=other)
 
@@ -487,7 +527,11 @@ def test_advance_anyway_opens_a_modal_and_records_the_reason(sc: Scenario) -> No
     assert answer["text"] == f":warning: Advanced anyway from 5% to *50%*. Reason: {reason}"
     assert sc.where() == ("active", 1, 0)
     assert sc.events(EventKind.OVERRIDDEN) == [
-        (EventKind.OVERRIDDEN, sc.owner, {"reason": reason, "blockers": [blocker], "from_step": "5%", "to_step": "50%"}),
+        (
+            EventKind.OVERRIDDEN,
+            sc.owner,
+            {"reason": reason, "blockers": [blocker], "from_step": "5%", "to_step": "50%"},
+        ),
     ]
     assert sc.events(EventKind.ADVANCED) == []
     sc.wait_status("Now at *50%* of *Gradual Rollout*")
@@ -513,7 +557,9 @@ def test_pause_blocks_advance_and_resume_reopens_it(sc: Scenario) -> None:
 
     refused = sc.advance()
 
-    assert refused["text"] == f":no_entry_sign: {sc.feature} is paused: `/rollout resume` it before you advance"
+    assert (
+        refused["text"] == f":no_entry_sign: {sc.feature} is paused: `/rollout resume` it before you advance"
+    )
     assert len(sc.datadog_requests()) == asked_before
     assert sc.snapshots(SnapshotKind.GATE) == []
     assert sc.where() == ("paused", 0, 0)
@@ -544,7 +590,9 @@ def test_roll_back_button_opens_a_confirm_modal(sc: Scenario) -> None:
     assert sc.events(EventKind.ROLLED_BACK) == [
         (EventKind.ROLLED_BACK, sc.owner, {"step": "5%", "reason": "error rate doubled"}),
     ]
-    status = wait_until(lambda: next((u for u in sc.status_updates() if ":rewind: Rolled back" in steps_text(u)), None))
+    status = wait_until(
+        lambda: next((u for u in sc.status_updates() if ":rewind: Rolled back" in steps_text(u)), None)
+    )
     assert buttons(status) == []
 
     after = sc.advance()
@@ -575,7 +623,9 @@ def test_complete_is_refused_below_100_and_allowed_at_100(sc: Scenario) -> None:
 
     early = sc.command(f"complete {sc.feature}")
 
-    assert early["text"] == f":no_entry_sign: {sc.feature} is at 5%; advance it to 100% first, or roll it back"
+    assert (
+        early["text"] == f":no_entry_sign: {sc.feature} is at 5%; advance it to 100% first, or roll it back"
+    )
     assert sc.events(EventKind.COMPLETED) == []
 
     sc.ready()
@@ -594,7 +644,11 @@ def test_complete_is_refused_below_100_and_allowed_at_100(sc: Scenario) -> None:
     assert done["text"] == f":white_check_mark: *{sc.feature}* completed."
     assert sc.where() == ("completed", 1, 1)
     assert sc.events(EventKind.COMPLETED) == [(EventKind.COMPLETED, sc.owner, {"step": "100%"})]
-    wait_until(lambda: next((u for u in sc.status_updates() if ":white_check_mark: Completed" in steps_text(u)), None))
+    wait_until(
+        lambda: next(
+            (u for u in sc.status_updates() if ":white_check_mark: Completed" in steps_text(u)), None
+        )
+    )
 
 
 @pytest.mark.xfail(
@@ -617,10 +671,8 @@ def test_advance_anyway_with_a_blank_reason_is_refused_and_moves_nothing(sc: Sce
         "response_action": "errors",
         "errors": {"reason": "Say why, for the timeline and the announcement."},
     }
-    try:  # give a wrongly started lazy listener the time to do its damage
+    with contextlib.suppress(AssertionError):  # give a wrongly started lazy listener time to act
         wait_until(lambda: sc.events(EventKind.OVERRIDDEN), timeout=3.0)
-    except AssertionError:
-        pass
     assert sc.events(EventKind.OVERRIDDEN) == []
     assert sc.where() == ("active", 0, 0)
 

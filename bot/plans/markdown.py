@@ -191,13 +191,14 @@ DURATION = re.compile(
 WORD_NUMBERS = {"a": 1, "an": 1, "one": 1, "two": 2, "three": 3, "four": 4, "five": 5}
 WORD_NUMBERS |= {"six": 6, "seven": 7, "eight": 8, "nine": 9, "ten": 10}
 
+# A number as export writes it (Python's shortest form: "25", "0.5", "1e-06").
+NUMBER = r"-?\d+(?:\.\d+)?(?:e[-+]\d+)?"
 # An exported step: "25% — 3000 users, at least 1 business day", "internal (0%) — …".
 STEP_LINE = re.compile(
-    r"^(?:(?P<label>[^()—]+?)\s+\((?P<labelled>-?\d+(?:\.\d+)?)%\)|(?P<percent>-?\d+(?:\.\d+)?)%)"
-    r"(?:\s+—\s+(?P<details>.+))?$"
+    rf"^(?:(?P<label>[^—]+?)\s+\((?P<labelled>{NUMBER})%\)|(?P<percent>{NUMBER})%)(?:\s+—\s+(?P<details>.+))?$"
 )
 STEP_USERS = re.compile(r"^(?P<users>\d{1,3}(?:,\d{3})+|\d+) users?$")
-STEP_SOAK = re.compile(r"^at least (?P<days>\d+(?:\.\d+)?) business days?$")
+STEP_SOAK = re.compile(rf"^at least (?P<days>{NUMBER}) business days?$")
 
 # A metric that moves: "Error rate increases by more than 0.5%" (a trigger),
 # "Latency increases by no more than 10% of its baseline" (a criterion).
