@@ -8,10 +8,9 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from sqlalchemy.exc import IntegrityError
 
-from bot import announcing, jobs, rollouts
+from bot import announcing, jobs, plan_store, rollouts
 from bot.errors import DuplicateFeature, NeedsChoice, RolloutNotFound
 from bot.parsing import Start, UsageError
-from bot.plans import get_template
 from bot.services import Actor, Services
 from storage import queries
 from storage.enums import EventKind
@@ -33,7 +32,7 @@ def _check_timezone(name: str | None, default: str) -> str:
 def start(svc: Services, actor: Actor, cmd: Start) -> int:
     """Creates the rollout from its template. Returns its id."""
     assert cmd.feature is not None
-    plan = get_template(cmd.template or DEFAULT_TEMPLATE)
+    plan = plan_store.resolve(svc, actor.team_id, cmd.template or DEFAULT_TEMPLATE)
     tz = _check_timezone(cmd.timezone, svc.settings.default_timezone)
     now = svc.clock()
     key = rollouts.feature_key(cmd.feature)

@@ -11,7 +11,7 @@ from typing import Protocol
 
 from slack_sdk.errors import SlackApiError
 
-from bot import advancing, controls, flows, jobs, snapshots, status_board
+from bot import advancing, controls, flows, jobs, plan_store, snapshots, status_board
 from bot.answers import help_message
 from bot.errors import NotInChannel
 from bot.flows import Actor
@@ -28,7 +28,6 @@ from bot.parsing import (
     UsageError,
     WithReason,
 )
-from bot.plans import get_template, template_names
 from bot.services import Services
 from bot.slack import error_code
 from messages import render
@@ -181,7 +180,6 @@ def check(svc: Services, actor: Actor, rollout_id: int, reply: Replier, *, advan
 
 
 def start(svc: Services, actor: Actor, cmd: Start) -> None:
-    get_template(cmd.template or flows.DEFAULT_TEMPLATE)  # unknown template: refuse before writing
     rollout_id = flows.start(svc, actor, cmd)
     try:
         status_board.post(svc, rollout_id)
@@ -241,7 +239,7 @@ def open_start_form(svc: Services, actor: Actor, trigger_id: str | None) -> None
         svc,
         trigger_id,
         start_modal(
-            templates=[(n, get_template(n).title) for n in template_names()],
+            templates=[(name, plan.title) for name, plan in plan_store.available(svc, actor.team_id).items()],
             default_template=flows.DEFAULT_TEMPLATE,
             owner_id=actor.user_id,
             private_metadata=FormContext(channel_id=actor.channel_id).dumps(),

@@ -14,6 +14,7 @@ from datetime import datetime
 from typing import Any
 
 from bot.errors import InvalidTransition
+from bot.plans.catalog import plan_to_dict
 from bot.plans.model import Plan
 from storage.enums import EventKind, ItemKind, RolloutStatus
 from storage.models import ChecklistItem, Event, Phase, Rollout, Step
@@ -53,6 +54,7 @@ def new_rollout(
         step_started_at=now,
         timezone=timezone,
         country=country,
+        plan_doc=plan_to_dict(plan),
         metrics=[m.to_dict() for m in plan.metrics],
         triggers=[t.to_dict() for t in plan.triggers],
         manual_triggers=list(plan.manual_triggers),

@@ -130,6 +130,7 @@ class Rollout(Base):
     step_started_at: Mapped[datetime] = mapped_column(default=utcnow)
     timezone: Mapped[str] = mapped_column(String(64))
     country: Mapped[str] = mapped_column(String(8))
+    plan_doc: Mapped[dict[str, Any]] = mapped_column(default=dict)  # the plan as copied at start
     metrics: Mapped[list[Any]] = mapped_column(default=list)
     triggers: Mapped[list[Any]] = mapped_column(default=list)
     manual_triggers: Mapped[list[Any]] = mapped_column(default=list)
@@ -320,3 +321,20 @@ class DueJob(Base):
     due_at: Mapped[datetime]
     last_run_at: Mapped[datetime | None]
     data: Mapped[dict[str, Any]] = mapped_column(default=dict)
+
+
+class PlanTemplate(Base):
+    """A plan imported from a Markdown document. `team_id` "" is for every workspace (imported
+    from the command line); otherwise the workspace that imported it in Slack."""
+
+    __tablename__ = "plan_template"
+    __table_args__ = (UniqueConstraint("team_id", "name", name="uq_plan_template_name"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    team_id: Mapped[str] = mapped_column(String(32), default="")
+    name: Mapped[str] = mapped_column(String(64))
+    title: Mapped[str] = mapped_column(String(200))
+    data: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    source: Mapped[str] = mapped_column(Text, default="")
+    created_by: Mapped[str | None] = mapped_column(String(32))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)

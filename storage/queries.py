@@ -9,7 +9,7 @@ from sqlalchemy import Select, or_, select
 from sqlalchemy.orm import Session, selectinload
 
 from storage.enums import OPEN_STATUSES, SnapshotKind
-from storage.models import Approver, Event, MetricSnapshot, Phase, Rollout, SlackMessage
+from storage.models import Approver, Event, MetricSnapshot, Phase, PlanTemplate, Rollout, SlackMessage
 
 STATUS_PURPOSE = "status"
 
@@ -122,3 +122,65 @@ def open_for_user(*, session: Session, team_id: str, user_id: str) -> Sequence[R
         .order_by(Rollout.created_at)
     )
     return session.scalars(stmt).all()
+
+
+def plan_templates(*, session: Session, team_id: str) -> Sequence[PlanTemplate]:
+    """Imported templates a workspace can use: its own and those for every workspace."""
+    stmt = (
+        select(PlanTemplate)
+        .where(PlanTemplate.team_id.in_(("", team_id)))
+        .order_by(PlanTemplate.team_id.desc(), PlanTemplate.name)
+    )
+    return session.scalars(stmt).all()
+
+
+# --- due work (bot/jobs.py) ---------------------------------------------------------------
+
+from datetime import datetime  # noqa: E402 - appended section; see the report
+
+from storage.models import DueJob, OutboxMessage  # noqa: E402
+
+
+def due_jobs_of(*, session: Session, rollout_id: int) -> Sequence[DueJob]:
+    """A rollout's scheduled work, at most one row per kind."""
+    return session.scalars(select(DueJob).where(DueJob.rollout_id == rollout_id)).all()
+
+
+def due_jobs(*, session: Session, now: datetime, limit: int) -> Sequence[DueJob]:
+    """Rows due at `now`, soonest first, through ix_due_job_due_at: the cost is the number of
+    due rows, not of rollouts. On Postgres the rows are locked and rows another replica holds
+    are skipped (FOR UPDATE SKIP LOCKED), so two ticks never claim one row."""
+    stmt = select(DueJob).where(DueJob.due_at <= now).order_by(DueJob.due_at).limit(limit)
+    if session.get_bind().dialect.name == "postgresql":
+        stmt = stmt.with_for_update(skip_locked=True)
+    return session.scalars(stmt).all()
+
+
+def events_between(*, session: Session, rollout_id: int, after: datetime, until: datetime) -> Sequence[Event]:
+    """A rollout's events in (after, until], oldest first."""
+    stmt = (
+        select(Event)
+        .where(Event.rollout_id == rollout_id, Event.at > after, Event.at <= until)
+        .order_by(Event.at, Event.id)
+    )
+    return session.scalars(stmt).all()
+
+
+def outbox_key_exists(*, session: Session, dedupe_key: str) -> bool:
+    """Was this announcement already queued (whatever became of it)?"""
+    return session.scalar(select(OutboxMessage.id).where(OutboxMessage.dedupe_key == dedupe_key)) is not None
+
+
+def latest_check(*, session: Session, rollout_id: int, phase_index: int, step_index: int) -> MetricSnapshot | None:
+    """The newest gate verdict (a gate or check snapshot) taken at that step."""
+    stmt = (
+        select(MetricSnapshot)
+        .where(
+            MetricSnapshot.rollout_id == rollout_id,
+            MetricSnapshot.kind.in_((SnapshotKind.GATE, SnapshotKind.CHECK)),
+            MetricSnapshot.phase_index == phase_index,
+            MetricSnapshot.step_index == step_index,
+        )
+        .order_by(MetricSnapshot.taken_at.desc(), MetricSnapshot.id.desc())
+    )
+    return session.scalars(stmt).first()

@@ -108,15 +108,15 @@ def status_ts(svc: Services, rollout_id: int) -> str:
         return ref.ts
 
 
-def queue(svc: Services, rollout_id: int, milestone: str, *, stakeholders: bool = True) -> int:
+def queue(svc: Services, rollout_id: int, *milestones: str) -> int:
+    """Queues each milestone (thread + stakeholder line) in one transaction; rows added."""
+    added = 0
     with svc.db.transaction() as session:
         rollout = session.get_one(Rollout, rollout_id)
-        announcement = outbox.Announcement(
-            milestone,
-            Message(text=f"thread: {milestone}"),
-            Message(text=f"line: {milestone}") if stakeholders else None,
-        )
-        return outbox.announce(session, rollout, announcement, svc.clock())
+        for milestone in milestones:
+            announcement = outbox.Announcement(milestone, Message(text=f"thread: {milestone}"), Message(text=f"line: {milestone}"))
+            added += outbox.announce(session, rollout, announcement, svc.clock())
+    return added
 
 
 def rows(svc: Services) -> list[OutboxMessage]:
@@ -379,8 +379,7 @@ def test_two_workers_post_each_of_200_rows_once(db: Database, slack: FakeSlack, 
     """Two replicas' workers (own engines, own clients) drain one outbox at the same time."""
     svc = services(db, slack, clock)
     rollout_id = make_rollout(svc)
-    for n in range(100):
-        queue(svc, rollout_id, f"update:{n}")
+    assert queue(svc, rollout_id, *(f"update:{n}" for n in range(100))) == 200
     with db.reading() as session:
         assert session.scalar(select(func.count()).select_from(OutboxMessage)) == 200
 

@@ -3,6 +3,7 @@ accounted for, and an exported plan (with or without a run's results) imports ba
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -82,13 +83,24 @@ def test_the_template_phases_and_their_steps(template):
     assert internal.tasks[0] == "Deploy to staging environment"
     assert len(internal.tasks) == 5 and len(internal.exit_criteria) == 4
     assert gradual.tasks[0] == "Increase to 25% → 50% → 100%"
-    assert launch.exit_criteria == ("Documentation published", "Retrospective completed", "Success metrics confirmed")
+    assert launch.exit_criteria == (
+        "Documentation published",
+        "Retrospective completed",
+        "Success metrics confirmed",
+    )
 
 
 def test_the_template_success_table_metrics_and_triggers(template):
     plan = template.plan
-    assert plan.success_table[0] == SuccessMetricRow("Error rate", "[current]", "<0.1% increase", "Monitoring")
-    assert [r.metric for r in plan.success_table] == ["Error rate", "Latency (p95)", "User adoption", "Support tickets"]
+    assert plan.success_table[0] == SuccessMetricRow(
+        "Error rate", "[current]", "<0.1% increase", "Monitoring"
+    )
+    assert [r.metric for r in plan.success_table] == [
+        "Error rate",
+        "Latency (p95)",
+        "User adoption",
+        "Support tickets",
+    ]
     # Rows read in Datadog (Monitoring, APM) with a threshold become metrics; Support does not.
     assert plan.metrics == (
         Metric("error_rate", "Error rate", "", Rule.ABSOLUTE, 0.1, Direction.UP, unit="%"),
@@ -98,7 +110,10 @@ def test_the_template_success_table_metrics_and_triggers(template):
         Metric("error_rate_spike", "Error rate", "", Rule.ABSOLUTE, 0.5, Direction.UP, unit="%"),
         Metric("latency_p95_spike", "Latency (p95)", "", Rule.RELATIVE, 50, Direction.UP, unit="ms"),
     )
-    assert plan.manual_triggers == ("Any data corruption detected", "Critical security vulnerability discovered")
+    assert plan.manual_triggers == (
+        "Any data corruption detected",
+        "Critical security vulnerability discovered",
+    )
 
 
 def test_the_template_problems_by_line(template):
@@ -142,7 +157,14 @@ def test_the_document_service_plan(backend):
     assert expansion.description.startswith("In this phase we will expand the release at increments of 25%")
     assert plan.availability == "feature toggle"
     assert plan.metrics == (
-        Metric("records_not_of_type_5103", "Records not of type 5103", "", Rule.ZERO, aggregator="sum", unit="records"),
+        Metric(
+            "records_not_of_type_5103",
+            "Records not of type 5103",
+            "",
+            Rule.ZERO,
+            aggregator="sum",
+            unit="records",
+        ),
         Metric("error_rate", "Error rate", "", Rule.ABSOLUTE, 0.0, Direction.UP, unit="%"),
     )
     # The sentence after the 5103 check is a thing to look at by hand: an exit criterion.
@@ -166,34 +188,28 @@ def test_the_backend_problems_by_line(backend):
     zero, error_rate = documents.problems
     assert "“Records not of type 5103” (must be 0)" in zero.reason and FILL_IN in zero.reason
     assert "“Error rate” (absolute, +0 pp vs baseline)" in error_rate.reason
-    assert error_rate.text == "- DataDog: No increase in error rates directly caused by addition of this letter type"
-
-
-def test_parse_plan_of_a_two_plan_document_reports_the_second(backend):
-    result = parse_plan(BACKEND, name="backend")
-    assert result.plan == parse_plans(BACKEND, name="backend")[0].plan.__class__(
-        **{**backend[0].plan.__dict__, "name": "backend"}
+    assert (
+        error_rate.text
+        == "- DataDog: No increase in error rates directly caused by addition of this letter type"
     )
+
+
+def test_parse_plan_of_a_two_plan_document_imports_the_first_and_reports_the_second(backend):
+    result = parse_plan(BACKEND, name="backend")
+    assert result.plan == replace(backend[0].plan, name="backend")
     assert result.problems[-1].line == 27
     assert "only the first plan" in result.problems[-1].reason
 
 
 @pytest.mark.parametrize("text", [TEMPLATE, BACKEND], ids=["template", "backend"])
 def test_every_non_blank_line_is_understood_or_reported(text):
-    for result in parse_plans(text, name="seed"):
-        reported = set(problem_lines(result))
-        assert all(p.reason != "not understood" for p in result.problems)  # no line fell through
-        lines = {n for n, line in enumerate(text.splitlines(), 1) if line.strip()}
-        mine = {n for n in lines if _belongs_to(result, text, n)}
-        assert mine <= result.understood | reported
-
-
-def _belongs_to(result: ImportResult, text: str, number: int) -> bool:
-    titles = [n for n, line in enumerate(text.splitlines(), 1) if line.startswith("# ")]
-    index = int(result.plan.name.rsplit("-", 1)[1]) - 1 if result.plan.name[-1].isdigit() else 0
-    start = titles[index] if index else 1
-    end = titles[index + 1] if index + 1 < len(titles) else 10**9
-    return start <= number < end
+    results = parse_plans(text, name="seed")
+    accounted: set[int] = set()
+    for result in results:
+        assert all(p.reason != "not understood" for p in result.problems)  # none fell through
+        accounted |= result.understood | set(problem_lines(result))
+    non_blank = {n for n, line in enumerate(text.splitlines(), 1) if line.strip()}
+    assert non_blank <= accounted
 
 
 def test_lines_the_importer_does_not_know_are_reported_by_number():
@@ -234,7 +250,9 @@ def test_durations_and_users_from_prose():
 
 
 def imported_seeds() -> list[Plan]:
-    return [parse_plan(TEMPLATE, name="template").plan] + [r.plan for r in parse_plans(BACKEND, name="backend")]
+    return [parse_plan(TEMPLATE, name="template").plan] + [
+        r.plan for r in parse_plans(BACKEND, name="backend")
+    ]
 
 
 ALL_PLANS = [*builtin_templates().values(), *imported_seeds()]
@@ -301,13 +319,27 @@ RESULTS = RolloutResults(
                 Snapshot(
                     at(14, 15),
                     (
-                        Reading("Error rate", 0.42, 0.4, "change vs baseline ≤ +0.1 pp (absolute)", "pass", "%"),
-                        Reading("Latency (p95)", None, 200, "change vs baseline ≤ +10% (relative)", "no data", "ms"),
+                        Reading(
+                            "Error rate", 0.42, 0.4, "change vs baseline ≤ +0.1 pp (absolute)", "pass", "%"
+                        ),
+                        Reading(
+                            "Latency (p95)",
+                            None,
+                            200,
+                            "change vs baseline ≤ +10% (relative)",
+                            "no data",
+                            "ms",
+                        ),
                     ),
                 ),
             ),
             decisions=(
-                Decision(at(14, 16), "ben", "Advanced to Canary Release over the gate", "latency has no data; checked by hand"),
+                Decision(
+                    at(14, 16),
+                    "ben",
+                    "Advanced to Canary Release over the gate",
+                    "latency has no data; checked by hand",
+                ),
             ),
         ),
         PhaseResults(
@@ -349,7 +381,9 @@ def test_results_do_not_change_what_is_imported(plan):
 
 def test_an_edited_trigger_sentence_that_disagrees_with_the_metric_gate_is_reported():
     plan = builtin_templates()["standard"]
-    text = export_plan(plan).replace("Error rate increases by more than 0.5 pp", "Error rate increases by more than 2 pp")
+    text = export_plan(plan).replace(
+        "Error rate increases by more than 0.5 pp", "Error rate increases by more than 2 pp"
+    )
     result = parse_plan(text, name=plan.name)
     assert result.plan == plan  # the table wins
     (problem,) = result.problems
@@ -359,7 +393,12 @@ def test_an_edited_trigger_sentence_that_disagrees_with_the_metric_gate_is_repor
 
 # --- round trip of any plan -------------------------------------------------------------------
 
-words = st.text(st.sampled_from("abcdefghij KLM-&<>/'"), min_size=1, max_size=20).map(str.strip).filter(bool)
+# Text with the characters Markdown and the importer care about: pipes, brackets, %, arrows.
+words = (
+    st.text(st.sampled_from("abcdefghij KLM-&<>/'():%|*[]x0123.,→_"), min_size=1, max_size=20)
+    .map(str.strip)
+    .filter(bool)
+)
 numbers = st.sampled_from([0, 0.5, 1, 2.5, 10, 33.3, 100])
 metrics = st.builds(
     Metric,

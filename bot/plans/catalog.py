@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import json
 import tomllib
+from dataclasses import asdict
 from functools import cache
 from pathlib import Path
 from typing import Any
@@ -18,30 +20,42 @@ class UnknownTemplate(LookupError):
         self.name = name
 
 
+def _known(cls: type, data: dict[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in data.items() if k in cls.__dataclass_fields__}
+
+
 def plan_from_dict(data: dict[str, Any]) -> Plan:
+    """A Plan from its data: a TOML template, or a plan stored as JSON (`plan_to_dict`)."""
     phases = tuple(
         Phase(
-            name=p["name"],
-            description=p.get("description", ""),
-            duration=p.get("duration", ""),
-            steps=tuple(Step(**s) for s in p["steps"]),
-            tasks=tuple(p.get("tasks", ())),
-            exit_criteria=tuple(p.get("exit_criteria", ())),
+            **{
+                **_known(Phase, p),
+                "steps": tuple(Step(**_known(Step, s)) for s in p["steps"]),
+                "tasks": tuple(p.get("tasks", ())),
+                "exit_criteria": tuple(p.get("exit_criteria", ())),
+            }
         )
         for p in data["phases"]
     )
     if not phases or any(not p.steps for p in phases):
         raise ValueError(f"plan {data.get('name')!r} needs phases, each with at least one step")
     return Plan(
-        name=data["name"],
-        title=data.get("title", data["name"]),
-        description=data.get("description", ""),
-        phases=phases,
-        metrics=tuple(Metric.from_dict(m) for m in data.get("metrics", ())),
-        triggers=tuple(Metric.from_dict(m) for m in data.get("triggers", ())),
-        manual_triggers=tuple(data.get("manual_triggers", ())),
-        success_table=tuple(SuccessMetricRow(**row) for row in data.get("success_table", ())),
+        **{
+            **_known(Plan, data),
+            "title": data.get("title", data["name"]),
+            "phases": phases,
+            "metrics": tuple(Metric.from_dict(m) for m in data.get("metrics", ())),
+            "triggers": tuple(Metric.from_dict(m) for m in data.get("triggers", ())),
+            "manual_triggers": tuple(data.get("manual_triggers", ())),
+            "success_table": tuple(SuccessMetricRow(**row) for row in data.get("success_table", ())),
+            "header": tuple(tuple(pair) for pair in data.get("header", ())),
+        }
     )
+
+
+def plan_to_dict(plan: Plan) -> dict[str, Any]:
+    """JSON-ready; `plan_from_dict(plan_to_dict(p)) == p`."""
+    return json.loads(json.dumps(asdict(plan)))
 
 
 @cache

@@ -1,0 +1,61 @@
+"""The baseline for bench/ack_latency.py and bench/footprint.py: a bare Bolt app with one
+slash command that only acks, on the bot's own HTTP stack (Flask + SlackRequestHandler,
+gunicorn gthread through bot.web.serve_http: one worker, WEB_THREADS threads).
+
+Run: .venv/bin/python bench/bare_app.py  (PORT, WEB_THREADS, SLACK_SIGNING_SECRET from the
+environment; defaults 3100, 16, "bench-signing-secret").
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from flask import Flask, Response, jsonify, request  # noqa: E402
+from slack_bolt import Ack, App  # noqa: E402
+from slack_bolt.adapter.flask import SlackRequestHandler  # noqa: E402
+
+from bot.web import serve_http  # noqa: E402
+
+
+def build(threads: int, signing_secret: str) -> Flask:
+    bolt = App(
+        signing_secret=signing_secret,
+        token="xoxb-bare",
+        token_verification_enabled=False,
+        # The same executor the bot gives Bolt (bot/app.py): WEB_THREADS workers.
+        listener_executor=ThreadPoolExecutor(max_workers=threads, thread_name_prefix="lazy"),
+        raise_error_for_unhandled_request=False,
+    )
+
+    @bolt.command("/rollout")
+    def just_ack(ack: Ack) -> None:
+        ack()
+
+    web = Flask("bare-app")
+    handler = SlackRequestHandler(bolt)
+
+    @web.post("/slack/events")
+    def slack_events() -> Response:
+        return handler.handle(request)
+
+    @web.get("/healthz")
+    def healthz() -> tuple[Response, int]:
+        return jsonify(status="ok"), 200
+
+    return web
+
+
+def main() -> None:
+    threads = int(os.environ.get("WEB_THREADS", "16"))
+    port = int(os.environ.get("PORT", "3100"))
+    secret = os.environ.get("SLACK_SIGNING_SECRET", "bench-signing-secret")
+    serve_http(build(threads, secret), port=port, threads=threads)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,334 @@
+"""Shared helpers for the benchmarks in this folder (not a benchmark itself).
+
+- percentiles and the OK / MISSED verdict lines;
+- `Fakes`: the Slack and Datadog stand-ins (tests/fakes) in a child process of their own, so
+  their work does not compete with the load generator for this process's GIL; the parent
+  asks it for the recorded calls over a pipe;
+- process helpers: the gunicorn worker of a master, VmRSS, CPU-idle waits;
+- a throw-away Postgres database.
+"""
+
+from __future__ import annotations
+
+import math
+import multiprocessing as mp
+import os
+import socket
+import subprocess
+import sys
+import threading
+import time
+import urllib.request
+import uuid
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+PYTHON = sys.executable
+POSTGRES_URL = os.environ.get("BENCH_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test")
+
+
+# -- figures -------------------------------------------------------------------------
+
+
+def pct(samples: Sequence[float], q: float) -> float:
+    """Nearest-rank percentile (q in 0..100); nan for no samples."""
+    if not samples:
+        return math.nan
+    ordered = sorted(samples)
+    return ordered[max(0, math.ceil(q / 100 * len(ordered)) - 1)]
+
+
+def median(samples: Sequence[float]) -> float:
+    if not samples:
+        return math.nan
+    ordered = sorted(samples)
+    mid = len(ordered) // 2
+    return ordered[mid] if len(ordered) % 2 else (ordered[mid - 1] + ordered[mid]) / 2
+
+
+def ms(seconds: float) -> str:
+    return "n/a" if math.isnan(seconds) else f"{seconds * 1000:.1f} ms"
+
+
+def verdict(label: str, value: float, target: float, *, higher_is_better: bool, unit: str = "x") -> bool:
+    """Prints `label: value (target ...): OK` or `MISSED by ...`; returns whether it was met."""
+    if math.isnan(value):
+        print(f"  {label}: no figure (target {'>=' if higher_is_better else '<='} {target:g}{unit}): MISSED (not measured)")
+        return False
+    met = value >= target if higher_is_better else value <= target
+    if met:
+        print(f"  {label}: {value:.2f}{unit} (target {'>=' if higher_is_better else '<='} {target:g}{unit}): OK")
+    else:
+        gap = (target - value) if higher_is_better else (value - target)
+        rel = gap / target * 100 if target else math.inf
+        print(
+            f"  {label}: {value:.2f}{unit} (target {'>=' if higher_is_better else '<='} {target:g}{unit}): "
+            f"MISSED by {gap:.2f}{unit} ({rel:.0f}%)"
+        )
+    return met
+
+
+def table(headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> None:
+    cells = [[str(h) for h in headers]] + [[str(c) for c in row] for row in rows]
+    widths = [max(len(r[i]) for r in cells) for i in range(len(headers))]
+    for n, row in enumerate(cells):
+        print("  " + "  ".join(c.rjust(w) if i else c.ljust(w) for i, (c, w) in enumerate(zip(row, widths, strict=True))))
+        if n == 0:
+            print("  " + "  ".join("-" * w for w in widths))
+
+
+# -- ports and processes --------------------------------------------------------------
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def wait_healthy(url: str, proc: subprocess.Popen[bytes], timeout: float, log: Path | None = None) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            text = log.read_text(errors="replace")[-3000:] if log and log.exists() else ""
+            raise RuntimeError(f"{proc.args} exited with {proc.returncode}\n{text}")
+        try:
+            with urllib.request.urlopen(f"{url}/healthz", timeout=1) as resp:
+                if resp.status == 200:
+                    return
+        except OSError:
+            time.sleep(0.1)
+    raise RuntimeError(f"{url} did not answer /healthz within {timeout}s")
+
+
+def children(pid: int) -> list[int]:
+    found: list[int] = []
+    task_dir = Path(f"/proc/{pid}/task")
+    for task in task_dir.iterdir() if task_dir.exists() else []:
+        try:
+            found += [int(p) for p in (task / "children").read_text().split()]
+        except OSError:
+            pass
+    return found
+
+
+def gunicorn_worker(master: int, timeout: float = 10.0) -> int:
+    """The (single) worker process forked by the gunicorn master `master`."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        kids = children(master)
+        if kids:
+            return kids[0]
+        time.sleep(0.05)
+    raise RuntimeError(f"gunicorn master {master} has no worker")
+
+
+def rss_kib(pid: int) -> int:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1])
+    raise RuntimeError(f"no VmRSS for {pid}")
+
+
+def cpu_seconds(pid: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    ticks = int(fields[11]) + int(fields[12])  # utime + stime
+    return ticks / os.sysconf("SC_CLK_TCK")
+
+
+def wait_cpu_idle(pid: int, timeout: float, *, window: float = 0.5, busy_share: float = 0.08) -> bool:
+    """Waits until `pid` uses less than `busy_share` of a core over `window` seconds."""
+    deadline = time.monotonic() + timeout
+    last = cpu_seconds(pid)
+    while time.monotonic() < deadline:
+        time.sleep(window)
+        now = cpu_seconds(pid)
+        if now - last < busy_share * window:
+            return True
+        last = now
+    return False
+
+
+def stop_process_group(proc: subprocess.Popen[bytes], timeout: float = 15.0) -> None:
+    """Stops a child started with start_new_session=True (it and its own children), by its id."""
+    if proc.poll() is None:
+        try:
+            os.killpg(proc.pid, 15)
+            proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, 9)
+            proc.wait(timeout=5)
+        except ProcessLookupError:
+            pass
+
+
+# -- the Slack and Datadog stand-ins in a child process ------------------------------------
+
+
+def _summary(call: Any) -> dict[str, Any]:
+    """What the benchmarks need of a recorded call, small enough to send over a pipe."""
+    params = call.params
+    out: dict[str, Any] = {"method": call.method, "at": call.at, "path": call.path}
+    if call.method in ("chat.postMessage", "chat.update"):
+        blocks = params.get("blocks") if isinstance(params.get("blocks"), list) else []
+        header = next((b for b in blocks if b.get("type") == "header"), None)
+        out["channel"] = params.get("channel")
+        out["ts"] = params.get("ts")
+        out["thread_ts"] = params.get("thread_ts")
+        out["header"] = (header or {}).get("text", {}).get("text") if header else None
+        ticked: list[str] = []
+        for block in blocks:
+            if str(block.get("block_id", "")).startswith("checklist:"):
+                for element in block.get("elements", []):
+                    ticked += [o["value"] for o in element.get("initial_options") or []]
+        out["ticked"] = ticked
+    return out
+
+
+def _fakes_main(conn: Any, backlog: int) -> None:
+    sys.path.insert(0, str(ROOT))
+    import tests.fakes.slack_api as slack_api
+    from tests.fakes.datadog_api import FakeDatadog
+
+    # The stand-in's socketserver default backlog is 5: a burst of the bot's connections
+    # beyond it is dropped and retried by the kernel a second later, which would read as
+    # a slow Slack. Real Slack has no such limit, so the benchmark widens it (class
+    # attribute, in this child process only; tests/fakes is not changed).
+    slack_api._Server.request_queue_size = backlog
+    with slack_api.FakeSlack() as slack, FakeDatadog() as datadog:
+        conn.send({"slack_api": slack.api_url, "slack_base": slack.base_url, "datadog": datadog.url})
+        while True:
+            try:
+                cmd, arg = conn.recv()
+            except EOFError:
+                return
+            if cmd == "stop":
+                conn.send(None)
+                return
+            if cmd == "count":
+                conn.send(len(slack.calls(arg)))
+            elif cmd == "calls":
+                conn.send([_summary(c) for c in slack.calls(arg)])
+            elif cmd == "messages":
+                conn.send(slack.messages(arg))
+            elif cmd == "clear":
+                slack.clear_calls()
+                conn.send(None)
+            elif cmd == "datadog_requests":
+                conn.send(len(datadog.requests))
+            else:
+                conn.send(RuntimeError(f"unknown command {cmd!r}"))
+
+
+class Fakes:
+    """FakeSlack + FakeDatadog served from a child process; `.slack_api`, `.slack_base`, `.datadog`."""
+
+    def __init__(self, backlog: int = 256) -> None:
+        ctx = mp.get_context("spawn")
+        self._conn, child = ctx.Pipe()
+        self._proc = ctx.Process(target=_fakes_main, args=(child, backlog), daemon=True, name="bench-fakes")
+        self._lock = threading.Lock()
+        self._backlog = backlog
+
+    def __enter__(self) -> Fakes:
+        self._proc.start()
+        if not self._conn.poll(30):
+            raise RuntimeError("the Slack/Datadog stand-ins did not start")
+        urls = self._conn.recv()
+        self.slack_api: str = urls["slack_api"]
+        self.slack_base: str = urls["slack_base"]
+        self.datadog: str = urls["datadog"]
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        try:
+            self._ask("stop")
+        except (OSError, EOFError, RuntimeError):
+            pass
+        self._proc.join(5)
+        if self._proc.is_alive():
+            self._proc.terminate()
+            self._proc.join(5)
+
+    @property
+    def pid(self) -> int:
+        return int(self._proc.pid or 0)
+
+    def _ask(self, cmd: str, arg: Any = None, timeout: float = 60) -> Any:
+        with self._lock:
+            self._conn.send((cmd, arg))
+            if not self._conn.poll(timeout):
+                raise RuntimeError(f"the stand-ins did not answer {cmd!r}")
+            answer = self._conn.recv()
+        if isinstance(answer, Exception):
+            raise answer
+        return answer
+
+    def count(self, method: str | None = None) -> int:
+        return int(self._ask("count", method))
+
+    def calls(self, method: str | None = None) -> list[dict[str, Any]]:
+        return list(self._ask("calls", method))
+
+    def messages(self, channel: str) -> list[dict[str, Any]]:
+        return list(self._ask("messages", channel))
+
+    def clear(self) -> None:
+        self._ask("clear")
+
+    def response_url(self, name: str) -> str:
+        return f"{self.slack_base}/response/{name}"
+
+    # what tests.conftest.bot_env reads of its `slack` and `datadog` arguments
+    @property
+    def api_url(self) -> str:
+        return self.slack_api
+
+    @property
+    def url(self) -> str:
+        return self.datadog
+
+
+# -- Postgres ---------------------------------------------------------------------------
+
+
+@contextmanager
+def postgres_database(prefix: str) -> Iterator[str]:
+    """A fresh, migrated Postgres database (SQLAlchemy URL), dropped afterwards."""
+    import psycopg
+    from sqlalchemy.engine import make_url
+
+    from storage.db import normalize_url
+    from storage.migrate import upgrade
+
+    admin = make_url(normalize_url(POSTGRES_URL)).set(drivername="postgresql").render_as_string(hide_password=False)
+    name = f"{prefix}_{uuid.uuid4().hex[:10]}"
+    with psycopg.connect(admin, autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{name}"')
+    url = make_url(normalize_url(POSTGRES_URL)).set(database=name).render_as_string(hide_password=False)
+    try:
+        upgrade(url)
+        yield url
+    finally:
+        with psycopg.connect(admin, autocommit=True) as conn:
+            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+def postgres_available() -> bool:
+    try:
+        import psycopg
+        from sqlalchemy.engine import make_url
+
+        from storage.db import normalize_url
+
+        admin = make_url(normalize_url(POSTGRES_URL)).set(drivername="postgresql").render_as_string(hide_password=False)
+        with psycopg.connect(admin, autocommit=True, connect_timeout=3):
+            return True
+    except Exception:  # noqa: BLE001 - any failure means "not here"
+        return False
