@@ -59,6 +59,14 @@ def build_parser() -> argparse.ArgumentParser:
     db_sub = db.add_subparsers(dest="db_command", required=True, metavar="ACTION")
     db_sub.add_parser("upgrade", help="migrate the database to the newest schema")
     sub.add_parser("check", help="check the settings in the environment")
+    plan = sub.add_parser("plan", help="plans as Markdown documents")
+    plan_sub = plan.add_subparsers(dest="plan_command", required=True, metavar="ACTION")
+    imp = plan_sub.add_parser("import", help="turn a plan document into a named template")
+    imp.add_argument("file", help="the Markdown plan (- for standard input)")
+    imp.add_argument("--name", help="the template's name (default: from the file name)")
+    exp = plan_sub.add_parser("export", help="print a rollout as its plan document, results filled in")
+    exp.add_argument("feature")
+    exp.add_argument("--team", help="the Slack workspace id, when the name is used in several")
     sub.add_parser(
         "shell", help="try the bot in this terminal: no Slack app needed (local SQLite by default)"
     )
@@ -76,6 +84,13 @@ def main(argv: Sequence[str] | None = None) -> int:
             return cmd_db_upgrade(settings)
         if args.command == "check":
             return cmd_check(settings)
+        if args.command == "plan":
+            from bot import plan_cli
+
+            upgrade_database(settings)
+            if args.plan_command == "import":
+                return plan_cli.import_file(settings, args.file, args.name)
+            return plan_cli.export_feature(settings, args.feature, args.team)
         if args.command == "shell":
             from bot.shell import run_shell
 

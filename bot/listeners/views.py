@@ -57,10 +57,16 @@ def register(app: App, svc: Services) -> None:
             return
         ack()
 
+    # Bolt runs the lazy work even after an ack that returned errors, so each one checks the
+    # form again and does nothing when the person is still looking at the errors.
     def start(body: dict[str, Any], view: dict[str, Any], client: WebClient) -> None:
         actor, _ = _context(body, view)
+        try:
+            cmd = start_from_form(view)
+        except UsageError:
+            return
         with answering(EphemeralReplier(client, actor.channel_id, actor.user_id), "start"):
-            handlers.start(svc, actor, start_from_form(view))
+            handlers.start(svc, actor, cmd)
 
     def ack_reason_required(ack: Ack, view: dict[str, Any]) -> None:
         if not _reason(view):
@@ -72,6 +78,8 @@ def register(app: App, svc: Services) -> None:
         ack()
 
     def override(body: dict[str, Any], view: dict[str, Any], client: WebClient) -> None:
+        if not _reason(view):
+            return
         actor, context = _context(body, view)
         reply = EphemeralReplier(client, actor.channel_id, actor.user_id)
         with answering(reply, "advance"):

@@ -188,6 +188,7 @@ DURATION = re.compile(
     r"(?:full\s+)?(?:(?:business|bnusiness|working)\s+)?(?P<unit>day|week)s?\b",
     re.I,
 )
+DATE = re.compile(r"\d{1,2}/\d{1,2}")  # "3/11/24"
 WORD_NUMBERS = {"a": 1, "an": 1, "one": 1, "two": 2, "three": 3, "four": 4, "five": 5}
 WORD_NUMBERS |= {"six": 6, "seven": 7, "eight": 8, "nine": 9, "ten": 10}
 
@@ -217,6 +218,7 @@ BOUND = re.compile(
 # "Records not of type 5103 is not zero" (trigger), "… stays at zero" (criterion).
 NOT_ZERO = re.compile(r"^(?P<subject>.+?)\s+(?:is|are) not zero\.?$", re.I)
 STAYS_ZERO = re.compile(r"^(?P<subject>.+?)\s+(?:is|are|stays|stay|remains) (?:at )?zero\.?$", re.I)
+SENTENCE_END = re.compile(r"(?<=[.!?])\s+")
 # "No increase in error rates directly caused by …": a criterion with a zero threshold.
 NO_INCREASE = re.compile(r"^no (?:increase|rise) in (?P<subject>.+?)\.?$", re.I)
 # "ensure that all doc transactions are in fact for 5103 Letters": everything must be of one
@@ -518,7 +520,7 @@ def _step_from_line(text: str) -> Step | None:
         return None
     percent = float(match["percent"] or match["labelled"])
     users, days = None, 0.0
-    for detail in (match["details"] or "").split(", ") if match["details"] else ():
+    for detail in match["details"].split(", ") if match["details"] else []:
         if m := STEP_USERS.match(detail):
             users = int(m["users"].replace(",", ""))
         elif m := STEP_SOAK.match(detail):
@@ -533,9 +535,8 @@ def _read_question(line: _Line, draft: _PhaseDraft, doc: _Document, reader: _Rea
     text = line.text
     if m := DESIRED_DATES.match(text):
         value = m["value"].strip()
-        days = _business_days(value)
-        if days is not None and DURATION.fullmatch(value.removeprefix("at least ").strip()):
-            draft.duration, draft.days_total = value, days
+        if DURATION.search(value) and not DATE.search(value):  # "2 weeks", not "3/11/24 - 3/25/24"
+            draft.duration, draft.days_total = value, _business_days(value)
         else:
             draft.dates = value
     elif ACTUAL_DATES.match(text):
@@ -630,7 +631,8 @@ def _gate_row(row: dict[str, str]) -> tuple[str, Metric]:
 
 def _skip_results(section: _Section, doc: _Document, reader: _Reader) -> None:
     """A past run's results: not part of the plan, so read past them."""
-    for line in [*filter(None, [section.heading]), *section.body]:
+    _ok_heading(section, reader)
+    for line in section.body:
         reader.ok(line)
 
 
@@ -852,8 +854,9 @@ def _read_criterion(
 
 
 def _first_sentence(text: str) -> tuple[str, str]:
-    first, _, rest = re.sub(r"([.!?])\s+", "\\1\n", text, count=1).partition("\n")
-    return first.rstrip("."), rest.strip()
+    """("ensure that all … 5103 Letters", "Note any discrepancies … DDL")."""
+    first, *rest = SENTENCE_END.split(text, maxsplit=1)
+    return first.rstrip("."), "".join(rest).strip()
 
 
 def _criterion_metric(text: str) -> Metric | None:

@@ -1,0 +1,443 @@
+"""Ack latency and throughput of the real `rollout-bot serve` against a bare Bolt app.
+
+Starts the Slack and Datadog stand-ins (tests/fakes, in a child process), the bare app
+(bench/bare_app.py: one slash command that only acks, same Flask + gunicorn gthread stack,
+same thread count) and the bot (`python -m bot serve` via tests.conftest.BotProcess, SQLite
+in a temp dir, WEB_THREADS threads). Then, with CONCURRENCY client threads each holding one
+keep-alive http.client connection, sends signed requests (payloads built by
+tests.driver.SlackDriver) and times each request -> response:
+
+  bare        `/rollout status` to the bare app                      (the baseline)
+  status      `/rollout status` in a channel with one open rollout
+  start       `/rollout start <unique feature>`
+  click       a checklist tick (block_actions) on a posted status message, one box per click
+
+Each kind: a warm-up, then up to PER_KIND requests (at most KIND_SECONDS of sending), then
+the bot is left to finish the work the acks started (bounded by DRAIN_SECONDS) before the
+next kind. Also the time from sending a request to the message Slack receives:
+`start` -> chat.postMessage of its status message, `click` -> the chat.update showing the box.
+
+Targets: ack p99 within 1.2x the bare app's, throughput at least 0.8x. A missed target prints
+MISSED; only an error exits non-zero.
+
+Run: .venv/bin/python bench/ack_latency.py
+"""
+
+from __future__ import annotations
+
+import http.client
+import math
+import os
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import traceback
+import uuid
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from benchlib import (
+    PYTHON,
+    ROOT,
+    Fakes,
+    free_port,
+    gunicorn_worker,
+    ms,
+    pct,
+    stop_process_group,
+    table,
+    verdict,
+    wait_cpu_idle,
+    wait_healthy,
+)
+
+from tests.conftest import BotProcess, bot_env  # noqa: E402
+from tests.driver import FORM, SlackDriver, sign  # noqa: E402
+
+SECRET = "bench-signing-secret"
+THREADS = int(os.environ.get("BENCH_WEB_THREADS", "16"))  # WEB_THREADS of both servers
+CONCURRENCY = 16
+PER_KIND = int(os.environ.get("BENCH_PER_KIND", "1500"))
+KIND_SECONDS = 20.0
+DRAIN_SECONDS = float(os.environ.get("BENCH_DRAIN_SECONDS", "25"))
+WARMUP = 100
+TARGET_P99 = 1.2  # x bare, at most
+TARGET_THROUGHPUT = 0.8  # x bare, at least
+RUN = uuid.uuid4().hex[:6]
+TEAM = "TB" + RUN.upper()
+USER = "WBENCH001"
+
+
+# -- load generator -----------------------------------------------------------------------
+
+
+@dataclass
+class Result:
+    sent_at: list[float]  # wall clock when each request went out (nan: not sent)
+    latency: list[float]  # seconds, request -> full response (nan: not sent / failed)
+    statuses: Counter[int] = field(default_factory=Counter)
+    elapsed: float = 0.0
+
+    @property
+    def ok(self) -> list[float]:
+        return [lat for lat in self.latency if not math.isnan(lat)]
+
+    @property
+    def sent(self) -> int:
+        return sum(1 for t in self.sent_at if not math.isnan(t))
+
+    @property
+    def throughput(self) -> float:
+        return len(self.ok) / self.elapsed if self.elapsed else math.nan
+
+
+def blast(port: int, bodies: list[str], *, concurrency: int = CONCURRENCY, max_seconds: float = KIND_SECONDS) -> Result:
+    """Sends `bodies` in order from `concurrency` threads, one keep-alive connection each."""
+    n = len(bodies)
+    result = Result(sent_at=[math.nan] * n, latency=[math.nan] * n)
+    lock = threading.Lock()
+    cursor = [0]
+    ready = threading.Barrier(concurrency + 1)
+    finished: list[float] = []
+
+    def connect() -> http.client.HTTPConnection:
+        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+        conn.connect()
+        return conn
+
+    def worker() -> None:
+        conn = connect()
+        ready.wait()
+        last = time.perf_counter()
+        while True:
+            with lock:
+                i = cursor[0]
+                if i >= n or time.perf_counter() > deadline:
+                    break
+                cursor[0] += 1
+            raw = bodies[i]
+            payload = raw.encode()
+            status = -1
+            for attempt in range(2):
+                stamp = str(int(time.time()))
+                headers = {
+                    "Content-Type": FORM,
+                    "X-Slack-Request-Timestamp": stamp,
+                    "X-Slack-Signature": sign(SECRET, stamp, raw),
+                }
+                try:
+                    wall = time.time()
+                    began = time.perf_counter()
+                    conn.request("POST", "/slack/events", payload, headers)
+                    response = conn.getresponse()
+                    response.read()
+                    last = time.perf_counter()
+                    status = response.status
+                    result.sent_at[i] = wall
+                    if status == 200:
+                        result.latency[i] = last - began
+                    break
+                except (http.client.HTTPException, OSError):
+                    # The server closed an idle keep-alive connection: reconnect, send again.
+                    conn.close()
+                    if attempt:
+                        break
+                    conn = connect()
+            with lock:
+                result.statuses[status] += 1
+        conn.close()
+        with lock:
+            finished.append(last)
+
+    threads = [threading.Thread(target=worker, daemon=True) for _ in range(concurrency)]
+    for t in threads:
+        t.start()
+    deadline = time.perf_counter() + 3600  # set for real once every connection is open
+    ready.wait()
+    began = time.perf_counter()
+    deadline = began + max_seconds
+    for t in threads:
+        t.join(max_seconds + 60)
+    result.elapsed = (max(finished) if finished else time.perf_counter()) - began
+    return result
+
+
+# -- payloads -----------------------------------------------------------------------------
+
+
+class _SlackStub:
+    """What SlackDriver needs of FakeSlack to build payloads: response URLs."""
+
+    def __init__(self, fakes: Fakes) -> None:
+        self._fakes = fakes
+
+    def response_url(self, name: str) -> str:
+        return self._fakes.response_url(name)
+
+
+class PayloadDriver(SlackDriver):
+    """SlackDriver's payloads without sending them: post_raw hands back the form body, which
+    the load generator signs at the moment it sends it."""
+
+    def post_raw(self, body: str, content_type: str, **_: Any) -> str:  # type: ignore[override]
+        return body
+
+
+def status_messages(fakes: Fakes, channel: str, features: set[str] | None = None) -> list[dict[str, Any]]:
+    found = []
+    for message in fakes.messages(channel):
+        if message.get("thread_ts"):
+            continue
+        header = next((b for b in message.get("blocks", []) if b.get("type") == "header"), None)
+        title = (header or {}).get("text", {}).get("text", "")
+        if title.startswith(":rocket: ") and (features is None or title[len(":rocket: ") :] in features):
+            found.append(message)
+    return found
+
+
+def checklist_values(message: dict[str, Any]) -> list[str]:
+    values: list[str] = []
+    for block in message.get("blocks", []):
+        if str(block.get("block_id", "")).startswith("checklist:"):
+            for element in block.get("elements", []):
+                values += [o["value"] for o in element.get("options", [])]
+    return values
+
+
+@dataclass(frozen=True)
+class Click:
+    channel: str
+    ts: str
+    value: str
+    body: str
+
+
+def plan_clicks(driver: PayloadDriver, messages: list[dict[str, Any]], count: int) -> list[Click]:
+    """Click i ticks a box nobody ticked: message i % M, its (i // M)-th checklist box."""
+    clicks: list[Click] = []
+    options = [checklist_values(m) for m in messages]
+    for i in range(count):
+        m = i % len(messages)
+        k = i // len(messages)
+        if k >= len(options[m]):
+            break
+        value = options[m][k]
+        clicks.append(Click(messages[m]["channel"], messages[m]["ts"], value, driver.toggle(messages[m], value)))
+    return clicks
+
+
+# -- waiting for the work behind the acks ----------------------------------------------------------
+
+
+def wait_for(what: str, done: Any, timeout: float, every: float = 0.25) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if done():
+            return True
+        time.sleep(every)
+    print(f"  (not all {what} arrived within {timeout:.0f} s)")
+    return False
+
+
+def headers_posted(fakes: Fakes, features: set[str]) -> dict[str, float]:
+    """feature -> when Slack received chat.postMessage of its status message."""
+    posted: dict[str, float] = {}
+    for call in fakes.calls("chat.postMessage"):
+        title = call.get("header") or ""
+        if title.startswith(":rocket: ") and not call.get("thread_ts"):
+            feature = title[len(":rocket: ") :]
+            if feature in features and feature not in posted:
+                posted[feature] = call["at"]
+    return posted
+
+
+def updates_seen(fakes: Fakes, clicks: list[Click], sent_at: list[float]) -> list[float]:
+    """For each click: seconds from sending it to the first chat.update showing its box ticked."""
+    by_message: dict[tuple[str, str], list[dict[str, Any]]] = {}
+    for call in fakes.calls("chat.update"):
+        by_message.setdefault((call["channel"], call["ts"]), []).append(call)
+    out: list[float] = []
+    for click, sent in zip(clicks, sent_at, strict=True):
+        if math.isnan(sent):
+            continue
+        hits = [c["at"] for c in by_message.get((click.channel, click.ts), []) if c["at"] >= sent and click.value in c["ticked"]]
+        out.append(min(hits) - sent if hits else math.nan)
+    return out
+
+
+def settle(worker: int, label: str, timeout: float = 15.0) -> None:
+    if not wait_cpu_idle(worker, timeout):
+        print(f"  (the bot was still busy {timeout:.0f} s after the {label} work arrived)")
+
+
+# -- the run ------------------------------------------------------------------------------
+
+
+def start_bare(folder: Path) -> tuple[subprocess.Popen[bytes], int]:
+    port = free_port()
+    log = folder / "bare.log"
+    env = {**os.environ, "PORT": str(port), "WEB_THREADS": str(THREADS), "SLACK_SIGNING_SECRET": SECRET}
+    with open(log, "ab") as out:
+        proc = subprocess.Popen(
+            [PYTHON, str(ROOT / "bench" / "bare_app.py")], env=env, stdout=out, stderr=out, start_new_session=True
+        )
+    wait_healthy(f"http://127.0.0.1:{port}", proc, 30, log)
+    return proc, port
+
+
+def fmt_rate(value: float) -> str:
+    return "n/a" if math.isnan(value) else f"{value:,.0f}/s"
+
+
+def row(kind: str, result: Result, bare: Result | None) -> list[str]:
+    ok = result.ok
+    p50, p99 = pct(ok, 50), pct(ok, 99)
+    failed = result.sent - len(ok)
+    cells = [kind, str(len(ok)) + (f" (+{failed} failed)" if failed else ""), ms(p50), ms(p99), fmt_rate(result.throughput)]
+    if bare is None:
+        cells += ["1.00x", "1.00x"]
+    else:
+        cells += [f"{p99 / pct(bare.ok, 99):.2f}x", f"{result.throughput / bare.throughput:.2f}x"]
+    return cells
+
+
+def main() -> int:
+    began = time.monotonic()
+    print(
+        f"ack latency: {CONCURRENCY} client threads (keep-alive), servers with WEB_THREADS={THREADS}, "
+        f"up to {PER_KIND} requests or {KIND_SECONDS:.0f} s per kind, {os.cpu_count()} cores\n"
+    )
+    with tempfile.TemporaryDirectory(prefix="bench-ack-") as tmp, Fakes() as fakes:
+        folder = Path(tmp)
+        stub = _SlackStub(fakes)
+
+        # 1. The baseline: the bare app.
+        bare_proc, bare_port = start_bare(folder)
+        try:
+            bare_driver = PayloadDriver(f"http://127.0.0.1:{bare_port}", SECRET, stub, team_id=TEAM, channel_id="CBARE", user_id=USER)  # type: ignore[arg-type]
+            blast(bare_port, [bare_driver.command("status") for _ in range(WARMUP * 3)])
+            bare = blast(bare_port, [bare_driver.command("status") for _ in range(PER_KIND)])
+            print(f"bare app: {len(bare.ok)} acks in {bare.elapsed:.2f} s, statuses {dict(bare.statuses)}")
+        finally:
+            stop_process_group(bare_proc)
+
+        # 2. The bot.
+        env = bot_env(f"sqlite:///{folder / 'bot.db'}", fakes, fakes, WEB_THREADS=str(THREADS), LOG_LEVEL="WARNING")  # type: ignore[arg-type]
+        env["SLACK_SIGNING_SECRET"] = SECRET
+        bot = BotProcess(env, folder / "bot.log").start(timeout=60)
+        assert bot.proc is not None
+        try:
+            worker = gunicorn_worker(bot.proc.pid)
+            print(f"bot: master pid {bot.proc.pid}, worker pid {worker}, SQLite at {folder / 'bot.db'}")
+
+            def driver(channel: str) -> PayloadDriver:
+                return PayloadDriver(bot.url, SECRET, stub, team_id=TEAM, channel_id=channel, user_id=USER)  # type: ignore[arg-type]
+
+            ch_status, ch_warm, ch_start = (f"C{kind}{RUN.upper()}" for kind in ("STATUS", "WARM", "START"))
+            # Set-up and warm-up: one rollout for `status` to find, a few starts, their clicks.
+            d_status, d_warm, d_start = driver(ch_status), driver(ch_warm), driver(ch_start)
+            warm_features = {f"warm-{RUN}-{i}" for i in range(32)}
+            blast(bot.port, [d_status.command(f"start status-{RUN}")])
+            blast(bot.port, [d_warm.command(f"start {f}") for f in sorted(warm_features)])
+            wait_for(
+                "warm-up status messages",
+                lambda: len(headers_posted(fakes, warm_features | {f"status-{RUN}"})) == len(warm_features) + 1,
+                30,
+            )
+            warm_clicks = plan_clicks(d_warm, status_messages(fakes, ch_warm), 64)
+            blast(bot.port, [c.body for c in warm_clicks])
+            blast(bot.port, [d_status.command("status") for _ in range(WARMUP)])
+            settle(worker, "warm-up", 20)
+
+            results: dict[str, Result] = {}
+            to_message: dict[str, list[float]] = {}
+
+            # status
+            replies_before = fakes.count("response_url")
+            res = blast(bot.port, [d_status.command("status") for _ in range(PER_KIND)])
+            results["status"] = res
+            t_sent = time.monotonic()
+            wait_for("status replies", lambda: fakes.count("response_url") >= replies_before + res.sent, DRAIN_SECONDS)
+            print(f"status: {res.sent} sent, statuses {dict(res.statuses)}; replies done {time.monotonic() - t_sent:.1f} s after the last ack")
+            settle(worker, "status")
+
+            # start
+            features = [f"bench-{RUN}-{i:05d}" for i in range(PER_KIND)]
+            res = blast(bot.port, [d_start.command(f"start {f}") for f in features])
+            results["start"] = res
+            sent_features = {f for f, t in zip(features, res.sent_at, strict=True) if not math.isnan(t)}
+            t_sent = time.monotonic()
+            wait_for("status messages", lambda: len(headers_posted(fakes, sent_features)) >= len(sent_features), DRAIN_SECONDS, 0.5)
+            posted = headers_posted(fakes, sent_features)
+            print(
+                f"start: {res.sent} sent, statuses {dict(res.statuses)}; {len(posted)} status messages posted, "
+                f"the last {time.monotonic() - t_sent:.1f} s after the last ack"
+            )
+            to_message["start"] = [
+                posted[f] - t if f in posted else math.nan
+                for f, t in zip(features, res.sent_at, strict=True)
+                if not math.isnan(t)
+            ]
+            settle(worker, "start", 20)
+
+            # click: each on a status message posted by the measured starts
+            messages = status_messages(fakes, ch_start, set(posted))
+            clicks = plan_clicks(d_start, messages, PER_KIND)
+            updates_before = fakes.count("chat.update")
+            res = blast(bot.port, [c.body for c in clicks])
+            results["click"] = res
+            t_sent = time.monotonic()
+            wait_for("status updates", lambda: fakes.count("chat.update") >= updates_before + res.sent, DRAIN_SECONDS, 0.5)
+            settle(worker, "click")
+            to_message["click"] = updates_seen(fakes, clicks, res.sent_at)
+            print(
+                f"click: {res.sent} sent on {len(messages)} status messages, statuses {dict(res.statuses)}; "
+                f"updates done {time.monotonic() - t_sent:.1f} s after the last ack"
+            )
+        finally:
+            bot.kill()
+            log_tail = bot.log()
+        errors = [line for line in log_tail.splitlines() if " ERROR " in line or "Traceback" in line]
+        if errors:
+            print(f"\nthe bot logged {len(errors)} error line(s) in its last 5,000 characters, e.g.: {errors[0][:200]}")
+
+    print("\nack latency (request sent -> response read), concurrency", CONCURRENCY)
+    rows = [row("bare /rollout (ack only)", bare, None)]
+    rows += [row(kind, res, bare) for kind, res in results.items()]
+    table(["kind", "acks", "p50", "p99", "throughput", "p99 vs bare", "thr. vs bare"], rows)
+
+    print("\nrequest -> the message Slack receives")
+    trows = []
+    for kind, samples in to_message.items():
+        done = [s for s in samples if not math.isnan(s)]
+        missing = len(samples) - len(done)
+        label = "start -> chat.postMessage (status)" if kind == "start" else "click -> chat.update (box shown)"
+        # Requests whose message never came within the drain count as slowest.
+        padded = done + [math.inf] * missing
+        p50, p99 = pct(padded, 50), pct(padded, 99)
+        trows.append([label, f"{len(done)}/{len(samples)}", "> drain" if math.isinf(p50) else ms(p50), "> drain" if math.isinf(p99) else ms(p99)])
+    table(["path", "arrived", "p50", "p99"], trows)
+
+    print("\ntargets")
+    bare_p99 = pct(bare.ok, 99)
+    for kind, res in results.items():
+        verdict(f"{kind}: p99 vs bare", pct(res.ok, 99) / bare_p99, TARGET_P99, higher_is_better=False)
+        verdict(f"{kind}: throughput vs bare", res.throughput / bare.throughput, TARGET_THROUGHPUT, higher_is_better=True)
+        failed = res.sent - len(res.ok)
+        if failed:
+            print(f"  {kind}: {failed} of {res.sent} requests failed or were not acked (statuses {dict(res.statuses)}): MISSED")
+    print(f"\n(total {time.monotonic() - began:.0f} s)")
+    return 0
+
+
+if __name__ == "__main__":
+    try:
+        sys.exit(main())
+    except Exception:
+        traceback.print_exc()
+        print("ERROR: the benchmark did not complete", file=sys.stderr)
+        sys.exit(1)
