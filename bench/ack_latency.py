@@ -277,10 +277,16 @@ def settle(worker: int, label: str, timeout: float = 15.0) -> None:
 # -- the run ------------------------------------------------------------------------------
 
 
-def start_bare(folder: Path) -> tuple[subprocess.Popen[bytes], int]:
+def start_bare(folder: Path, fakes: Fakes) -> tuple[subprocess.Popen[bytes], int]:
     port = free_port()
     log = folder / "bare.log"
-    env = {**os.environ, "PORT": str(port), "WEB_THREADS": str(THREADS), "SLACK_SIGNING_SECRET": SECRET}
+    env = {
+        **os.environ,
+        "PORT": str(port),
+        "WEB_THREADS": str(THREADS),
+        "SLACK_SIGNING_SECRET": SECRET,
+        "SLACK_API_URL": fakes.slack_api,
+    }
     with open(log, "ab") as out:
         proc = subprocess.Popen(
             [PYTHON, str(ROOT / "bench" / "bare_app.py")], env=env, stdout=out, stderr=out, start_new_session=True
@@ -316,12 +322,14 @@ def main() -> int:
         stub = _SlackStub(fakes)
 
         # 1. The baseline: the bare app.
-        bare_proc, bare_port = start_bare(folder)
+        bare_proc, bare_port = start_bare(folder, fakes)
         try:
             bare_driver = PayloadDriver(f"http://127.0.0.1:{bare_port}", SECRET, stub, team_id=TEAM, channel_id="CBARE", user_id=USER)  # type: ignore[arg-type]
             blast(bare_port, [bare_driver.command("status") for _ in range(WARMUP * 3)])
             bare = blast(bare_port, [bare_driver.command("status") for _ in range(PER_KIND)])
             print(f"bare app: {len(bare.ok)} acks in {bare.elapsed:.2f} s, statuses {dict(bare.statuses)}")
+            if not bare.ok:
+                raise RuntimeError(f"the bare app acked nothing: {(folder / 'bare.log').read_text()[-2000:]}")
         finally:
             stop_process_group(bare_proc)
 

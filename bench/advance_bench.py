@@ -34,10 +34,14 @@ from sqlalchemy import update  # noqa: E402
 
 from bot import advancing, rollouts  # noqa: E402
 from bot.config import load_settings  # noqa: E402
-from bot.flows import Actor  # noqa: E402
 from bot.metrics import DatadogMetricsSource, MetricQuery  # noqa: E402
 from bot.plans.model import Metric, Phase, Plan, Rule, Step  # noqa: E402
 from bot.services import Services  # noqa: E402
+
+try:
+    from bot.services import Actor  # noqa: E402
+except ImportError:  # older layout: Actor lived in bot.flows
+    from bot.flows import Actor  # type: ignore[no-redef]  # noqa: E402
 from bot.slack import make_client  # noqa: E402
 from storage.db import Database  # noqa: E402
 from storage.enums import EventKind  # noqa: E402

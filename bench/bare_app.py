@@ -3,7 +3,8 @@ slash command that only acks, on the bot's own HTTP stack (Flask + SlackRequestH
 gunicorn gthread through bot.web.serve_http: one worker, WEB_THREADS threads).
 
 Run: .venv/bin/python bench/bare_app.py  (PORT, WEB_THREADS, SLACK_SIGNING_SECRET from the
-environment; defaults 3100, 16, "bench-signing-secret").
+environment; defaults 3100, 16, "bench-signing-secret"; SLACK_API_URL for Bolt's one auth.test,
+as the bot does, else a fixed authorization).
 """
 
 from __future__ import annotations
@@ -12,21 +13,32 @@ import os
 import sys
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from flask import Flask, Response, jsonify, request  # noqa: E402
 from slack_bolt import Ack, App  # noqa: E402
 from slack_bolt.adapter.flask import SlackRequestHandler  # noqa: E402
+from slack_bolt.authorization import AuthorizeResult  # noqa: E402
+from slack_sdk import WebClient  # noqa: E402
 
 from bot.web import serve_http  # noqa: E402
 
 
-def build(threads: int, signing_secret: str) -> Flask:
+def build(threads: int, signing_secret: str, api_url: str | None) -> Flask:
+    # Like the bot: one workspace, a bot token, Bolt's auth.test (once, then cached) asked of
+    # SLACK_API_URL (the benchmarks point it at tests/fakes/slack_api.py). Without it, a fixed
+    # authorization that asks nobody.
+    auth: dict[str, Any] = (
+        {"client": WebClient(token="xoxb-bare", base_url=api_url)}
+        if api_url
+        else {"authorize": lambda **_: AuthorizeResult(enterprise_id=None, team_id="T0BARE", bot_token="xoxb-bare", bot_user_id="U0BARE")}
+    )
     bolt = App(
         signing_secret=signing_secret,
-        token="xoxb-bare",
         token_verification_enabled=False,
+        **auth,
         # The same executor the bot gives Bolt (bot/app.py): WEB_THREADS workers.
         listener_executor=ThreadPoolExecutor(max_workers=threads, thread_name_prefix="lazy"),
         raise_error_for_unhandled_request=False,
@@ -54,7 +66,7 @@ def main() -> None:
     threads = int(os.environ.get("WEB_THREADS", "16"))
     port = int(os.environ.get("PORT", "3100"))
     secret = os.environ.get("SLACK_SIGNING_SECRET", "bench-signing-secret")
-    serve_http(build(threads, secret), port=port, threads=threads)
+    serve_http(build(threads, secret, os.environ.get("SLACK_API_URL") or None), port=port, threads=threads)
 
 
 if __name__ == "__main__":

@@ -16,11 +16,10 @@ from sqlalchemy.orm import Session
 
 from bot import announcing, jobs, rollouts, snapshots
 from bot.errors import AlreadyMoved, NotAllowed, RolloutNotFound
-from bot.flows import Actor
 from bot.gates import GateInput, GateResult, MetricVerdict, Observation, evaluate_gate
 from bot.metrics import MetricReading
 from bot.plans.model import Metric
-from bot.services import Services
+from bot.services import Actor, Services
 from bot.slack import is_workspace_admin
 from storage import queries
 from storage.enums import EventKind, SnapshotKind

@@ -9,8 +9,7 @@ from sqlalchemy.orm import Session
 from bot import announcing, jobs, rollouts
 from bot.advancing import check_allowed, load_for
 from bot.errors import InvalidTransition, RolloutNotFound
-from bot.flows import Actor
-from bot.services import Services
+from bot.services import Actor, Services
 from storage import queries
 from storage.enums import EventKind
 from storage.models import Approver, Rollout

@@ -11,16 +11,16 @@ from typing import Protocol
 
 from slack_sdk.errors import SlackApiError
 
-from bot import advancing, controls, flows, jobs, plan_store, snapshots, status_board
+from bot import advancing, controls, flows, jobs, plan_slack, plan_store, snapshots, status_board
 from bot.answers import help_message
 from bot.errors import NotInChannel
-from bot.flows import Actor
 from bot.ids import View
 from bot.parsing import (
     Approvers,
     Command,
     Digest,
     Help,
+    Import,
     ListRollouts,
     OnRollout,
     Start,
@@ -28,12 +28,12 @@ from bot.parsing import (
     UsageError,
     WithReason,
 )
-from bot.services import Services
+from bot.services import Actor, Services
 from bot.slack import error_code
 from messages import render
 from messages.blocks import Message, status_message, text_message
 from messages.gate import checking, gate_report
-from messages.modals import reason_modal, start_modal
+from messages.modals import import_modal, reason_modal, start_modal
 from messages.text import escape
 
 log = logging.getLogger(__name__)
@@ -96,6 +96,8 @@ def run(svc: Services, actor: Actor, cmd: Command, reply: Replier, *, trigger_id
         run_for(svc, actor, cmd.subcommand, rollout_id, reply, reason=reason)
     elif isinstance(cmd, Approvers):
         approvers(svc, actor, cmd, reply)
+    elif isinstance(cmd, Import):
+        _open(svc, trigger_id, import_modal(private_metadata=FormContext(channel_id=actor.channel_id).dumps()))
     elif isinstance(cmd, Digest):
         rollout = jobs.set_digest(
             svc, actor, flows.resolve(svc, actor, cmd.feature, "digest"), cmd.cadence, cmd.at
@@ -146,6 +148,8 @@ def run_for(
         )
         advancing.capture_baseline(svc, rollout_id)
         reply(text_message(f":straight_ruler: New baseline stored for *{escape(rollout.feature)}*."))
+    elif subcommand == "export":
+        reply(plan_slack.export_to_thread(svc, actor, rollout_id))
     elif subcommand == "metrics":
         from bot import metric_forms
 

@@ -26,6 +26,8 @@ class Block(StrEnum):
     START_STAKEHOLDERS = "start_stakeholders"
     START_FLAG = "start_flag"
     REASON = "reason"
+    IMPORT_NAME = "import_name"
+    IMPORT_TEXT = "import_text"
 
 
 class View(StrEnum):
@@ -33,3 +35,4 @@ class View(StrEnum):
     OVERRIDE = "advance_override"
     ROLLBACK = "rollback_confirm"
     METRICS = "edit_metrics"
+    IMPORT = "import_plan"

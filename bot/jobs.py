@@ -25,7 +25,7 @@ from enum import StrEnum
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import delete, select, update
+from sqlalchemy import CursorResult, delete, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -33,11 +33,10 @@ from bot import advancing, outbox, rollouts, snapshots, status_board
 from bot.announcing import QUEUED, announce
 from bot.calendar import business_days_elapsed, earliest_time
 from bot.errors import InvalidTransition, RolloutNotFound
-from bot.flows import Actor
-from bot.gates import GateInput, MetricVerdict, describe_trigger, evaluate_gate, fired_triggers
+from bot.gates import GateInput, MetricVerdict, describe_trigger, evaluate_gate, fired_triggers, soak_status
 from bot.parsing import DIGEST_TIME_RE, UsageError
 from bot.plans.model import Metric
-from bot.services import Services
+from bot.services import Actor, Services
 from messages import digest as texts
 from messages.blocks import Message
 from storage import queries
@@ -177,7 +176,8 @@ def reschedule(session: Session, rollout: Rollout, now: datetime, *, watch_minut
         if kind in existing and _inputs(kind, existing[kind]) == _inputs(kind, due.data):
             continue
         mine = (DueJob.rollout_id == rollout.id, DueJob.kind == kind)
-        if session.execute(update(DueJob).where(*mine).values(due_at=due.at, data=due.data)).rowcount:
+        moved: CursorResult[Any] = session.execute(update(DueJob).where(*mine).values(due_at=due.at, data=due.data))  # type: ignore[assignment]
+        if moved.rowcount:
             continue
         try:
             with session.begin_nested():
@@ -283,7 +283,7 @@ def _digest(svc: Services, job: Claimed) -> Due | None:
         events = queries.events_between(session=session, rollout_id=rollout.id, after=since, until=job.now)
         check = queries.latest_check(session=session, rollout_id=rollout.id, phase_index=rollout.phase_index, step_index=rollout.step_index)
         tz, step = rollout.timezone, rollout.current_step
-        soak = advancing.soak_status(rollout.step_started_at, step.min_business_days, job.now, tz=tz, country=rollout.country)
+        soak = soak_status(rollout.step_started_at, step.min_business_days, job.now, tz=tz, country=rollout.country)
         gate = None if check is None else texts.GateSeen(bool(check.passed), texts.when(check.taken_at, tz), tuple(check.verdict.get("blockers", [])))
         thread, line = texts.digest(
             events=events, tz=tz, cadence=rollout.digest, date=local_date.strftime("%a %d %b"),

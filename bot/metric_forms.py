@@ -35,11 +35,10 @@ from slack_sdk.errors import SlackApiError
 
 from bot import advancing, rollouts, status_board
 from bot.errors import InvalidTransition, RolloutNotFound
-from bot.flows import Actor
 from bot.handlers import FormContext, Replier
 from bot.parsing import UsageError
 from bot.plans.model import Direction, Metric, Rule
-from bot.services import Services
+from bot.services import Actor, Services
 from bot.slack import error_code
 from messages.metric_modal import (
     DEFAULT_AGGREGATOR,

@@ -77,6 +77,12 @@ USAGES: dict[str, Usage] = {
         "/rollout digest checkout-v2 daily 09:30",
         "When the stakeholder digest goes out (default every business day 09:00)",
     ),
+    "export": Usage(
+        "/rollout export [feature]",
+        "/rollout export checkout-v2",
+        "The plan document with every result filled in, as a file in the rollout's thread",
+    ),
+    "import": Usage("/rollout import", "/rollout import", "Turn a plan document (Markdown) into a template"),
     "baseline": Usage(
         "/rollout baseline [feature]", "/rollout baseline checkout-v2", "Measure the metrics' baseline again"
     ),
@@ -148,7 +154,7 @@ class Approvers:
     user_id: str | None = None
 
 
-ROLLOUT_SUBCOMMANDS = ("advance", "snapshot", "resume", "complete", "metrics", "baseline")
+ROLLOUT_SUBCOMMANDS = ("advance", "snapshot", "resume", "complete", "metrics", "baseline", "export")
 REASON_SUBCOMMANDS = ("pause", "rollback", "update")
 DIGEST_TIME_RE = re.compile(r"^([01]?\d|2[0-3]):([0-5]\d)$")
 
@@ -160,7 +166,12 @@ class Digest:
     at: str | None = None  # "HH:MM" local to the rollout
 
 
-Command = Start | Status | ListRollouts | Help | OnRollout | WithReason | Approvers | Digest
+@dataclass(frozen=True)
+class Import:
+    pass
+
+
+Command = Start | Status | ListRollouts | Help | OnRollout | WithReason | Approvers | Digest | Import
 
 
 @dataclass
@@ -313,6 +324,10 @@ def parse_command(text: str) -> Command:
         return Status(_optional_feature(rest, "status"))
     if subcommand == "list":
         return ListRollouts()
+    if subcommand == "import":
+        if rest:
+            raise UsageError("`import` takes no arguments: paste the document into the form", "import")
+        return Import()
     if subcommand == "help":
         return Help()
     if subcommand in ROLLOUT_SUBCOMMANDS:

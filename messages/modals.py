@@ -106,3 +106,34 @@ def reason_modal(
         ],
     )
     return view.to_dict()
+
+
+def import_modal(*, private_metadata: str) -> dict[str, Any]:
+    view = View(
+        type="modal",
+        callback_id=ViewId.IMPORT,
+        title="Import a plan",
+        submit="Import",
+        close="Cancel",
+        private_metadata=private_metadata,
+        blocks=[
+            SectionBlock(
+                text=MarkdownTextObject(
+                    text="Paste a rollout plan written in Markdown (the house template, or the back-end "
+                    "phased-rollout form). Anything the importer cannot read is listed by line number."
+                )
+            ),
+            InputBlock(
+                block_id=Block.IMPORT_NAME,
+                label="Template name",
+                hint="Use it with /rollout start <feature> <name>",
+                element=PlainTextInputElement(action_id=VALUE, max_length=64),
+            ),
+            InputBlock(
+                block_id=Block.IMPORT_TEXT,
+                label="Plan document",
+                element=PlainTextInputElement(action_id=VALUE, multiline=True, max_length=3000),
+            ),
+        ],
+    )
+    return view.to_dict()

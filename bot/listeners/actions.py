@@ -11,11 +11,11 @@ from slack_sdk.errors import SlackApiError
 
 from bot import flows, handlers, home, status_board
 from bot.answers import answering
-from bot.flows import Actor, ItemChange
+from bot.flows import ItemChange
 from bot.ids import Action, Block
 from bot.listeners.replies import RespondReplier
 from bot.parsing import UsageError
-from bot.services import Services
+from bot.services import Actor, Services
 
 log = logging.getLogger(__name__)
 

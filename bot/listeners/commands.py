@@ -8,10 +8,9 @@ from slack_bolt import Ack, App, Respond
 
 from bot import handlers
 from bot.answers import answering, usage_message
-from bot.flows import Actor
 from bot.listeners.replies import RespondReplier
 from bot.parsing import UsageError, parse_command
-from bot.services import Services
+from bot.services import Actor, Services
 
 
 def actor_of(command: dict[str, Any]) -> Actor:

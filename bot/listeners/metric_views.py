@@ -9,11 +9,10 @@ from slack_sdk import WebClient
 
 from bot import metric_forms
 from bot.answers import answering
-from bot.flows import Actor
 from bot.handlers import FormContext
 from bot.ids import View
 from bot.listeners.replies import EphemeralReplier
-from bot.services import Services
+from bot.services import Actor, Services
 
 
 def _values(view: dict[str, Any]) -> dict[str, Any]:

@@ -7,14 +7,13 @@ from typing import Any
 from slack_bolt import Ack, App
 from slack_sdk import WebClient
 
-from bot import handlers
+from bot import handlers, plan_slack
 from bot.answers import answering
-from bot.flows import Actor
 from bot.handlers import FormContext
 from bot.ids import Block, View
 from bot.listeners.replies import EphemeralReplier
 from bot.parsing import Start, UsageError, check_feature
-from bot.services import Services
+from bot.services import Actor, Services
 from messages.modals import VALUE
 
 
@@ -94,6 +93,23 @@ def register(app: App, svc: Services) -> None:
         with answering(reply, "rollback"):
             handlers.run_for(svc, actor, "rollback", int(context.token), reply, reason=_reason(view))
 
+    def ack_import(ack: Ack, view: dict[str, Any]) -> None:
+        problem = plan_slack.check_name(str(_value(view, Block.IMPORT_NAME) or ""))
+        if problem:
+            ack(response_action="errors", errors={Block.IMPORT_NAME: problem})
+            return
+        ack()
+
+    def import_plan(body: dict[str, Any], view: dict[str, Any], client: WebClient) -> None:
+        name = str(_value(view, Block.IMPORT_NAME) or "")
+        if plan_slack.check_name(name):
+            return
+        actor, _ = _context(body, view)
+        reply = EphemeralReplier(client, actor.channel_id, actor.user_id)
+        with answering(reply, "import"):
+            reply(plan_slack.import_text(svc, actor, name, str(_value(view, Block.IMPORT_TEXT) or "")))
+
     app.view(View.START)(ack=ack_start, lazy=[start])
+    app.view(View.IMPORT)(ack=ack_import, lazy=[import_plan])
     app.view(View.OVERRIDE)(ack=ack_reason_required, lazy=[override])
     app.view(View.ROLLBACK)(ack=ack_now, lazy=[rollback])

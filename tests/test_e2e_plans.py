@@ -1,0 +1,55 @@
+"""Plan documents in Slack: paste one into /rollout import, get the filled one back with /rollout export."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from tests.driver import SlackDriver
+from tests.fakes.slack_api import FakeSlack
+
+SEEDS = Path(__file__).parent / "fixtures" / "seeds"
+
+
+def status_message(slack: FakeSlack, channel: str) -> dict:
+    return next(m for m in slack.messages(channel) if "thread_ts" not in m and m.get("blocks"))
+
+
+def test_import_a_seed_then_run_a_rollout_from_it(driver: SlackDriver, slack: FakeSlack, channel: str) -> None:
+    driver.command("import")
+    opened = slack.wait_for("views.open", lambda c: c.params["view"].get("callback_id") == "import_plan")[-1]
+    seed = (SEEDS / "backend-tables-and-doc-service-rollouts.md").read_text()
+    resp = driver.submit_view(opened.params["view"], {"import_name": "Bad Name!", "import_text": seed})
+    assert resp.status == 200 and resp.json()["response_action"] == "errors"
+
+    driver.submit_view(opened.params["view"], {"import_name": "docsvc", "import_text": seed})
+    reply = slack.wait_for("chat.postEphemeral", lambda c: "docsvc" in c.params.get("text", "") and c.params.get("channel") == channel)[0]
+    text = reply.params["text"]
+    assert "Imported template `docsvc-1`" in text and "Imported template `docsvc-2`" in text
+    assert "1% → 25% → 50% → 75% → 100%" in text
+    assert "line 24:" in text and "line 50:" in text  # the DataDog lines it had to interpret
+
+    driver.command("start doc-migration docsvc-2")
+    slack.wait_for("chat.postMessage", lambda c: c.params.get("channel") == channel and c.params.get("blocks"))
+    steps = str(status_message(slack, channel)["blocks"])
+    assert "1% (500 users)" in steps and "100% (12,000 users)" in steps
+
+
+def test_export_posts_the_filled_plan_into_the_thread(driver: SlackDriver, slack: FakeSlack, channel: str) -> None:
+    driver.command("start export-me backend")
+    slack.wait_for("chat.postMessage", lambda c: c.params.get("channel") == channel and c.params.get("blocks"))
+    status = status_message(slack, channel)
+    first_item = next(o["value"] for b in status["blocks"] if b["type"] == "actions" for e in b["elements"] if e["type"] == "checkboxes" for o in e["options"])
+    driver.toggle(status, first_item, user="WTICKER")
+    slack.wait_for("chat.update", lambda c: c.params.get("channel") == channel)
+
+    driver.command("export export-me")
+    done = slack.wait_for("files.completeUploadExternal", lambda c: c.params.get("channel_id") == channel)[0]
+    assert done.params.get("thread_ts") == status["ts"]
+    uploaded = [c for c in slack.calls("upload_url")]
+    document = uploaded[-1].params["data"]
+    document = document.decode() if isinstance(document, bytes) else str(document)
+    assert document.startswith("# Rollout Plan")
+    assert "- [x] Turn the feature toggle on for the canary cohort" in document
+    assert "WTICKER" in document
+    reply = driver.wait_reply(count=1)
+    assert "Exported *export-me*" in reply["text"]
