@@ -39,9 +39,9 @@ from bot.plans.model import Metric, Phase, Plan, Rule, Step  # noqa: E402
 from bot.services import Services  # noqa: E402
 
 try:
-    from bot.services import Actor  # noqa: E402
+    from bot.services import Actor
 except ImportError:  # older layout: Actor lived in bot.flows
-    from bot.flows import Actor  # type: ignore[no-redef]  # noqa: E402
+    from bot.flows import Actor  # type: ignore[no-redef]
 from bot.slack import make_client  # noqa: E402
 from storage.db import Database  # noqa: E402
 from storage.enums import EventKind  # noqa: E402

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from storage.db import DEFAULT_URL, normalize_url
+from storage.urls import DEFAULT_URL, normalize_url
 
 DEFAULT_SLACK_API_URL = "https://slack.com/api/"
 

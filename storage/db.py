@@ -17,17 +17,11 @@ from sqlalchemy import Engine, create_engine, event, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session, sessionmaker
 
-DEFAULT_URL = "sqlite:///rollout-bot.db"
+from storage.urls import DEFAULT_URL, normalize_url
+
 SQLITE_BUSY_TIMEOUT_S = 30
 
-
-def normalize_url(url: str) -> str:
-    """Accepts the URLs people paste, including Heroku's `postgres://`."""
-    if url.startswith("postgres://"):
-        url = "postgresql://" + url[len("postgres://") :]
-    if url.startswith("postgresql://"):
-        url = "postgresql+psycopg://" + url[len("postgresql://") :]
-    return url
+__all__ = ["DEFAULT_URL", "Database", "create_db_engine", "normalize_url"]
 
 
 def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:

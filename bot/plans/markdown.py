@@ -31,6 +31,7 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from bot.plans.model import Direction, Metric, Phase, Plan, Rule, Step, SuccessMetricRow
+from messages.render import render
 
 __all__ = [
     "Decision",
@@ -219,7 +220,9 @@ BOUND = re.compile(
 NOT_ZERO = re.compile(r"^(?P<subject>.+?)\s+(?:is|are) not zero\.?$", re.I)
 STAYS_ZERO = re.compile(r"^(?P<subject>.+?)\s+(?:is|are|stays|stay|remains) (?:at )?zero\.?$", re.I)
 SENTENCE_END = re.compile(r"(?<=[.!?])\s+")
-# "No increase in error rates directly caused by …": a criterion with a zero threshold.
+# "No increase in error rates directly caused by …": read literally, a threshold of 0 (pp for a
+# rate, % of the baseline otherwise). Noise will fail it; a team sets a tolerance with
+# `/rollout metrics`, and the import says so.
 NO_INCREASE = re.compile(r"^no (?:increase|rise) in (?P<subject>.+?)\.?$", re.I)
 # "ensure that all doc transactions are in fact for 5103 Letters": everything must be of one
 # type, so the count of records of any other type must be zero.
@@ -1023,9 +1026,8 @@ def _rule_summary(metric: Metric) -> str:
 
 
 def export_plan(plan: Plan, *, results: RolloutResults | None = None) -> str:
-    """The plan in the template's Markdown form; with `results`, what happened in each phase."""
-    from messages.render import render  # messages/ renders; the domain only hands it data
-
+    """The plan in the template's Markdown form; with `results`, what happened in each phase.
+    The layout is messages/templates/plan_export.md.j2; this only prepares the text it places."""
     tz = results.time_zone if results else "UTC"
     phase_results = results.phases if results else ()
     phases = [
