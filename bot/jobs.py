@@ -279,14 +279,13 @@ def _digest(svc: Services, job: Claimed) -> Due | None:
             return None
         scheduled = datetime.fromisoformat(job.data["at"])
         local_date = scheduled.astimezone(ZoneInfo(rollout.timezone)).date()
-        since = job.last_run_at or rollout.created_at
-        events = queries.events_between(session=session, rollout_id=rollout.id, after=since, until=job.now)
+        events = queries.events_between(session=session, rollout_id=rollout.id, after=job.last_run_at, until=job.now)
         check = queries.latest_check(session=session, rollout_id=rollout.id, phase_index=rollout.phase_index, step_index=rollout.step_index)
         tz, step = rollout.timezone, rollout.current_step
         soak = soak_status(rollout.step_started_at, step.min_business_days, job.now, tz=tz, country=rollout.country)
         gate = None if check is None else texts.GateSeen(bool(check.passed), texts.when(check.taken_at, tz), tuple(check.verdict.get("blockers", [])))
         thread, line = texts.digest(
-            events=events, tz=tz, cadence=rollout.digest, date=local_date.strftime("%a %d %b"),
+            events=events, tz=tz, cadence=rollout.digest, date=f"{local_date:%a} {local_date.day} {local_date:%b}",
             since=texts.when(rollout.step_started_at, tz), soak=soak.describe(rollouts.display_title(step), tz),
             gate=gate, unchecked=rollouts.unchecked_exit_criteria(rollout), **_common(rollout),
         )

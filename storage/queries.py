@@ -156,14 +156,12 @@ def due_jobs(*, session: Session, now: datetime, limit: int) -> Sequence[DueJob]
     return session.scalars(stmt).all()
 
 
-def events_between(*, session: Session, rollout_id: int, after: datetime, until: datetime) -> Sequence[Event]:
-    """A rollout's events in (after, until], oldest first."""
-    stmt = (
-        select(Event)
-        .where(Event.rollout_id == rollout_id, Event.at > after, Event.at <= until)
-        .order_by(Event.at, Event.id)
-    )
-    return session.scalars(stmt).all()
+def events_between(*, session: Session, rollout_id: int, after: datetime | None, until: datetime) -> Sequence[Event]:
+    """A rollout's events in (after, until] (from its start when `after` is None), oldest first."""
+    stmt = select(Event).where(Event.rollout_id == rollout_id, Event.at <= until)
+    if after is not None:
+        stmt = stmt.where(Event.at > after)
+    return session.scalars(stmt.order_by(Event.at, Event.id)).all()
 
 
 def outbox_key_exists(*, session: Session, dedupe_key: str) -> bool:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import tomllib
-from dataclasses import asdict
+from dataclasses import asdict, fields
 from functools import cache
 from pathlib import Path
 from typing import Any
@@ -21,7 +21,8 @@ class UnknownTemplate(LookupError):
 
 
 def _known(cls: type, data: dict[str, Any]) -> dict[str, Any]:
-    return {k: v for k, v in data.items() if k in cls.__dataclass_fields__}
+    names = {f.name for f in fields(cls)}
+    return {k: v for k, v in data.items() if k in names}
 
 
 def plan_from_dict(data: dict[str, Any]) -> Plan:
