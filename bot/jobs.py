@@ -424,7 +424,7 @@ def _on_fired(
             announce(session, rollout, "paused", f"paused:{event.id}", now, actor=None, reason=reason)
         for v in new:
             thread, top = texts.trigger_alert(
-                name=v.name, reason=v.reason, rule=describe_trigger(by_key[v.key]), **{**_common(rollout), "paused": pause}
+                trigger=v.name, reason=v.reason, rule=describe_trigger(by_key[v.key]), **{**_common(rollout), "paused": pause}
             )
             _queue(session, rollout, f"trigger:{v.key}:{suffix}", thread, now)
             _queue_top_level(session, rollout, f"trigger:{v.key}:{suffix}:channel", top, now)

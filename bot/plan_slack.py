@@ -49,14 +49,12 @@ def export_to_thread(svc: Services, actor: Actor, rollout_id: int) -> Message:
     with svc.db.reading() as session:
         status = queries.status_message(session=session, rollout_id=rollout_id)
     filename = re.sub(r"[^A-Za-z0-9._-]+", "-", rollout.feature).strip("-") or "rollout"
-    upload = {
-        "channel": rollout.channel_id,
-        "content": document,
-        "filename": f"{filename}-rollout-plan.md",
-        "title": f"Rollout plan: {rollout.feature}",
-        "initial_comment": f"The plan for {rollout.feature} with its results so far.",
-    }
-    if status is not None:
-        upload["thread_ts"] = status.ts
-    svc.client.files_upload_v2(**upload)
+    svc.client.files_upload_v2(
+        channel=rollout.channel_id,
+        thread_ts=status.ts if status is not None else None,
+        content=document,
+        filename=f"{filename}-rollout-plan.md",
+        title=f"Rollout plan: {rollout.feature}",
+        initial_comment=f"The plan for {rollout.feature} with its results so far.",
+    )
     return text_message(f":page_facing_up: Exported *{escape(rollout.feature)}* into its thread.")
