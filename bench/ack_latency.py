@@ -299,20 +299,43 @@ def fmt_rate(value: float) -> str:
     return "n/a" if math.isnan(value) else f"{value:,.0f}/s"
 
 
-def row(kind: str, result: Result, bare: Result | None) -> list[str]:
+def row(kind: str, result: Result, bare_p99: float, bare_throughput: float) -> list[str]:
     ok = result.ok
     p50, p99 = pct(ok, 50), pct(ok, 99)
     failed = result.sent - len(ok)
-    cells = [kind, str(len(ok)) + (f" (+{failed} failed)" if failed else ""), ms(p50), ms(p99), fmt_rate(result.throughput)]
-    if bare is None:
-        cells += ["1.00x", "1.00x"]
-    else:
-        cells += [f"{p99 / pct(bare.ok, 99):.2f}x", f"{result.throughput / bare.throughput:.2f}x"]
-    return cells
+    return [
+        kind,
+        str(len(ok)) + (f" (+{failed} failed)" if failed else ""),
+        ms(p50),
+        ms(p99),
+        fmt_rate(result.throughput),
+        f"{p99 / bare_p99:.2f}x",
+        f"{result.throughput / bare_throughput:.2f}x",
+    ]
+
+
+def measure_bare(folder: Path, fakes: Fakes, stub: _SlackStub) -> Result:
+    proc, port = start_bare(folder, fakes)
+    try:
+        driver = PayloadDriver(f"http://127.0.0.1:{port}", SECRET, stub, team_id=TEAM, channel_id="CBARE", user_id=USER)  # type: ignore[arg-type]
+        blast(port, [driver.command("status") for _ in range(WARMUP * 3)])
+        result = blast(port, [driver.command("status") for _ in range(PER_KIND)])
+    finally:
+        stop_process_group(proc)
+    print(f"bare app: {len(result.ok)} acks in {result.elapsed:.2f} s, statuses {dict(result.statuses)}")
+    if not result.ok:
+        raise RuntimeError(f"the bare app acked nothing: {(folder / 'bare.log').read_text()[-2000:]}")
+    return result
 
 
 def main() -> int:
     began = time.monotonic()
+    last = [began]
+
+    def phase(label: str) -> None:
+        now = time.monotonic()
+        print(f"  [{label}: {now - last[0]:.1f} s]")
+        last[0] = now
     print(
         f"ack latency: {CONCURRENCY} client threads (keep-alive), servers with WEB_THREADS={THREADS}, "
         f"up to {PER_KIND} requests or {KIND_SECONDS:.0f} s per kind, {os.cpu_count()} cores\n"
@@ -321,17 +344,9 @@ def main() -> int:
         folder = Path(tmp)
         stub = _SlackStub(fakes)
 
-        # 1. The baseline: the bare app.
-        bare_proc, bare_port = start_bare(folder, fakes)
-        try:
-            bare_driver = PayloadDriver(f"http://127.0.0.1:{bare_port}", SECRET, stub, team_id=TEAM, channel_id="CBARE", user_id=USER)  # type: ignore[arg-type]
-            blast(bare_port, [bare_driver.command("status") for _ in range(WARMUP * 3)])
-            bare = blast(bare_port, [bare_driver.command("status") for _ in range(PER_KIND)])
-            print(f"bare app: {len(bare.ok)} acks in {bare.elapsed:.2f} s, statuses {dict(bare.statuses)}")
-            if not bare.ok:
-                raise RuntimeError(f"the bare app acked nothing: {(folder / 'bare.log').read_text()[-2000:]}")
-        finally:
-            stop_process_group(bare_proc)
+        # 1. The baseline: the bare app (measured again after the bot; the better run counts).
+        bare_runs = [measure_bare(folder, fakes, stub)]
+        phase("bare app")
 
         # 2. The bot.
         env = bot_env(f"sqlite:///{folder / 'bot.db'}", fakes, fakes, WEB_THREADS=str(THREADS), LOG_LEVEL="WARNING")  # type: ignore[arg-type]
@@ -360,6 +375,7 @@ def main() -> int:
             blast(bot.port, [c.body for c in warm_clicks])
             blast(bot.port, [d_status.command("status") for _ in range(WARMUP)])
             settle(worker, "warm-up", 20)
+            phase("bot start-up and warm-up")
 
             results: dict[str, Result] = {}
             to_message: dict[str, list[float]] = {}
@@ -372,6 +388,7 @@ def main() -> int:
             wait_for("status replies", lambda: fakes.count("response_url") >= replies_before + res.sent, DRAIN_SECONDS)
             print(f"status: {res.sent} sent, statuses {dict(res.statuses)}; replies done {time.monotonic() - t_sent:.1f} s after the last ack")
             settle(worker, "status")
+            phase("status")
 
             # start
             features = [f"bench-{RUN}-{i:05d}" for i in range(PER_KIND)]
@@ -391,6 +408,7 @@ def main() -> int:
                 if not math.isnan(t)
             ]
             settle(worker, "start", 20)
+            phase("start")
 
             # click: each on a status message posted by the measured starts
             messages = status_messages(fakes, ch_start, set(posted))
@@ -406,16 +424,22 @@ def main() -> int:
                 f"click: {res.sent} sent on {len(messages)} status messages, statuses {dict(res.statuses)}; "
                 f"updates done {time.monotonic() - t_sent:.1f} s after the last ack"
             )
+            phase("click")
         finally:
             bot.kill()
             log_tail = bot.log()
         errors = [line for line in log_tail.splitlines() if " ERROR " in line or "Traceback" in line]
         if errors:
             print(f"\nthe bot logged {len(errors)} error line(s) in its last 5,000 characters, e.g.: {errors[0][:200]}")
+        bare_runs.append(measure_bare(folder, fakes, stub))
+        phase("bare app again")
+    # The baseline: the better of the two bare runs (the lower p99, the higher throughput).
+    bare_p99 = min(pct(r.ok, 99) for r in bare_runs)
+    bare_throughput = max(r.throughput for r in bare_runs)
 
-    print("\nack latency (request sent -> response read), concurrency", CONCURRENCY)
-    rows = [row("bare /rollout (ack only)", bare, None)]
-    rows += [row(kind, res, bare) for kind, res in results.items()]
+    print(f"\nack latency (request sent -> response read), concurrency {CONCURRENCY}; baseline = the better bare run")
+    rows = [row(f"bare app, run {n + 1}", r, bare_p99, bare_throughput) for n, r in enumerate(bare_runs)]
+    rows += [row(kind, res, bare_p99, bare_throughput) for kind, res in results.items()]
     table(["kind", "acks", "p50", "p99", "throughput", "p99 vs bare", "thr. vs bare"], rows)
 
     print("\nrequest -> the message Slack receives")
@@ -431,10 +455,9 @@ def main() -> int:
     table(["path", "arrived", "p50", "p99"], trows)
 
     print("\ntargets")
-    bare_p99 = pct(bare.ok, 99)
     for kind, res in results.items():
         verdict(f"{kind}: p99 vs bare", pct(res.ok, 99) / bare_p99, TARGET_P99, higher_is_better=False)
-        verdict(f"{kind}: throughput vs bare", res.throughput / bare.throughput, TARGET_THROUGHPUT, higher_is_better=True)
+        verdict(f"{kind}: throughput vs bare", res.throughput / bare_throughput, TARGET_THROUGHPUT, higher_is_better=True)
         failed = res.sent - len(res.ok)
         if failed:
             print(f"  {kind}: {failed} of {res.sent} requests failed or were not acked (statuses {dict(res.statuses)}): MISSED")

@@ -11,7 +11,6 @@
 from __future__ import annotations
 
 import math
-import multiprocessing as mp
 import os
 import socket
 import subprocess
@@ -191,10 +190,20 @@ def _summary(call: Any) -> dict[str, Any]:
     return out
 
 
-def _fakes_main(conn: Any, backlog: int) -> None:
-    sys.path.insert(0, str(ROOT))
+def _fakes_main(backlog: int) -> None:
+    """The child: `python bench/benchlib.py fakes BACKLOG`. Commands and answers are pickles
+    on stdin / stdout."""
+    import pickle
+
     import tests.fakes.slack_api as slack_api
     from tests.fakes.datadog_api import FakeDatadog
+
+    inp, out = sys.stdin.buffer, sys.stdout.buffer
+    sys.stdout = sys.stderr  # nothing else may write to the answer pipe
+
+    def send(obj: Any) -> None:
+        pickle.dump(obj, out)
+        out.flush()
 
     # The stand-in's socketserver default backlog is 5: a burst of the bot's connections
     # beyond it is dropped and retried by the kernel a second later, which would read as
@@ -202,70 +211,77 @@ def _fakes_main(conn: Any, backlog: int) -> None:
     # attribute, in this child process only; tests/fakes is not changed).
     slack_api._Server.request_queue_size = backlog
     with slack_api.FakeSlack() as slack, FakeDatadog() as datadog:
-        conn.send({"slack_api": slack.api_url, "slack_base": slack.base_url, "datadog": datadog.url})
+        send({"slack_api": slack.api_url, "slack_base": slack.base_url, "datadog": datadog.url})
         while True:
             try:
-                cmd, arg = conn.recv()
+                cmd, arg = pickle.load(inp)
             except EOFError:
                 return
             if cmd == "stop":
-                conn.send(None)
+                send(None)
                 return
             if cmd == "count":
-                conn.send(len(slack.calls(arg)))
+                send(len(slack.calls(arg)))
             elif cmd == "calls":
-                conn.send([_summary(c) for c in slack.calls(arg)])
+                send([_summary(c) for c in slack.calls(arg)])
             elif cmd == "messages":
-                conn.send(slack.messages(arg))
+                send(slack.messages(arg))
             elif cmd == "clear":
                 slack.clear_calls()
-                conn.send(None)
-            elif cmd == "datadog_requests":
-                conn.send(len(datadog.requests))
+                send(None)
             else:
-                conn.send(RuntimeError(f"unknown command {cmd!r}"))
+                send(RuntimeError(f"unknown command {cmd!r}"))
 
 
 class Fakes:
     """FakeSlack + FakeDatadog served from a child process; `.slack_api`, `.slack_base`, `.datadog`."""
 
     def __init__(self, backlog: int = 256) -> None:
-        ctx = mp.get_context("spawn")
-        self._conn, child = ctx.Pipe()
-        self._proc = ctx.Process(target=_fakes_main, args=(child, backlog), daemon=True, name="bench-fakes")
-        self._lock = threading.Lock()
         self._backlog = backlog
+        self._lock = threading.Lock()
+        self._proc: subprocess.Popen[bytes] | None = None
 
     def __enter__(self) -> Fakes:
-        self._proc.start()
-        if not self._conn.poll(30):
-            raise RuntimeError("the Slack/Datadog stand-ins did not start")
-        urls = self._conn.recv()
+        import pickle
+
+        self._proc = subprocess.Popen(
+            [PYTHON, str(Path(__file__).resolve()), "fakes", str(self._backlog)],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            start_new_session=True,
+        )
+        assert self._proc.stdout is not None
+        urls = pickle.load(self._proc.stdout)
         self.slack_api: str = urls["slack_api"]
         self.slack_base: str = urls["slack_base"]
         self.datadog: str = urls["datadog"]
         return self
 
     def __exit__(self, *exc: object) -> None:
+        if self._proc is None:
+            return
         try:
             self._ask("stop")
         except (OSError, EOFError, RuntimeError):
             pass
-        self._proc.join(5)
-        if self._proc.is_alive():
-            self._proc.terminate()
-            self._proc.join(5)
+        try:
+            self._proc.wait(5)
+        except subprocess.TimeoutExpired:
+            self._proc.kill()
+            self._proc.wait(5)
 
     @property
     def pid(self) -> int:
-        return int(self._proc.pid or 0)
+        return self._proc.pid if self._proc else 0
 
-    def _ask(self, cmd: str, arg: Any = None, timeout: float = 60) -> Any:
+    def _ask(self, cmd: str, arg: Any = None) -> Any:
+        import pickle
+
+        assert self._proc is not None and self._proc.stdin is not None and self._proc.stdout is not None
         with self._lock:
-            self._conn.send((cmd, arg))
-            if not self._conn.poll(timeout):
-                raise RuntimeError(f"the stand-ins did not answer {cmd!r}")
-            answer = self._conn.recv()
+            pickle.dump((cmd, arg), self._proc.stdin)
+            self._proc.stdin.flush()
+            answer = pickle.load(self._proc.stdout)
         if isinstance(answer, Exception):
             raise answer
         return answer
@@ -332,3 +348,7 @@ def postgres_available() -> bool:
             return True
     except Exception:  # noqa: BLE001 - any failure means "not here"
         return False
+
+
+if __name__ == "__main__" and sys.argv[1:2] == ["fakes"]:
+    _fakes_main(int(sys.argv[2]))

@@ -81,8 +81,11 @@ def check_allowed(svc: Services, actor: Actor, rollout: Rollout, action: str) ->
     with svc.db.transaction() as session:
         session.add(rollouts.event(rollout, EventKind.REFUSED, actor.user_id, svc.clock(), action=action))
     raise NotAllowed(
-        f"Only the owner (<@{rollout.owner_id}>), approvers and workspace admins can {action} "
-        f"*{rollout.feature}*. Ask the owner to `/rollout approvers add @you`."
+        "Only the owner (<@{owner}>), approvers and workspace admins can {action} *{feature}*. "
+        "Ask the owner to `/rollout approvers add @you`.",
+        owner=rollout.owner_id,
+        action=action,
+        feature=rollout.feature,
     )
 
 
@@ -261,8 +264,10 @@ def _lock_at(session: Session, rollout_id: int, where: Where) -> Rollout:
     rollouts.require_active(locked, "advance")
     if Where.of(locked) != where:
         raise AlreadyMoved(
-            f"*{locked.feature}* already moved: it is now at "
-            f"{rollouts.display_title(locked.current_step)} of {locked.current_phase.name}. Nothing else changed."
+            "*{feature}* already moved: it is now at {step} of {phase}. Nothing else changed.",
+            feature=locked.feature,
+            step=rollouts.display_title(locked.current_step),
+            phase=locked.current_phase.name,
         )
     return locked
 

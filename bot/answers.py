@@ -17,6 +17,7 @@ from bot.plans import UnknownTemplate, template_names
 from bot.slack import error_code
 from messages import render
 from messages.blocks import Message, choose_rollout, text_message
+from messages.text import escape
 
 log = logging.getLogger(__name__)
 
@@ -44,7 +45,8 @@ def message_for(error: Exception, subcommand: str = "status") -> Message:
     if isinstance(error, NeedsChoice):
         return choose_rollout(str(error), error.choices, subcommand)
     if isinstance(error, RolloutError):
-        return text_message(f":no_entry_sign: {error}")
+        values = {k: escape(str(v)) for k, v in error.values.items()}
+        return text_message(f":no_entry_sign: {error.text.format(**values) if values else error.text}")
     if isinstance(error, SlackApiError):
         return text_message(
             f":warning: Slack refused the request ({error_code(error)}). Nothing else was changed."

@@ -90,11 +90,15 @@ def set_approver(svc: Services, actor: Actor, rollout_id: int, user_id: str, *, 
         current = {a.user_id: a for a in r.approvers}
         if add:
             if user_id in current:
-                raise InvalidTransition(f"<@{user_id}> is already an approver of {r.feature}")
+                raise InvalidTransition(
+                    "<@{user}> is already an approver of {feature}", user=user_id, feature=r.feature
+                )
             r.approvers.append(Approver(user_id=user_id))
         else:
             if user_id not in current:
-                raise InvalidTransition(f"<@{user_id}> is not an approver of {r.feature}")
+                raise InvalidTransition(
+                    "<@{user}> is not an approver of {feature}", user=user_id, feature=r.feature
+                )
             r.approvers.remove(current[user_id])
         r.touch(svc.clock())
         return EventKind.APPROVER_ADDED if add else EventKind.APPROVER_REMOVED

@@ -4,7 +4,16 @@ from __future__ import annotations
 
 
 class RolloutError(Exception):
-    """A request the rules refuse; `str(error)` is what the user reads."""
+    """A request the rules refuse, in words for the user.
+
+    Names people typed (a feature called `<!channel>`) go in as `values`, filled into
+    `{placeholders}` of the text: `str(error)` is plain text, and the Slack answer escapes the
+    values, never the bot's own mrkdwn around them."""
+
+    def __init__(self, text: str, **values: object) -> None:
+        super().__init__(text.format(**values) if values else text)
+        self.text = text
+        self.values = values
 
 
 class RolloutNotFound(RolloutError):

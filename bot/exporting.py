@@ -56,7 +56,12 @@ def _decision(event: Event) -> Decision | None:
     if form is None:
         return None
     data = {"from_step": "", "to_step": "", "step": "", "trigger": "", **event.data}
-    return Decision(at=event.at, user=event.actor_id or "Rollout Bot", text=form.format(**data), reason=str(event.data.get("reason", "")))
+    return Decision(
+        at=event.at,
+        user=event.actor_id or "Rollout Bot",
+        text=form.format(**data),
+        reason=str(event.data.get("reason", "")),
+    )
 
 
 def _snapshot(snap: MetricSnapshot) -> Snapshot:
@@ -77,7 +82,9 @@ def _snapshot(snap: MetricSnapshot) -> Snapshot:
     )
 
 
-def results_of(rollout: Rollout, events: Sequence[Event], snapshots: Sequence[MetricSnapshot]) -> RolloutResults:
+def results_of(
+    rollout: Rollout, events: Sequence[Event], snapshots: Sequence[MetricSnapshot]
+) -> RolloutResults:
     phases = []
     for phase in rollout.phases:
         decisions = [d for e in events if _window(phase, e.at) and (d := _decision(e)) is not None]
@@ -86,17 +93,23 @@ def results_of(rollout: Rollout, events: Sequence[Event], snapshots: Sequence[Me
                 started=phase.started_at,
                 completed=phase.completed_at,
                 steps=tuple(
-                    StepReached(title=s.label or f"{s.percent:g}%", users=s.desired_users, reached_at=s.started_at)
+                    StepReached(
+                        title=s.label or f"{s.percent:g}%", users=s.desired_users, reached_at=s.started_at
+                    )
                     for s in phase.steps
                     if s.started_at is not None
                 ),
                 checked={
-                    i.text: Tick(user=i.checked_by or "", at=i.checked_at) for i in phase.items if i.checked_at is not None
+                    i.text: Tick(user=i.checked_by or "", at=i.checked_at)
+                    for i in phase.items
+                    if i.checked_at is not None
                 },
                 snapshots=tuple(
                     _snapshot(s)
                     for s in snapshots
-                    if s.phase_index == phase.position and s.kind in (SnapshotKind.GATE, SnapshotKind.CHECK) and s.verdict
+                    if s.phase_index == phase.position
+                    and s.kind in (SnapshotKind.GATE, SnapshotKind.CHECK)
+                    and s.verdict
                 ),
                 decisions=tuple(decisions),
             )

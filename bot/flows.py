@@ -81,8 +81,10 @@ def start(svc: Services, actor: Actor, cmd: Start) -> int:
 
 def _duplicate(existing: Rollout) -> DuplicateFeature:
     return DuplicateFeature(
-        f"*{existing.feature}* already has an open rollout in <#{existing.channel_id}>. "
-        f"Use `/rollout status {existing.feature}` to see it, or pick another name."
+        "*{feature}* already has an open rollout in <#{channel}>. "
+        "Use `/rollout status {feature}` to see it, or pick another name.",
+        feature=existing.feature,
+        channel=existing.channel_id,
     )
 
 
@@ -103,7 +105,8 @@ def resolve(svc: Services, actor: Actor, feature: str | None, subcommand: str) -
             found = queries.latest_by_feature(session=session, team_id=actor.team_id, feature_key=key)
             if found is None:
                 raise RolloutNotFound(
-                    f"There is no rollout called *{feature}*. `/rollout list` shows the open ones."
+                    "There is no rollout called *{feature}*. `/rollout list` shows the open ones.",
+                    feature=feature,
                 )
             return found.id
         in_channel = queries.open_in_channel(

@@ -113,8 +113,8 @@ class Soak:
     met: bool
 
     def describe(self, step_title: str, tz: str) -> str:
-        """E.g. "25% has run 6 h of the required 1 business day; earliest advance
-        Tue 16 Jan 18:00 America/Los_Angeles"."""
+        """E.g. "25% has run 6 h of the required 1 business day, 0.75 business days left;
+        earliest advance Tue 16 Jan 18:00 America/Los_Angeles"."""
         if self.required_days <= 0:
             return f"{step_title} has no minimum soak time"
         ran = (
@@ -122,7 +122,11 @@ class Soak:
             f"of the required {format_business_days(self.required_days)}"
         )
         when = format_local(self.earliest, tz)
-        return f"{ran}; soak met since {when}" if self.met else f"{ran}; earliest advance {when}"
+        if self.met:
+            return f"{ran}; soak met since {when}"
+        # Rounded up: a soak must never read as nearer its end than it is.
+        left = math.ceil((self.required_days - self.elapsed_days) * 100) / 100
+        return f"{ran}, {format_business_days(max(left, 0.01))} left; earliest advance {when}"
 
 
 @dataclass(frozen=True)

@@ -35,6 +35,7 @@ from messages.blocks import Message, status_message, text_message
 from messages.gate import checking, gate_report
 from messages.modals import import_modal, reason_modal, start_modal
 from messages.text import escape
+from storage.models import Rollout
 
 log = logging.getLogger(__name__)
 
@@ -97,7 +98,9 @@ def run(svc: Services, actor: Actor, cmd: Command, reply: Replier, *, trigger_id
     elif isinstance(cmd, Approvers):
         approvers(svc, actor, cmd, reply)
     elif isinstance(cmd, Import):
-        _open(svc, trigger_id, import_modal(private_metadata=FormContext(channel_id=actor.channel_id).dumps()))
+        _open(
+            svc, trigger_id, import_modal(private_metadata=FormContext(channel_id=actor.channel_id).dumps())
+        )
     elif isinstance(cmd, Digest):
         rollout = jobs.set_digest(
             svc, actor, flows.resolve(svc, actor, cmd.feature, "digest"), cmd.cadence, cmd.at
@@ -158,11 +161,18 @@ def run_for(
         raise AssertionError(f"no handler for {subcommand!r}")
 
 
-def _done(svc: Services, reply: Replier, rollout: object, verb: str, reason: str = "") -> None:
-    feature = escape(getattr(rollout, "feature", ""))
+def refreshed(svc: Services, rollout_id: int) -> str:
+    """Edits the status message; what to add to the reply if Slack refused the edit."""
+    error = status_board.refresh(svc, rollout_id)
+    if error is None:
+        return ""
+    return f"\n_The status message could not be updated ({error}); it catches up at the next change._"
+
+
+def _done(svc: Services, reply: Replier, rollout: Rollout, verb: str, reason: str = "") -> None:
     why = f" Reason: {escape(reason)}" if reason else ""
-    status_board.refresh(svc, getattr(rollout, "id", 0))
-    reply(text_message(f":white_check_mark: *{feature}* {verb}.{why}"))
+    note = refreshed(svc, rollout.id)
+    reply(text_message(f":white_check_mark: *{escape(rollout.feature)}* {verb}.{why}{note}"))
 
 
 def check(svc: Services, actor: Actor, rollout_id: int, reply: Replier, *, advance: bool) -> None:
@@ -178,9 +188,8 @@ def check(svc: Services, actor: Actor, rollout_id: int, reply: Replier, *, advan
     outcome = (
         advancing.advance(svc, actor, rollout_id) if advance else advancing.snapshot(svc, actor, rollout_id)
     )
-    if outcome.moved is not None:
-        status_board.refresh(svc, rollout_id)
-    reply(gate_report(outcome))
+    note = refreshed(svc, rollout_id) if outcome.moved is not None else ""
+    reply(gate_report(outcome, note=note))
 
 
 def start(svc: Services, actor: Actor, cmd: Start) -> None:
@@ -291,9 +300,10 @@ def open_rollback_form(svc: Services, actor: Actor, rollout_id: int, trigger_id:
 def override(svc: Services, actor: Actor, token: str, reason: str, reply: Replier) -> None:
     moved = advancing.override(svc, actor, token, reason)
     rollout_id, _ = advancing.Where.parse(token)
-    status_board.refresh(svc, rollout_id)
+    note = refreshed(svc, rollout_id)
     reply(
         text_message(
-            f":warning: Advanced anyway from {escape(moved.from_title)} to *{escape(moved.to_title)}*. Reason: {escape(reason)}"
+            f":warning: Advanced anyway from {escape(moved.from_title)} to *{escape(moved.to_title)}*. "
+            f"Reason: {escape(reason)}{note}"
         )
     )

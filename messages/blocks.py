@@ -35,6 +35,7 @@ from messages.text import (
     MAX_OPTIONS_PER_CHECKBOXES,
     MAX_SECTION_TEXT,
     escape,
+    escaped_within,
     local_time,
     truncate,
 )
@@ -101,19 +102,17 @@ def _phase_line(phase: Phase, rollout: Rollout) -> str:
 
 
 def _option(item: ChecklistItem, tz: str) -> Option:
-    text = truncate(item.text, MAX_OPTION_TEXT)
+    text, shown = escaped_within(item.text, MAX_OPTION_TEXT)
     if item.checked:
         when = local_time(item.checked_at, tz)
         description: MarkdownTextObject | None = MarkdownTextObject(
             text=truncate(f"<@{item.checked_by}> · {when}", MAX_OPTION_TEXT)
         )
-    elif len(item.text) > MAX_OPTION_TEXT:
-        description = MarkdownTextObject(
-            text=truncate(escape(item.text[MAX_OPTION_TEXT - 1 :]), MAX_OPTION_TEXT)
-        )
+    elif shown < len(item.text):
+        description = MarkdownTextObject(text=escaped_within("…" + item.text[shown:], MAX_OPTION_TEXT)[0])
     else:
         description = None
-    return Option(value=str(item.id), text=MarkdownTextObject(text=escape(text)), description=description)
+    return Option(value=str(item.id), text=MarkdownTextObject(text=text), description=description)
 
 
 def _checklist(phase: Phase, tz: str, title: str, items: Sequence[ChecklistItem]) -> list[Block]:

@@ -24,9 +24,22 @@ MAX_TIMELINE = 15
 # What a digest reader cares about; snapshots, refusals and delivery problems stay in the timeline.
 SHOWN = frozenset(
     {
-        "started", "advanced", "overridden", "advance_blocked", "phase_completed", "paused", "resumed",
-        "rolled_back", "completed", "trigger_fired", "update_sent", "approver_added", "approver_removed",
-        "metrics_edited", "item_checked", "item_unchecked",
+        "started",
+        "advanced",
+        "overridden",
+        "advance_blocked",
+        "phase_completed",
+        "paused",
+        "resumed",
+        "rolled_back",
+        "completed",
+        "trigger_fired",
+        "update_sent",
+        "approver_added",
+        "approver_removed",
+        "metrics_edited",
+        "item_checked",
+        "item_unchecked",
     }
 )
 _TICKS = {"item_checked": "ticks", "item_unchecked": "unticks"}
@@ -54,9 +67,18 @@ def timeline(events: Sequence[Event], tz: str) -> list[dict[str, Any]]:
             if last is not None and last["kind"] == run and last["actor"] == event.actor_id:
                 last["items"].append(str(event.data.get("text", "")))
                 continue
-            out.append({"kind": run, "actor": event.actor_id, "at": local_time(event.at, tz), "items": [str(event.data.get("text", ""))]})
+            out.append(
+                {
+                    "kind": run,
+                    "actor": event.actor_id,
+                    "at": local_time(event.at, tz),
+                    "items": [str(event.data.get("text", ""))],
+                }
+            )
             continue
-        out.append({"kind": kind, "actor": event.actor_id, "at": local_time(event.at, tz), "data": dict(event.data)})
+        out.append(
+            {"kind": kind, "actor": event.actor_id, "at": local_time(event.at, tz), "data": dict(event.data)}
+        )
     return out
 
 
@@ -75,7 +97,9 @@ def reminder(kind: str, *, advance_rollout_id: int | None = None, **context: Any
     message = text_message(render("reminder", kind=kind, **context))
     if advance_rollout_id is None:
         return message
-    button = ButtonElement(text="Advance", action_id=Action.ADVANCE, value=str(advance_rollout_id), style="primary")
+    button = ButtonElement(
+        text="Advance", action_id=Action.ADVANCE, value=str(advance_rollout_id), style="primary"
+    )
     return Message(text=message.text, blocks=[*message.blocks, ActionsBlock(elements=[button]).to_dict()])
 
 

@@ -45,7 +45,7 @@ def checking(feature: str, count: int) -> Message:
     return Message(text=text, blocks=_dicts([SectionBlock(text=MarkdownTextObject(text=text))]))
 
 
-def gate_report(outcome: Outcome) -> Message:
+def gate_report(outcome: Outcome, *, note: str = "") -> Message:
     gate = outcome.gate
     feature = escape(outcome.feature)
     if outcome.moved is not None:
@@ -108,6 +108,8 @@ def gate_report(outcome: Outcome) -> Message:
                 ]
             )
         )
+    if note:
+        blocks.append(ContextBlock(elements=[MarkdownTextObject(text=note.strip())]))
     fallback = title.replace("*", "")
     if gate.blockers and outcome.moved is None:
         fallback += " " + " ".join(gate.blockers)

@@ -22,6 +22,20 @@ def escape(value: object) -> str:
     return str(value).replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
 
 
+def escaped_within(value: str, limit: int) -> tuple[str, int]:
+    """Escapes `value` and cuts it to `limit` characters *after* escaping (an `&` becomes five),
+    never inside an entity. Returns the text and how many characters of `value` it shows."""
+    if len(escape(value)) <= limit:
+        return escape(value), len(value)
+    out, used = "", 0
+    for ch in value:
+        piece = escape(ch)
+        if len(out) + len(piece) > limit - 1:
+            break
+        out, used = out + piece, used + 1
+    return out.rstrip() + "…", used
+
+
 def truncate(value: str, limit: int) -> str:
     return value if len(value) <= limit else value[: limit - 1].rstrip() + "…"
 

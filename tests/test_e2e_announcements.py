@@ -1,0 +1,358 @@
+"""Milestone announcements through the running bot: `rollout-bot serve` takes signed Slack
+requests, commits each change with its outbox rows, and its scheduler posts them to the
+status message's thread and the stakeholder channels (Slack is the local fake).
+
+The first tests share the session's bot (SQLite, and Postgres when TEST_POSTGRES_URL is set).
+The heavy ones start bots of their own on a Postgres database of their own, with a Slack fake
+of their own: two replicas on one database, and a replica killed (SIGKILL) between commit and
+delivery and replaced. They count announcements by the dedupe key each one carries in its
+Slack message metadata.
+"""
+
+from __future__ import annotations
+
+import signal
+import time
+import uuid
+from collections import Counter
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+import psycopg
+import pytest
+from sqlalchemy import select, update
+from sqlalchemy.engine import make_url
+
+from bot.outbox import METADATA_EVENT
+from storage.db import Database, normalize_url
+from storage.enums import OutboxState, SnapshotKind
+from storage.migrate import upgrade
+from storage.models import OutboxMessage, Rollout
+from tests.conftest import (
+    POSTGRES_URL,
+    SIGNING_SECRET,
+    BotProcess,
+    _admin_conninfo,
+    _skip_without_postgres,
+    bot_env,
+)
+from tests.driver import SlackDriver
+from tests.e2e_rollouts import Scenario, wait_until
+from tests.fakes.datadog_api import FakeDatadog
+from tests.fakes.slack_api import FakeSlack
+
+pytestmark = pytest.mark.e2e
+
+Params = dict[str, Any]
+# The outbox job runs every 5 s; a thread reply may wait one tick for the status message.
+ANNOUNCED_WITHIN = 15.0
+
+
+def new_channel() -> str:
+    return "C" + uuid.uuid4().hex[:10].upper()
+
+
+def key_of(message: Params) -> str | None:
+    metadata = message.get("metadata") or {}
+    if metadata.get("event_type") != METADATA_EVENT:
+        return None
+    return (metadata.get("event_payload") or {}).get("key")
+
+
+def announcements(slack: FakeSlack, channel: str) -> list[Params]:
+    """Messages the outbox left in `channel` (thread replies too), oldest first."""
+    return [m for m in slack.messages(channel) if key_of(m)]
+
+
+def wait_announced(slack: FakeSlack, channel: str, fragment: str, timeout: float = ANNOUNCED_WITHIN) -> Params:
+    """The one announcement in `channel` whose text has `fragment` (waits for it)."""
+    found = wait_until(
+        lambda: [m for m in announcements(slack, channel) if fragment in m["text"]],
+        timeout,
+        f"an announcement with {fragment!r} in {channel}",
+    )
+    assert len(found) == 1, found
+    return found[0]
+
+
+def start(sc: Scenario, stakeholders: str, template: str = "aggressive") -> None:
+    """`/rollout start ... --stakeholders <#C|name>`; waits like Scenario.start."""
+    sc.datadog.set_value(sc.errors_match, 1.0)
+    response = sc.driver.command(f"start {sc.feature} {template} --stakeholders <#{stakeholders}|launches>")
+    assert response.status == 200, response
+    sc.slack.wait_for("chat.postMessage", lambda c: c.params.get("channel") == sc.channel, timeout=10)
+    sc.rollout_id = wait_until(sc._find_id, what=f"rollout {sc.feature}")
+    wait_until(lambda: sc.snapshots(SnapshotKind.BASELINE), what="the baseline snapshot")
+
+
+def advance(sc: Scenario) -> Params:
+    sc.ready()
+    reply = sc.command(f"advance {sc.feature}", count=2)
+    assert "advanced" in reply["text"] or "completed" in reply["text"].lower(), reply["text"]
+    return reply
+
+
+@pytest.fixture
+def stake() -> str:
+    return new_channel()
+
+
+@pytest.fixture
+def sc(driver: SlackDriver, slack: FakeSlack, datadog: FakeDatadog, bot_db: Database, channel: str) -> Scenario:
+    return Scenario(driver, slack, datadog, bot_db, channel, feature="ann-" + channel.lower())
+
+
+# --- through the session's bot --------------------------------------------------------------
+
+
+def test_start_and_advance_are_announced_in_the_thread_and_to_stakeholders(sc: Scenario, stake: str) -> None:
+    start(sc, stake)
+
+    thread = wait_announced(sc.slack, sc.channel, "started")
+    assert thread["thread_ts"] == sc.status_ts()
+    assert thread["text"].startswith(f":rocket: *{sc.feature}* started with the *Aggressive rollout* plan")
+    line = wait_announced(sc.slack, stake, "rollout started")
+    assert "thread_ts" not in line
+    assert line["text"] == f":rocket: *{sc.feature}* rollout started (Aggressive rollout). Details in <#{sc.channel}>."
+
+    advance(sc)
+    thread = wait_announced(sc.slack, sc.channel, "is now at")
+    assert thread["thread_ts"] == sc.status_ts()
+    assert f"*{sc.feature}* is now at *50%*" in thread["text"]
+    line = wait_announced(sc.slack, stake, "reached 50%")
+    assert line["text"].startswith(f":arrow_up: *{sc.feature}* reached 50%.")
+    assert len(announcements(sc.slack, sc.channel)) == 2 and len(announcements(sc.slack, stake)) == 2
+
+
+def test_pause_resume_and_rollback_are_announced(sc: Scenario, stake: str) -> None:
+    start(sc, stake)
+
+    sc.command(f"pause {sc.feature} support queue spiking")
+    assert "support queue spiking" in wait_announced(sc.slack, sc.channel, "paused at 5%")["text"]
+    wait_announced(sc.slack, stake, "paused at 5%")
+
+    sc.command(f"resume {sc.feature}")
+    wait_announced(sc.slack, sc.channel, "resumed at 5%")
+    wait_announced(sc.slack, stake, "resumed at 5%")
+
+    sc.command(f"rollback {sc.feature} error rate doubled")
+    assert "error rate doubled" in wait_announced(sc.slack, sc.channel, "rolled back from 5%")["text"]
+    wait_announced(sc.slack, stake, "rolled back")
+
+    status_ts = sc.status_ts()
+    assert all(m["thread_ts"] == status_ts for m in announcements(sc.slack, sc.channel))
+
+
+def test_an_update_goes_to_both_with_the_text_escaped(sc: Scenario, stake: str) -> None:
+    start(sc, stake)
+
+    sc.command(f"update {sc.feature} <!channel> 5% & healthy <https://evil.example|click>")
+
+    escaped = "&lt;!channel&gt; 5% &amp; healthy &lt;https://evil.example|click&gt;"
+    thread = wait_announced(sc.slack, sc.channel, ":mega:")
+    assert thread["text"].endswith("\n" + escaped), thread["text"]
+    assert thread["thread_ts"] == sc.status_ts()
+    line = wait_announced(sc.slack, stake, ":mega:")
+    assert line["text"] == f":mega: *{sc.feature}* (5%): {escaped} Details in <#{sc.channel}>."
+    for message in (thread, line):
+        assert "<!channel>" not in message["text"] and "<https://" not in message["text"]
+
+
+def test_slack_failing_the_first_two_posts_of_an_announcement_posts_it_once(sc: Scenario, stake: str) -> None:
+    start(sc, stake)  # the status message is posted: the posts from here on are the outbox's
+    armed = time.time()
+    sc.slack.fail_next("chat.postMessage", times=2, status=500)
+    sc.command(f"update {sc.feature} after the storm")
+
+    wait_announced(sc.slack, sc.channel, "after the storm")
+    wait_announced(sc.slack, stake, "after the storm")
+    time.sleep(1.0)  # a duplicate would come right behind
+
+    # Whichever announcements took the two 500s (this rollout's, or one still queued by an
+    # earlier test), each was posted exactly once.
+    attempts = [c for c in sc.slack.calls("chat.postMessage") if c.at >= armed and key_of(c.params)]
+    keys = {key_of(c.params) for c in attempts}
+    assert len(attempts) == len(keys) + 2, "the two 500s did not reach the outbox's posts"
+    channels = {c.params["channel"] for c in attempts}
+    posted = Counter(k for channel in channels for m in announcements(sc.slack, channel) if (k := key_of(m)) in keys)
+    assert posted == dict.fromkeys(keys, 1)
+    with sc.db.reading() as s:
+        states = s.scalars(select(OutboxMessage.state).where(OutboxMessage.dedupe_key.in_(keys))).all()
+    assert len(states) == len(keys) and set(states) == {OutboxState.SENT}
+
+
+# --- bots of their own on a Postgres database of their own ------------------------------------
+
+
+@pytest.fixture
+def own_postgres() -> Iterator[str]:
+    """A fresh, migrated Postgres database no other bot of the test run is using."""
+    if not POSTGRES_URL:
+        pytest.skip("two replicas need a shared Postgres: set TEST_POSTGRES_URL=postgresql://postgres@127.0.0.1:5432/test")
+    _skip_without_postgres()
+    name = f"rollout_ann_{uuid.uuid4().hex[:10]}"
+    with psycopg.connect(_admin_conninfo(), autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{name}"')
+    url = make_url(normalize_url(POSTGRES_URL)).set(database=name).render_as_string(hide_password=False)
+    upgrade(url)
+    yield url
+    with psycopg.connect(_admin_conninfo(), autocommit=True) as conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@pytest.fixture
+def own_slack() -> Iterator[FakeSlack]:
+    with FakeSlack() as fake:
+        yield fake
+
+
+class Fleet:
+    """Bots on one database; each rollout gets a driver per bot, so its commands can go to
+    whichever replica the test picks."""
+
+    def __init__(self, url: str, slack: FakeSlack, datadog: FakeDatadog, folder: Path) -> None:
+        self.url, self.slack, self.datadog, self.folder = url, slack, datadog, folder
+        self.bots: list[BotProcess] = []
+        self.db = Database(url)
+
+    def start_bot(self) -> BotProcess:
+        bot = BotProcess(bot_env(self.url, self.slack, self.datadog), self.folder / f"bot-{len(self.bots)}.log")
+        self.bots.append(bot.start())
+        return bot
+
+    def scenario(self, feature: str) -> tuple[Scenario, list[SlackDriver]]:
+        channel, team = new_channel(), "T" + uuid.uuid4().hex[:8].upper()
+        drivers = [SlackDriver(b.url, SIGNING_SECRET, self.slack, team_id=team, channel_id=channel) for b in self.bots]
+        return Scenario(drivers[0], self.slack, self.datadog, self.db, channel, feature=feature), drivers
+
+    def stop(self) -> None:
+        for bot in self.bots:
+            bot.kill()
+        self.db.dispose()
+
+
+@pytest.fixture
+def fleet(own_postgres: str, own_slack: FakeSlack, datadog: FakeDatadog, tmp_path: Path) -> Iterator[Fleet]:
+    fleet = Fleet(own_postgres, own_slack, datadog, tmp_path)
+    yield fleet
+    fleet.stop()
+
+
+def outbox_rows(db: Database) -> list[OutboxMessage]:
+    with db.reading() as s:
+        return list(s.scalars(select(OutboxMessage).order_by(OutboxMessage.id)))
+
+
+def all_announcements(slack: FakeSlack, channels: set[str]) -> Counter[str]:
+    """How many messages carry each outbox key, over `channels`."""
+    return Counter(key for c in channels for m in announcements(slack, c) if (key := key_of(m)))
+
+
+def settle(check: Callable[[], bool], what: str, timeout: float = 30.0) -> None:
+    """Waits for `check`, then a moment more: a late duplicate would show up in that moment."""
+    wait_until(check, timeout, what)
+    time.sleep(1.0)
+
+
+ROLLOUTS = 15
+# What each rollout goes through, in order, and the milestone key each one announces.
+SCRIPT = ["start", "advance", "update", "pause", "resume", "advance", "advance"]
+MILESTONES = ["started", "step:1:0", "update:", "paused:", "resumed:", "step:1:1", "completed"]
+
+
+def test_two_replicas_on_one_database_announce_every_milestone_exactly_once(fleet: Fleet) -> None:
+    fleet.start_bot()
+    fleet.start_bot()
+    stake = new_channel()  # every rollout tells the same stakeholder channel
+    run = uuid.uuid4().hex[:6]
+
+    def drive(n: int) -> tuple[int, str]:
+        sc, drivers = fleet.scenario(f"rep-{run}-{n}")
+        for step, action in enumerate(SCRIPT):
+            sc.driver = drivers[(n + step) % len(drivers)]  # alternate replicas, command by command
+            if action == "start":
+                start(sc, stake)
+            elif action == "advance":
+                advance(sc)
+            elif action == "update":
+                sc.command(f"update {sc.feature} step {step} <ok>")
+            else:
+                sc.command(f"{action} {sc.feature}")
+        return sc.rollout_id, sc.channel
+
+    with ThreadPoolExecutor(max_workers=ROLLOUTS) as pool:
+        driven = list(pool.map(drive, range(ROLLOUTS)))
+
+    channels = {stake, *(channel for _, channel in driven)}
+    expected = ROLLOUTS * len(MILESTONES) * 2
+    settle(lambda: len(all_announcements(fleet.slack, channels)) >= expected, f"{expected} announcements", 30)
+    counts = all_announcements(fleet.slack, channels)
+    duplicates = sum(n - 1 for n in counts.values())
+    missing = []
+    for rollout_id, channel in driven:
+        for milestone in MILESTONES:
+            for where in (channel, stake):
+                prefix = f"{rollout_id}:{milestone}"
+                found = [k for k in counts if k.startswith(prefix) and k.endswith(f":{where}")]
+                if len(found) != 1:
+                    missing.append((prefix, where, found))
+    print(
+        f"\ntwo replicas: {ROLLOUTS} rollouts, {ROLLOUTS * len(MILESTONES)} milestones, "
+        f"{sum(counts.values())} announcements posted for {expected} expected, "
+        f"{duplicates} duplicates, {len(missing)} missing"
+    )
+    assert duplicates == 0, [k for k, n in counts.items() if n > 1]
+    assert missing == []
+    assert len(counts) == expected
+    rows = outbox_rows(fleet.db)
+    assert len(rows) == expected and {r.state for r in rows} == {OutboxState.SENT}
+    with fleet.db.reading() as s:
+        assert all(r.status.value == "completed" for r in s.scalars(select(Rollout)))
+
+
+def test_a_replica_killed_between_commit_and_delivery_is_replaced_without_loss_or_repeats(fleet: Fleet) -> None:
+    first = fleet.start_bot()
+    stake = new_channel()
+    run = uuid.uuid4().hex[:6]
+    scenarios = [fleet.scenario(f"kill-{run}-{n}")[0] for n in range(4)]
+    with ThreadPoolExecutor(max_workers=len(scenarios)) as pool:
+        list(pool.map(lambda sc: start(sc, stake), scenarios))
+    channels = {stake, *(sc.channel for sc in scenarios)}
+    settle(lambda: len(all_announcements(fleet.slack, channels)) >= 2 * len(scenarios), "the started announcements")
+    before = all_announcements(fleet.slack, channels)
+
+    # Slack turns slow: the first post hangs, the other rows are claimed and wait behind it.
+    fleet.slack.set_delay("chat.postMessage", 3.0)
+    for sc in scenarios:
+        sc.command(f"update {sc.feature} before the crash")
+
+    def in_flight() -> list[OutboxMessage]:
+        return [r for r in outbox_rows(fleet.db) if r.state == OutboxState.PENDING and r.attempts > 0]
+
+    wait_until(in_flight, 10, "a post in flight")
+    time.sleep(0.5)  # the request is with Slack now
+    first.kill(signal.SIGKILL)
+    fleet.slack.set_delay("chat.postMessage", 0.0)
+
+    pending = [r for r in outbox_rows(fleet.db) if r.state == OutboxState.PENDING]
+    assert len(pending) == 2 * len(scenarios), "every update was committed and none recorded as sent"
+    # The hung post still lands after the process died; nobody recorded it.
+    wait_until(lambda: len(all_announcements(fleet.slack, channels)) > len(before), 10, "the hung post to land")
+    # The dead process's leases would run out after outbox.LEASE (60 s): move them to now.
+    with fleet.db.transaction() as s:
+        s.execute(update(OutboxMessage).where(OutboxMessage.state == OutboxState.PENDING).values(locked_until=None))
+
+    fleet.start_bot()
+    expected = 4 * len(scenarios)
+    settle(lambda: len(all_announcements(fleet.slack, channels)) >= expected, "every update after the restart")
+
+    counts = all_announcements(fleet.slack, channels)
+    duplicates = sum(n - 1 for n in counts.values())
+    print(f"\nkilled replica: {2 * len(scenarios)} updates queued, 1 in flight at the kill, {duplicates} duplicates after restart")
+    assert duplicates == 0, [k for k, n in counts.items() if n > 1]
+    assert len(counts) == expected
+    rows = outbox_rows(fleet.db)
+    assert {r.state for r in rows} == {OutboxState.SENT}
+    assert sorted(r.dedupe_key for r in rows) == sorted(counts)
