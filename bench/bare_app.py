@@ -17,13 +17,13 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from flask import Flask, Response, jsonify, request  # noqa: E402
-from slack_bolt import Ack, App  # noqa: E402
-from slack_bolt.adapter.flask import SlackRequestHandler  # noqa: E402
-from slack_bolt.authorization import AuthorizeResult  # noqa: E402
-from slack_sdk import WebClient  # noqa: E402
+from flask import Flask, Response, jsonify, request
+from slack_bolt import Ack, App
+from slack_bolt.adapter.flask import SlackRequestHandler
+from slack_bolt.authorization import AuthorizeResult
+from slack_sdk import WebClient
 
-from bot.web import serve_http  # noqa: E402
+from bot.web import serve_http
 
 
 def build(threads: int, signing_secret: str, api_url: str | None) -> Flask:

@@ -20,7 +20,7 @@ import time
 import urllib.request
 import uuid
 from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from pathlib import Path
 from typing import Any
 
@@ -110,10 +110,8 @@ def children(pid: int) -> list[int]:
     found: list[int] = []
     task_dir = Path(f"/proc/{pid}/task")
     for task in task_dir.iterdir() if task_dir.exists() else []:
-        try:
+        with suppress(OSError):
             found += [int(p) for p in (task / "children").read_text().split()]
-        except OSError:
-            pass
     return found
 
 
@@ -260,10 +258,8 @@ class Fakes:
     def __exit__(self, *exc: object) -> None:
         if self._proc is None:
             return
-        try:
+        with suppress(OSError, EOFError, RuntimeError):
             self._ask("stop")
-        except (OSError, EOFError, RuntimeError):
-            pass
         try:
             self._proc.wait(5)
         except subprocess.TimeoutExpired:

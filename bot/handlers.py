@@ -11,7 +11,7 @@ from typing import Protocol
 
 from slack_sdk.errors import SlackApiError
 
-from bot import advancing, controls, flows, jobs, plan_slack, plan_store, snapshots, status_board
+from bot import advancing, controls, flows, jobs, plan_slack, plan_store, rollouts, status_board
 from bot.answers import help_message
 from bot.errors import NotInChannel
 from bot.ids import View
@@ -178,13 +178,10 @@ def _done(svc: Services, reply: Replier, rollout: Rollout, verb: str, reason: st
 def check(svc: Services, actor: Actor, rollout_id: int, reply: Replier, *, advance: bool) -> None:
     """Advance (or only look): say at once what is being checked, then the verdict."""
     rollout = advancing.load_for(svc, actor, rollout_id)
-    metrics, triggers = advancing.metrics_of(rollout)
-    count = len(
-        snapshots.plan_queries(
-            [*metrics, *triggers], feature=rollout.feature, flag=rollout.flag_key, service=rollout.service
-        ).queries
-    )
-    reply.progress(checking(rollout.feature, count))
+    if advance:  # refuse before saying "Checking…" about something that will not happen
+        rollouts.require_active(rollout, "advance")
+        advancing.check_allowed(svc, actor, rollout, "advance")
+    reply.progress(checking(rollout.feature, len(rollout.metrics) + len(rollout.triggers)))
     outcome = (
         advancing.advance(svc, actor, rollout_id) if advance else advancing.snapshot(svc, actor, rollout_id)
     )

@@ -22,18 +22,17 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
 from enum import StrEnum
-from typing import Any
+from typing import Any, cast
 from zoneinfo import ZoneInfo
 
 from sqlalchemy import CursorResult, delete, select, update
-from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from bot import advancing, outbox, rollouts, snapshots, status_board
 from bot.announcing import QUEUED, announce
 from bot.calendar import business_days_elapsed, earliest_time
 from bot.errors import InvalidTransition, RolloutNotFound
-from bot.gates import GateInput, MetricVerdict, describe_trigger, evaluate_gate, fired_triggers, soak_status
+from bot.gates import MetricVerdict, Observation, describe_trigger, fired_triggers, soak_status
 from bot.parsing import DIGEST_TIME_RE, UsageError
 from bot.plans.model import Metric
 from bot.services import Actor, Services
@@ -41,7 +40,7 @@ from messages import digest as texts
 from messages.blocks import Message
 from storage import queries
 from storage.enums import EventKind, OutboxState, RolloutStatus, SnapshotKind
-from storage.models import DueJob, MetricSnapshot, OutboxMessage, Rollout
+from storage.models import DueJob, OutboxMessage, Rollout
 
 log = logging.getLogger(__name__)
 
@@ -102,7 +101,7 @@ def _is_digest_day(day: date, cadence: str, tz: str, country: str) -> bool:
     if cadence == "daily":
         return True
     # Weekly: Monday, or the first business day after it when Monday is a holiday.
-    return True
+    monday = day - timedelta(days=day.weekday())
     return not any(_is_business_day(monday + timedelta(days=i), tz, country) for i in range(day.weekday()))
 
 
@@ -127,9 +126,8 @@ def planned_end(rollout: Rollout) -> datetime:
     step = rollout.current_step
     if step.planned_end is not None:
         return step.planned_end
-    return earliest_time(
-        rollout.step_started_at, step.min_business_days + OVERDUE_GRACE_DAYS, tz=rollout.timezone, country=rollout.country
-    )
+    days = step.min_business_days + OVERDUE_GRACE_DAYS
+    return earliest_time(rollout.step_started_at, days, tz=rollout.timezone, country=rollout.country)
 
 
 def planned(rollout: Rollout, now: datetime, *, watch_minutes: int = WATCH_MINUTES) -> dict[str, Due]:
@@ -145,8 +143,9 @@ def planned(rollout: Rollout, now: datetime, *, watch_minutes: int = WATCH_MINUT
     stale_at = earliest_time(rollout.updated_at, STALE_BUSINESS_DAYS, tz=tz, country=country)
     out[Kind.STALE] = Due(stale_at, {"updated_at": _iso(rollout.updated_at), "at": _iso(stale_at)})
     if rollout.status is RolloutStatus.ACTIVE:
-        where = {"phase": rollout.phase_index, "step": rollout.step_index, "started": _iso(rollout.step_started_at)}
-        ready_at = earliest_time(rollout.step_started_at, rollout.current_step.min_business_days, tz=tz, country=country)
+        started, soak = rollout.step_started_at, rollout.current_step.min_business_days
+        where = {"phase": rollout.phase_index, "step": rollout.step_index, "started": _iso(started)}
+        ready_at = earliest_time(started, soak, tz=tz, country=country)
         out[Kind.READY] = Due(ready_at, {**where, "at": _iso(ready_at)})
         end = planned_end(rollout)
         out[Kind.OVERDUE] = Due(end, {**where, "at": _iso(end)})
@@ -161,29 +160,24 @@ def _inputs(kind: str, data: dict[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in data.items() if k != "at"} if kind == Kind.DIGEST else data
 
 
-def reschedule(session: Session, rollout: Rollout, now: datetime, *, watch_minutes: int = WATCH_MINUTES) -> None:
-    """Called in the transaction of every change to a rollout: (re)computes its due work.
-
-    Core statements, not ORM objects: a run finishing concurrently may delete or move a row,
-    and that must never fail the change itself."""
+def reschedule(
+    session: Session, rollout: Rollout, now: datetime, *, watch_minutes: int = WATCH_MINUTES
+) -> None:
+    """Called in the transaction of every change to a rollout, under its lock: (re)computes its
+    due work. Core statements, not ORM objects: a run finishing at the same time may delete or
+    move a row, and that must never fail the change itself."""
     wanted = planned(rollout, now, watch_minutes=watch_minutes)
     rows = session.execute(select(DueJob.kind, DueJob.data).where(DueJob.rollout_id == rollout.id)).all()
     existing = {kind: data for kind, data in rows}
-    gone = [kind for kind in existing if kind not in wanted]
-    if gone:
+    if gone := [kind for kind in existing if kind not in wanted]:
         session.execute(delete(DueJob).where(DueJob.rollout_id == rollout.id, DueJob.kind.in_(gone)))
     for kind, due in wanted.items():
         if kind in existing and _inputs(kind, existing[kind]) == _inputs(kind, due.data):
             continue
         mine = (DueJob.rollout_id == rollout.id, DueJob.kind == kind)
-        moved: CursorResult[Any] = session.execute(update(DueJob).where(*mine).values(due_at=due.at, data=due.data))  # type: ignore[assignment]
-        if moved.rowcount:
-            continue
-        try:
-            with session.begin_nested():
-                session.add(DueJob(rollout_id=rollout.id, kind=kind, due_at=due.at, data=due.data))
-        except IntegrityError:
-            session.execute(update(DueJob).where(*mine).values(due_at=due.at, data=due.data))
+        moved = session.execute(update(DueJob).where(*mine).values(due_at=due.at, data=due.data))
+        if not cast("CursorResult[Any]", moved).rowcount:  # new, or just deleted by a finishing run
+            session.add(DueJob(rollout_id=rollout.id, kind=kind, due_at=due.at, data=due.data))
 
 
 # --- the tick --------------------------------------------------------------------------------
@@ -218,11 +212,14 @@ def run_due(svc: Services, *, limit: int = 100) -> int:
             _finish(svc, job, JOBS[job.kind](svc, job))
             ran += 1
         except Exception:
-            log.exception("%s job of rollout %s failed; it is retried after its lease", job.kind, job.rollout_id)
+            log.exception(
+                "%s job of rollout %s failed; it is retried after its lease", job.kind, job.rollout_id
+            )
     return ran
 
 
 # --- the jobs --------------------------------------------------------------------------------
+# A job gets its claimed row and returns the row's next time, or None when it is done.
 
 
 def _load(svc: Services, rollout_id: int) -> Rollout | None:
@@ -239,37 +236,37 @@ def _queued(session: Session, rollout: Rollout, milestone: str) -> bool:
     return queries.outbox_key_exists(session=session, dedupe_key=key)
 
 
-def _queue(session: Session, rollout: Rollout, milestone: str, thread: Message, now: datetime, line: Message | None = None) -> None:
+def _queue(
+    session: Session,
+    rollout: Rollout,
+    milestone: str,
+    now: datetime,
+    thread: Message,
+    line: Message | None = None,
+) -> None:
     if outbox.announce(session, rollout, outbox.Announcement(milestone, thread, line), now):
         session.info[QUEUED] = True
 
 
-def _queue_top_level(session: Session, rollout: Rollout, milestone: str, message: Message, now: datetime) -> None:
-    """A message at the top of the rollout's own channel (outbox.announce only threads there)."""
+def _queue_top_level(
+    session: Session, rollout: Rollout, milestone: str, now: datetime, message: Message
+) -> None:
+    """At the top of the rollout's own channel (outbox.announce only posts in its thread there).
+    Called under the rollout's lock, so the check and the insert cannot race."""
     key = outbox.dedupe_key(rollout.id, milestone, rollout.channel_id)
     if queries.outbox_key_exists(session=session, dedupe_key=key):
         return
-    try:
-        with session.begin_nested():
-            session.add(
-                OutboxMessage(
-                    rollout_id=rollout.id, dedupe_key=key, channel_id=rollout.channel_id, in_status_thread=False,
-                    payload={"text": message.text, "blocks": message.blocks}, state=OutboxState.PENDING,
-                    next_attempt_at=now, created_at=now,
-                )
-            )
-        session.info[QUEUED] = True
-    except IntegrityError:
-        pass  # queued by a concurrent run: still once
-
-
-def _common(rollout: Rollout) -> dict[str, Any]:
-    step = rollout.current_step
-    return {
-        "feature": rollout.feature, "owner": rollout.owner_id, "channel": rollout.channel_id,
-        "step": rollouts.display_title(step), "phase": rollout.current_phase.name, "users": step.desired_users,
-        "paused": rollout.status is RolloutStatus.PAUSED,
+    row = {
+        "dedupe_key": key,
+        "channel_id": rollout.channel_id,
+        "in_status_thread": False,
+        "state": OutboxState.PENDING,
     }
+    payload = {"text": message.text, "blocks": message.blocks}
+    session.add(
+        OutboxMessage(rollout_id=rollout.id, payload=payload, next_attempt_at=now, created_at=now, **row)
+    )
+    session.info[QUEUED] = True
 
 
 def _digest(svc: Services, job: Claimed) -> Due | None:
@@ -277,23 +274,29 @@ def _digest(svc: Services, job: Claimed) -> Due | None:
         rollout = queries.get_rollout(session=session, rollout_id=job.rollout_id)
         if rollout is None or not rollout.status.is_open:
             return None
-        scheduled = datetime.fromisoformat(job.data["at"])
-        local_date = scheduled.astimezone(ZoneInfo(rollout.timezone)).date()
-        events = queries.events_between(session=session, rollout_id=rollout.id, after=job.last_run_at, until=job.now)
-        check = queries.latest_check(session=session, rollout_id=rollout.id, phase_index=rollout.phase_index, step_index=rollout.step_index)
         tz, step = rollout.timezone, rollout.current_step
-        soak = soak_status(rollout.step_started_at, step.min_business_days, job.now, tz=tz, country=rollout.country)
-        gate = None if check is None else texts.GateSeen(bool(check.passed), texts.when(check.taken_at, tz), tuple(check.verdict.get("blockers", [])))
-        thread, line = texts.digest(
-            events=events, tz=tz, cadence=rollout.digest, date=f"{local_date:%a} {local_date.day} {local_date:%b}",
-            since=texts.when(rollout.step_started_at, tz), soak=soak.describe(rollouts.display_title(step), tz),
-            gate=gate, unchecked=rollouts.unchecked_exit_criteria(rollout), **_common(rollout),
+        mine: dict[str, Any] = {"session": session, "rollout_id": rollout.id}
+        soak = soak_status(
+            rollout.step_started_at, step.min_business_days, job.now, tz=tz, country=rollout.country
         )
-        _queue(session, rollout, f"digest:{local_date.isoformat()}", thread, job.now, line)
+        scheduled = datetime.fromisoformat(job.data["at"])  # the slot, not the (maybe late) run
+        thread, line = texts.digest(
+            rollout,
+            scheduled=scheduled,
+            events=queries.events_between(**mine, after=job.last_run_at, until=job.now),
+            check=queries.latest_check(
+                **mine, phase_index=rollout.phase_index, step_index=rollout.step_index
+            ),
+            soak=soak.describe(rollouts.display_title(step), tz),
+            unchecked=rollouts.unchecked_exit_criteria(rollout),
+        )
+        local_date = scheduled.astimezone(ZoneInfo(tz)).date()
+        _queue(session, rollout, f"digest:{local_date.isoformat()}", job.now, thread, line)
     return planned(rollout, job.now).get(Kind.DIGEST)
 
 
 def _ready(svc: Services, job: Claimed) -> Due | None:
+    """The gate exactly as Advance runs it (bot.advancing), so "green" here is green there."""
     rollout = _load(svc, job.rollout_id)
     if rollout is None or rollout.status is not RolloutStatus.ACTIVE:
         return None  # a resume plans it again
@@ -304,29 +307,16 @@ def _ready(svc: Services, job: Claimed) -> Due | None:
         if _queued(session, rollout, milestone):
             return None
     now = svc.clock()
-    metrics, triggers = advancing.metrics_of(rollout)
-    current, controls = _read(svc, rollout, [*metrics, *triggers], now)
+    current, controls, _ = advancing._read(svc, rollout, now)
     with svc.db.transaction() as session:
         locked = queries.lock_rollout(session=session, rollout_id=rollout.id)
         if locked is None or locked.status is not RolloutStatus.ACTIVE or not _at_step(job, locked):
             return None
-        gate = evaluate_gate(
-            GateInput(
-                metrics=metrics, triggers=triggers, readings=current, baselines=_baselines(session, locked, controls),
-                unchecked_exit_criteria=rollouts.unchecked_exit_criteria(locked),
-                step_title=rollouts.display_title(locked.current_step), step_started_at=locked.step_started_at,
-                min_business_days=locked.current_step.min_business_days, now=now, tz=locked.timezone, country=locked.country,
-            )
-        )
-        session.add(
-            MetricSnapshot(
-                rollout_id=locked.id, kind=SnapshotKind.CHECK, taken_at=now, phase_index=locked.phase_index,
-                step_index=locked.step_index, readings=snapshots.to_json(current), verdict=advancing.gate_json(gate), passed=gate.passed,
-            )
-        )
+        gate = advancing._gate(locked, current, advancing._baselines(session, locked, controls), now)
+        advancing._store(session, locked, SnapshotKind.CHECK, current, gate, now)
         if not gate.passed:
             return Due(now + READY_RECHECK, job.data)
-        _queue(session, locked, milestone, texts.reminder("ready", advance_rollout_id=locked.id, **_common(locked)), now)
+        _queue(session, locked, milestone, now, texts.reminder("ready", locked, advance=True))
     return None
 
 
@@ -338,8 +328,8 @@ def _overdue(svc: Services, job: Claimed) -> Due | None:
         end = planned_end(rollout)
         if not _at_step(job, rollout) or job.now < end:
             return planned(rollout, job.now).get(Kind.OVERDUE)
-        message = texts.reminder("overdue", planned_end=texts.when(end, rollout.timezone), **_common(rollout))
-        _queue(session, rollout, f"overdue:{rollout.phase_index}:{rollout.step_index}", message, job.now)
+        message = texts.reminder("overdue", rollout, planned_end=texts.when(end, rollout.timezone))
+        _queue(session, rollout, f"overdue:{rollout.phase_index}:{rollout.step_index}", job.now, message)
     return None
 
 
@@ -351,33 +341,28 @@ def _stale(svc: Services, job: Claimed) -> Due | None:
         if job.data.get("updated_at") != _iso(rollout.updated_at):
             return planned(rollout, job.now).get(Kind.STALE)  # something happened: a new quiet spell
         since = texts.when(rollout.updated_at, rollout.timezone)
-        message = texts.reminder("stale", days=STALE_BUSINESS_DAYS, since=since, **_common(rollout))
-        _queue(session, rollout, f"stale:{_iso(rollout.updated_at)}", message, job.now)
+        message = texts.reminder("stale", rollout, days=STALE_BUSINESS_DAYS, since=since)
+        _queue(session, rollout, f"stale:{_iso(rollout.updated_at)}", job.now, message)
     return None
 
 
-def _read(svc: Services, rollout: Rollout, metrics: list[Metric], now: datetime) -> tuple[dict[str, Any], dict[str, Any]]:
-    plan = snapshots.plan_queries(metrics, feature=rollout.feature, flag=rollout.flag_key, service=rollout.service)
-    readings = snapshots.take(svc.metrics, plan, now)
-    return snapshots.by_metric(plan, readings), snapshots.controls(plan, readings)
-
-
-def _baselines(session: Session, rollout: Rollout, controls: dict[str, Any]) -> dict[str, Any]:
-    """As the gate compares: the control cohort where a metric has one, else the stored baseline."""
-    stored = queries.latest_snapshot(session=session, rollout_id=rollout.id, kind=SnapshotKind.BASELINE)
-    return {**(snapshots.from_json(stored.readings) if stored is not None else {}), **controls}
-
-
 def _watch(svc: Services, job: Claimed) -> Due | None:
+    """Reads the rollback triggers only, against the baseline the gate uses."""
     rollout = _load(svc, job.rollout_id)
     if rollout is None or rollout.status is not RolloutStatus.ACTIVE or not rollout.triggers:
         return None
     now = svc.clock()
     _, triggers = advancing.metrics_of(rollout)
-    current, controls = _read(svc, rollout, triggers, now)
+    plan = snapshots.plan_queries(
+        triggers, feature=rollout.feature, flag=rollout.flag_key, service=rollout.service
+    )
+    readings = snapshots.take(svc.metrics, plan, now)
+    current = snapshots.by_metric(plan, readings)
     with svc.db.reading() as session:
-        fired = fired_triggers(triggers, current, _baselines(session, rollout, controls))
-    if fired and _on_fired(svc, rollout.id, (rollout.phase_index, rollout.step_index), triggers, fired, current, now):
+        baselines = advancing._baselines(session, rollout, snapshots.controls(plan, readings))
+    fired = fired_triggers(triggers, current, baselines)
+    where = (rollout.phase_index, rollout.step_index)
+    if fired and _on_fired(svc, rollout.id, where, {t.key: t for t in triggers}, fired, current, now):
         try:
             status_board.refresh(svc, rollout.id)
         except Exception:
@@ -386,50 +371,54 @@ def _watch(svc: Services, job: Claimed) -> Due | None:
 
 
 def _on_fired(
-    svc: Services, rollout_id: int, where: tuple[int, int], triggers: list[Metric],
-    fired: tuple[MetricVerdict, ...], current: dict[str, Any], now: datetime,
+    svc: Services,
+    rollout_id: int,
+    where: tuple[int, int],
+    triggers: dict[str, Metric],
+    fired: tuple[MetricVerdict, ...],
+    current: dict[str, Observation],
+    now: datetime,
 ) -> bool:
-    """Records, alerts and (if the rollout says so) pauses, in one transaction. A trigger alerts
+    """Records, pauses (if the rollout says so) and alerts, in one transaction. A trigger alerts
     once per step: after a person resumes, the same trigger at the same step does not pause it
     again. Returns whether it paused."""
-    by_key = {t.key: t for t in triggers}
     with svc.db.transaction() as session:
         rollout = queries.lock_rollout(session=session, rollout_id=rollout_id)
-        if rollout is None or rollout.status is not RolloutStatus.ACTIVE or (rollout.phase_index, rollout.step_index) != where:
+        if (
+            rollout is None
+            or rollout.status is not RolloutStatus.ACTIVE
+            or where != (rollout.phase_index, rollout.step_index)
+        ):
             return False
         suffix = f"{rollout.phase_index}:{rollout.step_index}"
         new = [v for v in fired if not _queued(session, rollout, f"trigger:{v.key}:{suffix}")]
         if not new:
             return False
-        snap = MetricSnapshot(
-            rollout_id=rollout.id, kind=SnapshotKind.WATCH, taken_at=now, phase_index=rollout.phase_index,
-            step_index=rollout.step_index, readings=snapshots.to_json(current), verdict={}, passed=False,
-        )
-        session.add(snap)
-        session.flush()
+        snap = advancing._store(session, rollout, SnapshotKind.WATCH, current, None, now)
+        snap.passed = False  # what the digest shows as the last verdict at this step
+        snap.verdict = {
+            "passed": False,
+            "blockers": [f"Rollback trigger {v.name} fired: {v.reason}." for v in new],
+        }
         step = rollouts.display_title(rollout.current_step)
         for v in new:
-            rule = describe_trigger(by_key[v.key])
-            session.add(rollouts.event(
-                rollout, EventKind.TRIGGER_FIRED, None, now, trigger=v.key, name=v.name, value=v.value,
-                baseline=v.baseline, rule=rule, reason=v.reason, step=step, snapshot_id=snap.id,
-            ))
-        pause = rollout.watch_pauses
-        if pause:
+            rule = describe_trigger(triggers[v.key])
+            data = {"trigger": v.key, "name": v.name, "value": v.value, "baseline": v.baseline, "rule": rule}
+            data |= {"reason": v.reason, "step": step, "snapshot_id": snap.id}
+            session.add(rollouts.event(rollout, EventKind.TRIGGER_FIRED, None, now, **data))
+            alert = {"trigger": v.name, "reason": v.reason, "rule": rule}
+            thread, top = texts.trigger_alert(rollout, paused=rollout.watch_pauses, **alert)
+            _queue(session, rollout, f"trigger:{v.key}:{suffix}", now, thread)
+            _queue_top_level(session, rollout, f"trigger:{v.key}:{suffix}:channel", now, top)
+        if rollout.watch_pauses:
             rollouts.pause(rollout, now)
             reason = "rollback trigger fired: " + "; ".join(f"{v.name} ({v.reason})" for v in new)
             event = rollouts.event(rollout, EventKind.PAUSED, None, now, step=step, reason=reason)
             session.add(event)
             session.flush()
             announce(session, rollout, "paused", f"paused:{event.id}", now, actor=None, reason=reason)
-        for v in new:
-            thread, top = texts.trigger_alert(
-                trigger=v.name, reason=v.reason, rule=describe_trigger(by_key[v.key]), **{**_common(rollout), "paused": pause}
-            )
-            _queue(session, rollout, f"trigger:{v.key}:{suffix}", thread, now)
-            _queue_top_level(session, rollout, f"trigger:{v.key}:{suffix}:channel", top, now)
         reschedule(session, rollout, now, watch_minutes=svc.settings.watch_minutes)
-    return pause
+        return rollout.watch_pauses
 
 
 JOBS: dict[str, Callable[[Services, Claimed], Due | None]] = {
@@ -461,12 +450,17 @@ def set_digest(svc: Services, actor: Actor, rollout_id: int, cadence: str, at: s
         if rollout is None:
             raise RolloutNotFound("That rollout does not exist any more.")
         if not rollout.status.is_open:
-            raise InvalidTransition(f"{rollout.feature} is {rollout.status.replace('_', ' ')}; it has no digest any more")
+            raise InvalidTransition(
+                f"{rollout.feature} is {rollout.status.replace('_', ' ')}; it has no digest"
+            )
         before = {"cadence": rollout.digest, "at": rollout.digest_time}
         rollout.digest, rollout.digest_time = cadence, at or rollout.digest_time
-        if before != {"cadence": rollout.digest, "at": rollout.digest_time}:
+        after = {"cadence": rollout.digest, "at": rollout.digest_time}
+        if after != before:
             rollout.touch(now)
-            session.add(rollouts.event(rollout, EventKind.DIGEST_CHANGED, actor.user_id, now, cadence=cadence, at=rollout.digest_time, before=before))
+            session.add(
+                rollouts.event(rollout, EventKind.DIGEST_CHANGED, actor.user_id, now, **after, before=before)
+            )
             reschedule(session, rollout, now, watch_minutes=svc.settings.watch_minutes)
     return rollout
 

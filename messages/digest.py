@@ -4,19 +4,18 @@ Every text comes from a template a team may override (digest.j2, reminder.j2, tr
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
+from zoneinfo import ZoneInfo
 
 from slack_sdk.models.blocks import ActionsBlock, ButtonElement
 
 from bot.ids import Action
 from messages.blocks import Message, text_message
 from messages.render import render
-from messages.text import local_time
 
 if TYPE_CHECKING:
-    from storage.models import Event
+    from storage.models import Event, MetricSnapshot, Rollout
 
 # The digest tells the story since the last one; a long story is cut here, the timeline
 # (and the Markdown export) keeps all of it.
@@ -45,13 +44,29 @@ SHOWN = frozenset(
 _TICKS = {"item_checked": "ticks", "item_unchecked": "unticks"}
 
 
-@dataclass(frozen=True)
-class GateSeen:
-    """The last gate verdict at the current step, as the digest shows it."""
+def short(moment: datetime, tz: str) -> str:
+    """A local time, written as bot.calendar writes it: "Tue 12 Mar 10:00"."""
+    local = moment.astimezone(ZoneInfo(tz))
+    return f"{local:%a} {local.day} {local:%b %H:%M}"
 
-    passed: bool
-    at: str
-    blockers: tuple[str, ...]
+
+def when(moment: datetime, tz: str) -> str:
+    """A local time with its zone, e.g. "Tue 12 Mar 10:00 America/Los_Angeles"."""
+    return f"{short(moment, tz)} {tz}"
+
+
+def about(rollout: Rollout) -> dict[str, Any]:
+    """What every one of these messages says about the rollout."""
+    step = rollout.current_step
+    return {
+        "feature": rollout.feature,
+        "owner": rollout.owner_id,
+        "channel": rollout.channel_id,
+        "step": step.label or f"{step.percent:g}%",
+        "phase": rollout.current_phase.name,
+        "users": step.desired_users,
+        "paused": rollout.status.value == "paused",
+    }
 
 
 def timeline(events: Sequence[Event], tz: str) -> list[dict[str, Any]]:
@@ -61,56 +76,66 @@ def timeline(events: Sequence[Event], tz: str) -> list[dict[str, Any]]:
         kind = event.kind.value
         if kind not in SHOWN:
             continue
-        if kind in _TICKS:
-            run = _TICKS[kind]
-            last = out[-1] if out else None
-            if last is not None and last["kind"] == run and last["actor"] == event.actor_id:
-                last["items"].append(str(event.data.get("text", "")))
-                continue
-            out.append(
-                {
-                    "kind": run,
-                    "actor": event.actor_id,
-                    "at": local_time(event.at, tz),
-                    "items": [str(event.data.get("text", ""))],
-                }
-            )
-            continue
-        out.append(
-            {"kind": kind, "actor": event.actor_id, "at": local_time(event.at, tz), "data": dict(event.data)}
-        )
+        entry = {"kind": _TICKS.get(kind, kind), "actor": event.actor_id, "at": short(event.at, tz)}
+        if kind not in _TICKS:
+            out.append({**entry, "data": dict(event.data)})
+        elif out and (out[-1]["kind"], out[-1]["actor"]) == (entry["kind"], entry["actor"]):
+            out[-1]["items"].append(str(event.data.get("text", "")))
+        else:
+            out.append({**entry, "items": [str(event.data.get("text", ""))]})
     return out
 
 
-def digest(*, events: Sequence[Event], tz: str, **context: Any) -> tuple[Message, Message]:
-    """(status-thread digest, stakeholder digest)."""
+def digest(
+    rollout: Rollout,
+    *,
+    scheduled: datetime,
+    events: Sequence[Event],
+    check: MetricSnapshot | None,
+    soak: str,
+    unchecked: Sequence[str],
+) -> tuple[Message, Message]:
+    """(status-thread digest, stakeholder digest). `check` is the last gate verdict taken at
+    the current step, if any."""
+    tz = rollout.timezone
     entries = timeline(events, tz)
-    shown, more = entries[-MAX_TIMELINE:], max(0, len(entries) - MAX_TIMELINE)
-    thread = render("digest", audience="thread", timeline=shown, more=more, **context)
-    line = render("digest", audience="stakeholders", timeline=shown, more=more, **context)
+    context = {
+        **about(rollout),
+        "cadence": rollout.digest,
+        "date": short(scheduled, tz).rsplit(" ", 1)[0],
+        "since": when(rollout.step_started_at, tz),
+        "soak": soak,
+        "unchecked": list(unchecked),
+        "gate": None
+        if check is None
+        else {
+            "passed": bool(check.passed),
+            "at": when(check.taken_at, tz),
+            "blockers": list((check.verdict or {}).get("blockers", [])),
+        },
+        "timeline": entries[-MAX_TIMELINE:],
+        "more": max(0, len(entries) - MAX_TIMELINE),
+    }
+    thread = render("digest", audience="thread", **context)
+    line = render("digest", audience="stakeholders", **context)
     return text_message(thread), text_message(line)
 
 
-def reminder(kind: str, *, advance_rollout_id: int | None = None, **context: Any) -> Message:
-    """A reminder to the owner; with `advance_rollout_id`, an Advance button under it (the same
-    action as the status message's, so the existing listener runs the gate)."""
-    message = text_message(render("reminder", kind=kind, **context))
-    if advance_rollout_id is None:
+def reminder(kind: str, rollout: Rollout, *, advance: bool = False, **extra: Any) -> Message:
+    """A reminder to the owner (kind: ready | overdue | stale); with `advance`, an Advance
+    button under it (the status message's own action, so the existing listener runs the gate)."""
+    message = text_message(render("reminder", kind=kind, **about(rollout), **extra))
+    if not advance:
         return message
-    button = ButtonElement(
-        text="Advance", action_id=Action.ADVANCE, value=str(advance_rollout_id), style="primary"
-    )
+    button = ButtonElement(text="Advance", action_id=Action.ADVANCE, value=str(rollout.id), style="primary")
     return Message(text=message.text, blocks=[*message.blocks, ActionsBlock(elements=[button]).to_dict()])
 
 
-def trigger_alert(**context: Any) -> tuple[Message, Message]:
-    """(status-thread alert, top-level alert in the rollout's channel)."""
+def trigger_alert(rollout: Rollout, *, paused: bool, **trigger: Any) -> tuple[Message, Message]:
+    """(status-thread alert, top-level alert in the rollout's channel). `trigger`: trigger
+    (its name), reason, rule."""
+    context = {**about(rollout), **trigger, "paused": paused}
     return (
         text_message(render("trigger_alert", where="thread", **context)),
         text_message(render("trigger_alert", where="channel", **context)),
     )
-
-
-def when(moment: datetime, tz: str) -> str:
-    """A local time with its zone, e.g. "Tue 12 Mar 10:00 America/Los_Angeles"."""
-    return local_time(moment, tz, with_zone=True)

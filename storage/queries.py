@@ -156,7 +156,9 @@ def due_jobs(*, session: Session, now: datetime, limit: int) -> Sequence[DueJob]
     return session.scalars(stmt).all()
 
 
-def events_between(*, session: Session, rollout_id: int, after: datetime | None, until: datetime) -> Sequence[Event]:
+def events_between(
+    *, session: Session, rollout_id: int, after: datetime | None, until: datetime
+) -> Sequence[Event]:
     """A rollout's events in (after, until] (from its start when `after` is None), oldest first."""
     stmt = select(Event).where(Event.rollout_id == rollout_id, Event.at <= until)
     if after is not None:
@@ -169,13 +171,15 @@ def outbox_key_exists(*, session: Session, dedupe_key: str) -> bool:
     return session.scalar(select(OutboxMessage.id).where(OutboxMessage.dedupe_key == dedupe_key)) is not None
 
 
-def latest_check(*, session: Session, rollout_id: int, phase_index: int, step_index: int) -> MetricSnapshot | None:
-    """The newest gate verdict (a gate or check snapshot) taken at that step."""
+def latest_check(
+    *, session: Session, rollout_id: int, phase_index: int, step_index: int
+) -> MetricSnapshot | None:
+    """The newest verdict taken at that step: a gate, a check, or a watch that saw a trigger fire."""
     stmt = (
         select(MetricSnapshot)
         .where(
             MetricSnapshot.rollout_id == rollout_id,
-            MetricSnapshot.kind.in_((SnapshotKind.GATE, SnapshotKind.CHECK)),
+            MetricSnapshot.kind.in_((SnapshotKind.GATE, SnapshotKind.CHECK, SnapshotKind.WATCH)),
             MetricSnapshot.phase_index == phase_index,
             MetricSnapshot.step_index == step_index,
         )

@@ -132,6 +132,12 @@ class Scenario:
         assert first["response_type"] == second["response_type"] == "ephemeral"
         return reply
 
+    def refused_advance(self, *, user: str | None = None) -> Params:
+        """An advance refused before any metric is read: one answer, no "Checking…" line."""
+        reply = self.command(f"advance {self.feature}", user=user)
+        assert [r["text"] for r in self.driver.replies()] == [reply["text"]]
+        return reply
+
     def click(self, message: Params, action_id: str, *, user: str | None = None) -> tuple[Response, str]:
         """Click a button; returns the HTTP answer and the path of the click's response_url."""
         urls: list[str] = []

@@ -70,7 +70,11 @@ def test_a_new_rollout_copies_the_standard_plan() -> None:
     assert rollout.feature_key == "checkout-v2"
     assert (rollout.template, rollout.plan_title) == ("standard", plan.title)
     assert (rollout.owner_id, rollout.created_by) == ("U_OWNER", "U_STARTER")
-    assert (rollout.flag_key, rollout.service, rollout.stakeholder_channels) == ("checkout_v2", "web", ["C_LAUNCH"])
+    assert (rollout.flag_key, rollout.service, rollout.stakeholder_channels) == (
+        "checkout_v2",
+        "web",
+        ["C_LAUNCH"],
+    )
     assert rollout.status is RolloutStatus.ACTIVE
     assert where(rollout) == (0, 0)
     assert rollout.step_started_at == T0
@@ -226,10 +230,14 @@ def test_next_position_walks_steps_then_phases() -> None:
 def test_exit_criteria_gate_leaving_a_phase_not_the_steps_inside_it() -> None:
     rollout = started("backend")
     canary_exits = [i.text for i in rollout.phases[0].items if i.kind is ItemKind.EXIT]
-    assert rollouts.unchecked_exit_criteria(rollout) == canary_exits == [
-        "Desired number of users reached",
-        "Data reaching end users matches expected behaviour",
-    ]
+    assert (
+        rollouts.unchecked_exit_criteria(rollout)
+        == canary_exits
+        == [
+            "Desired number of users reached",
+            "Data reaching end users matches expected behaviour",
+        ]
+    )
     # Tasks do not gate; each exit criterion ticked drops out of the list.
     for task_id in item_ids(rollout, 0, ItemKind.TASK):
         rollouts.set_item(rollout, task_id, True, "U_ANA", T0)
@@ -411,7 +419,12 @@ def _matches_seed(seed_text: str, text: str) -> bool:
 def test_standard_is_the_seed_plan_template() -> None:
     seed_path = SEED_TEMPLATE if SEED_TEMPLATE.exists() else SEED_COPY
     seed = _seed_phases(seed_path.read_text(encoding="utf-8"))
-    assert [name for name, _, _ in seed] == ["Internal Testing", "Canary Release", "Gradual Rollout", "Full Launch"]
+    assert [name for name, _, _ in seed] == [
+        "Internal Testing",
+        "Canary Release",
+        "Gradual Rollout",
+        "Full Launch",
+    ]
     assert [(len(t), len(e)) for _, t, e in seed] == [(5, 4), (5, 4), (4, 2), (5, 3)]
 
     plan = get_template("standard")

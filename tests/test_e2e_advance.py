@@ -79,7 +79,7 @@ def test_passing_gate_advances_stores_the_gate_and_updates_the_status_message(sc
     reply = sc.advance()
 
     checking = sc.driver.replies()[0]
-    assert checking["text"] == f":hourglass_flowing_sand: Checking 1 metric for *{sc.feature}*…"
+    assert checking["text"] == f":hourglass_flowing_sand: Checking 2 metrics for *{sc.feature}*…"
     assert reply["text"] == advanced_text(sc.feature)
     assert texts(reply)[0] == f":arrow_up: *{sc.feature}* advanced from 5% to *50%*."
     assert section(reply, "*Success metrics*") == "*Success metrics*\n" + error_line(
@@ -126,7 +126,7 @@ def test_advance_button_on_the_status_message_works_like_the_command(sc: Scenari
 
     assert response.status == 200
     checking, answer = sc.posts_to(path, count=2)
-    assert checking["text"] == f":hourglass_flowing_sand: Checking 1 metric for *{sc.feature}*…"
+    assert checking["text"] == f":hourglass_flowing_sand: Checking 2 metrics for *{sc.feature}*…"
     assert answer["text"] == advanced_text(sc.feature)
     assert answer["replace_original"] is True
     assert sc.where() == ("active", 1, 0)
@@ -147,7 +147,7 @@ def test_relative_metric_over_threshold_stays_and_names_value_and_baseline(sc: S
     why = "+15% vs baseline (200 ms → 230 ms), beyond the allowed +10%"
     blocker = f"Latency (p95) fails: {why}."
     assert (
-        sc.driver.replies()[0]["text"] == f":hourglass_flowing_sand: Checking 2 metrics for *{sc.feature}*…"
+        sc.driver.replies()[0]["text"] == f":hourglass_flowing_sand: Checking 4 metrics for *{sc.feature}*…"
     )
     assert reply["text"] == f":no_entry: {sc.feature} stays at internal: the gate is closed. {blocker}"
     assert section(reply, "*Success metrics*") == (
@@ -433,7 +433,7 @@ def test_non_owner_is_refused_until_made_an_approver(sc: Scenario) -> None:
     other = new_user()
     asked_before = len(sc.datadog_requests())
 
-    refusal = sc.advance(user=other)
+    refusal = sc.refused_advance(user=other)
 
     assert refusal["text"] == (
         f":no_entry_sign: Only the owner (<@{sc.owner}>), approvers and workspace admins can advance "
@@ -551,7 +551,7 @@ def test_pause_blocks_advance_and_resume_reopens_it(sc: Scenario) -> None:
     assert ("advance", str(sc.rollout_id)) not in buttons(status)
     asked_before = len(sc.datadog_requests())
 
-    refused = sc.advance()
+    refused = sc.refused_advance()
 
     assert (
         refused["text"] == f":no_entry_sign: {sc.feature} is paused: `/rollout resume` it before you advance"
@@ -591,7 +591,7 @@ def test_roll_back_button_opens_a_confirm_modal(sc: Scenario) -> None:
     )
     assert buttons(status) == []
 
-    after = sc.advance()
+    after = sc.refused_advance()
     assert after["text"] == f":no_entry_sign: {sc.feature} is rolled back; there is nothing to advance"
 
 

@@ -5,6 +5,7 @@ Slack stand-in, and its database says what it committed."""
 from __future__ import annotations
 
 import json
+import signal
 import threading
 import time
 import urllib.request
@@ -59,12 +60,16 @@ def top_level(slack: FakeSlack, channel: str) -> list[Params]:
 
 def status_post(slack: FakeSlack, channel: str, timeout: float = 10.0) -> Params:
     """The status message, once the bot has posted it."""
-    call = slack.wait_for(
+    slack.wait_for(
         "chat.postMessage",
-        lambda c: c.params.get("channel") == channel and not c.params.get("thread_ts") and c.params.get("blocks"),
+        lambda c: (
+            c.params.get("channel") == channel and not c.params.get("thread_ts") and c.params.get("blocks")
+        ),
         timeout,
     )[0]
-    wait_until(lambda: any(not m.get("thread_ts") for m in slack.messages(channel)), what="the status message")
+    wait_until(
+        lambda: any(not m.get("thread_ts") for m in slack.messages(channel)), what="the status message"
+    )
     return top_level(slack, channel)[0]
 
 
@@ -105,7 +110,11 @@ def steps_text(message: Params) -> str:
 
 
 def updates_of(slack: FakeSlack, channel: str, ts: str) -> list[Params]:
-    return [c.params for c in slack.calls("chat.update") if c.params.get("channel") == channel and c.params.get("ts") == ts]
+    return [
+        c.params
+        for c in slack.calls("chat.update")
+        if c.params.get("channel") == channel and c.params.get("ts") == ts
+    ]
 
 
 def the_rollout(db: Database, team_id: str, feature: str) -> Rollout | None:
@@ -136,11 +145,15 @@ def events_of(db: Database, rollout_id: int, kind: EventKind | None = None) -> l
 def status_ref(db: Database, rollout_id: int) -> SlackMessage | None:
     with db.reading() as session:
         return session.scalars(
-            select(SlackMessage).where(SlackMessage.rollout_id == rollout_id, SlackMessage.purpose == "status")
+            select(SlackMessage).where(
+                SlackMessage.rollout_id == rollout_id, SlackMessage.purpose == "status"
+            )
         ).one_or_none()
 
 
-def started(driver: SlackDriver, slack: FakeSlack, db: Database, text: str, feature: str) -> tuple[Rollout, Params]:
+def started(
+    driver: SlackDriver, slack: FakeSlack, db: Database, text: str, feature: str
+) -> tuple[Rollout, Params]:
     """`/rollout start ...`, then the rollout and its posted status message."""
     response = driver.command(f"start {text}")
     assert response.status == 200, response
@@ -150,7 +163,9 @@ def started(driver: SlackDriver, slack: FakeSlack, db: Database, text: str, feat
     return rollout, message
 
 
-def click_and_reply(driver: SlackDriver, slack: FakeSlack, message: Params, action_id: str, **kw: Any) -> Params:
+def click_and_reply(
+    driver: SlackDriver, slack: FakeSlack, message: Params, action_id: str, **kw: Any
+) -> Params:
     """Click a button; what the bot then posts to that click's own response_url."""
     urls: list[str] = []
     make = driver._response_url
@@ -187,7 +202,11 @@ def test_start_posts_one_status_message_with_the_plan(
     message = status_post(slack, channel)
     rollout = wait_rollout(bot_db, driver.team_id, "checkout-v2")
     assert (rollout.owner_id, rollout.created_by) == (ANA, driver.user_id)
-    assert (rollout.template, rollout.flag_key, rollout.stakeholder_channels) == ("backend", "checkout_v2", ["C0LAUNCH"])
+    assert (rollout.template, rollout.flag_key, rollout.stakeholder_channels) == (
+        "backend",
+        "checkout_v2",
+        ["C0LAUNCH"],
+    )
     assert (rollout.channel_id, rollout.status, rollout.phase_index, rollout.step_index) == (
         channel,
         RolloutStatus.ACTIVE,
@@ -213,7 +232,9 @@ def test_start_posts_one_status_message_with_the_plan(
 
     # The current phase's checklist: one box per item, by its id.
     canary = items_of(bot_db, rollout.id, phase=0)
-    assert [(o["value"], o["text"]["text"]) for o in options(message)] == [(str(i.id), i.text) for i in canary]
+    assert [(o["value"], o["text"]["text"]) for o in options(message)] == [
+        (str(i.id), i.text) for i in canary
+    ]
     assert [i.text for i in canary] == [
         "Turn the feature toggle on for the canary cohort",
         "Check the success criteria in Datadog",
@@ -230,7 +251,11 @@ def test_start_without_a_template_uses_the_standard_plan_and_the_typist_owns_it(
     driver: SlackDriver, slack: FakeSlack, bot_db: Database
 ) -> None:
     rollout, message = started(driver, slack, bot_db, "Search-Ranking", "Search-Ranking")
-    assert (rollout.template, rollout.owner_id, rollout.feature_key) == ("standard", driver.user_id, "search-ranking")
+    assert (rollout.template, rollout.owner_id, rollout.feature_key) == (
+        "standard",
+        driver.user_id,
+        "search-ranking",
+    )
     assert f"Owner <@{driver.user_id}>" in json.dumps(message["blocks"])
     assert steps_text(message).startswith("Now at *internal* of *Internal Testing*")
     assert len(options(message)) == 9  # 5 tasks and 4 exit criteria
@@ -263,7 +288,9 @@ def test_ticking_a_box_updates_the_message_and_records_who_and_when(
     assert item.checked_at is not None and before <= item.checked_at <= after
     assert not next(i for i in items_of(bot_db, rollout.id) if i.id == first.id).checked
     checks = events_of(bot_db, rollout.id, EventKind.ITEM_CHECKED)
-    assert [(e.actor_id, e.data["item_id"], e.data["text"]) for e in checks] == [(ANA, second.id, second.text)]
+    assert [(e.actor_id, e.data["item_id"], e.data["text"]) for e in checks] == [
+        (ANA, second.id, second.text)
+    ]
 
     # Bob unticks it from the message as it is now.
     driver.toggle(slack.message(channel, message["ts"]), str(second.id), user=BOB)
@@ -427,17 +454,39 @@ def test_help_lists_every_subcommand_with_an_example(driver: SlackDriver, text: 
 @pytest.mark.parametrize(
     ("text", "problem", "right_form"),
     [
-        ("frobnicate checkout-v2", "`frobnicate` is not a /rollout subcommand", "Type `/rollout help` for every subcommand."),
+        (
+            "frobnicate checkout-v2",
+            "`frobnicate` is not a /rollout subcommand",
+            "Type `/rollout help` for every subcommand.",
+        ),
         ('start "checkout v2', "a quote is not closed", "Type `/rollout help` for every subcommand."),
-        ("start " + "x" * 81, "the feature name is 81 characters; the limit is 80", "Use: `/rollout start &lt;feature&gt;"),
-        ("start checkout-v2 --owner ana", "`ana` is not a Slack user", "Use: `/rollout start &lt;feature&gt;"),
+        (
+            "start " + "x" * 81,
+            "the feature name is 81 characters; the limit is 80",
+            "Use: `/rollout start &lt;feature&gt;",
+        ),
+        (
+            "start checkout-v2 --owner ana",
+            "`ana` is not a Slack user",
+            "Use: `/rollout start &lt;feature&gt;",
+        ),
         ("start checkout-v2 --owner", "`--owner` needs a value", "Use: `/rollout start &lt;feature&gt;"),
-        ("start --flag ff", "the feature name is missing", "For example: `/rollout start checkout-v2 backend"),
+        (
+            "start --flag ff",
+            "the feature name is missing",
+            "For example: `/rollout start checkout-v2 backend",
+        ),
         ("status a b", "give one feature name", "Use: `/rollout status [feature]`"),
     ],
 )
 def test_bad_input_is_answered_in_the_ack_with_the_right_form(
-    driver: SlackDriver, slack: FakeSlack, channel: str, bot_db: Database, text: str, problem: str, right_form: str
+    driver: SlackDriver,
+    slack: FakeSlack,
+    channel: str,
+    bot_db: Database,
+    text: str,
+    problem: str,
+    right_form: str,
 ) -> None:
     response = driver.command(text)
     assert response.status == 200
@@ -480,7 +529,10 @@ def test_a_feature_name_is_unique_among_a_workspaces_open_rollouts(
 
     # Another workspace may use the name.
     elsewhere = SlackDriver(
-        driver.url.removesuffix("/slack/events"), driver.signing_secret, slack, team_id="T0" + uuid.uuid4().hex[:8].upper(),
+        driver.url.removesuffix("/slack/events"),
+        driver.signing_secret,
+        slack,
+        team_id="T0" + uuid.uuid4().hex[:8].upper(),
         channel_id="C0" + uuid.uuid4().hex[:8].upper(),
     )
     elsewhere.command("start checkout-v2")
@@ -556,7 +608,12 @@ def test_start_alone_opens_a_form_and_submitting_it_starts_the_rollout(
     }
     template_select = next(b["element"] for b in view["blocks"] if b["block_id"] == "start_template")
     assert template_select["initial_option"]["value"] == "standard"
-    assert {o["value"] for o in template_select["options"]} >= {"standard", "backend", "conservative", "aggressive"}
+    assert {o["value"] for o in template_select["options"]} >= {
+        "standard",
+        "backend",
+        "conservative",
+        "aggressive",
+    }
     owner_select = next(b["element"] for b in view["blocks"] if b["block_id"] == "start_owner")
     assert owner_select["initial_user"] == driver.user_id
 
@@ -576,7 +633,11 @@ def test_start_alone_opens_a_form_and_submitting_it_starts_the_rollout(
     message = status_post(slack, channel)
     rollout = wait_rollout(bot_db, driver.team_id, "modal-checkout")
     assert (rollout.template, rollout.owner_id, rollout.created_by) == ("backend", ANA, driver.user_id)
-    assert (rollout.stakeholder_channels, rollout.flag_key, rollout.channel_id) == (["C0LAUNCH"], "modal_flag", channel)
+    assert (rollout.stakeholder_channels, rollout.flag_key, rollout.channel_id) == (
+        ["C0LAUNCH"],
+        "modal_flag",
+        channel,
+    )
     assert "500 users" in steps_text(message)
     assert [o["value"] for o in options(message)] == [str(i.id) for i in items_of(bot_db, rollout.id)]
 
@@ -601,7 +662,8 @@ def test_the_form_with_a_taken_name_answers_ephemerally(
     driver.command("start")
     driver.submit_view(opened_form(slack, channel), {"start_feature": "TAKEN"})
     ephemeral = slack.wait_for(
-        "chat.postEphemeral", lambda c: c.params.get("channel") == channel and c.params.get("user") == driver.user_id
+        "chat.postEphemeral",
+        lambda c: c.params.get("channel") == channel and c.params.get("user") == driver.user_id,
     )[0].params
     assert "*taken* already has an open rollout" in ephemeral["text"]
     assert len(top_level(slack, channel)) == 1
@@ -628,7 +690,9 @@ def test_with_several_rollouts_the_bot_asks_which_one_with_buttons(
         (f"pick_rollout:{beta.id}", f"status:{beta.id}", "beta"),
     ]
 
-    answer = click_and_reply(driver, slack, {**question, "ts": "1700000000.000001"}, f"pick_rollout:{beta.id}")
+    answer = click_and_reply(
+        driver, slack, {**question, "ts": "1700000000.000001"}, f"pick_rollout:{beta.id}"
+    )
     assert answer["response_type"] == "ephemeral"
     assert "Now at *1%* of *Canary*" in said(answer)  # beta's (backend) plan, not alpha's
     assert "Internal Testing" not in said(answer)
@@ -639,7 +703,10 @@ def test_a_picked_rollout_of_another_workspace_is_not_shown(
 ) -> None:
     secret, _ = started(driver, slack, bot_db, "secret-project", "secret-project")
     outsider = SlackDriver(
-        driver.url.removesuffix("/slack/events"), driver.signing_secret, slack, team_id="T0EVIL" + uuid.uuid4().hex[:4].upper(),
+        driver.url.removesuffix("/slack/events"),
+        driver.signing_secret,
+        slack,
+        team_id="T0EVIL" + uuid.uuid4().hex[:4].upper(),
         channel_id=channel,
     )
     forged = {
@@ -710,19 +777,37 @@ def test_in_a_private_channel_the_bot_asks_to_be_invited_and_leaves_nothing(
 # -- HTTP --------------------------------------------------------------------------------
 
 
-def test_a_bad_signature_is_refused(driver: SlackDriver, slack: FakeSlack, channel: str, bot_db: Database) -> None:
+def test_a_bad_signature_is_refused(
+    driver: SlackDriver, slack: FakeSlack, channel: str, bot_db: Database
+) -> None:
     body = urlencode(
-        {"command": "/rollout", "text": "start forged", "team_id": driver.team_id, "channel_id": channel,
-         "user_id": "U0EVE", "response_url": slack.response_url("forged"), "trigger_id": "1.2.3"}
+        {
+            "command": "/rollout",
+            "text": "start forged",
+            "team_id": driver.team_id,
+            "channel_id": channel,
+            "user_id": "U0EVE",
+            "response_url": slack.response_url("forged"),
+            "trigger_id": "1.2.3",
+        }
     )
     assert driver.post_raw(body, FORM, signature="v0=" + "0" * 64).status == 401
     assert driver.post_raw(body, FORM, headers={"X-Slack-Signature": ""}).status == 401
 
 
-def test_a_stale_timestamp_is_refused(driver: SlackDriver, slack: FakeSlack, channel: str, bot_db: Database) -> None:
+def test_a_stale_timestamp_is_refused(
+    driver: SlackDriver, slack: FakeSlack, channel: str, bot_db: Database
+) -> None:
     body = urlencode(
-        {"command": "/rollout", "text": "start replayed", "team_id": driver.team_id, "channel_id": channel,
-         "user_id": "U0EVE", "response_url": slack.response_url("replayed"), "trigger_id": "1.2.3"}
+        {
+            "command": "/rollout",
+            "text": "start replayed",
+            "team_id": driver.team_id,
+            "channel_id": channel,
+            "user_id": "U0EVE",
+            "response_url": slack.response_url("replayed"),
+            "trigger_id": "1.2.3",
+        }
     )
     # Correctly signed, but ten minutes old: a replay.
     assert driver.post_raw(body, FORM, timestamp=int(time.time()) - 600).status == 401
@@ -737,6 +822,7 @@ def test_healthz_reports_the_database(bot_server: BotProcess, bot_db: Database) 
         assert json.loads(answer.read()) == {"status": "ok", "database": bot_db.dialect}
 
 
+@pytest.mark.postgres
 def test_healthz_fails_when_the_database_is_gone(
     slack: FakeSlack, datadog: FakeDatadog, tmp_path: Path, request: pytest.FixtureRequest
 ) -> None:
@@ -744,9 +830,9 @@ def test_healthz_fails_when_the_database_is_gone(
     import psycopg
     from sqlalchemy.engine import make_url
 
-    from tests.conftest import POSTGRES_URL, _admin_conninfo
     from storage.db import normalize_url
     from storage.migrate import upgrade
+    from tests.conftest import POSTGRES_URL, _admin_conninfo
 
     if not POSTGRES_URL:
         pytest.skip("needs TEST_POSTGRES_URL")
@@ -767,6 +853,6 @@ def test_healthz_fails_when_the_database_is_gone(
         assert status == 503
         assert json.loads(body) == {"status": "error", "database": "unreachable"}
     finally:
-        bot.kill()
+        bot.kill(signal.SIGKILL)  # nothing of it is worth a graceful stop
         with psycopg.connect(_admin_conninfo(), autocommit=True) as conn:
             conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')

@@ -44,8 +44,14 @@ PLAN = Plan(
     name="test",
     title="Test plan",
     phases=(Phase("Gradual Rollout", steps=(Step(25, 1000, 1), Step(50, None, 1), Step(100, None, 1))),),
-    metrics=(Metric("error_rate", "Error rate", "errors{service:{service}}", Rule.UPPER, threshold=1.0, unit="%"),),
-    triggers=(Metric("error_spike", "Error spike", "spike{service:{service}}", Rule.ABSOLUTE, threshold=0.5, unit="%"),),
+    metrics=(
+        Metric("error_rate", "Error rate", "errors{service:{service}}", Rule.UPPER, threshold=1.0, unit="%"),
+    ),
+    triggers=(
+        Metric(
+            "error_spike", "Error spike", "spike{service:{service}}", Rule.ABSOLUTE, threshold=0.5, unit="%"
+        ),
+    ),
 )
 QUIET = {"error_rate": 0.5, "error_spike": 0.2}  # green against a baseline of QUIET
 RED = {"error_rate": 2.0, "error_spike": 0.2}  # error rate above its upper bound
@@ -85,10 +91,15 @@ def channel() -> str:
     return "C" + uuid.uuid4().hex[:9].upper()
 
 
-def services(db: Database, slack: FakeSlack, clock: Clock, values: dict[str, float] | None = None) -> Services:
+def services(
+    db: Database, slack: FakeSlack, clock: Clock, values: dict[str, float] | None = None
+) -> Services:
     settings = load_settings({"SLACK_BOT_TOKEN": "xoxb-test", "SLACK_API_URL": slack.api_url})
     return Services(
-        settings=settings, db=db, client=make_client("xoxb-test", slack.api_url, max_retries=0), clock=clock,
+        settings=settings,
+        db=db,
+        client=make_client("xoxb-test", slack.api_url, max_retries=0),
+        clock=clock,
         metrics=StaticMetricsSource(values if values is not None else QUIET),
     )
 
@@ -98,14 +109,32 @@ def svc(db: Database, slack: FakeSlack, clock: Clock) -> Services:
     return services(db, slack, clock)
 
 
-def start(svc: Services, channel: str, *, feature: str = "checkout-v2", tz: str = LA, watch_pauses: bool = True, baseline: bool = True) -> int:
+def start(
+    svc: Services,
+    channel: str,
+    *,
+    feature: str = "checkout-v2",
+    tz: str = LA,
+    watch_pauses: bool = True,
+    baseline: bool = True,
+) -> int:
     """A rollout of PLAN, started as flows.start does (event, due work in the same
     transaction), with its status message posted and, unless told otherwise, a baseline."""
     now = svc.clock()
     with svc.db.transaction() as session:
         rollout = new_rollout(
-            PLAN, team_id=TEAM, channel_id=channel, feature=feature, owner_id=OWNER, created_by=OWNER,
-            flag_key=None, service=None, stakeholders=[STAKE], timezone=tz, country="US", now=now,
+            PLAN,
+            team_id=TEAM,
+            channel_id=channel,
+            feature=feature,
+            owner_id=OWNER,
+            created_by=OWNER,
+            flag_key=None,
+            service=None,
+            stakeholders=[STAKE],
+            timezone=tz,
+            country="US",
+            now=now,
         )
         rollout.watch_pauses = watch_pauses
         session.add(rollout)
@@ -161,7 +190,8 @@ def rollout_row(svc: Services, rollout_id: int) -> Rollout:
 def buttons(params: dict[str, Any]) -> list[tuple[str, str]]:
     return [
         (e["action_id"], e.get("value", ""))
-        for b in params.get("blocks") or [] if b.get("type") == "actions"
+        for b in params.get("blocks") or []
+        if b.get("type") == "actions"
         for e in b.get("elements", [])
     ]
 
@@ -180,7 +210,13 @@ def buttons(params: dict[str, Any]) -> list[tuple[str, str]]:
     ids=["spring-forward", "fall-back"],
 )
 def test_daily_digest_goes_out_at_nine_local_on_business_days_across_dst(
-    svc: Services, clock: Clock, slack: FakeSlack, channel: str, started: datetime, first: datetime, second: datetime
+    svc: Services,
+    clock: Clock,
+    slack: FakeSlack,
+    channel: str,
+    started: datetime,
+    first: datetime,
+    second: datetime,
 ) -> None:
     clock.now = started
     rollout_id = start(svc, channel)
@@ -211,20 +247,28 @@ def test_daily_digest_goes_out_at_nine_local_on_business_days_across_dst(
     assert len(posts(slack, channel, "digest")) == 2
 
 
-def test_a_replayed_digest_tick_never_posts_twice(svc: Services, clock: Clock, slack: FakeSlack, channel: str) -> None:
+def test_a_replayed_digest_tick_never_posts_twice(
+    svc: Services, clock: Clock, slack: FakeSlack, channel: str
+) -> None:
     clock.now = local(LA, 2024, 3, 7, 10, 0)
     rollout_id = start(svc, channel)
     friday = utc(2024, 3, 8, 17, 0)
     tick(svc, clock, friday)
     # The run's result was lost (say the process died before recording it): the row is due again.
     with svc.db.transaction() as session:
-        session.execute(update(DueJob).where(DueJob.rollout_id == rollout_id, DueJob.kind == "digest").values(due_at=friday))
+        session.execute(
+            update(DueJob)
+            .where(DueJob.rollout_id == rollout_id, DueJob.kind == "digest")
+            .values(due_at=friday)
+        )
     assert tick(svc, clock, friday + timedelta(minutes=1)) >= 1
     assert len(posts(slack, channel, "digest:2024-03-08")) == 1
     assert len(posts(slack, STAKE, "digest:2024-03-08")) == 1
 
 
-def test_digest_tells_what_happened_since_the_last_one(svc: Services, clock: Clock, slack: FakeSlack, channel: str) -> None:
+def test_digest_tells_what_happened_since_the_last_one(
+    svc: Services, clock: Clock, slack: FakeSlack, channel: str
+) -> None:
     clock.now = local(LA, 2024, 3, 7, 10, 0)
     rollout_id = start(svc, channel)
     tick(svc, clock, utc(2024, 3, 8, 17, 0))
@@ -285,6 +329,24 @@ def test_set_digest_off_removes_it_and_is_for_owners_only(svc: Services, clock: 
     assert due(svc, rollout_id)["digest"] == local(LA, 2024, 3, 12, 7, 15)
 
 
+def test_a_change_made_while_a_job_runs_wins_over_the_jobs_next_time(
+    svc: Services, clock: Clock, slack: FakeSlack, channel: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    clock.now = local(LA, 2024, 3, 7, 10, 0)
+    rollout_id = start(svc, channel)
+    digest = jobs.JOBS["digest"]
+
+    def digest_while_the_owner_moves_it(svc: Services, job: jobs.Claimed) -> jobs.Due | None:
+        nxt = digest(svc, job)  # planned from the rollout as the job read it: 09:00
+        jobs.set_digest(svc, actor(channel), rollout_id, "daily", "07:15")
+        return nxt
+
+    monkeypatch.setitem(jobs.JOBS, "digest", digest_while_the_owner_moves_it)
+    tick(svc, clock, utc(2024, 3, 8, 17, 0))
+    assert len(posts(slack, channel, "digest:2024-03-08")) == 1
+    assert due(svc, rollout_id)["digest"] == local(LA, 2024, 3, 11, 7, 15)
+
+
 def test_rows_follow_the_rollout_state(svc: Services, clock: Clock, channel: str) -> None:
     rollout_id = start(svc, channel)
     started = clock.now
@@ -318,11 +380,16 @@ def test_ready_reminder_only_when_green_with_an_advance_button(
 
     tick(svc, clock, soaked - timedelta(minutes=1))
     with svc.db.reading() as session:
-        assert session.scalars(select(MetricSnapshot).where(MetricSnapshot.kind == SnapshotKind.CHECK)).all() == []
+        assert (
+            session.scalars(select(MetricSnapshot).where(MetricSnapshot.kind == SnapshotKind.CHECK)).all()
+            == []
+        )
 
     tick(svc, clock, soaked)  # soak met, gate closed: no reminder, look again in an hour
     with svc.db.reading() as session:
-        [check] = session.scalars(select(MetricSnapshot).where(MetricSnapshot.kind == SnapshotKind.CHECK)).all()
+        [check] = session.scalars(
+            select(MetricSnapshot).where(MetricSnapshot.kind == SnapshotKind.CHECK)
+        ).all()
     assert check.passed is False
     assert posts(slack, channel, "ready") == []
     assert due(svc, rollout_id)["ready"] == soaked + timedelta(hours=1)
@@ -332,7 +399,9 @@ def test_ready_reminder_only_when_green_with_an_advance_button(
     assert posts(slack, channel, "ready") == []
     tick(svc, clock, soaked + timedelta(hours=1))
     [reminder] = posts(slack, channel, "ready:0:0")
-    assert reminder["text"].startswith(f":white_check_mark: <@{OWNER}> *checkout-v2* is ready to advance: soak met, gate green")
+    assert reminder["text"].startswith(
+        f":white_check_mark: <@{OWNER}> *checkout-v2* is ready to advance: soak met, gate green"
+    )
     assert reminder["thread_ts"] == slack.messages(channel)[0]["ts"]
     assert buttons(reminder) == [(Action.ADVANCE.value, str(rollout_id))]
     assert "ready" not in due(svc, rollout_id)
@@ -347,7 +416,7 @@ def test_ready_reminder_only_when_green_with_an_advance_button(
 def test_overdue_reminder_once_per_step_at_the_planned_end(
     svc: Services, clock: Clock, slack: FakeSlack, channel: str
 ) -> None:
-    rollout_id = start(svc, channel)
+    start(svc, channel)
     svc.metrics = StaticMetricsSource(RED)
     end = local(LA, 2024, 3, 13, 10, 0)
     tick(svc, clock, end - timedelta(minutes=1))
@@ -367,13 +436,17 @@ def test_a_step_with_a_planned_end_is_overdue_then(svc: Services, clock: Clock, 
     planned = utc(2024, 3, 11, 23, 0)
     with svc.db.transaction() as session:
         rollout = session.get_one(Rollout, rollout_id)
-        session.execute(update(StepRow).where(StepRow.id == rollout.current_step.id).values(planned_end=planned))
+        session.execute(
+            update(StepRow).where(StepRow.id == rollout.current_step.id).values(planned_end=planned)
+        )
         session.expire_all()
         jobs.reschedule(session, session.get_one(Rollout, rollout_id), clock.now)
     assert due(svc, rollout_id)["overdue"] == planned
 
 
-def test_stale_reminder_once_per_quiet_spell(svc: Services, clock: Clock, slack: FakeSlack, channel: str) -> None:
+def test_stale_reminder_once_per_quiet_spell(
+    svc: Services, clock: Clock, slack: FakeSlack, channel: str
+) -> None:
     rollout_id = start(svc, channel)
     svc.metrics = StaticMetricsSource(RED)
     clock.now = local(LA, 2024, 3, 12, 11, 0)
@@ -409,7 +482,9 @@ def test_stale_waits_again_after_activity_it_was_not_told_of(
 # --- the trigger watch -----------------------------------------------------------------------
 
 
-def test_a_fired_trigger_pauses_the_rollout_and_alerts(svc: Services, clock: Clock, slack: FakeSlack, channel: str) -> None:
+def test_a_fired_trigger_pauses_the_rollout_and_alerts(
+    svc: Services, clock: Clock, slack: FakeSlack, channel: str
+) -> None:
     rollout_id = start(svc, channel)
     tick(svc, clock, clock.now + timedelta(minutes=10))
     assert rollout_row(svc, rollout_id).status is RolloutStatus.ACTIVE  # quiet: nothing fired
@@ -428,12 +503,22 @@ def test_a_fired_trigger_pauses_the_rollout_and_alerts(svc: Services, clock: Clo
     thread, top = posts(slack, channel, "trigger:error_spike:0:0")
     assert thread["thread_ts"] == slack.messages(channel)[0]["ts"] and "thread_ts" not in top
     for alert in (thread, top):
-        assert alert["text"].startswith(f":rotating_light: <@{OWNER}> Rollback trigger *Error spike* fired on *checkout-v2*")
+        assert alert["text"].startswith(
+            f":rotating_light: <@{OWNER}> Rollback trigger *Error spike* fired on *checkout-v2*"
+        )
         assert "I paused the rollout" in alert["text"]
     [line] = posts(slack, STAKE, "paused")
     assert "paused at 25%" in line["text"]
     status = slack.message(channel, slack.messages(channel)[0]["ts"])
     assert "Paused" in str(status["blocks"])  # refreshed after the commit
+
+    tick(svc, clock, local(LA, 2024, 3, 12, 9, 0))
+    [digest] = posts(slack, channel, "digest:2024-03-12")
+    assert (
+        "*Gate:* closed when last checked (Mon 11 Mar 10:20 America/Los_Angeles): Rollback trigger Error spike fired"
+        in digest["text"]
+    )
+    assert "Rollout Bot paused it. Reason: rollback trigger fired: Error spike" in digest["text"]
 
 
 def test_a_trigger_only_alerts_when_the_rollout_does_not_pause_on_it(
@@ -459,15 +544,27 @@ def bulk_rollouts(db: Database, count: int, now: datetime) -> list[int]:
     tag = uuid.uuid4().hex[:6]
     rows = [
         {
-            "team_id": TEAM, "channel_id": "CBULK", "feature": f"f{tag}{i}", "feature_key": f"f{tag}{i}", "template": "test",
-            "plan_title": "Test plan", "owner_id": OWNER, "created_by": OWNER, "timezone": LA, "country": "US",
-            "step_started_at": now, "created_at": now, "updated_at": now,
+            "team_id": TEAM,
+            "channel_id": "CBULK",
+            "feature": f"f{tag}{i}",
+            "feature_key": f"f{tag}{i}",
+            "template": "test",
+            "plan_title": "Test plan",
+            "owner_id": OWNER,
+            "created_by": OWNER,
+            "timezone": LA,
+            "country": "US",
+            "step_started_at": now,
+            "created_at": now,
+            "updated_at": now,
         }
         for i in range(count)
     ]
     with db.transaction() as session:
         session.execute(insert(Rollout), rows)
-        return list(session.scalars(select(Rollout.id).where(Rollout.feature.like(f"f{tag}%")).order_by(Rollout.id)))
+        return list(
+            session.scalars(select(Rollout.id).where(Rollout.feature.like(f"f{tag}%")).order_by(Rollout.id))
+        )
 
 
 def test_ten_thousand_rows_the_tick_runs_only_the_due_ones_through_the_index(
@@ -479,17 +576,30 @@ def test_ten_thousand_rows_the_tick_runs_only_the_due_ones_through_the_index(
         session.execute(
             insert(DueJob),
             [
-                {"rollout_id": i, "kind": "digest", "data": {}, "due_at": clock.now - timedelta(minutes=1) if i in due_ids else clock.now + timedelta(hours=1 + i % 50)}
+                {
+                    "rollout_id": i,
+                    "kind": "digest",
+                    "data": {},
+                    "due_at": clock.now - timedelta(minutes=1)
+                    if i in due_ids
+                    else clock.now + timedelta(hours=1 + i % 50),
+                }
                 for i in ids
             ],
         )
         if db.dialect == "postgresql":
             session.execute(text("ANALYZE due_job"))
     ran: list[int] = []
-    monkeypatch.setitem(jobs.JOBS, "digest", lambda _svc, job: ran.append(job.rollout_id) or jobs.Due(job.now + timedelta(days=1), {}))
+    monkeypatch.setitem(
+        jobs.JOBS,
+        "digest",
+        lambda _svc, job: ran.append(job.rollout_id) or jobs.Due(job.now + timedelta(days=1), {}),
+    )
     statements: list[tuple[str, Any]] = []
 
-    def capture(_conn: Any, _cursor: Any, statement: str, parameters: Any, _context: Any, _many: bool) -> None:
+    def capture(
+        _conn: Any, _cursor: Any, statement: str, parameters: Any, _context: Any, _many: bool
+    ) -> None:
         if statement.lstrip().upper().startswith("SELECT") and "FROM due_job" in statement:
             statements.append((statement, parameters))
 
@@ -515,7 +625,10 @@ def test_two_ticks_at_once_run_each_due_job_once(
     slowed down so that, without row locks, both would pick the same rows."""
     ids = bulk_rollouts(db, 30, clock.now)
     with db.transaction() as session:
-        session.execute(insert(DueJob), [{"rollout_id": i, "kind": "digest", "data": {}, "due_at": clock.now} for i in ids])
+        session.execute(
+            insert(DueJob),
+            [{"rollout_id": i, "kind": "digest", "data": {}, "due_at": clock.now} for i in ids],
+        )
     ran: Counter[int] = Counter()
     lock = threading.Lock()
 
@@ -601,4 +714,9 @@ def test_due_work_survives_a_restart_and_a_crash_mid_run(
     finally:
         restarted.db.dispose()
     with db.reading() as session:
-        assert session.scalar(select(OutboxMessage.id).where(OutboxMessage.dedupe_key.like("%digest:2024-03-08%"))) is not None
+        assert (
+            session.scalar(
+                select(OutboxMessage.id).where(OutboxMessage.dedupe_key.like("%digest:2024-03-08%"))
+            )
+            is not None
+        )

@@ -61,7 +61,9 @@ def clock() -> Clock:
 
 def services(db: Database, slack: FakeSlack, clock: Clock) -> Services:
     settings = load_settings({"SLACK_BOT_TOKEN": "xoxb-test", "SLACK_API_URL": slack.api_url})
-    return Services(settings=settings, db=db, client=make_client("xoxb-test", slack.api_url, max_retries=0), clock=clock)
+    return Services(
+        settings=settings, db=db, client=make_client("xoxb-test", slack.api_url, max_retries=0), clock=clock
+    )
 
 
 @pytest.fixture
@@ -69,7 +71,13 @@ def svc(db: Database, slack: FakeSlack, clock: Clock) -> Services:
     return services(db, slack, clock)
 
 
-def make_rollout(svc: Services, *, stakeholders: tuple[str, ...] = (STAKE,), status: bool = True, feature: str = "checkout-v2") -> int:
+def make_rollout(
+    svc: Services,
+    *,
+    stakeholders: tuple[str, ...] = (STAKE,),
+    status: bool = True,
+    feature: str = "checkout-v2",
+) -> int:
     """A rollout in MAIN, with its status message posted and recorded unless status=False."""
     with svc.db.transaction() as session:
         rollout = new_rollout(
@@ -97,7 +105,9 @@ def make_rollout(svc: Services, *, stakeholders: tuple[str, ...] = (STAKE,), sta
 def post_status(svc: Services, rollout_id: int) -> str:
     ts = str(svc.client.chat_postMessage(channel=MAIN, text="status message")["ts"])
     with svc.db.transaction() as session:
-        session.add(SlackMessage(rollout_id=rollout_id, purpose=queries.STATUS_PURPOSE, channel_id=MAIN, ts=ts))
+        session.add(
+            SlackMessage(rollout_id=rollout_id, purpose=queries.STATUS_PURPOSE, channel_id=MAIN, ts=ts)
+        )
     return ts
 
 
@@ -114,7 +124,9 @@ def queue(svc: Services, rollout_id: int, *milestones: str) -> int:
     with svc.db.transaction() as session:
         rollout = session.get_one(Rollout, rollout_id)
         for milestone in milestones:
-            announcement = outbox.Announcement(milestone, Message(text=f"thread: {milestone}"), Message(text=f"line: {milestone}"))
+            announcement = outbox.Announcement(
+                milestone, Message(text=f"thread: {milestone}"), Message(text=f"line: {milestone}")
+            )
             added += outbox.announce(session, rollout, announcement, svc.clock())
     return added
 
@@ -158,13 +170,17 @@ def test_announcing_the_same_milestone_twice_queues_one_row_per_channel(svc: Ser
         assert not session.info.get(announcing.QUEUED)
 
     keys = sorted(r.dedupe_key for r in rows(svc))
-    assert keys == sorted([outbox.dedupe_key(rollout_id, "started", MAIN), outbox.dedupe_key(rollout_id, "started", STAKE)])
+    assert keys == sorted(
+        [outbox.dedupe_key(rollout_id, "started", MAIN), outbox.dedupe_key(rollout_id, "started", STAKE)]
+    )
 
 
 # --- retries ----------------------------------------------------------------------------------
 
 
-def test_server_errors_are_retried_with_doubling_backoff_and_posted_once(svc: Services, slack: FakeSlack, clock: Clock) -> None:
+def test_server_errors_are_retried_with_doubling_backoff_and_posted_once(
+    svc: Services, slack: FakeSlack, clock: Clock
+) -> None:
     rollout_id = make_rollout(svc, stakeholders=())
     queue(svc, rollout_id, "started")
     key = outbox.dedupe_key(rollout_id, "started", MAIN)
@@ -280,7 +296,13 @@ def _as_if_the_process_died(svc: Services, key: str, clock: Clock) -> None:
         session.execute(
             update(OutboxMessage)
             .where(OutboxMessage.dedupe_key == key)
-            .values(state=OutboxState.PENDING, sent_ts=None, sent_at=None, attempts=1, locked_until=clock() - timedelta(seconds=1))
+            .values(
+                state=OutboxState.PENDING,
+                sent_ts=None,
+                sent_at=None,
+                attempts=1,
+                locked_until=clock() - timedelta(seconds=1),
+            )
         )
 
 
@@ -304,13 +326,17 @@ def test_a_post_that_reached_slack_before_the_process_died_is_not_posted_again(
     assert [c.params["channel"] for c in slack.calls(looked_in)] == [channel]
 
 
-def test_an_attempt_that_never_reached_slack_is_posted_after_its_lease(svc: Services, slack: FakeSlack, clock: Clock) -> None:
+def test_an_attempt_that_never_reached_slack_is_posted_after_its_lease(
+    svc: Services, slack: FakeSlack, clock: Clock
+) -> None:
     rollout_id = make_rollout(svc)
     queue(svc, rollout_id, "started")
     key = outbox.dedupe_key(rollout_id, "started", STAKE)
     with svc.db.transaction() as session:  # claimed and marked, then the process died
         session.execute(
-            update(OutboxMessage).where(OutboxMessage.dedupe_key == key).values(attempts=1, locked_until=clock() + outbox.LEASE)
+            update(OutboxMessage)
+            .where(OutboxMessage.dedupe_key == key)
+            .values(attempts=1, locked_until=clock() + outbox.LEASE)
         )
 
     assert outbox.deliver_due(svc) == 1  # only the thread row: the other is leased
@@ -342,7 +368,9 @@ def test_a_worker_whose_lease_ran_out_does_not_post(svc: Services, slack: FakeSl
 # --- the status thread ------------------------------------------------------------------------
 
 
-def test_announcements_wait_for_the_status_message_and_go_into_its_thread(svc: Services, slack: FakeSlack, clock: Clock) -> None:
+def test_announcements_wait_for_the_status_message_and_go_into_its_thread(
+    svc: Services, slack: FakeSlack, clock: Clock
+) -> None:
     rollout_id = make_rollout(svc, status=False)
     queue(svc, rollout_id, "started")
 
@@ -361,7 +389,9 @@ def test_announcements_wait_for_the_status_message_and_go_into_its_thread(svc: S
     assert "thread_ts" not in line
 
 
-def test_without_a_status_message_announcements_go_to_the_channel_after_the_wait(svc: Services, slack: FakeSlack, clock: Clock) -> None:
+def test_without_a_status_message_announcements_go_to_the_channel_after_the_wait(
+    svc: Services, slack: FakeSlack, clock: Clock
+) -> None:
     rollout_id = make_rollout(svc, stakeholders=(), status=False)
     queue(svc, rollout_id, "started")
     assert outbox.deliver_due(svc) == 0

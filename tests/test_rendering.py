@@ -38,7 +38,8 @@ def rollout_with_items(tasks: int, exits: int = 0, text: str = "Task number {n}"
     rollout = with_ids(started())
     phase = rollout.phases[0]
     phase.items = [
-        ChecklistItem(id=1000 + n, position=n, kind=ItemKind.TASK, text=text.format(n=n)) for n in range(tasks)
+        ChecklistItem(id=1000 + n, position=n, kind=ItemKind.TASK, text=text.format(n=n))
+        for n in range(tasks)
     ] + [
         ChecklistItem(id=2000 + n, position=tasks + n, kind=ItemKind.EXIT, text=f"Exit criterion {n}")
         for n in range(exits)
@@ -262,7 +263,10 @@ def test_the_fallback_text_says_where_the_rollout_is() -> None:
     assert message.as_kwargs() == {"text": message.text, "blocks": message.blocks}
 
     rollouts.pause(rollout, T0)
-    assert status_message(rollout, now=NOW).text == "checkout-v2: at 1% (paused), 1/4 checklist items done in Canary"
+    assert (
+        status_message(rollout, now=NOW).text
+        == "checkout-v2: at 1% (paused), 1/4 checklist items done in Canary"
+    )
     rollouts.roll_back(rollout, T0)
     finished = status_message(rollout, now=NOW)
     assert finished.text.startswith("checkout-v2: rolled back")

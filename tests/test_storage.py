@@ -31,7 +31,11 @@ T0 = datetime(2026, 3, 2, 17, 0, tzinfo=UTC)
 
 
 def add_rollout(
-    db: Database, feature: str = "checkout-v2", team_id: str = "T1", template: str = "standard", channel_id: str = "C1"
+    db: Database,
+    feature: str = "checkout-v2",
+    team_id: str = "T1",
+    template: str = "standard",
+    channel_id: str = "C1",
 ) -> int:
     with db.transaction() as session:
         rollout = rollouts.new_rollout(
@@ -77,7 +81,9 @@ def test_the_migrations_make_the_models_schema(db: Database) -> None:
 def test_the_migrations_create_the_partial_unique_index(db: Database) -> None:
     with db.engine.connect() as conn:
         if db.dialect == "postgresql":
-            sql = conn.scalar(text("SELECT indexdef FROM pg_indexes WHERE indexname = 'uq_rollout_open_feature'"))
+            sql = conn.scalar(
+                text("SELECT indexdef FROM pg_indexes WHERE indexname = 'uq_rollout_open_feature'")
+            )
         else:
             sql = conn.scalar(text("SELECT sql FROM sqlite_master WHERE name = 'uq_rollout_open_feature'"))
     assert sql is not None
@@ -129,7 +135,9 @@ def test_another_workspace_may_use_the_same_name(db: Database) -> None:
         assert queries.open_by_feature(session=session, team_id="T2", feature_key="checkout-v2").id == second
 
 
-def test_an_80_character_name_is_stored_on_every_backend(db: Database, request: pytest.FixtureRequest) -> None:
+def test_an_80_character_name_is_stored_on_every_backend(
+    db: Database, request: pytest.FixtureRequest
+) -> None:
     rollout_id = add_rollout(db, "x" * 80)
     with db.reading() as session:
         assert queries.get_rollout(session=session, rollout_id=rollout_id).feature_key == "x" * 80
@@ -165,7 +173,12 @@ def test_timestamps_come_back_aware_utc(db: Database) -> None:
         rollout.finished_at = berlin_evening
     with db.reading() as session:
         again = queries.get_rollout(session=session, rollout_id=rollout_id)
-        for moment in (again.created_at, again.step_started_at, again.finished_at, again.phases[0].items[0].checked_at):
+        for moment in (
+            again.created_at,
+            again.step_started_at,
+            again.finished_at,
+            again.phases[0].items[0].checked_at,
+        ):
             assert moment is not None
             assert moment.tzinfo is not None and moment.utcoffset() == timedelta(0)
         assert again.created_at == T0
@@ -230,7 +243,9 @@ def test_lock_rollout_of_an_unknown_rollout_is_none(db: Database) -> None:
 def test_twenty_people_ticking_different_items_at_once_all_stick(db: Database) -> None:
     rollout_id = add_rollout(db)  # the standard plan: 32 items in all
     with db.reading() as session:
-        items = [i.id for p in queries.get_rollout(session=session, rollout_id=rollout_id).phases for i in p.items]
+        items = [
+            i.id for p in queries.get_rollout(session=session, rollout_id=rollout_id).phases for i in p.items
+        ]
     chosen = items[:20]
     svc = services(db)
     start = threading.Barrier(20)
@@ -251,7 +266,11 @@ def test_twenty_people_ticking_different_items_at_once_all_stick(db: Database) -
         assert {by_id[chosen[n]].checked_by for n in range(20)} == {f"U{n:02d}" for n in range(20)}
         assert all(by_id[chosen[n]].checked_by == f"U{n:02d}" for n in range(20))
         assert rollout.revision == 21
-        ticks = [e for e in queries.events(session=session, rollout_id=rollout_id) if e.kind is EventKind.ITEM_CHECKED]
+        ticks = [
+            e
+            for e in queries.events(session=session, rollout_id=rollout_id)
+            if e.kind is EventKind.ITEM_CHECKED
+        ]
         assert sorted((e.data["item_id"], e.actor_id) for e in ticks) == sorted(
             (chosen[n], f"U{n:02d}") for n in range(20)
         )
@@ -286,13 +305,25 @@ def test_set_items_records_each_change_with_its_item_and_phase(db: Database) -> 
         first, second = queries.get_rollout(session=session, rollout_id=rollout_id).phases[0].items[:2]
     svc = services(db)
     ana = Actor("T1", "U_ANA", "C1")
-    assert flows.set_items(svc, ana, rollout_id, [ItemChange(first.id, True), ItemChange(second.id, True)]) == 2
+    assert (
+        flows.set_items(svc, ana, rollout_id, [ItemChange(first.id, True), ItemChange(second.id, True)]) == 2
+    )
     assert flows.set_items(svc, ana, rollout_id, [ItemChange(first.id, False)]) == 1
     with db.reading() as session:
-        events = [e for e in queries.events(session=session, rollout_id=rollout_id) if e.kind is not EventKind.STARTED]
+        events = [
+            e
+            for e in queries.events(session=session, rollout_id=rollout_id)
+            if e.kind is not EventKind.STARTED
+        ]
     assert [(e.kind, e.actor_id, e.data["item_id"], e.data["text"], e.data["phase"]) for e in events] == [
         (EventKind.ITEM_CHECKED, "U_ANA", first.id, "Deploy to staging environment", "Internal Testing"),
-        (EventKind.ITEM_CHECKED, "U_ANA", second.id, "Internal team testing with real workflows", "Internal Testing"),
+        (
+            EventKind.ITEM_CHECKED,
+            "U_ANA",
+            second.id,
+            "Internal team testing with real workflows",
+            "Internal Testing",
+        ),
         (EventKind.ITEM_UNCHECKED, "U_ANA", first.id, "Deploy to staging environment", "Internal Testing"),
     ]
 
@@ -315,7 +346,10 @@ def test_discard_leaves_nothing_of_the_rollout(db: Database) -> None:
     flows.discard(services(db), rollout_id)
     with db.reading() as session:
         for model in (Phase, ChecklistItem, Event):
-            assert session.scalar(select(func.count()).select_from(model).where(model.rollout_id == rollout_id)) == 0
+            assert (
+                session.scalar(select(func.count()).select_from(model).where(model.rollout_id == rollout_id))
+                == 0
+            )
         assert session.get(Rollout, rollout_id) is None
         assert session.scalar(select(func.count()).select_from(Step)) == 6  # the other rollout's
         assert session.get(Rollout, keep) is not None

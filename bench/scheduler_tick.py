@@ -1,0 +1,283 @@
+"""The due-work tick (`bot.jobs.run_due`) against the number of rollouts with scheduled work.
+
+For SQLite (a temp file) and Postgres (a fresh database, created and dropped here), builds
+rollouts with their `due_job` rows by bulk inserts, not through the bot:
+
+- DUE_POOL full rollouts (the standard template's phases, steps and items, made by
+  bot.rollouts.new_rollout), because the jobs load and render them; each has its rows as
+  bot.jobs.planned computes them, all in the future except the ones armed for a tick;
+- the rest are bare `rollout` rows (the NOT NULL columns only: the tick never reads them)
+  with ROWS_PER_ROLLOUT `due_job` rows each (digest, stale, ready, overdue), due over the next
+  30 days.
+
+Then, at 1,000, 10,000 and 100,000 rollouts, with 5 rows due (one of each kind in turn:
+digest, ready, overdue, stale, watch) and at 10,000 also with 50 due: the median of TICKS
+calls of `run_due(svc)` (the armed rows, their outbox rows and snapshots are put back between
+ticks, untimed), against the baseline of the plain `SELECT ... FROM due_job WHERE due_at <=
+now` on the same database. Metrics are not configured (Services.metrics=None): no Datadog
+time is in the tick, only its own.
+
+Targets: median tick <= 20 ms at 10,000 rollouts with 5 due; the tick grows with the due rows,
+not with all: 100,000 vs 1,000 (5 due) within 1.5x, and 50 due at 10,000 costs more than 5.
+A missed target prints MISSED; only an error exits non-zero.
+
+Run: .venv/bin/python bench/scheduler_tick.py
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+import tempfile
+import time
+import traceback
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+from benchlib import median, ms, pct, postgres_available, postgres_database, table, verdict
+
+from sqlalchemy import delete, insert, select, text
+
+from bot import jobs, rollouts
+from bot.config import load_settings
+from bot.plans import get_template
+from bot.services import Services
+from bot.slack import make_client
+from storage.db import Database
+from storage.migrate import upgrade
+from storage.models import DueJob, MetricSnapshot, OutboxMessage, Rollout
+
+SIZES = (1_000, 10_000, 100_000)
+DUE_POOL = 50  # full rollouts whose rows can be armed
+TICKS = int(os.environ.get("BENCH_TICKS", "20"))
+ROWS_PER_ROLLOUT = 4
+BULK_KINDS = ("digest", "stale", "ready", "overdue")
+TARGET_MS = 20.0
+TARGET_GROWTH = 1.5  # 100k vs 1k rollouts, 5 due
+TEAM = "TTICK0001"
+CHUNK = 5_000
+
+
+@dataclass
+class Figures:
+    rollouts: int
+    due: int
+    tick: list[float]
+    select: list[float]
+    ran: int
+
+
+class JobErrors(logging.Handler):
+    def __init__(self) -> None:
+        super().__init__(logging.ERROR)
+        self.records: list[logging.LogRecord] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.records.append(record)
+
+
+def services(url: str) -> Services:
+    settings = load_settings(
+        {"SLACK_BOT_TOKEN": "xoxb-bench", "SLACK_SIGNING_SECRET": "bench", "DATABASE_URL": url, "SLACK_API_URL": "http://127.0.0.1:9/api/"}
+    )
+    # The client points at a closed local port: no job here should reach Slack (the outbox,
+    # which would, is a separate job).
+    return Services(settings=settings, db=Database(url), client=make_client("xoxb-bench", settings.slack_api_url), metrics=None)
+
+
+class Bench:
+    def __init__(self, svc: Services) -> None:
+        self.svc = svc
+        self.db = svc.db
+        self.count = 0  # rollouts so far
+        self.pool: list[int] = []  # full rollouts' ids
+        self.planned: dict[int, dict[str, jobs.Due]] = {}
+        self.kinds: list[str] = []
+
+    # -- building rows ------------------------------------------------------------------
+
+    def add_pool(self) -> None:
+        """DUE_POOL full rollouts, a month into their first step and quiet for weeks."""
+        long_ago = datetime.now(UTC) - timedelta(days=30)
+        plan = get_template("standard")
+        with self.db.transaction() as session:
+            made = []
+            for i in range(DUE_POOL):
+                rollout = rollouts.new_rollout(
+                    plan, team_id=TEAM, channel_id=f"CPOOL{i:04d}", feature=f"pool-{i}", owner_id="WOWNER001",
+                    created_by="WOWNER001", flag_key=None, service=None, stakeholders=[],
+                    timezone="America/Los_Angeles", country="US", now=long_ago,
+                )
+                session.add(rollout)
+                made.append(rollout)
+            session.flush()
+            self.pool = [r.id for r in made]
+        now = datetime.now(UTC)
+        with self.db.reading() as session:
+            from storage import queries
+
+            for rollout_id in self.pool:
+                rollout = queries.get_rollout(session=session, rollout_id=rollout_id)
+                assert rollout is not None
+                self.planned[rollout_id] = jobs.planned(rollout, now)
+        order = ["digest", "ready", "overdue", "stale", "watch"]
+        self.kinds = [k for k in order if k in self.planned[self.pool[0]]]
+        self.count += DUE_POOL
+
+    def grow_to(self, total: int) -> float:
+        """Bare rollouts and their future rows up to `total` rollouts. Returns seconds taken."""
+        began = time.perf_counter()
+        now = datetime.now(UTC)
+        while self.count < total:
+            n = min(CHUNK, total - self.count)
+            first = self.count
+            rows = [
+                {
+                    "team_id": TEAM, "channel_id": f"C{(first + i) % 997:06d}", "feature": f"bulk-{first + i}",
+                    "feature_key": f"bulk-{first + i}", "template": "standard", "plan_title": "Standard rollout",
+                    "owner_id": "WOWNER001", "created_by": "WOWNER001", "stakeholder_channels": [], "status": "active",
+                    "phase_index": 0, "step_index": 0, "step_started_at": now, "timezone": "America/Los_Angeles",
+                    "country": "US", "plan_doc": {}, "metrics": [], "triggers": [], "manual_triggers": [],
+                    "watch_pauses": True, "digest": "daily", "digest_time": "09:00", "revision": 1,
+                    "created_at": now, "updated_at": now,
+                }
+                for i in range(n)
+            ]
+            with self.db.transaction() as session:
+                ids = list(session.scalars(insert(Rollout).returning(Rollout.id), rows))
+                session.execute(
+                    insert(DueJob),
+                    [
+                        {
+                            "rollout_id": rid,
+                            "kind": kind,
+                            # spread over the next 30 days, never due during the run
+                            "due_at": now + timedelta(hours=1, seconds=(rid * 7919 + k * 104729) % (30 * 86400)),
+                            "data": {},
+                        }
+                        for rid in ids
+                        for k, kind in enumerate(BULK_KINDS[:ROWS_PER_ROLLOUT])
+                    ],
+                )
+            self.count += n
+        if self.db.dialect == "postgresql":
+            with self.db.engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
+                conn.execute(text("ANALYZE"))  # what autovacuum would do after a load like this
+        return time.perf_counter() - began
+
+    def arm(self, due: int) -> None:
+        """The pool's rows as planned, `due` of them (one per rollout, kinds in turn) due a
+        minute ago, the rest in a month; their outbox rows and snapshots gone, so every tick
+        does the same work."""
+        now = datetime.now(UTC)
+        rows = []
+        for n, rollout_id in enumerate(self.pool):
+            armed = self.kinds[n % len(self.kinds)] if n < due else None
+            for kind, planned in self.planned[rollout_id].items():
+                at = now - timedelta(minutes=1) if kind == armed else now + timedelta(days=30)
+                rows.append({"rollout_id": rollout_id, "kind": kind, "due_at": at, "data": planned.data})
+        with self.db.transaction() as session:
+            session.execute(delete(DueJob).where(DueJob.rollout_id.in_(self.pool)))
+            session.execute(delete(OutboxMessage).where(OutboxMessage.rollout_id.in_(self.pool)))
+            session.execute(delete(MetricSnapshot).where(MetricSnapshot.rollout_id.in_(self.pool)))
+            session.execute(insert(DueJob), rows)
+
+    # -- timing -------------------------------------------------------------------------
+
+    def plain_select(self) -> float:
+        stmt = select(DueJob.__table__).where(DueJob.due_at <= datetime.now(UTC))
+        began = time.perf_counter()
+        with self.db.engine.connect() as conn:
+            conn.execute(stmt).all()
+        return time.perf_counter() - began
+
+    def measure(self, due: int, errors: JobErrors) -> Figures:
+        self.arm(due)
+        for _ in range(3):  # warm-up: connections, statement caches
+            self.plain_select()
+        jobs.run_due(self.svc)
+        selects, ticks, ran = [], [], 0
+        for _ in range(TICKS):
+            self.arm(due)
+            selects.append(self.plain_select())
+            began = time.perf_counter()
+            ran_now = jobs.run_due(self.svc)
+            ticks.append(time.perf_counter() - began)
+            ran = min(ran, ran_now) if ticks[1:] else ran_now
+        if ran != due:
+            print(f"    note: a tick ran {ran} of {due} due jobs ({len(errors.records)} job errors logged)")
+        return Figures(self.count, due, ticks, selects, ran)
+
+
+def run_backend(name: str, url: str, errors: JobErrors) -> list[Figures]:
+    svc = services(url)
+    bench = Bench(svc)
+    out: list[Figures] = []
+    try:
+        bench.add_pool()
+        print(f"  {name}: {DUE_POOL} full rollouts, due kinds in turn: {', '.join(bench.kinds)}")
+        for size in SIZES:
+            took = bench.grow_to(size)
+            print(f"  {name}: {size:,} rollouts, {size * ROWS_PER_ROLLOUT:,}-ish due_job rows (built in {took:.1f} s)")
+            out.append(bench.measure(5, errors))
+            if size == 10_000:
+                out.append(bench.measure(50, errors))
+    finally:
+        svc.db.dispose()
+    return out
+
+
+def main() -> int:
+    began = time.monotonic()
+    errors = JobErrors()
+    logging.getLogger("bot.jobs").addHandler(errors)
+    logging.basicConfig(level=logging.WARNING)
+    print(f"due-work tick: median of {TICKS} ticks; metrics not configured (no Datadog time in the tick)\n")
+    results: dict[str, list[Figures]] = {}
+    with tempfile.TemporaryDirectory(prefix="bench-tick-") as tmp:
+        url = f"sqlite:///{Path(tmp) / 'tick.db'}"
+        upgrade(url)
+        results["sqlite"] = run_backend("sqlite", url, errors)
+    if postgres_available():
+        with postgres_database("bench_tick") as pg_url:
+            results["postgres"] = run_backend("postgres", pg_url, errors)
+    else:
+        print("  postgres: not reachable, skipped (set BENCH_POSTGRES_URL)")
+
+    met_all = True
+    for backend, figures in results.items():
+        print(f"\n{backend}")
+        rows = []
+        for f in figures:
+            tick, sel = median(f.tick), median(f.select)
+            rows.append(
+                [f"{f.rollouts:,}", f.due, ms(tick), ms(pct(f.tick, 90)), ms(sel), f"{tick / sel:.1f}x", f"{f.ran}/{f.due}"]
+            )
+        table(["rollouts", "due", "tick median", "tick p90", "SELECT due (baseline)", "tick/SELECT", "jobs ran"], rows)
+        by = {(f.rollouts, f.due): median(f.tick) for f in figures}
+        print("  targets")
+        met_all &= verdict("tick at 10,000 rollouts, 5 due", by[(10_000, 5)] * 1000, TARGET_MS, higher_is_better=False, unit=" ms")
+        met_all &= verdict("growth 100,000 vs 1,000 rollouts (5 due)", by[(100_000, 5)] / by[(1_000, 5)], TARGET_GROWTH, higher_is_better=False)
+        per_due = (by[(10_000, 50)] - by[(10_000, 5)]) / 45
+        print(
+            f"  50 due vs 5 due at 10,000: {by[(10_000, 50)] / by[(10_000, 5)]:.1f}x the time "
+            f"({per_due * 1000:.2f} ms per extra due job): grows with the due rows: "
+            + ("OK" if by[(10_000, 50)] > by[(10_000, 5)] * 1.5 else "MISSED (no clear growth with the due rows)")
+        )
+    if errors.records:
+        first = errors.records[0]
+        print(f"\nthe jobs logged {len(errors.records)} error(s), e.g.: {first.getMessage()} {first.exc_info[1]!r}" if first.exc_info else "")
+    print(f"\n(total {time.monotonic() - began:.0f} s)")
+    return 0
+
+
+if __name__ == "__main__":
+    try:
+        sys.exit(main())
+    except Exception:  # noqa: BLE001 - report any failure, exit non-zero
+        traceback.print_exc()
+        print("ERROR: the benchmark did not complete", file=sys.stderr)
+        sys.exit(1)
