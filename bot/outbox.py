@@ -48,6 +48,7 @@ log = logging.getLogger(__name__)
 METADATA_EVENT = "rollout_announcement"
 LEASE = timedelta(seconds=60)
 MAX_BACKOFF = timedelta(minutes=15)
+GIVE_UP = timedelta(hours=24)
 # A rollout's announcements wait this long for its status message to exist (checking again
 # every THREAD_RECHECK); after that they are posted in the channel itself rather than not at all.
 THREAD_WAIT = timedelta(minutes=5)
@@ -194,7 +195,7 @@ def _deliver(svc: Services, row_id: int, lease: datetime) -> bool:
     if thread_ts:
         kwargs["thread_ts"] = thread_ts
     try:
-        ts = post_joining(svc.client, channel=row.channel_id, **kwargs)
+        ts = post_joining(svc.delivery_client, channel=row.channel_id, **kwargs)
     except NotInChannel:
         _fail(svc, row, lease, rollout, "not_in_channel")
         return False
@@ -239,12 +240,24 @@ def _retry_later(
     svc: Services, row: OutboxMessage, lease: datetime, attempts: int, code: str, retry_after: str | None
 ) -> None:
     """Backoff doubles with each attempt (2, 4, 8 s ... at most MAX_BACKOFF), and is never
-    shorter than Slack's Retry-After."""
+    shorter than Slack's Retry-After. After GIVE_UP of failures the row fails and the owner
+    is told, rather than it retrying for ever."""
+    if svc.clock() - row.created_at > GIVE_UP:
+        rollout = _rollout_of(svc, row)
+        _fail(svc, row, lease, rollout, f"{code}, still failing after {int(GIVE_UP.total_seconds() // 3600)} h")
+        return
     wait = timedelta(seconds=min(2 ** max(attempts, 1), MAX_BACKOFF.total_seconds()))
     if retry_after and retry_after.strip().isdigit():
         wait = max(wait, timedelta(seconds=int(retry_after.strip())))
     log.warning("outbox row %s: %s, next try in %ss", row.id, code, int(wait.total_seconds()))
     _finish(svc, row.id, lease, next_attempt_at=svc.clock() + wait, last_error=code)
+
+
+def _rollout_of(svc: Services, row: OutboxMessage) -> Rollout | None:
+    if row.rollout_id is None:
+        return None
+    with svc.db.reading() as session:
+        return session.get(Rollout, row.rollout_id)
 
 
 def _fail(svc: Services, row: OutboxMessage, lease: datetime, rollout: Rollout | None, code: str) -> None:
@@ -293,7 +306,7 @@ def _find_posted(svc: Services, row: OutboxMessage, thread_ts: str | None) -> st
     for _ in range(LOOKUP_PAGES):
         try:
             if thread_ts:
-                page = svc.client.conversations_replies(
+                page = svc.delivery_client.conversations_replies(
                     channel=row.channel_id,
                     ts=thread_ts,
                     include_all_metadata=True,
@@ -301,7 +314,7 @@ def _find_posted(svc: Services, row: OutboxMessage, thread_ts: str | None) -> st
                     cursor=cursor,
                 )
             else:
-                page = svc.client.conversations_history(
+                page = svc.delivery_client.conversations_history(
                     channel=row.channel_id, include_all_metadata=True, limit=LOOKUP_PAGE_SIZE, cursor=cursor
                 )
         except SlackApiError as exc:

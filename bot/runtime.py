@@ -32,6 +32,7 @@ def build_services(settings: Settings) -> Services:
         settings=settings,
         db=Database(settings.database_url, pool_size=max(5, settings.web_threads)),
         client=make_client(settings.slack_bot_token, settings.slack_api_url),
+        outbox_client=make_client(settings.slack_bot_token, settings.slack_api_url, max_retries=0),
         metrics=metrics_source(settings),
     )
 

@@ -10,6 +10,7 @@ nothing and replicas never run the same work twice.
 from __future__ import annotations
 
 import logging
+import threading
 from datetime import datetime
 
 from apscheduler.schedulers.background import BackgroundScheduler
@@ -44,6 +45,7 @@ class Scheduler:
             self._outbox, "interval", seconds=outbox_seconds, id=OUTBOX_JOB, name=OUTBOX_JOB
         )
         self._scheduler.add_job(self._due, "interval", seconds=due_seconds, id=DUE_JOB, name=DUE_JOB)
+        self._wake = threading.Event()
         svc.db.after_commit.append(self._after_commit)
 
     def start(self) -> None:
@@ -54,6 +56,9 @@ class Scheduler:
         self._scheduler.shutdown(wait=False)
 
     def kick(self) -> None:
+        # A run already under way sees the flag and drains once more, so no wake-up is lost
+        # to APScheduler's one-instance rule.
+        self._wake.set()
         if self._scheduler.running:
             self._scheduler.modify_job(OUTBOX_JOB, next_run_time=datetime.now(self._scheduler.timezone))
 
@@ -63,7 +68,11 @@ class Scheduler:
 
     def _outbox(self) -> None:
         try:
-            drain_outbox(self.svc)
+            while True:
+                self._wake.clear()
+                drain_outbox(self.svc)
+                if not self._wake.is_set():
+                    return
         except Exception:
             log.exception("outbox job failed; it runs again at its next tick")
 

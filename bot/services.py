@@ -33,3 +33,10 @@ class Services:
     client: WebClient
     clock: Callable[[], datetime] = utc_now
     metrics: MetricsSource | None = None  # None: Datadog not configured, every metric is "no data"
+    # The outbox retries on its own schedule (and checks Slack before reposting), so its
+    # client must not also retry and sleep inside a lease; None: use `client`.
+    outbox_client: WebClient | None = None
+
+    @property
+    def delivery_client(self) -> WebClient:
+        return self.outbox_client or self.client

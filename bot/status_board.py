@@ -6,6 +6,7 @@ import logging
 
 from slack_sdk.errors import SlackApiError
 
+from bot.announcing import QUEUED
 from bot.services import Services
 from bot.slack import error_code, post_joining
 from messages.blocks import status_message
@@ -32,6 +33,8 @@ def post(svc: Services, rollout_id: int) -> str:
     message = status_message(rollout, now=svc.clock())
     ts = post_joining(svc.client, channel=rollout.channel_id, **message.as_kwargs())
     with svc.db.transaction() as session:
+        # Announcements waiting for this message (its thread) can go now: wake the outbox.
+        session.info[QUEUED] = True
         session.add(
             SlackMessage(
                 rollout_id=rollout_id,

@@ -347,6 +347,35 @@ def test_an_attempt_that_never_reached_slack_is_posted_after_its_lease(
     assert row(svc, key).state == OutboxState.SENT
 
 
+def test_a_lost_connection_is_retried_with_backoff_and_looked_for_before_posting_again(
+    svc: Services, slack: FakeSlack, clock: Clock
+) -> None:
+    """No answer at all (the post may or may not have reached Slack): try again later, and
+    look first. A lookup Slack cannot answer (500) does not post blind either."""
+    rollout_id = make_rollout(svc, stakeholders=())
+    queue(svc, rollout_id, "started")
+    key = outbox.dedupe_key(rollout_id, "started", MAIN)
+    working = svc.client
+    svc.client = make_client("xoxb-test", "http://127.0.0.1:9/api/", max_retries=0)  # nothing listens
+
+    assert outbox.deliver_due(svc) == 0
+    r = row(svc, key)
+    assert (r.state, r.attempts, r.locked_until) == (OutboxState.PENDING, 1, None)
+    assert (r.next_attempt_at - clock()).total_seconds() >= 2
+
+    svc.client = working
+    clock.move(2)
+    slack.fail_next("conversations.replies", times=1, status=500)
+    assert outbox.deliver_due(svc) == 0
+    assert posts(slack, key) == []
+    assert (row(svc, key).next_attempt_at - clock()).total_seconds() >= 2
+
+    clock.move(2)
+    assert outbox.deliver_due(svc) == 1
+    assert len(slack.calls("conversations.replies")) == 2
+    assert len(posted(slack, MAIN, key)) == 1
+
+
 def test_a_worker_whose_lease_ran_out_does_not_post(svc: Services, slack: FakeSlack, clock: Clock) -> None:
     """A slow worker (its lease ran out before it got to the row) leaves the row to the worker
     that took it over, instead of posting it a second time."""
@@ -440,3 +469,28 @@ def test_two_workers_post_each_of_200_rows_once(db: Database, slack: FakeSlack, 
     assert [k for k, n in counts.items() if n != 1] == []
     assert sum(sent) == 200 and all(sent), sent
     assert all(r.state == OutboxState.SENT for r in rows(svc))
+
+
+def test_a_row_failing_for_a_day_gives_up_and_tells_the_owner_once(
+    svc: Services, slack: FakeSlack, clock: Clock
+) -> None:
+    """5xx for ever must not mean retrying for ever: after a day the row fails, reported once."""
+    rollout_id = make_rollout(svc, stakeholders=("CGIVEUP",))
+    queue(svc, rollout_id, "update:1")
+    key = outbox.dedupe_key(rollout_id, "update:1", "CGIVEUP")
+    slack.fail_next("chat.postMessage", times=10_000, status=500)
+    while clock() - START <= outbox.GIVE_UP + outbox.MAX_BACKOFF:
+        outbox.deliver_due(svc)
+        clock.move(outbox.MAX_BACKOFF.total_seconds())
+    assert row(svc, key).state is OutboxState.FAILED
+    assert "still failing after 24 h" in (row(svc, key).last_error or "")
+    tries = len(posts(slack, key))
+    assert 5 < tries < 200  # backed off, and stopped
+    slack.reset()
+    clock.move(60)
+    outbox.deliver_due(svc)
+    clock.move(60)
+    outbox.deliver_due(svc)
+    assert len(posts(slack, key)) == 0  # no more tries after giving up
+    reports = [m for m in slack.messages(MAIN) if "could not post an update to <#CGIVEUP>" in m.get("text", "")]
+    assert len(reports) == 1
