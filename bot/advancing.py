@@ -89,7 +89,7 @@ def check_allowed(svc: Services, actor: Actor, rollout: Rollout, action: str) ->
     )
 
 
-def _read(
+def read_metrics(
     svc: Services, rollout: Rollout, now: datetime
 ) -> tuple[dict[str, Observation], dict[str, Observation], dict[str, MetricReading]]:
     metrics, triggers = metrics_of(rollout)
@@ -101,7 +101,7 @@ def _read(
     return current, snapshots.controls(plan, readings), readings
 
 
-def _baselines(
+def baselines_for(
     session: Session, rollout: Rollout, controls: dict[str, Observation]
 ) -> dict[str, Observation]:
     """The control cohort measured now where a metric has one (as Kayenta compares), else the
@@ -117,7 +117,7 @@ def _baselines(
     return {**baselines, **controls}
 
 
-def _gate(
+def evaluate(
     rollout: Rollout, current: dict[str, Observation], baselines: dict[str, Observation], now: datetime
 ) -> GateResult:
     metrics, triggers = metrics_of(rollout)
@@ -138,7 +138,7 @@ def _gate(
     )
 
 
-def _store(
+def store_snapshot(
     session: Session,
     rollout: Rollout,
     kind: SnapshotKind,
@@ -193,21 +193,21 @@ def capture_baseline(svc: Services, rollout_id: int) -> None:
     if rollout is None:
         return
     now = svc.clock()
-    current, _controls, _ = _read(svc, rollout, now)
+    current, _controls, _ = read_metrics(svc, rollout, now)
     with svc.db.transaction() as session:
-        _store(session, rollout, SnapshotKind.BASELINE, current, None, now)
+        store_snapshot(session, rollout, SnapshotKind.BASELINE, current, None, now)
 
 
 def snapshot(svc: Services, actor: Actor, rollout_id: int) -> Outcome:
     """The gate as it stands, without moving: anyone in the channel may look."""
     rollout = load_for(svc, actor, rollout_id)
     now = svc.clock()
-    current, controls, _ = _read(svc, rollout, now)
+    current, controls, _ = read_metrics(svc, rollout, now)
     with svc.db.transaction() as session:
         locked = queries.lock_rollout(session=session, rollout_id=rollout_id)
         assert locked is not None
-        gate = _gate(locked, current, _baselines(session, locked, controls), now)
-        snap = _store(session, locked, SnapshotKind.CHECK, current, gate, now)
+        gate = evaluate(locked, current, baselines_for(session, locked, controls), now)
+        snap = store_snapshot(session, locked, SnapshotKind.CHECK, current, gate, now)
         session.add(
             rollouts.event(
                 locked, EventKind.SNAPSHOT, actor.user_id, now, snapshot_id=snap.id, passed=gate.passed
@@ -222,11 +222,11 @@ def advance(svc: Services, actor: Actor, rollout_id: int) -> Outcome:
     check_allowed(svc, actor, rollout, "advance")
     where = Where.of(rollout)
     now = svc.clock()
-    current, controls, _ = _read(svc, rollout, now)
+    current, controls, _ = read_metrics(svc, rollout, now)
     with svc.db.transaction() as session:
         locked = _lock_at(session, rollout_id, where)
-        gate = _gate(locked, current, _baselines(session, locked, controls), now)
-        snap = _store(session, locked, SnapshotKind.GATE, current, gate, now)
+        gate = evaluate(locked, current, baselines_for(session, locked, controls), now)
+        snap = store_snapshot(session, locked, SnapshotKind.GATE, current, gate, now)
         if not gate.passed:
             session.add(
                 rollouts.event(
@@ -239,7 +239,7 @@ def advance(svc: Services, actor: Actor, rollout_id: int) -> Outcome:
                 )
             )
             return _outcome(locked, gate, None, may_override=True)
-        moved = _move(session, locked, actor, now, EventKind.ADVANCED, snapshot_id=snap.id)
+        moved = _move(svc, session, locked, actor, now, EventKind.ADVANCED, snapshot_id=snap.id)
     return _outcome(locked, gate, moved, may_override=True, where=where)
 
 
@@ -254,7 +254,7 @@ def override(svc: Services, actor: Actor, token: str, reason: str) -> rollouts.M
         locked = _lock_at(session, rollout_id, where)
         last = queries.latest_snapshot(session=session, rollout_id=rollout_id, kind=SnapshotKind.GATE)
         blockers = list((last.verdict or {}).get("blockers", [])) if last is not None else []
-        return _move(session, locked, actor, now, EventKind.OVERRIDDEN, reason=reason, blockers=blockers)
+        return _move(svc, session, locked, actor, now, EventKind.OVERRIDDEN, reason=reason, blockers=blockers)
 
 
 def _lock_at(session: Session, rollout_id: int, where: Where) -> Rollout:
@@ -273,7 +273,13 @@ def _lock_at(session: Session, rollout_id: int, where: Where) -> Rollout:
 
 
 def _move(
-    session: Session, rollout: Rollout, actor: Actor, now: datetime, kind: EventKind, **data: Any
+    svc: Services,
+    session: Session,
+    rollout: Rollout,
+    actor: Actor,
+    now: datetime,
+    kind: EventKind,
+    **data: Any,
 ) -> rollouts.Moved:
     moved = rollouts.move_forward(rollout, now)
     session.add(
@@ -303,7 +309,7 @@ def _move(
             reason=data.get("reason", ""),
             blockers=data.get("blockers", []),
         )
-    jobs.reschedule(session, rollout, now)
+    jobs.reschedule(session, rollout, now, watch_minutes=svc.settings.watch_minutes)
     return moved
 
 

@@ -176,7 +176,7 @@ def _business_days(start_utc: datetime, zone: ZoneInfo, country: str) -> Iterato
             _midnight(day, zone),
             _midnight(day + timedelta(days=1), zone),
         )
-        if day_end > start_utc and _is_business_day(day, country):
+        if day_end > start_utc and is_business_day(day, country):
             yield day_start, day_end
         day += timedelta(days=1)
 
@@ -190,7 +190,7 @@ def _midnight(day: date, zone: ZoneInfo) -> datetime:
     return datetime.combine(day, time(0), tzinfo=zone).astimezone(UTC)
 
 
-def _is_business_day(day: date, country: str) -> bool:
+def is_business_day(day: date, country: str) -> bool:
     return bool(_country_calendar(country, day.year).is_working_day(day))
 
 

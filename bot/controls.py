@@ -49,7 +49,7 @@ def _change(
             announcing.announce(
                 session, rollout, kind.value, key, now, actor=actor.user_id, reason=data.get("reason", "")
             )
-        jobs.reschedule(session, rollout, now)
+        jobs.reschedule(session, rollout, now, watch_minutes=svc.settings.watch_minutes)
     return rollout
 
 

@@ -68,7 +68,7 @@ def start(svc: Services, actor: Actor, cmd: Start) -> int:
                 )
             )
             announcing.announce(session, rollout, "started", "started", now, actor=actor.user_id)
-            jobs.reschedule(session, rollout, now)
+            jobs.reschedule(session, rollout, now, watch_minutes=svc.settings.watch_minutes)
             return rollout.id
     except IntegrityError:
         # Two starts of one name raced past the check; the unique index kept one.

@@ -30,7 +30,7 @@ from sqlalchemy.orm import Session
 
 from bot import advancing, outbox, rollouts, snapshots, status_board
 from bot.announcing import QUEUED, announce
-from bot.calendar import business_days_elapsed, earliest_time
+from bot.calendar import earliest_time, is_business_day
 from bot.errors import InvalidTransition, RolloutNotFound
 from bot.gates import MetricVerdict, Observation, describe_trigger, fired_triggers, soak_status
 from bot.parsing import DIGEST_TIME_RE, UsageError
@@ -39,8 +39,8 @@ from bot.services import Actor, Services
 from messages import digest as texts
 from messages.blocks import Message
 from storage import queries
-from storage.enums import EventKind, OutboxState, RolloutStatus, SnapshotKind
-from storage.models import DueJob, OutboxMessage, Rollout
+from storage.enums import EventKind, RolloutStatus, SnapshotKind
+from storage.models import DueJob, Rollout
 
 log = logging.getLogger(__name__)
 
@@ -87,22 +87,14 @@ def _iso(moment: datetime) -> str:
     return moment.astimezone(UTC).isoformat()
 
 
-def _is_business_day(day: date, tz: str, country: str) -> bool:
-    """bot.calendar's own definition: a local day that counts as one business day."""
-    zone = ZoneInfo(tz)
-    start = datetime.combine(day, time(0), tzinfo=zone)
-    end = datetime.combine(day + timedelta(days=1), time(0), tzinfo=zone)
-    return business_days_elapsed(start, end, tz=tz, country=country) > 0.5
-
-
 def _is_digest_day(day: date, cadence: str, tz: str, country: str) -> bool:
-    if not _is_business_day(day, tz, country):
+    if not is_business_day(day, country):
         return False
     if cadence == "daily":
         return True
     # Weekly: Monday, or the first business day after it when Monday is a holiday.
     monday = day - timedelta(days=day.weekday())
-    return not any(_is_business_day(monday + timedelta(days=i), tz, country) for i in range(day.weekday()))
+    return not any(is_business_day(monday + timedelta(days=i), country) for i in range(day.weekday()))
 
 
 def next_digest(rollout: Rollout, now: datetime) -> datetime | None:
@@ -243,30 +235,10 @@ def _queue(
     now: datetime,
     thread: Message,
     line: Message | None = None,
+    channel: Message | None = None,
 ) -> None:
-    if outbox.announce(session, rollout, outbox.Announcement(milestone, thread, line), now):
+    if outbox.announce(session, rollout, outbox.Announcement(milestone, thread, line, channel), now):
         session.info[QUEUED] = True
-
-
-def _queue_top_level(
-    session: Session, rollout: Rollout, milestone: str, now: datetime, message: Message
-) -> None:
-    """At the top of the rollout's own channel (outbox.announce only posts in its thread there).
-    Called under the rollout's lock, so the check and the insert cannot race."""
-    key = outbox.dedupe_key(rollout.id, milestone, rollout.channel_id)
-    if queries.outbox_key_exists(session=session, dedupe_key=key):
-        return
-    row = {
-        "dedupe_key": key,
-        "channel_id": rollout.channel_id,
-        "in_status_thread": False,
-        "state": OutboxState.PENDING,
-    }
-    payload = {"text": message.text, "blocks": message.blocks}
-    session.add(
-        OutboxMessage(rollout_id=rollout.id, payload=payload, next_attempt_at=now, created_at=now, **row)
-    )
-    session.info[QUEUED] = True
 
 
 def _digest(svc: Services, job: Claimed) -> Due | None:
@@ -307,13 +279,13 @@ def _ready(svc: Services, job: Claimed) -> Due | None:
         if _queued(session, rollout, milestone):
             return None
     now = svc.clock()
-    current, controls, _ = advancing._read(svc, rollout, now)
+    current, controls, _ = advancing.read_metrics(svc, rollout, now)
     with svc.db.transaction() as session:
         locked = queries.lock_rollout(session=session, rollout_id=rollout.id)
         if locked is None or locked.status is not RolloutStatus.ACTIVE or not _at_step(job, locked):
             return None
-        gate = advancing._gate(locked, current, advancing._baselines(session, locked, controls), now)
-        advancing._store(session, locked, SnapshotKind.CHECK, current, gate, now)
+        gate = advancing.evaluate(locked, current, advancing.baselines_for(session, locked, controls), now)
+        advancing.store_snapshot(session, locked, SnapshotKind.CHECK, current, gate, now)
         if not gate.passed:
             return Due(now + READY_RECHECK, job.data)
         _queue(session, locked, milestone, now, texts.reminder("ready", locked, advance=True))
@@ -359,7 +331,7 @@ def _watch(svc: Services, job: Claimed) -> Due | None:
     readings = snapshots.take(svc.metrics, plan, now)
     current = snapshots.by_metric(plan, readings)
     with svc.db.reading() as session:
-        baselines = advancing._baselines(session, rollout, snapshots.controls(plan, readings))
+        baselines = advancing.baselines_for(session, rollout, snapshots.controls(plan, readings))
     fired = fired_triggers(triggers, current, baselines)
     where = (rollout.phase_index, rollout.step_index)
     if fired and _on_fired(svc, rollout.id, where, {t.key: t for t in triggers}, fired, current, now):
@@ -394,7 +366,7 @@ def _on_fired(
         new = [v for v in fired if not _queued(session, rollout, f"trigger:{v.key}:{suffix}")]
         if not new:
             return False
-        snap = advancing._store(session, rollout, SnapshotKind.WATCH, current, None, now)
+        snap = advancing.store_snapshot(session, rollout, SnapshotKind.WATCH, current, None, now)
         snap.passed = False  # what the digest shows as the last verdict at this step
         snap.verdict = {
             "passed": False,
@@ -408,8 +380,7 @@ def _on_fired(
             session.add(rollouts.event(rollout, EventKind.TRIGGER_FIRED, None, now, **data))
             alert = {"trigger": v.name, "reason": v.reason, "rule": rule}
             thread, top = texts.trigger_alert(rollout, paused=rollout.watch_pauses, **alert)
-            _queue(session, rollout, f"trigger:{v.key}:{suffix}", now, thread)
-            _queue_top_level(session, rollout, f"trigger:{v.key}:{suffix}:channel", now, top)
+            _queue(session, rollout, f"trigger:{v.key}:{suffix}", now, thread, channel=top)
         if rollout.watch_pauses:
             rollouts.pause(rollout, now)
             reason = "rollback trigger fired: " + "; ".join(f"{v.name} ({v.reason})" for v in new)

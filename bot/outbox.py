@@ -75,11 +75,13 @@ class _LookupFailed(Exception):
 
 @dataclass(frozen=True)
 class Announcement:
-    """One milestone: details for the status thread, one line for each stakeholder channel."""
+    """One milestone: details for the status thread, one line for each stakeholder channel,
+    and, for alarms, a message at the top of the rollout's own channel."""
 
     milestone: str
     thread: Message
     stakeholders: Message | None = None
+    channel: Message | None = None
 
 
 def dedupe_key(rollout_id: int, milestone: str, channel_id: str) -> str:
@@ -89,16 +91,19 @@ def dedupe_key(rollout_id: int, milestone: str, channel_id: str) -> str:
 def announce(session: Session, rollout: Rollout, announcement: Announcement, now: datetime) -> int:
     """Queues the announcement in the caller's transaction. Returns how many rows were new:
     a milestone already queued (a replayed change) adds nothing."""
-    rows = [(rollout.channel_id, True, announcement.thread)]
+    milestone = announcement.milestone
+    rows = [(milestone, rollout.channel_id, True, announcement.thread)]
+    if announcement.channel is not None:
+        rows.append((f"{milestone}:top", rollout.channel_id, False, announcement.channel))
     if announcement.stakeholders is not None:
         rows += [
-            (c, False, announcement.stakeholders)
+            (milestone, c, False, announcement.stakeholders)
             for c in rollout.stakeholder_channels
             if c != rollout.channel_id
         ]
     added = 0
-    for channel_id, in_thread, message in rows:
-        key = dedupe_key(rollout.id, announcement.milestone, channel_id)
+    for key_milestone, channel_id, in_thread, message in rows:
+        key = dedupe_key(rollout.id, key_milestone, channel_id)
         if session.scalar(select(OutboxMessage.id).where(OutboxMessage.dedupe_key == key)) is not None:
             continue
         try:
@@ -244,7 +249,9 @@ def _retry_later(
     is told, rather than it retrying for ever."""
     if svc.clock() - row.created_at > GIVE_UP:
         rollout = _rollout_of(svc, row)
-        _fail(svc, row, lease, rollout, f"{code}, still failing after {int(GIVE_UP.total_seconds() // 3600)} h")
+        _fail(
+            svc, row, lease, rollout, f"{code}, still failing after {int(GIVE_UP.total_seconds() // 3600)} h"
+        )
         return
     wait = timedelta(seconds=min(2 ** max(attempts, 1), MAX_BACKOFF.total_seconds()))
     if retry_after and retry_after.strip().isdigit():

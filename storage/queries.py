@@ -4,12 +4,23 @@ transaction."""
 from __future__ import annotations
 
 from collections.abc import Sequence
+from datetime import datetime
 
 from sqlalchemy import Select, or_, select
 from sqlalchemy.orm import Session, selectinload
 
 from storage.enums import OPEN_STATUSES, SnapshotKind
-from storage.models import Approver, Event, MetricSnapshot, Phase, PlanTemplate, Rollout, SlackMessage
+from storage.models import (
+    Approver,
+    DueJob,
+    Event,
+    MetricSnapshot,
+    OutboxMessage,
+    Phase,
+    PlanTemplate,
+    Rollout,
+    SlackMessage,
+)
 
 STATUS_PURPOSE = "status"
 
@@ -135,10 +146,6 @@ def plan_templates(*, session: Session, team_id: str) -> Sequence[PlanTemplate]:
 
 
 # --- due work (bot/jobs.py) ---------------------------------------------------------------
-
-from datetime import datetime  # noqa: E402 - appended section; see the report
-
-from storage.models import DueJob, OutboxMessage  # noqa: E402
 
 
 def due_jobs_of(*, session: Session, rollout_id: int) -> Sequence[DueJob]:

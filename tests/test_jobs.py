@@ -266,6 +266,19 @@ def test_a_replayed_digest_tick_never_posts_twice(
     assert len(posts(slack, STAKE, "digest:2024-03-08")) == 1
 
 
+def test_a_change_between_digest_time_and_the_tick_does_not_skip_the_digest(
+    svc: Services, clock: Clock, slack: FakeSlack, channel: str
+) -> None:
+    clock.now = local(LA, 2024, 3, 7, 10, 0)
+    rollout_id = start(svc, channel)
+    friday = utc(2024, 3, 8, 17, 0)
+    clock.now = friday + timedelta(seconds=10)  # 09:00:10, the tick comes at 09:00:30
+    controls.pause(svc, actor(channel), rollout_id, "lunch")
+    assert due(svc, rollout_id)["digest"] == friday
+    tick(svc, clock, friday + timedelta(seconds=30))
+    assert len(posts(slack, channel, "digest:2024-03-08")) == 1
+
+
 def test_digest_tells_what_happened_since_the_last_one(
     svc: Services, clock: Clock, slack: FakeSlack, channel: str
 ) -> None:
