@@ -55,7 +55,7 @@ def serve(settings: Settings) -> None:
     svc.db.dispose()
     log.info("HTTP on port %s, database %s", settings.port, svc.db.dialect)
     serve_http(
-        build_web(bolt, svc.db),
+        build_web(bolt, svc.db, settings.slack_signing_secret),
         port=settings.port,
         threads=settings.web_threads,
         on_worker_start=scheduler.start,

@@ -116,7 +116,7 @@ class Rollout(Base):
     team_id: Mapped[str] = mapped_column(String(32))
     channel_id: Mapped[str] = mapped_column(String(32))
     feature: Mapped[str] = mapped_column(String(80))
-    feature_key: Mapped[str] = mapped_column(String(80))
+    feature_key: Mapped[str] = mapped_column(String(320))  # casefolding can lengthen a name ("ß" -> "ss")
     template: Mapped[str] = mapped_column(String(64))
     plan_title: Mapped[str] = mapped_column(String(200))
     owner_id: Mapped[str] = mapped_column(String(32))

@@ -11,6 +11,7 @@ import time
 import urllib.request
 import uuid
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import psycopg
@@ -40,18 +41,35 @@ def _admin_conninfo() -> str:
     return url.set(drivername="postgresql").render_as_string(hide_password=False)
 
 
-@pytest.fixture(scope="session")
-def postgres_database() -> Iterator[str]:
-    """A fresh Postgres database for this test run, dropped at the end."""
+@contextmanager
+def fresh_postgres_database(prefix: str = "rollout_test") -> Iterator[str]:
+    """A new, migrated Postgres database, dropped afterwards."""
     _skip_without_postgres()
-    name = f"rollout_test_{uuid.uuid4().hex[:10]}"
+    name = f"{prefix}_{uuid.uuid4().hex[:10]}"
     with psycopg.connect(_admin_conninfo(), autocommit=True) as conn:
         conn.execute(f'CREATE DATABASE "{name}"')
     url = make_url(normalize_url(POSTGRES_URL)).set(database=name).render_as_string(hide_password=False)
-    upgrade(url)
-    yield url
-    with psycopg.connect(_admin_conninfo(), autocommit=True) as conn:
-        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    try:
+        upgrade(url)
+        yield url
+    finally:
+        with psycopg.connect(_admin_conninfo(), autocommit=True) as conn:
+            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@pytest.fixture(scope="session")
+def postgres_database() -> Iterator[str]:
+    """The Postgres database of the `db` fixture (emptied before each test)."""
+    with fresh_postgres_database() as url:
+        yield url
+
+
+@pytest.fixture(scope="session")
+def bot_postgres_database() -> Iterator[str]:
+    """The shared running bot's own database: its outbox worker must never see rows that
+    storage tests put into theirs, and their emptying must never reach it."""
+    with fresh_postgres_database("rollout_bot") as url:
+        yield url
 
 
 def _empty_tables(db: Database) -> None:
@@ -156,7 +174,7 @@ def bot_server(
     if request.param == "sqlite":
         url = f"sqlite:///{folder / 'rollouts.db'}"
     else:
-        url = request.getfixturevalue("postgres_database")
+        url = request.getfixturevalue("bot_postgres_database")
     bot = BotProcess(bot_env(url, slack, datadog), folder / "bot.log").start()
     bot.database_url = url  # type: ignore[attr-defined]
     yield bot

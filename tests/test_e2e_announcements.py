@@ -20,22 +20,19 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
-import psycopg
 import pytest
 from sqlalchemy import select, update
-from sqlalchemy.engine import make_url
 
 from bot.outbox import METADATA_EVENT
-from storage.db import Database, normalize_url
+from storage.db import Database
 from storage.enums import OutboxState, SnapshotKind
-from storage.migrate import upgrade
 from storage.models import OutboxMessage, Rollout
 from tests.conftest import (
     POSTGRES_URL,
     SIGNING_SECRET,
     BotProcess,
-    _admin_conninfo,
     bot_env,
+    fresh_postgres_database,
 )
 from tests.driver import SlackDriver
 from tests.e2e_rollouts import Scenario, wait_until
@@ -201,14 +198,8 @@ def own_postgres() -> Iterator[str]:
         pytest.skip(
             "two replicas need a shared Postgres: set TEST_POSTGRES_URL=postgresql://postgres@127.0.0.1:5432/test"
         )
-    name = f"rollout_ann_{uuid.uuid4().hex[:10]}"
-    with psycopg.connect(_admin_conninfo(), autocommit=True) as conn:
-        conn.execute(f'CREATE DATABASE "{name}"')
-    url = make_url(normalize_url(POSTGRES_URL)).set(database=name).render_as_string(hide_password=False)
-    upgrade(url)
-    yield url
-    with psycopg.connect(_admin_conninfo(), autocommit=True) as conn:
-        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    with fresh_postgres_database("rollout_ann") as url:
+        yield url
 
 
 @pytest.fixture

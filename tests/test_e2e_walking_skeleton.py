@@ -32,13 +32,15 @@ from tests.fakes.slack_api import FakeSlack
 pytestmark = pytest.mark.e2e
 
 Params = dict[str, Any]
-ANA, BOB, CAL = "U0ANA", "U0BOB", "U0CAL"
+ANA, BOB = "U0ANA", "U0BOB"
+# An upper bound for the bot to answer (not a sleep): generous, for a busy CI machine.
+WAIT = 15.0
 
 
 # -- reading what happened ---------------------------------------------------------------
 
 
-def wait_until(check: Callable[[], Any], timeout: float = 10.0, what: str = "condition") -> Any:
+def wait_until(check: Callable[[], Any], timeout: float = 15.0, what: str = "condition") -> Any:
     deadline = time.monotonic() + timeout
     while True:
         result = check()
@@ -58,7 +60,7 @@ def top_level(slack: FakeSlack, channel: str) -> list[Params]:
     return [m for m in slack.messages(channel) if not m.get("thread_ts")]
 
 
-def status_post(slack: FakeSlack, channel: str, timeout: float = 10.0) -> Params:
+def status_post(slack: FakeSlack, channel: str, timeout: float = 15.0) -> Params:
     """The status message, once the bot has posted it."""
     slack.wait_for(
         "chat.postMessage",
@@ -181,7 +183,7 @@ def click_and_reply(
         del driver._response_url
     assert response.status == 200, response
     path = urlsplit(urls[-1]).path
-    return slack.wait_for("response_url", lambda c: c.path == path)[0].params
+    return slack.wait_for("response_url", lambda c: c.path == path, WAIT)[0].params
 
 
 # -- /rollout start ----------------------------------------------------------------------
@@ -273,7 +275,7 @@ def test_ticking_a_box_updates_the_message_and_records_who_and_when(
 
     assert driver.toggle(message, str(second.id), user=ANA).status == 200
 
-    update = slack.wait_for("chat.update", lambda c: c.params.get("ts") == message["ts"])[-1].params
+    update = slack.wait_for("chat.update", lambda c: c.params.get("ts") == message["ts"], WAIT)[-1].params
     assert update["channel"] == channel
     after = datetime.now(UTC) + timedelta(seconds=1)
     shown = slack.message(channel, message["ts"])
@@ -381,7 +383,7 @@ def test_a_box_of_a_rollout_that_is_gone_gets_a_polite_answer(
         assert driver.toggle(forged, box).status == 200
     finally:
         del driver._response_url
-    reply = slack.wait_for("response_url", lambda c: c.path == urlsplit(urls[-1]).path)[0].params
+    reply = slack.wait_for("response_url", lambda c: c.path == urlsplit(urls[-1]).path, WAIT)[0].params
     assert reply["response_type"] == "ephemeral"
     assert "does not exist any more" in reply["text"]
     assert "Traceback" not in said(reply)
@@ -396,10 +398,10 @@ def test_status_and_list_answer_only_the_asker(
 ) -> None:
     rollout, message = started(driver, slack, bot_db, "status-me backend --owner <@U0ANA>", "status-me")
     driver.toggle(message, str(items_of(bot_db, rollout.id)[0].id), user=BOB)
-    slack.wait_for("chat.update", lambda c: c.params.get("ts") == message["ts"])
+    slack.wait_for("chat.update", lambda c: c.params.get("ts") == message["ts"], WAIT)
 
     driver.command("status Status-Me")  # any case
-    reply = driver.wait_reply()
+    reply = driver.wait_reply(WAIT)
     assert reply["response_type"] == "ephemeral"
     text = said(reply)
     assert "Now at *1%* of *Canary*" in text
@@ -408,10 +410,10 @@ def test_status_and_list_answer_only_the_asker(
     assert "checklist_toggle" not in text  # a copy offers no boxes that would not update
 
     driver.command("status")  # the channel's only open rollout
-    assert "Now at *1%* of *Canary*" in said(driver.wait_reply())
+    assert "Now at *1%* of *Canary*" in said(driver.wait_reply(WAIT))
 
     driver.command("list", channel="C0ELSEWHERE")  # the whole workspace, from anywhere
-    listing = said(driver.wait_reply())
+    listing = said(driver.wait_reply(WAIT))
     assert "*status-me* in <#" + channel + ">: 1% of Canary" in listing
     assert "owner <@U0ANA>" in listing
     # Only this workspace's rollouts.
@@ -420,19 +422,19 @@ def test_status_and_list_answer_only_the_asker(
 
 def test_list_with_nothing_open_says_how_to_start(driver: SlackDriver) -> None:
     driver.command("list")
-    assert "No open rollouts. Start one with `/rollout start <feature>`." in said(driver.wait_reply())
+    assert "No open rollouts. Start one with `/rollout start <feature>`." in said(driver.wait_reply(WAIT))
 
 
 def test_status_of_an_unknown_feature(driver: SlackDriver) -> None:
     driver.command("status nope")
-    reply = driver.wait_reply()
+    reply = driver.wait_reply(WAIT)
     assert reply["response_type"] == "ephemeral"
     assert "There is no rollout called *nope*" in reply["text"]
 
 
 def test_status_in_a_channel_without_a_rollout(driver: SlackDriver) -> None:
     driver.command("status")
-    assert "This channel has no open rollout" in driver.wait_reply()["text"]
+    assert "This channel has no open rollout" in driver.wait_reply(WAIT)["text"]
 
 
 @pytest.mark.parametrize("text", ["help", "", "HELP"])
@@ -503,7 +505,7 @@ def test_an_unknown_template_is_refused_and_nothing_is_made(
     driver: SlackDriver, slack: FakeSlack, channel: str, bot_db: Database
 ) -> None:
     assert driver.command("start checkout-v2 yolo").status == 200
-    reply = driver.wait_reply()
+    reply = driver.wait_reply(WAIT)
     assert reply["response_type"] == "ephemeral"
     assert "there is no template `yolo`" in reply["text"]
     for name in ("standard", "backend", "conservative", "aggressive"):
@@ -519,7 +521,7 @@ def test_a_feature_name_is_unique_among_a_workspaces_open_rollouts(
     first, _ = started(driver, slack, bot_db, "Checkout-V2", "Checkout-V2")
 
     driver.command("start checkout-v2 backend", channel="C0OTHER" + uuid.uuid4().hex[:4].upper())
-    reply = driver.wait_reply()
+    reply = driver.wait_reply(WAIT)
     assert reply["response_type"] == "ephemeral"
     assert f"*Checkout-V2* already has an open rollout in <#{channel}>" in reply["text"]
     assert "/rollout status Checkout-V2" in reply["text"]
@@ -540,6 +542,44 @@ def test_a_feature_name_is_unique_among_a_workspaces_open_rollouts(
     assert wait_rollout(bot_db, elsewhere.team_id, "checkout-v2").id != first.id
 
 
+def test_two_starts_of_one_name_at_once_make_one_rollout(
+    driver: SlackDriver, slack: FakeSlack, channel: str, bot_db: Database
+) -> None:
+    feature = "twin-" + uuid.uuid4().hex[:6]  # the Slack stand-in is shared by both backends' bots
+    barrier = threading.Barrier(2)
+    channels = [channel, "C0TWIN" + uuid.uuid4().hex[:5].upper()]
+
+    def start(where: str) -> None:
+        barrier.wait(5)
+        driver.command(f"start {feature}", channel=where)
+
+    threads = [threading.Thread(target=start, args=(where,)) for where in channels]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(10)
+
+    refusal = wait_until(
+        lambda: next(
+            (
+                c.params
+                for c in slack.calls("response_url")
+                if "already has an open rollout" in c.params.get("text", "")
+                and f"*{feature}*" in c.params.get("text", "")
+            ),
+            None,
+        ),
+        what="the second start refused",
+    )
+    winner = wait_rollout(bot_db, driver.team_id, feature)
+    assert f"<#{winner.channel_id}>" in refusal["text"]
+    with bot_db.reading() as session:
+        assert len(session.scalars(select(Rollout).where(Rollout.team_id == driver.team_id)).all()) == 1
+    status_post(slack, winner.channel_id)
+    loser = next(c for c in channels if c != winner.channel_id)
+    assert top_level(slack, loser) == []
+
+
 def test_a_hostile_feature_name_pings_nobody(
     driver: SlackDriver, slack: FakeSlack, channel: str, bot_db: Database
 ) -> None:
@@ -558,7 +598,7 @@ def test_a_hostile_feature_name_pings_nobody(
 
     assert all("<!channel>" not in t for t in mrkdwn(message["blocks"]))
     driver.command("list")
-    listing = driver.wait_reply()
+    listing = driver.wait_reply(WAIT)
     assert "*&lt;!channel&gt;*" in listing["text"] and "<!channel>" not in said(listing)
 
     driver.command("start <@U123>")
@@ -571,10 +611,10 @@ def test_refusals_escape_the_feature_name_too(driver: SlackDriver, slack: FakeSl
     driver.command("start <!channel>")
     status_post(slack, channel)
     driver.command("start <!channel>")
-    duplicate = driver.wait_reply()
+    duplicate = driver.wait_reply(WAIT)
     assert "already has an open rollout" in duplicate["text"]
     driver.command("status <!here>")
-    unknown = driver.wait_reply()
+    unknown = driver.wait_reply(WAIT)
     assert "There is no rollout called" in unknown["text"]
     for reply in (duplicate, unknown):
         assert "<!channel>" not in said(reply) and "<!here>" not in said(reply)
@@ -585,7 +625,7 @@ def test_refusals_escape_the_feature_name_too(driver: SlackDriver, slack: FakeSl
 
 def opened_form(slack: FakeSlack, channel: str) -> Params:
     call = slack.wait_for(
-        "views.open", lambda c: channel in (c.params.get("view") or {}).get("private_metadata", "")
+        "views.open", lambda c: channel in (c.params.get("view") or {}).get("private_metadata", ""), WAIT
     )[-1]
     assert call.params["trigger_id"]
     return call.params["view"]
@@ -664,9 +704,47 @@ def test_the_form_with_a_taken_name_answers_ephemerally(
     ephemeral = slack.wait_for(
         "chat.postEphemeral",
         lambda c: c.params.get("channel") == channel and c.params.get("user") == driver.user_id,
+        WAIT,
     )[0].params
     assert "*taken* already has an open rollout" in ephemeral["text"]
     assert len(top_level(slack, channel)) == 1
+
+
+def test_the_form_in_a_private_channel_still_tells_the_person_to_invite_the_bot(
+    driver: SlackDriver, slack: FakeSlack, channel: str, bot_db: Database
+) -> None:
+    slack.set_not_in_channel(channel, private=True)
+    driver.command("start")
+    view = opened_form(slack, channel)
+    # Slack will not show the bot's ephemeral messages in a private channel it cannot see.
+    slack.fail_next("chat.postEphemeral", error="channel_not_found")
+    try:
+        driver.submit_view(view, {"start_feature": "private-form"})
+        told = slack.wait_for(
+            "chat.postMessage",
+            lambda c: (
+                c.params.get("channel") == driver.user_id
+                and "/invite @Rollout Bot" in c.params.get("text", "")
+            ),
+            timeout=3,
+        )
+        assert told
+        assert the_rollout(bot_db, driver.team_id, "private-form") is None
+    finally:
+        _use_up_injected_failure(slack, "chat.postEphemeral", channel)
+
+
+def _use_up_injected_failure(slack: FakeSlack, method: str, channel: str) -> None:
+    """A failure the bot never ran into must not hit the next test's call."""
+    if any(c.params.get("channel") == channel for c in slack.calls(method)):
+        return
+    request = urllib.request.Request(
+        slack.api_url + method,
+        data=urlencode({"channel": "C0DRAIN", "user": "U0DRAIN", "text": "drain"}).encode(),
+        headers={"Authorization": "Bearer xoxb-test-token", "Content-Type": FORM},
+    )
+    with urllib.request.urlopen(request, timeout=5):
+        pass
 
 
 # -- several rollouts in one channel -----------------------------------------------------
@@ -681,7 +759,7 @@ def test_with_several_rollouts_the_bot_asks_which_one_with_buttons(
     wait_until(lambda: status_ref(bot_db, beta.id), what="beta's status message")
 
     driver.command("status")
-    question = driver.wait_reply()
+    question = driver.wait_reply(WAIT)
     assert question["response_type"] == "ephemeral"
     assert question["text"] == "This channel has 2 open rollouts. Which one?"
     buttons = [e for b in question["blocks"] if b["type"] == "actions" for e in b["elements"]]
@@ -754,7 +832,7 @@ def test_in_a_private_channel_the_bot_asks_to_be_invited_and_leaves_nothing(
     stakeholders = "C0STAKE" + uuid.uuid4().hex[:4].upper()
 
     driver.command(f"start hidden-launch --stakeholders <#{stakeholders}|leads>")
-    reply = driver.wait_reply()
+    reply = driver.wait_reply(WAIT)
 
     assert reply["response_type"] == "ephemeral"
     assert "/invite @Rollout Bot" in reply["text"]

@@ -240,7 +240,10 @@ def test_the_manifest_shape(http):
     assert len(http["display_information"]["description"]) <= 140
     assert http["features"]["bot_user"]["display_name"]
     assert http["features"]["app_home"]["home_tab_enabled"] is True
-    assert http["features"]["app_home"]["messages_tab_enabled"] is False
+    # Read-only Messages tab: where the bot can still tell a person something when a channel
+    # refuses it (bot/listeners/replies.py).
+    assert http["features"]["app_home"]["messages_tab_enabled"] is True
+    assert http["features"]["app_home"]["messages_tab_read_only_enabled"] is True
     for command in http["features"]["slash_commands"]:
         assert command["should_escape"] is True  # bot/parsing.py reads <@U123|ana> mentions
         assert command["description"]

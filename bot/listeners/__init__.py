@@ -2,7 +2,7 @@
 
 from slack_bolt import App
 
-from bot.listeners import actions, commands, events, metric_views, views
+from bot.listeners import actions, commands, events, fallbacks, metric_views, views
 from bot.services import Services
 
 
@@ -12,3 +12,4 @@ def register_listeners(app: App, svc: Services) -> None:
     views.register(app, svc)
     metric_views.register(app, svc)
     events.register(app, svc)
+    fallbacks.register(app)  # last: only what no listener above claimed

@@ -13,13 +13,15 @@ from bot import flows, handlers, home, status_board
 from bot.answers import answering
 from bot.flows import ItemChange
 from bot.ids import Action, Block
+from bot.listeners import payloads
+from bot.listeners.payloads import action, actor_of, dicts, field, rollout_id_of
 from bot.listeners.replies import RespondReplier
 from bot.parsing import UsageError
-from bot.services import Actor, Services
+from bot.services import Services
 
 log = logging.getLogger(__name__)
 
-CHECKLIST_BLOCK = re.compile(rf"^{Block.CHECKLIST}:(\d+):")
+CHECKLIST_BLOCK = re.compile(rf"^{Block.CHECKLIST}:([0-9]+):")
 PICK = re.compile(rf"^{Action.PICK_ROLLOUT}:\d+$")
 # Buttons on the status message whose value is the rollout id, and the subcommand they run.
 CONTROL_BUTTONS = {
@@ -30,19 +32,8 @@ CONTROL_BUTTONS = {
 }
 
 
-def actor_of(body: dict[str, Any]) -> Actor:
-    channel = (body.get("channel") or {}).get("id") or (body.get("container") or {}).get("channel_id", "")
-    return Actor(team_id=body["team"]["id"], user_id=body["user"]["id"], channel_id=channel)
-
-
 def action_value(body: dict[str, Any]) -> str:
-    return str(body["actions"][0].get("value", ""))
-
-
-def rollout_id_of(value: str) -> int:
-    if not value.isdigit():
-        raise UsageError("that button is not one of mine any more")
-    return int(value)
+    return field(action(body), "value")
 
 
 def checklist_changes(body: dict[str, Any]) -> tuple[int, list[ItemChange]]:
@@ -51,19 +42,22 @@ def checklist_changes(body: dict[str, Any]) -> tuple[int, list[ItemChange]]:
     Slack sends the element's whole selection, which for two people ticking different boxes
     at once would each undo the other; the difference from the rendered `initial_options`
     names just the box this person clicked."""
-    action = body["actions"][0]
-    match = CHECKLIST_BLOCK.match(str(action.get("block_id", "")))
+    clicked = action(body)
+    block_id = field(clicked, "block_id")
+    match = CHECKLIST_BLOCK.match(block_id)
     if not match:
         raise UsageError("that checklist message is not one of mine")
     shown: set[str] = set()
-    for block in (body.get("message") or {}).get("blocks", []):
-        if block.get("block_id") == action["block_id"]:
-            for element in block.get("elements", []):
-                shown |= {o["value"] for o in element.get("initial_options") or []}
-    selected = {o["value"] for o in action.get("selected_options") or []}
-    changes = [ItemChange(int(v), True) for v in sorted(selected - shown) if v.isdigit()]
-    changes += [ItemChange(int(v), False) for v in sorted(shown - selected) if v.isdigit()]
-    return int(match.group(1)), changes
+    message = body.get("message")
+    for block in dicts(message.get("blocks") if isinstance(message, dict) else None):
+        if block.get("block_id") == block_id:
+            for element in dicts(block.get("elements")):
+                shown |= {field(o, "value") for o in dicts(element.get("initial_options"))}
+    selected = {field(o, "value") for o in dicts(clicked.get("selected_options"))}
+    ids = payloads.ROLLOUT_ID  # item ids are database ids too
+    changes = [ItemChange(int(v), True) for v in sorted(selected - shown) if ids.match(v)]
+    changes += [ItemChange(int(v), False) for v in sorted(shown - selected) if ids.match(v)]
+    return rollout_id_of(match.group(1)), changes
 
 
 def register(app: App, svc: Services) -> None:
@@ -92,7 +86,7 @@ def register(app: App, svc: Services) -> None:
 
     def control(body: dict[str, Any], respond: Respond) -> None:
         reply = RespondReplier(respond)
-        subcommand = CONTROL_BUTTONS[Action(body["actions"][0]["action_id"])]
+        subcommand = CONTROL_BUTTONS[Action(field(action(body), "action_id"))]
         with answering(reply, subcommand):
             handlers.run_for(svc, actor_of(body), subcommand, rollout_id_of(action_value(body)), reply)
 
@@ -107,7 +101,7 @@ def register(app: App, svc: Services) -> None:
             )
 
     def open_from_home(body: dict[str, Any]) -> None:
-        actor = Actor(team_id=body["team"]["id"], user_id=body["user"]["id"], channel_id="")
+        actor = actor_of(body)
         try:
             home.open_rollout(svc, actor, rollout_id_of(action_value(body)), body.get("trigger_id", ""))
         except (UsageError, SlackApiError) as exc:

@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 from slack_bolt import Respond
 from slack_sdk import WebClient
+from slack_sdk.errors import SlackApiError
 
+from bot.slack import error_code
 from messages.blocks import Message
+
+log = logging.getLogger(__name__)
 
 
 class RespondReplier:
@@ -27,7 +32,9 @@ class RespondReplier:
 
 
 class EphemeralReplier:
-    """Answers to a modal submission, which has no response_url: chat.postEphemeral."""
+    """Answers to a modal submission, which has no response_url: chat.postEphemeral in the
+    channel, or, where the channel refuses the bot (a private channel it is not in), a direct
+    message, so the answer is never lost."""
 
     def __init__(self, client: WebClient, channel_id: str, user_id: str) -> None:
         self._client, self._channel, self._user = client, channel_id, user_id
@@ -37,4 +44,10 @@ class EphemeralReplier:
 
     def __call__(self, message: Message) -> None:
         kwargs: dict[str, Any] = message.as_kwargs()
-        self._client.chat_postEphemeral(channel=self._channel, user=self._user, **kwargs)
+        try:
+            self._client.chat_postEphemeral(channel=self._channel, user=self._user, **kwargs)
+        except SlackApiError as exc:
+            log.info(
+                "ephemeral answer refused in %s (%s); sending it as a DM", self._channel, error_code(exc)
+            )
+            self._client.chat_postMessage(channel=self._user, **kwargs)

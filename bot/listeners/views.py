@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Any
 
 from slack_bolt import Ack, App
@@ -11,40 +12,47 @@ from bot import handlers, plan_slack
 from bot.answers import answering
 from bot.handlers import FormContext
 from bot.ids import Block, View
+from bot.listeners.payloads import actor_of, field
 from bot.listeners.replies import EphemeralReplier
 from bot.parsing import Start, UsageError, check_feature
 from bot.services import Actor, Services
 from messages.modals import VALUE
 
 
-def _value(view: dict[str, Any], block: str) -> Any:
-    field = view["state"]["values"].get(block, {}).get(VALUE, {})
-    for key in ("value", "selected_user", "selected_conversations", "selected_option"):
-        if field.get(key) is not None:
-            return field[key]
-    return None
+def _input(view: dict[str, Any], block: str) -> dict[str, Any]:
+    values = view.get("state", {}).get("values", {}) if isinstance(view.get("state"), dict) else {}
+    entry = values.get(block, {}) if isinstance(values, dict) else {}
+    value = entry.get(VALUE, {}) if isinstance(entry, dict) else {}
+    return value if isinstance(value, dict) else {}
+
+
+def _text(view: dict[str, Any], block: str) -> str:
+    return field(_input(view, block), "value").strip()
 
 
 def start_from_form(view: dict[str, Any]) -> Start:
-    template = _value(view, Block.START_TEMPLATE)
+    stakeholders = _input(view, Block.START_STAKEHOLDERS).get("selected_conversations")
     return Start(
-        feature=check_feature(_value(view, Block.START_FEATURE) or "", "start"),
-        template=template["value"] if template else None,
-        owner_id=_value(view, Block.START_OWNER),
-        stakeholders=tuple(_value(view, Block.START_STAKEHOLDERS) or ()),
-        flag=(_value(view, Block.START_FLAG) or "").strip() or None,
+        feature=check_feature(_text(view, Block.START_FEATURE), "start"),
+        template=field(_input(view, Block.START_TEMPLATE), "selected_option", "value") or None,
+        owner_id=field(_input(view, Block.START_OWNER), "selected_user") or None,
+        stakeholders=tuple(c for c in stakeholders if isinstance(c, str))
+        if isinstance(stakeholders, list)
+        else (),
+        flag=_text(view, Block.START_FLAG) or None,
     )
 
 
 def _reason(view: dict[str, Any]) -> str:
-    return str(_value(view, Block.REASON) or "").strip()
+    return _text(view, Block.REASON)
 
 
 def _context(body: dict[str, Any], view: dict[str, Any]) -> tuple[Actor, FormContext]:
-    context = FormContext.loads(view.get("private_metadata", ""))
-    return Actor(
-        team_id=body["team"]["id"], user_id=body["user"]["id"], channel_id=context.channel_id
-    ), context
+    try:
+        context = FormContext.loads(field(view, "private_metadata"))
+    except (ValueError, KeyError, TypeError):
+        raise UsageError("that form is not one of mine any more") from None
+    return replace(actor_of(body), channel_id=context.channel_id), context
 
 
 def register(app: App, svc: Services) -> None:
@@ -94,20 +102,20 @@ def register(app: App, svc: Services) -> None:
             handlers.run_for(svc, actor, "rollback", int(context.token), reply, reason=_reason(view))
 
     def ack_import(ack: Ack, view: dict[str, Any]) -> None:
-        problem = plan_slack.check_name(str(_value(view, Block.IMPORT_NAME) or ""))
+        problem = plan_slack.check_name(_text(view, Block.IMPORT_NAME))
         if problem:
             ack(response_action="errors", errors={Block.IMPORT_NAME: problem})
             return
         ack()
 
     def import_plan(body: dict[str, Any], view: dict[str, Any], client: WebClient) -> None:
-        name = str(_value(view, Block.IMPORT_NAME) or "")
+        name = _text(view, Block.IMPORT_NAME)
         if plan_slack.check_name(name):
             return
         actor, _ = _context(body, view)
         reply = EphemeralReplier(client, actor.channel_id, actor.user_id)
         with answering(reply, "import"):
-            reply(plan_slack.import_text(svc, actor, name, str(_value(view, Block.IMPORT_TEXT) or "")))
+            reply(plan_slack.import_text(svc, actor, name, _text(view, Block.IMPORT_TEXT)))
 
     app.view(View.START)(ack=ack_start, lazy=[start])
     app.view(View.IMPORT)(ack=ack_import, lazy=[import_plan])

@@ -37,7 +37,7 @@ def upgrade() -> None:
         sa.Column("team_id", sa.String(length=32), nullable=False),
         sa.Column("channel_id", sa.String(length=32), nullable=False),
         sa.Column("feature", sa.String(length=80), nullable=False),
-        sa.Column("feature_key", sa.String(length=80), nullable=False),
+        sa.Column("feature_key", sa.String(length=320), nullable=False),
         sa.Column("template", sa.String(length=64), nullable=False),
         sa.Column("plan_title", sa.String(length=200), nullable=False),
         sa.Column("owner_id", sa.String(length=32), nullable=False),
