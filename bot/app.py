@@ -15,12 +15,23 @@ from bot.services import Services
 log = logging.getLogger(__name__)
 
 
-def build_app(svc: Services, *, token_verification: bool = True, executor: Executor | None = None) -> App:
+def build_app(
+    svc: Services,
+    *,
+    token_verification: bool = True,
+    executor: Executor | None = None,
+    verify_requests: bool = True,
+) -> App:
+    """The Bolt app. Acks run on the request's own thread (`process_before_response`), so an
+    ack never waits behind earlier requests' work; that work runs in lazy listeners, which the
+    HTTP server queues for the work process (bot/workqueue.py). `verify_requests=False` is for
+    the work process, whose requests come from that queue, verified when they arrived."""
     settings = svc.settings
     app = App(
         signing_secret=settings.slack_signing_secret,
         client=svc.client,
-        request_verification_enabled=not settings.socket_mode,
+        request_verification_enabled=verify_requests and not settings.socket_mode,
+        process_before_response=True,
         token_verification_enabled=token_verification,
         # Lazy listeners (the work after each ack) run here; Bolt's default of 5 is too few
         # for a burst of clicks.

@@ -55,6 +55,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     sub.add_parser("serve", help="run the bot (HTTP on $PORT, or Socket Mode with SLACK_APP_TOKEN)")
+    sub.add_parser("work", help="run the work behind the acks, the outbox and due jobs (serve starts one)")
     db = sub.add_parser("db", help="database schema")
     db_sub = db.add_subparsers(dest="db_command", required=True, metavar="ACTION")
     db_sub.add_parser("upgrade", help="migrate the database to the newest schema")
@@ -80,6 +81,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         settings = load_settings()
         if args.command == "serve":
             return cmd_serve(settings)
+        if args.command == "work":
+            settings.require_slack()
+            from bot.runtime import work
+
+            upgrade_database(settings)
+            work(settings)
+            return 0
         if args.command == "db":
             return cmd_db_upgrade(settings)
         if args.command == "check":

@@ -35,6 +35,8 @@ class Settings:
     web_concurrency: int
     web_threads: int
     watch_minutes: int
+    work_threads: int
+    embedded_worker: bool
 
     @property
     def socket_mode(self) -> bool:
@@ -109,4 +111,6 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         web_concurrency=_int(env, "WEB_CONCURRENCY", 1, 1, 32),
         web_threads=_int(env, "WEB_THREADS", 16, 1, 256),
         watch_minutes=_int(env, "ROLLOUT_WATCH_MINUTES", 10, 1, 1440),
+        work_threads=_int(env, "WORK_THREADS", 8, 1, 128),
+        embedded_worker=(opt("ROLLOUT_EMBEDDED_WORKER") or "1") not in ("0", "false", "no", "off"),
     )

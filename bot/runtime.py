@@ -3,6 +3,10 @@
 from __future__ import annotations
 
 import logging
+import signal
+import subprocess
+import sys
+import threading
 
 from bot.app import build_app
 from bot.config import Settings
@@ -10,6 +14,7 @@ from bot.metrics import DatadogMetricsSource, MetricsSource
 from bot.scheduler import Scheduler
 from bot.services import Services
 from bot.slack import make_client
+from bot.workqueue import Worker, queue_lazy_work
 from messages import configure
 from storage.db import Database
 
@@ -40,23 +45,56 @@ def build_services(settings: Settings) -> Services:
 def serve(settings: Settings) -> None:
     svc = build_services(settings)
     bolt = build_app(svc)
-    scheduler = Scheduler(svc)
     if settings.socket_mode:
         from slack_bolt.adapter.socket_mode import SocketModeHandler
 
+        # One process: acks over the socket, work in Bolt's threads, the scheduler beside them.
         log.info("Socket Mode, database %s", svc.db.dialect)
-        scheduler.start()
+        Scheduler(svc).start()
         SocketModeHandler(bolt, settings.slack_app_token).start()
         return
     from bot.web import build_web, serve_http
 
-    # No connection may cross gunicorn's fork into the worker; the scheduler's thread starts
-    # in the worker, where the requests are served.
+    queue_lazy_work(bolt, svc.db)
+    worker = start_work_process() if settings.embedded_worker else None
+    # No connection may cross gunicorn's fork into its worker.
     svc.db.dispose()
     log.info("HTTP on port %s, database %s", settings.port, svc.db.dialect)
     serve_http(
         build_web(bolt, svc.db, settings.slack_signing_secret),
         port=settings.port,
         threads=settings.web_threads,
-        on_worker_start=scheduler.start,
+        on_exit=(lambda: stop_work_process(worker)) if worker else None,
     )
+
+
+def start_work_process() -> subprocess.Popen[bytes]:
+    """`rollout-bot work` beside the web server; set ROLLOUT_EMBEDDED_WORKER=0 to run it apart
+    (e.g. a `worker:` line in the Procfile)."""
+    return subprocess.Popen([sys.executable, "-m", "bot", "work"])
+
+
+def stop_work_process(worker: subprocess.Popen[bytes]) -> None:
+    worker.terminate()
+    try:
+        worker.wait(timeout=15)
+    except subprocess.TimeoutExpired:
+        worker.kill()
+
+
+def work(settings: Settings) -> None:
+    """The work process: runs queued listener work, delivers the outbox, runs due jobs."""
+    svc = build_services(settings)
+    app = build_app(svc, verify_requests=False)
+    scheduler = Scheduler(svc)
+    worker = Worker(app, svc.db, threads=settings.work_threads)
+
+    def stop(_signum: int, _frame: object) -> None:
+        threading.Thread(target=worker.stop, daemon=True).start()
+
+    signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGINT, stop)
+    scheduler.start()
+    log.info("work process: %s threads, database %s", settings.work_threads, svc.db.dialect)
+    worker.loop()
+    scheduler.shutdown()

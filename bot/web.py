@@ -80,13 +80,12 @@ class GunicornServer(BaseApplication):  # type: ignore[misc]
         return self._web
 
 
-def serve_http(
-    web: Flask, *, port: int, threads: int, on_worker_start: Callable[[], None] | None = None
-) -> None:
-    options = {
+def serve_http(web: Flask, *, port: int, threads: int, on_exit: Callable[[], None] | None = None) -> None:
+    options: dict[str, Any] = {
         "bind": f"0.0.0.0:{port}",
-        # One process: the lazy-listener pool and the scheduler live in it. Scale with
-        # replicas (they coordinate through the database), threads within one.
+        # One web process that verifies, acks and queues; the work behind the acks runs in the
+        # work process (bot/workqueue.py). Scale with replicas, which coordinate through the
+        # database.
         "workers": 1,
         "worker_class": "gthread",
         "threads": threads,
@@ -95,6 +94,6 @@ def serve_http(
         "accesslog": None,
         "loglevel": "warning",
     }
-    if on_worker_start is not None:
-        options["post_worker_init"] = lambda _worker: on_worker_start()
+    if on_exit is not None:
+        options["on_exit"] = lambda _server: on_exit()  # gunicorn's master, not its worker
     GunicornServer(web, options).run()

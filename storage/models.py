@@ -338,3 +338,16 @@ class PlanTemplate(Base):
     source: Mapped[str] = mapped_column(Text, default="")
     created_by: Mapped[str | None] = mapped_column(String(32))
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class PendingWork(Base):
+    """The work behind an ack, queued by the web process for the work process (bot/workqueue.py):
+    the Slack request as it arrived and the name of the listener function to run for it."""
+
+    __tablename__ = "pending_work"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    function_name: Mapped[str] = mapped_column(String(200))
+    body: Mapped[str] = mapped_column(Text)
+    headers: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)

@@ -1,0 +1,122 @@
+"""The work behind each ack runs in a process of its own.
+
+The web process only verifies, acks and queues: Bolt hands every lazy listener to
+`QueuedLazyRunner`, which stores the request as it arrived in `pending_work`. The work process
+(`rollout-bot work`, started by `serve`) claims rows and dispatches each to its own copy of the
+app with Bolt's lazy-only headers, so exactly that listener function runs there, as it would
+have in a thread. Acks never wait behind Datadog, the database or Slack calls of earlier
+requests, and the two processes use the machine's cores instead of sharing one GIL.
+
+Claiming deletes the row in the same transaction: a piece of work runs at most once. If the
+work process dies mid-way the request is dropped rather than replayed (Slack itself never
+resends a command, and replaying a half-done start or advance could surprise more than help).
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+from slack_bolt import App, BoltRequest
+from slack_bolt.lazy_listener.runner import LazyListenerRunner
+from sqlalchemy import delete, select
+
+from storage.db import Database
+from storage.models import PendingWork, utcnow
+
+log = logging.getLogger(__name__)
+
+LAZY_ONLY = "x-slack-bolt-lazy-only"
+LAZY_NAME = "x-slack-bolt-lazy-function-name"
+IDLE_POLL_S = 0.05
+
+
+class QueuedLazyRunner(LazyListenerRunner):
+    def __init__(self, db: Database, logger: logging.Logger) -> None:
+        self.db = db
+        self.logger = logger
+
+    def start(self, function: Callable[..., None], request: BoltRequest) -> None:
+        headers = {name: list(values) for name, values in request.headers.items()}
+        with self.db.transaction() as session:
+            session.add(
+                PendingWork(
+                    function_name=request.lazy_function_name or "",
+                    body=request.raw_body,
+                    headers=headers,
+                    created_at=utcnow(),
+                )
+            )
+
+
+def queue_lazy_work(app: App, db: Database) -> None:
+    """Makes `app` queue its lazy listeners instead of running them in threads."""
+    app.listener_runner.lazy_listener_runner = QueuedLazyRunner(db, logging.getLogger("bot.workqueue"))
+
+
+def claim(db: Database, limit: int) -> list[PendingWork]:
+    with db.transaction() as session:
+        stmt = select(PendingWork).order_by(PendingWork.id).limit(limit)
+        if db.dialect == "postgresql":
+            stmt = stmt.with_for_update(skip_locked=True)
+        rows = list(session.scalars(stmt))
+        if rows:
+            session.execute(delete(PendingWork).where(PendingWork.id.in_([r.id for r in rows])))
+    return rows
+
+
+def run(app: App, work: PendingWork) -> None:
+    headers: dict[str, Any] = {**work.headers, LAZY_ONLY: ["1"], LAZY_NAME: [work.function_name]}
+    waited = (utcnow() - work.created_at).total_seconds()
+    if waited > 2:
+        log.warning("work %s (%s) waited %.1f s in the queue", work.id, work.function_name, waited)
+    try:
+        app.dispatch(BoltRequest(body=work.body, headers=headers))
+    except Exception:
+        # Listeners answer their own errors (bot/answers.py); this is Bolt itself failing.
+        log.exception("work %s (%s) failed", work.id, work.function_name)
+
+
+class Worker:
+    """Claims queued work and runs it on a pool of threads until stopped."""
+
+    def __init__(self, app: App, db: Database, *, threads: int) -> None:
+        self.app, self.db, self.threads = app, db, threads
+        self._pool = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="work")
+        self._free = threading.Semaphore(threads)
+        self._stop = threading.Event()
+
+    def _run_one(self, work: PendingWork) -> None:
+        try:
+            run(self.app, work)
+        finally:
+            self._free.release()
+
+    def loop(self) -> None:
+        while not self._stop.is_set():
+            free = 0
+            while self._free.acquire(blocking=False):
+                free += 1
+            if free == 0:
+                self._free.acquire()
+                free = 1
+            try:
+                claimed = claim(self.db, free)
+            except Exception:
+                log.exception("could not claim queued work; trying again")
+                claimed = []
+                time.sleep(1)
+            for _ in range(free - len(claimed)):
+                self._free.release()
+            for work in claimed:
+                self._pool.submit(self._run_one, work)
+            if not claimed:
+                self._stop.wait(IDLE_POLL_S)
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._pool.shutdown(wait=True)
