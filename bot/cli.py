@@ -24,8 +24,11 @@ def _setup_logging() -> None:
 
 def upgrade_database(settings: Settings) -> None:
     from storage.migrate import upgrade
+    from storage.urls import queue_url
 
     upgrade(settings.database_url)
+    if queue_url(settings.database_url) != settings.database_url:
+        upgrade(queue_url(settings.database_url))
 
 
 def cmd_serve(settings: Settings) -> int:

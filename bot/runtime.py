@@ -17,6 +17,7 @@ from bot.slack import make_client
 from bot.workqueue import Worker, queue_lazy_work
 from messages import configure
 from storage.db import Database
+from storage.urls import queue_url
 
 log = logging.getLogger(__name__)
 
@@ -55,10 +56,12 @@ def serve(settings: Settings) -> None:
         return
     from bot.web import build_web, serve_http
 
-    queue_lazy_work(bolt, svc.db)
+    queue = Database(queue_url(settings.database_url), pool_size=settings.web_threads)
+    queue_lazy_work(bolt, queue)
     worker = start_work_process() if settings.embedded_worker else None
     # No connection may cross gunicorn's fork into its worker.
     svc.db.dispose()
+    queue.dispose()
     log.info("HTTP on port %s, database %s", settings.port, svc.db.dialect)
     serve_http(
         build_web(bolt, svc.db, settings.slack_signing_secret),
@@ -87,7 +90,7 @@ def work(settings: Settings) -> None:
     svc = build_services(settings)
     app = build_app(svc, verify_requests=False)
     scheduler = Scheduler(svc)
-    worker = Worker(app, svc.db, threads=settings.work_threads)
+    worker = Worker(app, Database(queue_url(settings.database_url)), threads=settings.work_threads)
 
     def stop(_signum: int, _frame: object) -> None:
         threading.Thread(target=worker.stop, daemon=True).start()

@@ -46,8 +46,8 @@ def post(svc: Services, rollout_id: int) -> str:
         )
     # A tick that landed while the message was on its way found nothing to edit: catch up.
     with svc.db.reading() as session:
-        latest = queries.get_rollout(session=session, rollout_id=rollout_id)
-    if latest is not None and latest.revision != rollout.revision:
+        latest = queries.revision_of(session=session, rollout_id=rollout_id)
+    if latest is not None and latest != rollout.revision:
         refresh(svc, rollout_id)
     return ts
 
@@ -69,8 +69,8 @@ def refresh(svc: Services, rollout_id: int) -> str | None:
             log.warning("status message of rollout %s not updated: %s", rollout_id, error_code(exc))
             return error_code(exc)
         with svc.db.reading() as session:
-            latest = queries.get_rollout(session=session, rollout_id=rollout_id)
-        if latest is None or latest.revision == rollout.revision:
+            latest = queries.revision_of(session=session, rollout_id=rollout_id)
+        if latest is None or latest == rollout.revision:
             return None
     return None
 

@@ -23,7 +23,7 @@ from typing import Any
 
 from slack_bolt import App, BoltRequest
 from slack_bolt.lazy_listener.runner import LazyListenerRunner
-from sqlalchemy import delete, select
+from sqlalchemy import delete, insert, select
 
 from storage.db import Database
 from storage.models import PendingWork, utcnow
@@ -42,15 +42,14 @@ class QueuedLazyRunner(LazyListenerRunner):
 
     def start(self, function: Callable[..., None], request: BoltRequest) -> None:
         headers = {name: list(values) for name, values in request.headers.items()}
+        row = {
+            "function_name": request.lazy_function_name or "",
+            "body": request.raw_body,
+            "headers": headers,
+            "created_at": utcnow(),
+        }
         with self.db.transaction() as session:
-            session.add(
-                PendingWork(
-                    function_name=request.lazy_function_name or "",
-                    body=request.raw_body,
-                    headers=headers,
-                    created_at=utcnow(),
-                )
-            )
+            session.execute(insert(PendingWork), [row])
 
 
 def queue_lazy_work(app: App, db: Database) -> None:

@@ -38,6 +38,11 @@ def get_rollout(*, session: Session, rollout_id: int) -> Rollout | None:
     return session.scalars(_with_plan(select(Rollout).where(Rollout.id == rollout_id))).first()
 
 
+def revision_of(*, session: Session, rollout_id: int) -> int | None:
+    """Just the revision: enough to tell whether a render is stale, without loading the plan."""
+    return session.scalar(select(Rollout.revision).where(Rollout.id == rollout_id))
+
+
 def lock_rollout(*, session: Session, rollout_id: int) -> Rollout | None:
     """Loads a rollout for change. On Postgres the row lock makes concurrent changes to one
     rollout wait their turn; SQLite write transactions are already serialised (storage.db)."""
