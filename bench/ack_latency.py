@@ -47,6 +47,7 @@ from benchlib import (
     cpu_seconds,
     free_port,
     gunicorn_worker,
+    machine_note,
     ms,
     pct,
     stop_process_group,
@@ -97,7 +98,9 @@ class Result:
         return len(self.ok) / self.elapsed if self.elapsed else math.nan
 
 
-def blast(port: int, bodies: list[str], *, concurrency: int = CONCURRENCY, max_seconds: float = KIND_SECONDS) -> Result:
+def blast(
+    port: int, bodies: list[str], *, concurrency: int = CONCURRENCY, max_seconds: float = KIND_SECONDS
+) -> Result:
     """Sends `bodies` in order from `concurrency` threads, one keep-alive connection each."""
     n = len(bodies)
     result = Result(sent_at=[math.nan] * n, latency=[math.nan] * n)
@@ -228,7 +231,9 @@ def plan_clicks(driver: PayloadDriver, messages: list[dict[str, Any]], count: in
         if k >= len(options[m]):
             break
         value = options[m][k]
-        clicks.append(Click(messages[m]["channel"], messages[m]["ts"], value, driver.toggle(messages[m], value)))
+        clicks.append(
+            Click(messages[m]["channel"], messages[m]["ts"], value, driver.toggle(messages[m], value))
+        )
     return clicks
 
 
@@ -266,7 +271,11 @@ def updates_seen(fakes: Fakes, clicks: list[Click], sent_at: list[float]) -> lis
     for click, sent in zip(clicks, sent_at, strict=True):
         if math.isnan(sent):
             continue
-        hits = [c["at"] for c in by_message.get((click.channel, click.ts), []) if c["at"] >= sent and click.value in c["ticked"]]
+        hits = [
+            c["at"]
+            for c in by_message.get((click.channel, click.ts), [])
+            if c["at"] >= sent and click.value in c["ticked"]
+        ]
         out.append(min(hits) - sent if hits else math.nan)
     return out
 
@@ -291,7 +300,11 @@ def start_bare(folder: Path, fakes: Fakes) -> tuple[subprocess.Popen[bytes], int
     }
     with open(log, "ab") as out:
         proc = subprocess.Popen(
-            [PYTHON, str(ROOT / "bench" / "bare_app.py")], env=env, stdout=out, stderr=out, start_new_session=True
+            [PYTHON, str(ROOT / "bench" / "bare_app.py")],
+            env=env,
+            stdout=out,
+            stderr=out,
+            start_new_session=True,
         )
     wait_healthy(f"http://127.0.0.1:{port}", proc, 30, log)
     return proc, port
@@ -320,7 +333,9 @@ def row(kind: str, result: Result, bare_p99: float, bare_throughput: float) -> l
 def measure_bare(folder: Path, fakes: Fakes, stub: _SlackStub) -> Result:
     proc, port = start_bare(folder, fakes)
     try:
-        driver = PayloadDriver(f"http://127.0.0.1:{port}", SECRET, stub, team_id=TEAM, channel_id="CBARE", user_id=USER)  # type: ignore[arg-type]
+        driver = PayloadDriver(
+            f"http://127.0.0.1:{port}", SECRET, stub, team_id=TEAM, channel_id="CBARE", user_id=USER
+        )  # type: ignore[arg-type]
         worker = gunicorn_worker(proc.pid)
         blast(port, [driver.command("status") for _ in range(WARMUP * 3)])
         cpu_before = cpu_seconds(worker)
@@ -342,9 +357,10 @@ def main() -> int:
         now = time.monotonic()
         print(f"  [{label}: {now - last[0]:.1f} s]")
         last[0] = now
+
     print(
         f"ack latency: {CONCURRENCY} client threads (keep-alive), servers with WEB_THREADS={THREADS}, "
-        f"up to {PER_KIND} requests or {KIND_SECONDS:.0f} s per kind, {os.cpu_count()} cores\n"
+        f"up to {PER_KIND} requests or {KIND_SECONDS:.0f} s per kind\n{machine_note()}\n"
     )
     with tempfile.TemporaryDirectory(prefix="bench-ack-") as tmp, Fakes() as fakes:
         folder = Path(tmp)
@@ -355,7 +371,9 @@ def main() -> int:
         phase("bare app")
 
         # 2. The bot.
-        env = bot_env(f"sqlite:///{folder / 'bot.db'}", fakes, fakes, WEB_THREADS=str(THREADS), LOG_LEVEL="WARNING")  # type: ignore[arg-type]
+        env = bot_env(
+            f"sqlite:///{folder / 'bot.db'}", fakes, fakes, WEB_THREADS=str(THREADS), LOG_LEVEL="WARNING"
+        )  # type: ignore[arg-type]
         env["SLACK_SIGNING_SECRET"] = SECRET
         bot = BotProcess(env, folder / "bot.log").start(timeout=60)
         assert bot.proc is not None
@@ -374,7 +392,9 @@ def main() -> int:
             blast(bot.port, [d_warm.command(f"start {f}") for f in sorted(warm_features)])
             wait_for(
                 "warm-up status messages",
-                lambda: len(headers_posted(fakes, warm_features | {f"status-{RUN}"})) == len(warm_features) + 1,
+                lambda: (
+                    len(headers_posted(fakes, warm_features | {f"status-{RUN}"})) == len(warm_features) + 1
+                ),
                 30,
             )
             warm_clicks = plan_clicks(d_warm, status_messages(fakes, ch_warm), 64)
@@ -392,8 +412,14 @@ def main() -> int:
             res = blast(bot.port, [d_status.command("status") for _ in range(PER_KIND)])
             results["status"] = res
             t_sent = time.monotonic()
-            wait_for("status replies", lambda: fakes.count("response_url") >= replies_before + res.sent, DRAIN_SECONDS)
-            print(f"status: {res.sent} sent, statuses {dict(res.statuses)}; replies done {time.monotonic() - t_sent:.1f} s after the last ack")
+            wait_for(
+                "status replies",
+                lambda: fakes.count("response_url") >= replies_before + res.sent,
+                DRAIN_SECONDS,
+            )
+            print(
+                f"status: {res.sent} sent, statuses {dict(res.statuses)}; replies done {time.monotonic() - t_sent:.1f} s after the last ack"
+            )
             settle(worker, "status")
             res.cpu = cpu_seconds(worker) - cpu_before
             phase("status")
@@ -405,7 +431,12 @@ def main() -> int:
             results["start"] = res
             sent_features = {f for f, t in zip(features, res.sent_at, strict=True) if not math.isnan(t)}
             t_sent = time.monotonic()
-            wait_for("status messages", lambda: len(headers_posted(fakes, sent_features)) >= len(sent_features), DRAIN_SECONDS, 0.5)
+            wait_for(
+                "status messages",
+                lambda: len(headers_posted(fakes, sent_features)) >= len(sent_features),
+                DRAIN_SECONDS,
+                0.5,
+            )
             posted = headers_posted(fakes, sent_features)
             print(
                 f"start: {res.sent} sent, statuses {dict(res.statuses)}; {len(posted)} status messages posted, "
@@ -428,7 +459,12 @@ def main() -> int:
             res = blast(bot.port, [c.body for c in clicks])
             results["click"] = res
             t_sent = time.monotonic()
-            wait_for("status updates", lambda: fakes.count("chat.update") >= updates_before + res.sent, DRAIN_SECONDS, 0.5)
+            wait_for(
+                "status updates",
+                lambda: fakes.count("chat.update") >= updates_before + res.sent,
+                DRAIN_SECONDS,
+                0.5,
+            )
             settle(worker, "click")
             res.cpu = cpu_seconds(worker) - cpu_before
             to_message["click"] = updates_seen(fakes, clicks, res.sent_at)
@@ -443,7 +479,9 @@ def main() -> int:
         no_ack = sum(1 for line in log_lines if "didn't call ack()" in line)
         errors = [line for line in log_lines if " ERROR " in line]
         if no_ack:
-            print(f"the bot logged {no_ack} x \"didn't call ack()\": Bolt gave up waiting 3 s for an ack and answered 404")
+            print(
+                f'the bot logged {no_ack} x "didn\'t call ack()": Bolt gave up waiting 3 s for an ack and answered 404'
+            )
         if errors:
             print(f"the bot logged {len(errors)} ERROR line(s), e.g.: {errors[0][:240]}")
         bare_runs.append(measure_bare(folder, fakes, stub))
@@ -452,7 +490,9 @@ def main() -> int:
     bare_p99 = min(pct(r.ok, 99) for r in bare_runs)
     bare_throughput = max(r.throughput for r in bare_runs)
 
-    print(f"\nack latency (request sent -> response read), concurrency {CONCURRENCY}; baseline = the better bare run")
+    print(
+        f"\nack latency (request sent -> response read), concurrency {CONCURRENCY}; baseline = the better bare run"
+    )
     rows = [row(f"bare app, run {n + 1}", r, bare_p99, bare_throughput) for n, r in enumerate(bare_runs)]
     rows += [row(kind, res, bare_p99, bare_throughput) for kind, res in results.items()]
     table(["kind", "acks", "p50", "p99", "throughput", "p99 vs bare", "thr. vs bare", "worker CPU/req"], rows)
@@ -463,21 +503,37 @@ def main() -> int:
     for kind, samples in to_message.items():
         done = [s for s in samples if not math.isnan(s)]
         missing = len(samples) - len(done)
-        label = "start -> chat.postMessage (status)" if kind == "start" else "click -> chat.update (box shown)"
+        label = (
+            "start -> chat.postMessage (status)" if kind == "start" else "click -> chat.update (box shown)"
+        )
         # Requests whose message never came within the drain count as slowest.
         padded = done + [math.inf] * missing
         p50, p99 = pct(padded, 50), pct(padded, 99)
-        trows.append([label, f"{len(done)}/{len(samples)}", "> drain" if math.isinf(p50) else ms(p50), "> drain" if math.isinf(p99) else ms(p99)])
+        trows.append(
+            [
+                label,
+                f"{len(done)}/{len(samples)}",
+                "> drain" if math.isinf(p50) else ms(p50),
+                "> drain" if math.isinf(p99) else ms(p99),
+            ]
+        )
     table(["path", "arrived", "p50", "p99"], trows)
 
     print("\ntargets")
     for kind, res in results.items():
         verdict(f"{kind}: p99 vs bare", pct(res.ok, 99) / bare_p99, TARGET_P99, higher_is_better=False)
-        verdict(f"{kind}: throughput vs bare", res.throughput / bare_throughput, TARGET_THROUGHPUT, higher_is_better=True)
+        verdict(
+            f"{kind}: throughput vs bare",
+            res.throughput / bare_throughput,
+            TARGET_THROUGHPUT,
+            higher_is_better=True,
+        )
         failed = res.sent - len(res.ok)
         if failed:
-            print(f"  {kind}: {failed} of {res.sent} requests failed or were not acked (statuses {dict(res.statuses)}): MISSED")
-    print(f"\n(total {time.monotonic() - began:.0f} s)")
+            print(
+                f"  {kind}: {failed} of {res.sent} requests failed or were not acked (statuses {dict(res.statuses)}): MISSED"
+            )
+    print(f"\n{machine_note()}\n(total {time.monotonic() - began:.0f} s)")
     return 0
 
 

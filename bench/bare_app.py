@@ -33,7 +33,11 @@ def build(threads: int, signing_secret: str, api_url: str | None) -> Flask:
     auth: dict[str, Any] = (
         {"client": WebClient(token="xoxb-bare", base_url=api_url)}
         if api_url
-        else {"authorize": lambda **_: AuthorizeResult(enterprise_id=None, team_id="T0BARE", bot_token="xoxb-bare", bot_user_id="U0BARE")}
+        else {
+            "authorize": lambda **_: AuthorizeResult(
+                enterprise_id=None, team_id="T0BARE", bot_token="xoxb-bare", bot_user_id="U0BARE"
+            )
+        }
     )
     bolt = App(
         signing_secret=signing_secret,

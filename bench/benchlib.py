@@ -58,11 +58,15 @@ def ms(seconds: float) -> str:
 def verdict(label: str, value: float, target: float, *, higher_is_better: bool, unit: str = "x") -> bool:
     """Prints `label: value (target ...): OK` or `MISSED by ...`; returns whether it was met."""
     if math.isnan(value):
-        print(f"  {label}: no figure (target {'>=' if higher_is_better else '<='} {target:g}{unit}): MISSED (not measured)")
+        print(
+            f"  {label}: no figure (target {'>=' if higher_is_better else '<='} {target:g}{unit}): MISSED (not measured)"
+        )
         return False
     met = value >= target if higher_is_better else value <= target
     if met:
-        print(f"  {label}: {value:.2f}{unit} (target {'>=' if higher_is_better else '<='} {target:g}{unit}): OK")
+        print(
+            f"  {label}: {value:.2f}{unit} (target {'>=' if higher_is_better else '<='} {target:g}{unit}): OK"
+        )
     else:
         gap = (target - value) if higher_is_better else (value - target)
         rel = gap / target * 100 if target else math.inf
@@ -77,9 +81,27 @@ def table(headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> None:
     cells = [[str(h) for h in headers]] + [[str(c) for c in row] for row in rows]
     widths = [max(len(r[i]) for r in cells) for i in range(len(headers))]
     for n, row in enumerate(cells):
-        print("  " + "  ".join(c.rjust(w) if i else c.ljust(w) for i, (c, w) in enumerate(zip(row, widths, strict=True))))
+        print(
+            "  "
+            + "  ".join(
+                c.rjust(w) if i else c.ljust(w) for i, (c, w) in enumerate(zip(row, widths, strict=True))
+            )
+        )
         if n == 0:
             print("  " + "  ".join("-" * w for w in widths))
+
+
+def machine_note() -> str:
+    """The load average, since other processes on the machine inflate wall-clock figures."""
+    try:
+        one, five, _ = (float(x) for x in Path("/proc/loadavg").read_text().split()[:3])
+    except OSError:
+        return "load average unknown"
+    cores = os.cpu_count() or 1
+    note = f"load average {one:.1f} (1 min), {five:.1f} (5 min) on {cores} cores"
+    if one > cores:
+        note += ": other processes compete for the CPU, wall-clock figures are inflated (ratios to the same-run baseline less so)"
+    return note
 
 
 # -- ports and processes --------------------------------------------------------------
@@ -131,6 +153,14 @@ def rss_kib(pid: int) -> int:
         if line.startswith("VmRSS:"):
             return int(line.split()[1])
     raise RuntimeError(f"no VmRSS for {pid}")
+
+
+def pss_kib(pid: int) -> int:
+    """Proportional set size: shared pages divided among the processes sharing them."""
+    for line in Path(f"/proc/{pid}/smaps_rollup").read_text().splitlines():
+        if line.startswith("Pss:"):
+            return int(line.split()[1])
+    raise RuntimeError(f"no Pss for {pid}")
 
 
 def cpu_seconds(pid: int) -> float:
@@ -319,7 +349,11 @@ def postgres_database(prefix: str) -> Iterator[str]:
     from storage.db import normalize_url
     from storage.migrate import upgrade
 
-    admin = make_url(normalize_url(POSTGRES_URL)).set(drivername="postgresql").render_as_string(hide_password=False)
+    admin = (
+        make_url(normalize_url(POSTGRES_URL))
+        .set(drivername="postgresql")
+        .render_as_string(hide_password=False)
+    )
     name = f"{prefix}_{uuid.uuid4().hex[:10]}"
     with psycopg.connect(admin, autocommit=True) as conn:
         conn.execute(f'CREATE DATABASE "{name}"')
@@ -339,7 +373,11 @@ def postgres_available() -> bool:
 
         from storage.db import normalize_url
 
-        admin = make_url(normalize_url(POSTGRES_URL)).set(drivername="postgresql").render_as_string(hide_password=False)
+        admin = (
+            make_url(normalize_url(POSTGRES_URL))
+            .set(drivername="postgresql")
+            .render_as_string(hide_password=False)
+        )
         with psycopg.connect(admin, autocommit=True, connect_timeout=3):
             return True
     except Exception:  # noqa: BLE001 - any failure means "not here"
