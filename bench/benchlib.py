@@ -137,11 +137,21 @@ def children(pid: int) -> list[int]:
     return found
 
 
+def is_work_process(pid: int) -> bool:
+    """`rollout-bot work`, which `serve` starts beside gunicorn's own worker."""
+    try:
+        argv = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+    except OSError:
+        return False
+    return b"work" in argv
+
+
 def gunicorn_worker(master: int, timeout: float = 10.0) -> int:
-    """The (single) worker process forked by the gunicorn master `master`."""
+    """The (single) web worker process forked by the gunicorn master `master` (not the work
+    process, which runs the work behind the acks)."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        kids = children(master)
+        kids = [k for k in children(master) if not is_work_process(k)]
         if kids:
             return kids[0]
         time.sleep(0.05)
