@@ -222,8 +222,8 @@ def check_feature(name: str, subcommand: str) -> str:
             f"the feature name is {len(name)} characters; the limit is {MAX_FEATURE_LEN}",
             subcommand,
         )
-    if any(ch in name for ch in "\n\r\t"):
-        raise UsageError("the feature name must be on one line", subcommand)
+    if any(ch < " " or ch == "\x7f" for ch in name):
+        raise UsageError("the feature name must be on one line, without control characters", subcommand)
     return name
 
 
@@ -314,7 +314,8 @@ def _parse_approvers(words: list[str]) -> Approvers:
 
 
 def parse_command(text: str) -> Command:
-    words = _split(text or "", None)
+    # No database stores a NUL, and nobody types one on purpose.
+    words = _split((text or "").replace("\x00", ""), None)
     if not words:
         return Help()
     subcommand, rest = words[0].lower(), words[1:]

@@ -50,6 +50,10 @@ def build_web(bolt: App, db: Database, signing_secret: str | None) -> Flask:
         except (ValueError, TypeError, KeyError, AttributeError, IndexError) as exc:
             log.warning("unreadable Slack request: %s: %s", type(exc).__name__, exc)
             return "this request is not one Slack sends", 400
+        if bolt_response.status >= 500:
+            # Our listeners answer their own errors (bot/answers.py), so a 5xx here is Bolt
+            # failing on a payload it could not read (logged by Bolt): the request was bad.
+            return "this request is not one Slack sends", 400
         return to_flask_response(bolt_response)
 
     @web.get("/healthz")

@@ -126,15 +126,14 @@ def latest_snapshot(*, session: Session, rollout_id: int, kind: SnapshotKind) ->
 
 def open_for_user(*, session: Session, team_id: str, user_id: str) -> Sequence[Rollout]:
     """Open rollouts a person owns, approves or started: their App Home."""
+    approves = select(Approver.rollout_id).where(Approver.user_id == user_id)
     stmt = _with_plan(
         select(Rollout)
-        .outerjoin(Approver, Approver.rollout_id == Rollout.id)
         .where(
             Rollout.team_id == team_id,
             Rollout.status.in_(OPEN_STATUSES),
-            or_(Rollout.owner_id == user_id, Rollout.created_by == user_id, Approver.user_id == user_id),
+            or_(Rollout.owner_id == user_id, Rollout.created_by == user_id, Rollout.id.in_(approves)),
         )
-        .distinct()
         .order_by(Rollout.created_at)
     )
     return session.scalars(stmt).all()

@@ -125,7 +125,7 @@ def test_the_start_example_means_what_it_says() -> None:
         ),
         ("status " + "y" * 100, "status", "the feature name is 100 characters; the limit is 80"),
         ('start "  "', "start", "the feature name is empty"),
-        ('start "two\nlines"', "start", "the feature name must be on one line"),
+        ('start "two\nlines"', "start", "the feature name must be on one line, without control characters"),
         (
             "start new checkout standard",
             "start",

@@ -7,6 +7,7 @@ import re
 from typing import Any
 
 from slack_bolt import Ack, App, Respond
+from slack_sdk import WebClient
 from slack_sdk.errors import SlackApiError
 
 from bot import flows, handlers, home, status_board
@@ -15,7 +16,7 @@ from bot.flows import ItemChange
 from bot.ids import Action, Block
 from bot.listeners import payloads
 from bot.listeners.payloads import action, actor_of, dicts, field, rollout_id_of
-from bot.listeners.replies import RespondReplier
+from bot.listeners.replies import replier_for
 from bot.parsing import UsageError
 from bot.services import Services
 
@@ -64,15 +65,15 @@ def register(app: App, svc: Services) -> None:
     def ack_now(ack: Ack) -> None:
         ack()
 
-    def toggle(body: dict[str, Any], respond: Respond) -> None:
-        with answering(RespondReplier(respond)):
+    def toggle(body: dict[str, Any], respond: Respond, client: WebClient) -> None:
+        with answering(replier_for(body, respond, client)):
             rollout_id, changes = checklist_changes(body)
             flows.set_items(svc, actor_of(body), rollout_id, changes)
             # Even with no change (a crossed double click) the clicker's view is put right.
             status_board.refresh(svc, rollout_id)
 
-    def pick(body: dict[str, Any], respond: Respond) -> None:
-        reply = RespondReplier(respond)
+    def pick(body: dict[str, Any], respond: Respond, client: WebClient) -> None:
+        reply = replier_for(body, respond, client)
         with answering(reply):
             subcommand, _, rollout_id = action_value(body).partition(":")
             handlers.run_for(
@@ -84,18 +85,18 @@ def register(app: App, svc: Services) -> None:
                 trigger_id=body.get("trigger_id"),
             )
 
-    def control(body: dict[str, Any], respond: Respond) -> None:
-        reply = RespondReplier(respond)
+    def control(body: dict[str, Any], respond: Respond, client: WebClient) -> None:
+        reply = replier_for(body, respond, client)
         subcommand = CONTROL_BUTTONS[Action(field(action(body), "action_id"))]
         with answering(reply, subcommand):
             handlers.run_for(svc, actor_of(body), subcommand, rollout_id_of(action_value(body)), reply)
 
-    def advance_anyway(body: dict[str, Any], respond: Respond) -> None:
-        with answering(RespondReplier(respond), "advance"):
+    def advance_anyway(body: dict[str, Any], respond: Respond, client: WebClient) -> None:
+        with answering(replier_for(body, respond, client), "advance"):
             handlers.open_override_form(svc, actor_of(body), action_value(body), body.get("trigger_id"))
 
-    def rollback(body: dict[str, Any], respond: Respond) -> None:
-        with answering(RespondReplier(respond), "rollback"):
+    def rollback(body: dict[str, Any], respond: Respond, client: WebClient) -> None:
+        with answering(replier_for(body, respond, client), "rollback"):
             handlers.open_rollback_form(
                 svc, actor_of(body), rollout_id_of(action_value(body)), body.get("trigger_id")
             )

@@ -9,6 +9,7 @@ from slack_bolt import Respond
 from slack_sdk import WebClient
 from slack_sdk.errors import SlackApiError
 
+from bot.listeners.payloads import field
 from bot.slack import error_code
 from messages.blocks import Message
 
@@ -51,3 +52,14 @@ class EphemeralReplier:
                 "ephemeral answer refused in %s (%s); sending it as a DM", self._channel, error_code(exc)
             )
             self._client.chat_postMessage(channel=self._user, **kwargs)
+
+
+def replier_for(
+    body: dict[str, Any], respond: Respond, client: WebClient
+) -> RespondReplier | EphemeralReplier:
+    """A click on a message answers through its response_url; one in a modal or the Home tab,
+    which have none, through an ephemeral message or a DM."""
+    if field(body, "response_url"):
+        return RespondReplier(respond)
+    user_id = field(body, "user", "id")
+    return EphemeralReplier(client, field(body, "channel", "id") or user_id, user_id)

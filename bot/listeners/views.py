@@ -27,7 +27,7 @@ def _input(view: dict[str, Any], block: str) -> dict[str, Any]:
 
 
 def _text(view: dict[str, Any], block: str) -> str:
-    return field(_input(view, block), "value").strip()
+    return field(_input(view, block), "value").replace("\x00", "").strip()
 
 
 def start_from_form(view: dict[str, Any]) -> Start:
