@@ -23,7 +23,9 @@ from typing import Any
 
 from slack_bolt import App, BoltRequest
 from slack_bolt.lazy_listener.runner import LazyListenerRunner
+from slack_sdk.webhook import WebhookClient
 from sqlalchemy import delete, insert, select
+from sqlalchemy.exc import SQLAlchemyError
 
 from storage.db import Database
 from storage.models import PendingWork, utcnow
@@ -33,6 +35,7 @@ log = logging.getLogger(__name__)
 LAZY_ONLY = "x-slack-bolt-lazy-only"
 LAZY_NAME = "x-slack-bolt-lazy-function-name"
 IDLE_POLL_S = 0.05
+QUEUE_ATTEMPTS = 2  # and 0.25 s between: the ack must still go out well inside 3 s
 
 
 class QueuedLazyRunner(LazyListenerRunner):
@@ -48,8 +51,31 @@ class QueuedLazyRunner(LazyListenerRunner):
             "headers": headers,
             "created_at": utcnow(),
         }
-        with self.db.transaction() as session:
-            session.execute(insert(PendingWork), [row])
+        for attempt in range(QUEUE_ATTEMPTS):
+            try:
+                with self.db.transaction() as session:
+                    session.execute(insert(PendingWork), [row])
+                return
+            except SQLAlchemyError as exc:
+                # A database restart is a blip: wait a moment and try again before giving up.
+                self.logger.warning("could not queue %s (try %s): %s", row["function_name"], attempt + 1, exc)
+                time.sleep(0.25)
+        self._tell_the_user(request)
+
+    def _tell_the_user(self, request: BoltRequest) -> None:
+        """The work could not be queued: say so where the person is looking, never silently."""
+        url = request.body.get("response_url") if isinstance(request.body, dict) else None
+        if not isinstance(url, str) or not url:
+            self.logger.error("work %s lost: the database is unreachable", request.lazy_function_name)
+            return
+        try:
+            WebhookClient(url).send(
+                text=":warning: I cannot reach my database right now, so nothing was done. Try again in a minute.",
+                response_type="ephemeral",
+                replace_original=False,
+            )
+        except OSError as exc:
+            self.logger.error("could not tell the user that their request was lost: %s", exc)
 
 
 def queue_lazy_work(app: App, db: Database) -> None:
