@@ -18,6 +18,7 @@ from bot import announcing, jobs, rollouts, snapshots
 from bot.errors import AlreadyMoved, NotAllowed, RolloutNotFound
 from bot.gates import GateInput, GateResult, MetricVerdict, Observation, evaluate_gate
 from bot.metrics import MetricReading
+from bot.parsing import UsageError
 from bot.plans.model import Metric
 from bot.services import Actor, Services
 from bot.slack import is_workspace_admin
@@ -42,7 +43,10 @@ class Where:
 
     @classmethod
     def parse(cls, token: str) -> tuple[int, Where]:
-        rollout_id, phase, step = (int(p) for p in token.split(":"))
+        parts = token.split(":")
+        if len(parts) != 3 or not all(p.isascii() and p.isdigit() and len(p) <= 12 for p in parts):
+            raise UsageError("that button is not one of mine any more")
+        rollout_id, phase, step = (int(p) for p in parts)
         return rollout_id, cls(phase, step)
 
 

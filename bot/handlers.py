@@ -157,8 +157,8 @@ def run_for(
         from bot import metric_forms
 
         metric_forms.open_editor(svc, actor, rollout_id, trigger_id)
-    else:
-        raise AssertionError(f"no handler for {subcommand!r}")
+    else:  # a button carrying a subcommand this version does not know
+        raise UsageError("that button is not one of mine any more")
 
 
 def refreshed(svc: Services, rollout_id: int) -> str:

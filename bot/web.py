@@ -32,6 +32,26 @@ def signed_by_slack(verifier: SignatureVerifier | None, body: str, headers: Any)
         return False
 
 
+def shaped_like_slack(body: Any) -> bool:
+    """The few fields Bolt reads before any listener runs, with the types Slack sends: Bolt
+    indexes them unchecked and answers 500 with a traceback otherwise."""
+    if not isinstance(body, dict):
+        return False
+    kind = body.get("type")
+    if kind == "block_actions":
+        actions = body.get("actions")
+        return (
+            isinstance(actions, list)
+            and bool(actions)
+            and all(isinstance(a, dict) and isinstance(a.get("action_id"), str) for a in actions)
+        )
+    if kind == "event_callback":
+        return isinstance(body.get("event"), dict)
+    if kind in ("view_submission", "view_closed"):
+        return isinstance(body.get("view"), dict)
+    return True
+
+
 def build_web(bolt: App, db: Database, signing_secret: str | None) -> Flask:
     web = Flask("rollout-bot")
     verifier = SignatureVerifier(signing_secret) if signing_secret else None
@@ -46,6 +66,8 @@ def build_web(bolt: App, db: Database, signing_secret: str | None) -> Flask:
             return "invalid request", 401
         try:
             bolt_request = to_bolt_request(request)
+            if not shaped_like_slack(bolt_request.body):
+                return "this request is not one Slack sends", 400
             bolt_response = bolt.dispatch(bolt_request)
         except (ValueError, TypeError, KeyError, AttributeError, IndexError) as exc:
             log.warning("unreadable Slack request: %s: %s", type(exc).__name__, exc)

@@ -9,14 +9,15 @@ from slack_sdk import WebClient
 
 from bot import metric_forms
 from bot.answers import answering
-from bot.handlers import FormContext
 from bot.ids import View
-from bot.listeners.replies import EphemeralReplier
-from bot.services import Actor, Services
+from bot.listeners.views import form_context, form_replier, rollout_token
+from bot.services import Services
 
 
 def _values(view: dict[str, Any]) -> dict[str, Any]:
-    return dict(view.get("state", {}).get("values", {}))
+    state = view.get("state")
+    values = state.get("values") if isinstance(state, dict) else None
+    return dict(values) if isinstance(values, dict) else {}
 
 
 def register(app: App, svc: Services) -> None:
@@ -28,10 +29,9 @@ def register(app: App, svc: Services) -> None:
         ack()
 
     def save_metrics(body: dict[str, Any], view: dict[str, Any], client: WebClient) -> None:
-        context = FormContext.loads(view.get("private_metadata", ""))
-        actor = Actor(team_id=body["team"]["id"], user_id=body["user"]["id"], channel_id=context.channel_id)
-        reply = EphemeralReplier(client, actor.channel_id, actor.user_id)
+        reply = form_replier(body, view, client)
         with answering(reply, "metrics"):
-            metric_forms.submit(svc, actor, int(context.token), _values(view), reply)
+            actor, context = form_context(body, view)
+            metric_forms.submit(svc, actor, rollout_token(context), _values(view), reply)
 
     app.view(View.METRICS)(ack=ack_metrics, lazy=[save_metrics])

@@ -12,7 +12,7 @@ from bot import handlers, plan_slack
 from bot.answers import answering
 from bot.handlers import FormContext
 from bot.ids import Block, View
-from bot.listeners.payloads import actor_of, field
+from bot.listeners.payloads import actor_of, field, rollout_id_of
 from bot.listeners.replies import EphemeralReplier
 from bot.parsing import Start, UsageError, check_feature
 from bot.services import Actor, Services
@@ -47,12 +47,26 @@ def _reason(view: dict[str, Any]) -> str:
     return _text(view, Block.REASON)
 
 
-def _context(body: dict[str, Any], view: dict[str, Any]) -> tuple[Actor, FormContext]:
+def form_context(body: dict[str, Any], view: dict[str, Any]) -> tuple[Actor, FormContext]:
     try:
         context = FormContext.loads(field(view, "private_metadata"))
     except (ValueError, KeyError, TypeError):
         raise UsageError("that form is not one of mine any more") from None
     return replace(actor_of(body), channel_id=context.channel_id), context
+
+
+def form_replier(body: dict[str, Any], view: dict[str, Any], client: WebClient) -> EphemeralReplier:
+    """Where a form's answer goes: the channel it was opened in, else the person's DM."""
+    user = field(body, "user", "id")
+    try:
+        channel = form_context(body, view)[1].channel_id
+    except UsageError:
+        channel = user
+    return EphemeralReplier(client, channel or user, user)
+
+
+def rollout_token(context: FormContext) -> int:
+    return rollout_id_of(context.token)
 
 
 def register(app: App, svc: Services) -> None:
@@ -67,12 +81,12 @@ def register(app: App, svc: Services) -> None:
     # Bolt runs the lazy work even after an ack that returned errors, so each one checks the
     # form again and does nothing when the person is still looking at the errors.
     def start(body: dict[str, Any], view: dict[str, Any], client: WebClient) -> None:
-        actor, _ = _context(body, view)
         try:
             cmd = start_from_form(view)
         except UsageError:
             return
-        with answering(EphemeralReplier(client, actor.channel_id, actor.user_id), "start"):
+        with answering(form_replier(body, view, client), "start"):
+            actor, _ = form_context(body, view)
             handlers.start(svc, actor, cmd)
 
     def ack_reason_required(ack: Ack, view: dict[str, Any]) -> None:
@@ -87,19 +101,19 @@ def register(app: App, svc: Services) -> None:
     def override(body: dict[str, Any], view: dict[str, Any], client: WebClient) -> None:
         if not _reason(view):
             return
-        actor, context = _context(body, view)
-        reply = EphemeralReplier(client, actor.channel_id, actor.user_id)
+        reply = form_replier(body, view, client)
         with answering(reply, "advance"):
+            actor, context = form_context(body, view)
             handlers.override(svc, actor, context.token, _reason(view), reply)
 
     def ack_now(ack: Ack) -> None:
         ack()
 
     def rollback(body: dict[str, Any], view: dict[str, Any], client: WebClient) -> None:
-        actor, context = _context(body, view)
-        reply = EphemeralReplier(client, actor.channel_id, actor.user_id)
+        reply = form_replier(body, view, client)
         with answering(reply, "rollback"):
-            handlers.run_for(svc, actor, "rollback", int(context.token), reply, reason=_reason(view))
+            actor, context = form_context(body, view)
+            handlers.run_for(svc, actor, "rollback", rollout_token(context), reply, reason=_reason(view))
 
     def ack_import(ack: Ack, view: dict[str, Any]) -> None:
         problem = plan_slack.check_name(_text(view, Block.IMPORT_NAME))
@@ -112,9 +126,9 @@ def register(app: App, svc: Services) -> None:
         name = _text(view, Block.IMPORT_NAME)
         if plan_slack.check_name(name):
             return
-        actor, _ = _context(body, view)
-        reply = EphemeralReplier(client, actor.channel_id, actor.user_id)
+        reply = form_replier(body, view, client)
         with answering(reply, "import"):
+            actor, _ = form_context(body, view)
             reply(plan_slack.import_text(svc, actor, name, _text(view, Block.IMPORT_TEXT)))
 
     app.view(View.START)(ack=ack_start, lazy=[start])
