@@ -29,11 +29,9 @@ import http.client
 import math
 import os
 import subprocess
-import sys
 import tempfile
 import threading
 import time
-import traceback
 import uuid
 from collections import Counter
 from dataclasses import dataclass, field
@@ -52,6 +50,7 @@ from benchlib import (
     machine_note,
     ms,
     pct,
+    run_main,
     stop_process_group,
     table,
     verdict,
@@ -383,7 +382,9 @@ def main() -> int:
         try:
             worker = gunicorn_worker(bot.proc.pid)
             work = next(k for k in children(bot.proc.pid) if is_work_process(k))
-            print(f"bot: master pid {bot.proc.pid}, web worker pid {worker}, work process pid {work}, SQLite at {folder / 'bot.db'}")
+            print(
+                f"bot: master pid {bot.proc.pid}, web worker pid {worker}, work process pid {work}, SQLite at {folder / 'bot.db'}"
+            )
 
             def driver(channel: str) -> PayloadDriver:
                 return PayloadDriver(bot.url, SECRET, stub, team_id=TEAM, channel_id=channel, user_id=USER)  # type: ignore[arg-type]
@@ -426,7 +427,7 @@ def main() -> int:
             )
             settle(work, "status")
             res.cpu = cpu_seconds(worker) - cpu_before
-            work_cpu['status'] = cpu_seconds(work) - work_before
+            work_cpu["status"] = cpu_seconds(work) - work_before
             phase("status")
 
             # start
@@ -454,7 +455,7 @@ def main() -> int:
             ]
             settle(work, "start", 20)
             res.cpu = cpu_seconds(worker) - cpu_before
-            work_cpu['start'] = cpu_seconds(work) - work_before
+            work_cpu["start"] = cpu_seconds(work) - work_before
             phase("start")
 
             # click: each on a status message posted by the measured starts
@@ -548,9 +549,4 @@ def main() -> int:
 
 
 if __name__ == "__main__":
-    try:
-        sys.exit(main())
-    except Exception:  # noqa: BLE001 - report any failure, exit non-zero
-        traceback.print_exc()
-        print("ERROR: the benchmark did not complete", file=sys.stderr)
-        sys.exit(1)
+    run_main(main)

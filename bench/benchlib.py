@@ -17,9 +17,10 @@ import subprocess
 import sys
 import threading
 import time
+import traceback
 import urllib.request
 import uuid
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager, suppress
 from pathlib import Path
 from typing import Any
@@ -396,3 +397,13 @@ def postgres_available() -> bool:
 
 if __name__ == "__main__" and sys.argv[1:2] == ["fakes"]:
     _fakes_main(int(sys.argv[2]))
+
+
+def run_main(main: Callable[[], int]) -> None:
+    """A benchmark's entry point: its exit code, or 1 with the traceback if it did not finish."""
+    try:
+        sys.exit(main())
+    except Exception:  # noqa: BLE001 - report any failure, exit non-zero
+        traceback.print_exc()
+        print("ERROR: the benchmark did not complete", file=sys.stderr)
+        sys.exit(1)

@@ -17,10 +17,8 @@ from __future__ import annotations
 
 import os
 import subprocess
-import sys
 import tempfile
 import time
-import traceback
 from pathlib import Path
 
 from ack_latency import (
@@ -45,6 +43,7 @@ from benchlib import (
     median,
     pss_kib,
     rss_kib,
+    run_main,
     stop_process_group,
     table,
     wait_cpu_idle,
@@ -188,9 +187,4 @@ def main() -> int:
 
 
 if __name__ == "__main__":
-    try:
-        sys.exit(main())
-    except Exception:  # noqa: BLE001 - report any failure, exit non-zero
-        traceback.print_exc()
-        print("ERROR: the benchmark did not complete", file=sys.stderr)
-        sys.exit(1)
+    run_main(main)

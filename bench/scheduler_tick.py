@@ -30,16 +30,24 @@ from __future__ import annotations
 
 import logging
 import os
-import sys
 import tempfile
 import time
-import traceback
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from benchlib import machine_note, median, ms, pct, postgres_available, postgres_database, table, verdict
+from benchlib import (
+    machine_note,
+    median,
+    ms,
+    pct,
+    postgres_available,
+    postgres_database,
+    run_main,
+    table,
+    verdict,
+)
 from sqlalchemy import delete, insert, select, text
 
 from bot import jobs, rollouts
@@ -449,9 +457,4 @@ def main() -> int:
 
 
 if __name__ == "__main__":
-    try:
-        sys.exit(main())
-    except Exception:  # noqa: BLE001 - report any failure, exit non-zero
-        traceback.print_exc()
-        print("ERROR: the benchmark did not complete", file=sys.stderr)
-        sys.exit(1)
+    run_main(main)

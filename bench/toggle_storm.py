@@ -23,18 +23,16 @@ Run: .venv/bin/python bench/toggle_storm.py
 from __future__ import annotations
 
 import random
-import sys
 import tempfile
 import threading
 import time
-import traceback
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 
-from benchlib import machine_note, ms, pct, postgres_available, postgres_database, table
+from benchlib import machine_note, ms, pct, postgres_available, postgres_database, run_main, table
 from sqlalchemy import func, select, update
 
 from bot import flows, rollouts
@@ -334,9 +332,4 @@ def main() -> int:
 
 
 if __name__ == "__main__":
-    try:
-        sys.exit(main())
-    except Exception:  # noqa: BLE001 - report any failure, exit non-zero
-        traceback.print_exc()
-        print("ERROR: the benchmark did not complete", file=sys.stderr)
-        sys.exit(1)
+    run_main(main)
