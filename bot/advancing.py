@@ -44,7 +44,7 @@ class Where:
     @classmethod
     def parse(cls, token: str) -> tuple[int, Where]:
         parts = token.split(":")
-        if len(parts) != 3 or not all(p.isascii() and p.isdigit() and len(p) <= 12 for p in parts):
+        if len(parts) != 3 or not all(p.isascii() and p.isdigit() and int(p) < 2**31 for p in parts):
             raise UsageError("that button is not one of mine any more")
         rollout_id, phase, step = (int(p) for p in parts)
         return rollout_id, cls(phase, step)

@@ -6,7 +6,6 @@ import logging
 import signal
 import subprocess
 import sys
-import threading
 
 from bot.app import build_app
 from bot.config import Settings
@@ -93,7 +92,7 @@ def work(settings: Settings) -> None:
     worker = Worker(app, Database(queue_url(settings.database_url)), threads=settings.work_threads)
 
     def stop(_signum: int, _frame: object) -> None:
-        threading.Thread(target=worker.stop, daemon=True).start()
+        worker.stop()
 
     signal.signal(signal.SIGTERM, stop)
     signal.signal(signal.SIGINT, stop)

@@ -46,9 +46,11 @@ def shaped_like_slack(body: Any) -> bool:
             and all(isinstance(a, dict) and isinstance(a.get("action_id"), str) for a in actions)
         )
     if kind == "event_callback":
-        return isinstance(body.get("event"), dict)
+        event = body.get("event")
+        return isinstance(event, dict) and isinstance(event.get("type"), str)
     if kind in ("view_submission", "view_closed"):
-        return isinstance(body.get("view"), dict)
+        view = body.get("view")
+        return isinstance(view, dict) and isinstance(view.get("callback_id", ""), str)
     return True
 
 

@@ -141,7 +141,8 @@ class Worker:
                 self._pool.submit(self._run_one, work)
             if not claimed:
                 self._stop.wait(IDLE_POLL_S)
+        # Work already claimed finishes before the process ends (it runs at most once).
+        self._pool.shutdown(wait=True)
 
     def stop(self) -> None:
         self._stop.set()
-        self._pool.shutdown(wait=True)

@@ -22,7 +22,7 @@ def test_import_a_seed_then_run_a_rollout_from_it(driver: SlackDriver, slack: Fa
     assert resp.status == 200 and resp.json()["response_action"] == "errors"
 
     driver.submit_view(opened.params["view"], {"import_name": "docsvc", "import_text": seed})
-    reply = slack.wait_for("chat.postEphemeral", lambda c: "docsvc" in c.params.get("text", "") and c.params.get("channel") == channel, timeout=15)[0]
+    reply = slack.wait_for("chat.postEphemeral", lambda c: "docsvc" in c.params.get("text", "") and c.params.get("channel") == channel, timeout=30)[0]
     text = reply.params["text"]
     assert "Imported template `docsvc-1`" in text and "Imported template `docsvc-2`" in text
     assert "1% → 25% → 50% → 75% → 100%" in text

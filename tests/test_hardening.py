@@ -17,6 +17,7 @@ Tests marked xfail(strict=True) show bugs found here; see their reasons.
 
 from __future__ import annotations
 
+import itertools
 import json
 import re
 import threading
@@ -33,8 +34,10 @@ import pytest
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 from sqlalchemy import delete, func, select
+from sqlalchemy.exc import SQLAlchemyError
 
 from bot.parsing import USAGES
+from storage import models as storage_models
 from storage.db import Database
 from storage.enums import EventKind
 from storage.models import ChecklistItem, Event, Phase, Rollout, SlackMessage
@@ -42,7 +45,7 @@ from tests.conftest import SIGNING_SECRET, BotProcess
 from tests.driver import FORM, Response, SlackDriver, sign
 from tests.e2e_rollouts import Scenario, wait_until
 from tests.fakes.datadog_api import FakeDatadog
-from tests.fakes.slack_api import APP_ID, FakeSlack
+from tests.fakes.slack_api import APP_ID, Call, FakeSlack
 
 pytestmark = pytest.mark.e2e
 
@@ -50,8 +53,8 @@ pytestmark = pytest.mark.e2e
 ACK_LIMIT_S = 3.0
 # How long the bot may take to answer through response_url, a modal or the status message.
 ANSWER_TIMEOUT_S = 6.0
-# Inputs the bot cannot answer (no response_url, no channel): how long a lazy listener has to
-# fail in the log before the example counts as quiet.
+# Inputs the bot cannot answer (no response_url, no channel): once the bot's work queue is
+# empty, how long the work claimed last has to fail in the log before the example counts as quiet.
 SETTLE_S = 0.25
 
 PROPERTY = settings(
@@ -76,10 +79,39 @@ PROBLEM_MARKERS = (
 )
 
 
+# The work-queue database of each running bot (by URL), to see when its queued work is done.
+BOT_DATABASES: dict[str, Database] = {}
+
+try:  # the work queue is new and may move; without it there is only the settle time
+    from storage.urls import queue_url
+except ImportError:  # pragma: no cover
+
+    def queue_url(url: str) -> str:
+        return url
+
+
+def quiesce(bot: BotProcess, timeout: float = 5.0, settle: float = SETTLE_S) -> None:
+    """Waits until the work behind earlier acks has run: the bot's queue of lazy work (where it
+    has one, `pending_work`) is empty, and `settle` more for the work claimed last."""
+    pending = getattr(storage_models, "PendingWork", None)
+    db = BOT_DATABASES.get(bot.url)
+    deadline = time.monotonic() + timeout
+    while pending is not None and db is not None and time.monotonic() < deadline:
+        try:
+            with db.reading() as session:
+                if not session.scalar(select(func.count()).select_from(pending)):
+                    break
+        except SQLAlchemyError:
+            break
+        time.sleep(0.02)
+    time.sleep(settle)
+
+
 class LogWatch:
     """What the bot logged since the last look."""
 
     def __init__(self, bot: BotProcess) -> None:
+        self.bot = bot
         self.path = bot.log_path
         self.offset = self.path.stat().st_size
 
@@ -98,7 +130,7 @@ def problems_in(text: str) -> list[str]:
     """Each log record that shows an unhandled exception, as its first line and its last."""
     starts = [m.start() for m in RECORD_START.finditer(text)] + [len(text)]
     found = []
-    for begin, end in zip(starts, starts[1:], strict=False):
+    for begin, end in itertools.pairwise(starts):
         record = text[begin:end].rstrip()
         if any(marker in record for marker in PROBLEM_MARKERS):
             lines = record.splitlines()
@@ -122,7 +154,9 @@ def _trigger_id() -> str:
     return f"{int(time.time())}.{uuid.uuid4().int % 10**12}.{uuid.uuid4().hex}"
 
 
-def timed_post(driver: SlackDriver, body: str, content_type: str, **kwargs: Any) -> tuple[Response, float, float]:
+def timed_post(
+    driver: SlackDriver, body: str, content_type: str, **kwargs: Any
+) -> tuple[Response, float, float]:
     at = time.time()
     started = time.monotonic()
     response = driver.post_raw(body, content_type, **kwargs)
@@ -206,23 +240,19 @@ def answers_to(slack: FakeSlack, sent: Sent, channels: Collection[str], user: st
     """What the bot said back to this request after the ack: posts to its response_url, a modal
     opened with its trigger_id, an ephemeral to the user, an edit of a status message in one of
     `channels` (a checklist click is answered by the status message itself)."""
-    found: list[Params] = []
-    for call in slack.calls():
+
+    def answers(call: Call) -> bool:
         if call.at < sent.at:
-            continue
-        if call.method == "response_url" and sent.path and call.path == sent.path:
-            found.append(call.params)
-        elif call.method == "views.open" and sent.trigger_id and call.params.get("trigger_id") == sent.trigger_id:
-            found.append(call.params)
-        elif (
-            call.method == "chat.postEphemeral"
-            and call.params.get("channel") in channels
-            and call.params.get("user") == user
-        ):
-            found.append(call.params)
-        elif call.method == "chat.update" and call.params.get("channel") in channels:
-            found.append(call.params)
-    return found
+            return False
+        if call.method == "response_url":
+            return bool(sent.path) and call.path == sent.path
+        if call.method == "views.open":
+            return bool(sent.trigger_id) and call.params.get("trigger_id") == sent.trigger_id
+        if call.method == "chat.postEphemeral":
+            return call.params.get("channel") in channels and call.params.get("user") == user
+        return call.method == "chat.update" and call.params.get("channel") in channels
+
+    return [call.params for call in slack.calls() if answers(call)]
 
 
 def wait_answer(
@@ -281,9 +311,10 @@ def assert_acked(sent: Sent, *, allow_4xx: bool = False) -> None:
     assert sent.elapsed < ACK_LIMIT_S, f"acked after {sent.elapsed:.2f}s"
 
 
-def assert_quiet_log(log: LogWatch, what: object, settle: float = 0.0) -> None:
+def assert_quiet_log(log: LogWatch, what: object, settle: bool = False) -> None:
+    """No unhandled error logged; with `settle`, first let the request's queued work run."""
     if settle:
-        time.sleep(settle)
+        quiesce(log.bot)
     problems = log.problems()
     assert not problems, f"the bot logged unhandled errors for {what!r}:\n" + "\n".join(problems)
 
@@ -291,6 +322,10 @@ def assert_quiet_log(log: LogWatch, what: object, settle: float = 0.0) -> None:
 def assert_alive(bot: BotProcess) -> None:
     assert bot.proc is not None and bot.proc.poll() is None, f"rollout-bot exited:\n{bot.log()}"
     assert healthz(bot) == 200
+
+
+def is_postgres(bot: BotProcess) -> bool:
+    return str(getattr(bot, "database_url", "")).startswith("postgres")
 
 
 def new_channel() -> str:
@@ -325,7 +360,9 @@ def started_rollout(driver: SlackDriver, slack: FakeSlack, db: Database, channel
 def status_ts(db: Database, rollout_id: int) -> str | None:
     with db.reading() as session:
         return session.scalars(
-            select(SlackMessage.ts).where(SlackMessage.rollout_id == rollout_id, SlackMessage.purpose == "status")
+            select(SlackMessage.ts).where(
+                SlackMessage.rollout_id == rollout_id, SlackMessage.purpose == "status"
+            )
         ).first()
 
 
@@ -333,14 +370,41 @@ def item_ids(db: Database, rollout_id: int) -> list[int]:
     with db.reading() as session:
         return list(
             session.scalars(
-                select(ChecklistItem.id).where(ChecklistItem.rollout_id == rollout_id).order_by(ChecklistItem.id)
+                select(ChecklistItem.id)
+                .where(ChecklistItem.rollout_id == rollout_id)
+                .order_by(ChecklistItem.id)
             )
         )
+
+
+@pytest.fixture(scope="module")
+def module_db(bot_server: BotProcess) -> Iterator[Database]:
+    """The running bot's database, for fixtures shared by a module's tests."""
+    database = Database(bot_server.database_url)  # type: ignore[attr-defined]
+    yield database
+    database.dispose()
+
+
+@pytest.fixture(scope="module")
+def queue_db(bot_server: BotProcess) -> Iterator[Database]:
+    """Where the bot queues the work behind its acks (its own database, or a file beside it)."""
+    database = Database(queue_url(bot_server.database_url))  # type: ignore[attr-defined]
+    yield database
+    database.dispose()
+
+
+@pytest.fixture(autouse=True)
+def _quiet_start(bot_server: BotProcess, queue_db: Database) -> None:
+    """Each test starts once the work behind the previous test's requests has run, so what that
+    work logs is not laid at this test's door."""
+    BOT_DATABASES[bot_server.url] = queue_db
+    quiesce(bot_server, settle=0.1)
 
 
 # --- 1. slash commands ----------------------------------------------------------------------
 
 SUBCOMMANDS = [*USAGES, "START", "Status", "bogus", "", "--help", "rollout"]
+# fmt: off
 FRAGMENTS = [
     '"', "'", "\u201c", "\u201d", "\u2018", "\u2019", '"quoted name"', "'half",
     "<!channel>", "<!here>", "<!everyone>", "<@U1|x>", "<@W123ABC>", "<@bogus>", "<#C123|launches>",
@@ -352,11 +416,15 @@ FRAGMENTS = [
     "conservative", "aggressive", "nope", "0", "-1", "99999999999999999999", "1e308", "NaN",
     "%s", "{feature}", "{{ 7*7 }}", "{% raw %}", "'; DROP TABLE rollout; --", "None", "null",
 ]
+# fmt: on
 word = st.one_of(
     st.sampled_from(FRAGMENTS),
     st.text(min_size=1, max_size=12),
     st.text(alphabet=st.characters(codec="ascii"), min_size=1, max_size=12),
 )
+# NUL is left out here: Postgres refuses it in text, a bug shown on its own by
+# test_nul_characters_in_commands_are_answered_politely (it would make this property fail at
+# random on Postgres).
 command_text = st.one_of(
     st.text(max_size=200),
     st.builds(
@@ -370,20 +438,29 @@ command_text = st.one_of(
         st.sampled_from(["x", "é", "😀", "a b ", '"', "<!channel> "]),
         st.integers(min_value=70, max_value=4000),
     ),
-)
+).map(lambda text: text.replace("\x00", ""))
 
 
-@pytest.fixture
-def command_world(bot_server: BotProcess, slack: FakeSlack, bot_db: Database) -> Iterator[tuple[SlackDriver, str]]:
+def busy_workspace(bot: BotProcess, slack: FakeSlack, db: Database) -> tuple[SlackDriver, str]:
     """A workspace of its own with one open rollout in a "busy" channel, so commands that need
     a rollout reach it."""
-    driver = new_driver(bot_server, slack)
+    driver = new_driver(bot, slack)
     busy = new_channel()
-    started_rollout(driver, slack, bot_db, busy, "busy-feature")
-    yield driver, busy
+    started_rollout(driver, slack, db, busy, "busy-feature")
+    return driver, busy
 
 
-@settings(PROPERTY, max_examples=100)
+@pytest.fixture(scope="module")
+def command_world(bot_server: BotProcess, slack: FakeSlack, module_db: Database) -> tuple[SlackDriver, str]:
+    return busy_workspace(bot_server, slack, module_db)
+
+
+@pytest.fixture(scope="module")
+def nul_world(bot_server: BotProcess, slack: FakeSlack, module_db: Database) -> tuple[SlackDriver, str]:
+    return busy_workspace(bot_server, slack, module_db)
+
+
+@settings(PROPERTY, max_examples=80)
 @given(text=command_text, in_busy_channel=st.booleans())
 @example(text="", in_busy_channel=False)
 @example(text="start", in_busy_channel=False)
@@ -399,7 +476,7 @@ def command_world(bot_server: BotProcess, slack: FakeSlack, bot_db: Database) ->
 @example(text="start x --tz Mars/Olympus", in_busy_channel=False)
 @example(text="start y --owner <@U1|x> --stakeholders <#C123|launches> --flag a.b", in_busy_channel=False)
 @example(text="metrics", in_busy_channel=True)
-@example(text="\x00\x1b\r\n\t", in_busy_channel=False)
+@example(text="\x1b\r\n\t\x7f", in_busy_channel=False)
 def test_any_command_text_is_acked_in_time_and_answered(
     command_world: tuple[SlackDriver, str],
     bot_server: BotProcess,
@@ -409,17 +486,21 @@ def test_any_command_text_is_acked_in_time_and_answered(
 ) -> None:
     driver, busy = command_world
     channel = busy if in_busy_channel else new_channel()
-    log = LogWatch(bot_server)
 
+    check_command(bot_server, slack, driver, text, channel)
+
+
+def check_command(bot: BotProcess, slack: FakeSlack, driver: SlackDriver, text: str, channel: str) -> None:
+    """Acked in time; answered in the ack, or after it (at the response_url, with a modal, or
+    for a start by the status message in the channel); no traceback shown or logged."""
+    log = LogWatch(bot)
     sent = send_command(driver, slack, text, channel=channel)
-
     assert_acked(sent)
     acked = ack_answer(sent.response)
     assert_no_traceback_shown(acked)
     starting = acked is not None and "Starting" in str(acked.get("text", ""))
     if acked is None or starting:
-        # Answered after the ack: at the response_url, with a modal, or (a start) by the
-        # status message posted in the channel.
+
         def status_posted() -> list[Params]:
             return [
                 c.params
@@ -431,6 +512,27 @@ def test_any_command_text_is_acked_in_time_and_answered(
         assert later, f"no answer to /rollout {text!r} within {ANSWER_TIMEOUT_S}s"
         assert_no_traceback_shown(*later)
     assert_quiet_log(log, text)
+
+
+NUL_TEXTS = {
+    "start-feature": "start nul\x00name",
+    "start-service": "start nul-service --service a\x00b",
+    "status-feature": "status nul\x00name",
+    "pause-reason": "pause busy-feature why\x00not",
+    "update-text": "update busy-feature hello\x00world",
+}
+
+
+@pytest.mark.parametrize("text", list(NUL_TEXTS.values()), ids=list(NUL_TEXTS))
+def test_nul_characters_in_commands_are_answered_politely(
+    nul_world: tuple[SlackDriver, str],
+    bot_server: BotProcess,
+    slack: FakeSlack,
+    text: str,
+) -> None:
+    """Slack passes NUL through in command text; SQLite stores it, Postgres refuses it."""
+    driver, busy = nul_world
+    check_command(bot_server, slack, driver, text, busy)
 
 
 # --- 2. interactions ------------------------------------------------------------------------
@@ -478,8 +580,11 @@ def _message(slack: FakeSlack, db: Database, channel: str, rollout_id: int) -> P
     return slack.message(channel, ts)
 
 
-@pytest.fixture
-def world(bot_server: BotProcess, slack: FakeSlack, bot_db: Database) -> World:
+@pytest.fixture(scope="module")
+def world(bot_server: BotProcess, slack: FakeSlack, module_db: Database) -> World:
+    """Shared by the module's interaction tests: clicks may pause or advance the open rollout,
+    which only changes what the answers say."""
+    bot_db = module_db
     driver = new_driver(bot_server, slack)
     stranger = new_driver(bot_server, slack)
     clickables = []
@@ -522,7 +627,9 @@ def envelope(world: World, kind: str, **fields: Any) -> Params:
     }
 
 
-def block_actions(world: World, action: Any, message: Any = None, channel: str | None = None, **fields: Any) -> Params:
+def block_actions(
+    world: World, action: Any, message: Any = None, channel: str | None = None, **fields: Any
+) -> Params:
     channel = channel or world.channel
     payload = envelope(
         world,
@@ -570,7 +677,12 @@ def realistic_click(draw: st.DrawFn, world: World) -> Params:
     kind = draw(st.sampled_from(["button", "pick", "checkboxes", "checkboxes"]))
     if kind == "button":
         action_id = draw(st.sampled_from(BUTTONS[:-1]))
-        action: Params = {"type": "button", "action_id": action_id, "block_id": "controls", "value": str(rollout_id)}
+        action: Params = {
+            "type": "button",
+            "action_id": action_id,
+            "block_id": "controls",
+            "value": str(rollout_id),
+        }
     elif kind == "pick":
         action = {
             "type": "button",
@@ -595,7 +707,9 @@ def realistic_click(draw: st.DrawFn, world: World) -> Params:
             "type": "checkboxes",
             "action_id": "checklist_toggle",
             "block_id": block_id,
-            "selected_options": [{"value": v, "text": {"type": "mrkdwn", "text": f"item {v}"}} for v in values],
+            "selected_options": [
+                {"value": v, "text": {"type": "mrkdwn", "text": f"item {v}"}} for v in values
+            ],
         }
     action["action_ts"] = f"{time.time():.6f}"
     message = draw(st.sampled_from([target.message, None]))
@@ -608,7 +722,13 @@ def _answerable(payload: Params) -> bool:
 
 
 def check_interaction(
-    bot: BotProcess, slack: FakeSlack, world: World, payload: Any, *, expect_answer: bool, allow_4xx: bool = False
+    bot: BotProcess,
+    slack: FakeSlack,
+    world: World,
+    payload: Any,
+    *,
+    expect_answer: bool,
+    allow_4xx: bool = False,
 ) -> None:
     log = LogWatch(bot)
     sent = send_payload(world.driver, payload)
@@ -620,10 +740,10 @@ def check_interaction(
         assert_no_traceback_shown(*answers)
         assert_quiet_log(log, payload)
     else:
-        assert_quiet_log(log, payload, settle=SETTLE_S)
+        assert_quiet_log(log, payload, settle=True)
 
 
-@settings(PROPERTY, max_examples=80)
+@settings(PROPERTY, max_examples=60)
 @given(data=st.data())
 def test_clicks_on_stale_missing_and_foreign_rollouts_are_answered(
     world: World, bot_server: BotProcess, slack: FakeSlack, data: st.DataObject
@@ -632,18 +752,34 @@ def test_clicks_on_stale_missing_and_foreign_rollouts_are_answered(
     check_interaction(bot_server, slack, world, payload, expect_answer=True)
 
 
+@pytest.fixture
+def int32_ids_on_postgres() -> None:
+    """Ids past Postgres' INTEGER range are refused like any other foreign id (they once
+    reached the database and failed there)."""
+
+
 GARBAGE_VALUES = st.one_of(
     st.text(max_size=40),
     st.integers().map(str),
+    st.integers(min_value=2**31 - 2, max_value=2**31 + 2).map(str),
     st.integers(min_value=2**63, max_value=2**80).map(str),
-    st.sampled_from(["", " 1", "1 ", "-1", "+1", "0x10", "1_000", "²", "١٢", "1.5", "NaN", "status:", ":", "::"]),
+    st.sampled_from(
+        ["", " 1", "1 ", "-1", "+1", "0x10", "1_000", "²", "١٢", "1.5", "NaN", "status:", ":", "::"]
+    ),
 )
 WRONG_TYPES = st.one_of(
-    st.none(), st.booleans(), st.integers(), st.floats(allow_nan=False), st.lists(st.integers(), max_size=2), st.just({})
+    st.none(),
+    st.booleans(),
+    st.integers(),
+    st.floats(allow_nan=False),
+    st.lists(st.integers(), max_size=2),
+    st.just({}),
 )
 ANY_VALUE = st.one_of(GARBAGE_VALUES, WRONG_TYPES)
 # Which message the click comes from: an index into World.messages(), none, or not an object.
-MESSAGE_CHOICE = st.one_of(st.none(), st.integers(0, 3), st.sampled_from(["x", {"blocks": "x"}, {"blocks": ["x"]}]))
+MESSAGE_CHOICE = st.one_of(
+    st.none(), st.integers(0, 3), st.sampled_from(["x", {"blocks": "x"}, {"blocks": ["x"]}])
+)
 
 
 @st.composite
@@ -657,7 +793,9 @@ def garbage_action(draw: st.DrawFn) -> Params:
     if action_id == "checklist_toggle":
         action["type"] = "checkboxes"
         action["block_id"] = draw(
-            st.one_of(st.builds(lambda v: f"checklist:{v}:0:t0", GARBAGE_VALUES), st.text(max_size=30), WRONG_TYPES)
+            st.one_of(
+                st.builds(lambda v: f"checklist:{v}:0:t0", GARBAGE_VALUES), st.text(max_size=30), WRONG_TYPES
+            )
         )
         action["selected_options"] = draw(
             st.one_of(
@@ -676,73 +814,43 @@ def _pick_message(world: World, choice: Any) -> Any:
     return choice
 
 
-@pytest.mark.xfail(
-    reason=(
-        "BUG: button values and checkbox fields Slack would not send reach int() and the database "
-        "unchecked and end as bot.answers 'unexpected error' (a traceback in the log, 'something "
-        "went wrong' to the user) instead of 'that button is not one of mine': rollout_id_of "
-        "(bot/listeners/actions.py:44) trusts str.isdigit ('²' -> ValueError; 20 digits -> "
-        "OverflowError on SQLite, DataError on Postgres); advance_anyway passes any value to "
-        "advancing.Where.parse (ValueError); a pick_rollout value with an unknown subcommand hits "
-        "AssertionError in handlers.run_for; checklist_changes (actions.py:51-62) indexes "
-        "selected_options/message/blocks that are not objects"
-    ),
-    strict=True,
-)
 @settings(PROPERTY, max_examples=60)
 @given(action=garbage_action(), message=MESSAGE_CHOICE)
 @example(action={"type": "button", "action_id": "advance", "value": "²"}, message=None)
+@example(action={"type": "button", "action_id": "advance", "value": "2147483648"}, message=None)
 @example(action={"type": "button", "action_id": "advance", "value": "99999999999999999999"}, message=None)
 @example(action={"type": "button", "action_id": "advance_anyway", "value": "zz"}, message=None)
 @example(action={"type": "button", "action_id": "pick_rollout:1", "value": "bogus:1"}, message=None)
 @example(
-    action={"type": "checkboxes", "action_id": "checklist_toggle", "block_id": "checklist:1:0:t0", "selected_options": ["1"]},
+    action={
+        "type": "checkboxes",
+        "action_id": "checklist_toggle",
+        "block_id": "checklist:1:0:t0",
+        "selected_options": ["1"],
+    },
     message=None,
 )
 @example(
-    action={"type": "checkboxes", "action_id": "checklist_toggle", "block_id": "checklist:1:0:t0", "selected_options": []},
+    action={
+        "type": "checkboxes",
+        "action_id": "checklist_toggle",
+        "block_id": "checklist:1:0:t0",
+        "selected_options": [],
+    },
     message="x",
 )
 def test_clicks_with_garbage_values_are_answered_politely(
-    world: World, bot_server: BotProcess, slack: FakeSlack, action: Params, message: Any
+    world: World,
+    bot_server: BotProcess,
+    slack: FakeSlack,
+    action: Params,
+    message: Any,
+    int32_ids_on_postgres: None,
 ) -> None:
-    payload = block_actions(world, {**action, "action_ts": f"{time.time():.6f}"}, message=_pick_message(world, message))
+    payload = block_actions(
+        world, {**action, "action_ts": f"{time.time():.6f}"}, message=_pick_message(world, message)
+    )
     check_interaction(bot_server, slack, world, payload, expect_answer=True)
-
-
-BOLT_500 = pytest.mark.xfail(
-    reason=(
-        "BUG: Bolt raises while matching/building arguments for this payload and the request "
-        "ends in HTTP 500 with a traceback (slack_bolt payload_utils/internals index fields "
-        "without checking their type); the bot passes every signed body straight to Bolt "
-        "(bot/web.py:26). Fix: check the payload's shape before Bolt (type is a str; actions a "
-        "non-empty list of objects with a str action_id; team/user/channel/view/event objects) "
-        "and answer 400 otherwise, or catch exceptions around handler.handle and answer 400"
-    ),
-    strict=True,
-)
-TEAM_OR_USER_500 = pytest.mark.xfail(
-    reason=(
-        "BUG: actor_of (bot/listeners/actions.py:34-36) indexes body['team']['id'], "
-        "body['user']['id'] and body['channel'].get without checking: a missing or wrong-typed "
-        "team/user/channel becomes bot.answers 'unexpected error' (traceback in the log). Fix: "
-        "read them with type checks and refuse with a UsageError ('that button is not one of mine')"
-    ),
-    strict=True,
-)
-
-
-NO_RESPONSE_URL = pytest.mark.xfail(
-    reason=(
-        "BUG: a control button clicked where Slack gives no response_url (a modal, the Home tab) "
-        "answers through RespondReplier (bot/listeners/actions.py:94-97), whose respond() raises "
-        "'respond is unsupported here as there is no response_url': logged as bot.answers "
-        "'unexpected error' and 'could not tell the user about an error', and the person hears "
-        "nothing. Fix: when body has no response_url, answer with EphemeralReplier "
-        "(chat.postEphemeral to the channel, or a DM) instead"
-    ),
-    strict=True,
-)
 
 
 def _shape_case(name: str, mutate: Callable[[Params], None], marks: Any = ()) -> Any:
@@ -761,16 +869,16 @@ def _put(key: str, value: Any) -> Callable[[Params], None]:
     "mutate",
     [
         _shape_case("without-actions", _drop("actions")),
-        _shape_case("actions-is-a-string", _put("actions", "x"), BOLT_500),
-        _shape_case("actions-is-empty", _put("actions", []), BOLT_500),
-        _shape_case("action-is-a-string", _put("actions", ["x"]), BOLT_500),
-        _shape_case("action-without-action-id", _put("actions", [{"type": "button", "value": "1"}]), BOLT_500),
-        _shape_case("action-id-is-a-number", _put("actions", [{"type": "button", "action_id": 5}]), BOLT_500),
-        _shape_case("without-team", _drop("team"), TEAM_OR_USER_500),
-        _shape_case("team-is-a-string", _put("team", "T1"), TEAM_OR_USER_500),
-        _shape_case("user-is-a-string", _put("user", "W1"), TEAM_OR_USER_500),
-        _shape_case("channel-is-a-string", _put("channel", "C1"), TEAM_OR_USER_500),
-        _shape_case("without-response-url", _drop("response_url"), NO_RESPONSE_URL),
+        _shape_case("actions-is-a-string", _put("actions", "x")),
+        _shape_case("actions-is-empty", _put("actions", [])),
+        _shape_case("action-is-a-string", _put("actions", ["x"])),
+        _shape_case("action-without-action-id", _put("actions", [{"type": "button", "value": "1"}])),
+        _shape_case("action-id-is-a-number", _put("actions", [{"type": "button", "action_id": 5}])),
+        _shape_case("without-team", _drop("team")),
+        _shape_case("team-is-a-string", _put("team", "T1")),
+        _shape_case("user-is-a-string", _put("user", "W1")),
+        _shape_case("channel-is-a-string", _put("channel", "C1")),
+        _shape_case("without-response-url", _drop("response_url")),
         _shape_case("type-is-a-number", _put("type", 5)),
         _shape_case("without-type", _drop("type")),
     ],
@@ -782,41 +890,29 @@ def test_block_actions_with_missing_or_wrong_typed_fields_never_5xx(
     mutate(payload)
     # With a listener to run and a response_url to answer at, the person hears back.
     answerable = isinstance(payload.get("actions"), list) and payload.get("type") == "block_actions"
-    check_interaction(bot_server, slack, world, payload, expect_answer=answerable and _answerable(payload), allow_4xx=True)
+    check_interaction(
+        bot_server, slack, world, payload, expect_answer=answerable and _answerable(payload), allow_4xx=True
+    )
 
 
-@pytest.mark.parametrize("payload", ["[1, 2]", '"x"', "null", "{not json", ""], ids=["list", "string", "null", "not-json", "empty"])
-@pytest.mark.xfail(
-    reason=(
-        "BUG: a signed form body whose `payload` is not a JSON object raises in Bolt's "
-        "parse_body/BoltRequest (slack_bolt/request/internals.py), before any middleware, so "
-        "Flask answers 500 and logs the traceback. Fix in bot/web.py:24-26: parse the form "
-        "first and answer 400 when `payload` is not a JSON object"
-    ),
-    strict=True,
+@pytest.mark.parametrize(
+    "payload", ["[1, 2]", '"x"', "null", "{not json", ""], ids=["list", "string", "null", "not-json", "empty"]
 )
 def test_payload_that_is_not_a_json_object_is_refused_without_5xx(
-    world: World, bot_server: BotProcess, payload: str
+    bot_server: BotProcess, slack: FakeSlack, payload: str
 ) -> None:
     log = LogWatch(bot_server)
-    response, elapsed, _ = timed_post(world.driver, urlencode({"payload": payload}), FORM)
+    response, _, _ = timed_post(new_driver(bot_server, slack), urlencode({"payload": payload}), FORM)
     assert 400 <= response.status < 500, (response.status, response.body[:200])
     assert_quiet_log(log, payload)
 
 
-@pytest.mark.xfail(
-    reason=(
-        "BUG: an unknown action_id (a button from an older version of the bot, a message "
-        "another app left) is answered 404 'unhandled request' by Bolt "
-        "(raise_error_for_unhandled_request=False still returns 404, bot/app.py:27): Slack shows "
-        "a warning on the button and the person hears nothing although a response_url is there. "
-        "Fix: register a catch-all app.action(re.compile('.*')) last that acks and answers "
-        "'that button is not one of mine any more' (bot/listeners/actions.py:114)"
-    ),
-    strict=True,
-)
 @settings(PROPERTY, max_examples=15)
-@given(action_id=st.one_of(st.sampled_from(["approve_step", "ADVANCE", "advance ", "pick_rollout", "open"]), st.text(max_size=20)))
+@given(
+    action_id=st.one_of(
+        st.sampled_from(["approve_step", "ADVANCE", "advance ", "pick_rollout", "open"]), st.text(max_size=20)
+    )
+)
 @example(action_id="approve_step")
 def test_unknown_action_ids_are_acked_and_answered(
     world: World, bot_server: BotProcess, slack: FakeSlack, action_id: str
@@ -830,15 +926,28 @@ def test_unknown_action_ids_are_acked_and_answered(
 
 # --- modals ----------------------------------------------------------------------------------
 
-CALLBACKS = ["start_rollout", "advance_override", "rollback_confirm", "edit_metrics"]
-INPUT_BLOCKS = ["start_feature", "start_template", "start_owner", "start_stakeholders", "start_flag", "reason"]
+CALLBACKS = ["start_rollout", "advance_override", "rollback_confirm", "edit_metrics", "import_plan"]
+INPUT_BLOCKS = [
+    "start_feature",
+    "start_template",
+    "start_owner",
+    "start_stakeholders",
+    "start_flag",
+    "reason",
+    "import_name",
+    "import_text",
+]
 
 
 @st.composite
 def metadata(draw: st.DrawFn) -> Any:
     """private_metadata: the bot's own FormContext (channel "{channel}" is filled in by the
     test), or garbage."""
-    token = draw(st.one_of(st.sampled_from(["{own}", "{deleted}", "{foreign}", "{own}:0:0", "987654321"]), GARBAGE_VALUES))
+    token = draw(
+        st.one_of(
+            st.sampled_from(["{own}", "{deleted}", "{foreign}", "{own}:0:0", "987654321"]), GARBAGE_VALUES
+        )
+    )
     return draw(
         st.one_of(
             st.just({"channel_id": "{channel}", "token": token}),
@@ -855,13 +964,23 @@ def view_state(draw: st.DrawFn) -> Any:
         {"type": st.just("plain_text_input")},
         optional={
             "value": st.one_of(st.text(max_size=100), WRONG_TYPES),
-            "selected_option": st.one_of(st.none(), st.just({"value": "standard"}), st.just({"value": "nope"}), st.just("x")),
+            "selected_option": st.one_of(
+                st.none(), st.just({"value": "standard"}), st.just({"value": "nope"}), st.just("x")
+            ),
             "selected_user": st.one_of(st.none(), st.just("U1"), st.integers()),
-            "selected_conversations": st.one_of(st.none(), st.lists(st.just("C1"), max_size=2), st.just("C1")),
+            "selected_conversations": st.one_of(
+                st.none(), st.lists(st.just("C1"), max_size=2), st.just("C1")
+            ),
         },
     )
-    values = st.dictionaries(st.sampled_from(INPUT_BLOCKS), st.fixed_dictionaries({"value": field}), max_size=4)
-    return draw(st.one_of(st.none(), st.just("x"), st.builds(lambda v: {"values": v}, st.one_of(values, st.just("x")))))
+    values = st.dictionaries(
+        st.sampled_from(INPUT_BLOCKS), st.fixed_dictionaries({"value": field}), max_size=4
+    )
+    return draw(
+        st.one_of(
+            st.none(), st.just("x"), st.builds(lambda v: {"values": v}, st.one_of(values, st.just("x")))
+        )
+    )
 
 
 def _fill(meta: Any, world: World) -> Any:
@@ -915,55 +1034,91 @@ def check_view(bot: BotProcess, slack: FakeSlack, world: World, payload: Params)
         assert_no_traceback_shown(*answers)
         assert_quiet_log(log, payload)
     else:
-        assert_quiet_log(log, payload, settle=SETTLE_S)
+        assert_quiet_log(log, payload, settle=True)
 
 
-@pytest.mark.xfail(
-    reason=(
-        "BUG: modal submissions are read without checks. (1) views.py:22 indexes "
-        "view['state']['values'] and check_feature (parsing.py:196) calls .strip() on "
-        "whatever `value` is: the ack raises, HTTP 500. (2) A private_metadata that is not the "
-        "bot's FormContext JSON (FormContext.loads, handlers.py:62-65, json.loads + "
-        "data['channel_id']) raises in the lazy listeners' _context() (views.py:46, 59, 74, 85; "
-        "metric_views.py:33), outside `answering`: Bolt logs 'Failed to run an internal "
-        "function', nothing is saved and the person is never told. (3) A token that is not a "
-        "number reaches int() (views.py:89, metric_views.py:37) or Where.parse: 'unexpected "
-        "error'. Fix: parse state and metadata defensively (UsageError on anything odd), call "
-        "_context inside `answering`, answer with response_action=errors in the ack when the "
-        "form cannot be read"
-    ),
-    strict=True,
-)
-@settings(PROPERTY, max_examples=60)
+@settings(PROPERTY, max_examples=25)
 @given(callback_id=st.sampled_from(CALLBACKS), meta=metadata(), state=view_state())
 @example(callback_id="start_rollout", meta="garbage", state=None)
-@example(callback_id="start_rollout", meta="{]", state={"values": {"start_feature": {"value": {"type": "plain_text_input", "value": "form-feature"}}}})
-@example(callback_id="start_rollout", meta="{}", state={"values": {"start_feature": {"value": {"type": "plain_text_input", "value": 5}}}})
-@example(callback_id="advance_override", meta="{]", state={"values": {"reason": {"value": {"type": "plain_text_input", "value": "why"}}}})
-@example(callback_id="rollback_confirm", meta={"channel_id": "{channel}", "token": "abc"}, state={"values": {}})
+@example(
+    callback_id="start_rollout",
+    meta="{]",
+    state={"values": {"start_feature": {"value": {"type": "plain_text_input", "value": "form-feature"}}}},
+)
+@example(
+    callback_id="start_rollout",
+    meta="{}",
+    state={"values": {"start_feature": {"value": {"type": "plain_text_input", "value": 5}}}},
+)
+@example(
+    callback_id="advance_override",
+    meta="{]",
+    state={"values": {"reason": {"value": {"type": "plain_text_input", "value": "why"}}}},
+)
+@example(
+    callback_id="rollback_confirm", meta={"channel_id": "{channel}", "token": "abc"}, state={"values": {}}
+)
 @example(callback_id="edit_metrics", meta="{]", state={"values": {}})
 @example(callback_id="edit_metrics", meta="{}", state="x")
+@example(callback_id="rollback_confirm", meta={"channel_id": "{channel}", "token": "2147483648"}, state=None)
 def test_modal_submissions_with_missing_state_or_garbage_metadata(
-    world: World, bot_server: BotProcess, slack: FakeSlack, callback_id: str, meta: Any, state: Any
+    world: World,
+    bot_server: BotProcess,
+    slack: FakeSlack,
+    callback_id: str,
+    meta: Any,
+    state: Any,
+    int32_ids_on_postgres: None,
 ) -> None:
     check_view(bot_server, slack, world, view_submission(world, callback_id, meta, state))
 
 
-@pytest.mark.xfail(
-    reason=(
-        "BUG: a view_submission with an unknown callback_id (a form opened by an older version "
-        "of the bot) gets Bolt's 404 'unhandled request': Slack shows the person a connection "
-        "error in the modal. Fix: a catch-all app.view(re.compile('.*')) registered last that "
-        "acks with response_action=errors or clears the modal (bot/listeners/views.py:94)"
-    ),
-    strict=True,
+@settings(PROPERTY, max_examples=30)
+@given(
+    callback_id=st.sampled_from(["advance_override", "rollback_confirm", "edit_metrics"]),
+    target=st.sampled_from(["{own}", "{deleted}", "{foreign}", "987654321"]),
+    reason=st.text(min_size=1, max_size=200).filter(lambda t: t.strip() and "\x00" not in t),
 )
+def test_real_forms_about_missing_or_foreign_rollouts_are_answered(
+    world: World, bot_server: BotProcess, slack: FakeSlack, callback_id: str, target: str, reason: str
+) -> None:
+    """Forms as the bot opens them (its own FormContext, a typed reason), submitted after their
+    rollout was deleted, for another workspace's rollout, or for one that never existed."""
+    token = f"{target}:0:0" if callback_id == "advance_override" else target
+    state = {"values": {"reason": {"value": {"type": "plain_text_input", "value": reason}}}}
+    payload = view_submission(world, callback_id, {"channel_id": "{channel}", "token": token}, state)
+    check_view(bot_server, slack, world, payload)
+
+
 def test_unknown_callback_id_is_acked(world: World, bot_server: BotProcess, slack: FakeSlack) -> None:
-    payload = view_submission(world, "renamed_in_v2", {"channel_id": "{channel}", "token": "1"}, {"values": {}})
+    payload = view_submission(
+        world, "renamed_in_v2", {"channel_id": "{channel}", "token": "1"}, {"values": {}}
+    )
     log = LogWatch(bot_server)
     sent = send_payload(world.driver, payload)
     assert sent.response.status == 200, (sent.response.status, sent.response.body)
-    assert_quiet_log(log, payload, settle=SETTLE_S)
+    assert_quiet_log(log, payload, settle=True)
+
+
+@pytest.mark.parametrize(
+    "callback_id",
+    [
+        pytest.param(5, id="int"),
+        pytest.param(None, id="null"),
+        pytest.param({}, id="object"),
+        pytest.param(["x"], id="list"),
+        pytest.param(True, id="bool"),
+    ],
+)
+def test_callback_id_that_is_not_a_string_is_refused_quietly(
+    world: World, bot_server: BotProcess, slack: FakeSlack, callback_id: Any
+) -> None:
+    payload = view_submission(world, "x", {"channel_id": "{channel}", "token": "1"}, {"values": {}})
+    payload["view"]["callback_id"] = callback_id
+    log = LogWatch(bot_server)
+    sent = send_payload(world.driver, payload)
+    assert_acked(sent, allow_4xx=True)
+    assert_quiet_log(log, payload, settle=sent.response.status == 200)
 
 
 # --- events ----------------------------------------------------------------------------------
@@ -980,7 +1135,9 @@ EVENT = st.one_of(
             "text": st.one_of(st.text(max_size=30), WRONG_TYPES),
         },
     ),
-    st.fixed_dictionaries({"type": st.one_of(st.sampled_from(["message", "reaction_added", "team_join", ""]), WRONG_TYPES)}),
+    st.fixed_dictionaries(
+        {"type": st.one_of(st.sampled_from(["message", "reaction_added", "team_join", ""]), WRONG_TYPES)}
+    ),
     st.just({}),
     st.text(max_size=5),
     st.none(),
@@ -1001,32 +1158,22 @@ def event_body(team: str, event: Any, **extra: Any) -> Params:
     }
 
 
-@pytest.mark.xfail(
-    reason=(
-        "BUG: odd events raise: app_mention without a channel -> say() ValueError "
-        "(bot/listeners/events.py:20), app_home_opened without `user` -> KeyError "
-        "(events.py:29), both logged as 'unhandled error in a listener' with a traceback; an "
-        "`event` that is not an object or a `channel` that is not a string crash Bolt's context "
-        "building -> HTTP 500. Fix: read event fields with .get() and ignore events without "
-        "them; reject event bodies whose `event` is not an object before Bolt (bot/web.py:26)"
-    ),
-    strict=True,
-)
 @settings(PROPERTY, max_examples=40)
 @given(event=EVENT)
 @example(event={"type": "app_mention"})
 @example(event={"type": "app_home_opened", "tab": "home"})
 @example(event="x")
 @example(event={"type": "app_mention", "channel": 5})
+@example(event={"type": {}})
 def test_odd_events_are_acked_without_errors(bot_server: BotProcess, slack: FakeSlack, event: Any) -> None:
     driver = new_driver(bot_server, slack)
     log = LogWatch(bot_server)
     sent = send_event(driver, event_body(driver.team_id, event))
     assert_acked(sent, allow_4xx=True)
-    assert_quiet_log(log, event, settle=SETTLE_S)
+    assert_quiet_log(log, event, settle=sent.response.status == 200)
 
 
-@settings(PROPERTY, max_examples=25)
+@settings(PROPERTY, max_examples=10)
 @given(
     event=st.fixed_dictionaries(
         {"type": st.sampled_from(["app_mention", "app_home_opened", "message", "reaction_added"])},
@@ -1037,14 +1184,33 @@ def test_odd_events_are_acked_without_errors(bot_server: BotProcess, slack: Fake
         },
     )
 )
-def test_well_formed_events_are_acked_in_time(bot_server: BotProcess, slack: FakeSlack, event: Params) -> None:
+@example(event={"type": "app_home_opened", "tab": "home"})
+@example(event={"type": "app_mention", "text": "<@U0BOT> hi"})
+def test_well_formed_events_are_acked_in_time(
+    bot_server: BotProcess, slack: FakeSlack, event: Params
+) -> None:
     """Events as Slack sends them (user, channel, ts present), whatever else they carry."""
     driver = new_driver(bot_server, slack)
     event = {"user": "W111", "channel": driver.channel_id, "ts": "1700000000.000200", **event}
     log = LogWatch(bot_server)
     sent = send_event(driver, event_body(driver.team_id, event))
     assert_acked(sent, allow_4xx=event["type"] not in ("app_mention", "app_home_opened"))
-    assert_quiet_log(log, event, settle=SETTLE_S)
+    assert_quiet_log(log, event, settle=True)
+
+
+def test_opening_the_app_home_publishes_it(
+    bot_server: BotProcess, slack: FakeSlack, bot_db: Database
+) -> None:
+    driver = new_driver(bot_server, slack)
+    started_rollout(driver, slack, bot_db, new_channel(), "home-feature")
+    log = LogWatch(bot_server)
+    event = {"type": "app_home_opened", "user": "W111", "channel": "D0HOME", "tab": "home"}
+    sent = send_event(driver, event_body(driver.team_id, event))
+    assert_acked(sent)
+    slack.wait_for(
+        "views.publish", lambda c: c.at >= sent.at and c.params.get("user_id") == "W111", timeout=3
+    )
+    assert_quiet_log(log, event)
 
 
 # --- 3. malformed HTTP -----------------------------------------------------------------------
@@ -1075,7 +1241,9 @@ def post_unsigned(bot: BotProcess, body: bytes, headers: dict[str, str]) -> tupl
 
 @settings(PROPERTY, max_examples=60)
 @given(
-    flaw=st.sampled_from(["signature", "wrong-secret", "stale", "future", "no-timestamp", "no-signature", "no-headers"]),
+    flaw=st.sampled_from(
+        ["signature", "wrong-secret", "stale", "future", "no-timestamp", "no-signature", "no-headers"]
+    ),
     # Printable ASCII: gunicorn itself answers 400 to control characters in a header.
     signature=st.one_of(
         st.text(alphabet=st.characters(min_codepoint=0x20, max_codepoint=0x7E), max_size=80),
@@ -1089,7 +1257,11 @@ def test_bad_signatures_and_stale_timestamps_get_401(
     body = _command_body(new_team())
     now = int(time.time())
     stamp = str(now)
-    headers = {"Content-Type": FORM, "X-Slack-Request-Timestamp": stamp, "X-Slack-Signature": sign(SIGNING_SECRET, stamp, body)}
+    headers = {
+        "Content-Type": FORM,
+        "X-Slack-Request-Timestamp": stamp,
+        "X-Slack-Signature": sign(SIGNING_SECRET, stamp, body),
+    }
     if flaw == "signature":
         headers["X-Slack-Signature"] = signature
     elif flaw == "wrong-secret":
@@ -1097,7 +1269,9 @@ def test_bad_signatures_and_stale_timestamps_get_401(
     elif flaw in ("stale", "future"):
         stamp = str(now - skew if flaw == "stale" else now + skew)
         # Correctly signed for that timestamp: only its age is wrong (a replayed request).
-        headers.update({"X-Slack-Request-Timestamp": stamp, "X-Slack-Signature": sign(SIGNING_SECRET, stamp, body)})
+        headers.update(
+            {"X-Slack-Request-Timestamp": stamp, "X-Slack-Signature": sign(SIGNING_SECRET, stamp, body)}
+        )
     elif flaw == "no-timestamp":
         del headers["X-Slack-Request-Timestamp"]
     elif flaw == "no-signature":
@@ -1105,7 +1279,10 @@ def test_bad_signatures_and_stale_timestamps_get_401(
     else:
         headers = {"Content-Type": FORM}
     # Header values must be latin-1 to be sent at all; Slack's are ASCII.
-    headers = {k: v.encode("latin-1", "replace").decode("latin-1").replace("\n", " ").replace("\r", " ") for k, v in headers.items()}
+    headers = {
+        k: v.encode("latin-1", "replace").decode("latin-1").replace("\n", " ").replace("\r", " ")
+        for k, v in headers.items()
+    }
     log = LogWatch(bot_server)
     started = time.monotonic()
     status, answer = post_unsigned(bot_server, body.encode(), headers)
@@ -1114,19 +1291,14 @@ def test_bad_signatures_and_stale_timestamps_get_401(
     assert_quiet_log(log, flaw)
 
 
-@pytest.mark.xfail(
-    reason=(
-        "BUG: a non-numeric X-Slack-Request-Timestamp makes slack_sdk's SignatureVerifier.is_valid "
-        "raise ValueError in int(timestamp); Bolt turns it into HTTP 500 with a traceback "
-        "instead of 401. Fix: in bot/web.py reject requests whose timestamp header is not "
-        "an integer with 401 before handing them to Bolt"
-    ),
-    strict=True,
-)
 @pytest.mark.parametrize("stamp", ["abc", "", "1.5", "١٢٣"])
 def test_non_numeric_timestamp_gets_401(bot_server: BotProcess, stamp: str) -> None:
     body = _command_body(new_team())
-    headers = {"Content-Type": FORM, "X-Slack-Request-Timestamp": stamp, "X-Slack-Signature": sign(SIGNING_SECRET, stamp, body)}
+    headers = {
+        "Content-Type": FORM,
+        "X-Slack-Request-Timestamp": stamp,
+        "X-Slack-Signature": sign(SIGNING_SECRET, stamp, body),
+    }
     headers = {k: v.encode("utf-8").decode("latin-1") for k, v in headers.items()}
     log = LogWatch(bot_server)
     status, answer = post_unsigned(bot_server, body.encode(), headers)
@@ -1139,21 +1311,13 @@ GARBAGE_TYPES = st.sampled_from(
 )
 GARBAGE_BODIES = st.one_of(
     st.text(max_size=200),
-    st.sampled_from(["{", "[1,2]", "null", '"x"', "payload=%7B", "payload=", "payload=[]", "a=1&b", "=&=&", '{"type": 5}']),
+    st.sampled_from(
+        ["{", "[1,2]", "null", '"x"', "payload=%7B", "payload=", "payload=[]", "a=1&b", "=&=&", '{"type": 5}']
+    ),
     st.binary(max_size=100).map(lambda b: b.decode("latin-1")),
 )
 
 
-@pytest.mark.xfail(
-    reason=(
-        "BUG: the Flask adapter builds a BoltRequest (parsing the JSON/`payload` body) before "
-        "the signature is checked, so an UNSIGNED body that is not JSON, or JSON that is not an "
-        "object, gives HTTP 500 and a traceback: anyone who can reach /slack/events can fill "
-        "the log. Fix in bot/web.py:24-26: verify the signature (slack_sdk SignatureVerifier) "
-        "on the raw body first and answer 401, then parse defensively and answer 400"
-    ),
-    strict=True,
-)
 @settings(PROPERTY, max_examples=30)
 @given(content_type=GARBAGE_TYPES, body=GARBAGE_BODIES)
 @example(content_type="application/json", body="{not json")
@@ -1169,28 +1333,21 @@ def test_unsigned_garbage_gets_401(bot_server: BotProcess, content_type: str, bo
     assert_quiet_log(log, body)
 
 
-@pytest.mark.xfail(
-    reason=(
-        "BUG: a correctly SIGNED body that is not JSON (application/json) or whose form field "
-        "`payload` is not a JSON object gives HTTP 500 and a traceback: Bolt's parse_body "
-        "(slack_bolt/request/internals.py:31-37) raises inside the Flask adapter, before "
-        "App.dispatch's own error handling. Fix in bot/web.py:24-26: parse the body first and "
-        "answer 400 when it is not what Slack sends"
-    ),
-    strict=True,
-)
-@settings(PROPERTY, max_examples=40)
+@settings(PROPERTY, max_examples=30)
 @given(content_type=GARBAGE_TYPES, body=GARBAGE_BODIES)
 @example(content_type="application/json", body="{not json")
 @example(content_type=FORM, body="payload=%7B")
 @example(content_type="application/json", body="[1,2]")
-def test_signed_garbage_is_never_5xx(bot_server: BotProcess, slack: FakeSlack, content_type: str, body: str) -> None:
+def test_signed_garbage_is_never_5xx(
+    bot_server: BotProcess, slack: FakeSlack, content_type: str, body: str
+) -> None:
     driver = new_driver(bot_server, slack)
     log = LogWatch(bot_server)
     response, elapsed, _ = timed_post(driver, body, content_type)
     assert response.status < 500, (response.status, response.body[:200])
     assert elapsed < ACK_LIMIT_S
-    assert_quiet_log(log, body, settle=SETTLE_S)
+    # Only a request the bot took (200) can have queued work that might fail later.
+    assert_quiet_log(log, body, settle=response.status == 200)
 
 
 # --- 4. Slack's retries ----------------------------------------------------------------------
@@ -1215,19 +1372,44 @@ def test_a_retried_start_never_creates_a_second_rollout(
     first = send_command(driver, slack, f"start {name}", channel=channel, response_name=fields_path)
     assert first.response.status == 200
     retries = [
-        send_command(driver, slack, f"start {name}", channel=channel, response_name=fields_path, headers={**RETRY, "X-Slack-Retry-Num": n})
+        send_command(
+            driver,
+            slack,
+            f"start {name}",
+            channel=channel,
+            response_name=fields_path,
+            headers={**RETRY, "X-Slack-Retry-Num": n},
+        )
         for n in ("1", "2")
     ]
     slack.wait_for("chat.postMessage", lambda c: c.params.get("channel") == channel, timeout=10)
-    retries.append(send_command(driver, slack, f"start {name}", channel=channel, response_name=fields_path, headers={**RETRY, "X-Slack-Retry-Num": "3"}))
+    retries.append(
+        send_command(
+            driver,
+            slack,
+            f"start {name}",
+            channel=channel,
+            response_name=fields_path,
+            headers={**RETRY, "X-Slack-Retry-Num": "3"},
+        )
+    )
     for retry in retries:
         assert retry.response.status == 200 and retry.elapsed < ACK_LIMIT_S
     time.sleep(1.0)
-    assert _count(bot_db, select(func.count()).select_from(Rollout).where(Rollout.team_id == driver.team_id)) == 1
-    posts = [c for c in slack.calls("chat.postMessage") if c.params.get("channel") == channel and not c.params.get("thread_ts")]
+    assert (
+        _count(bot_db, select(func.count()).select_from(Rollout).where(Rollout.team_id == driver.team_id))
+        == 1
+    )
+    posts = [
+        c
+        for c in slack.calls("chat.postMessage")
+        if c.params.get("channel") == channel and not c.params.get("thread_ts")
+    ]
     assert len(posts) == 1, [p.params.get("text") for p in posts]
     # Nobody was told "already exists" for a request they sent once.
-    said = [c.params.get("text", "") for c in slack.calls("response_url") if c.path == f"/response/{fields_path}"]
+    said = [
+        c.params.get("text", "") for c in slack.calls("response_url") if c.path == f"/response/{fields_path}"
+    ]
     assert not any("already" in text.lower() for text in said), said
 
 
@@ -1235,7 +1417,9 @@ def test_a_retried_advance_click_never_advances_twice(
     bot_server: BotProcess, slack: FakeSlack, datadog: FakeDatadog, bot_db: Database
 ) -> None:
     driver = new_driver(bot_server, slack)
-    sc = Scenario(driver, slack, datadog, bot_db, driver.channel_id, feature=f"retry-adv-{uuid.uuid4().hex[:6]}")
+    sc = Scenario(
+        driver, slack, datadog, bot_db, driver.channel_id, feature=f"retry-adv-{uuid.uuid4().hex[:6]}"
+    )
     datadog.set_value(sc.errors_match, 1.0)
     sc.start("aggressive")
     sc.ready()
@@ -1254,7 +1438,12 @@ def test_a_retried_advance_click_never_advances_twice(
     body, content_type = sent[-1]
     # Slack resends the same payload, with the same response_url, marked as a retry: at once
     # (concurrently with the original's gate check) and again later.
-    threads = [threading.Thread(target=original, args=(body, content_type), kwargs={"headers": {**RETRY, "X-Slack-Retry-Num": n}}) for n in ("1", "2")]
+    threads = [
+        threading.Thread(
+            target=original, args=(body, content_type), kwargs={"headers": {**RETRY, "X-Slack-Retry-Num": n}}
+        )
+        for n in ("1", "2")
+    ]
     for thread in threads:
         thread.start()
     for thread in threads:
@@ -1264,7 +1453,9 @@ def test_a_retried_advance_click_never_advances_twice(
     time.sleep(1.5)
     advanced = _count(
         bot_db,
-        select(func.count()).select_from(Event).where(Event.rollout_id == sc.rollout_id, Event.kind == EventKind.ADVANCED),
+        select(func.count())
+        .select_from(Event)
+        .where(Event.rollout_id == sc.rollout_id, Event.kind == EventKind.ADVANCED),
     )
     assert advanced == 1
     assert sc.where() == ("active", 1, 0)

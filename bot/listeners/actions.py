@@ -55,9 +55,9 @@ def checklist_changes(body: dict[str, Any]) -> tuple[int, list[ItemChange]]:
             for element in dicts(block.get("elements")):
                 shown |= {field(o, "value") for o in dicts(element.get("initial_options"))}
     selected = {field(o, "value") for o in dicts(clicked.get("selected_options"))}
-    ids = payloads.ROLLOUT_ID  # item ids are database ids too
-    changes = [ItemChange(int(v), True) for v in sorted(selected - shown) if ids.match(v)]
-    changes += [ItemChange(int(v), False) for v in sorted(shown - selected) if ids.match(v)]
+    # item ids are database ids too
+    changes = [ItemChange(int(v), True) for v in sorted(selected - shown) if payloads.is_id(v)]
+    changes += [ItemChange(int(v), False) for v in sorted(shown - selected) if payloads.is_id(v)]
     return rollout_id_of(match.group(1)), changes
 
 

@@ -43,7 +43,14 @@ def action(body: dict[str, Any]) -> dict[str, Any]:
     return found[0]
 
 
+MAX_ID = 2**31 - 1  # Postgres INTEGER
+
+
+def is_id(value: str) -> bool:
+    return bool(ROLLOUT_ID.match(value)) and int(value) <= MAX_ID
+
+
 def rollout_id_of(value: str) -> int:
-    if not ROLLOUT_ID.match(value):
+    if not is_id(value):
         raise UsageError("that button is not one of mine any more")
     return int(value)
