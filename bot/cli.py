@@ -18,8 +18,10 @@ def _setup_logging() -> None:
         level=os.environ.get("LOG_LEVEL", "INFO").upper(),
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
-    for noisy in ("apscheduler", "alembic"):
-        logging.getLogger(noisy).setLevel(logging.WARNING)
+    logging.getLogger("alembic").setLevel(logging.WARNING)
+    # "skipped: maximum number of running instances" is how a kick meets a running outbox
+    # job, which then drains again by itself (bot/scheduler.py): not worth a warning.
+    logging.getLogger("apscheduler").setLevel(logging.ERROR)
 
 
 def upgrade_database(settings: Settings) -> None:

@@ -161,10 +161,11 @@ def deliver_due(svc: Services, *, limit: int = BATCH) -> int:
     return sent
 
 
-def _load(svc: Services, row_id: int) -> tuple[OutboxMessage, Rollout | None, str | None]:
+def _load(svc: Services, row_id: int) -> tuple[OutboxMessage, Rollout | None, str | None] | None:
     with svc.db.reading() as session:
         row = session.get(OutboxMessage, row_id)
-        assert row is not None
+        if row is None:  # its rollout was discarded (a start that could not post) meanwhile
+            return None
         rollout = session.get(Rollout, row.rollout_id) if row.rollout_id else None
         status = (
             queries.status_message(session=session, rollout_id=row.rollout_id) if row.rollout_id else None
@@ -173,7 +174,10 @@ def _load(svc: Services, row_id: int) -> tuple[OutboxMessage, Rollout | None, st
 
 
 def _deliver(svc: Services, row_id: int, lease: datetime) -> bool:
-    row, rollout, status_ts = _load(svc, row_id)
+    loaded = _load(svc, row_id)
+    if loaded is None:
+        return False
+    row, rollout, status_ts = loaded
     now = svc.clock()
     in_thread = row.in_status_thread and rollout is not None and row.channel_id == rollout.channel_id
     thread_ts = status_ts if in_thread else None
