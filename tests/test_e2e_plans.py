@@ -20,7 +20,12 @@ def import_answer(slack: FakeSlack, driver: SlackDriver, channel: str, timeout: 
             if "docsvc" in text and call.params.get("channel") in (channel, driver.user_id):
                 return call
         time.sleep(0.1)
-    raise AssertionError("no answer to the import form")
+    seen = [
+        (c.method, c.params.get("channel"), c.params.get("text", "")[:200])
+        for c in slack.calls("chat.postEphemeral") + slack.calls("chat.postMessage")
+        if c.params.get("channel") in (channel, driver.user_id)
+    ]
+    raise AssertionError(f"no answer to the import form; said in that channel or DM: {seen}")
 
 
 def status_message(slack: FakeSlack, channel: str) -> dict:
@@ -29,7 +34,11 @@ def status_message(slack: FakeSlack, channel: str) -> dict:
 
 def test_import_a_seed_then_run_a_rollout_from_it(driver: SlackDriver, slack: FakeSlack, channel: str) -> None:
     driver.command("import")
-    opened = slack.wait_for("views.open", lambda c: c.params["view"].get("callback_id") == "import_plan")[-1]
+    opened = slack.wait_for(
+        "views.open",
+        lambda c: c.params["view"].get("callback_id") == "import_plan"
+        and channel in c.params["view"].get("private_metadata", ""),
+    )[-1]
     seed = (SEEDS / "backend-tables-and-doc-service-rollouts.md").read_text()
     resp = driver.submit_view(opened.params["view"], {"import_name": "Bad Name!", "import_text": seed})
     assert resp.status == 200 and resp.json()["response_action"] == "errors"
