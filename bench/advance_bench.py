@@ -187,7 +187,7 @@ def main() -> int:
             samples_advance: list[float] = []
 
             def advance() -> None:
-                outcome = advancing.advance(svc, actor, rollout_id)
+                outcome = advancing.advance(svc, actor, advancing.may_advance(svc, actor, rollout_id))
                 if outcome.moved is None:
                     raise RuntimeError(f"the gate did not open: {list(outcome.gate.blockers)}")
 

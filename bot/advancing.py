@@ -202,14 +202,14 @@ def capture_baseline(svc: Services, rollout_id: int) -> None:
         store_snapshot(session, rollout, SnapshotKind.BASELINE, current, None, now)
 
 
-def snapshot(svc: Services, actor: Actor, rollout_id: int) -> Outcome:
+def snapshot(svc: Services, actor: Actor, rollout: Rollout) -> Outcome:
     """The gate as it stands, without moving: anyone in the channel may look."""
-    rollout = load_for(svc, actor, rollout_id)
     now = svc.clock()
     current, controls, _ = read_metrics(svc, rollout, now)
     with svc.db.transaction() as session:
-        locked = queries.lock_rollout(session=session, rollout_id=rollout_id)
-        assert locked is not None
+        locked = queries.lock_rollout(session=session, rollout_id=rollout.id)
+        if locked is None:
+            raise RolloutNotFound("That rollout does not exist any more.")
         gate = evaluate(locked, current, baselines_for(session, locked, controls), now)
         snap = store_snapshot(session, locked, SnapshotKind.CHECK, current, gate, now)
         session.add(
@@ -220,10 +220,18 @@ def snapshot(svc: Services, actor: Actor, rollout_id: int) -> Outcome:
     return _outcome(locked, gate, None, may_override=False, snapshot_only=True)
 
 
-def advance(svc: Services, actor: Actor, rollout_id: int) -> Outcome:
+def may_advance(svc: Services, actor: Actor, rollout_id: int) -> Rollout:
+    """The rollout, if it is active and the actor may advance it; refused otherwise (before
+    anything is read from Datadog or said about checking)."""
     rollout = load_for(svc, actor, rollout_id)
     rollouts.require_active(rollout, "advance")
     check_allowed(svc, actor, rollout, "advance")
+    return rollout
+
+
+def advance(svc: Services, actor: Actor, rollout: Rollout) -> Outcome:
+    """Advances a rollout `may_advance` gave back, if the gate passes."""
+    rollout_id = rollout.id
     where = Where.of(rollout)
     now = svc.clock()
     current, controls, _ = read_metrics(svc, rollout, now)

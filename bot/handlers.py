@@ -11,7 +11,7 @@ from typing import Protocol
 
 from slack_sdk.errors import SlackApiError
 
-from bot import advancing, controls, flows, jobs, plan_slack, plan_store, rollouts, status_board
+from bot import advancing, controls, flows, jobs, plan_slack, plan_store, status_board
 from bot.answers import help_message
 from bot.errors import NotInChannel
 from bot.ids import View
@@ -177,14 +177,13 @@ def _done(svc: Services, reply: Replier, rollout: Rollout, verb: str, reason: st
 
 def check(svc: Services, actor: Actor, rollout_id: int, reply: Replier, *, advance: bool) -> None:
     """Advance (or only look): say at once what is being checked, then the verdict."""
-    rollout = advancing.load_for(svc, actor, rollout_id)
-    if advance:  # refuse before saying "Checking…" about something that will not happen
-        rollouts.require_active(rollout, "advance")
-        advancing.check_allowed(svc, actor, rollout, "advance")
+    # An advance is refused before saying "Checking…" about something that will not happen.
+    if advance:
+        rollout = advancing.may_advance(svc, actor, rollout_id)
+    else:
+        rollout = advancing.load_for(svc, actor, rollout_id)
     reply.progress(checking(rollout.feature, len(rollout.metrics) + len(rollout.triggers)))
-    outcome = (
-        advancing.advance(svc, actor, rollout_id) if advance else advancing.snapshot(svc, actor, rollout_id)
-    )
+    outcome = advancing.advance(svc, actor, rollout) if advance else advancing.snapshot(svc, actor, rollout)
     note = refreshed(svc, rollout_id) if outcome.moved is not None else ""
     reply(gate_report(outcome, note=note))
 

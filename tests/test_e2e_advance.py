@@ -475,6 +475,8 @@ def test_workspace_admin_may_advance(sc: Scenario) -> None:
 
     assert reply["text"] == advanced_text(sc.feature)
     assert [e[:2] for e in sc.events(EventKind.ADVANCED)] == [(EventKind.ADVANCED, admin)]
+    # Whether someone is an admin is asked of Slack once per advance, not once per check.
+    assert len([c for c in sc.slack.calls("users.info") if c.params.get("user") == admin]) == 1
     assert sc.events(EventKind.REFUSED) == []
 
 
