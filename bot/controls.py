@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from datetime import datetime
 
 from sqlalchemy.orm import Session
 
@@ -53,36 +54,40 @@ def _change(
     return rollout
 
 
-def pause(svc: Services, actor: Actor, rollout_id: int, reason: str) -> Rollout:
-    def apply(_s: Session, r: Rollout) -> EventKind:
-        rollouts.pause(r, svc.clock())
-        return EventKind.PAUSED
+def _by_rule(
+    svc: Services,
+    actor: Actor,
+    rollout_id: int,
+    action: str,
+    rule: Callable[[Rollout, datetime], None],
+    kind: EventKind,
+    **data: str,
+) -> Rollout:
+    """A change that is one rule of bot/rollouts.py and the event it leaves."""
 
-    return _change(svc, actor, rollout_id, "pause", apply, reason=reason)
+    def apply(_session: Session, rollout: Rollout) -> EventKind:
+        rule(rollout, svc.clock())
+        return kind
+
+    return _change(svc, actor, rollout_id, action, apply, **data)
+
+
+def pause(svc: Services, actor: Actor, rollout_id: int, reason: str) -> Rollout:
+    return _by_rule(svc, actor, rollout_id, "pause", rollouts.pause, EventKind.PAUSED, reason=reason)
 
 
 def resume(svc: Services, actor: Actor, rollout_id: int) -> Rollout:
-    def apply(_s: Session, r: Rollout) -> EventKind:
-        rollouts.resume(r, svc.clock())
-        return EventKind.RESUMED
-
-    return _change(svc, actor, rollout_id, "resume", apply)
+    return _by_rule(svc, actor, rollout_id, "resume", rollouts.resume, EventKind.RESUMED)
 
 
 def roll_back(svc: Services, actor: Actor, rollout_id: int, reason: str) -> Rollout:
-    def apply(_s: Session, r: Rollout) -> EventKind:
-        rollouts.roll_back(r, svc.clock())
-        return EventKind.ROLLED_BACK
-
-    return _change(svc, actor, rollout_id, "roll back", apply, reason=reason)
+    return _by_rule(
+        svc, actor, rollout_id, "roll back", rollouts.roll_back, EventKind.ROLLED_BACK, reason=reason
+    )
 
 
 def complete(svc: Services, actor: Actor, rollout_id: int) -> Rollout:
-    def apply(_s: Session, r: Rollout) -> EventKind:
-        rollouts.complete(r, svc.clock())
-        return EventKind.COMPLETED
-
-    return _change(svc, actor, rollout_id, "complete", apply)
+    return _by_rule(svc, actor, rollout_id, "complete", rollouts.complete, EventKind.COMPLETED)
 
 
 def set_approver(svc: Services, actor: Actor, rollout_id: int, user_id: str, *, add: bool) -> Rollout:
