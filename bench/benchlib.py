@@ -407,3 +407,30 @@ def run_main(main: Callable[[], int]) -> None:
         traceback.print_exc()
         print("ERROR: the benchmark did not complete", file=sys.stderr)
         sys.exit(1)
+
+
+def add_rollouts(db: Any, plan: Any, count: int, prefix: str, team: str, now: Any) -> list[int]:
+    """`count` rollouts of `plan` started at `now`, through the bot's own rule; their ids."""
+    from bot import rollouts
+
+    with db.transaction() as session:
+        made = [
+            rollouts.new_rollout(
+                plan,
+                team_id=team,
+                channel_id=f"C{prefix.upper()}{i:04d}",
+                feature=f"{prefix}-{i}",
+                owner_id="WOWNER001",
+                created_by="WOWNER001",
+                flag_key=None,
+                service=None,
+                stakeholders=[],
+                timezone="America/Los_Angeles",
+                country="US",
+                now=now,
+            )
+            for i in range(count)
+        ]
+        session.add_all(made)
+        session.flush()
+        return [r.id for r in made]

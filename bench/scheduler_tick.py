@@ -38,6 +38,7 @@ from pathlib import Path
 from typing import Any
 
 from benchlib import (
+    add_rollouts,
     machine_note,
     median,
     ms,
@@ -50,7 +51,7 @@ from benchlib import (
 )
 from sqlalchemy import delete, insert, select, text
 
-from bot import jobs, rollouts
+from bot import jobs
 from bot.config import load_settings
 from bot.plans import get_template
 from bot.services import Services
@@ -193,27 +194,7 @@ class Bench:
         """DUE_POOL full rollouts, a month into their first step and quiet for weeks."""
         long_ago = datetime.now(UTC) - timedelta(days=30)
         plan = get_template("standard")
-        with self.db.transaction() as session:
-            made = []
-            for i in range(DUE_POOL):
-                rollout = rollouts.new_rollout(
-                    plan,
-                    team_id=TEAM,
-                    channel_id=f"CPOOL{i:04d}",
-                    feature=f"pool-{i}",
-                    owner_id="WOWNER001",
-                    created_by="WOWNER001",
-                    flag_key=None,
-                    service=None,
-                    stakeholders=[],
-                    timezone="America/Los_Angeles",
-                    country="US",
-                    now=long_ago,
-                )
-                session.add(rollout)
-                made.append(rollout)
-            session.flush()
-            self.pool = [r.id for r in made]
+        self.pool = add_rollouts(self.db, plan, DUE_POOL, "pool", TEAM, long_ago)
         now = datetime.now(UTC)
         with self.db.reading() as session:
             from storage import queries

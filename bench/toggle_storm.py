@@ -32,10 +32,19 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 
-from benchlib import machine_note, ms, pct, postgres_available, postgres_database, run_main, table
+from benchlib import (
+    add_rollouts,
+    machine_note,
+    ms,
+    pct,
+    postgres_available,
+    postgres_database,
+    run_main,
+    table,
+)
 from sqlalchemy import func, select, update
 
-from bot import flows, rollouts
+from bot import flows
 from bot.config import load_settings
 from bot.flows import Actor, ItemChange
 from bot.plans.model import Phase, Plan, Step
@@ -98,27 +107,7 @@ def create(svc: Services, count: int, prefix: str) -> dict[int, list[int]]:
     """`count` rollouts; returns rollout id -> its item ids."""
     now = datetime.now(UTC)
     plan = storm_plan()
-    with svc.db.transaction() as session:
-        made = []
-        for i in range(count):
-            rollout = rollouts.new_rollout(
-                plan,
-                team_id=TEAM,
-                channel_id=f"C{prefix.upper()}{i:04d}",
-                feature=f"{prefix}-{i}",
-                owner_id="WOWNER001",
-                created_by="WOWNER001",
-                flag_key=None,
-                service=None,
-                stakeholders=[],
-                timezone="America/Los_Angeles",
-                country="US",
-                now=now,
-            )
-            session.add(rollout)
-            made.append(rollout)
-        session.flush()
-        ids = [r.id for r in made]
+    ids = add_rollouts(svc.db, plan, count, prefix, TEAM, now)
     with svc.db.reading() as session:
         items: dict[int, list[int]] = {rid: [] for rid in ids}
         for item_id, rollout_id in session.execute(
