@@ -33,7 +33,9 @@ BACKENDS = ["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)]
 
 def _skip_without_postgres() -> None:
     if not POSTGRES_URL:
-        pytest.skip("Postgres not configured: set TEST_POSTGRES_URL=postgresql://postgres@127.0.0.1:5432/test")
+        pytest.skip(
+            "Postgres not configured: set TEST_POSTGRES_URL=postgresql://postgres@127.0.0.1:5432/test"
+        )
 
 
 def _admin_conninfo() -> str:
@@ -127,7 +129,11 @@ class BotProcess:
     def start(self, timeout: float = 20.0) -> BotProcess:
         log = open(self.log_path, "ab")  # noqa: SIM115 - lives as long as the process
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "bot", "serve"], env=self.env, stdout=log, stderr=log, start_new_session=True
+            [sys.executable, "-m", "bot", "serve"],
+            env=self.env,
+            stdout=log,
+            stderr=log,
+            start_new_session=True,
         )
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
@@ -167,7 +173,10 @@ def bot_env(database_url: str, slack: FakeSlack, datadog: FakeDatadog, **extra: 
 
 @pytest.fixture(scope="session", params=BACKENDS)
 def bot_server(
-    request: pytest.FixtureRequest, slack: FakeSlack, datadog: FakeDatadog, tmp_path_factory: pytest.TempPathFactory
+    request: pytest.FixtureRequest,
+    slack: FakeSlack,
+    datadog: FakeDatadog,
+    tmp_path_factory: pytest.TempPathFactory,
 ) -> Iterator[BotProcess]:
     """One running bot per backend for the whole run; tests keep apart by channel and name."""
     folder = tmp_path_factory.mktemp(f"bot-{request.param}")

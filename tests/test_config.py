@@ -35,7 +35,9 @@ def test_database_urls_people_paste_are_accepted(given: str, expected: str) -> N
 
 
 def test_slack_api_url_gets_its_trailing_slash() -> None:
-    assert load_settings({"SLACK_API_URL": "http://127.0.0.1:9/api"}).slack_api_url == "http://127.0.0.1:9/api/"
+    assert (
+        load_settings({"SLACK_API_URL": "http://127.0.0.1:9/api"}).slack_api_url == "http://127.0.0.1:9/api/"
+    )
 
 
 @pytest.mark.parametrize(
@@ -74,7 +76,11 @@ def test_bad_values_are_refused_at_start(env: dict[str, str], message: str) -> N
 
 def test_serve_refuses_to_start_in_one_line() -> None:
     env = {k: v for k, v in os.environ.items() if not k.startswith("SLACK_")}
-    done = subprocess.run([sys.executable, "-m", "bot", "serve"], env=env, capture_output=True, text=True, timeout=30)
+    done = subprocess.run(
+        [sys.executable, "-m", "bot", "serve"], env=env, capture_output=True, text=True, timeout=30
+    )
     assert done.returncode == 2
     lines = done.stderr.strip().splitlines()
-    assert lines == ["rollout-bot: rollout-bot serve needs SLACK_BOT_TOKEN, SLACK_SIGNING_SECRET (or SLACK_APP_TOKEN for Socket Mode) in the environment"]
+    assert lines == [
+        "rollout-bot: rollout-bot serve needs SLACK_BOT_TOKEN, SLACK_SIGNING_SECRET (or SLACK_APP_TOKEN for Socket Mode) in the environment"
+    ]

@@ -13,7 +13,13 @@ def open_home(driver: SlackDriver, user: str) -> None:
         "type": "event_callback",
         "team_id": driver.team_id,
         "api_app_id": "A111",
-        "event": {"type": "app_home_opened", "user": user, "channel": "D111", "tab": "home", "event_ts": "1.0"},
+        "event": {
+            "type": "app_home_opened",
+            "user": user,
+            "channel": "D111",
+            "tab": "home",
+            "event_ts": "1.0",
+        },
         "event_id": "Ev" + user,
         "event_time": 1,
         "authorizations": [{"team_id": driver.team_id, "user_id": "W23456789", "is_bot": True}],
@@ -38,7 +44,10 @@ def test_home_lists_my_rollouts_with_progress(driver: SlackDriver, slack: FakeSl
     assert button["action_id"] == "open_rollout"
 
     driver.click({"ts": "", "blocks": view["blocks"], "channel": channel}, "open_rollout", user="WHOME1")
-    modal = slack.wait_for("views.open", lambda c: c.params["view"].get("type") == "modal" and "home-mine" in json.dumps(c.params["view"]))[0]
+    modal = slack.wait_for(
+        "views.open",
+        lambda c: c.params["view"].get("type") == "modal" and "home-mine" in json.dumps(c.params["view"]),
+    )[0]
     assert "Canary" in json.dumps(modal.params["view"]["blocks"])
 
 

@@ -32,12 +32,16 @@ def status_message(slack: FakeSlack, channel: str) -> dict:
     return next(m for m in slack.messages(channel) if "thread_ts" not in m and m.get("blocks"))
 
 
-def test_import_a_seed_then_run_a_rollout_from_it(driver: SlackDriver, slack: FakeSlack, channel: str) -> None:
+def test_import_a_seed_then_run_a_rollout_from_it(
+    driver: SlackDriver, slack: FakeSlack, channel: str
+) -> None:
     driver.command("import")
     opened = slack.wait_for(
         "views.open",
-        lambda c: c.params["view"].get("callback_id") == "import_plan"
-        and channel in c.params["view"].get("private_metadata", ""),
+        lambda c: (
+            c.params["view"].get("callback_id") == "import_plan"
+            and channel in c.params["view"].get("private_metadata", "")
+        ),
     )[-1]
     seed = (SEEDS / "backend-tables-and-doc-service-rollouts.md").read_text()
     resp = driver.submit_view(opened.params["view"], {"import_name": "Bad Name!", "import_text": seed})
@@ -51,16 +55,29 @@ def test_import_a_seed_then_run_a_rollout_from_it(driver: SlackDriver, slack: Fa
     assert "line 24:" in text and "line 50:" in text  # the DataDog lines it had to interpret
 
     driver.command("start doc-migration docsvc-2")
-    slack.wait_for("chat.postMessage", lambda c: c.params.get("channel") == channel and c.params.get("blocks"))
+    slack.wait_for(
+        "chat.postMessage", lambda c: c.params.get("channel") == channel and c.params.get("blocks")
+    )
     steps = str(status_message(slack, channel)["blocks"])
     assert "1% (500 users)" in steps and "100% (12,000 users)" in steps
 
 
-def test_export_posts_the_filled_plan_into_the_thread(driver: SlackDriver, slack: FakeSlack, channel: str) -> None:
+def test_export_posts_the_filled_plan_into_the_thread(
+    driver: SlackDriver, slack: FakeSlack, channel: str
+) -> None:
     driver.command("start export-me backend")
-    slack.wait_for("chat.postMessage", lambda c: c.params.get("channel") == channel and c.params.get("blocks"))
+    slack.wait_for(
+        "chat.postMessage", lambda c: c.params.get("channel") == channel and c.params.get("blocks")
+    )
     status = status_message(slack, channel)
-    first_item = next(o["value"] for b in status["blocks"] if b["type"] == "actions" for e in b["elements"] if e["type"] == "checkboxes" for o in e["options"])
+    first_item = next(
+        o["value"]
+        for b in status["blocks"]
+        if b["type"] == "actions"
+        for e in b["elements"]
+        if e["type"] == "checkboxes"
+        for o in e["options"]
+    )
     driver.toggle(status, first_item, user="WTICKER")
     slack.wait_for("chat.update", lambda c: c.params.get("channel") == channel)
 

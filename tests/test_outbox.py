@@ -492,5 +492,7 @@ def test_a_row_failing_for_a_day_gives_up_and_tells_the_owner_once(
     clock.move(60)
     outbox.deliver_due(svc)
     assert len(posts(slack, key)) == 0  # no more tries after giving up
-    reports = [m for m in slack.messages(MAIN) if "could not post an update to <#CGIVEUP>" in m.get("text", "")]
+    reports = [
+        m for m in slack.messages(MAIN) if "could not post an update to <#CGIVEUP>" in m.get("text", "")
+    ]
     assert len(reports) == 1

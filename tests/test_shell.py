@@ -37,7 +37,16 @@ def numbers_of(output: str, label: str) -> list[int]:
 
 
 def test_shell_clicks_boxes_and_buttons_by_number(tmp_path: Path) -> None:
-    script = ["set error_rate=0.3", "/rollout start checkout-v2 aggressive", "1", "2", "3", "4", "later 2d", "/rollout advance"]
+    script = [
+        "set error_rate=0.3",
+        "/rollout start checkout-v2 aggressive",
+        "1",
+        "2",
+        "3",
+        "4",
+        "later 2d",
+        "/rollout advance",
+    ]
     out = run_shell(tmp_path, script)
     assert "☑ Enable feature flag for 5% of users" in out
     assert "advanced from 5% to 50%" in out
@@ -64,9 +73,14 @@ def test_shell_completes_a_rollout(tmp_path: Path, template: str) -> None:
         [
             "set error_rate=0.3",
             f"/rollout start launch-x {template}",
-            "1", "2", "3", "4",
-            "later 2d", "/rollout advance",
-            "later 2d", "/rollout advance",
+            "1",
+            "2",
+            "3",
+            "4",
+            "later 2d",
+            "/rollout advance",
+            "later 2d",
+            "/rollout advance",
             "/rollout complete",
         ],
     )
