@@ -36,17 +36,18 @@ sys.path.insert(0, str(ROOT))
 
 from sqlalchemy import update  # noqa: E402
 
-from bot import advancing, rollouts  # noqa: E402
 from bot.config import load_settings  # noqa: E402
+from bot.domain import rollouts  # noqa: E402
+from bot.domain.plans.model import Metric, Phase, Plan, Rule, Step  # noqa: E402
 from bot.metrics import DatadogMetricsSource, MetricQuery  # noqa: E402
-from bot.plans.model import Metric, Phase, Plan, Rule, Step  # noqa: E402
 from bot.services import Services  # noqa: E402
+from bot.usecases import advancing  # noqa: E402
 
 try:
     from bot.services import Actor
 except ImportError:  # older layout: Actor lived in bot.flows
-    from bot.flows import Actor  # type: ignore[no-redef]
-from bot.slack import make_client  # noqa: E402
+    from bot.usecases.flows import Actor  # type: ignore[no-redef]
+from bot.slackweb.client import make_client  # noqa: E402
 from storage.db import Database  # noqa: E402
 from storage.enums import EventKind  # noqa: E402
 from storage.migrate import upgrade  # noqa: E402

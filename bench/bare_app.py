@@ -23,7 +23,7 @@ from slack_bolt.adapter.flask import SlackRequestHandler
 from slack_bolt.authorization import AuthorizeResult
 from slack_sdk import WebClient
 
-from bot.web import serve_http
+from bot.edge.web import serve_http
 
 
 def build(threads: int, signing_secret: str, api_url: str | None) -> Flask:

@@ -411,7 +411,7 @@ def run_main(main: Callable[[], int]) -> None:
 
 def add_rollouts(db: Any, plan: Any, count: int, prefix: str, team: str, now: Any) -> list[int]:
     """`count` rollouts of `plan` started at `now`, through the bot's own rule; their ids."""
-    from bot import rollouts
+    from bot.domain import rollouts
 
     with db.transaction() as session:
         made = [

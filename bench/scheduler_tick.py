@@ -51,11 +51,11 @@ from benchlib import (
 )
 from sqlalchemy import delete, insert, select, text
 
-from bot import jobs
 from bot.config import load_settings
-from bot.plans import get_template
+from bot.delivery import jobs
+from bot.domain.plans import get_template
 from bot.services import Services
-from bot.slack import make_client
+from bot.slackweb.client import make_client
 from storage.db import Database
 from storage.migrate import upgrade
 from storage.models import DueJob, MetricSnapshot, OutboxMessage
@@ -335,7 +335,7 @@ def run_backend(name: str, url: str, errors: JobErrors) -> list[Figures]:
 def main() -> int:
     began = time.monotonic()
     errors = JobErrors()
-    logging.getLogger("bot.jobs").addHandler(errors)
+    logging.getLogger("bot.delivery.jobs").addHandler(errors)
     logging.basicConfig(level=logging.WARNING)
     print(
         f"due-work tick: median of up to {TICKS} ticks (at least {MIN_TICKS}, ~{CONFIG_SECONDS:.0f} s per configuration); metrics not configured (no Datadog time in the tick)"

@@ -44,12 +44,12 @@ from benchlib import (
 )
 from sqlalchemy import func, select, update
 
-from bot import flows
 from bot.config import load_settings
-from bot.flows import Actor, ItemChange
-from bot.plans.model import Phase, Plan, Step
+from bot.domain.plans.model import Phase, Plan, Step
 from bot.services import Services
-from bot.slack import make_client
+from bot.slackweb.client import make_client
+from bot.usecases import flows
+from bot.usecases.flows import Actor, ItemChange
 from storage.db import Database
 from storage.enums import EventKind
 from storage.migrate import upgrade

@@ -9,7 +9,7 @@ from typing import Any
 
 from slack_bolt import App, BoltRequest, BoltResponse
 
-from bot.listeners import register_listeners
+from bot.edge.listeners import register_listeners
 from bot.services import Services
 
 log = logging.getLogger(__name__)

@@ -98,14 +98,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command == "check":
             return cmd_check(settings)
         if args.command == "plan":
-            from bot import plan_cli
+            from bot.devtools import plan_cli
 
             upgrade_database(settings)
             if args.plan_command == "import":
                 return plan_cli.import_file(settings, args.file, args.name)
             return plan_cli.export_feature(settings, args.feature, args.team)
         if args.command == "shell":
-            from bot.shell import run_shell
+            from bot.devtools.shell import run_shell
 
             logging.getLogger().setLevel(logging.WARNING)
             return run_shell()

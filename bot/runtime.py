@@ -9,11 +9,11 @@ import sys
 
 from bot.app import build_app
 from bot.config import Settings
+from bot.delivery.scheduler import Scheduler
+from bot.edge.workqueue import Worker, queue_lazy_work
 from bot.metrics import DatadogMetricsSource, MetricsSource
-from bot.scheduler import Scheduler
 from bot.services import Services
-from bot.slack import make_client
-from bot.workqueue import Worker, queue_lazy_work
+from bot.slackweb.client import make_client
 from messages import configure
 from storage.db import Database
 from storage.urls import queue_url
@@ -53,7 +53,7 @@ def serve(settings: Settings) -> None:
         Scheduler(svc).start()
         SocketModeHandler(bolt, settings.slack_app_token).start()
         return
-    from bot.web import build_web, serve_http
+    from bot.edge.web import build_web, serve_http
 
     queue = Database(queue_url(settings.database_url), pool_size=settings.web_threads)
     queue_lazy_work(bolt, queue)

@@ -19,8 +19,8 @@ from messages.blocks import Message, _dicts
 from messages.text import MAX_SECTION_TEXT, escape, number, sparkline, truncate
 
 if TYPE_CHECKING:
-    from bot.advancing import Outcome
-    from bot.gates import MetricVerdict
+    from bot.domain.gates import MetricVerdict
+    from bot.usecases.advancing import Outcome
 
 ICON = {"pass": ":white_check_mark:", "fail": ":x:", "no data": ":grey_question:"}
 TRIGGER_ICON = {"pass": ":white_check_mark:", "fail": ":rotating_light:", "no data": ":grey_question:"}

@@ -29,9 +29,9 @@ from slack_sdk.models.blocks import (
 )
 from slack_sdk.models.views import View
 
-from bot.gates import describe_rule, describe_trigger
+from bot.domain.gates import describe_rule, describe_trigger
+from bot.domain.plans.model import Direction, Metric, Rule
 from bot.ids import View as ViewId
-from bot.plans.model import Direction, Metric, Rule
 from messages.blocks import Message, _dicts, text_message
 from messages.modals import VALUE
 from messages.text import MAX_FALLBACK_TEXT, MAX_SECTION_TEXT, escape, truncate

@@ -17,9 +17,9 @@ from slack_sdk.models.blocks import (
 )
 from slack_sdk.models.views import View
 
+from bot.edge.parsing import MAX_FEATURE_LEN
 from bot.ids import Block
 from bot.ids import View as ViewId
-from bot.parsing import MAX_FEATURE_LEN
 
 # action_id inside each input block; the block_id says which field it is.
 VALUE = "value"

@@ -8,7 +8,7 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from bot.calendar import (
+from bot.domain.calendar import (
     business_days_elapsed,
     earliest_time,
     format_business_days,

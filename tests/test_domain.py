@@ -9,9 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from bot import rollouts
+from bot.domain import rollouts
+from bot.domain.plans import Plan, UnknownTemplate, get_template, template_names
 from bot.errors import InvalidTransition
-from bot.plans import Plan, UnknownTemplate, get_template, template_names
 from storage.enums import ItemKind, RolloutStatus
 from storage.models import ChecklistItem, Rollout
 

@@ -23,7 +23,7 @@ from typing import Any
 import pytest
 from sqlalchemy import select, update
 
-from bot.outbox import METADATA_EVENT
+from bot.delivery.outbox import METADATA_EVENT
 from storage.db import Database
 from storage.enums import OutboxState, SnapshotKind
 from storage.models import OutboxMessage, Rollout

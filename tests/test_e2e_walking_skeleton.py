@@ -20,7 +20,7 @@ from urllib.parse import urlencode, urlsplit
 import pytest
 from sqlalchemy import select
 
-from bot.parsing import USAGES
+from bot.edge.parsing import USAGES
 from storage.db import Database
 from storage.enums import EventKind, RolloutStatus
 from storage.models import ChecklistItem, Event, Rollout, SlackMessage

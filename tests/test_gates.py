@@ -9,7 +9,7 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from bot.gates import (
+from bot.domain.gates import (
     GateInput,
     GateResult,
     Observation,
@@ -21,7 +21,7 @@ from bot.gates import (
     fired_triggers,
     soak_status,
 )
-from bot.plans.model import Direction, Metric, Rule
+from bot.domain.plans.model import Direction, Metric, Rule
 
 LA = "America/Los_Angeles"
 UP, DOWN = Direction.UP, Direction.DOWN

@@ -36,7 +36,7 @@ from hypothesis import strategies as st
 from sqlalchemy import delete, func, select
 from sqlalchemy.exc import SQLAlchemyError
 
-from bot.parsing import USAGES
+from bot.edge.parsing import USAGES
 from storage import models as storage_models
 from storage.db import Database
 from storage.enums import EventKind

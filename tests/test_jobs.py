@@ -17,18 +17,19 @@ from zoneinfo import ZoneInfo
 import pytest
 from sqlalchemy import event, insert, select, text, update
 
-from bot import advancing, controls, jobs, status_board
 from bot.config import load_settings
+from bot.delivery import jobs, status_board
+from bot.delivery.scheduler import drain_outbox
+from bot.domain.plans.model import Metric, Phase, Plan, Rule, Step
+from bot.domain.rollouts import event as make_event
+from bot.domain.rollouts import new_rollout
 from bot.errors import NotAllowed
-from bot.flows import Actor
 from bot.ids import Action
 from bot.metrics import StaticMetricsSource
-from bot.plans.model import Metric, Phase, Plan, Rule, Step
-from bot.rollouts import event as make_event
-from bot.rollouts import new_rollout
-from bot.scheduler import drain_outbox
 from bot.services import Services
-from bot.slack import make_client
+from bot.slackweb.client import make_client
+from bot.usecases import advancing, controls
+from bot.usecases.flows import Actor
 from storage.db import Database
 from storage.enums import EventKind, RolloutStatus, SnapshotKind
 from storage.models import DueJob, Event, MetricSnapshot, OutboxMessage, Rollout
@@ -686,7 +687,7 @@ def test_a_job_that_fails_for_one_rollout_does_not_stop_the_others(
     with svc.db.transaction() as session:  # a row that cannot be read back sensibly
         session.execute(update(Rollout).where(Rollout.id == ids[1]).values(timezone="Mars/Olympus_Mons"))
     friday = utc(2024, 3, 8, 17, 0)
-    with caplog.at_level(logging.ERROR, logger="bot.jobs"):
+    with caplog.at_level(logging.ERROR, logger="bot.delivery.jobs"):
         tick(svc, clock, friday)
     assert len(posts(slack, channels[0], "digest")) == 1
     assert len(posts(slack, channels[2], "digest")) == 1

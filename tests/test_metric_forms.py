@@ -10,8 +10,10 @@ from typing import Any
 import pytest
 from sqlalchemy import select
 
-from bot.handlers import FormContext
-from bot.metric_forms import (
+from bot.domain.plans import get_template, template_names
+from bot.domain.plans.model import Direction, Metric, Rule
+from bot.edge.handlers import FormContext
+from bot.edge.metric_forms import (
     Group,
     apply_form,
     form_errors,
@@ -20,8 +22,6 @@ from bot.metric_forms import (
     parse_window,
     read_form,
 )
-from bot.plans import get_template, template_names
-from bot.plans.model import Direction, Metric, Rule
 from messages.metric_modal import (
     EMPTY_GROUPS,
     MAX_GROUPS,

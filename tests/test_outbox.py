@@ -17,12 +17,13 @@ from typing import Any
 import pytest
 from sqlalchemy import func, select, update
 
-from bot import announcing, outbox
 from bot.config import load_settings
-from bot.plans import get_template
-from bot.rollouts import new_rollout
+from bot.delivery import outbox
+from bot.domain.plans import get_template
+from bot.domain.rollouts import new_rollout
 from bot.services import Services
-from bot.slack import make_client
+from bot.slackweb.client import make_client
+from bot.usecases import announcing
 from messages.blocks import Message
 from storage import queries
 from storage.db import Database

@@ -7,7 +7,7 @@ import re
 
 import pytest
 
-from bot.parsing import (
+from bot.edge.parsing import (
     MAX_FEATURE_LEN,
     USAGES,
     Help,

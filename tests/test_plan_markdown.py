@@ -11,8 +11,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from bot.plans.catalog import builtin_templates
-from bot.plans.markdown import (
+from bot.domain.plans.catalog import builtin_templates
+from bot.domain.plans.markdown import (
     Decision,
     ImportResult,
     PhaseResults,
@@ -25,7 +25,7 @@ from bot.plans.markdown import (
     parse_plan,
     parse_plans,
 )
-from bot.plans.model import Direction, Metric, Phase, Plan, Rule, Step, SuccessMetricRow
+from bot.domain.plans.model import Direction, Metric, Phase, Plan, Rule, Step, SuccessMetricRow
 
 SEEDS = Path(__file__).parent / "fixtures" / "seeds"
 TEMPLATE = (SEEDS / "rollout-plan-template.md").read_text(encoding="utf-8")

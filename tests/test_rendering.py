@@ -10,9 +10,9 @@ from typing import Any
 
 import pytest
 
-from bot import rollouts
-from bot.answers import help_message
-from bot.parsing import USAGES
+from bot.domain import rollouts
+from bot.edge.answers import help_message
+from bot.edge.parsing import USAGES
 from messages.blocks import status_message
 from messages.text import MAX_BLOCKS, MAX_OPTION_TEXT
 from storage.enums import ItemKind

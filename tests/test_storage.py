@@ -17,10 +17,11 @@ from sqlalchemy.exc import IntegrityError, StatementError
 
 import bot.config
 import bot.services
-from bot import flows, rollouts
-from bot.flows import ItemChange
-from bot.plans import get_template
+from bot.domain import rollouts
+from bot.domain.plans import get_template
 from bot.services import Actor
+from bot.usecases import flows
+from bot.usecases.flows import ItemChange
 from storage import queries
 from storage.db import Database
 from storage.enums import EventKind, RolloutStatus

@@ -1,0 +1,356 @@
+"""Announcements, delivered exactly once.
+
+A flow writes OutboxMessage rows in the same transaction as the change they announce
+(`announce`). A worker (`deliver_due`) claims due rows, posts them and records the result.
+Exactly once per (rollout, milestone, channel):
+
+- the dedupe key is unique, so replaying a change never queues a second row;
+- a row is claimed by a lease (`locked_until`), taken with `FOR UPDATE SKIP LOCKED` on
+  Postgres (SQLite serialises writers), so two replicas never hold the same row;
+- a worker marks the attempt (under its lease) before it posts, and posts only if that mark
+  still found its lease: a worker whose lease ran out never posts over the one that took over;
+- each post carries the dedupe key in Slack message metadata. A row whose lease ran out
+  after an attempt (the process died between posting and recording) is first looked up in the
+  channel's recent history (or the status thread), and only posted if it is not there.
+
+A rollout's announcements wait (up to THREAD_WAIT) until its status message exists: the thread
+ones go into its thread, and a start whose status message cannot be posted (and is undone)
+never told the stakeholder channels about it.
+
+Failures: 429, 5xx and lost connections wait (honouring Retry-After) and try again; permanent errors
+(`channel_not_found`, `is_archived`, a private channel the bot is not in...) stop at once and
+are reported to the owner once, in the status thread.
+"""
+
+from __future__ import annotations
+
+import http.client
+import logging
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from slack_sdk.errors import SlackApiError
+from sqlalchemy import or_, select, update
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from bot.errors import NotInChannel
+from bot.services import Services
+from bot.slackweb.client import PERMANENT_ERRORS, error_code, post_joining
+from messages.blocks import Message
+from storage import queries
+from storage.enums import EventKind, OutboxState
+from storage.models import Event, OutboxMessage, Rollout
+
+log = logging.getLogger(__name__)
+
+METADATA_EVENT = "rollout_announcement"
+LEASE = timedelta(seconds=60)
+MAX_BACKOFF = timedelta(minutes=15)
+GIVE_UP = timedelta(hours=24)
+# A rollout's announcements wait this long for its status message to exist (checking again
+# every THREAD_RECHECK); after that they are posted in the channel itself rather than not at all.
+THREAD_WAIT = timedelta(minutes=5)
+THREAD_RECHECK = timedelta(seconds=1)
+BATCH = 50
+# Looking for a message an unrecorded attempt may have posted: pages of history (newest first)
+# or of the status thread, and how far before the row was queued a message may still be it
+# (Slack's clock and ours need not agree to the second).
+LOOKUP_PAGES = 5
+LOOKUP_PAGE_SIZE = 200
+CLOCK_SKEW = timedelta(minutes=5)
+# Transport failures: the request may or may not have reached Slack.
+TRANSPORT_ERRORS = (OSError, http.client.HTTPException)
+
+
+class _LookupFailed(Exception):
+    """Slack could not say (rate limit, 5xx, timeout) whether the message is already there."""
+
+    def __init__(self, code: str, retry_after: str | None = None) -> None:
+        super().__init__(code)
+        self.code = code
+        self.retry_after = retry_after
+
+
+@dataclass(frozen=True)
+class Announcement:
+    """One milestone: details for the status thread, one line for each stakeholder channel,
+    and, for alarms, a message at the top of the rollout's own channel."""
+
+    milestone: str
+    thread: Message
+    stakeholders: Message | None = None
+    channel: Message | None = None
+
+
+def dedupe_key(rollout_id: int, milestone: str, channel_id: str) -> str:
+    return f"{rollout_id}:{milestone}:{channel_id}"
+
+
+def announce(session: Session, rollout: Rollout, announcement: Announcement, now: datetime) -> int:
+    """Queues the announcement in the caller's transaction. Returns how many rows were new:
+    a milestone already queued (a replayed change) adds nothing."""
+    milestone = announcement.milestone
+    rows = [(milestone, rollout.channel_id, True, announcement.thread)]
+    if announcement.channel is not None:
+        rows.append((f"{milestone}:top", rollout.channel_id, False, announcement.channel))
+    if announcement.stakeholders is not None:
+        rows += [
+            (milestone, c, False, announcement.stakeholders)
+            for c in rollout.stakeholder_channels
+            if c != rollout.channel_id
+        ]
+    added = 0
+    for key_milestone, channel_id, in_thread, message in rows:
+        key = dedupe_key(rollout.id, key_milestone, channel_id)
+        if session.scalar(select(OutboxMessage.id).where(OutboxMessage.dedupe_key == key)) is not None:
+            continue
+        try:
+            with session.begin_nested():
+                session.add(
+                    OutboxMessage(
+                        rollout_id=rollout.id,
+                        dedupe_key=key,
+                        channel_id=channel_id,
+                        in_status_thread=in_thread,
+                        payload={"text": message.text, "blocks": message.blocks},
+                        state=OutboxState.PENDING,
+                        next_attempt_at=now,
+                        created_at=now,
+                    )
+                )
+            added += 1
+        except IntegrityError:
+            continue  # another transaction queued it first: still exactly once
+    return added
+
+
+def _claim(svc: Services, now: datetime, limit: int) -> list[tuple[int, datetime]]:
+    """Leases up to `limit` due rows. Returns (id, lease) pairs; the lease is the claim token."""
+    lease = now + LEASE
+    with svc.db.transaction() as session:
+        stmt = (
+            select(OutboxMessage.id)
+            .where(
+                OutboxMessage.state == OutboxState.PENDING,
+                OutboxMessage.next_attempt_at <= now,
+                or_(OutboxMessage.locked_until.is_(None), OutboxMessage.locked_until <= now),
+            )
+            .order_by(OutboxMessage.next_attempt_at, OutboxMessage.id)
+            .limit(limit)
+        )
+        if svc.db.dialect == "postgresql":
+            stmt = stmt.with_for_update(skip_locked=True)
+        ids = list(session.scalars(stmt))
+        if ids:
+            session.execute(update(OutboxMessage).where(OutboxMessage.id.in_(ids)).values(locked_until=lease))
+    return [(i, lease) for i in ids]
+
+
+def deliver_due(svc: Services, *, limit: int = BATCH) -> int:
+    """Delivers what is due. Returns how many rows were sent."""
+    sent = 0
+    for row_id, lease in _claim(svc, svc.clock(), limit):
+        try:
+            if _deliver(svc, row_id, lease):
+                sent += 1
+        except Exception:
+            # One bad row must not stop the others; it is retried after its lease.
+            log.exception("outbox row %s failed unexpectedly", row_id)
+    return sent
+
+
+def _load(svc: Services, row_id: int) -> tuple[OutboxMessage, Rollout | None, str | None] | None:
+    with svc.db.reading() as session:
+        row = session.get(OutboxMessage, row_id)
+        if row is None:  # its rollout was discarded (a start that could not post) meanwhile
+            return None
+        rollout = session.get(Rollout, row.rollout_id) if row.rollout_id else None
+        status = (
+            queries.status_message(session=session, rollout_id=row.rollout_id) if row.rollout_id else None
+        )
+    return row, rollout, status.ts if status else None
+
+
+def _deliver(svc: Services, row_id: int, lease: datetime) -> bool:
+    loaded = _load(svc, row_id)
+    if loaded is None:
+        return False
+    row, rollout, status_ts = loaded
+    now = svc.clock()
+    in_thread = row.in_status_thread and rollout is not None and row.channel_id == rollout.channel_id
+    thread_ts = status_ts if in_thread else None
+    if rollout is not None and status_ts is None and now - row.created_at < THREAD_WAIT:
+        _finish(svc, row_id, lease, next_attempt_at=now + THREAD_RECHECK)
+        return False
+    if row.attempts > 0:
+        try:
+            found = _find_posted(svc, row, thread_ts)
+        except _LookupFailed as exc:
+            _retry_later(svc, row, lease, row.attempts, exc.code, exc.retry_after)
+            return False
+        if found is not None:
+            return _finish(svc, row_id, lease, state=OutboxState.SENT, sent_ts=found, sent_at=now)
+    if not _finish(svc, row_id, lease, attempts=row.attempts + 1, keep_lease=True):
+        log.info("outbox row %s: lease lost before posting; another worker has it", row_id)
+        return False
+    kwargs: dict[str, Any] = {
+        "text": row.payload.get("text", ""),
+        "blocks": row.payload.get("blocks") or None,
+        "metadata": {"event_type": METADATA_EVENT, "event_payload": {"key": row.dedupe_key}},
+        "unfurl_links": False,
+    }
+    if thread_ts:
+        kwargs["thread_ts"] = thread_ts
+    try:
+        ts = post_joining(svc.delivery_client, channel=row.channel_id, **kwargs)
+    except NotInChannel:
+        _fail(svc, row, lease, rollout, "not_in_channel")
+        return False
+    except SlackApiError as exc:
+        code = error_code(exc)
+        if code in PERMANENT_ERRORS:
+            _fail(svc, row, lease, rollout, code)
+        else:
+            _retry_later(svc, row, lease, row.attempts + 1, code, _retry_after(exc))
+        return False
+    except TRANSPORT_ERRORS as exc:
+        # The post may have reached Slack: the next attempt looks for it before posting again.
+        _retry_later(svc, row, lease, row.attempts + 1, type(exc).__name__, None)
+        return False
+    _finish(svc, row_id, lease, state=OutboxState.SENT, sent_ts=ts, sent_at=svc.clock())
+    return True
+
+
+def _finish(svc: Services, row_id: int, lease: datetime, *, keep_lease: bool = False, **values: Any) -> bool:
+    """Records an outcome, only while our lease holds: a slower replica cannot overwrite.
+    Returns whether it did (False: the lease ran out and the row is someone else's now)."""
+    if not keep_lease:
+        values["locked_until"] = None
+    with svc.db.transaction() as session:
+        result = session.execute(
+            update(OutboxMessage)
+            .where(OutboxMessage.id == row_id, OutboxMessage.locked_until == lease)
+            .values(**values)
+        )
+    return bool(result.rowcount)  # type: ignore[attr-defined]
+
+
+def _retry_after(exc: SlackApiError) -> str | None:
+    headers = exc.response.headers if exc.response is not None else None
+    for name, value in (headers or {}).items():
+        if name.lower() == "retry-after":
+            return str(value)
+    return None
+
+
+def _retry_later(
+    svc: Services, row: OutboxMessage, lease: datetime, attempts: int, code: str, retry_after: str | None
+) -> None:
+    """Backoff doubles with each attempt (2, 4, 8 s ... at most MAX_BACKOFF), and is never
+    shorter than Slack's Retry-After. After GIVE_UP of failures the row fails and the owner
+    is told, rather than it retrying for ever."""
+    if svc.clock() - row.created_at > GIVE_UP:
+        rollout = _rollout_of(svc, row)
+        _fail(
+            svc, row, lease, rollout, f"{code}, still failing after {int(GIVE_UP.total_seconds() // 3600)} h"
+        )
+        return
+    wait = timedelta(seconds=min(2 ** max(attempts, 1), MAX_BACKOFF.total_seconds()))
+    if retry_after and retry_after.strip().isdigit():
+        wait = max(wait, timedelta(seconds=int(retry_after.strip())))
+    log.warning("outbox row %s: %s, next try in %ss", row.id, code, int(wait.total_seconds()))
+    _finish(svc, row.id, lease, next_attempt_at=svc.clock() + wait, last_error=code)
+
+
+def _rollout_of(svc: Services, row: OutboxMessage) -> Rollout | None:
+    if row.rollout_id is None:
+        return None
+    with svc.db.reading() as session:
+        return session.get(Rollout, row.rollout_id)
+
+
+def _fail(svc: Services, row: OutboxMessage, lease: datetime, rollout: Rollout | None, code: str) -> None:
+    """A permanent error: stop retrying, and tell the owner once."""
+    log.warning("outbox row %s to %s failed for good: %s", row.id, row.channel_id, code)
+    now = svc.clock()
+    with svc.db.transaction() as session:
+        session.execute(
+            update(OutboxMessage)
+            .where(OutboxMessage.id == row.id, OutboxMessage.locked_until == lease)
+            .values(state=OutboxState.FAILED, last_error=code, locked_until=None)
+        )
+        if rollout is None or row.channel_id == rollout.channel_id:
+            return  # nowhere better to report it than the log
+        session.add(
+            Event(
+                rollout_id=rollout.id,
+                kind=EventKind.DELIVERY_FAILED,
+                actor_id=None,
+                at=now,
+                data={"channel": row.channel_id, "error": code},
+            )
+        )
+        text = (
+            f"<@{rollout.owner_id}> I could not post an update to <#{row.channel_id}> "
+            f"({code.replace('_', ' ')}). Invite me there or change the stakeholders."
+        )
+        if announce(
+            session, rollout, Announcement(f"delivery_failed:{row.channel_id}", Message(text=text)), now
+        ):
+            from bot.usecases.announcing import QUEUED  # bot.usecases.announcing imports this module
+
+            session.info[QUEUED] = True
+
+
+def _find_posted(svc: Services, row: OutboxMessage, thread_ts: str | None) -> str | None:
+    """After an attempt whose outcome was never recorded, is the message already there?
+
+    Returns its ts, or None if it is not (or Slack will not let us look: then posting is all
+    we can do). Raises _LookupFailed when Slack could not answer now.
+
+    No `oldest` is sent: the clocks of Slack and of this host need not agree, so the newest
+    history is read page by page until it is older than the row (with CLOCK_SKEW to spare)."""
+    since = (row.created_at - CLOCK_SKEW).timestamp()
+    cursor: str | None = None
+    for _ in range(LOOKUP_PAGES):
+        try:
+            if thread_ts:
+                page = svc.delivery_client.conversations_replies(
+                    channel=row.channel_id,
+                    ts=thread_ts,
+                    include_all_metadata=True,
+                    limit=LOOKUP_PAGE_SIZE,
+                    cursor=cursor,
+                )
+            else:
+                page = svc.delivery_client.conversations_history(
+                    channel=row.channel_id, include_all_metadata=True, limit=LOOKUP_PAGE_SIZE, cursor=cursor
+                )
+        except SlackApiError as exc:
+            code = error_code(exc)
+            if code == "ratelimited" or (exc.response is not None and exc.response.status_code >= 500):
+                raise _LookupFailed(code, _retry_after(exc)) from exc
+            log.info("cannot check history of %s: %s", row.channel_id, code)
+            return None
+        except TRANSPORT_ERRORS as exc:
+            raise _LookupFailed(type(exc).__name__) from exc
+        messages = page.get("messages") or []
+        for message in messages:
+            payload = (message.get("metadata") or {}).get("event_payload") or {}
+            if payload.get("key") == row.dedupe_key:
+                return str(message.get("ts"))
+        cursor = (page.get("response_metadata") or {}).get("next_cursor") or None
+        if not cursor:
+            return None
+        if not thread_ts and messages and _ts(messages[-1]) < since:
+            return None  # history is newest first: older pages predate the row
+    return None
+
+
+def _ts(message: dict[str, Any]) -> float:
+    try:
+        return float(message.get("ts") or 0)
+    except ValueError:
+        return 0.0

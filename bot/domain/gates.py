@@ -1,0 +1,493 @@
+"""The metric gate: may a rollout advance? Pure: plan metrics and readings in, verdicts out.
+
+Rules, per metric (`bot.plans.model.Rule`, bad direction `Direction`):
+
+- RELATIVE: change % = (current − baseline) / |baseline| × 100. With bad=UP it fails when
+  change > threshold; with bad=DOWN when change < −threshold.
+- ABSOLUTE: change = current − baseline, in the metric's own unit (percentage points when the
+  unit is "%"); same comparison as RELATIVE.
+- UPPER: fails when value > threshold.  LOWER: fails when value < threshold.
+- ZERO: fails when value ≠ 0.
+- Exactly at the threshold passes (and a trigger exactly at its threshold does not fire).
+  Comparisons allow a tolerance of a billionth of the numbers compared, so float noise
+  (1.1 − 1.0 = 0.10000000000000009) does not fail a metric sitting exactly at 0.1.
+- RELATIVE with baseline 0: current 0 is a 0 % change (pass); any move in the bad direction
+  is an unbounded relative change and fails; a move in the good direction passes.
+- No data: a missing current value (None, NaN or ±inf) is NO_DATA, with the observation's
+  `problem` as the reason; RELATIVE and ABSOLUTE with no usable baseline are NO_DATA
+  ("no baseline captured").
+
+A rollback trigger is the same Metric read the other way: its verdict FAIL means it fired.
+
+The gate passes only when every success metric is PASS, no trigger is FAIL (fired) or
+NO_DATA (the bot never advances on missing data), no exit criterion of a phase being left is
+unchecked, and the step has soaked its minimum business days (`bot.calendar`). Blockers are
+listed, one sentence each, in that order of gravity: fired triggers, failing metrics,
+metrics then triggers without data, unchecked exit criteria, soak.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from enum import StrEnum
+
+from bot.domain.calendar import (
+    business_days_elapsed,
+    earliest_time,
+    format_business_days,
+    format_elapsed,
+    format_local,
+)
+from bot.domain.plans.model import Direction, Metric, Rule
+
+__all__ = [
+    "GateInput",
+    "GateResult",
+    "MetricVerdict",
+    "Observation",
+    "Soak",
+    "Verdict",
+    "describe_rule",
+    "describe_trigger",
+    "evaluate_gate",
+    "evaluate_metric",
+    "fired_triggers",
+    "soak_status",
+]
+
+# Relative tolerance of comparisons: far above float noise (~1e-16), far below any threshold
+# a team would write. The absolute floor only matters when everything compared is ~0.
+_REL_TOL = 1e-9
+_ABS_TOL = 1e-12
+_MINUS = "\u2212"  # a real minus sign reads better than a hyphen next to numbers
+
+_NO_READING = "no reading was taken"
+_NO_BASELINE = "no baseline captured"
+
+
+class Verdict(StrEnum):
+    PASS = "pass"
+    FAIL = "fail"
+    NO_DATA = "no data"
+
+
+@dataclass(frozen=True)
+class Observation:
+    """One reading of a metric. `value` None means none could be had; `problem` says why."""
+
+    value: float | None
+    problem: str | None = None
+    series: tuple[float, ...] = ()
+
+
+@dataclass(frozen=True)
+class MetricVerdict:
+    """How one metric (or trigger) stands against its rule.
+
+    `change` is in the rule's own terms: percent for RELATIVE, the metric's unit (pp for "%")
+    for ABSOLUTE, None for the bounds and ZERO, and None when it is unbounded or unknown.
+    """
+
+    key: str
+    name: str
+    verdict: Verdict
+    value: float | None
+    baseline: float | None
+    change: float | None
+    allowed: str
+    reason: str
+    unit: str
+    series: tuple[float, ...] = ()
+
+
+@dataclass(frozen=True)
+class Soak:
+    """How long the current step has run against the business days it must run."""
+
+    required_days: float
+    elapsed_days: float
+    earliest: datetime
+    met: bool
+
+    def describe(self, step_title: str, tz: str) -> str:
+        """E.g. "25% has run 6 h of the required 1 business day, 0.75 business days left;
+        earliest advance Tue 16 Jan 18:00 America/Los_Angeles"."""
+        if self.required_days <= 0:
+            return f"{step_title} has no minimum soak time"
+        ran = (
+            f"{step_title} has run {format_elapsed(self.elapsed_days)} "
+            f"of the required {format_business_days(self.required_days)}"
+        )
+        when = format_local(self.earliest, tz)
+        if self.met:
+            return f"{ran}; soak met since {when}"
+        # Rounded up: a soak must never read as nearer its end than it is.
+        left = math.ceil((self.required_days - self.elapsed_days) * 100) / 100
+        return f"{ran}, {format_business_days(max(left, 0.01))} left; earliest advance {when}"
+
+
+@dataclass(frozen=True)
+class GateInput:
+    """Everything the gate looks at. `readings` and `baselines` are keyed by metric key and
+    cover both success metrics and triggers. `unchecked_exit_criteria` is empty unless the
+    advance leaves the phase."""
+
+    metrics: Sequence[Metric]
+    triggers: Sequence[Metric]
+    readings: Mapping[str, Observation]
+    baselines: Mapping[str, Observation]
+    unchecked_exit_criteria: Sequence[str]
+    step_title: str
+    step_started_at: datetime
+    min_business_days: float
+    now: datetime
+    tz: str
+    country: str
+
+
+@dataclass(frozen=True)
+class GateResult:
+    """The gate's decision. In `triggers`, FAIL means the trigger fired; `fired` holds those."""
+
+    passed: bool
+    metrics: tuple[MetricVerdict, ...]
+    triggers: tuple[MetricVerdict, ...]
+    fired: tuple[MetricVerdict, ...]
+    unchecked: tuple[str, ...]
+    soak: Soak
+    blockers: tuple[str, ...]
+
+
+# --- describing rules -------------------------------------------------------------------
+
+
+def describe_rule(metric: Metric) -> str:
+    """The rule as what must hold, e.g. "change vs baseline ≤ +10% (relative)",
+    "change vs baseline ≤ +0.1 pp (absolute)", "≤ 250 ms (upper bound)", "must be 0"."""
+    match metric.rule:
+        case Rule.RELATIVE | Rule.ABSOLUTE:
+            op = "≤" if metric.bad is Direction.UP else "≥"
+            return f"change vs baseline {op} {_allowed_change(metric)} ({metric.rule.value})"
+        case Rule.UPPER:
+            return f"≤ {_amount(metric.threshold, metric.unit)} (upper bound)"
+        case Rule.LOWER:
+            return f"≥ {_amount(metric.threshold, metric.unit)} (lower bound)"
+        case Rule.ZERO:
+            return "must be 0"
+
+
+def describe_trigger(metric: Metric) -> str:
+    """The same rule read as what fires a rollback trigger, e.g.
+    "fires when error rate rises more than 0.5 pp (absolute)"."""
+    name = _lower_first(metric.name)
+    match metric.rule:
+        case Rule.RELATIVE | Rule.ABSOLUTE:
+            if metric.threshold < 0:
+                # "rises more than −5%" would be a riddle; say it with symbols instead.
+                op = ">" if metric.bad is Direction.UP else "<"
+                bound = _allowed_change(metric)
+                return f"fires when {name} change vs baseline {op} {bound} ({metric.rule.value})"
+            verb = "rises" if metric.bad is Direction.UP else "falls"
+            size = _change_amount(metric.threshold, metric)
+            return f"fires when {name} {verb} more than {size} ({metric.rule.value})"
+        case Rule.UPPER:
+            return f"fires when {name} is above {_amount(metric.threshold, metric.unit)} (upper bound)"
+        case Rule.LOWER:
+            return f"fires when {name} is below {_amount(metric.threshold, metric.unit)} (lower bound)"
+        case Rule.ZERO:
+            return f"fires when {name} is not 0"
+
+
+# --- evaluating a metric ----------------------------------------------------------------
+
+
+def evaluate_metric(metric: Metric, current: Observation, baseline: Observation | None) -> MetricVerdict:
+    """Judge one metric's current reading against its rule (see the module docstring)."""
+    allowed = describe_rule(metric)
+
+    def verdict(
+        v: Verdict,
+        reason: str,
+        *,
+        value: float | None,
+        base: float | None,
+        change: float | None,
+    ) -> MetricVerdict:
+        return MetricVerdict(
+            key=metric.key,
+            name=metric.name,
+            verdict=v,
+            value=value,
+            baseline=base,
+            change=change,
+            allowed=allowed,
+            reason=reason,
+            unit=metric.unit,
+            series=current.series,
+        )
+
+    value = _usable(current.value)
+    base = _usable(baseline.value) if baseline is not None else None
+    if value is None:
+        return verdict(
+            Verdict.NO_DATA,
+            _missing_reason(current),
+            value=None,
+            base=base,
+            change=None,
+        )
+
+    if metric.rule in (Rule.UPPER, Rule.LOWER, Rule.ZERO):
+        ok, reason = _judge_level(metric, value)
+        return verdict(_pass_fail(ok), reason, value=value, base=base, change=None)
+
+    if base is None:
+        reason = _NO_BASELINE
+        if baseline is not None and baseline.problem:
+            reason = f"{_NO_BASELINE}: {baseline.problem}"
+        return verdict(Verdict.NO_DATA, reason, value=value, base=None, change=None)
+
+    ok, change, reason = _judge_change(metric, value, base)
+    return verdict(_pass_fail(ok), reason, value=value, base=base, change=change)
+
+
+def _judge_level(metric: Metric, value: float) -> tuple[bool, str]:
+    """UPPER, LOWER and ZERO look at the value itself."""
+    shown = _amount(value, metric.unit)
+    limit = _amount(metric.threshold, metric.unit)
+    match metric.rule:
+        case Rule.UPPER:
+            if _beyond(value, metric.threshold, up=True):
+                return False, f"{shown} is above the upper bound of {limit}"
+            return True, f"{shown} is at or below the upper bound of {limit}"
+        case Rule.LOWER:
+            if _beyond(value, metric.threshold, up=False):
+                return False, f"{shown} is below the lower bound of {limit}"
+            return True, f"{shown} is at or above the lower bound of {limit}"
+        case _:  # Rule.ZERO
+            if _beyond(abs(value), 0.0, up=True):
+                return False, f"{shown}, where there must be none"
+            return True, f"{shown}, as required"
+
+
+def _judge_change(metric: Metric, value: float, base: float) -> tuple[bool, float | None, str]:
+    """RELATIVE and ABSOLUTE compare the change from the baseline with the threshold."""
+    up = metric.bad is Direction.UP
+    moved = f"({_amount(base, metric.unit)} → {_amount(value, metric.unit)})"
+    if metric.rule is Rule.RELATIVE and base == 0:
+        return _judge_from_zero(value, up=up, moved=moved)
+
+    scale: tuple[float, ...]
+    if metric.rule is Rule.RELATIVE:
+        change = (value - base) / abs(base) * 100
+        scale = (change,)
+    else:
+        change = value - base
+        # Float noise of a difference scales with the operands, not with the difference.
+        scale = (value, base)
+    limit = metric.threshold if up else -metric.threshold
+    failed = _beyond(change, limit, *scale, up=up)
+    shown = "no change" if change == 0 else _change_amount(change, metric, signed=True)
+    where = "beyond" if failed else "within"
+    reason = f"{shown} vs baseline {moved}, {where} the allowed {_allowed_change(metric)}"
+    return not failed, change, reason
+
+
+def _judge_from_zero(value: float, *, up: bool, moved: str) -> tuple[bool, float | None, str]:
+    """RELATIVE against a zero baseline: no percentage exists, only a direction."""
+    if not _beyond(abs(value), 0.0, up=True):
+        return True, 0.0, f"no change vs baseline {moved}"
+    rose = value > 0
+    if rose == up:
+        word = "rise" if up else "fall"
+        return (
+            False,
+            None,
+            f"baseline is 0, so any {word} is an unbounded relative change {moved}",
+        )
+    return (
+        True,
+        None,
+        f"baseline is 0 and the value {'rose' if rose else 'fell'}, the good way {moved}",
+    )
+
+
+def _beyond(x: float, limit: float, *scale: float, up: bool) -> bool:
+    """Is `x` past `limit` (above it when `up`, else below it) by more than float noise?"""
+    tolerance = max(_ABS_TOL, _REL_TOL * max(abs(x), abs(limit), *(abs(s) for s in scale)))
+    excess = x - limit if up else limit - x
+    return excess > tolerance
+
+
+def _usable(value: float | None) -> float | None:
+    """The value if it is a finite number; NaN and ±inf are no data, not numbers to judge."""
+    if value is None or not math.isfinite(value):
+        return None
+    return float(value)
+
+
+def _missing_reason(current: Observation) -> str:
+    if current.problem:
+        return current.problem
+    if current.value is not None:
+        return f"the reading is not a finite number ({current.value})"
+    return "no value was returned"
+
+
+def _pass_fail(ok: bool) -> Verdict:
+    return Verdict.PASS if ok else Verdict.FAIL
+
+
+# --- the gate ---------------------------------------------------------------------------
+
+
+def soak_status(
+    started_at: datetime,
+    min_business_days: float,
+    now: datetime,
+    *,
+    tz: str,
+    country: str,
+) -> Soak:
+    """How far a step started at `started_at` is through its minimum business days.
+
+    Met means `now` has reached the earliest instant (see `bot.calendar.earliest_time`), so
+    the displayed earliest time and the decision never disagree.
+    """
+    earliest = earliest_time(started_at, min_business_days, tz=tz, country=country)
+    elapsed = business_days_elapsed(started_at, now, tz=tz, country=country)
+    met = min_business_days <= 0 or now >= earliest
+    return Soak(
+        required_days=max(min_business_days, 0.0),
+        elapsed_days=elapsed,
+        earliest=earliest,
+        met=met,
+    )
+
+
+def evaluate_gate(inp: GateInput) -> GateResult:
+    """Decide whether the rollout may advance (rules in the module docstring)."""
+    metrics = _evaluate_all(inp.metrics, inp.readings, inp.baselines)
+    triggers = _evaluate_all(inp.triggers, inp.readings, inp.baselines)
+    fired = tuple(t for t in triggers if t.verdict is Verdict.FAIL)
+    unchecked = tuple(inp.unchecked_exit_criteria)
+    soak = soak_status(
+        inp.step_started_at,
+        inp.min_business_days,
+        inp.now,
+        tz=inp.tz,
+        country=inp.country,
+    )
+    passed = (
+        all(m.verdict is Verdict.PASS for m in metrics)
+        and all(t.verdict is Verdict.PASS for t in triggers)
+        and not unchecked
+        and soak.met
+    )
+    blockers = _blockers(inp, metrics, triggers, soak)
+    return GateResult(
+        passed=passed,
+        metrics=metrics,
+        triggers=triggers,
+        fired=fired,
+        unchecked=unchecked,
+        soak=soak,
+        blockers=blockers,
+    )
+
+
+def fired_triggers(
+    triggers: Sequence[Metric],
+    readings: Mapping[str, Observation],
+    baselines: Mapping[str, Observation],
+) -> tuple[MetricVerdict, ...]:
+    """The triggers that fired (verdict FAIL), for the periodic watch. A trigger without data
+    has not fired; the gate, not the watch, refuses to advance on it."""
+    verdicts = _evaluate_all(triggers, readings, baselines)
+    return tuple(v for v in verdicts if v.verdict is Verdict.FAIL)
+
+
+def _evaluate_all(
+    metrics: Sequence[Metric],
+    readings: Mapping[str, Observation],
+    baselines: Mapping[str, Observation],
+) -> tuple[MetricVerdict, ...]:
+    return tuple(
+        evaluate_metric(m, readings.get(m.key, Observation(None, _NO_READING)), baselines.get(m.key))
+        for m in metrics
+    )
+
+
+def _blockers(
+    inp: GateInput,
+    metrics: tuple[MetricVerdict, ...],
+    triggers: tuple[MetricVerdict, ...],
+    soak: Soak,
+) -> tuple[str, ...]:
+    """One sentence per reason not to advance, gravest first."""
+    out: list[str] = []
+    out += [
+        f"Rollback trigger {t.name} fired: {t.reason} ({describe_trigger(trigger)})."
+        for trigger, t in zip(inp.triggers, triggers, strict=True)
+        if t.verdict is Verdict.FAIL
+    ]
+    out += [f"{m.name} fails: {m.reason}." for m in metrics if m.verdict is Verdict.FAIL]
+    out += [f"{m.name} has no data: {m.reason}." for m in metrics if m.verdict is Verdict.NO_DATA]
+    out += [
+        f"Rollback trigger {t.name} has no data: {t.reason}."
+        for t in triggers
+        if t.verdict is Verdict.NO_DATA
+    ]
+    out += [f"Exit criterion not checked: {item}." for item in inp.unchecked_exit_criteria]
+    if not soak.met:
+        out.append(f"{soak.describe(inp.step_title, inp.tz)}.")
+    return tuple(out)
+
+
+# --- wording ----------------------------------------------------------------------------
+
+
+def _allowed_change(metric: Metric) -> str:
+    """The signed limit on the change: "+10%", "−0.1 pp", "+5 ms"."""
+    limit = metric.threshold if metric.bad is Direction.UP else -metric.threshold
+    return _change_amount(limit, metric, signed=True)
+
+
+def _change_amount(change: float, metric: Metric, *, signed: bool = False) -> str:
+    """A change in the rule's terms: percent for RELATIVE, pp for an ABSOLUTE rate."""
+    if metric.rule is Rule.RELATIVE:
+        unit = "%"
+    elif metric.unit == "%":
+        unit = "pp"  # an absolute change of a percentage is in percentage points
+    else:
+        unit = metric.unit
+    text = _amount(abs(change) if signed else change, unit)
+    if not signed:
+        return text
+    return f"{'+' if change >= 0 else _MINUS}{text}"
+
+
+def _amount(x: float, unit: str) -> str:
+    """A number with its unit: "12%", "250 ms", "3 records", "7"."""
+    number = _number(x)
+    if not unit:
+        return number
+    return f"{number}{unit}" if unit == "%" else f"{number} {unit}"
+
+
+def _number(x: float) -> str:
+    """Up to six decimals, no exponent, no trailing zeros; a real minus sign."""
+    text = f"{x:.6f}".rstrip("0").rstrip(".")
+    if text in ("-0", ""):
+        text = "0"
+    return text.replace("-", _MINUS)
+
+
+def _lower_first(name: str) -> str:
+    """ "Error rate" -> "error rate", but "API errors" stays as written."""
+    if len(name) > 1 and name[1].isupper():
+        return name
+    return name[:1].lower() + name[1:]

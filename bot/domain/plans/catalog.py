@@ -1,0 +1,79 @@
+"""The built-in templates (TOML files beside this module) and how a Plan is read from data."""
+
+from __future__ import annotations
+
+import json
+import tomllib
+from dataclasses import asdict, fields
+from functools import cache
+from pathlib import Path
+from typing import Any
+
+from bot.domain.plans.model import Metric, Phase, Plan, Step, SuccessMetricRow
+
+TEMPLATES_DIR = Path(__file__).parent / "templates"
+
+
+class UnknownTemplate(LookupError):
+    def __init__(self, name: str) -> None:
+        super().__init__(name)
+        self.name = name
+
+
+def _known(cls: type, data: dict[str, Any]) -> dict[str, Any]:
+    names = {f.name for f in fields(cls)}
+    return {k: v for k, v in data.items() if k in names}
+
+
+def plan_from_dict(data: dict[str, Any]) -> Plan:
+    """A Plan from its data: a TOML template, or a plan stored as JSON (`plan_to_dict`)."""
+    phases = tuple(
+        Phase(
+            **{
+                **_known(Phase, p),
+                "steps": tuple(Step(**_known(Step, s)) for s in p["steps"]),
+                "tasks": tuple(p.get("tasks", ())),
+                "exit_criteria": tuple(p.get("exit_criteria", ())),
+            }
+        )
+        for p in data["phases"]
+    )
+    if not phases or any(not p.steps for p in phases):
+        raise ValueError(f"plan {data.get('name')!r} needs phases, each with at least one step")
+    return Plan(
+        **{
+            **_known(Plan, data),
+            "title": data.get("title", data["name"]),
+            "phases": phases,
+            "metrics": tuple(Metric.from_dict(m) for m in data.get("metrics", ())),
+            "triggers": tuple(Metric.from_dict(m) for m in data.get("triggers", ())),
+            "manual_triggers": tuple(data.get("manual_triggers", ())),
+            "success_table": tuple(SuccessMetricRow(**row) for row in data.get("success_table", ())),
+            "header": tuple(tuple(pair) for pair in data.get("header", ())),
+        }
+    )
+
+
+def plan_to_dict(plan: Plan) -> dict[str, Any]:
+    """JSON-ready; `plan_from_dict(plan_to_dict(p)) == p`."""
+    return json.loads(json.dumps(asdict(plan)))
+
+
+@cache
+def builtin_templates() -> dict[str, Plan]:
+    plans = {}
+    for path in sorted(TEMPLATES_DIR.glob("*.toml")):
+        plan = plan_from_dict(tomllib.loads(path.read_text(encoding="utf-8")))
+        plans[plan.name] = plan
+    return plans
+
+
+def template_names() -> list[str]:
+    return list(builtin_templates())
+
+
+def get_template(name: str) -> Plan:
+    try:
+        return builtin_templates()[name.lower()]
+    except KeyError:
+        raise UnknownTemplate(name) from None

@@ -1,0 +1,273 @@
+"""The rollout state machine: plain rules over the rollout's rows, no session, no Slack.
+
+A rollout sits at one step of one phase (1% canary, 25%, ...). It moves forward one step at a
+time; leaving the last step of a phase completes the phase; leaving the last step of the last
+phase completes the rollout. Paused rollouts keep their place; rolled-back and completed ones
+are finished and free their feature name.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from bot.domain.plans.catalog import plan_to_dict
+from bot.domain.plans.model import Plan
+from bot.errors import InvalidTransition
+from storage.enums import EventKind, ItemKind, RolloutStatus
+from storage.models import ChecklistItem, Event, Phase, Rollout, Step
+
+
+def new_rollout(
+    plan: Plan,
+    *,
+    team_id: str,
+    channel_id: str,
+    feature: str,
+    owner_id: str,
+    created_by: str,
+    flag_key: str | None,
+    service: str | None,
+    stakeholders: list[str],
+    timezone: str,
+    country: str,
+    now: datetime,
+) -> Rollout:
+    """Copies the plan into the rollout, so later edits to the template never reach it."""
+    rollout = Rollout(
+        team_id=team_id,
+        channel_id=channel_id,
+        feature=feature,
+        feature_key=feature_key(feature),
+        template=plan.name,
+        plan_title=plan.title,
+        owner_id=owner_id,
+        created_by=created_by,
+        flag_key=flag_key,
+        service=service,
+        stakeholder_channels=stakeholders,
+        status=RolloutStatus.ACTIVE,
+        phase_index=0,
+        step_index=0,
+        step_started_at=now,
+        timezone=timezone,
+        country=country,
+        plan_doc=plan_to_dict(plan),
+        metrics=[m.to_dict() for m in plan.metrics],
+        triggers=[t.to_dict() for t in plan.triggers],
+        manual_triggers=list(plan.manual_triggers),
+        revision=1,
+        created_at=now,
+        updated_at=now,
+    )
+    for p_pos, plan_phase in enumerate(plan.phases):
+        phase = Phase(
+            position=p_pos,
+            name=plan_phase.name,
+            description=plan_phase.description,
+            duration=plan_phase.duration,
+            started_at=now if p_pos == 0 else None,
+        )
+        phase.steps = [
+            Step(
+                position=s_pos,
+                percent=step.percent,
+                desired_users=step.desired_users,
+                label=step.label,
+                min_business_days=step.min_business_days,
+                started_at=now if (p_pos, s_pos) == (0, 0) else None,
+            )
+            for s_pos, step in enumerate(plan_phase.steps)
+        ]
+        texts = [(ItemKind.TASK, t) for t in plan_phase.tasks] + [
+            (ItemKind.EXIT, t) for t in plan_phase.exit_criteria
+        ]
+        phase.items = [
+            ChecklistItem(position=i, kind=kind, text=text, rollout=rollout)
+            for i, (kind, text) in enumerate(texts)
+        ]
+        rollout.phases.append(phase)
+    return rollout
+
+
+def feature_key(feature: str) -> str:
+    """Names are unique case-insensitively: "Checkout-V2" and "checkout-v2" are one feature."""
+    return " ".join(feature.casefold().split())
+
+
+def event(rollout: Rollout, kind: EventKind, actor_id: str | None, now: datetime, **data: Any) -> Event:
+    return Event(rollout_id=rollout.id, kind=kind, actor_id=actor_id, at=now, data=data)
+
+
+@dataclass(frozen=True)
+class Toggle:
+    item: ChecklistItem
+    checked: bool
+
+
+def set_item(rollout: Rollout, item_id: int, checked: bool, user_id: str, now: datetime) -> Toggle | None:
+    """Ticks or unticks one item. Returns None when it is already in that state, so a click
+    that crossed another person's identical click changes nothing and records nothing."""
+    if not rollout.status.is_open:
+        raise InvalidTransition(
+            "{feature} is {status}; its checklist is closed", feature=rollout.feature, status=_words(rollout)
+        )
+    item = next((i for p in rollout.phases for i in p.items if i.id == item_id), None)
+    if item is None:
+        raise InvalidTransition("that checklist item is not part of this rollout any more")
+    if item.checked == checked:
+        return None
+    item.checked_at = now if checked else None
+    item.checked_by = user_id if checked else None
+    rollout.touch(now)
+    return Toggle(item=item, checked=checked)
+
+
+@dataclass(frozen=True)
+class Position:
+    phase_index: int
+    step_index: int
+
+
+def next_position(rollout: Rollout) -> Position | None:
+    """Where an advance goes; None when the rollout stands on its last step."""
+    phase = rollout.current_phase
+    if rollout.step_index + 1 < len(phase.steps):
+        return Position(rollout.phase_index, rollout.step_index + 1)
+    if rollout.phase_index + 1 < len(rollout.phases):
+        return Position(rollout.phase_index + 1, 0)
+    return None
+
+
+def leaves_phase(rollout: Rollout) -> bool:
+    nxt = next_position(rollout)
+    return nxt is None or nxt.phase_index != rollout.phase_index
+
+
+def unchecked_exit_criteria(rollout: Rollout) -> list[str]:
+    """Exit criteria gate leaving a phase, not the steps inside it."""
+    if not leaves_phase(rollout):
+        return []
+    return [i.text for i in rollout.current_phase.items if i.kind is ItemKind.EXIT and not i.checked]
+
+
+def require_active(rollout: Rollout, action: str) -> None:
+    if rollout.status is RolloutStatus.PAUSED:
+        raise InvalidTransition(
+            "{feature} is paused: `/rollout resume` it before you {action}",
+            feature=rollout.feature,
+            action=action,
+        )
+    if not rollout.status.is_open:
+        raise InvalidTransition(
+            "{feature} is {status}; there is nothing to {action}",
+            feature=rollout.feature,
+            status=_words(rollout),
+            action=action,
+        )
+
+
+@dataclass(frozen=True)
+class Moved:
+    from_title: str
+    to_title: str
+    phase_completed: str | None  # the name of the phase it left, if it left one
+    completed: bool
+
+
+def move_forward(rollout: Rollout, now: datetime) -> Moved:
+    """Applies an advance the gate (or an override) has allowed."""
+    require_active(rollout, "advance")
+    old_phase, old_step = rollout.current_phase, rollout.current_step
+    old_step.completed_at = now
+    nxt = next_position(rollout)
+    if nxt is None:
+        old_phase.completed_at = now
+        finish(rollout, RolloutStatus.COMPLETED, now)
+        return Moved(display_title(old_step), "done", old_phase.name, completed=True)
+    left_phase = nxt.phase_index != rollout.phase_index
+    if left_phase:
+        old_phase.completed_at = now
+        rollout.phases[nxt.phase_index].started_at = now
+    rollout.phase_index, rollout.step_index = nxt.phase_index, nxt.step_index
+    rollout.step_started_at = now
+    rollout.current_step.started_at = now
+    rollout.touch(now)
+    return Moved(
+        display_title(old_step),
+        display_title(rollout.current_step),
+        old_phase.name if left_phase else None,
+        completed=False,
+    )
+
+
+def finish(rollout: Rollout, status: RolloutStatus, now: datetime) -> None:
+    rollout.status = status
+    rollout.finished_at = now
+    rollout.touch(now)
+
+
+def pause(rollout: Rollout, now: datetime) -> None:
+    require_active(rollout, "pause")
+    rollout.status = RolloutStatus.PAUSED
+    rollout.touch(now)
+
+
+def resume(rollout: Rollout, now: datetime) -> None:
+    if rollout.status is not RolloutStatus.PAUSED:
+        raise InvalidTransition("{feature} is not paused", feature=rollout.feature)
+    rollout.status = RolloutStatus.ACTIVE
+    rollout.touch(now)
+
+
+def roll_back(rollout: Rollout, now: datetime) -> None:
+    if not rollout.status.is_open:
+        raise InvalidTransition(
+            "{feature} is already {status}", feature=rollout.feature, status=_words(rollout)
+        )
+    finish(rollout, RolloutStatus.ROLLED_BACK, now)
+
+
+def complete(rollout: Rollout, now: datetime) -> None:
+    """Declares the rollout done. Only at full exposure: a rollout stopped part-way is rolled
+    back or paused, not "completed"."""
+    require_active(rollout, "complete")
+    if not at_full_exposure(rollout):
+        raise InvalidTransition(
+            "{feature} is at {step}; advance it to 100% first, or roll it back",
+            feature=rollout.feature,
+            step=display_title(rollout.current_step),
+        )
+    rollout.current_step.completed_at = now
+    rollout.current_phase.completed_at = now
+    finish(rollout, RolloutStatus.COMPLETED, now)
+
+
+def _words(rollout: Rollout) -> str:
+    return rollout.status.value.replace("_", " ")
+
+
+def display_title(step: Step) -> str:
+    """ "1%", "25%", or the label of a step that is not a share of users ("internal")."""
+    return step.label or f"{step.percent:g}%"
+
+
+def progress(rollout: Rollout) -> tuple[int, int]:
+    """(steps done, steps in all), counting across phases."""
+    steps = [s for p in rollout.phases for s in p.steps]
+    done = sum(1 for s in steps if s.completed_at is not None)
+    return done, len(steps)
+
+
+def may_steer(rollout: Rollout, user_id: str, is_admin: Callable[[], bool]) -> bool:
+    """Owner, approvers and workspace admins steer a rollout (advance, pause, roll back...).
+    The admin check costs a Slack call, so it is asked last and only when needed."""
+    if user_id == rollout.owner_id or any(a.user_id == user_id for a in rollout.approvers):
+        return True
+    return is_admin()
+
+
+def at_full_exposure(rollout: Rollout) -> bool:
+    return rollout.current_step.percent >= 100

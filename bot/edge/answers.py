@@ -1,0 +1,73 @@
+"""How a failed request is answered: a domain refusal becomes a polite ephemeral message, a
+bad command shows its right form, anything unexpected is logged with its traceback and the
+user still hears back. Nothing reaches the user as a stack trace or a silent failure."""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+
+from slack_sdk.errors import SlackApiError
+
+from bot.domain.plans import UnknownTemplate, template_names
+from bot.edge.parsing import USAGES, UsageError
+from bot.errors import NeedsChoice, RolloutError
+from bot.slackweb.client import error_code
+from messages import render
+from messages.blocks import Message, choose_rollout, text_message
+from messages.text import escape
+
+log = logging.getLogger(__name__)
+
+Reply = Callable[[Message], None]
+
+
+def usage_message(error: UsageError) -> Message:
+    return text_message(render("usage_error", problem=error.problem, usage=error.usage))
+
+
+def help_message() -> Message:
+    return text_message(render("help", usages=list(USAGES.items()), templates=template_names()))
+
+
+def unknown_template(error: UnknownTemplate) -> Message:
+    names = ", ".join(f"`{n}`" for n in template_names())
+    return usage_message(UsageError(f"there is no template `{error.name}` (there are {names})", "start"))
+
+
+def message_for(error: Exception, subcommand: str = "status") -> Message:
+    if isinstance(error, UsageError):
+        return usage_message(error)
+    if isinstance(error, UnknownTemplate):
+        return unknown_template(error)
+    if isinstance(error, NeedsChoice):
+        return choose_rollout(str(error), error.choices, subcommand)
+    if isinstance(error, RolloutError):
+        values = {k: escape(str(v)) for k, v in error.values.items()}
+        return text_message(f":no_entry_sign: {error.text.format(**values) if values else error.text}")
+    if isinstance(error, SlackApiError):
+        return text_message(
+            f":warning: Slack refused the request ({error_code(error)}). Nothing else was changed."
+        )
+    ref = uuid.uuid4().hex[:8]
+    log.error("unexpected error, ref %s", ref, exc_info=error)
+    return text_message(
+        f":warning: Something went wrong on my side (ref `{ref}`). "
+        "The status message shows the rollout as it is now; try again in a moment."
+    )
+
+
+@contextmanager
+def answering(reply: Reply, subcommand: str = "status") -> Iterator[None]:
+    """Runs a request's work; whatever goes wrong, the user gets an answer."""
+    try:
+        yield
+    except Exception as error:  # noqa: BLE001 - every failure is answered; unknown ones logged in message_for
+        if isinstance(error, SlackApiError):
+            log.warning("Slack call failed: %s", error_code(error))
+        try:
+            reply(message_for(error, subcommand))
+        except Exception:
+            log.exception("could not tell the user about an error")

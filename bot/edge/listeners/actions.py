@@ -1,0 +1,119 @@
+"""Buttons and checkboxes on the bot's messages."""
+
+from __future__ import annotations
+
+import logging
+import re
+from typing import Any
+
+from slack_bolt import Ack, App, Respond
+from slack_sdk import WebClient
+from slack_sdk.errors import SlackApiError
+
+from bot.delivery import status_board
+from bot.edge import handlers, home
+from bot.edge.answers import answering
+from bot.edge.listeners import payloads
+from bot.edge.listeners.payloads import action, actor_of, dicts, field, rollout_id_of
+from bot.edge.listeners.replies import replier_for
+from bot.edge.parsing import UsageError
+from bot.ids import Action, Block
+from bot.services import Services
+from bot.usecases import flows
+from bot.usecases.flows import ItemChange
+
+log = logging.getLogger(__name__)
+
+CHECKLIST_BLOCK = re.compile(rf"^{Block.CHECKLIST}:([0-9]+):")
+PICK = re.compile(rf"^{Action.PICK_ROLLOUT}:\d+$")
+# Buttons on the status message whose value is the rollout id, and the subcommand they run.
+CONTROL_BUTTONS = {
+    Action.ADVANCE: "advance",
+    Action.SNAPSHOT: "snapshot",
+    Action.PAUSE: "pause",
+    Action.RESUME: "resume",
+}
+
+
+def action_value(body: dict[str, Any]) -> str:
+    return field(action(body), "value")
+
+
+def checklist_changes(body: dict[str, Any]) -> tuple[int, list[ItemChange]]:
+    """What the click changed: the clicker's selection against what their message showed.
+
+    Slack sends the element's whole selection, which for two people ticking different boxes
+    at once would each undo the other; the difference from the rendered `initial_options`
+    names just the box this person clicked."""
+    clicked = action(body)
+    block_id = field(clicked, "block_id")
+    match = CHECKLIST_BLOCK.match(block_id)
+    if not match:
+        raise UsageError("that checklist message is not one of mine")
+    shown: set[str] = set()
+    message = body.get("message")
+    for block in dicts(message.get("blocks") if isinstance(message, dict) else None):
+        if block.get("block_id") == block_id:
+            for element in dicts(block.get("elements")):
+                shown |= {field(o, "value") for o in dicts(element.get("initial_options"))}
+    selected = {field(o, "value") for o in dicts(clicked.get("selected_options"))}
+    # item ids are database ids too
+    changes = [ItemChange(int(v), True) for v in sorted(selected - shown) if payloads.is_id(v)]
+    changes += [ItemChange(int(v), False) for v in sorted(shown - selected) if payloads.is_id(v)]
+    return rollout_id_of(match.group(1)), changes
+
+
+def register(app: App, svc: Services) -> None:
+    def ack_now(ack: Ack) -> None:
+        ack()
+
+    def toggle(body: dict[str, Any], respond: Respond, client: WebClient) -> None:
+        with answering(replier_for(body, respond, client)):
+            rollout_id, changes = checklist_changes(body)
+            flows.set_items(svc, actor_of(body), rollout_id, changes)
+            # Even with no change (a crossed double click) the clicker's view is put right.
+            status_board.refresh(svc, rollout_id)
+
+    def pick(body: dict[str, Any], respond: Respond, client: WebClient) -> None:
+        reply = replier_for(body, respond, client)
+        with answering(reply):
+            subcommand, _, rollout_id = action_value(body).partition(":")
+            handlers.run_for(
+                svc,
+                actor_of(body),
+                subcommand,
+                rollout_id_of(rollout_id),
+                reply,
+                trigger_id=body.get("trigger_id"),
+            )
+
+    def control(body: dict[str, Any], respond: Respond, client: WebClient) -> None:
+        reply = replier_for(body, respond, client)
+        subcommand = CONTROL_BUTTONS[Action(field(action(body), "action_id"))]
+        with answering(reply, subcommand):
+            handlers.run_for(svc, actor_of(body), subcommand, rollout_id_of(action_value(body)), reply)
+
+    def advance_anyway(body: dict[str, Any], respond: Respond, client: WebClient) -> None:
+        with answering(replier_for(body, respond, client), "advance"):
+            handlers.open_override_form(svc, actor_of(body), action_value(body), body.get("trigger_id"))
+
+    def rollback(body: dict[str, Any], respond: Respond, client: WebClient) -> None:
+        with answering(replier_for(body, respond, client), "rollback"):
+            handlers.open_rollback_form(
+                svc, actor_of(body), rollout_id_of(action_value(body)), body.get("trigger_id")
+            )
+
+    def open_from_home(body: dict[str, Any]) -> None:
+        actor = actor_of(body)
+        try:
+            home.open_rollout(svc, actor, rollout_id_of(action_value(body)), body.get("trigger_id", ""))
+        except (UsageError, SlackApiError) as exc:
+            log.warning("could not open a rollout from the Home tab: %s", exc)
+
+    app.action(Action.CHECKLIST_TOGGLE)(ack=ack_now, lazy=[toggle])
+    app.action(Action.OPEN_ROLLOUT)(ack=ack_now, lazy=[open_from_home])
+    app.action(PICK)(ack=ack_now, lazy=[pick])
+    for action_id in CONTROL_BUTTONS:
+        app.action(action_id)(ack=ack_now, lazy=[control])
+    app.action(Action.ADVANCE_ANYWAY)(ack=ack_now, lazy=[advance_anyway])
+    app.action(Action.ROLLBACK)(ack=ack_now, lazy=[rollback])

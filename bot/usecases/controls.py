@@ -1,0 +1,113 @@
+"""Pause, resume, roll back, complete, and who may steer: each one transaction with its Event."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import datetime
+
+from sqlalchemy.orm import Session
+
+from bot.delivery import jobs
+from bot.domain import rollouts
+from bot.errors import InvalidTransition, RolloutNotFound
+from bot.services import Actor, Services
+from bot.usecases import announcing
+from bot.usecases.advancing import check_allowed, load_for
+from storage import queries
+from storage.enums import EventKind
+from storage.models import Approver, Rollout
+
+# What each control announces, and its dedupe key: a pause can happen many times (keyed by its
+# event), a rollback or completion once per rollout.
+ANNOUNCED = {
+    EventKind.PAUSED: "paused:{event}",
+    EventKind.RESUMED: "resumed:{event}",
+    EventKind.ROLLED_BACK: "rolled_back",
+    EventKind.COMPLETED: "completed",
+}
+
+
+def _change(
+    svc: Services,
+    actor: Actor,
+    rollout_id: int,
+    action: str,
+    apply: Callable[[Session, Rollout], EventKind],
+    **data: str,
+) -> Rollout:
+    check_allowed(svc, actor, load_for(svc, actor, rollout_id), action)
+    now = svc.clock()
+    with svc.db.transaction() as session:
+        rollout = queries.lock_rollout(session=session, rollout_id=rollout_id)
+        if rollout is None:
+            raise RolloutNotFound("That rollout does not exist any more.")
+        kind = apply(session, rollout)
+        event = rollouts.event(
+            rollout, kind, actor.user_id, now, step=rollouts.display_title(rollout.current_step), **data
+        )
+        session.add(event)
+        session.flush()
+        if kind in ANNOUNCED:
+            key = ANNOUNCED[kind].format(event=event.id)
+            announcing.announce(
+                session, rollout, kind.value, key, now, actor=actor.user_id, reason=data.get("reason", "")
+            )
+        jobs.reschedule(session, rollout, now, watch_minutes=svc.settings.watch_minutes)
+    return rollout
+
+
+def _by_rule(
+    svc: Services,
+    actor: Actor,
+    rollout_id: int,
+    action: str,
+    rule: Callable[[Rollout, datetime], None],
+    kind: EventKind,
+    **data: str,
+) -> Rollout:
+    """A change that is one rule of bot/rollouts.py and the event it leaves."""
+
+    def apply(_session: Session, rollout: Rollout) -> EventKind:
+        rule(rollout, svc.clock())
+        return kind
+
+    return _change(svc, actor, rollout_id, action, apply, **data)
+
+
+def pause(svc: Services, actor: Actor, rollout_id: int, reason: str) -> Rollout:
+    return _by_rule(svc, actor, rollout_id, "pause", rollouts.pause, EventKind.PAUSED, reason=reason)
+
+
+def resume(svc: Services, actor: Actor, rollout_id: int) -> Rollout:
+    return _by_rule(svc, actor, rollout_id, "resume", rollouts.resume, EventKind.RESUMED)
+
+
+def roll_back(svc: Services, actor: Actor, rollout_id: int, reason: str) -> Rollout:
+    return _by_rule(
+        svc, actor, rollout_id, "roll back", rollouts.roll_back, EventKind.ROLLED_BACK, reason=reason
+    )
+
+
+def complete(svc: Services, actor: Actor, rollout_id: int) -> Rollout:
+    return _by_rule(svc, actor, rollout_id, "complete", rollouts.complete, EventKind.COMPLETED)
+
+
+def set_approver(svc: Services, actor: Actor, rollout_id: int, user_id: str, *, add: bool) -> Rollout:
+    def apply(session: Session, r: Rollout) -> EventKind:
+        current = {a.user_id: a for a in r.approvers}
+        if add:
+            if user_id in current:
+                raise InvalidTransition(
+                    "<@{user}> is already an approver of {feature}", user=user_id, feature=r.feature
+                )
+            r.approvers.append(Approver(user_id=user_id))
+        else:
+            if user_id not in current:
+                raise InvalidTransition(
+                    "<@{user}> is not an approver of {feature}", user=user_id, feature=r.feature
+                )
+            r.approvers.remove(current[user_id])
+        r.touch(svc.clock())
+        return EventKind.APPROVER_ADDED if add else EventKind.APPROVER_REMOVED
+
+    return _change(svc, actor, rollout_id, "change the approvers of", apply, user=user_id)

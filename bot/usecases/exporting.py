@@ -1,0 +1,126 @@
+"""A rollout as the plan document it started from, with what happened filled in: the
+`RolloutResults` of bot/plans/markdown.py read from the rollout's events and snapshots."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import replace
+from datetime import datetime
+
+from bot.domain.plans.catalog import plan_from_dict
+from bot.domain.plans.markdown import (
+    Decision,
+    PhaseResults,
+    Reading,
+    RolloutResults,
+    Snapshot,
+    StepReached,
+    Tick,
+    export_plan,
+)
+from bot.domain.plans.model import Metric, Plan
+from bot.services import Services
+from storage import queries
+from storage.enums import EventKind, SnapshotKind
+from storage.models import Event, MetricSnapshot, Phase, Rollout
+
+# How each decision reads in the export; {from_step}/{to_step}/{step} come from the event.
+DECISIONS = {
+    EventKind.ADVANCED: "Advanced from {from_step} to {to_step}",
+    EventKind.OVERRIDDEN: "Advanced anyway from {from_step} to {to_step}",
+    EventKind.PAUSED: "Paused at {step}",
+    EventKind.RESUMED: "Resumed at {step}",
+    EventKind.ROLLED_BACK: "Rolled back at {step}",
+    EventKind.COMPLETED: "Completed",
+    EventKind.TRIGGER_FIRED: "Rollback trigger fired: {trigger}",
+}
+
+
+def current_plan(rollout: Rollout) -> Plan:
+    """The plan as the rollout runs it: its copy, with the metrics as last edited."""
+    return replace(
+        plan_from_dict(rollout.plan_doc),
+        metrics=tuple(Metric.from_dict(m) for m in rollout.metrics),
+        triggers=tuple(Metric.from_dict(t) for t in rollout.triggers),
+    )
+
+
+def _window(phase: Phase, at: datetime) -> bool:
+    if phase.started_at is None or at < phase.started_at:
+        return False
+    return phase.completed_at is None or at <= phase.completed_at
+
+
+def _decision(event: Event) -> Decision | None:
+    form = DECISIONS.get(event.kind)
+    if form is None:
+        return None
+    data = {"from_step": "", "to_step": "", "step": "", "trigger": "", **event.data}
+    return Decision(
+        at=event.at,
+        user=event.actor_id or "Rollout Bot",
+        text=form.format(**data),
+        reason=str(event.data.get("reason", "")),
+    )
+
+
+def _snapshot(snap: MetricSnapshot) -> Snapshot:
+    verdicts = [*snap.verdict.get("metrics", []), *snap.verdict.get("triggers", [])]
+    return Snapshot(
+        taken_at=snap.taken_at,
+        readings=tuple(
+            Reading(
+                metric=v["name"],
+                value=v.get("value"),
+                baseline=v.get("baseline"),
+                allowed=v.get("allowed", ""),
+                verdict=v.get("verdict", ""),
+                unit=v.get("unit", ""),
+            )
+            for v in verdicts
+        ),
+    )
+
+
+def results_of(
+    rollout: Rollout, events: Sequence[Event], snapshots: Sequence[MetricSnapshot]
+) -> RolloutResults:
+    phases = []
+    for phase in rollout.phases:
+        decisions = [d for e in events if _window(phase, e.at) and (d := _decision(e)) is not None]
+        phases.append(
+            PhaseResults(
+                started=phase.started_at,
+                completed=phase.completed_at,
+                steps=tuple(
+                    StepReached(
+                        title=s.label or f"{s.percent:g}%", users=s.desired_users, reached_at=s.started_at
+                    )
+                    for s in phase.steps
+                    if s.started_at is not None
+                ),
+                checked={
+                    i.text: Tick(user=i.checked_by or "", at=i.checked_at)
+                    for i in phase.items
+                    if i.checked_at is not None
+                },
+                snapshots=tuple(
+                    _snapshot(s)
+                    for s in snapshots
+                    if s.phase_index == phase.position
+                    and s.kind in (SnapshotKind.GATE, SnapshotKind.CHECK)
+                    and s.verdict
+                ),
+                decisions=tuple(decisions),
+            )
+        )
+    return RolloutResults(phases=tuple(phases), time_zone=rollout.timezone)
+
+
+def export(svc: Services, rollout_id: int) -> tuple[Rollout, str]:
+    with svc.db.reading() as session:
+        rollout = queries.get_rollout(session=session, rollout_id=rollout_id)
+        assert rollout is not None
+        events = queries.events(session=session, rollout_id=rollout_id)
+        snaps = queries.snapshots(session=session, rollout_id=rollout_id)
+    return rollout, export_plan(current_plan(rollout), results=results_of(rollout, events, snaps))
