@@ -4,7 +4,7 @@ Starts the Datadog fake (tests/fakes/datadog_api.py) with every query taking 200
 the real `bot.metrics.DatadogMetricsSource` against it, and times
 
   (a) a snapshot of ONE query, and
-  (b) `bot.advancing.advance` on a temporary SQLite database, for a rollout whose plan has
+  (b) `bot.usecases.advance.advance` on a temporary SQLite database, for a rollout whose plan has
       6 metrics (each its own 200 ms query), soak met and exit criteria ticked, with
       Services built from `bot.services.Services` and a WebClient pointed at the Slack fake.
 
@@ -40,14 +40,10 @@ from bot.config import load_settings  # noqa: E402
 from bot.domain import rollouts  # noqa: E402
 from bot.domain.plans.model import Metric, Phase, Plan, Rule, Step  # noqa: E402
 from bot.metrics import DatadogMetricsSource, MetricQuery  # noqa: E402
-from bot.services import Services  # noqa: E402
-from bot.usecases import advancing  # noqa: E402
-
-try:
-    from bot.services import Actor
-except ImportError:  # older layout: Actor lived in bot.flows
-    from bot.usecases.flows import Actor  # type: ignore[no-redef]
+from bot.services import Actor, Services  # noqa: E402
 from bot.slackweb.client import make_client  # noqa: E402
+from bot.usecases import advance as advancing  # noqa: E402
+from bot.usecases import measure  # noqa: E402
 from storage.db import Database  # noqa: E402
 from storage.enums import EventKind  # noqa: E402
 from storage.migrate import upgrade  # noqa: E402
@@ -183,7 +179,7 @@ def main() -> int:
                     raise RuntimeError(f"the single query gave no value: {reading.problem}")
 
             rollout_id = create_rollout(svc)
-            advancing.capture_baseline(svc, rollout_id)
+            measure.capture_baseline(svc, rollout_id)
             actor = Actor(team_id=TEAM, user_id=OWNER, channel_id=CHANNEL)
             samples_advance: list[float] = []
 

@@ -53,6 +53,7 @@ from sqlalchemy import delete, insert, select, text
 
 from bot.config import load_settings
 from bot.delivery import jobs
+from bot.domain import schedule
 from bot.domain.plans import get_template
 from bot.services import Services
 from bot.slackweb.client import make_client
@@ -185,7 +186,7 @@ class Bench:
         self.db = svc.db
         self.count = 0  # rollouts so far
         self.pool: list[int] = []  # full rollouts' ids
-        self.planned: dict[int, dict[str, jobs.Due]] = {}
+        self.planned: dict[int, dict[str, schedule.Due]] = {}
         self.kinds: list[str] = []
 
     # -- building rows ------------------------------------------------------------------
@@ -202,7 +203,7 @@ class Bench:
             for rollout_id in self.pool:
                 rollout = queries.get_rollout(session=session, rollout_id=rollout_id)
                 assert rollout is not None
-                self.planned[rollout_id] = jobs.planned(rollout, now)
+                self.planned[rollout_id] = schedule.planned(rollout, now)
         order = ["digest", "ready", "overdue", "stale", "watch"]
         self.kinds = [k for k in order if k in self.planned[self.pool[0]]]
         self.count += DUE_POOL

@@ -46,10 +46,10 @@ from sqlalchemy import func, select, update
 
 from bot.config import load_settings
 from bot.domain.plans.model import Phase, Plan, Step
-from bot.services import Services
+from bot.services import Actor, Services
 from bot.slackweb.client import make_client
-from bot.usecases import flows
-from bot.usecases.flows import Actor, ItemChange
+from bot.usecases import checklist
+from bot.usecases.checklist import ItemChange
 from storage.db import Database
 from storage.enums import EventKind
 from storage.migrate import upgrade
@@ -199,7 +199,7 @@ def run_backend(name: str, url: str) -> dict[str, object]:
 
         def toggle(rollout_id: int, item_id: int, checked: bool) -> int:
             actor = Actor(team_id=TEAM, user_id=f"W{item_id % 97:08d}", channel_id="CSTORM")
-            return flows.set_items(svc, actor, rollout_id, [ItemChange(item_id, checked)])
+            return checklist.set_items(svc, actor, rollout_id, [ItemChange(item_id, checked)])
 
         warm_id, warm_items = next(iter(warm.items()))
         run_parallel([(warm_id, i, True) for i in warm_items], toggle, "warm")  # warm-up, another rollout

@@ -3,6 +3,16 @@
 from __future__ import annotations
 
 
+class UsageError(ValueError):
+    """A request that cannot be understood: what was wrong, and which subcommand it was for
+    (the edge shows that subcommand's right form beside the problem)."""
+
+    def __init__(self, problem: str, subcommand: str | None = None) -> None:
+        super().__init__(problem)
+        self.problem = problem
+        self.subcommand = subcommand
+
+
 class RolloutError(Exception):
     """A request the rules refuse, in words for the user.
 

@@ -20,7 +20,7 @@ from messages.text import MAX_SECTION_TEXT, escape, number, sparkline, truncate
 
 if TYPE_CHECKING:
     from bot.domain.gates import MetricVerdict
-    from bot.usecases.advancing import Outcome
+    from bot.usecases.advance import Outcome
 
 ICON = {"pass": ":white_check_mark:", "fail": ":x:", "no data": ":grey_question:"}
 TRIGGER_ICON = {"pass": ":white_check_mark:", "fail": ":rotating_light:", "no data": ":grey_question:"}

@@ -20,16 +20,16 @@ from sqlalchemy import event, insert, select, text, update
 from bot.config import load_settings
 from bot.delivery import jobs, status_board
 from bot.delivery.scheduler import drain_outbox
+from bot.domain import schedule as due_times
 from bot.domain.plans.model import Metric, Phase, Plan, Rule, Step
 from bot.domain.rollouts import event as make_event
 from bot.domain.rollouts import new_rollout
 from bot.errors import NotAllowed
 from bot.ids import Action
 from bot.metrics import StaticMetricsSource
-from bot.services import Services
+from bot.services import Actor, Services
 from bot.slackweb.client import make_client
-from bot.usecases import advancing, controls
-from bot.usecases.flows import Actor
+from bot.usecases import controls, measure, schedule
 from storage.db import Database
 from storage.enums import EventKind, RolloutStatus, SnapshotKind
 from storage.models import DueJob, Event, MetricSnapshot, OutboxMessage, Rollout
@@ -141,11 +141,11 @@ def start(
         session.add(rollout)
         session.flush()
         session.add(make_event(rollout, EventKind.STARTED, OWNER, now))
-        jobs.reschedule(session, rollout, now)
+        schedule.reschedule(session, rollout, now)
         rollout_id = rollout.id
     status_board.post(svc, rollout_id)
     if baseline:
-        advancing.capture_baseline(svc, rollout_id)
+        measure.capture_baseline(svc, rollout_id)
     return rollout_id
 
 
@@ -307,14 +307,14 @@ def test_digest_skips_a_us_holiday_and_weekly_goes_out_on_monday(
     clock.now = local(LA, 2024, 5, 24, 10, 0)  # Friday before Memorial Day (Mon 27 May)
     rollout_id = start(svc, channel)
     assert due(svc, rollout_id)["digest"] == local(LA, 2024, 5, 28, 9, 0)
-    rollout = jobs.set_digest(svc, actor(channel), rollout_id, "weekly", None)
-    assert jobs.describe_digest(rollout) == f"weekly on Monday at 09:00 {LA}"
+    rollout = schedule.set_digest(svc, actor(channel), rollout_id, "weekly", None)
+    assert due_times.describe_digest(rollout) == f"weekly on Monday at 09:00 {LA}"
     assert due(svc, rollout_id)["digest"] == local(LA, 2024, 5, 28, 9, 0)  # Monday's holiday: Tuesday
 
     berlin = start(svc, channel + "B", feature="search-v3", tz="Europe/Berlin")
     clock.now = local("Europe/Berlin", 2024, 3, 13, 12, 0)  # a Wednesday
-    rollout = jobs.set_digest(svc, actor(channel + "B"), berlin, "weekly", "9:30")
-    assert jobs.describe_digest(rollout) == "weekly on Monday at 09:30 Europe/Berlin"
+    rollout = schedule.set_digest(svc, actor(channel + "B"), berlin, "weekly", "9:30")
+    assert due_times.describe_digest(rollout) == "weekly on Monday at 09:30 Europe/Berlin"
     monday = local("Europe/Berlin", 2024, 3, 18, 9, 30)
     assert due(svc, berlin)["digest"] == monday
 
@@ -328,18 +328,18 @@ def test_digest_skips_a_us_holiday_and_weekly_goes_out_on_monday(
 
 def test_set_digest_off_removes_it_and_is_for_owners_only(svc: Services, clock: Clock, channel: str) -> None:
     rollout_id = start(svc, channel)
-    assert jobs.describe_digest(rollout_row(svc, rollout_id)) == f"every business day at 09:00 {LA}"
+    assert due_times.describe_digest(rollout_row(svc, rollout_id)) == f"every business day at 09:00 {LA}"
     with pytest.raises(NotAllowed):
-        jobs.set_digest(svc, actor(channel, "WSTRANGER1"), rollout_id, "off", None)
+        schedule.set_digest(svc, actor(channel, "WSTRANGER1"), rollout_id, "off", None)
     assert "digest" in due(svc, rollout_id)
 
-    rollout = jobs.set_digest(svc, actor(channel), rollout_id, "off", None)
-    assert jobs.describe_digest(rollout) == "off"
+    rollout = schedule.set_digest(svc, actor(channel), rollout_id, "off", None)
+    assert due_times.describe_digest(rollout) == "off"
     assert "digest" not in due(svc, rollout_id)
     [changed] = events(svc, rollout_id, EventKind.DIGEST_CHANGED)
     assert changed.actor_id == OWNER and changed.data["cadence"] == "off"
 
-    jobs.set_digest(svc, actor(channel), rollout_id, "daily", "07:15")
+    schedule.set_digest(svc, actor(channel), rollout_id, "daily", "07:15")
     assert due(svc, rollout_id)["digest"] == local(LA, 2024, 3, 12, 7, 15)
 
 
@@ -350,9 +350,9 @@ def test_a_change_made_while_a_job_runs_wins_over_the_jobs_next_time(
     rollout_id = start(svc, channel)
     digest = jobs.JOBS["digest"]
 
-    def digest_while_the_owner_moves_it(svc: Services, job: jobs.Claimed) -> jobs.Due | None:
+    def digest_while_the_owner_moves_it(svc: Services, job: jobs.Claimed) -> due_times.Due | None:
         nxt = digest(svc, job)  # planned from the rollout as the job read it: 09:00
-        jobs.set_digest(svc, actor(channel), rollout_id, "daily", "07:15")
+        schedule.set_digest(svc, actor(channel), rollout_id, "daily", "07:15")
         return nxt
 
     monkeypatch.setitem(jobs.JOBS, "digest", digest_while_the_owner_moves_it)
@@ -422,7 +422,7 @@ def test_ready_reminder_only_when_green_with_an_advance_button(
 
     # Later ticks, and a change that plans the reminder again, do not repeat it.
     tick(svc, clock, soaked + timedelta(hours=3))
-    jobs.set_digest(svc, actor(channel), rollout_id, "daily", "08:00")
+    schedule.set_digest(svc, actor(channel), rollout_id, "daily", "08:00")
     tick(svc, clock, soaked + timedelta(hours=4))
     assert len(posts(slack, channel, "ready")) == 1
 
@@ -454,7 +454,7 @@ def test_a_step_with_a_planned_end_is_overdue_then(svc: Services, clock: Clock, 
             update(StepRow).where(StepRow.id == rollout.current_step.id).values(planned_end=planned)
         )
         session.expire_all()
-        jobs.reschedule(session, session.get_one(Rollout, rollout_id), clock.now)
+        schedule.reschedule(session, session.get_one(Rollout, rollout_id), clock.now)
     assert due(svc, rollout_id)["overdue"] == planned
 
 
@@ -607,7 +607,7 @@ def test_ten_thousand_rows_the_tick_runs_only_the_due_ones_through_the_index(
     monkeypatch.setitem(
         jobs.JOBS,
         "digest",
-        lambda _svc, job: ran.append(job.rollout_id) or jobs.Due(job.now + timedelta(days=1), {}),
+        lambda _svc, job: ran.append(job.rollout_id) or due_times.Due(job.now + timedelta(days=1), {}),
     )
     statements: list[tuple[str, Any]] = []
 
@@ -646,10 +646,10 @@ def test_two_ticks_at_once_run_each_due_job_once(
     ran: Counter[int] = Counter()
     lock = threading.Lock()
 
-    def job(_svc: Services, claimed: jobs.Claimed) -> jobs.Due:
+    def job(_svc: Services, claimed: jobs.Claimed) -> due_times.Due:
         with lock:
             ran[claimed.rollout_id] += 1
-        return jobs.Due(claimed.now + timedelta(days=1), {})
+        return due_times.Due(claimed.now + timedelta(days=1), {})
 
     monkeypatch.setitem(jobs.JOBS, "digest", job)
 

@@ -12,7 +12,7 @@ from sqlalchemy import select
 
 from bot.domain.plans import get_template, template_names
 from bot.domain.plans.model import Direction, Metric, Rule
-from bot.edge.handlers import FormContext
+from bot.edge.forms import FormContext
 from bot.edge.metric_forms import (
     Group,
     apply_form,

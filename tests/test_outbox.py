@@ -125,10 +125,10 @@ def queue(svc: Services, rollout_id: int, *milestones: str) -> int:
     with svc.db.transaction() as session:
         rollout = session.get_one(Rollout, rollout_id)
         for milestone in milestones:
-            announcement = outbox.Announcement(
+            announcement = announcing.Announcement(
                 milestone, Message(text=f"thread: {milestone}"), Message(text=f"line: {milestone}")
             )
-            added += outbox.announce(session, rollout, announcement, svc.clock())
+            added += announcing.queue(session, rollout, announcement, svc.clock())
     return added
 
 
@@ -172,7 +172,10 @@ def test_announcing_the_same_milestone_twice_queues_one_row_per_channel(svc: Ser
 
     keys = sorted(r.dedupe_key for r in rows(svc))
     assert keys == sorted(
-        [outbox.dedupe_key(rollout_id, "started", MAIN), outbox.dedupe_key(rollout_id, "started", STAKE)]
+        [
+            announcing.dedupe_key(rollout_id, "started", MAIN),
+            announcing.dedupe_key(rollout_id, "started", STAKE),
+        ]
     )
 
 
@@ -184,7 +187,7 @@ def test_server_errors_are_retried_with_doubling_backoff_and_posted_once(
 ) -> None:
     rollout_id = make_rollout(svc, stakeholders=())
     queue(svc, rollout_id, "started")
-    key = outbox.dedupe_key(rollout_id, "started", MAIN)
+    key = announcing.dedupe_key(rollout_id, "started", MAIN)
     slack.fail_next("chat.postMessage", times=3, status=500)
 
     waits = []
@@ -215,7 +218,7 @@ def test_server_errors_are_retried_with_doubling_backoff_and_posted_once(
 def test_rate_limit_waits_at_least_retry_after(svc: Services, slack: FakeSlack, clock: Clock) -> None:
     rollout_id = make_rollout(svc, stakeholders=())
     queue(svc, rollout_id, "started")
-    key = outbox.dedupe_key(rollout_id, "started", MAIN)
+    key = announcing.dedupe_key(rollout_id, "started", MAIN)
     slack.fail_next("chat.postMessage", times=1, status=429, retry_after=30)
 
     assert outbox.deliver_due(svc) == 0
@@ -256,7 +259,7 @@ def test_permanent_error_fails_the_row_and_tells_the_owner_once(
             assert outbox.deliver_due(svc, limit=1) == 1  # the other one: the report queued before it
         _make_stakeholder_post_fail(slack, failure)
         assert outbox.deliver_due(svc, limit=1) == 0
-        r = row(svc, outbox.dedupe_key(rollout_id, milestone, STAKE))
+        r = row(svc, announcing.dedupe_key(rollout_id, milestone, STAKE))
         assert (r.state, r.last_error, r.locked_until) == (OutboxState.FAILED, code, None)
 
     # Nothing failed is tried again, however long we wait; the report goes out once.
@@ -281,7 +284,7 @@ def test_not_in_a_public_channel_joins_and_posts(svc: Services, slack: FakeSlack
     queue(svc, rollout_id, "started")
 
     assert outbox.deliver_due(svc) == 2
-    key = outbox.dedupe_key(rollout_id, "started", STAKE)
+    key = announcing.dedupe_key(rollout_id, "started", STAKE)
     assert [c.params["channel"] for c in slack.calls("conversations.join")] == [STAKE]
     assert len(posted(slack, STAKE, key)) == 1
     assert row(svc, key).state == OutboxState.SENT
@@ -314,7 +317,7 @@ def test_a_post_that_reached_slack_before_the_process_died_is_not_posted_again(
     rollout_id = make_rollout(svc)
     queue(svc, rollout_id, "started")
     assert outbox.deliver_due(svc) == 2
-    key = outbox.dedupe_key(rollout_id, "started", channel)
+    key = announcing.dedupe_key(rollout_id, "started", channel)
     first_ts = row(svc, key).sent_ts
     clock.move(120)
     _as_if_the_process_died(svc, key, clock)
@@ -332,7 +335,7 @@ def test_an_attempt_that_never_reached_slack_is_posted_after_its_lease(
 ) -> None:
     rollout_id = make_rollout(svc)
     queue(svc, rollout_id, "started")
-    key = outbox.dedupe_key(rollout_id, "started", STAKE)
+    key = announcing.dedupe_key(rollout_id, "started", STAKE)
     with svc.db.transaction() as session:  # claimed and marked, then the process died
         session.execute(
             update(OutboxMessage)
@@ -355,7 +358,7 @@ def test_a_lost_connection_is_retried_with_backoff_and_looked_for_before_posting
     look first. A lookup Slack cannot answer (500) does not post blind either."""
     rollout_id = make_rollout(svc, stakeholders=())
     queue(svc, rollout_id, "started")
-    key = outbox.dedupe_key(rollout_id, "started", MAIN)
+    key = announcing.dedupe_key(rollout_id, "started", MAIN)
     working = svc.client
     svc.client = make_client("xoxb-test", "http://127.0.0.1:9/api/", max_retries=0)  # nothing listens
 
@@ -382,7 +385,7 @@ def test_a_worker_whose_lease_ran_out_does_not_post(svc: Services, slack: FakeSl
     that took it over, instead of posting it a second time."""
     rollout_id = make_rollout(svc, stakeholders=())
     queue(svc, rollout_id, "started")
-    key = outbox.dedupe_key(rollout_id, "started", MAIN)
+    key = announcing.dedupe_key(rollout_id, "started", MAIN)
     [(row_id, slow_lease)] = outbox._claim(svc, clock(), 10)
     clock.move(outbox.LEASE.total_seconds() + 1)
     [(_, new_lease)] = outbox._claim(svc, clock(), 10)
@@ -412,10 +415,10 @@ def test_announcements_wait_for_the_status_message_and_go_into_its_thread(
 
     ts = post_status(svc, rollout_id)
     assert outbox.deliver_due(svc) == 2
-    thread_key = outbox.dedupe_key(rollout_id, "started", MAIN)
+    thread_key = announcing.dedupe_key(rollout_id, "started", MAIN)
     [reply] = posted(slack, MAIN, thread_key)
     assert reply["thread_ts"] == ts
-    [line] = posted(slack, STAKE, outbox.dedupe_key(rollout_id, "started", STAKE))
+    [line] = posted(slack, STAKE, announcing.dedupe_key(rollout_id, "started", STAKE))
     assert "thread_ts" not in line
 
 
@@ -428,7 +431,7 @@ def test_without_a_status_message_announcements_go_to_the_channel_after_the_wait
 
     clock.move(outbox.THREAD_WAIT.total_seconds())
     assert outbox.deliver_due(svc) == 1
-    [message] = posted(slack, MAIN, outbox.dedupe_key(rollout_id, "started", MAIN))
+    [message] = posted(slack, MAIN, announcing.dedupe_key(rollout_id, "started", MAIN))
     assert "thread_ts" not in message
 
 
@@ -478,7 +481,7 @@ def test_a_row_failing_for_a_day_gives_up_and_tells_the_owner_once(
     """5xx for ever must not mean retrying for ever: after a day the row fails, reported once."""
     rollout_id = make_rollout(svc, stakeholders=("CGIVEUP",))
     queue(svc, rollout_id, "update:1")
-    key = outbox.dedupe_key(rollout_id, "update:1", "CGIVEUP")
+    key = announcing.dedupe_key(rollout_id, "update:1", "CGIVEUP")
     slack.fail_next("chat.postMessage", times=10_000, status=500)
     while clock() - START <= outbox.GIVE_UP + outbox.MAX_BACKOFF:
         outbox.deliver_due(svc)

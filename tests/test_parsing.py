@@ -16,6 +16,7 @@ from bot.edge.parsing import (
     Status,
     UsageError,
     parse_command,
+    usage_of,
 )
 
 
@@ -176,14 +177,14 @@ def test_bad_forms(text: str, subcommand: str | None, problem: str) -> None:
 def test_a_usage_error_carries_the_right_form_of_its_subcommand() -> None:
     with pytest.raises(UsageError) as caught:
         parse_command("start checkout-v2 --owner ana")
-    assert caught.value.usage is USAGES["start"]
-    assert caught.value.usage.form.startswith("/rollout start <feature> [template] [--owner @user]")
+    assert usage_of(caught.value) is USAGES["start"]
+    assert usage_of(caught.value).form.startswith("/rollout start <feature> [template] [--owner @user]")
 
 
 def test_an_unknown_subcommand_has_no_form_of_its_own() -> None:
     with pytest.raises(UsageError) as caught:
         parse_command("frobnicate")
-    assert caught.value.usage is None
+    assert usage_of(caught.value) is None
 
 
 def test_every_subcommand_has_a_form_an_example_and_a_summary() -> None:

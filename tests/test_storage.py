@@ -20,8 +20,9 @@ import bot.services
 from bot.domain import rollouts
 from bot.domain.plans import get_template
 from bot.services import Actor
-from bot.usecases import flows
-from bot.usecases.flows import ItemChange
+from bot.usecases import checklist
+from bot.usecases import start as starting
+from bot.usecases.checklist import ItemChange
 from storage import queries
 from storage.db import Database
 from storage.enums import EventKind, RolloutStatus
@@ -243,7 +244,7 @@ def test_twenty_people_ticking_different_items_at_once_all_stick(db: Database) -
     def tick(n: int) -> int:
         actor = Actor(team_id="T1", user_id=f"U{n:02d}", channel_id="C1")
         start.wait(10)
-        return flows.set_items(svc, actor, rollout_id, [ItemChange(chosen[n], True)])
+        return checklist.set_items(svc, actor, rollout_id, [ItemChange(chosen[n], True)])
 
     with ThreadPoolExecutor(20) as pool:
         changed = list(pool.map(tick, range(20), timeout=60))
@@ -275,7 +276,7 @@ def test_the_same_box_ticked_by_ten_people_at_once_is_one_event(db: Database) ->
 
     def tick(n: int) -> int:
         start.wait(10)
-        return flows.set_items(svc, Actor("T1", f"U{n}", "C1"), rollout_id, [ItemChange(item_id, True)])
+        return checklist.set_items(svc, Actor("T1", f"U{n}", "C1"), rollout_id, [ItemChange(item_id, True)])
 
     with ThreadPoolExecutor(10) as pool:
         changed = list(pool.map(tick, range(10), timeout=60))
@@ -296,9 +297,10 @@ def test_set_items_records_each_change_with_its_item_and_phase(db: Database) -> 
     svc = services(db)
     ana = Actor("T1", "U_ANA", "C1")
     assert (
-        flows.set_items(svc, ana, rollout_id, [ItemChange(first.id, True), ItemChange(second.id, True)]) == 2
+        checklist.set_items(svc, ana, rollout_id, [ItemChange(first.id, True), ItemChange(second.id, True)])
+        == 2
     )
-    assert flows.set_items(svc, ana, rollout_id, [ItemChange(first.id, False)]) == 1
+    assert checklist.set_items(svc, ana, rollout_id, [ItemChange(first.id, False)]) == 1
     with db.reading() as session:
         events = [
             e
@@ -325,7 +327,9 @@ def test_set_items_on_another_workspaces_rollout_is_not_found(db: Database) -> N
     with db.reading() as session:
         item_id = queries.get_rollout(session=session, rollout_id=rollout_id).phases[0].items[0].id
     with pytest.raises(RolloutNotFound):
-        flows.set_items(services(db), Actor("T_OTHER", "U1", "C1"), rollout_id, [ItemChange(item_id, True)])
+        checklist.set_items(
+            services(db), Actor("T_OTHER", "U1", "C1"), rollout_id, [ItemChange(item_id, True)]
+        )
     with db.reading() as session:
         assert not session.get(ChecklistItem, item_id).checked
 
@@ -333,7 +337,7 @@ def test_set_items_on_another_workspaces_rollout_is_not_found(db: Database) -> N
 def test_discard_leaves_nothing_of_the_rollout(db: Database) -> None:
     rollout_id = add_rollout(db)
     keep = add_rollout(db, "other-feature")
-    flows.discard(services(db), rollout_id)
+    starting.discard(services(db), rollout_id)
     with db.reading() as session:
         for model in (Phase, ChecklistItem, Event):
             assert (

@@ -20,24 +20,22 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import UTC, date, datetime, time, timedelta
-from enum import StrEnum
-from typing import Any, cast
+from datetime import datetime, timedelta
+from typing import Any
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import CursorResult, delete, select, update
+from sqlalchemy import delete, update
 from sqlalchemy.orm import Session
 
-from bot.delivery import outbox, status_board
+from bot.delivery import status_board
 from bot.domain import rollouts
-from bot.domain.calendar import earliest_time, is_business_day
 from bot.domain.gates import MetricVerdict, Observation, describe_trigger, fired_triggers, soak_status
 from bot.domain.plans.model import Metric
-from bot.edge.parsing import DIGEST_TIME_RE, UsageError
-from bot.errors import InvalidTransition, RolloutNotFound
-from bot.services import Actor, Services
-from bot.usecases import advancing, snapshots
-from bot.usecases.announcing import QUEUED, announce
+from bot.domain.schedule import STALE_BUSINESS_DAYS, Due, Kind, iso_utc, planned, planned_end
+from bot.services import Services
+from bot.usecases import announcing, measure
+from bot.usecases.announcing import announce
+from bot.usecases.schedule import reschedule
 from messages import digest as texts
 from messages.blocks import Message
 from storage import queries
@@ -48,27 +46,6 @@ log = logging.getLogger(__name__)
 
 LEASE = timedelta(minutes=5)
 READY_RECHECK = timedelta(hours=1)
-STALE_BUSINESS_DAYS = 3
-OVERDUE_GRACE_DAYS = 1  # a step without a planned end is overdue one business day after its soak
-WATCH_MINUTES = 10  # the first watch after a change; later ones follow settings.watch_minutes
-CADENCES = ("off", "daily", "weekly")
-_SEARCH_DAYS = 400  # a digest day is always found well within a year
-
-
-class Kind(StrEnum):
-    DIGEST = "digest"
-    READY = "ready"
-    OVERDUE = "overdue"
-    STALE = "stale"
-    WATCH = "watch"
-
-
-@dataclass(frozen=True)
-class Due:
-    """When a row is due, and what it was planned from (`data`, kept in the row)."""
-
-    at: datetime
-    data: dict[str, Any]
 
 
 @dataclass(frozen=True)
@@ -83,95 +60,6 @@ class Claimed:
 
 
 # --- when things are due ---------------------------------------------------------------------
-
-
-def _iso(moment: datetime) -> str:
-    return moment.astimezone(UTC).isoformat()
-
-
-def _is_digest_day(day: date, cadence: str, tz: str, country: str) -> bool:
-    if not is_business_day(day, country):
-        return False
-    if cadence == "daily":
-        return True
-    # Weekly: Monday, or the first business day after it when Monday is a holiday.
-    monday = day - timedelta(days=day.weekday())
-    return not any(is_business_day(monday + timedelta(days=i), country) for i in range(day.weekday()))
-
-
-def next_digest(rollout: Rollout, now: datetime) -> datetime | None:
-    """The first digest time after `now`: digest_time on the wall clock of the rollout's time
-    zone (so the UTC instant moves with daylight saving), on a digest day of its country."""
-    if rollout.digest not in ("daily", "weekly"):
-        return None
-    zone = ZoneInfo(rollout.timezone)
-    hour, minute = (int(p) for p in rollout.digest_time.split(":"))
-    day = now.astimezone(zone).date()
-    for _ in range(_SEARCH_DAYS):
-        if _is_digest_day(day, rollout.digest, rollout.timezone, rollout.country):
-            at = datetime.combine(day, time(hour, minute), tzinfo=zone).astimezone(UTC)
-            if at > now:
-                return at
-        day += timedelta(days=1)
-    raise ValueError(f"no digest day within {_SEARCH_DAYS} days for {rollout.timezone}/{rollout.country}")
-
-
-def planned_end(rollout: Rollout) -> datetime:
-    step = rollout.current_step
-    if step.planned_end is not None:
-        return step.planned_end
-    days = step.min_business_days + OVERDUE_GRACE_DAYS
-    return earliest_time(rollout.step_started_at, days, tz=rollout.timezone, country=rollout.country)
-
-
-def planned(rollout: Rollout, now: datetime, *, watch_minutes: int = WATCH_MINUTES) -> dict[str, Due]:
-    """Every row the rollout should have, by kind. Finished: none. Paused: digest and stale."""
-    if not rollout.status.is_open:
-        return {}
-    tz, country = rollout.timezone, rollout.country
-    out: dict[str, Due] = {}
-    digest_at = next_digest(rollout, now)
-    if digest_at is not None:
-        settings = {"cadence": rollout.digest, "time": rollout.digest_time, "tz": tz, "country": country}
-        out[Kind.DIGEST] = Due(digest_at, {**settings, "at": _iso(digest_at)})
-    stale_at = earliest_time(rollout.updated_at, STALE_BUSINESS_DAYS, tz=tz, country=country)
-    out[Kind.STALE] = Due(stale_at, {"updated_at": _iso(rollout.updated_at), "at": _iso(stale_at)})
-    if rollout.status is RolloutStatus.ACTIVE:
-        started, soak = rollout.step_started_at, rollout.current_step.min_business_days
-        where = {"phase": rollout.phase_index, "step": rollout.step_index, "started": _iso(started)}
-        ready_at = earliest_time(started, soak, tz=tz, country=country)
-        out[Kind.READY] = Due(ready_at, {**where, "at": _iso(ready_at)})
-        end = planned_end(rollout)
-        out[Kind.OVERDUE] = Due(end, {**where, "at": _iso(end)})
-        if rollout.triggers:
-            out[Kind.WATCH] = Due(now + timedelta(minutes=watch_minutes), {})
-    return out
-
-
-def _inputs(kind: str, data: dict[str, Any]) -> dict[str, Any]:
-    """What a row was planned from. A digest's "at" moves on as digests go out, so only its
-    settings count; the other kinds' times follow from their inputs."""
-    return {k: v for k, v in data.items() if k != "at"} if kind == Kind.DIGEST else data
-
-
-def reschedule(
-    session: Session, rollout: Rollout, now: datetime, *, watch_minutes: int = WATCH_MINUTES
-) -> None:
-    """Called in the transaction of every change to a rollout, under its lock: (re)computes its
-    due work. Core statements, not ORM objects: a run finishing at the same time may delete or
-    move a row, and that must never fail the change itself."""
-    wanted = planned(rollout, now, watch_minutes=watch_minutes)
-    rows = session.execute(select(DueJob.kind, DueJob.data).where(DueJob.rollout_id == rollout.id)).all()
-    existing = {kind: data for kind, data in rows}
-    if gone := [kind for kind in existing if kind not in wanted]:
-        session.execute(delete(DueJob).where(DueJob.rollout_id == rollout.id, DueJob.kind.in_(gone)))
-    for kind, due in wanted.items():
-        if kind in existing and _inputs(kind, existing[kind]) == _inputs(kind, due.data):
-            continue
-        mine = (DueJob.rollout_id == rollout.id, DueJob.kind == kind)
-        moved = session.execute(update(DueJob).where(*mine).values(due_at=due.at, data=due.data))
-        if not cast("CursorResult[Any]", moved).rowcount:  # new, or just deleted by a finishing run
-            session.add(DueJob(rollout_id=rollout.id, kind=kind, due_at=due.at, data=due.data))
 
 
 # --- the tick --------------------------------------------------------------------------------
@@ -226,7 +114,7 @@ def _at_step(job: Claimed, rollout: Rollout) -> bool:
 
 
 def _queued(session: Session, rollout: Rollout, milestone: str) -> bool:
-    key = outbox.dedupe_key(rollout.id, milestone, rollout.channel_id)
+    key = announcing.dedupe_key(rollout.id, milestone, rollout.channel_id)
     return queries.outbox_key_exists(session=session, dedupe_key=key)
 
 
@@ -239,8 +127,7 @@ def _queue(
     line: Message | None = None,
     channel: Message | None = None,
 ) -> None:
-    if outbox.announce(session, rollout, outbox.Announcement(milestone, thread, line, channel), now):
-        session.info[QUEUED] = True
+    announcing.queue(session, rollout, announcing.Announcement(milestone, thread, line, channel), now)
 
 
 def _digest(svc: Services, job: Claimed) -> Due | None:
@@ -281,13 +168,13 @@ def _ready(svc: Services, job: Claimed) -> Due | None:
         if _queued(session, rollout, milestone):
             return None
     now = svc.clock()
-    current, controls, _ = advancing.read_metrics(svc, rollout, now)
+    current, controls, _ = measure.read_metrics(svc, rollout, now)
     with svc.db.transaction() as session:
         locked = queries.lock_rollout(session=session, rollout_id=rollout.id)
         if locked is None or locked.status is not RolloutStatus.ACTIVE or not _at_step(job, locked):
             return None
-        gate = advancing.evaluate(locked, current, advancing.baselines_for(session, locked, controls), now)
-        advancing.store_snapshot(session, locked, SnapshotKind.CHECK, current, gate, now)
+        gate = measure.evaluate(locked, current, measure.baselines_for(session, locked, controls), now)
+        measure.store_snapshot(session, locked, SnapshotKind.CHECK, current, gate, now)
         if not gate.passed:
             return Due(now + READY_RECHECK, job.data)
         _queue(session, locked, milestone, now, texts.reminder("ready", locked, advance=True))
@@ -312,11 +199,11 @@ def _stale(svc: Services, job: Claimed) -> Due | None:
         rollout = queries.get_rollout(session=session, rollout_id=job.rollout_id)
         if rollout is None or not rollout.status.is_open:
             return None
-        if job.data.get("updated_at") != _iso(rollout.updated_at):
+        if job.data.get("updated_at") != iso_utc(rollout.updated_at):
             return planned(rollout, job.now).get(Kind.STALE)  # something happened: a new quiet spell
         since = texts.when(rollout.updated_at, rollout.timezone)
         message = texts.reminder("stale", rollout, days=STALE_BUSINESS_DAYS, since=since)
-        _queue(session, rollout, f"stale:{_iso(rollout.updated_at)}", job.now, message)
+        _queue(session, rollout, f"stale:{iso_utc(rollout.updated_at)}", job.now, message)
     return None
 
 
@@ -326,14 +213,14 @@ def _watch(svc: Services, job: Claimed) -> Due | None:
     if rollout is None or rollout.status is not RolloutStatus.ACTIVE or not rollout.triggers:
         return None
     now = svc.clock()
-    _, triggers = advancing.metrics_of(rollout)
-    plan = snapshots.plan_queries(
+    _, triggers = measure.metrics_of(rollout)
+    plan = measure.plan_queries(
         triggers, feature=rollout.feature, flag=rollout.flag_key, service=rollout.service
     )
-    readings = snapshots.take(svc.metrics, plan, now)
-    current = snapshots.by_metric(plan, readings)
+    readings = measure.take(svc.metrics, plan, now)
+    current = measure.by_metric(plan, readings)
     with svc.db.reading() as session:
-        baselines = advancing.baselines_for(session, rollout, snapshots.controls(plan, readings))
+        baselines = measure.baselines_for(session, rollout, measure.controls(plan, readings))
     fired = fired_triggers(triggers, current, baselines)
     where = (rollout.phase_index, rollout.step_index)
     if fired and _on_fired(svc, rollout.id, where, {t.key: t for t in triggers}, fired, current, now):
@@ -368,7 +255,7 @@ def _on_fired(
         new = [v for v in fired if not _queued(session, rollout, f"trigger:{v.key}:{suffix}")]
         if not new:
             return False
-        snap = advancing.store_snapshot(session, rollout, SnapshotKind.WATCH, current, None, now)
+        snap = measure.store_snapshot(session, rollout, SnapshotKind.WATCH, current, None, now)
         snap.passed = False  # what the digest shows as the last verdict at this step
         snap.verdict = {
             "passed": False,
@@ -404,45 +291,3 @@ JOBS: dict[str, Callable[[Services, Claimed], Due | None]] = {
 
 
 # --- the digest command ----------------------------------------------------------------------
-
-
-def set_digest(svc: Services, actor: Actor, rollout_id: int, cadence: str, at: str | None) -> Rollout:
-    """`/rollout digest [feature] off|daily|weekly [HH:MM]`: owner, approvers and admins only."""
-    cadence = cadence.strip().lower()
-    if cadence not in CADENCES:
-        raise UsageError("say `off`, `daily` or `weekly`", "digest")
-    if at is not None:
-        match = DIGEST_TIME_RE.match(at.strip())
-        if not match:
-            raise UsageError(f"`{at}` is not a time like 09:30", "digest")
-        at = f"{int(match.group(1)):02d}:{match.group(2)}"
-    advancing.check_allowed(svc, actor, advancing.load_for(svc, actor, rollout_id), "change the digest of")
-    now = svc.clock()
-    with svc.db.transaction() as session:
-        rollout = queries.lock_rollout(session=session, rollout_id=rollout_id)
-        if rollout is None:
-            raise RolloutNotFound("That rollout does not exist any more.")
-        if not rollout.status.is_open:
-            raise InvalidTransition(
-                f"{rollout.feature} is {rollout.status.replace('_', ' ')}; it has no digest"
-            )
-        before = {"cadence": rollout.digest, "at": rollout.digest_time}
-        rollout.digest, rollout.digest_time = cadence, at or rollout.digest_time
-        after = {"cadence": rollout.digest, "at": rollout.digest_time}
-        if after != before:
-            rollout.touch(now)
-            session.add(
-                rollouts.event(rollout, EventKind.DIGEST_CHANGED, actor.user_id, now, **after, before=before)
-            )
-            reschedule(session, rollout, now, watch_minutes=svc.settings.watch_minutes)
-    return rollout
-
-
-def describe_digest(rollout: Rollout) -> str:
-    """E.g. "every business day at 09:00 America/Los_Angeles", "weekly on Monday at 09:30
-    Europe/Berlin", "off"."""
-    if rollout.digest == "daily":
-        return f"every business day at {rollout.digest_time} {rollout.timezone}"
-    if rollout.digest == "weekly":
-        return f"weekly on Monday at {rollout.digest_time} {rollout.timezone}"
-    return "off"

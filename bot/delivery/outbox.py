@@ -1,7 +1,7 @@
 """Announcements, delivered exactly once.
 
-A flow writes OutboxMessage rows in the same transaction as the change they announce
-(`announce`). A worker (`deliver_due`) claims due rows, posts them and records the result.
+A use case writes OutboxMessage rows in the same transaction as the change they announce
+(`bot.usecases.announcing.queue`). A worker (`deliver_due`) claims due rows, posts them and records the result.
 Exactly once per (rollout, milestone, channel):
 
 - the dedupe key is unique, so replaying a change never queues a second row;
@@ -26,18 +26,16 @@ from __future__ import annotations
 
 import http.client
 import logging
-from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
 from slack_sdk.errors import SlackApiError
 from sqlalchemy import or_, select, update
-from sqlalchemy.exc import IntegrityError
-from sqlalchemy.orm import Session
 
 from bot.errors import NotInChannel
 from bot.services import Services
 from bot.slackweb.client import PERMANENT_ERRORS, error_code, post_joining
+from bot.usecases.announcing import Announcement, queue
 from messages.blocks import Message
 from storage import queries
 from storage.enums import EventKind, OutboxState
@@ -71,59 +69,6 @@ class _LookupFailed(Exception):
         super().__init__(code)
         self.code = code
         self.retry_after = retry_after
-
-
-@dataclass(frozen=True)
-class Announcement:
-    """One milestone: details for the status thread, one line for each stakeholder channel,
-    and, for alarms, a message at the top of the rollout's own channel."""
-
-    milestone: str
-    thread: Message
-    stakeholders: Message | None = None
-    channel: Message | None = None
-
-
-def dedupe_key(rollout_id: int, milestone: str, channel_id: str) -> str:
-    return f"{rollout_id}:{milestone}:{channel_id}"
-
-
-def announce(session: Session, rollout: Rollout, announcement: Announcement, now: datetime) -> int:
-    """Queues the announcement in the caller's transaction. Returns how many rows were new:
-    a milestone already queued (a replayed change) adds nothing."""
-    milestone = announcement.milestone
-    rows = [(milestone, rollout.channel_id, True, announcement.thread)]
-    if announcement.channel is not None:
-        rows.append((f"{milestone}:top", rollout.channel_id, False, announcement.channel))
-    if announcement.stakeholders is not None:
-        rows += [
-            (milestone, c, False, announcement.stakeholders)
-            for c in rollout.stakeholder_channels
-            if c != rollout.channel_id
-        ]
-    added = 0
-    for key_milestone, channel_id, in_thread, message in rows:
-        key = dedupe_key(rollout.id, key_milestone, channel_id)
-        if session.scalar(select(OutboxMessage.id).where(OutboxMessage.dedupe_key == key)) is not None:
-            continue
-        try:
-            with session.begin_nested():
-                session.add(
-                    OutboxMessage(
-                        rollout_id=rollout.id,
-                        dedupe_key=key,
-                        channel_id=channel_id,
-                        in_status_thread=in_thread,
-                        payload={"text": message.text, "blocks": message.blocks},
-                        state=OutboxState.PENDING,
-                        next_attempt_at=now,
-                        created_at=now,
-                    )
-                )
-            added += 1
-        except IntegrityError:
-            continue  # another transaction queued it first: still exactly once
-    return added
 
 
 def _claim(svc: Services, now: datetime, limit: int) -> list[tuple[int, datetime]]:
@@ -296,12 +241,7 @@ def _fail(svc: Services, row: OutboxMessage, lease: datetime, rollout: Rollout |
             f"<@{rollout.owner_id}> I could not post an update to <#{row.channel_id}> "
             f"({code.replace('_', ' ')}). Invite me there or change the stakeholders."
         )
-        if announce(
-            session, rollout, Announcement(f"delivery_failed:{row.channel_id}", Message(text=text)), now
-        ):
-            from bot.usecases.announcing import QUEUED  # bot.usecases.announcing imports this module
-
-            session.info[QUEUED] = True
+        queue(session, rollout, Announcement(f"delivery_failed:{row.channel_id}", Message(text=text)), now)
 
 
 def _find_posted(svc: Services, row: OutboxMessage, thread_ts: str | None) -> str | None:

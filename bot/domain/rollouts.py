@@ -19,6 +19,8 @@ from bot.errors import InvalidTransition
 from storage.enums import EventKind, ItemKind, RolloutStatus
 from storage.models import ChecklistItem, Event, Phase, Rollout, Step
 
+MAX_FEATURE_LEN = 80
+
 
 def new_rollout(
     plan: Plan,

@@ -8,12 +8,13 @@ import logging
 import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from typing import Protocol
 
 from slack_sdk.errors import SlackApiError
 
 from bot.domain.plans import UnknownTemplate, template_names
-from bot.edge.parsing import USAGES, UsageError
-from bot.errors import NeedsChoice, RolloutError
+from bot.edge.parsing import USAGES, usage_of
+from bot.errors import NeedsChoice, RolloutError, UsageError
 from bot.slackweb.client import error_code
 from messages import render
 from messages.blocks import Message, choose_rollout, text_message
@@ -25,7 +26,7 @@ Reply = Callable[[Message], None]
 
 
 def usage_message(error: UsageError) -> Message:
-    return text_message(render("usage_error", problem=error.problem, usage=error.usage))
+    return text_message(render("usage_error", problem=error.problem, usage=usage_of(error)))
 
 
 def help_message() -> Message:
@@ -71,3 +72,9 @@ def answering(reply: Reply, subcommand: str = "status") -> Iterator[None]:
             reply(message_for(error, subcommand))
         except Exception:
             log.exception("could not tell the user about an error")
+
+
+class Replier(Protocol):
+    def __call__(self, message: Message) -> None: ...
+
+    def progress(self, message: Message) -> None: ...

@@ -36,12 +36,12 @@ from slack_sdk.errors import SlackApiError
 from bot.delivery import status_board
 from bot.domain import rollouts
 from bot.domain.plans.model import Direction, Metric, Rule
-from bot.edge.handlers import FormContext, Replier
-from bot.edge.parsing import UsageError
-from bot.errors import InvalidTransition, RolloutNotFound
+from bot.edge.answers import Replier
+from bot.edge.forms import FormContext
+from bot.errors import InvalidTransition, RolloutNotFound, UsageError
 from bot.services import Actor, Services
 from bot.slackweb.client import error_code
-from bot.usecases import advancing
+from bot.usecases import access, lookup, measure
 from messages.metric_modal import (
     DEFAULT_AGGREGATOR,
     DEFAULT_WINDOW_MINUTES,
@@ -356,10 +356,10 @@ def open_editor(svc: Services, actor: Actor, rollout_id: int, trigger_id: str | 
     """Opens the editor prefilled with the rollout's metrics, for someone who may steer it."""
     if not trigger_id:  # the terminal shell has no forms
         raise UsageError("this needs a form, which only Slack can show", "metrics")
-    rollout = advancing.load_for(svc, actor, rollout_id)
+    rollout = lookup.load_for(svc, actor, rollout_id)
     _require_open(rollout)
-    advancing.check_allowed(svc, actor, rollout, ACTION)
-    metrics, triggers = advancing.metrics_of(rollout)
+    access.check_allowed(svc, actor, rollout, ACTION)
+    metrics, triggers = measure.metrics_of(rollout)
     view = metric_editor(
         feature=rollout.feature,
         metrics=metrics,
@@ -379,16 +379,16 @@ def save(svc: Services, actor: Actor, rollout_id: int, groups: Sequence[Group]) 
     errors = form_errors(groups)
     if errors:  # never save what the form would refuse, whoever calls
         raise UsageError(next(iter(errors.values())), "metrics")
-    rollout = advancing.load_for(svc, actor, rollout_id)
+    rollout = lookup.load_for(svc, actor, rollout_id)
     _require_open(rollout)
-    advancing.check_allowed(svc, actor, rollout, ACTION)
+    access.check_allowed(svc, actor, rollout, ACTION)
     now = svc.clock()
     with svc.db.transaction() as session:
         locked = queries.lock_rollout(session=session, rollout_id=rollout_id)
         if locked is None:
             raise RolloutNotFound("That rollout does not exist any more.")
         _require_open(locked)
-        metrics, triggers = advancing.metrics_of(locked)
+        metrics, triggers = measure.metrics_of(locked)
         edit = apply_form(groups, metrics, triggers)
         if (edit.metrics, edit.triggers) == (tuple(metrics), tuple(triggers)):
             return Saved(rollout_id, locked.feature, edit, changed=False)

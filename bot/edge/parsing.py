@@ -10,7 +10,11 @@ import re
 import shlex
 from dataclasses import dataclass, field
 
-MAX_FEATURE_LEN = 80
+from bot.domain.rollouts import MAX_FEATURE_LEN
+from bot.domain.schedule import DIGEST_TIME_RE
+from bot.errors import UsageError
+from bot.usecases.start import Start
+
 MAX_REASON_LEN = 500
 
 USER_RE = re.compile(r"^<@([UW][A-Z0-9]+)(?:\|[^>]*)?>$")
@@ -91,28 +95,9 @@ USAGES: dict[str, Usage] = {
 }
 
 
-class UsageError(ValueError):
-    """A command that cannot be understood: what was wrong, and the right form."""
-
-    def __init__(self, problem: str, subcommand: str | None = None) -> None:
-        super().__init__(problem)
-        self.problem = problem
-        self.subcommand = subcommand
-
-    @property
-    def usage(self) -> Usage | None:
-        return USAGES.get(self.subcommand or "")
-
-
-@dataclass(frozen=True)
-class Start:
-    feature: str | None = None  # None: open the form
-    template: str | None = None
-    owner_id: str | None = None
-    stakeholders: tuple[str, ...] = ()
-    flag: str | None = None
-    service: str | None = None
-    timezone: str | None = None
+def usage_of(error: UsageError) -> Usage | None:
+    """The right form of the subcommand a usage error is about, to show beside the problem."""
+    return USAGES.get(error.subcommand or "")
 
 
 @dataclass(frozen=True)
@@ -156,7 +141,6 @@ class Approvers:
 
 ROLLOUT_SUBCOMMANDS = ("advance", "snapshot", "resume", "complete", "metrics", "baseline", "export")
 REASON_SUBCOMMANDS = ("pause", "rollback", "update")
-DIGEST_TIME_RE = re.compile(r"^([01]?\d|2[0-3]):([0-5]\d)$")
 
 
 @dataclass(frozen=True)

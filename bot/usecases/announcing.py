@@ -1,17 +1,22 @@
-"""What each milestone announces. Called inside the flow's transaction, so the state change and
-its announcement are committed together or not at all."""
+"""Announcements, queued: what each milestone says, written as outbox rows in the transaction of the
+change they announce, so the state change and its announcement are committed together or not
+at all. Delivery (posting, retries, exactly once) is `bot.delivery.outbox`."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from bot.delivery import outbox
 from bot.domain import rollouts
 from messages.announcements import milestone
-from storage.models import Rollout
+from messages.blocks import Message
+from storage.enums import OutboxState
+from storage.models import OutboxMessage, Rollout
 
 QUEUED = "outbox_queued"
 
@@ -36,10 +41,65 @@ def _context(rollout: Rollout, **extra: Any) -> dict[str, Any]:
 def announce(session: Session, rollout: Rollout, kind: str, key: str, now: datetime, **extra: Any) -> None:
     """Queues the milestone `kind` under the dedupe key `key` (unique per rollout)."""
     thread, line = milestone(kind, **_context(rollout, **extra))
-    if outbox.announce(session, rollout, outbox.Announcement(key, thread, line), now):
-        session.info[QUEUED] = True
+    queue(session, rollout, Announcement(key, thread, line), now)
 
 
 def step_key(rollout: Rollout) -> str:
     """Reaching a step happens once per rollout, so its position is its key."""
     return f"step:{rollout.phase_index}:{rollout.step_index}"
+
+
+@dataclass(frozen=True)
+class Announcement:
+    """One milestone: details for the status thread, one line for each stakeholder channel,
+    and, for alarms, a message at the top of the rollout's own channel."""
+
+    milestone: str
+    thread: Message
+    stakeholders: Message | None = None
+    channel: Message | None = None
+
+
+def dedupe_key(rollout_id: int, milestone: str, channel_id: str) -> str:
+    return f"{rollout_id}:{milestone}:{channel_id}"
+
+
+def queue(session: Session, rollout: Rollout, announcement: Announcement, now: datetime) -> int:
+    """Queues the announcement in the caller's transaction (and marks the session so the
+    outbox is woken after commit). Returns how many rows were new:
+    a milestone already queued (a replayed change) adds nothing."""
+    milestone = announcement.milestone
+    rows = [(milestone, rollout.channel_id, True, announcement.thread)]
+    if announcement.channel is not None:
+        rows.append((f"{milestone}:top", rollout.channel_id, False, announcement.channel))
+    if announcement.stakeholders is not None:
+        rows += [
+            (milestone, c, False, announcement.stakeholders)
+            for c in rollout.stakeholder_channels
+            if c != rollout.channel_id
+        ]
+    added = 0
+    for key_milestone, channel_id, in_thread, message in rows:
+        key = dedupe_key(rollout.id, key_milestone, channel_id)
+        if session.scalar(select(OutboxMessage.id).where(OutboxMessage.dedupe_key == key)) is not None:
+            continue
+        try:
+            with session.begin_nested():
+                session.add(
+                    OutboxMessage(
+                        rollout_id=rollout.id,
+                        dedupe_key=key,
+                        channel_id=channel_id,
+                        in_status_thread=in_thread,
+                        payload={"text": message.text, "blocks": message.blocks},
+                        state=OutboxState.PENDING,
+                        next_attempt_at=now,
+                        created_at=now,
+                    )
+                )
+            added += 1
+        except IntegrityError:
+            continue  # another transaction queued it first: still exactly once
+    if added:
+        session.info[QUEUED] = True
+    return added

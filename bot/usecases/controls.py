@@ -7,12 +7,12 @@ from datetime import datetime
 
 from sqlalchemy.orm import Session
 
-from bot.delivery import jobs
 from bot.domain import rollouts
 from bot.errors import InvalidTransition, RolloutNotFound
 from bot.services import Actor, Services
-from bot.usecases import announcing
-from bot.usecases.advancing import check_allowed, load_for
+from bot.usecases import announcing, schedule
+from bot.usecases.access import check_allowed
+from bot.usecases.lookup import load_for
 from storage import queries
 from storage.enums import EventKind
 from storage.models import Approver, Rollout
@@ -52,7 +52,7 @@ def _change(
             announcing.announce(
                 session, rollout, kind.value, key, now, actor=actor.user_id, reason=data.get("reason", "")
             )
-        jobs.reschedule(session, rollout, now, watch_minutes=svc.settings.watch_minutes)
+        schedule.reschedule(session, rollout, now, watch_minutes=svc.settings.watch_minutes)
     return rollout
 
 

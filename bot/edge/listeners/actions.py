@@ -11,16 +11,16 @@ from slack_sdk import WebClient
 from slack_sdk.errors import SlackApiError
 
 from bot.delivery import status_board
-from bot.edge import handlers, home
+from bot.edge import dispatch, forms, home
 from bot.edge.answers import answering
 from bot.edge.listeners import payloads
 from bot.edge.listeners.payloads import action, actor_of, dicts, field, rollout_id_of
 from bot.edge.listeners.replies import replier_for
-from bot.edge.parsing import UsageError
+from bot.errors import UsageError
 from bot.ids import Action, Block
 from bot.services import Services
-from bot.usecases import flows
-from bot.usecases.flows import ItemChange
+from bot.usecases import checklist
+from bot.usecases.checklist import ItemChange
 
 log = logging.getLogger(__name__)
 
@@ -70,7 +70,7 @@ def register(app: App, svc: Services) -> None:
     def toggle(body: dict[str, Any], respond: Respond, client: WebClient) -> None:
         with answering(replier_for(body, respond, client)):
             rollout_id, changes = checklist_changes(body)
-            flows.set_items(svc, actor_of(body), rollout_id, changes)
+            checklist.set_items(svc, actor_of(body), rollout_id, changes)
             # Even with no change (a crossed double click) the clicker's view is put right.
             status_board.refresh(svc, rollout_id)
 
@@ -78,7 +78,7 @@ def register(app: App, svc: Services) -> None:
         reply = replier_for(body, respond, client)
         with answering(reply):
             subcommand, _, rollout_id = action_value(body).partition(":")
-            handlers.run_for(
+            dispatch.run_for(
                 svc,
                 actor_of(body),
                 subcommand,
@@ -91,15 +91,15 @@ def register(app: App, svc: Services) -> None:
         reply = replier_for(body, respond, client)
         subcommand = CONTROL_BUTTONS[Action(field(action(body), "action_id"))]
         with answering(reply, subcommand):
-            handlers.run_for(svc, actor_of(body), subcommand, rollout_id_of(action_value(body)), reply)
+            dispatch.run_for(svc, actor_of(body), subcommand, rollout_id_of(action_value(body)), reply)
 
     def advance_anyway(body: dict[str, Any], respond: Respond, client: WebClient) -> None:
         with answering(replier_for(body, respond, client), "advance"):
-            handlers.open_override_form(svc, actor_of(body), action_value(body), body.get("trigger_id"))
+            forms.open_override_form(svc, actor_of(body), action_value(body), body.get("trigger_id"))
 
     def rollback(body: dict[str, Any], respond: Respond, client: WebClient) -> None:
         with answering(replier_for(body, respond, client), "rollback"):
-            handlers.open_rollback_form(
+            forms.open_rollback_form(
                 svc, actor_of(body), rollout_id_of(action_value(body)), body.get("trigger_id")
             )
 

@@ -6,10 +6,11 @@ from typing import Any
 
 from slack_bolt import Ack, App, Respond
 
-from bot.edge import handlers
+from bot.edge import dispatch
 from bot.edge.answers import answering, usage_message
 from bot.edge.listeners.replies import RespondReplier
-from bot.edge.parsing import UsageError, parse_command
+from bot.edge.parsing import parse_command
+from bot.errors import UsageError
 from bot.services import Actor, Services
 
 
@@ -24,7 +25,7 @@ def subcommand_of(text: str) -> str:
 def register(app: App, svc: Services) -> None:
     def acknowledge(ack: Ack, command: dict[str, Any]) -> None:
         try:
-            quick = handlers.quick_reply(parse_command(command.get("text", "")))
+            quick = dispatch.quick_reply(parse_command(command.get("text", "")))
         except UsageError as error:
             quick = usage_message(error)
         if quick is None:
@@ -40,6 +41,6 @@ def register(app: App, svc: Services) -> None:
             return  # the ack already showed the right form
         reply = RespondReplier(respond)
         with answering(reply, subcommand_of(text)):
-            handlers.run(svc, actor_of(command), cmd, reply, trigger_id=command.get("trigger_id"))
+            dispatch.run(svc, actor_of(command), cmd, reply, trigger_id=command.get("trigger_id"))
 
     app.command("/rollout")(ack=acknowledge, lazy=[work])

@@ -6,7 +6,7 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from bot.edge.parsing import UsageError
+from bot.errors import UsageError
 from bot.services import Actor
 
 ROLLOUT_ID = re.compile(r"^[0-9]{1,12}$")

@@ -8,14 +8,16 @@ from typing import Any
 from slack_bolt import Ack, App
 from slack_sdk import WebClient
 
-from bot.edge import handlers, plan_slack
+from bot.edge import dispatch, plan_slack, subcommands
 from bot.edge.answers import answering
-from bot.edge.handlers import FormContext
+from bot.edge.forms import FormContext
 from bot.edge.listeners.payloads import actor_of, field, rollout_id_of
 from bot.edge.listeners.replies import EphemeralReplier
-from bot.edge.parsing import Start, UsageError, check_feature
+from bot.edge.parsing import check_feature
+from bot.errors import UsageError
 from bot.ids import Block, View
 from bot.services import Actor, Services
+from bot.usecases.start import Start
 from messages.modals import VALUE
 
 
@@ -87,7 +89,7 @@ def register(app: App, svc: Services) -> None:
             return
         with answering(form_replier(body, view, client), "start"):
             actor, _ = form_context(body, view)
-            handlers.start(svc, actor, cmd)
+            subcommands.start(svc, actor, cmd)
 
     def ack_reason_required(ack: Ack, view: dict[str, Any]) -> None:
         if not _reason(view):
@@ -104,7 +106,7 @@ def register(app: App, svc: Services) -> None:
         reply = form_replier(body, view, client)
         with answering(reply, "advance"):
             actor, context = form_context(body, view)
-            handlers.override(svc, actor, context.token, _reason(view), reply)
+            subcommands.override(svc, actor, context.token, _reason(view), reply)
 
     def ack_now(ack: Ack) -> None:
         ack()
@@ -113,7 +115,7 @@ def register(app: App, svc: Services) -> None:
         reply = form_replier(body, view, client)
         with answering(reply, "rollback"):
             actor, context = form_context(body, view)
-            handlers.run_for(svc, actor, "rollback", rollout_token(context), reply, reason=_reason(view))
+            dispatch.run_for(svc, actor, "rollback", rollout_token(context), reply, reason=_reason(view))
 
     def ack_import(ack: Ack, view: dict[str, Any]) -> None:
         problem = plan_slack.check_name(_text(view, Block.IMPORT_NAME))

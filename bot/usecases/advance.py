@@ -14,19 +14,17 @@ from typing import Any
 
 from sqlalchemy.orm import Session
 
-from bot.delivery import jobs
 from bot.domain import rollouts
-from bot.domain.gates import GateInput, GateResult, MetricVerdict, Observation, evaluate_gate
-from bot.domain.plans.model import Metric
-from bot.edge.parsing import UsageError
-from bot.errors import AlreadyMoved, NotAllowed, RolloutNotFound
-from bot.metrics import MetricReading
+from bot.domain.gates import GateResult
+from bot.errors import AlreadyMoved, RolloutNotFound, UsageError
 from bot.services import Actor, Services
-from bot.slackweb.client import is_workspace_admin
-from bot.usecases import announcing, snapshots
+from bot.usecases import announcing, schedule
+from bot.usecases.access import check_allowed
+from bot.usecases.lookup import load_for
+from bot.usecases.measure import baselines_for, evaluate, read_metrics, store_snapshot
 from storage import queries
 from storage.enums import EventKind, SnapshotKind
-from storage.models import MetricSnapshot, Rollout
+from storage.models import Rollout
 
 
 @dataclass(frozen=True)
@@ -63,145 +61,6 @@ class Outcome:
     where: Where
     may_override: bool
     snapshot_only: bool = False
-
-
-def metrics_of(rollout: Rollout) -> tuple[list[Metric], list[Metric]]:
-    return (
-        [Metric.from_dict(m) for m in rollout.metrics],
-        [Metric.from_dict(t) for t in rollout.triggers],
-    )
-
-
-def load_for(svc: Services, actor: Actor, rollout_id: int) -> Rollout:
-    with svc.db.reading() as session:
-        rollout = queries.get_rollout(session=session, rollout_id=rollout_id)
-    if rollout is None or rollout.team_id != actor.team_id:
-        raise RolloutNotFound("That rollout does not exist any more.")
-    return rollout
-
-
-def check_allowed(svc: Services, actor: Actor, rollout: Rollout, action: str) -> None:
-    """Refuses politely, and records the attempt, unless the actor may steer this rollout."""
-    if rollouts.may_steer(rollout, actor.user_id, lambda: is_workspace_admin(svc.client, actor.user_id)):
-        return
-    with svc.db.transaction() as session:
-        session.add(rollouts.event(rollout, EventKind.REFUSED, actor.user_id, svc.clock(), action=action))
-    raise NotAllowed(
-        "Only the owner (<@{owner}>), approvers and workspace admins can {action} *{feature}*. "
-        "Ask the owner to `/rollout approvers add @you`.",
-        owner=rollout.owner_id,
-        action=action,
-        feature=rollout.feature,
-    )
-
-
-def read_metrics(
-    svc: Services, rollout: Rollout, now: datetime
-) -> tuple[dict[str, Observation], dict[str, Observation], dict[str, MetricReading]]:
-    metrics, triggers = metrics_of(rollout)
-    plan = snapshots.plan_queries(
-        [*metrics, *triggers], feature=rollout.feature, flag=rollout.flag_key, service=rollout.service
-    )
-    readings = snapshots.take(svc.metrics, plan, now)
-    current = snapshots.by_metric(plan, readings)
-    return current, snapshots.controls(plan, readings), readings
-
-
-def baselines_for(
-    session: Session, rollout: Rollout, controls: dict[str, Observation]
-) -> dict[str, Observation]:
-    """The control cohort measured now where a metric has one (as Kayenta compares), else the
-    baseline stored when the rollout started."""
-    stored = queries.latest_snapshot(session=session, rollout_id=rollout.id, kind=SnapshotKind.BASELINE)
-    baselines = snapshots.from_json(stored.readings) if stored is not None else {}
-    for key, seen in baselines.items():
-        if seen.value is None:
-            hint = (
-                f"it could not be measured at start ({seen.problem}); `/rollout baseline` measures it again"
-            )
-            baselines[key] = Observation(None, hint)
-    return {**baselines, **controls}
-
-
-def evaluate(
-    rollout: Rollout, current: dict[str, Observation], baselines: dict[str, Observation], now: datetime
-) -> GateResult:
-    metrics, triggers = metrics_of(rollout)
-    return evaluate_gate(
-        GateInput(
-            metrics=metrics,
-            triggers=triggers,
-            readings=current,
-            baselines=baselines,
-            unchecked_exit_criteria=rollouts.unchecked_exit_criteria(rollout),
-            step_title=rollouts.display_title(rollout.current_step),
-            step_started_at=rollout.step_started_at,
-            min_business_days=rollout.current_step.min_business_days,
-            now=now,
-            tz=rollout.timezone,
-            country=rollout.country,
-        )
-    )
-
-
-def store_snapshot(
-    session: Session,
-    rollout: Rollout,
-    kind: SnapshotKind,
-    current: dict[str, Observation],
-    gate: GateResult | None,
-    now: datetime,
-) -> MetricSnapshot:
-    snap = MetricSnapshot(
-        rollout_id=rollout.id,
-        kind=kind,
-        taken_at=now,
-        phase_index=rollout.phase_index,
-        step_index=rollout.step_index,
-        readings=snapshots.to_json(current),
-        verdict=gate_json(gate) if gate is not None else {},
-        passed=gate.passed if gate is not None else None,
-    )
-    session.add(snap)
-    session.flush()
-    return snap
-
-
-def gate_json(gate: GateResult) -> dict[str, object]:
-    def verdicts(items: tuple[MetricVerdict, ...]) -> list[dict[str, object]]:
-        return [
-            {
-                "key": v.key,
-                "name": v.name,
-                "verdict": v.verdict.value,
-                "value": v.value,
-                "baseline": v.baseline,
-                "change": v.change,
-                "allowed": v.allowed,
-                "reason": v.reason,
-                "unit": v.unit,
-            }
-            for v in items
-        ]
-
-    return {
-        "passed": gate.passed,
-        "metrics": verdicts(gate.metrics),
-        "triggers": verdicts(gate.triggers),
-        "blockers": list(gate.blockers),
-    }
-
-
-def capture_baseline(svc: Services, rollout_id: int) -> None:
-    """Measures every metric before exposure grows; relative and absolute rules compare to it."""
-    with svc.db.reading() as session:
-        rollout = queries.get_rollout(session=session, rollout_id=rollout_id)
-    if rollout is None:
-        return
-    now = svc.clock()
-    current, _controls, _ = read_metrics(svc, rollout, now)
-    with svc.db.transaction() as session:
-        store_snapshot(session, rollout, SnapshotKind.BASELINE, current, None, now)
 
 
 def snapshot(svc: Services, actor: Actor, rollout: Rollout) -> Outcome:
@@ -323,7 +182,7 @@ def _move(
             reason=data.get("reason", ""),
             blockers=data.get("blockers", []),
         )
-    jobs.reschedule(session, rollout, now, watch_minutes=svc.settings.watch_minutes)
+    schedule.reschedule(session, rollout, now, watch_minutes=svc.settings.watch_minutes)
     return moved
 
 

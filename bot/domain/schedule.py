@@ -1,0 +1,126 @@
+"""When a rollout's due work falls: digests, the ready and overdue reminders, the stale nudge
+and the trigger watch. Pure arithmetic over a rollout's state and its calendar; the rows are
+written by `bot.usecases.schedule` and run by `bot.delivery.jobs`."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, time, timedelta
+from enum import StrEnum
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from bot.domain.calendar import earliest_time, is_business_day
+from storage.enums import RolloutStatus
+from storage.models import Rollout
+
+STALE_BUSINESS_DAYS = 3
+
+
+OVERDUE_GRACE_DAYS = 1  # a step without a planned end is overdue one business day after its soak
+
+
+WATCH_MINUTES = 10  # the first watch after a change; later ones follow settings.watch_minutes
+
+
+CADENCES = ("off", "daily", "weekly")
+DIGEST_TIME_RE = re.compile(r"^([01]?\d|2[0-3]):([0-5]\d)$")
+
+
+_SEARCH_DAYS = 400  # a digest day is always found well within a year
+
+
+class Kind(StrEnum):
+    DIGEST = "digest"
+    READY = "ready"
+    OVERDUE = "overdue"
+    STALE = "stale"
+    WATCH = "watch"
+
+
+@dataclass(frozen=True)
+class Due:
+    """When a row is due, and what it was planned from (`data`, kept in the row)."""
+
+    at: datetime
+    data: dict[str, Any]
+
+
+def iso_utc(moment: datetime) -> str:
+    return moment.astimezone(UTC).isoformat()
+
+
+def _is_digest_day(day: date, cadence: str, tz: str, country: str) -> bool:
+    if not is_business_day(day, country):
+        return False
+    if cadence == "daily":
+        return True
+    # Weekly: Monday, or the first business day after it when Monday is a holiday.
+    monday = day - timedelta(days=day.weekday())
+    return not any(is_business_day(monday + timedelta(days=i), country) for i in range(day.weekday()))
+
+
+def next_digest(rollout: Rollout, now: datetime) -> datetime | None:
+    """The first digest time after `now`: digest_time on the wall clock of the rollout's time
+    zone (so the UTC instant moves with daylight saving), on a digest day of its country."""
+    if rollout.digest not in ("daily", "weekly"):
+        return None
+    zone = ZoneInfo(rollout.timezone)
+    hour, minute = (int(p) for p in rollout.digest_time.split(":"))
+    day = now.astimezone(zone).date()
+    for _ in range(_SEARCH_DAYS):
+        if _is_digest_day(day, rollout.digest, rollout.timezone, rollout.country):
+            at = datetime.combine(day, time(hour, minute), tzinfo=zone).astimezone(UTC)
+            if at > now:
+                return at
+        day += timedelta(days=1)
+    raise ValueError(f"no digest day within {_SEARCH_DAYS} days for {rollout.timezone}/{rollout.country}")
+
+
+def planned_end(rollout: Rollout) -> datetime:
+    step = rollout.current_step
+    if step.planned_end is not None:
+        return step.planned_end
+    days = step.min_business_days + OVERDUE_GRACE_DAYS
+    return earliest_time(rollout.step_started_at, days, tz=rollout.timezone, country=rollout.country)
+
+
+def planned(rollout: Rollout, now: datetime, *, watch_minutes: int = WATCH_MINUTES) -> dict[str, Due]:
+    """Every row the rollout should have, by kind. Finished: none. Paused: digest and stale."""
+    if not rollout.status.is_open:
+        return {}
+    tz, country = rollout.timezone, rollout.country
+    out: dict[str, Due] = {}
+    digest_at = next_digest(rollout, now)
+    if digest_at is not None:
+        settings = {"cadence": rollout.digest, "time": rollout.digest_time, "tz": tz, "country": country}
+        out[Kind.DIGEST] = Due(digest_at, {**settings, "at": iso_utc(digest_at)})
+    stale_at = earliest_time(rollout.updated_at, STALE_BUSINESS_DAYS, tz=tz, country=country)
+    out[Kind.STALE] = Due(stale_at, {"updated_at": iso_utc(rollout.updated_at), "at": iso_utc(stale_at)})
+    if rollout.status is RolloutStatus.ACTIVE:
+        started, soak = rollout.step_started_at, rollout.current_step.min_business_days
+        where = {"phase": rollout.phase_index, "step": rollout.step_index, "started": iso_utc(started)}
+        ready_at = earliest_time(started, soak, tz=tz, country=country)
+        out[Kind.READY] = Due(ready_at, {**where, "at": iso_utc(ready_at)})
+        end = planned_end(rollout)
+        out[Kind.OVERDUE] = Due(end, {**where, "at": iso_utc(end)})
+        if rollout.triggers:
+            out[Kind.WATCH] = Due(now + timedelta(minutes=watch_minutes), {})
+    return out
+
+
+def planned_inputs(kind: str, data: dict[str, Any]) -> dict[str, Any]:
+    """What a row was planned from. A digest's "at" moves on as digests go out, so only its
+    settings count; the other kinds' times follow from their inputs."""
+    return {k: v for k, v in data.items() if k != "at"} if kind == Kind.DIGEST else data
+
+
+def describe_digest(rollout: Rollout) -> str:
+    """E.g. "every business day at 09:00 America/Los_Angeles", "weekly on Monday at 09:30
+    Europe/Berlin", "off"."""
+    if rollout.digest == "daily":
+        return f"every business day at {rollout.digest_time} {rollout.timezone}"
+    if rollout.digest == "weekly":
+        return f"weekly on Monday at {rollout.digest_time} {rollout.timezone}"
+    return "off"

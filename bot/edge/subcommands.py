@@ -1,0 +1,154 @@
+"""What each subcommand does at the edge: call its use case, refresh the status message, and
+answer in words. `bot.edge.dispatch` says which subcommand runs which of these."""
+
+from __future__ import annotations
+
+from slack_sdk.errors import SlackApiError
+
+from bot.delivery import status_board
+from bot.domain.schedule import describe_digest
+from bot.edge import forms, metric_forms, plan_slack
+from bot.edge.answers import Replier
+from bot.edge.parsing import Approvers, Digest
+from bot.errors import NotInChannel
+from bot.services import Actor, Services
+from bot.usecases import access, advance, controls, lookup, measure, schedule, updates
+from bot.usecases import start as starting
+from bot.usecases.start import Start
+from messages import render
+from messages.blocks import Message, status_message, text_message
+from messages.gate import checking, gate_report
+from messages.modals import import_modal
+from messages.text import escape
+from storage.models import Rollout
+
+# The forms a subcommand opens, named here so the dispatch table reads in one place.
+open_start_form = forms.open_start_form
+open_metrics_form = metric_forms.open_editor
+
+
+def refreshed(svc: Services, rollout_id: int) -> str:
+    """Edits the status message; what to add to the reply if Slack refused the edit."""
+    error = status_board.refresh(svc, rollout_id)
+    if error is None:
+        return ""
+    return f"\n_The status message could not be updated ({error}); it catches up at the next change._"
+
+
+def _done(svc: Services, reply: Replier, rollout: Rollout, verb: str, reason: str = "") -> None:
+    why = f" Reason: {escape(reason)}" if reason else ""
+    note = refreshed(svc, rollout.id)
+    reply(text_message(f":white_check_mark: *{escape(rollout.feature)}* {verb}.{why}{note}"))
+
+
+def pause(svc: Services, actor: Actor, rollout_id: int, reason: str, reply: Replier) -> None:
+    _done(svc, reply, controls.pause(svc, actor, rollout_id, reason), "paused", reason)
+
+
+def resume(svc: Services, actor: Actor, rollout_id: int, reply: Replier) -> None:
+    _done(svc, reply, controls.resume(svc, actor, rollout_id), "resumed")
+
+
+def roll_back(svc: Services, actor: Actor, rollout_id: int, reason: str, reply: Replier) -> None:
+    _done(svc, reply, controls.roll_back(svc, actor, rollout_id, reason), "rolled back", reason)
+
+
+def complete(svc: Services, actor: Actor, rollout_id: int, reply: Replier) -> None:
+    _done(svc, reply, controls.complete(svc, actor, rollout_id), "completed")
+
+
+def send_update(svc: Services, actor: Actor, rollout_id: int, text: str, reply: Replier) -> None:
+    rollout = updates.send_update(svc, actor, rollout_id, text)
+    reply(text_message(f":mega: Update on *{escape(rollout.feature)}* sent to its thread and stakeholders."))
+
+
+def baseline(svc: Services, actor: Actor, rollout_id: int, reply: Replier) -> None:
+    rollout = lookup.load_for(svc, actor, rollout_id)
+    access.check_allowed(svc, actor, rollout, "re-measure the baseline of")
+    reply.progress(
+        text_message(f":hourglass_flowing_sand: Measuring the baseline of *{escape(rollout.feature)}*…")
+    )
+    measure.capture_baseline(svc, rollout_id)
+    reply(text_message(f":straight_ruler: New baseline stored for *{escape(rollout.feature)}*."))
+
+
+def export(svc: Services, actor: Actor, rollout_id: int, reply: Replier) -> None:
+    reply(plan_slack.export_to_thread(svc, actor, rollout_id))
+
+
+def digest(svc: Services, actor: Actor, cmd: Digest, reply: Replier) -> None:
+    rollout_id = lookup.resolve(svc, actor, cmd.feature, "digest")
+    rollout = schedule.set_digest(svc, actor, rollout_id, cmd.cadence, cmd.at)
+    described = describe_digest(rollout)
+    reply(text_message(f":calendar: Digest for *{escape(rollout.feature)}*: {described}."))
+
+
+def open_import_form(svc: Services, actor: Actor, trigger_id: str | None) -> None:
+    context = forms.FormContext(channel_id=actor.channel_id)
+    forms.open_form(svc, trigger_id, import_modal(private_metadata=context.dumps()))
+
+
+def check(svc: Services, actor: Actor, rollout_id: int, reply: Replier, *, move: bool) -> None:
+    """Advance (`move`) or only look: say at once what is being checked, then the verdict."""
+    # An advance is refused before saying "Checking…" about something that will not happen.
+    may = advance.may_advance if move else lookup.load_for
+    rollout = may(svc, actor, rollout_id)
+    reply.progress(checking(rollout.feature, len(rollout.metrics) + len(rollout.triggers)))
+    outcome = advance.advance(svc, actor, rollout) if move else advance.snapshot(svc, actor, rollout)
+    note = refreshed(svc, rollout_id) if outcome.moved is not None else ""
+    reply(gate_report(outcome, note=note))
+
+
+def start(svc: Services, actor: Actor, cmd: Start) -> None:
+    rollout_id = starting.start(svc, actor, cmd)
+    try:
+        status_board.post(svc, rollout_id)
+    except (NotInChannel, SlackApiError):
+        starting.discard(svc, rollout_id)
+        raise
+    measure.capture_baseline(svc, rollout_id)
+
+
+def status(svc: Services, actor: Actor, rollout_id: int) -> Message:
+    rollout = lookup.load(svc, actor.team_id, rollout_id)
+    link = status_board.permalink(svc, rollout_id)
+    return status_message(rollout, now=svc.clock(), interactive=False, link=link)
+
+
+def list_rollouts(svc: Services, actor: Actor) -> Message:
+    rows = [
+        {
+            "feature": r.feature,
+            "channel_id": r.channel_id,
+            "step_title": r.current_step.label or f"{r.current_step.percent:g}%",
+            "phase_name": r.current_phase.name,
+            "paused": r.status.value == "paused",
+            "owner_id": r.owner_id,
+        }
+        for r in lookup.open_rollouts(svc, actor.team_id)
+    ]
+    return text_message(render("list", rollouts=rows))
+
+
+def approvers(svc: Services, actor: Actor, cmd: Approvers, reply: Replier) -> None:
+    rollout_id = lookup.resolve(svc, actor, cmd.feature, "approvers")
+    if cmd.change is None or cmd.user_id is None:
+        rollout = lookup.load(svc, actor.team_id, rollout_id)
+        names = ", ".join(f"<@{a.user_id}>" for a in rollout.approvers) or "none yet"
+        reply(text_message(f"*{escape(rollout.feature)}*: owner <@{rollout.owner_id}>, approvers {names}."))
+        return
+    rollout = controls.set_approver(svc, actor, rollout_id, cmd.user_id, add=cmd.change == "add")
+    verb = "is now an approver of" if cmd.change == "add" else "is no longer an approver of"
+    reply(text_message(f":white_check_mark: <@{cmd.user_id}> {verb} *{escape(rollout.feature)}*."))
+
+
+def override(svc: Services, actor: Actor, token: str, reason: str, reply: Replier) -> None:
+    moved = advance.override(svc, actor, token, reason)
+    rollout_id, _ = advance.Where.parse(token)
+    note = refreshed(svc, rollout_id)
+    reply(
+        text_message(
+            f":warning: Advanced anyway from {escape(moved.from_title)} to *{escape(moved.to_title)}*. "
+            f"Reason: {escape(reason)}{note}"
+        )
+    )

@@ -1,0 +1,222 @@
+"""Measuring a rollout: its metrics as Datadog queries, the readings back as gate inputs, the gate
+evaluated and stored as a snapshot, and the baseline captured at start."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy.orm import Session
+
+from bot.domain import rollouts
+from bot.domain.gates import GateInput, GateResult, MetricVerdict, Observation, evaluate_gate
+from bot.domain.plans.model import Metric
+from bot.metrics import MetricQuery, MetricReading, MetricsSource
+from bot.services import Services
+from storage import queries
+from storage.enums import SnapshotKind
+from storage.models import MetricSnapshot, Rollout
+
+NOT_CONFIGURED = "Datadog is not configured (set DD_API_KEY and DD_APP_KEY)"
+CONTROL_SUFFIX = "#control"
+
+
+def fill(query: str, *, feature: str, flag: str | None, service: str | None) -> str:
+    """Fills `{feature}`, `{flag}`, `{service}` and nothing else: Datadog's own `{...}` scopes
+    must survive, so this is not str.format."""
+    return (
+        query.replace("{feature}", feature)
+        .replace("{flag}", flag or feature)
+        .replace("{service}", service or feature)
+    )
+
+
+@dataclass(frozen=True)
+class Plan:
+    """What to ask Datadog for one snapshot: each distinct query once."""
+
+    queries: tuple[MetricQuery, ...]
+    by_key: dict[str, str]  # metric key -> query name
+    control_by_key: dict[str, str]  # metric key -> query name of its control cohort
+
+
+def plan_queries(metrics: Iterable[Metric], *, feature: str, flag: str | None, service: str | None) -> Plan:
+    names: dict[tuple[str, str, int], str] = {}
+    queries: list[MetricQuery] = []
+    by_key: dict[str, str] = {}
+    control_by_key: dict[str, str] = {}
+
+    def name_for(query: str, metric: Metric, label: str) -> str:
+        spec = (
+            fill(query, feature=feature, flag=flag, service=service),
+            metric.aggregator,
+            metric.window_minutes * 60,
+        )
+        if spec not in names:
+            names[spec] = label
+            queries.append(MetricQuery(name=label, query=spec[0], aggregator=spec[1], window_seconds=spec[2]))
+        return names[spec]
+
+    for metric in metrics:
+        by_key[metric.key] = name_for(metric.query, metric, metric.key)
+        if metric.control_query:
+            control_by_key[metric.key] = name_for(metric.control_query, metric, metric.key + CONTROL_SUFFIX)
+    return Plan(tuple(queries), by_key, control_by_key)
+
+
+def take(source: MetricsSource | None, plan: Plan, now: datetime) -> dict[str, MetricReading]:
+    if not plan.queries:
+        return {}
+    if source is None:
+        return {q.name: MetricReading(q.name, None, problem=NOT_CONFIGURED) for q in plan.queries}
+    readings = source.snapshot(plan.queries, now=now)
+    missing = {q.name for q in plan.queries} - readings.keys()
+    for name in missing:
+        readings[name] = MetricReading(name, None, problem="Datadog gave no answer for this query")
+    return readings
+
+
+def observation(reading: MetricReading | None) -> Observation:
+    if reading is None:
+        return Observation(None, "no reading was taken")
+    return Observation(reading.value, reading.problem, reading.series)
+
+
+def by_metric(plan: Plan, readings: Mapping[str, MetricReading]) -> dict[str, Observation]:
+    return {key: observation(readings.get(name)) for key, name in plan.by_key.items()}
+
+
+def controls(plan: Plan, readings: Mapping[str, MetricReading]) -> dict[str, Observation]:
+    return {key: observation(readings.get(name)) for key, name in plan.control_by_key.items()}
+
+
+def to_json(observations: Mapping[str, Observation]) -> dict[str, Any]:
+    return {
+        key: {"value": o.value, "problem": o.problem, "series": list(o.series)}
+        for key, o in observations.items()
+    }
+
+
+def from_json(data: Mapping[str, Any]) -> dict[str, Observation]:
+    return {
+        key: Observation(v.get("value"), v.get("problem"), tuple(v.get("series") or ()))
+        for key, v in data.items()
+    }
+
+
+def metrics_of(rollout: Rollout) -> tuple[list[Metric], list[Metric]]:
+    return (
+        [Metric.from_dict(m) for m in rollout.metrics],
+        [Metric.from_dict(t) for t in rollout.triggers],
+    )
+
+
+def read_metrics(
+    svc: Services, rollout: Rollout, now: datetime
+) -> tuple[dict[str, Observation], dict[str, Observation], dict[str, MetricReading]]:
+    metrics, triggers = metrics_of(rollout)
+    plan = plan_queries(
+        [*metrics, *triggers], feature=rollout.feature, flag=rollout.flag_key, service=rollout.service
+    )
+    readings = take(svc.metrics, plan, now)
+    current = by_metric(plan, readings)
+    return current, controls(plan, readings), readings
+
+
+def baselines_for(
+    session: Session, rollout: Rollout, controls: dict[str, Observation]
+) -> dict[str, Observation]:
+    """The control cohort measured now where a metric has one (as Kayenta compares), else the
+    baseline stored when the rollout started."""
+    stored = queries.latest_snapshot(session=session, rollout_id=rollout.id, kind=SnapshotKind.BASELINE)
+    baselines = from_json(stored.readings) if stored is not None else {}
+    for key, seen in baselines.items():
+        if seen.value is None:
+            hint = (
+                f"it could not be measured at start ({seen.problem}); `/rollout baseline` measures it again"
+            )
+            baselines[key] = Observation(None, hint)
+    return {**baselines, **controls}
+
+
+def evaluate(
+    rollout: Rollout, current: dict[str, Observation], baselines: dict[str, Observation], now: datetime
+) -> GateResult:
+    metrics, triggers = metrics_of(rollout)
+    return evaluate_gate(
+        GateInput(
+            metrics=metrics,
+            triggers=triggers,
+            readings=current,
+            baselines=baselines,
+            unchecked_exit_criteria=rollouts.unchecked_exit_criteria(rollout),
+            step_title=rollouts.display_title(rollout.current_step),
+            step_started_at=rollout.step_started_at,
+            min_business_days=rollout.current_step.min_business_days,
+            now=now,
+            tz=rollout.timezone,
+            country=rollout.country,
+        )
+    )
+
+
+def store_snapshot(
+    session: Session,
+    rollout: Rollout,
+    kind: SnapshotKind,
+    current: dict[str, Observation],
+    gate: GateResult | None,
+    now: datetime,
+) -> MetricSnapshot:
+    snap = MetricSnapshot(
+        rollout_id=rollout.id,
+        kind=kind,
+        taken_at=now,
+        phase_index=rollout.phase_index,
+        step_index=rollout.step_index,
+        readings=to_json(current),
+        verdict=gate_json(gate) if gate is not None else {},
+        passed=gate.passed if gate is not None else None,
+    )
+    session.add(snap)
+    session.flush()
+    return snap
+
+
+def gate_json(gate: GateResult) -> dict[str, object]:
+    def verdicts(items: tuple[MetricVerdict, ...]) -> list[dict[str, object]]:
+        return [
+            {
+                "key": v.key,
+                "name": v.name,
+                "verdict": v.verdict.value,
+                "value": v.value,
+                "baseline": v.baseline,
+                "change": v.change,
+                "allowed": v.allowed,
+                "reason": v.reason,
+                "unit": v.unit,
+            }
+            for v in items
+        ]
+
+    return {
+        "passed": gate.passed,
+        "metrics": verdicts(gate.metrics),
+        "triggers": verdicts(gate.triggers),
+        "blockers": list(gate.blockers),
+    }
+
+
+def capture_baseline(svc: Services, rollout_id: int) -> None:
+    """Measures every metric before exposure grows; relative and absolute rules compare to it."""
+    with svc.db.reading() as session:
+        rollout = queries.get_rollout(session=session, rollout_id=rollout_id)
+    if rollout is None:
+        return
+    now = svc.clock()
+    current, _controls, _ = read_metrics(svc, rollout, now)
+    with svc.db.transaction() as session:
+        store_snapshot(session, rollout, SnapshotKind.BASELINE, current, None, now)
