@@ -4,6 +4,7 @@ in-memory provider alike. Each scene is set and read back through the service it
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -90,7 +91,7 @@ class UnleashWorld:
 
 class MemoryWorld:
     def __init__(self, provider: MemoryProvider) -> None:
-        self.provider = provider
+        self.provider: FlagProvider = provider
         self.memory = provider
         self.count = 0
 
@@ -280,7 +281,11 @@ def test_a_missing_flag_reads_as_missing_and_cannot_be_set(world: World) -> None
     flag = "rb-test-never-created"
     state = world.provider.read(flag)
     assert not state.exists and state.percent is None
-    for change in (lambda: world.provider.set_percent(flag, 1), lambda: world.provider.turn_off(flag)):
+    changes: list[Callable[[], object]] = [
+        lambda: world.provider.set_percent(flag, 1),
+        lambda: world.provider.turn_off(flag),
+    ]
+    for change in changes:
         with pytest.raises(FlagError) as raised:
             change()
         assert not raised.value.retryable
@@ -300,11 +305,12 @@ def test_percent_outside_whole_zero_to_hundred_is_refused_before_any_write(
 
 @pytest.mark.parametrize("key", ["", "has space", "slash/evil", "../admin", "x" * 101, "naïve"])
 def test_invalid_flag_keys_are_refused(world: World, key: str) -> None:
-    for call in (
+    calls: list[Callable[[], object]] = [
         lambda: world.provider.read(key),
         lambda: world.provider.set_percent(key, 1),
         lambda: world.provider.turn_off(key),
-    ):
+    ]
+    for call in calls:
         with pytest.raises(FlagError, match="not a valid flag key"):
             call()
 
