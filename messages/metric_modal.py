@@ -29,8 +29,8 @@ from slack_sdk.models.blocks import (
 )
 from slack_sdk.models.views import View
 
-from bot.domain.gates import describe_rule, describe_trigger
 from bot.domain.plans.model import Direction, Metric, Rule
+from bot.domain.wording import describe_rule, describe_trigger
 from bot.ids import View as ViewId
 from messages.blocks import Message, _dicts, text_message
 from messages.modals import VALUE

@@ -29,9 +29,10 @@ from sqlalchemy.orm import Session
 
 from bot.delivery import status_board
 from bot.domain import rollouts
-from bot.domain.gates import MetricVerdict, Observation, describe_trigger, fired_triggers, soak_status
+from bot.domain.gates import MetricVerdict, Observation, fired_triggers, soak_status
 from bot.domain.plans.model import Metric
 from bot.domain.schedule import STALE_BUSINESS_DAYS, Due, Kind, iso_utc, planned, planned_end
+from bot.domain.wording import describe_trigger
 from bot.services import Services
 from bot.usecases import announcing, measure
 from bot.usecases.announcing import announce

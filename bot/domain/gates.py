@@ -42,6 +42,7 @@ from bot.domain.calendar import (
     format_local,
 )
 from bot.domain.plans.model import Direction, Metric, Rule
+from bot.domain.wording import allowed_change, amount, change_amount, describe_rule, describe_trigger
 
 __all__ = [
     "GateInput",
@@ -50,8 +51,6 @@ __all__ = [
     "Observation",
     "Soak",
     "Verdict",
-    "describe_rule",
-    "describe_trigger",
     "evaluate_gate",
     "evaluate_metric",
     "fired_triggers",
@@ -62,7 +61,6 @@ __all__ = [
 # a team would write. The absolute floor only matters when everything compared is ~0.
 _REL_TOL = 1e-9
 _ABS_TOL = 1e-12
-_MINUS = "\u2212"  # a real minus sign reads better than a hyphen next to numbers
 
 _NO_READING = "no reading was taken"
 _NO_BASELINE = "no baseline captured"
@@ -164,43 +162,6 @@ class GateResult:
 # --- describing rules -------------------------------------------------------------------
 
 
-def describe_rule(metric: Metric) -> str:
-    """The rule as what must hold, e.g. "change vs baseline ≤ +10% (relative)",
-    "change vs baseline ≤ +0.1 pp (absolute)", "≤ 250 ms (upper bound)", "must be 0"."""
-    match metric.rule:
-        case Rule.RELATIVE | Rule.ABSOLUTE:
-            op = "≤" if metric.bad is Direction.UP else "≥"
-            return f"change vs baseline {op} {_allowed_change(metric)} ({metric.rule.value})"
-        case Rule.UPPER:
-            return f"≤ {_amount(metric.threshold, metric.unit)} (upper bound)"
-        case Rule.LOWER:
-            return f"≥ {_amount(metric.threshold, metric.unit)} (lower bound)"
-        case Rule.ZERO:
-            return "must be 0"
-
-
-def describe_trigger(metric: Metric) -> str:
-    """The same rule read as what fires a rollback trigger, e.g.
-    "fires when error rate rises more than 0.5 pp (absolute)"."""
-    name = _lower_first(metric.name)
-    match metric.rule:
-        case Rule.RELATIVE | Rule.ABSOLUTE:
-            if metric.threshold < 0:
-                # "rises more than −5%" would be a riddle; say it with symbols instead.
-                op = ">" if metric.bad is Direction.UP else "<"
-                bound = _allowed_change(metric)
-                return f"fires when {name} change vs baseline {op} {bound} ({metric.rule.value})"
-            verb = "rises" if metric.bad is Direction.UP else "falls"
-            size = _change_amount(metric.threshold, metric)
-            return f"fires when {name} {verb} more than {size} ({metric.rule.value})"
-        case Rule.UPPER:
-            return f"fires when {name} is above {_amount(metric.threshold, metric.unit)} (upper bound)"
-        case Rule.LOWER:
-            return f"fires when {name} is below {_amount(metric.threshold, metric.unit)} (lower bound)"
-        case Rule.ZERO:
-            return f"fires when {name} is not 0"
-
-
 # --- evaluating a metric ----------------------------------------------------------------
 
 
@@ -256,8 +217,8 @@ def evaluate_metric(metric: Metric, current: Observation, baseline: Observation 
 
 def _judge_level(metric: Metric, value: float) -> tuple[bool, str]:
     """UPPER, LOWER and ZERO look at the value itself."""
-    shown = _amount(value, metric.unit)
-    limit = _amount(metric.threshold, metric.unit)
+    shown = amount(value, metric.unit)
+    limit = amount(metric.threshold, metric.unit)
     match metric.rule:
         case Rule.UPPER:
             if _beyond(value, metric.threshold, up=True):
@@ -276,7 +237,7 @@ def _judge_level(metric: Metric, value: float) -> tuple[bool, str]:
 def _judge_change(metric: Metric, value: float, base: float) -> tuple[bool, float | None, str]:
     """RELATIVE and ABSOLUTE compare the change from the baseline with the threshold."""
     up = metric.bad is Direction.UP
-    moved = f"({_amount(base, metric.unit)} → {_amount(value, metric.unit)})"
+    moved = f"({amount(base, metric.unit)} → {amount(value, metric.unit)})"
     if metric.rule is Rule.RELATIVE and base == 0:
         return _judge_from_zero(value, up=up, moved=moved)
 
@@ -290,9 +251,9 @@ def _judge_change(metric: Metric, value: float, base: float) -> tuple[bool, floa
         scale = (value, base)
     limit = metric.threshold if up else -metric.threshold
     failed = _beyond(change, limit, *scale, up=up)
-    shown = "no change" if change == 0 else _change_amount(change, metric, signed=True)
+    shown = "no change" if change == 0 else change_amount(change, metric, signed=True)
     where = "beyond" if failed else "within"
-    reason = f"{shown} vs baseline {moved}, {where} the allowed {_allowed_change(metric)}"
+    reason = f"{shown} vs baseline {moved}, {where} the allowed {allowed_change(metric)}"
     return not failed, change, reason
 
 
@@ -448,46 +409,3 @@ def _blockers(
 
 
 # --- wording ----------------------------------------------------------------------------
-
-
-def _allowed_change(metric: Metric) -> str:
-    """The signed limit on the change: "+10%", "−0.1 pp", "+5 ms"."""
-    limit = metric.threshold if metric.bad is Direction.UP else -metric.threshold
-    return _change_amount(limit, metric, signed=True)
-
-
-def _change_amount(change: float, metric: Metric, *, signed: bool = False) -> str:
-    """A change in the rule's terms: percent for RELATIVE, pp for an ABSOLUTE rate."""
-    if metric.rule is Rule.RELATIVE:
-        unit = "%"
-    elif metric.unit == "%":
-        unit = "pp"  # an absolute change of a percentage is in percentage points
-    else:
-        unit = metric.unit
-    text = _amount(abs(change) if signed else change, unit)
-    if not signed:
-        return text
-    return f"{'+' if change >= 0 else _MINUS}{text}"
-
-
-def _amount(x: float, unit: str) -> str:
-    """A number with its unit: "12%", "250 ms", "3 records", "7"."""
-    number = _number(x)
-    if not unit:
-        return number
-    return f"{number}{unit}" if unit == "%" else f"{number} {unit}"
-
-
-def _number(x: float) -> str:
-    """Up to six decimals, no exponent, no trailing zeros; a real minus sign."""
-    text = f"{x:.6f}".rstrip("0").rstrip(".")
-    if text in ("-0", ""):
-        text = "0"
-    return text.replace("-", _MINUS)
-
-
-def _lower_first(name: str) -> str:
-    """ "Error rate" -> "error rate", but "API errors" stays as written."""
-    if len(name) > 1 and name[1].isupper():
-        return name
-    return name[:1].lower() + name[1:]

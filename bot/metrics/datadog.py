@@ -8,7 +8,6 @@ snapshot() never raises for a per-query failure and never guesses a number.
 from __future__ import annotations
 
 import logging
-import math
 import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor, wait
@@ -20,76 +19,30 @@ from typing import Any, Self, TypeVar
 import urllib3
 from datadog_api_client import ApiClient, Configuration, rest
 from datadog_api_client.exceptions import ApiException, OpenApiException
-from datadog_api_client.model_utils import ModelSimple
 from datadog_api_client.v2.api.metrics_api import MetricsApi
-from datadog_api_client.v2.model.metrics_aggregator import MetricsAggregator
-from datadog_api_client.v2.model.metrics_data_source import MetricsDataSource
-from datadog_api_client.v2.model.metrics_scalar_query import MetricsScalarQuery
-from datadog_api_client.v2.model.metrics_timeseries_query import MetricsTimeseriesQuery
-from datadog_api_client.v2.model.query_formula import QueryFormula
-from datadog_api_client.v2.model.scalar_formula_query_request import (
-    ScalarFormulaQueryRequest,
-)
-from datadog_api_client.v2.model.scalar_formula_query_response import (
-    ScalarFormulaQueryResponse,
-)
-from datadog_api_client.v2.model.scalar_formula_request import ScalarFormulaRequest
-from datadog_api_client.v2.model.scalar_formula_request_attributes import (
-    ScalarFormulaRequestAttributes,
-)
-from datadog_api_client.v2.model.scalar_formula_request_queries import (
-    ScalarFormulaRequestQueries,
-)
-from datadog_api_client.v2.model.scalar_formula_request_type import (
-    ScalarFormulaRequestType,
-)
-from datadog_api_client.v2.model.timeseries_formula_query_request import (
-    TimeseriesFormulaQueryRequest,
-)
-from datadog_api_client.v2.model.timeseries_formula_query_response import (
-    TimeseriesFormulaQueryResponse,
-)
-from datadog_api_client.v2.model.timeseries_formula_request import (
-    TimeseriesFormulaRequest,
-)
-from datadog_api_client.v2.model.timeseries_formula_request_attributes import (
-    TimeseriesFormulaRequestAttributes,
-)
-from datadog_api_client.v2.model.timeseries_formula_request_queries import (
-    TimeseriesFormulaRequestQueries,
-)
-from datadog_api_client.v2.model.timeseries_formula_request_type import (
-    TimeseriesFormulaRequestType,
-)
 from urllib3.util import Retry
 
-from bot.metrics.base import MetricQuery, MetricReading, MetricsSource, describe_window
+from bot.metrics.base import MetricQuery, MetricReading, MetricsSource
+from bot.metrics.shapes import (
+    UNREADABLE,
+    RateLimited,
+    Unavailable,
+    error_messages,
+    points,
+    reset_seconds,
+    scalar_request,
+    seconds,
+    timeseries_request,
+    value_and_unit,
+)
 
 log = logging.getLogger(__name__)
 
 T = TypeVar("T")
 
-_SPARKLINE_POINTS = 15
 # Each query makes two calls at once (value + sparkline), so 16 workers keep a
 # gate of up to 8 metrics fully parallel. The connection pool is sized to match.
 _WORKERS = 16
-_UNREADABLE = "Datadog sent a response we could not read"
-
-
-class _Unavailable(Exception):
-    """One query gave no usable number. `problem` is for people, `detail` for the log."""
-
-    def __init__(self, problem: str, detail: str = "") -> None:
-        super().__init__(problem)
-        self.problem = problem
-        self.detail = detail
-
-
-class _RateLimited(_Unavailable):
-    def __init__(self, reset_seconds: float | None, detail: str = "") -> None:
-        when = f"retry in {_seconds(reset_seconds)} s" if reset_seconds is not None else "no reset time given"
-        super().__init__(f"Datadog rate limit: {when}", detail)
-        self.reset_seconds = reset_seconds
 
 
 class _PooledApiClient(ApiClient):
@@ -186,7 +139,7 @@ class DatadogMetricsSource(MetricsSource):
     ) -> MetricReading:
         if not value.done():
             value.cancel()  # if it never started, don't spend a request nobody will read
-            problem = f"timed out after {_seconds(self._snapshot_timeout)} s"
+            problem = f"timed out after {seconds(self._snapshot_timeout)} s"
             log.warning("metric %s: %s (whole snapshot bound)", name, problem)
             return MetricReading(name, None, problem=problem)
         error = value.exception()
@@ -229,14 +182,14 @@ class DatadogMetricsSource(MetricsSource):
 
     def _read_value(self, query: MetricQuery, now: datetime, deadline: float) -> MetricReading:
         try:
-            body = _scalar_request(query, now)
+            body = scalar_request(query, now)
             response = self._call(
                 query.name,
                 lambda: self._api.query_scalar_data(body=body),
                 deadline=deadline,
             )
-            value, unit = _value_and_unit(response, query.window_seconds)
-        except _Unavailable as exc:
+            value, unit = value_and_unit(response, query.window_seconds)
+        except Unavailable as exc:
             log.warning("metric %s: %s [%s]", query.name, exc.problem, exc.detail)
             return MetricReading(query.name, None, problem=exc.problem)
         return MetricReading(query.name, value, unit=unit)
@@ -244,9 +197,9 @@ class DatadogMetricsSource(MetricsSource):
     def _read_sparkline(self, query: MetricQuery, now: datetime) -> tuple[float, ...]:
         # No 429 retry here: the sparkline is decoration and should not spend rate limit.
         try:
-            body = _timeseries_request(query, now)
-            return _points(self._send(lambda: self._api.query_timeseries_data(body=body)))
-        except _Unavailable as exc:
+            body = timeseries_request(query, now)
+            return points(self._send(lambda: self._api.query_timeseries_data(body=body)))
+        except Unavailable as exc:
             log.info("metric %s: no sparkline: %s [%s]", query.name, exc.problem, exc.detail)
             return ()
 
@@ -254,20 +207,20 @@ class DatadogMetricsSource(MetricsSource):
         """One request, plus one retry after a 429 if its reset still fits in the snapshot."""
         try:
             return self._send(call)
-        except _RateLimited as limited:
+        except RateLimited as limited:
             reset = limited.reset_seconds
             if reset is None or time.monotonic() + reset >= deadline:
                 raise
         log.info(
             "metric %s: Datadog rate limit, waiting %s s before the one retry",
             name,
-            _seconds(reset),
+            seconds(reset),
         )
         time.sleep(reset)
         return self._send(call)
 
     def _send(self, call: Callable[[], T]) -> T:
-        """Runs one client call, turning every failure into _Unavailable."""
+        """Runs one client call, turning every failure into Unavailable."""
         try:
             return call()
         except ApiException as exc:
@@ -275,33 +228,33 @@ class DatadogMetricsSource(MetricsSource):
         # NewConnectionError subclasses ConnectTimeoutError: it must come first, or a
         # refused connection / unknown host would be reported as a timeout.
         except urllib3.exceptions.NewConnectionError as exc:
-            raise _Unavailable(f"could not reach Datadog at {self._base_url}", str(exc)) from exc
+            raise Unavailable(f"could not reach Datadog at {self._base_url}", str(exc)) from exc
         except urllib3.exceptions.TimeoutError as exc:
-            raise _Unavailable(f"timed out after {_seconds(self._query_timeout)} s", str(exc)) from exc
+            raise Unavailable(f"timed out after {seconds(self._query_timeout)} s", str(exc)) from exc
         except urllib3.exceptions.HTTPError as exc:
-            raise _Unavailable(f"the connection to Datadog failed ({type(exc).__name__})", str(exc)) from exc
+            raise Unavailable(f"the connection to Datadog failed ({type(exc).__name__})", str(exc)) from exc
         except (OpenApiException, UnicodeDecodeError) as exc:
             # The body was not JSON or did not match the documented response schema.
-            raise _Unavailable(_UNREADABLE, str(exc)) from exc
+            raise Unavailable(UNREADABLE, str(exc)) from exc
 
-    def _from_api_exception(self, exc: ApiException) -> _Unavailable:
+    def _from_api_exception(self, exc: ApiException) -> Unavailable:
         status = int(exc.status or 0)
         answered = " ".join(part for part in (str(status), exc.reason or "") if part)
         detail = f"HTTP {answered}: {exc.body!r}"
         if status == 429:
-            return _RateLimited(_reset_seconds(exc.headers), detail)
+            return RateLimited(reset_seconds(exc.headers), detail)
         if status in (401, 403):
-            return _Unavailable(f"Datadog answered {answered}: check DD_API_KEY/DD_APP_KEY", detail)
+            return Unavailable(f"Datadog answered {answered}: check DD_API_KEY/DD_APP_KEY", detail)
         if 400 <= status < 500:
-            errors = _error_messages(exc.body)
-            return _Unavailable(
+            errors = error_messages(exc.body)
+            return Unavailable(
                 f"Datadog rejected the query ({answered})" + (f": {errors}" if errors else ""),
                 detail,
             )
         if status >= 500:
-            return _Unavailable(f"Datadog error {status}", detail)
+            return Unavailable(f"Datadog error {status}", detail)
         # status 0: the client wraps TLS failures this way.
-        return _Unavailable(f"could not reach Datadog at {self._base_url}", str(exc.reason))
+        return Unavailable(f"could not reach Datadog at {self._base_url}", str(exc.reason))
 
 
 def _configuration(
@@ -344,155 +297,3 @@ def _check_snapshot_arguments(queries: Sequence[MetricQuery], now: datetime) -> 
     names = [q.name for q in queries]
     if len(set(names)) != len(names):
         raise ValueError(f"metric names must be unique within one snapshot: {names}")
-
-
-def _window_ms(query: MetricQuery, now: datetime) -> tuple[int, int]:
-    to_ms = int(now.timestamp() * 1000)
-    return to_ms - query.window_seconds * 1000, to_ms
-
-
-def _scalar_request(query: MetricQuery, now: datetime) -> ScalarFormulaQueryRequest:
-    # The client does not check enum values, so an unknown aggregator would only
-    # come back as a 400; say what is accepted instead of spending a request.
-    if query.aggregator not in MetricsAggregator.allowed_values:
-        allowed = ", ".join(sorted(str(name) for name in MetricsAggregator.allowed_values))
-        raise _Unavailable(f"Datadog does not accept the aggregator {query.aggregator!r} (use {allowed})")
-    from_ms, to_ms = _window_ms(query, now)
-    return ScalarFormulaQueryRequest(
-        data=ScalarFormulaRequest(
-            type=ScalarFormulaRequestType.SCALAR_REQUEST,
-            attributes=ScalarFormulaRequestAttributes(
-                _from=from_ms,
-                to=to_ms,
-                queries=ScalarFormulaRequestQueries(
-                    [
-                        MetricsScalarQuery(
-                            name="a",
-                            data_source=MetricsDataSource.METRICS,
-                            aggregator=MetricsAggregator(query.aggregator),
-                            query=query.query,
-                        )
-                    ]
-                ),
-                formulas=[QueryFormula(formula="a")],
-            ),
-        )
-    )
-
-
-def _timeseries_request(query: MetricQuery, now: datetime) -> TimeseriesFormulaQueryRequest:
-    from_ms, to_ms = _window_ms(query, now)
-    return TimeseriesFormulaQueryRequest(
-        data=TimeseriesFormulaRequest(
-            type=TimeseriesFormulaRequestType.TIMESERIES_REQUEST,
-            attributes=TimeseriesFormulaRequestAttributes(
-                _from=from_ms,
-                to=to_ms,
-                interval=max(1000, (to_ms - from_ms) // _SPARKLINE_POINTS),
-                queries=TimeseriesFormulaRequestQueries(
-                    [
-                        MetricsTimeseriesQuery(
-                            name="a",
-                            data_source=MetricsDataSource.METRICS,
-                            query=query.query,
-                        )
-                    ]
-                ),
-                formulas=[QueryFormula(formula="a")],
-            ),
-        )
-    )
-
-
-def _value_and_unit(response: ScalarFormulaQueryResponse, window_seconds: int) -> tuple[float, str | None]:
-    column = _number_column(response)
-    values = column.get("values")
-    if values is None:
-        raise _Unavailable(_UNREADABLE, f"number column without values: {column!r}")
-    if len(values) == 0:
-        raise _Unavailable(f"no data points in the last {describe_window(window_seconds)}")
-    if len(values) > 1:
-        # Grouped queries come back sorted by value; picking one would gate on an arbitrary group.
-        raise _Unavailable(
-            f"the query returned {len(values)} values (one per group); the gate needs a single number,"
-            " so remove the 'by {...}' grouping"
-        )
-    value = values[0]
-    if not _is_finite_number(value):
-        raise _Unavailable(
-            f"Datadog returned no usable number for the last {describe_window(window_seconds)} ({value!r})"
-        )
-    return float(value), _unit(column)
-
-
-def _number_column(response: ScalarFormulaQueryResponse) -> Any:
-    data = response.get("data")
-    attributes = data.get("attributes") if data is not None else None
-    columns = attributes.get("columns") if attributes is not None else None
-    if columns is None:
-        errors = response.get("errors")
-        raise _Unavailable(f"Datadog reported: {errors}" if errors else _UNREADABLE, repr(response))
-    # Grouped queries add "group" columns; the value lives in the single "number" column.
-    numbers = [column for column in columns if str(column.get("type")) == "number"]
-    if len(numbers) != 1:
-        raise _Unavailable(_UNREADABLE, f"expected one number column: {columns!r}")
-    return numbers[0]
-
-
-def _unit(column: Any) -> str | None:
-    meta = column.get("meta")
-    units = meta.get("unit") if meta is not None else None
-    primary = units[0] if units else None
-    short_name = primary.get("short_name") if primary is not None else None
-    return str(short_name) if short_name else None
-
-
-def _points(response: TimeseriesFormulaQueryResponse) -> tuple[float, ...]:
-    data = response.get("data")
-    attributes = data.get("attributes") if data is not None else None
-    rows = _unwrap(attributes.get("values")) if attributes is not None else None
-    if rows is None:
-        raise _Unavailable(_UNREADABLE, repr(response))
-    if len(rows) != 1:
-        return ()  # no data, or one row per group: nothing meaningful to draw
-    return tuple(float(v) for v in _unwrap(rows[0]) if _is_finite_number(v))
-
-
-def _unwrap(model: Any) -> Any:
-    """The list inside the client's list wrappers (e.g. TimeseriesResponseValuesList)."""
-    return model.value if isinstance(model, ModelSimple) else model
-
-
-def _is_finite_number(value: object) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
-
-
-def _reset_seconds(headers: dict[str, str] | None) -> float | None:
-    """X-RateLimit-Reset in seconds; header names vary in case, so match them loosely."""
-    for key, value in (headers or {}).items():
-        if key.lower() == "x-ratelimit-reset":
-            try:
-                seconds = float(value)
-            except ValueError:
-                return None
-            return seconds if math.isfinite(seconds) and seconds >= 0 else None
-    return None
-
-
-def _error_messages(body: object) -> str:
-    """The "errors" of a Datadog error body: ["text"] or [{"title"/"detail": ...}]."""
-    errors = body.get("errors") if isinstance(body, dict) else None
-    if not isinstance(errors, list):
-        return ""
-    texts = (_error_text(error) for error in errors)
-    return "; ".join(text for text in texts if text)
-
-
-def _error_text(error: object) -> str:
-    if isinstance(error, dict):
-        return str(error.get("detail") or error.get("title") or "")
-    return str(error) if error else ""
-
-
-def _seconds(value: float) -> str:
-    return f"{value:g}"
