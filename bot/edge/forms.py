@@ -8,9 +8,7 @@ from dataclasses import asdict, dataclass
 
 from slack_sdk.errors import SlackApiError
 
-from bot.edge.parsing import (
-    UsageError,
-)
+from bot.errors import UsageError
 from bot.ids import View
 from bot.services import Actor, Services
 from bot.slackweb.client import error_code

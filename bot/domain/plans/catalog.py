@@ -56,7 +56,8 @@ def plan_from_dict(data: dict[str, Any]) -> Plan:
 
 def plan_to_dict(plan: Plan) -> dict[str, Any]:
     """JSON-ready; `plan_from_dict(plan_to_dict(p)) == p`."""
-    return json.loads(json.dumps(asdict(plan)))
+    data: dict[str, Any] = json.loads(json.dumps(asdict(plan)))
+    return data
 
 
 @cache
