@@ -4,9 +4,7 @@ holds the feature, its channel and the bot's database, and reads back what the b
 
 from __future__ import annotations
 
-import time
 import uuid
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -20,6 +18,7 @@ from storage.models import ChecklistItem, Event, MetricSnapshot, Phase, Rollout,
 from tests.driver import Response, SlackDriver
 from tests.fakes.datadog_api import FakeDatadog
 from tests.fakes.slack_api import FakeSlack
+from tests.support import wait_until
 
 Params = dict[str, Any]
 
@@ -60,17 +59,6 @@ def buttons(message: Params) -> list[tuple[str, str]]:
             if element.get("type") == "button":
                 out.append((element["action_id"], element.get("value", "")))
     return out
-
-
-def wait_until(check: Callable[[], Any], timeout: float = 10.0, what: str = "condition") -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        result = check()
-        if result:
-            return result
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
-        time.sleep(0.05)
 
 
 @dataclass

@@ -17,7 +17,6 @@ from typing import Any
 import pytest
 from sqlalchemy import func, select, update
 
-from bot.config import load_settings
 from bot.delivery import outbox
 from bot.domain.plans import get_template
 from bot.domain.rollouts import new_rollout
@@ -30,22 +29,12 @@ from storage.db import Database
 from storage.enums import EventKind, OutboxState
 from storage.models import Event, OutboxMessage, Rollout, SlackMessage
 from tests.fakes.slack_api import FakeSlack
+from tests.support import Clock, make_services
 
 MAIN = "CMAIN00001"
 STAKE = "CSTAKE0001"
 OWNER = "WOWNER0001"
 START = datetime(2025, 3, 3, 15, 0, tzinfo=UTC)
-
-
-class Clock:
-    def __init__(self, now: datetime) -> None:
-        self.now = now
-
-    def __call__(self) -> datetime:
-        return self.now
-
-    def move(self, seconds: float) -> None:
-        self.now += timedelta(seconds=seconds)
 
 
 @pytest.fixture
@@ -60,11 +49,7 @@ def clock() -> Clock:
     return Clock(START)
 
 
-def services(db: Database, slack: FakeSlack, clock: Clock) -> Services:
-    settings = load_settings({"SLACK_BOT_TOKEN": "xoxb-test", "SLACK_API_URL": slack.api_url})
-    return Services(
-        settings=settings, db=db, client=make_client("xoxb-test", slack.api_url, max_retries=0), clock=clock
-    )
+services = make_services
 
 
 @pytest.fixture

@@ -21,7 +21,7 @@ from typing import Any
 import pytest
 from slack_sdk import WebClient
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parent.parent.parent
 HTTP_MANIFEST = ROOT / "manifest.yml"
 SOCKET_MANIFEST = ROOT / "manifest.socket.yml"
 REQUEST_URL = "https://YOUR-HOST/slack/events"

@@ -17,7 +17,7 @@ from storage.models import ChecklistItem, Rollout
 
 T0 = datetime(2026, 3, 2, 17, 0, tzinfo=UTC)  # a Monday, 09:00 in Los Angeles
 SEED_TEMPLATE = Path("/work/shared/seeds/rollout-plan-template.md")
-SEED_COPY = Path(__file__).parent / "fixtures" / "seeds" / "rollout-plan-template.md"
+SEED_COPY = Path(__file__).parent.parent / "fixtures" / "seeds" / "rollout-plan-template.md"
 
 
 def started(template: str = "standard", feature: str = "checkout-v2", **overrides: object) -> Rollout:

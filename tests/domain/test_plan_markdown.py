@@ -27,7 +27,7 @@ from bot.domain.plans.markdown import (
 )
 from bot.domain.plans.model import Direction, Metric, Phase, Plan, Rule, Step, SuccessMetricRow
 
-SEEDS = Path(__file__).parent / "fixtures" / "seeds"
+SEEDS = Path(__file__).parent.parent / "fixtures" / "seeds"
 TEMPLATE = (SEEDS / "rollout-plan-template.md").read_text(encoding="utf-8")
 BACKEND = (SEEDS / "backend-tables-and-doc-service-rollouts.md").read_text(encoding="utf-8")
 FILL_IN = "fill in its Datadog query with `/rollout metrics`"

@@ -15,8 +15,6 @@ from alembic.migration import MigrationContext
 from sqlalchemy import func, select, text
 from sqlalchemy.exc import IntegrityError, StatementError
 
-import bot.config
-import bot.services
 from bot.domain import rollouts
 from bot.domain.plans import get_template
 from bot.services import Actor
@@ -28,6 +26,7 @@ from storage.db import Database
 from storage.enums import EventKind, RolloutStatus
 from storage.migrate import upgrade
 from storage.models import Base, ChecklistItem, Event, Phase, Rollout, Step
+from tests.support import make_services
 
 T0 = datetime(2026, 3, 2, 17, 0, tzinfo=UTC)
 
@@ -67,8 +66,7 @@ def set_status(db: Database, rollout_id: int, status: RolloutStatus) -> None:
         rollout.status = status
 
 
-def services(db: Database) -> bot.services.Services:
-    return bot.services.Services(settings=bot.config.load_settings({}), db=db, client=None)  # type: ignore[arg-type]
+services = make_services
 
 
 # -- the schema --------------------------------------------------------------------------

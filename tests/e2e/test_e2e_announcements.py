@@ -35,9 +35,10 @@ from tests.conftest import (
     fresh_postgres_database,
 )
 from tests.driver import SlackDriver
-from tests.e2e_rollouts import Scenario, wait_until
+from tests.e2e_rollouts import Scenario
 from tests.fakes.datadog_api import FakeDatadog
 from tests.fakes.slack_api import FakeSlack
+from tests.support import wait_until
 
 pytestmark = pytest.mark.e2e
 

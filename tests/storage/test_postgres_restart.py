@@ -36,6 +36,7 @@ from tests.conftest import SIGNING_SECRET, BotProcess, bot_env, free_port
 from tests.driver import SlackDriver
 from tests.fakes.datadog_api import FakeDatadog
 from tests.fakes.slack_api import FakeSlack
+from tests.support import wait_until
 
 pytestmark = pytest.mark.e2e
 
@@ -170,17 +171,6 @@ def healthz(bot: BotProcess) -> int:
             return int(answer.status)
     except HTTPError as error:
         return int(error.code)
-
-
-def wait_until(check, timeout: float = 10.0, what: str = "condition"):  # type: ignore[no-untyped-def]
-    deadline = time.monotonic() + timeout
-    while True:
-        result = check()
-        if result:
-            return result
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
-        time.sleep(0.05)
 
 
 class Conversation:

@@ -10,7 +10,6 @@ import threading
 import time
 import urllib.request
 import uuid
-from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -28,6 +27,7 @@ from tests.conftest import BotProcess, bot_env
 from tests.driver import FORM, Response, SlackDriver
 from tests.fakes.datadog_api import FakeDatadog
 from tests.fakes.slack_api import FakeSlack
+from tests.support import wait_until
 
 pytestmark = pytest.mark.e2e
 
@@ -38,17 +38,6 @@ WAIT = 15.0
 
 
 # -- reading what happened ---------------------------------------------------------------
-
-
-def wait_until(check: Callable[[], Any], timeout: float = 15.0, what: str = "condition") -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        result = check()
-        if result:
-            return result
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
-        time.sleep(0.05)
 
 
 def said(message: Params) -> str:

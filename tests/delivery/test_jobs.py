@@ -17,7 +17,6 @@ from zoneinfo import ZoneInfo
 import pytest
 from sqlalchemy import event, insert, select, text, update
 
-from bot.config import load_settings
 from bot.delivery import jobs, status_board
 from bot.delivery.scheduler import drain_outbox
 from bot.domain import schedule as due_times
@@ -28,13 +27,13 @@ from bot.errors import NotAllowed
 from bot.ids import Action
 from bot.metrics import StaticMetricsSource
 from bot.services import Actor, Services
-from bot.slackweb.client import make_client
 from bot.usecases import controls, measure, schedule
 from storage.db import Database
 from storage.enums import EventKind, RolloutStatus, SnapshotKind
 from storage.models import DueJob, Event, MetricSnapshot, OutboxMessage, Rollout
 from storage.models import Step as StepRow
 from tests.fakes.slack_api import FakeSlack
+from tests.support import Clock, make_services
 
 TEAM = "T111"
 OWNER = "WOWNER0001"
@@ -67,14 +66,6 @@ def local(tz: str, *args: int) -> datetime:
     return datetime(*args, tzinfo=ZoneInfo(tz)).astimezone(UTC)  # type: ignore[misc]
 
 
-class Clock:
-    def __init__(self, now: datetime) -> None:
-        self.now = now
-
-    def __call__(self) -> datetime:
-        return self.now
-
-
 @pytest.fixture
 def slack() -> Iterator[FakeSlack]:
     """A Slack of this test's own, so its calls are only this test's."""
@@ -95,14 +86,7 @@ def channel() -> str:
 def services(
     db: Database, slack: FakeSlack, clock: Clock, values: dict[str, float] | None = None
 ) -> Services:
-    settings = load_settings({"SLACK_BOT_TOKEN": "xoxb-test", "SLACK_API_URL": slack.api_url})
-    return Services(
-        settings=settings,
-        db=db,
-        client=make_client("xoxb-test", slack.api_url, max_retries=0),
-        clock=clock,
-        metrics=StaticMetricsSource(values if values is not None else QUIET),
-    )
+    return make_services(db, slack, clock, StaticMetricsSource(values if values is not None else QUIET))
 
 
 @pytest.fixture

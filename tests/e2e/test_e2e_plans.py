@@ -8,7 +8,7 @@ from pathlib import Path
 from tests.driver import SlackDriver
 from tests.fakes.slack_api import Call, FakeSlack
 
-SEEDS = Path(__file__).parent / "fixtures" / "seeds"
+SEEDS = Path(__file__).parent.parent / "fixtures" / "seeds"
 
 
 def import_answer(slack: FakeSlack, driver: SlackDriver, channel: str, timeout: float = 30.0) -> Call:

@@ -17,7 +17,7 @@ from messages.blocks import status_message
 from messages.text import MAX_BLOCKS, MAX_OPTION_TEXT
 from storage.enums import ItemKind
 from storage.models import ChecklistItem, Rollout
-from tests.test_domain import T0, started
+from tests.domain.test_domain import T0, started
 
 ROLLOUT_ID = 42
 NOW = T0 + timedelta(hours=2)

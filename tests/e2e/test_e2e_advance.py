@@ -24,9 +24,10 @@ import pytest
 from storage.db import Database
 from storage.enums import EventKind, SnapshotKind
 from tests.driver import SlackDriver
-from tests.e2e_rollouts import Scenario, buttons, new_user, section, steps_text, texts, wait_until
+from tests.e2e_rollouts import Scenario, buttons, new_user, section, steps_text, texts
 from tests.fakes.datadog_api import FakeDatadog
 from tests.fakes.slack_api import FakeSlack
+from tests.support import wait_until
 
 pytestmark = pytest.mark.e2e
 

@@ -43,9 +43,10 @@ from storage.enums import EventKind
 from storage.models import ChecklistItem, Event, Phase, Rollout, SlackMessage
 from tests.conftest import SIGNING_SECRET, BotProcess
 from tests.driver import FORM, Response, SlackDriver, sign
-from tests.e2e_rollouts import Scenario, wait_until
+from tests.e2e_rollouts import Scenario
 from tests.fakes.datadog_api import FakeDatadog
 from tests.fakes.slack_api import APP_ID, Call, FakeSlack
+from tests.support import wait_until
 
 pytestmark = pytest.mark.e2e
 
