@@ -13,14 +13,14 @@ from sqlalchemy import select
 from bot.domain.plans import get_template, template_names
 from bot.domain.plans.model import Direction, Metric, Rule
 from bot.edge.forms import FormContext
-from bot.edge.metric_forms import (
+from bot.edge.metric_forms import read_form
+from bot.usecases.metrics_edit import (
     Group,
     apply_form,
     form_errors,
     key_from_name,
     parse_threshold,
     parse_window,
-    read_form,
 )
 from messages.metric_modal import (
     EMPTY_GROUPS,

@@ -22,7 +22,7 @@ def _values(view: dict[str, Any]) -> dict[str, Any]:
 
 def register(app: App, svc: Services) -> None:
     def ack_metrics(ack: Ack, view: dict[str, Any]) -> None:
-        errors = metric_forms.form_errors(metric_forms.read_form(_values(view)))
+        errors = metric_forms.check_form(_values(view))
         if errors:
             ack(response_action="errors", errors=errors)
             return
