@@ -8,6 +8,7 @@ Writes are serialised per rollout: on Postgres by `SELECT ... FOR UPDATE` on the
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -21,7 +22,7 @@ from storage.urls import DEFAULT_URL, normalize_url
 
 SQLITE_BUSY_TIMEOUT_S = 30
 
-__all__ = ["DEFAULT_URL", "Database", "create_db_engine", "normalize_url"]
+__all__ = ["DEFAULT_URL", "Database", "DatabaseGone", "create_db_engine", "normalize_url"]
 
 
 def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
@@ -64,6 +65,18 @@ def create_db_engine(url: str, *, pool_size: int = 10) -> Engine:
     )
 
 
+class DatabaseGone(Exception):
+    """The SQLite file this process opened was removed or replaced under it."""
+
+
+def _file_identity(path: str) -> tuple[int, int] | None:
+    try:
+        found = os.stat(path)
+    except FileNotFoundError:
+        return None
+    return found.st_dev, found.st_ino
+
+
 class Database:
     """The one place sessions are made. Callers open them at the edge and commit there."""
 
@@ -71,6 +84,13 @@ class Database:
         self.url = normalize_url(url)
         self.engine = create_db_engine(self.url, pool_size=pool_size)
         self.dialect = self.engine.dialect.name
+        # A SQLite file deleted under a running process stays open (unlinked), so every write
+        # "works" and is lost at restart: remember which file was opened, to notice.
+        database = make_url(self.url).database if self.dialect == "sqlite" else None
+        self._sqlite_path = database if database and database != ":memory:" else None
+        if self._sqlite_path is not None:
+            self.ping()  # creates the file if it is new
+        self._sqlite_file = _file_identity(self._sqlite_path) if self._sqlite_path else None
         self._read = sessionmaker(self.engine, expire_on_commit=False)
         self._write = sessionmaker(
             self.engine.execution_options(sqlite_begin="IMMEDIATE"), expire_on_commit=False
@@ -97,6 +117,16 @@ class Database:
     def ping(self) -> None:
         with self.engine.connect() as conn:
             conn.execute(text("SELECT 1"))
+
+    def check_writable(self) -> None:
+        """Raises unless a write would land: the SQLite file is still the one opened, and a
+        write in a transaction that is then rolled back succeeds (a read-only file, a full
+        disk or a read-only Postgres replica fail here)."""
+        if self._sqlite_path is not None and _file_identity(self._sqlite_path) != self._sqlite_file:
+            raise DatabaseGone(f"the database file {self._sqlite_path} was removed or replaced")
+        with self._write() as session, session.begin():
+            session.execute(text("UPDATE alembic_version SET version_num = version_num"))
+            session.rollback()
 
     def dispose(self) -> None:
         self.engine.dispose()

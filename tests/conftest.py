@@ -44,15 +44,16 @@ def _admin_conninfo() -> str:
 
 
 @contextmanager
-def fresh_postgres_database(prefix: str = "rollout_test") -> Iterator[str]:
-    """A new, migrated Postgres database, dropped afterwards."""
+def fresh_postgres_database(prefix: str = "rollout_test", *, migrate: bool = True) -> Iterator[str]:
+    """A new Postgres database, migrated unless told not to, dropped afterwards."""
     _skip_without_postgres()
     name = f"{prefix}_{uuid.uuid4().hex[:10]}"
     with psycopg.connect(_admin_conninfo(), autocommit=True) as conn:
         conn.execute(f'CREATE DATABASE "{name}"')
     url = make_url(normalize_url(POSTGRES_URL)).set(database=name).render_as_string(hide_password=False)
     try:
-        upgrade(url)
+        if migrate:
+            upgrade(url)
         yield url
     finally:
         with psycopg.connect(_admin_conninfo(), autocommit=True) as conn:

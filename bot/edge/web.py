@@ -13,7 +13,7 @@ from slack_bolt.adapter.flask.handler import to_bolt_request, to_flask_response
 from slack_sdk.signature import SignatureVerifier
 from sqlalchemy.exc import SQLAlchemyError
 
-from storage.db import Database
+from storage.db import Database, DatabaseGone
 
 log = logging.getLogger(__name__)
 
@@ -22,13 +22,18 @@ def signed_by_slack(verifier: SignatureVerifier | None, body: str, headers: Any)
     """Slack's signature over the raw body, checked before anything reads the body."""
     if verifier is None:
         return True
+    timestamp = headers.get("X-Slack-Request-Timestamp", "")
+    # Seconds since 1970, as Slack sends them: anything else (a 400-digit number overflows the
+    # verifier's float conversion) is refused before it reaches the verifier.
+    if not (
+        isinstance(timestamp, str) and timestamp.isascii() and timestamp.isdigit() and len(timestamp) <= 12
+    ):
+        return False
     try:
         return verifier.is_valid(
-            body=body,
-            timestamp=headers.get("X-Slack-Request-Timestamp", ""),
-            signature=headers.get("X-Slack-Signature", ""),
+            body=body, timestamp=timestamp, signature=headers.get("X-Slack-Signature", "")
         )
-    except (ValueError, TypeError):  # a timestamp that is not a number
+    except (ValueError, TypeError, OverflowError):
         return False
 
 
@@ -82,11 +87,15 @@ def build_web(bolt: App, db: Database, signing_secret: str | None) -> Flask:
 
     @web.get("/healthz")
     def healthz() -> tuple[Response, int]:
+        # Answering without being able to write would ack clicks that are then lost.
         try:
-            db.ping()
+            db.check_writable()
+        except DatabaseGone as exc:
+            log.error("health check: %s", exc)
+            return jsonify(status="error", database="file removed"), 503
         except SQLAlchemyError as exc:
-            log.warning("health check: database unreachable: %s", exc.__class__.__name__)
-            return jsonify(status="error", database="unreachable"), 503
+            log.warning("health check: database not writable: %s", exc.__class__.__name__)
+            return jsonify(status="error", database="not writable"), 503
         return jsonify(status="ok", database=db.dialect), 200
 
     return web

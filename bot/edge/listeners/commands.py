@@ -8,6 +8,7 @@ from slack_bolt import Ack, App, Respond
 
 from bot.edge import dispatch
 from bot.edge.answers import answering, usage_message
+from bot.edge.listeners.payloads import field
 from bot.edge.listeners.replies import RespondReplier
 from bot.edge.parsing import parse_command
 from bot.errors import UsageError
@@ -15,7 +16,10 @@ from bot.services import Actor, Services
 
 
 def actor_of(command: dict[str, Any]) -> Actor:
-    return Actor(team_id=command["team_id"], user_id=command["user_id"], channel_id=command["channel_id"])
+    team, user = field(command, "team_id"), field(command, "user_id")
+    if not team or not user:
+        raise UsageError("that command does not say who sent it")
+    return Actor(team_id=team, user_id=user, channel_id=field(command, "channel_id"))
 
 
 def subcommand_of(text: str) -> str:

@@ -1,0 +1,90 @@
+"""What an attacker and a clumsy user found, replayed against `rollout-bot serve`: each test
+is one row of that probe, and asserts the fix.
+
+Rows covered elsewhere: two replicas migrating a fresh database together
+(`tests/storage/test_migrations.py`)."""
+
+from __future__ import annotations
+
+import urllib.request
+import uuid
+from pathlib import Path
+from urllib.error import HTTPError
+from urllib.parse import urlencode
+
+import psycopg
+import pytest
+from sqlalchemy.engine import make_url
+
+from storage.db import normalize_url
+from tests.conftest import BotProcess, bot_env, fresh_postgres_database
+from tests.driver import SlackDriver
+from tests.fakes.datadog_api import FakeDatadog
+from tests.fakes.slack_api import FakeSlack
+from tests.support import wait_until
+
+FORM = "application/x-www-form-urlencoded"
+
+
+def healthz(bot: BotProcess) -> int:
+    try:
+        with urllib.request.urlopen(f"{bot.url}/healthz", timeout=5) as answer:
+            return int(answer.status)
+    except HTTPError as error:
+        return int(error.code)
+
+
+def test_a_400_digit_timestamp_is_refused_not_a_crash(driver: SlackDriver, bot_server: BotProcess) -> None:
+    body = urlencode({"command": "/rollout", "text": "help", "team_id": "T1", "user_id": "U1"})
+    answer = driver.post_raw(body, FORM, timestamp="9" * 400, signature="v0=" + "0" * 64)
+    assert answer.status == 401
+    assert "Traceback" not in bot_server.log()[-3000:]
+
+
+def test_a_signed_command_without_a_team_is_answered(driver: SlackDriver, slack: FakeSlack) -> None:
+    response_url = slack.response_url(f"probe-{uuid.uuid4().hex[:8]}")
+    fields = {"command": "/rollout", "text": "list", "user_id": "U1", "response_url": response_url}
+    assert driver.post_raw(urlencode(fields), FORM).status == 200
+    answers = wait_until(
+        lambda: [c for c in slack.calls() if c.path.endswith(response_url.rsplit("/", 1)[-1])],
+        what="an answer through the response_url",
+    )
+    assert "does not say who sent it" in str(answers[0].params)
+
+
+@pytest.fixture
+def own_bot(tmp_path: Path, slack: FakeSlack, datadog: FakeDatadog) -> BotProcess:
+    return BotProcess(bot_env(f"sqlite:///{tmp_path / 'own.db'}", slack, datadog), tmp_path / "bot.log")
+
+
+def test_health_fails_when_the_sqlite_file_is_deleted_under_the_bot(
+    own_bot: BotProcess, tmp_path: Path
+) -> None:
+    own_bot.start()
+    try:
+        assert healthz(own_bot) == 200
+        (tmp_path / "own.db").unlink()
+        assert healthz(own_bot) == 503
+        assert "was removed or replaced" in own_bot.log()
+    finally:
+        own_bot.kill()
+
+
+@pytest.mark.postgres
+def test_health_fails_when_postgres_will_not_take_writes(
+    slack: FakeSlack, datadog: FakeDatadog, tmp_path: Path
+) -> None:
+    with fresh_postgres_database("rollout_readonly") as url:
+        name = make_url(normalize_url(url)).database
+        admin = make_url(normalize_url(url)).set(drivername="postgresql", database="postgres")
+        bot = BotProcess(bot_env(url, slack, datadog), tmp_path / "bot.log").start()
+        try:
+            assert healthz(bot) == 200
+            with psycopg.connect(admin.render_as_string(hide_password=False), autocommit=True) as conn:
+                conn.execute(f'ALTER DATABASE "{name}" SET default_transaction_read_only = on')
+                conn.execute(
+                    "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = %s", (name,)
+                )
+            assert wait_until(lambda: healthz(bot) == 503, what="/healthz to fail on a read-only database")
+        finally:
+            bot.kill()
