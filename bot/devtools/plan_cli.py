@@ -11,6 +11,7 @@ from sqlalchemy import select
 from bot.config import Settings
 from bot.domain.plans.markdown import parse_plans
 from bot.domain.rollouts import feature_key
+from bot.errors import UsageError
 from bot.runtime import build_services
 from bot.usecases import exporting, plan_store
 from storage.models import Rollout
@@ -30,11 +31,11 @@ def import_file(settings: Settings, path: str, name: str | None) -> int:
     results = parse_plans(text, name=template_name(path if path != "-" else "plan", name))
     for result in results:
         try:
-            replaced = plan_store.save(
-                svc, plan_store.EVERY_WORKSPACE, result.plan, source=text, user_id=None
-            )
-        except ValueError as error:
+            replaced = plan_store.save(svc, None, result.plan, source=text)
+        except UsageError as error:
             print(f"rollout-bot: {error}", file=sys.stderr)
+            for problem in result.problems:
+                print(f"  line {problem.line}: {problem.reason}: {problem.text.strip()}", file=sys.stderr)
             return 2
         plan = result.plan
         steps = " → ".join(s.title for p in plan.phases for s in p.steps)

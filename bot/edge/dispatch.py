@@ -24,6 +24,7 @@ from bot.edge.parsing import (
     ListRollouts,
     OnRollout,
     Status,
+    Templates,
     WithReason,
 )
 from bot.errors import UsageError
@@ -82,6 +83,7 @@ COMMANDS: dict[type[Any], Callable[[Request, Any], None]] = {
     Approvers: lambda req, cmd: sub.approvers(req.svc, req.actor, cmd, req.reply),
     Import: lambda req, cmd: sub.open_import_form(req.svc, req.actor, req.trigger_id),
     Digest: lambda req, cmd: sub.digest(req.svc, req.actor, cmd, req.reply),
+    Templates: lambda req, cmd: sub.templates(req.svc, req.actor, cmd, req.reply),
 }
 
 

@@ -87,6 +87,11 @@ USAGES: dict[str, Usage] = {
         "The plan document with every result filled in, as a file in the rollout's thread",
     ),
     "import": Usage("/rollout import", "/rollout import", "Turn a plan document (Markdown) into a template"),
+    "templates": Usage(
+        "/rollout templates [remove <name>]",
+        "/rollout templates remove backend-2",
+        "The plan templates, who imported each, and removing one you imported",
+    ),
     "baseline": Usage(
         "/rollout baseline [feature]", "/rollout baseline checkout-v2", "Measure the metrics' baseline again"
     ),
@@ -155,7 +160,14 @@ class Import:
     pass
 
 
-Command = Start | Status | ListRollouts | Help | OnRollout | WithReason | Approvers | Digest | Import
+@dataclass(frozen=True)
+class Templates:
+    remove: str | None = None  # the template to remove; None lists them
+
+
+Command = (
+    Start | Status | ListRollouts | Help | OnRollout | WithReason | Approvers | Digest | Import | Templates
+)
 
 
 @dataclass
@@ -297,6 +309,14 @@ def _parse_approvers(words: list[str]) -> Approvers:
     return Approvers(feature=feature, change=lowered[verb_at], user_id=parse_user(users[0], "approvers"))
 
 
+def _parse_templates(words: list[str]) -> Templates:
+    if not words:
+        return Templates()
+    if words[0].lower() != "remove" or len(words) != 2:
+        raise UsageError("say `/rollout templates` or `/rollout templates remove <name>`", "templates")
+    return Templates(remove=words[1].lower())
+
+
 def parse_command(text: str) -> Command:
     # No database stores a NUL, and nobody types one on purpose.
     words = _split((text or "").replace("\x00", ""), None)
@@ -315,6 +335,8 @@ def parse_command(text: str) -> Command:
         return Import()
     if subcommand == "help":
         return Help()
+    if subcommand == "templates":
+        return _parse_templates(rest)
     if subcommand in ROLLOUT_SUBCOMMANDS:
         return OnRollout(subcommand, _optional_feature(rest, subcommand))
     if subcommand in REASON_SUBCOMMANDS:

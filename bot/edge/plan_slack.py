@@ -4,8 +4,10 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 
-from bot.domain.plans.markdown import parse_plans
+from bot.domain.plans.catalog import plan_problems
+from bot.domain.plans.markdown import Problem, parse_plans
 from bot.services import Actor, Services
 from bot.usecases import exporting, plan_store
 from messages.blocks import Message, text_message
@@ -23,23 +25,35 @@ def check_name(raw: str) -> str | None:
     return None
 
 
+def _line_problems(problems: Sequence[Problem]) -> list[str]:
+    lines = [f"• line {problem.line}: {escape(problem.reason)}" for problem in problems[:MAX_PROBLEMS_SHOWN]]
+    if len(problems) > MAX_PROBLEMS_SHOWN:
+        lines.append(f"• … and {len(problems) - MAX_PROBLEMS_SHOWN} more")
+    return lines
+
+
 def import_text(svc: Services, actor: Actor, name: str, text: str) -> Message:
+    results = parse_plans(text, name=name.strip().lower())
+    # Refused before anything is stored: one unusable plan in the document stores none of it.
+    for result in results:
+        if unusable := plan_problems(result.plan):
+            reasons = "\n".join(f"• {escape(reason)}" for reason in unusable)
+            found = _line_problems(result.problems)
+            return text_message(
+                f":no_entry_sign: Nothing was imported: `{escape(result.plan.name)}` is not a plan I can run.\n"
+                + reasons
+                + ("\nWhat I could not read:\n" + "\n".join(found) if found else "")
+            )
     lines = []
-    for result in parse_plans(text, name=name.strip().lower()):
-        try:
-            replaced = plan_store.save(svc, actor.team_id, result.plan, source=text, user_id=actor.user_id)
-        except ValueError as error:
-            return text_message(f":no_entry_sign: {escape(error)}")
+    for result in results:
+        replaced = plan_store.save(svc, actor, result.plan, source=text)
         plan = result.plan
         steps = " → ".join(s.title for p in plan.phases for s in p.steps)
         verb = "Replaced" if replaced else "Imported"
         lines.append(
             f":page_facing_up: {verb} template `{escape(plan.name)}`: {len(plan.phases)} phases, {escape(steps)}."
         )
-        for problem in result.problems[:MAX_PROBLEMS_SHOWN]:
-            lines.append(f"• line {problem.line}: {escape(problem.reason)}")
-        if len(result.problems) > MAX_PROBLEMS_SHOWN:
-            lines.append(f"• … and {len(result.problems) - MAX_PROBLEMS_SHOWN} more")
+        lines += _line_problems(result.problems)
     lines.append("Start a rollout with it: `/rollout start <feature> <template>`.")
     return text_message("\n".join(lines))
 

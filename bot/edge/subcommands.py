@@ -6,13 +6,14 @@ from __future__ import annotations
 from slack_sdk.errors import SlackApiError
 
 from bot.delivery import status_board
+from bot.domain.plans.catalog import builtin_templates
 from bot.domain.schedule import describe_digest
 from bot.edge import forms, metric_forms, plan_slack
 from bot.edge.answers import Replier
-from bot.edge.parsing import Approvers, Digest
+from bot.edge.parsing import Approvers, Digest, Templates
 from bot.errors import NotInChannel
 from bot.services import Actor, Services
-from bot.usecases import access, advance, controls, lookup, measure, schedule, updates
+from bot.usecases import access, advance, controls, lookup, measure, plan_store, schedule, updates
 from bot.usecases import start as starting
 from bot.usecases.start import Start
 from messages import render
@@ -81,6 +82,19 @@ def digest(svc: Services, actor: Actor, cmd: Digest, reply: Replier) -> None:
     rollout = schedule.set_digest(svc, actor, rollout_id, cmd.cadence, cmd.at)
     described = describe_digest(rollout)
     reply(text_message(f":calendar: Digest for *{escape(rollout.feature)}*: {described}."))
+
+
+def templates(svc: Services, actor: Actor, cmd: Templates, reply: Replier) -> None:
+    if cmd.remove is not None:
+        plan_store.remove(svc, actor, cmd.remove)
+        reply(text_message(f":wastebasket: Template `{escape(cmd.remove)}` removed."))
+        return
+    lines = [f"• `{name}`: {escape(plan.title)} (built in)" for name, plan in builtin_templates().items()]
+    for stored in plan_store.listing(svc, actor.team_id):
+        who = f"imported by <@{stored.imported_by}>" if stored.imported_by else "imported by an operator"
+        damaged = " :warning: cannot be read; import it again" if not stored.usable else ""
+        lines.append(f"• `{escape(stored.name)}`: {escape(stored.title)} ({who}){damaged}")
+    reply(text_message("*Plan templates*\n" + "\n".join(lines)))
 
 
 def open_import_form(svc: Services, actor: Actor, trigger_id: str | None) -> None:

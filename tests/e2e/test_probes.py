@@ -14,9 +14,11 @@ from urllib.parse import urlencode
 
 import psycopg
 import pytest
+from sqlalchemy import select
 from sqlalchemy.engine import make_url
 
-from storage.db import normalize_url
+from storage.db import Database, normalize_url
+from storage.models import PlanTemplate
 from tests.conftest import BotProcess, bot_env, fresh_postgres_database
 from tests.driver import SlackDriver
 from tests.fakes.datadog_api import FakeDatadog
@@ -88,3 +90,85 @@ def test_health_fails_when_postgres_will_not_take_writes(
             assert wait_until(lambda: healthz(bot) == 503, what="/healthz to fail on a read-only database")
         finally:
             bot.kill()
+
+
+# -- shared templates -------------------------------------------------------------------------
+
+SEED = Path(__file__).parent.parent / "fixtures" / "seeds" / "backend-tables-and-doc-service-rollouts.md"
+
+
+def import_form(driver: SlackDriver, slack: FakeSlack, channel: str, user: str | None = None) -> dict:  # type: ignore[type-arg]
+    driver.command("import", user=user)
+    return slack.wait_for(  # type: ignore[no-any-return]
+        "views.open",
+        lambda c: (
+            c.params["view"].get("callback_id") == "import_plan"
+            and channel in c.params["view"].get("private_metadata", "")
+        ),
+    )[-1].params["view"]
+
+
+def answer_containing(slack: FakeSlack, words: str) -> str:
+    def found() -> str:
+        # Forms are answered with chat.postEphemeral (or a DM), commands through their response_url.
+        for call in slack.calls():
+            if words in str(call.params.get("text", "")):
+                return str(call.params["text"])
+        return ""
+
+    return str(wait_until(found, what=f"an answer saying {words!r}"))
+
+
+def test_a_nine_byte_plan_is_refused_and_every_start_still_works(
+    driver: SlackDriver, slack: FakeSlack, channel: str, bot_db: Database
+) -> None:
+    team_name = f"notes-{uuid.uuid4().hex[:6]}"
+    driver.submit_view(
+        import_form(driver, slack, channel), {"import_name": team_name, "import_text": "my notes"}
+    )
+    refusal = answer_containing(slack, f"`{team_name}` is not a plan I can run")
+    assert "Nothing was imported" in refusal and "no phases" in refusal
+    with bot_db.reading() as session:
+        assert session.scalars(select(PlanTemplate).where(PlanTemplate.name == team_name)).first() is None
+    driver.command("start after-notes backend")
+    slack.wait_for(
+        "chat.postMessage", lambda c: c.params.get("channel") == channel and c.params.get("blocks")
+    )
+
+
+def test_a_damaged_stored_template_breaks_nobody_else(
+    driver: SlackDriver, slack: FakeSlack, channel: str, bot_db: Database
+) -> None:
+    with bot_db.transaction() as session:
+        session.add(
+            PlanTemplate(team_id=driver.team_id, name="broken", title="Broken", data={"name": "broken"})
+        )
+    driver.command("start still-works backend")
+    slack.wait_for(
+        "chat.postMessage", lambda c: c.params.get("channel") == channel and c.params.get("blocks")
+    )
+    driver.command("start uses-broken broken")
+    assert "can no longer be read" in answer_containing(slack, "`broken` can no longer be read")
+
+
+def test_only_the_importer_replaces_or_removes_a_template(
+    driver: SlackDriver, slack: FakeSlack, channel: str
+) -> None:
+    seed = SEED.read_text()
+    name = f"shared-{uuid.uuid4().hex[:6]}"
+    driver.submit_view(import_form(driver, slack, channel), {"import_name": name, "import_text": seed})
+    answer_containing(slack, f"Imported template `{name}-1`")
+    stranger = "W" + uuid.uuid4().hex[:8].upper()
+    driver.submit_view(
+        import_form(driver, slack, channel, user=stranger),
+        {"import_name": name, "import_text": seed},
+        user=stranger,
+    )
+    assert f"<@{driver.user_id}>" in answer_containing(slack, f"`{name}-1` was imported by")
+    driver.command(f"templates remove {name}-2", user=stranger)
+    answer_containing(slack, f"`{name}-2` was imported by")
+    driver.command(f"templates remove {name}-2")
+    answer_containing(slack, f"Template `{name}-2` removed")
+    driver.command("templates")
+    listed = answer_containing(slack, "*Plan templates*")
+    assert f"`{name}-1`" in listed and f"`{name}-2`" not in listed

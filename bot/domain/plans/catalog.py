@@ -54,6 +54,26 @@ def plan_from_dict(data: dict[str, Any]) -> Plan:
     )
 
 
+def plan_problems(plan: Plan) -> list[str]:
+    """Why a plan cannot be run, in words for whoever imported it; empty when it can.
+
+    A rollout needs at least one phase, every phase at least one step, and every step's share
+    of users between 0 and 100 %; nothing else is required (metrics, checklists and triggers
+    are optional)."""
+    problems = []
+    if not plan.phases:
+        problems.append("it has no phases: a plan needs at least one phase with a step, like `1% canary`")
+    for phase in plan.phases:
+        if not phase.steps:
+            problems.append(f"phase {phase.name!r} has no steps")
+        problems += [
+            f"phase {phase.name!r} has a step at {step.percent:g}%: a share must be between 0 and 100"
+            for step in phase.steps
+            if not 0 <= step.percent <= 100
+        ]
+    return problems
+
+
 def plan_to_dict(plan: Plan) -> dict[str, Any]:
     """JSON-ready; `plan_from_dict(plan_to_dict(p)) == p`."""
     data: dict[str, Any] = json.loads(json.dumps(asdict(plan)))
