@@ -41,7 +41,7 @@ from messages.text import (
 )
 
 if TYPE_CHECKING:
-    from storage.models import ChecklistItem, Phase, Rollout, Step
+    from messages.views import ItemView, PhaseView, RolloutView, StepView
 
 STATUS_LABEL = {
     "active": ":large_green_circle: Active",
@@ -75,13 +75,11 @@ def text_message(mrkdwn: str) -> Message:
     )
 
 
-def _step_text(step: Step, phase: Phase, rollout: Rollout) -> str:
-    title = step.label or f"{step.percent:g}%"
+def _step_text(step: StepView, phase: PhaseView, rollout: RolloutView) -> str:
+    title = step.title
     users = f" ({step.desired_users:,} users)" if step.desired_users else ""
     is_current = (
-        rollout.status.is_open
-        and phase.position == rollout.phase_index
-        and step.position == rollout.step_index
+        rollout.is_open and phase.position == rollout.phase_index and step.position == rollout.step_index
     )
     if is_current:
         return f"*{escape(title)}{users}* :arrow_left: now"
@@ -90,10 +88,10 @@ def _step_text(step: Step, phase: Phase, rollout: Rollout) -> str:
     return f"{escape(title)}{users}"
 
 
-def _phase_line(phase: Phase, rollout: Rollout) -> str:
+def _phase_line(phase: PhaseView, rollout: RolloutView) -> str:
     if phase.completed_at is not None:
         mark = ":white_check_mark:"
-    elif rollout.status.is_open and phase.position == rollout.phase_index:
+    elif rollout.is_open and phase.position == rollout.phase_index:
         mark = ":arrow_forward:"
     else:
         mark = ":white_circle:"
@@ -101,7 +99,7 @@ def _phase_line(phase: Phase, rollout: Rollout) -> str:
     return f"{mark} *{escape(phase.name)}*: {steps}"
 
 
-def _option(item: ChecklistItem, tz: str) -> Option:
+def _option(item: ItemView, tz: str) -> Option:
     text, shown = escaped_within(item.text, MAX_OPTION_TEXT)
     if item.checked:
         when = local_time(item.checked_at, tz)
@@ -115,7 +113,7 @@ def _option(item: ChecklistItem, tz: str) -> Option:
     return Option(value=str(item.id), text=MarkdownTextObject(text=text), description=description)
 
 
-def _checklist(phase: Phase, tz: str, title: str, items: Sequence[ChecklistItem]) -> list[Block]:
+def _checklist(phase: PhaseView, tz: str, title: str, items: Sequence[ItemView]) -> list[Block]:
     if not items:
         return []
     done = sum(1 for i in items if i.checked)
@@ -138,9 +136,9 @@ def _checklist(phase: Phase, tz: str, title: str, items: Sequence[ChecklistItem]
     return blocks
 
 
-def _header(rollout: Rollout) -> list[Block]:
+def _header(rollout: RolloutView) -> list[Block]:
     facts = [
-        f"{STATUS_LABEL[rollout.status.value]}",
+        f"{STATUS_LABEL[rollout.status]}",
         f"Owner <@{rollout.owner_id}>",
         f"Plan *{escape(rollout.plan_title)}* (`{escape(rollout.template)}`)",
     ]
@@ -157,9 +155,9 @@ def _header(rollout: Rollout) -> list[Block]:
     ]
 
 
-def _controls(rollout: Rollout) -> Block:
+def _controls(rollout: RolloutView) -> Block:
     value = str(rollout.id)
-    paused = rollout.status.value == "paused"
+    paused = rollout.paused
     buttons = [
         ButtonElement(text="Advance", action_id=Action.ADVANCE, value=value, style="primary"),
         ButtonElement(text="Snapshot", action_id=Action.SNAPSHOT, value=value),
@@ -173,16 +171,16 @@ def _controls(rollout: Rollout) -> Block:
     return ActionsBlock(block_id=BlockId.CONTROLS, elements=buttons)
 
 
-def _where(rollout: Rollout) -> str:
-    if not rollout.status.is_open:
-        return STATUS_LABEL[rollout.status.value]
+def _where(rollout: RolloutView) -> str:
+    if not rollout.is_open:
+        return STATUS_LABEL[rollout.status]
     step = rollout.current_step
     since = local_time(rollout.step_started_at, rollout.timezone, with_zone=True)
-    title = step.label or f"{step.percent:g}%"
+    title = step.title
     return f"Now at *{escape(title)}* of *{escape(rollout.current_phase.name)}*, since {since}"
 
 
-def _checklist_text(title: str, items: Sequence[ChecklistItem]) -> str:
+def _checklist_text(title: str, items: Sequence[ItemView]) -> str:
     lines = [f"*{title}* {sum(1 for i in items if i.checked)}/{len(items)}"]
     lines += [
         f"{':ballot_box_with_check:' if i.checked else ':white_large_square:'} {escape(i.text)}"
@@ -192,7 +190,7 @@ def _checklist_text(title: str, items: Sequence[ChecklistItem]) -> str:
 
 
 def status_message(
-    rollout: Rollout, *, now: datetime, interactive: bool = True, link: str | None = None
+    rollout: RolloutView, *, now: datetime, interactive: bool = True, link: str | None = None
 ) -> Message:
     """The one message per rollout, edited in place: plan, position, current checklist.
 
@@ -206,10 +204,10 @@ def status_message(
             text=MarkdownTextObject(text=truncate(f"{_where(rollout)}\n{plan_lines}", MAX_SECTION_TEXT)),
         ),
     ]
-    if rollout.status.is_open and not interactive:
+    if rollout.is_open and not interactive:
         phase = rollout.current_phase
         for title, kind in (("Tasks", "task"), ("Exit criteria", "exit")):
-            items = [i for i in phase.items if i.kind.value == kind]
+            items = tuple(i for i in phase.items if i.kind == kind)
             if items:
                 blocks.append(
                     SectionBlock(
@@ -226,10 +224,10 @@ def status_message(
                     ]
                 )
             )
-    elif rollout.status.is_open:
+    elif rollout.is_open:
         phase = rollout.current_phase
-        tasks = [i for i in phase.items if i.kind.value == "task"]
-        exits = [i for i in phase.items if i.kind.value == "exit"]
+        tasks = [i for i in phase.items if i.kind == "task"]
+        exits = [i for i in phase.items if i.kind == "exit"]
         checklist = [
             DividerBlock(),
             *_checklist(phase, rollout.timezone, "Tasks", tasks),
@@ -266,12 +264,12 @@ def status_message(
     return Message(text=truncate(fallback, MAX_FALLBACK_TEXT), blocks=_dicts(blocks))
 
 
-def _state_words(rollout: Rollout) -> str:
-    if not rollout.status.is_open:
-        return rollout.status.value.replace("_", " ")
+def _state_words(rollout: RolloutView) -> str:
+    if not rollout.is_open:
+        return rollout.status.replace("_", " ")
     step = rollout.current_step
-    words = f"at {step.label or f'{step.percent:g}%'}"
-    return words + (" (paused)" if rollout.status.value == "paused" else "")
+    words = f"at {step.title}"
+    return words + (" (paused)" if rollout.paused else "")
 
 
 def choose_rollout(question: str, choices: Sequence[tuple[int, str]], subcommand: str) -> Message:

@@ -15,7 +15,7 @@ from messages.blocks import Message, text_message
 from messages.render import render
 
 if TYPE_CHECKING:
-    from storage.models import Event, MetricSnapshot, Rollout
+    from messages.views import EventView, RolloutView, SnapshotView
 
 # The digest tells the story since the last one; a long story is cut here, the timeline
 # (and the Markdown export) keeps all of it.
@@ -55,25 +55,25 @@ def when(moment: datetime, tz: str) -> str:
     return f"{short(moment, tz)} {tz}"
 
 
-def about(rollout: Rollout) -> dict[str, Any]:
+def about(rollout: RolloutView) -> dict[str, Any]:
     """What every one of these messages says about the rollout."""
     step = rollout.current_step
     return {
         "feature": rollout.feature,
         "owner": rollout.owner_id,
         "channel": rollout.channel_id,
-        "step": step.label or f"{step.percent:g}%",
+        "step": step.title,
         "phase": rollout.current_phase.name,
         "users": step.desired_users,
-        "paused": rollout.status.value == "paused",
+        "paused": rollout.paused,
     }
 
 
-def timeline(events: Sequence[Event], tz: str) -> list[dict[str, Any]]:
+def timeline(events: Sequence[EventView], tz: str) -> list[dict[str, Any]]:
     """Digest entries, oldest first; one person's consecutive checklist ticks are one entry."""
     out: list[dict[str, Any]] = []
     for event in events:
-        kind = event.kind.value
+        kind = event.kind
         if kind not in SHOWN:
             continue
         entry = {"kind": _TICKS.get(kind, kind), "actor": event.actor_id, "at": short(event.at, tz)}
@@ -87,11 +87,11 @@ def timeline(events: Sequence[Event], tz: str) -> list[dict[str, Any]]:
 
 
 def digest(
-    rollout: Rollout,
+    rollout: RolloutView,
     *,
     scheduled: datetime,
-    events: Sequence[Event],
-    check: MetricSnapshot | None,
+    events: Sequence[EventView],
+    check: SnapshotView | None,
     soak: str,
     unchecked: Sequence[str],
 ) -> tuple[Message, Message]:
@@ -111,7 +111,7 @@ def digest(
         else {
             "passed": bool(check.passed),
             "at": when(check.taken_at, tz),
-            "blockers": list((check.verdict or {}).get("blockers", [])),
+            "blockers": list(check.blockers),
         },
         "timeline": entries[-MAX_TIMELINE:],
         "more": max(0, len(entries) - MAX_TIMELINE),
@@ -121,7 +121,7 @@ def digest(
     return text_message(thread), text_message(line)
 
 
-def reminder(kind: str, rollout: Rollout, *, advance: bool = False, **extra: Any) -> Message:
+def reminder(kind: str, rollout: RolloutView, *, advance: bool = False, **extra: Any) -> Message:
     """A reminder to the owner (kind: ready | overdue | stale); with `advance`, an Advance
     button under it (the status message's own action, so the existing listener runs the gate)."""
     message = text_message(render("reminder", kind=kind, **about(rollout), **extra))
@@ -131,7 +131,7 @@ def reminder(kind: str, rollout: Rollout, *, advance: bool = False, **extra: Any
     return Message(text=message.text, blocks=[*message.blocks, ActionsBlock(elements=[button]).to_dict()])
 
 
-def trigger_alert(rollout: Rollout, *, paused: bool, **trigger: Any) -> tuple[Message, Message]:
+def trigger_alert(rollout: RolloutView, *, paused: bool, **trigger: Any) -> tuple[Message, Message]:
     """(status-thread alert, top-level alert in the rollout's channel). `trigger`: trigger
     (its name), reason, rule."""
     context = {**about(rollout), **trigger, "paused": paused}

@@ -20,7 +20,7 @@ from messages.text import MAX_SECTION_TEXT, escape, number, sparkline, truncate
 
 if TYPE_CHECKING:
     from bot.domain.gates import MetricVerdict
-    from bot.usecases.advance import Outcome
+    from messages.views import Outcome
 
 ICON = {"pass": ":white_check_mark:", "fail": ":x:", "no data": ":grey_question:"}
 TRIGGER_ICON = {"pass": ":white_check_mark:", "fail": ":rotating_light:", "no data": ":grey_question:"}
@@ -95,14 +95,14 @@ def gate_report(outcome: Outcome, *, note: str = "") -> Message:
         blocks.append(
             SectionBlock(text=MarkdownTextObject(text=truncate("*Why not*\n" + blockers, MAX_SECTION_TEXT)))
         )
-    if outcome.may_override:
+    if outcome.override_token is not None:
         blocks.append(
             ActionsBlock(
                 elements=[
                     ButtonElement(
                         text="Advance anyway…",
                         action_id=Action.ADVANCE_ANYWAY,
-                        value=outcome.where.token(outcome.rollout_id),
+                        value=outcome.override_token,
                         style="danger",
                     )
                 ]

@@ -34,7 +34,7 @@ from bot.domain.plans.model import Metric
 from bot.domain.schedule import STALE_BUSINESS_DAYS, Due, Kind, iso_utc, planned, planned_end
 from bot.domain.wording import describe_trigger
 from bot.services import Services
-from bot.usecases import announcing, measure
+from bot.usecases import announcing, measure, views
 from bot.usecases.announcing import announce
 from bot.usecases.schedule import reschedule
 from messages import digest as texts
@@ -143,11 +143,11 @@ def _digest(svc: Services, job: Claimed) -> Due | None:
         )
         scheduled = datetime.fromisoformat(job.data["at"])  # the slot, not the (maybe late) run
         thread, line = texts.digest(
-            rollout,
+            views.rollout_view(rollout),
             scheduled=scheduled,
-            events=queries.events_between(**mine, after=job.last_run_at, until=job.now),
-            check=queries.latest_check(
-                **mine, phase_index=rollout.phase_index, step_index=rollout.step_index
+            events=views.event_views(queries.events_between(**mine, after=job.last_run_at, until=job.now)),
+            check=views.snapshot_view(
+                queries.latest_check(**mine, phase_index=rollout.phase_index, step_index=rollout.step_index)
             ),
             soak=soak.describe(rollouts.display_title(step), tz),
             unchecked=rollouts.unchecked_exit_criteria(rollout),
@@ -178,7 +178,8 @@ def _ready(svc: Services, job: Claimed) -> Due | None:
         measure.store_snapshot(session, locked, SnapshotKind.CHECK, current, gate, now)
         if not gate.passed:
             return Due(now + READY_RECHECK, job.data)
-        _queue(session, locked, milestone, now, texts.reminder("ready", locked, advance=True))
+        message = texts.reminder("ready", views.rollout_view(locked), advance=True)
+        _queue(session, locked, milestone, now, message)
     return None
 
 
@@ -190,7 +191,8 @@ def _overdue(svc: Services, job: Claimed) -> Due | None:
         end = planned_end(rollout)
         if not _at_step(job, rollout) or job.now < end:
             return planned(rollout, job.now).get(Kind.OVERDUE)
-        message = texts.reminder("overdue", rollout, planned_end=texts.when(end, rollout.timezone))
+        planned_at = texts.when(end, rollout.timezone)
+        message = texts.reminder("overdue", views.rollout_view(rollout), planned_end=planned_at)
         _queue(session, rollout, f"overdue:{rollout.phase_index}:{rollout.step_index}", job.now, message)
     return None
 
@@ -203,7 +205,7 @@ def _stale(svc: Services, job: Claimed) -> Due | None:
         if job.data.get("updated_at") != iso_utc(rollout.updated_at):
             return planned(rollout, job.now).get(Kind.STALE)  # something happened: a new quiet spell
         since = texts.when(rollout.updated_at, rollout.timezone)
-        message = texts.reminder("stale", rollout, days=STALE_BUSINESS_DAYS, since=since)
+        message = texts.reminder("stale", views.rollout_view(rollout), days=STALE_BUSINESS_DAYS, since=since)
         _queue(session, rollout, f"stale:{iso_utc(rollout.updated_at)}", job.now, message)
     return None
 
@@ -263,13 +265,14 @@ def _on_fired(
             "blockers": [f"Rollback trigger {v.name} fired: {v.reason}." for v in new],
         }
         step = rollouts.display_title(rollout.current_step)
+        view = views.rollout_view(rollout)
         for v in new:
             rule = describe_trigger(triggers[v.key])
             data = {"trigger": v.key, "name": v.name, "value": v.value, "baseline": v.baseline, "rule": rule}
             data |= {"reason": v.reason, "step": step, "snapshot_id": snap.id}
             session.add(rollouts.event(rollout, EventKind.TRIGGER_FIRED, None, now, **data))
             alert = {"trigger": v.name, "reason": v.reason, "rule": rule}
-            thread, top = texts.trigger_alert(rollout, paused=rollout.watch_pauses, **alert)
+            thread, top = texts.trigger_alert(view, paused=rollout.watch_pauses, **alert)
             _queue(session, rollout, f"trigger:{v.key}:{suffix}", now, thread, channel=top)
         if rollout.watch_pauses:
             rollouts.pause(rollout, now)

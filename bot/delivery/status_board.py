@@ -8,6 +8,7 @@ from slack_sdk.errors import SlackApiError
 
 from bot.services import Services
 from bot.slackweb.client import error_code, post_joining
+from bot.usecases import views
 from bot.usecases.announcing import QUEUED
 from messages.blocks import status_message
 from storage import queries
@@ -24,7 +25,7 @@ def post(svc: Services, rollout_id: int) -> str:
     """Posts the status message and remembers its ts. Raises NotInChannel when the bot cannot
     get into the channel."""
     with svc.db.reading() as session:
-        rollout = queries.get_rollout(session=session, rollout_id=rollout_id)
+        rollout = views.load_rollout(session=session, rollout_id=rollout_id)
         assert rollout is not None
         existing = queries.status_message(session=session, rollout_id=rollout_id)
     if existing is not None:
@@ -58,7 +59,7 @@ def refresh(svc: Services, rollout_id: int) -> str | None:
     and the message catches up at the next change."""
     for _ in range(MAX_REFRESH_ROUNDS):
         with svc.db.reading() as session:
-            rollout = queries.get_rollout(session=session, rollout_id=rollout_id)
+            rollout = views.load_rollout(session=session, rollout_id=rollout_id)
             ref = queries.status_message(session=session, rollout_id=rollout_id)
         if rollout is None or ref is None:
             return None

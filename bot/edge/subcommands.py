@@ -13,7 +13,7 @@ from bot.edge.answers import Replier
 from bot.edge.parsing import Approvers, Digest, Templates
 from bot.errors import NotInChannel
 from bot.services import Actor, Services
-from bot.usecases import access, advance, controls, lookup, measure, plan_store, schedule, updates
+from bot.usecases import access, advance, controls, lookup, measure, plan_store, schedule, updates, views
 from bot.usecases import start as starting
 from bot.usecases.start import Start
 from messages import render
@@ -124,7 +124,7 @@ def start(svc: Services, actor: Actor, cmd: Start) -> None:
 
 
 def status(svc: Services, actor: Actor, rollout_id: int) -> Message:
-    rollout = lookup.load(svc, actor.team_id, rollout_id)
+    rollout = views.read_rollout(svc, actor.team_id, rollout_id)
     link = status_board.permalink(svc, rollout_id)
     return status_message(rollout, now=svc.clock(), interactive=False, link=link)
 

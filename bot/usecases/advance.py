@@ -22,6 +22,7 @@ from bot.usecases import announcing, schedule
 from bot.usecases.access import check_allowed
 from bot.usecases.lookup import load_for
 from bot.usecases.measure import baselines_for, evaluate, read_metrics, store_snapshot
+from messages.views import Outcome
 from storage import queries
 from storage.enums import EventKind, SnapshotKind
 from storage.models import Rollout
@@ -48,19 +49,6 @@ class Where:
             raise UsageError("that button is not one of mine any more")
         rollout_id, phase, step = (int(p) for p in parts)
         return rollout_id, cls(phase, step)
-
-
-@dataclass(frozen=True)
-class Outcome:
-    rollout_id: int
-    feature: str
-    tz: str
-    step_title: str
-    gate: GateResult
-    moved: rollouts.Moved | None
-    where: Where
-    may_override: bool
-    snapshot_only: bool = False
 
 
 def snapshot(svc: Services, actor: Actor, rollout: Rollout) -> Outcome:
@@ -195,6 +183,8 @@ def _outcome(
     snapshot_only: bool = False,
     where: Where | None = None,
 ) -> Outcome:
+    """The gate report's view of it; "Advance anyway" carries where the rollout stood."""
+    token = (where or Where.of(rollout)).token(rollout.id)
     return Outcome(
         rollout_id=rollout.id,
         feature=rollout.feature,
@@ -202,7 +192,6 @@ def _outcome(
         step_title=moved.from_title if moved else rollouts.display_title(rollout.current_step),
         gate=gate,
         moved=moved,
-        where=where or Where.of(rollout),
-        may_override=may_override and not gate.passed,
+        override_token=token if may_override and not gate.passed else None,
         snapshot_only=snapshot_only,
     )

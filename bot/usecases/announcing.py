@@ -12,7 +12,7 @@ from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from bot.domain import rollouts
+from bot.usecases.views import rollout_view
 from messages.announcements import milestone
 from messages.blocks import Message
 from storage.enums import OutboxState
@@ -21,26 +21,9 @@ from storage.models import OutboxMessage, Rollout
 QUEUED = "outbox_queued"
 
 
-def _context(rollout: Rollout, **extra: Any) -> dict[str, Any]:
-    step = rollout.current_step
-    return {
-        "feature": rollout.feature,
-        "plan": rollout.plan_title,
-        "owner": rollout.owner_id,
-        "step": rollouts.display_title(step),
-        "users": step.desired_users,
-        "phase": rollout.current_phase.name,
-        "paused": rollout.status.value == "paused",
-        "channel": rollout.channel_id,
-        "actor": None,
-        "reason": "",
-        **extra,
-    }
-
-
 def announce(session: Session, rollout: Rollout, kind: str, key: str, now: datetime, **extra: Any) -> None:
     """Queues the milestone `kind` under the dedupe key `key` (unique per rollout)."""
-    thread, line = milestone(kind, **_context(rollout, **extra))
+    thread, line = milestone(kind, rollout_view(rollout), **extra)
     queue(session, rollout, Announcement(key, thread, line), now)
 
 

@@ -13,7 +13,9 @@ import pytest
 from bot.domain import rollouts
 from bot.edge.answers import help_message
 from bot.edge.parsing import USAGES
-from messages.blocks import status_message
+from bot.usecases.views import rollout_view
+from messages.blocks import Message
+from messages.blocks import status_message as render_status
 from messages.text import MAX_BLOCKS, MAX_OPTION_TEXT
 from storage.enums import ItemKind
 from storage.models import ChecklistItem, Rollout
@@ -31,6 +33,11 @@ def with_ids(rollout: Rollout) -> Rollout:
     for phase in rollout.phases:
         phase.rollout_id = ROLLOUT_ID
     return rollout
+
+
+def status_message(rollout: Rollout, **options: Any) -> Message:
+    """The status message of the rollout's read model, as the bot renders it."""
+    return render_status(rollout_view(rollout), **options)
 
 
 def rollout_with_items(tasks: int, exits: int = 0, text: str = "Task number {n}") -> Rollout:

@@ -1,0 +1,184 @@
+"""Read models for `messages`: built from the rows here, rendered there.
+
+A view is a plain frozen copy of what a message shows (`messages.views`), taken while the
+session is open, so rendering never loads anything. The loaders read exactly that in a fixed
+number of queries, however many phases and items a rollout has: the rollout, its phases with
+their steps (joined), their checklist items, its approvers. Every other relationship raises
+instead of loading, so a builder that reached for more would fail loudly, not slowly.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from datetime import datetime
+from types import MappingProxyType
+
+from sqlalchemy import Select, select
+from sqlalchemy.orm import Session, joinedload, raiseload, selectinload
+
+from bot.domain import rollouts
+from bot.domain.gates import soak_status
+from bot.errors import RolloutNotFound
+from bot.services import Services
+from messages.home import HomeRow
+from messages.views import EventView, ItemView, PhaseView, RolloutView, SnapshotView, StepView
+from storage import queries
+from storage.models import ChecklistItem, Event, MetricSnapshot, Phase, Rollout, Step
+
+# --- builders --------------------------------------------------------------------------------
+
+
+def item_view(item: ChecklistItem) -> ItemView:
+    return ItemView(
+        id=item.id,
+        text=item.text,
+        kind=item.kind.value,
+        checked_by=item.checked_by,
+        checked_at=item.checked_at,
+    )
+
+
+def step_view(step: Step) -> StepView:
+    return StepView(
+        position=step.position,
+        title=rollouts.display_title(step),
+        percent=step.percent,
+        desired_users=step.desired_users,
+        completed_at=step.completed_at,
+    )
+
+
+def phase_view(phase: Phase, rollout_id: int) -> PhaseView:
+    return PhaseView(
+        rollout_id=rollout_id,
+        position=phase.position,
+        name=phase.name,
+        completed_at=phase.completed_at,
+        steps=tuple(step_view(s) for s in phase.steps),
+        items=tuple(item_view(i) for i in phase.items),
+    )
+
+
+def rollout_view(rollout: Rollout) -> RolloutView:
+    """The rollout with its plan; its phases, steps, items and approvers must be loaded."""
+    return RolloutView(
+        id=rollout.id,
+        feature=rollout.feature,
+        template=rollout.template,
+        plan_title=rollout.plan_title,
+        owner_id=rollout.owner_id,
+        approvers=tuple(a.user_id for a in rollout.approvers),
+        channel_id=rollout.channel_id,
+        status=rollout.status.value,
+        is_open=rollout.status.is_open,
+        revision=rollout.revision,
+        timezone=rollout.timezone,
+        country=rollout.country,
+        flag_key=rollout.flag_key,
+        service=rollout.service,
+        stakeholder_channels=tuple(rollout.stakeholder_channels),
+        phase_index=rollout.phase_index,
+        step_index=rollout.step_index,
+        step_started_at=rollout.step_started_at,
+        updated_at=rollout.updated_at,
+        digest=rollout.digest,
+        digest_time=rollout.digest_time,
+        phases=tuple(phase_view(p, rollout.id) for p in rollout.phases),
+    )
+
+
+def event_view(event: Event) -> EventView:
+    return EventView(
+        kind=event.kind.value,
+        actor_id=event.actor_id,
+        at=event.at,
+        data=MappingProxyType(dict(event.data)),
+    )
+
+
+def event_views(events: Iterable[Event]) -> tuple[EventView, ...]:
+    return tuple(event_view(e) for e in events)
+
+
+def snapshot_view(snapshot: MetricSnapshot | None) -> SnapshotView | None:
+    if snapshot is None:
+        return None
+    return SnapshotView(
+        taken_at=snapshot.taken_at,
+        passed=snapshot.passed,
+        blockers=tuple(str(b) for b in (snapshot.verdict or {}).get("blockers", [])),
+    )
+
+
+def next_gate(rollout: Rollout, now: datetime) -> str:
+    """What stands before the next advance, short of reading Datadog."""
+    step = rollout.current_step
+    soak = soak_status(
+        rollout.step_started_at,
+        step.min_business_days,
+        now,
+        tz=rollout.timezone,
+        country=rollout.country,
+    )
+    parts = ["soak met" if soak.met else soak.describe(rollouts.display_title(step), rollout.timezone)]
+    open_criteria = len(rollouts.unchecked_exit_criteria(rollout))
+    if open_criteria:
+        parts.append(f"{open_criteria} exit criteria not ticked")
+    parts.append(f"{len(rollout.metrics)} metrics to check")
+    return "; ".join(parts)
+
+
+def home_row(rollout: Rollout, now: datetime) -> HomeRow:
+    done, total = rollouts.progress(rollout)
+    return HomeRow(
+        rollout.id,
+        rollout.feature,
+        rollout.channel_id,
+        rollouts.display_title(rollout.current_step),
+        rollout.current_phase.name,
+        rollout.status.value == "paused",
+        done,
+        total,
+        next_gate(rollout, now),
+    )
+
+
+# --- loaders ---------------------------------------------------------------------------------
+
+
+def _with_view(stmt: Select[Rollout]) -> Select[Rollout]:
+    """Four SELECTs whatever the size of the plan: rollouts, phases joined with their steps,
+    items, approvers. Nothing else may load."""
+    return stmt.options(
+        selectinload(Rollout.phases).options(
+            joinedload(Phase.steps).raiseload("*"),
+            selectinload(Phase.items).raiseload("*"),
+            raiseload("*"),
+        ),
+        selectinload(Rollout.approvers).raiseload("*"),
+        raiseload("*"),
+    )
+
+
+def load_rollout(*, session: Session, rollout_id: int, team_id: str | None = None) -> RolloutView | None:
+    """The view of one rollout (of that workspace, if `team_id` is given), or None."""
+    stmt = select(Rollout).where(Rollout.id == rollout_id)
+    if team_id is not None:
+        stmt = stmt.where(Rollout.team_id == team_id)
+    rollout = session.scalars(_with_view(stmt)).unique().first()
+    return None if rollout is None else rollout_view(rollout)
+
+
+def read_rollout(svc: Services, team_id: str, rollout_id: int) -> RolloutView:
+    """The view of a workspace's rollout, in a session of its own; refused if there is none."""
+    with svc.db.reading() as session:
+        view = load_rollout(session=session, rollout_id=rollout_id, team_id=team_id)
+    if view is None:
+        raise RolloutNotFound("That rollout does not exist any more.")
+    return view
+
+
+def load_home(*, session: Session, team_id: str, user_id: str, now: datetime) -> list[HomeRow]:
+    """The App Home rows of a person's open rollouts (see `queries.open_for_user`)."""
+    mine = queries.open_for_user(session=session, team_id=team_id, user_id=user_id)
+    return [home_row(r, now) for r in mine]

@@ -1,0 +1,125 @@
+"""Read models: what a message shows, as plain frozen values.
+
+Messages render from these, never from database rows, so rendering cannot load anything and
+this package knows nothing of the database. bot/usecases/views.py builds them from the rows.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import datetime
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from bot.domain.gates import GateResult
+    from bot.domain.rollouts import Moved
+
+
+@dataclass(frozen=True)
+class ItemView:
+    """One checklist item. `kind` is "task" or "exit"."""
+
+    id: int
+    text: str
+    kind: str
+    checked_by: str | None
+    checked_at: datetime | None
+
+    @property
+    def checked(self) -> bool:
+        return self.checked_at is not None
+
+
+@dataclass(frozen=True)
+class StepView:
+    position: int
+    title: str  # "1%", "25%", or a label such as "internal"
+    percent: float
+    desired_users: int | None
+    completed_at: datetime | None
+
+
+@dataclass(frozen=True)
+class PhaseView:
+    rollout_id: int
+    position: int
+    name: str
+    completed_at: datetime | None
+    steps: tuple[StepView, ...]
+    items: tuple[ItemView, ...]
+
+
+@dataclass(frozen=True)
+class RolloutView:
+    """A rollout with its plan, as one message shows it. `status` is the status's value
+    ("active", "paused", "rolled_back", "completed"); `is_open` says whether it still runs."""
+
+    id: int
+    feature: str
+    template: str
+    plan_title: str
+    owner_id: str
+    approvers: tuple[str, ...]
+    channel_id: str
+    status: str
+    is_open: bool
+    revision: int
+    timezone: str
+    country: str
+    flag_key: str | None
+    service: str | None
+    stakeholder_channels: tuple[str, ...]
+    phase_index: int
+    step_index: int
+    step_started_at: datetime
+    updated_at: datetime
+    digest: str
+    digest_time: str
+    phases: tuple[PhaseView, ...]
+
+    @property
+    def paused(self) -> bool:
+        return self.status == "paused"
+
+    @property
+    def current_phase(self) -> PhaseView:
+        return self.phases[self.phase_index]
+
+    @property
+    def current_step(self) -> StepView:
+        return self.current_phase.steps[self.step_index]
+
+
+@dataclass(frozen=True)
+class EventView:
+    """One timeline entry. `kind` is the event kind's value, e.g. "advanced"."""
+
+    kind: str
+    actor_id: str | None
+    at: datetime
+    data: Mapping[str, Any]
+
+
+@dataclass(frozen=True)
+class SnapshotView:
+    """A gate verdict as the digest recalls it."""
+
+    taken_at: datetime
+    passed: bool | None
+    blockers: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """The answer to an advance or a snapshot. `override_token` is the value of the "Advance
+    anyway" button, None when the gate may not be overridden (it passed, or only looked)."""
+
+    rollout_id: int
+    feature: str
+    tz: str
+    step_title: str
+    gate: GateResult
+    moved: Moved | None
+    override_token: str | None
+    snapshot_only: bool = False
