@@ -7,10 +7,11 @@ class UsageError(ValueError):
     """A request that cannot be understood: what was wrong, and which subcommand it was for
     (the edge shows that subcommand's right form beside the problem)."""
 
-    def __init__(self, problem: str, subcommand: str | None = None) -> None:
+    def __init__(self, problem: str, subcommand: str | None = None, *, field: str | None = None) -> None:
         super().__init__(problem)
         self.problem = problem
         self.subcommand = subcommand
+        self.field = field  # the form field it is about, where it came from a form
 
 
 class RolloutError(Exception):

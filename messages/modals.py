@@ -17,7 +17,7 @@ from slack_sdk.models.blocks import (
 )
 from slack_sdk.models.views import View
 
-from bot.domain.rollouts import MAX_FEATURE_LEN
+from bot.domain.names import MAX_FEATURE_LEN
 from bot.ids import Block
 from bot.ids import View as ViewId
 

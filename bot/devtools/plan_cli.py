@@ -9,8 +9,8 @@ from pathlib import Path
 from sqlalchemy import select
 
 from bot.config import Settings
+from bot.domain.names import feature_key
 from bot.domain.plans.markdown import parse_plans
-from bot.domain.rollouts import feature_key
 from bot.errors import UsageError
 from bot.runtime import build_services
 from bot.usecases import exporting, plan_store

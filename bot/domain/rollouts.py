@@ -13,13 +13,12 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+from bot.domain.names import feature_key
 from bot.domain.plans.catalog import plan_to_dict
 from bot.domain.plans.model import Plan
 from bot.errors import InvalidTransition
 from storage.enums import EventKind, ItemKind, RolloutStatus
 from storage.models import ChecklistItem, Event, Phase, Rollout, Step
-
-MAX_FEATURE_LEN = 80
 
 
 def new_rollout(
@@ -92,11 +91,6 @@ def new_rollout(
         ]
         rollout.phases.append(phase)
     return rollout
-
-
-def feature_key(feature: str) -> str:
-    """Names are unique case-insensitively: "Checkout-V2" and "checkout-v2" are one feature."""
-    return " ".join(feature.casefold().split())
 
 
 def event(rollout: Rollout, kind: EventKind, actor_id: str | None, now: datetime, **data: Any) -> Event:

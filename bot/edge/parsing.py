@@ -8,11 +8,12 @@ from __future__ import annotations
 
 import re
 import shlex
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
-from bot.domain.rollouts import MAX_FEATURE_LEN
+from bot.domain.names import BadName, check_service, check_stakeholders, clean_feature
 from bot.domain.schedule import DIGEST_TIME_RE
 from bot.errors import UsageError
+from bot.ids import Block
 from bot.usecases.start import Start
 
 MAX_REASON_LEN = 500
@@ -210,17 +211,30 @@ def _group(words: list[str], allowed: dict[str, bool], subcommand: str) -> _Toke
 
 
 def check_feature(name: str, subcommand: str) -> str:
-    name = name.strip()
-    if not name:
-        raise UsageError("the feature name is empty", subcommand)
-    if len(name) > MAX_FEATURE_LEN:
+    """The feature name as stored (see `bot.domain.names`), or the reason it cannot be one."""
+    try:
+        return clean_feature(name)
+    except BadName as problem:
+        raise UsageError(str(problem), subcommand) from None
+
+
+def checked_start(start: Start) -> Start:
+    """The same checks for the typed command and the start form: a flag key flag tools accept,
+    a service name Datadog takes as a tag, and a bounded list of stakeholder channels."""
+    if start.flag is not None and not FLAG_KEY_RE.match(start.flag):
         raise UsageError(
-            f"the feature name is {len(name)} characters; the limit is {MAX_FEATURE_LEN}",
-            subcommand,
+            f"`{start.flag[:120]}` is not a flag key (letters, digits, _ . : -)",
+            "start",
+            field=Block.START_FLAG,
         )
-    if any(ch < " " or ch == "\x7f" for ch in name):
-        raise UsageError("the feature name must be on one line, without control characters", subcommand)
-    return name
+    try:
+        service = check_service(start.service) if start.service else None
+    except BadName as problem:
+        raise UsageError(str(problem), "start") from None
+    try:
+        return replace(start, service=service, stakeholders=check_stakeholders(start.stakeholders))
+    except BadName as problem:
+        raise UsageError(str(problem), "start", field=Block.START_STAKEHOLDERS) from None
 
 
 def parse_user(raw: str, subcommand: str) -> str:
@@ -258,19 +272,16 @@ def _parse_start(words: list[str]) -> Start:
     feature = check_feature(tokens.words[0], "start")
     template = tokens.words[1].lower() if len(tokens.words) == 2 else None
     owner = _one(tokens, "owner")
-    flag = _one(tokens, "flag")
-    if flag is not None and not FLAG_KEY_RE.match(flag):
-        raise UsageError(f"`{flag}` is not a flag key (letters, digits, _ . : -)", "start")
-    return Start(
-        feature=feature,
-        template=template,
-        owner_id=parse_user(owner, "start") if owner else None,
-        stakeholders=tuple(
-            dict.fromkeys(parse_channel(c, "start") for c in tokens.options.get("stakeholders", []))
-        ),
-        flag=flag,
-        service=_one(tokens, "service"),
-        timezone=_one(tokens, "tz"),
+    return checked_start(
+        Start(
+            feature=feature,
+            template=template,
+            owner_id=parse_user(owner, "start") if owner else None,
+            stakeholders=tuple(parse_channel(c, "start") for c in tokens.options.get("stakeholders", [])),
+            flag=_one(tokens, "flag"),
+            service=_one(tokens, "service"),
+            timezone=_one(tokens, "tz"),
+        )
     )
 
 

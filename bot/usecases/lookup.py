@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from bot.domain import rollouts
+from bot.domain import names
 from bot.errors import NeedsChoice, RolloutNotFound
 from bot.services import Actor, Services
 from storage import queries
@@ -13,7 +13,7 @@ def resolve(svc: Services, actor: Actor, feature: str | None, subcommand: str) -
     """Finds the rollout a command means: by name, else the channel's only open one."""
     with svc.db.reading() as session:
         if feature is not None:
-            key = rollouts.feature_key(feature)
+            key = names.feature_key(feature)
             found = queries.latest_by_feature(session=session, team_id=actor.team_id, feature_key=key)
             if found is None:
                 raise RolloutNotFound(
@@ -56,7 +56,7 @@ def resolve_words(svc: Services, actor: Actor, words: list[str], subcommand: str
     if words:
         with svc.db.reading() as session:
             named = queries.latest_by_feature(
-                session=session, team_id=actor.team_id, feature_key=rollouts.feature_key(words[0])
+                session=session, team_id=actor.team_id, feature_key=names.feature_key(words[0])
             )
         if named is not None:
             return named.id, " ".join(words[1:])

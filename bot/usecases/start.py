@@ -8,7 +8,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from sqlalchemy.exc import IntegrityError
 
-from bot.domain import rollouts
+from bot.domain import names, rollouts
 from bot.errors import DuplicateFeature, UsageError
 from bot.services import Actor, Services
 from bot.usecases import announcing, plan_store, schedule
@@ -48,7 +48,7 @@ def start(svc: Services, actor: Actor, cmd: Start) -> int:
     plan = plan_store.resolve(svc, actor.team_id, cmd.template or DEFAULT_TEMPLATE)
     tz = _check_timezone(cmd.timezone, svc.settings.default_timezone)
     now = svc.clock()
-    key = rollouts.feature_key(cmd.feature)
+    key = names.feature_key(cmd.feature)
     try:
         with svc.db.transaction() as session:
             existing = queries.open_by_feature(session=session, team_id=actor.team_id, feature_key=key)

@@ -172,3 +172,63 @@ def test_only_the_importer_replaces_or_removes_a_template(
     driver.command("templates")
     listed = answer_containing(slack, "*Plan templates*")
     assert f"`{name}-1`" in listed and f"`{name}-2`" not in listed
+
+
+# -- names and inputs -------------------------------------------------------------------------
+
+
+def test_look_alike_names_find_the_open_rollout_or_are_refused(
+    driver: SlackDriver, slack: FakeSlack, channel: str
+) -> None:
+    base = f"look-{uuid.uuid4().hex[:6]}"
+    driver.command(f"start {base}")
+    slack.wait_for(
+        "chat.postMessage",
+        lambda c: c.params.get("channel") == channel and c.params.get("blocks"),
+        timeout=30,
+    )
+    full_width = "".join(chr(ord(c) + 0xFEE0) if "!" <= c <= "~" else c for c in base)
+    for variant in (base.replace("-", "\u2011"), base[:2] + "\u200b" + base[2:], full_width):
+        driver.command(f'start "{variant}"')
+    wait_until(
+        lambda: (
+            sum(
+                f"*{base}* already has an open rollout" in str(c.params.get("text", ""))
+                for c in slack.calls()
+            )
+            == 3
+        ),
+        what="three 'already has an open rollout' answers",
+    )
+    # Refused in the ack itself, before anything is stored.
+    cyrillic = driver.command("start \u0441" + base[1:])  # a Cyrillic first letter
+    assert "mixes Cyrillic and Latin letters" in str(cyrillic.json())
+    invisible = driver.command('start "\u200b\u200c"')
+    assert "made only of invisible characters" in str(invisible.json())
+
+
+def test_two_hundred_stakeholder_channels_are_refused(driver: SlackDriver, slack: FakeSlack) -> None:
+    channels = " ".join(f"<#C{i:08d}|c{i}>" for i in range(200))
+    answer = driver.command(f"start many-stakeholders --stakeholders {channels}")
+    assert "200 stakeholder channels is too many; the limit is 20" in str(answer.json())
+
+
+def test_the_start_form_checks_the_flag_as_the_command_does(
+    driver: SlackDriver, slack: FakeSlack, channel: str
+) -> None:
+    driver.command("start")
+    view = slack.wait_for(
+        "views.open",
+        lambda c: channel in (c.params.get("view") or {}).get("private_metadata", ""),
+        timeout=30,
+    )[-1].params["view"]
+    answer = driver.submit_view(
+        view, {"start_feature": "form-flag", "start_template": "standard", "start_flag": "x} OR *"}
+    )
+    assert answer.json()["response_action"] == "errors"
+    assert "is not a flag key" in answer.json()["errors"]["start_flag"]
+
+
+def test_a_service_name_that_would_rewrite_the_query_is_refused(driver: SlackDriver) -> None:
+    answer = driver.command('start svc-probe --service "x} OR service:*"')
+    assert "is not a service name Datadog accepts" in str(answer.json())

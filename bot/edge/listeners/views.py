@@ -13,7 +13,7 @@ from bot.edge.answers import answering
 from bot.edge.forms import FormContext
 from bot.edge.listeners.payloads import actor_of, field, rollout_id_of
 from bot.edge.listeners.replies import EphemeralReplier
-from bot.edge.parsing import check_feature
+from bot.edge.parsing import check_feature, checked_start
 from bot.errors import UsageError
 from bot.ids import Block, View
 from bot.services import Actor, Services
@@ -34,14 +34,16 @@ def _text(view: dict[str, Any], block: str) -> str:
 
 def start_from_form(view: dict[str, Any]) -> Start:
     stakeholders = _input(view, Block.START_STAKEHOLDERS).get("selected_conversations")
-    return Start(
-        feature=check_feature(_text(view, Block.START_FEATURE), "start"),
-        template=field(_input(view, Block.START_TEMPLATE), "selected_option", "value") or None,
-        owner_id=field(_input(view, Block.START_OWNER), "selected_user") or None,
-        stakeholders=tuple(c for c in stakeholders if isinstance(c, str))
-        if isinstance(stakeholders, list)
-        else (),
-        flag=_text(view, Block.START_FLAG) or None,
+    return checked_start(
+        Start(
+            feature=check_feature(_text(view, Block.START_FEATURE), "start"),
+            template=field(_input(view, Block.START_TEMPLATE), "selected_option", "value") or None,
+            owner_id=field(_input(view, Block.START_OWNER), "selected_user") or None,
+            stakeholders=tuple(c for c in stakeholders if isinstance(c, str))
+            if isinstance(stakeholders, list)
+            else (),
+            flag=_text(view, Block.START_FLAG) or None,
+        )
     )
 
 
@@ -76,7 +78,7 @@ def register(app: App, svc: Services) -> None:
         try:
             start_from_form(view)
         except UsageError as error:
-            ack(response_action="errors", errors={Block.START_FEATURE: error.problem[:150]})
+            ack(response_action="errors", errors={error.field or Block.START_FEATURE: error.problem[:150]})
             return
         ack()
 
