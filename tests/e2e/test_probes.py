@@ -170,8 +170,8 @@ def test_only_the_importer_replaces_or_removes_a_template(
     driver.command(f"templates remove {name}-2")
     answer_containing(slack, f"Template `{name}-2` removed")
     driver.command("templates")
-    listed = answer_containing(slack, f"`{name}-1`: ")  # other workspaces list their own
-    assert listed.startswith("*Plan templates*") and f"`{name}-2`" not in listed
+    listed = answer_containing(slack, f"• `{name}-1`: ")  # other workspaces list their own
+    assert "imported by" in listed and f"`{name}-2`" not in listed
 
 
 # -- names and inputs -------------------------------------------------------------------------
