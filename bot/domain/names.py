@@ -53,7 +53,12 @@ def clean_feature(raw: str) -> str:
     visible = "".join(ch for ch in folded if unicodedata.category(ch) != "Cf")
     name = " ".join(visible.split())
     if not name:
-        raise BadName("the feature name is empty (or made only of invisible characters)")
+        invisible = folded.strip() != ""
+        raise BadName(
+            "the feature name is made only of invisible characters"
+            if invisible
+            else "the feature name is empty"
+        )
     if len(name) > MAX_FEATURE_LEN:
         raise BadName(f"the feature name is {len(name)} characters; the limit is {MAX_FEATURE_LEN}")
     scripts = {s for s in map(_script, name) if s is not None}

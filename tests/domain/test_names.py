@@ -42,7 +42,7 @@ def test_cafe_typed_either_way_is_one_name() -> None:
     [
         ("\u0441heckout-v2", "mixes Cyrillic and Latin"),  # Cyrillic es, then Latin
         ("p\u0430yments", "mixes Cyrillic and Latin"),  # Cyrillic a
-        ("\u200b\u200c\u2060", "empty"),
+        ("\u200b\u200c\u2060", "only of invisible characters"),
         ("", "empty"),
         ("a\nb", "on one line"),
         ("x" * 81, "the limit is 80"),

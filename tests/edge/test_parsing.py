@@ -7,8 +7,8 @@ import re
 
 import pytest
 
+from bot.domain.names import MAX_FEATURE_LEN
 from bot.edge.parsing import (
-    MAX_FEATURE_LEN,
     USAGES,
     Help,
     ListRollouts,
