@@ -18,8 +18,10 @@ from dataclasses import dataclass, field
 # --- the shapes of lines ------------------------------------------------------------------
 
 # "## Phase I: Canary (1%)"; the number of #s only matters for the title (one #). A closing
-# run of #s after a space is layout (CommonMark), so "## Overview ##" is "Overview".
-HEADING = re.compile(r"^(?P<hashes>#{1,6})\s+(?P<text>.*?)(?:\s+#+)?$")
+# run of #s after a space is layout (CommonMark), so "## Overview ##" is "Overview". The closing
+# run is only tried where the text ends on a non-space (`(?<!\s)`, where the shortest text ends
+# anyway), so that a long run of spaces is not retried from each of its spaces (quadratic).
+HEADING = re.compile(r"^(?P<hashes>#{1,6})\s+(?P<text>.*?)(?:(?<!\s)\s++#++)?$")
 # "Phase 1: Internal Testing", "Phase II: 25% - 100%".
 PHASE_HEADING = re.compile(r"^Phase\s+(?:\d+|[IVXLC]+)\b\s*[:.)\-–—]?\s*(?P<name>.*)$", re.I)
 # "**Owner:** [PM Name]", "**Tasks:**": a bold label and what follows it.
@@ -109,6 +111,13 @@ def section_kind(title: str, level: int) -> str:
     if PHASE_HEADING.match(title):
         return "phase"
     return SECTION_KINDS.get(title.rstrip(":").strip().lower(), "unknown")
+
+
+def has_placeholder(text: str) -> bool:
+    """Whether `text` holds a blank like "[X days]": `PLACEHOLDER.search` without its scan to
+    the line's end from every "[" (quadratic on a line like "[[[[…")."""
+    start = text.find("[")
+    return start >= 0 and text.find("]", start + 1) >= 0
 
 
 def table_cells(text: str) -> list[str]:

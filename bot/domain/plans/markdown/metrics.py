@@ -10,8 +10,9 @@ restates a row is taken as read, prose that disagrees with it is reported.
 from __future__ import annotations
 
 import re
+from dataclasses import replace
 
-from bot.domain.plans.markdown.lexer import PLACEHOLDER, Line
+from bot.domain.plans.markdown.lexer import Line, has_placeholder
 from bot.domain.plans.markdown.reader import DATADOG_PREFIX, Reader
 from bot.domain.plans.markdown.vocabulary import (
     TARGET,
@@ -35,16 +36,18 @@ SENTENCE_END = re.compile(r"(?<=[.!?])\s+")
 # `/rollout metrics`, and the import says so.
 NO_INCREASE = re.compile(r"^no (?:increase|rise) in (?P<subject>.+?)\.?$", re.I)
 # "ensure that all doc transactions are in fact for 5103 Letters": everything must be of one
-# type, so the count of records of any other type must be zero.
+# type, so the count of records of any other type must be zero. `all\s++` and `(?<!\s)` keep a
+# long run of spaces from being retried at each of its spaces (quadratic); the records named
+# must be words, not only spaces.
 ALL_OF_TYPE = re.compile(
-    r"^(?:ensure|check|verify|confirm)?\s*(?:that\s+)?all\s+(?P<records>.+?)\s+are\s+"
+    r"^(?:ensure|check|verify|confirm)?\s*(?:that\s+)?all\s++(?P<records>.+?)(?<!\s)\s+are\s+"
     r"(?:in fact\s+|only\s+)?(?:for|of type|of)\s+(?P<kind>[\w-]+)",
     re.I,
 )
 
 
 def read_criterion(
-    line: Line, text: str, metrics: list[Metric], keys: set[str], has_gate: bool, reader: Reader
+    line: Line, text: str, metrics: list[Metric], keys: Keys, has_gate: bool, reader: Reader
 ) -> list[str]:
     """A success criterion line. A metric the importer recognises joins `metrics` (with no
     query yet, which is reported); the rest of the line stays as exit criteria to tick."""
@@ -84,12 +87,12 @@ def _criterion_metric(text: str) -> Metric | None:
 
 
 def metrics_from_success_table(
-    rows: list[tuple[Line, SuccessMetricRow]], keys: set[str], reader: Reader
+    rows: list[tuple[Line, SuccessMetricRow]], keys: Keys, reader: Reader
 ) -> list[Metric]:
     """Rows measured in Datadog whose target is a threshold ("<0.1% increase") become metrics."""
     metrics = []
     for line, row in rows:
-        if row.method.strip().lower() not in DATADOG_METHODS or PLACEHOLDER.search(row.target):
+        if row.method.strip().lower() not in DATADOG_METHODS or has_placeholder(row.target):
             continue
         target = TARGET.match(row.target.strip())
         if not target:
@@ -108,7 +111,7 @@ def metrics_from_success_table(
 
 
 def triggers_from_prose(
-    items: list[tuple[Line, str]], keys: set[str], reader: Reader
+    items: list[tuple[Line, str]], keys: Keys, reader: Reader
 ) -> tuple[list[Metric], list[str]]:
     """Rollback triggers with a number become metrics; the others are checked by people."""
     triggers, manual = [], []
@@ -118,7 +121,7 @@ def triggers_from_prose(
             manual.append(text)
             continue
         suffix = "_spike" if metric.bad is Direction.UP else "_drop"
-        metric = _with_unique_key(Metric(**{**metric.to_dict(), "key": metric.key + suffix}), keys)
+        metric = _with_unique_key(replace(metric, key=metric.key + suffix), keys)
         triggers.append(metric)
         reader.report(line, f"made the trigger “{metric.name}” ({rule_summary(metric)}); {FILL_IN_QUERY}")
     return triggers, manual
@@ -130,12 +133,18 @@ def manual_triggers_beside_gate(
     """With a Metric Gate table, a trigger sentence only restates a row of it; the table wins."""
     manual = []
     exported = {trigger_sentence(t) for t in triggers}
+    # The first row of each name, by its place in the table: a look-up per sentence rather
+    # than a scan of the table, which made long lists quadratic.
+    by_name: dict[str, tuple[int, Metric]] = {}
+    for place, trigger in enumerate(triggers):
+        by_name.setdefault(trigger.name.lower(), (place, trigger))
     for line, text in items:
         if text in exported:
             continue
         said = metric_from_sentence(text, trigger=True)
         names = {sentence_subject(text).lower(), said.name.lower()} if said else set()
-        row = next((t for t in triggers if t.name.lower() in names), None)
+        rows = [by_name[n] for n in names if n in by_name]
+        row = min(rows, key=lambda found: found[0])[1] if rows else None
         if said is None:
             manual.append(text)
         elif row is None:
@@ -151,9 +160,27 @@ def manual_triggers_beside_gate(
     return manual
 
 
-def _with_unique_key(metric: Metric, keys: set[str]) -> Metric:
-    key, n = metric.key, 2
-    while key in keys:
-        key, n = f"{metric.key}_{n}", n + 1
-    keys.add(key)
-    return metric if key == metric.key else Metric(**{**metric.to_dict(), "key": key})
+class Keys:
+    """The metric keys a plan has given out. A key given out before becomes the first free one
+    of `key_2`, `key_3`, … Keys are never given back, so the search for a key goes on where the
+    last one stopped: k metrics of one key cost k steps, not k²/2."""
+
+    def __init__(self) -> None:
+        self.taken: set[str] = set()
+        self._next: dict[str, int] = {}  # key -> the suffix to try first
+
+    def unique(self, key: str) -> str:
+        found = key
+        if key in self.taken:
+            n = self._next.get(key, 2)
+            while f"{key}_{n}" in self.taken:
+                n += 1
+            found = f"{key}_{n}"
+            self._next[key] = n + 1
+        self.taken.add(found)
+        return found
+
+
+def _with_unique_key(metric: Metric, keys: Keys) -> Metric:
+    key = keys.unique(metric.key)
+    return metric if key == metric.key else replace(metric, key=key)

@@ -26,10 +26,12 @@ from bot.domain.plans.markdown.lexer import (
     TABLE_RULE,
     Line,
     Section,
+    has_placeholder,
     table_cells,
 )
 from bot.domain.plans.markdown.vocabulary import (
     GATE_INTRO,
+    MAX_USER_DIGITS,
     SUCCESS_KIND,
     TRIGGER_KIND,
     step_from_line,
@@ -54,9 +56,10 @@ USER_COUNT = re.compile(r"\d{1,3}(?:,\d{3})+(?!\d)|\d+")
 USER_FILLER = re.compile(r"^(?:[\s,;/]|and|users?)*$", re.I)
 
 # "3 days", "2 weeks", "at least one full bnusiness day" (sic: the back-end seed's typo of
-# "business" is read as the word it means).
+# "business" is read as the word it means). `(?<!\d)`: a number is read from its first digit,
+# not retried from each of its digits (quadratic in a long run of digits).
 DURATION = re.compile(
-    r"(?P<amount>\d+(?:\.\d+)?|an?|one|two|three|four|five|six|seven|eight|nine|ten)\s+"
+    r"(?P<amount>(?<!\d)\d+(?:\.\d+)?|an?|one|two|three|four|five|six|seven|eight|nine|ten)\s+"
     r"(?:full\s+)?(?:(?:business|bnusiness|working)\s+)?(?P<unit>day|week)s?\b",
     re.I,
 )
@@ -229,7 +232,9 @@ def _read_list_item(line: Line, kind: str, text: str, draft: PhaseDraft, reader:
         if step is None:
             reader.report(line, "not a step; write it like `- 25% — 3000 users, at least 1 business day`")
             return
-        draft.steps = [*(draft.steps or []), step]
+        if draft.steps is None:
+            draft.steps = []
+        draft.steps.append(step)  # in place: a copy per step would be quadratic in a long list
     reader.ok(line)
 
 
@@ -267,7 +272,8 @@ def _read_users(line: Line, value: str, draft: PhaseDraft, reader: Reader) -> No
     if not value or PLACEHOLDER.fullmatch(value):
         return
     counts = USER_COUNT.findall(value)
-    if not counts or not USER_FILLER.match(USER_COUNT.sub("", value)):
+    too_long = any(len(c) > MAX_USER_DIGITS for c in counts)
+    if not counts or too_long or not USER_FILLER.match(USER_COUNT.sub("", value)):
         reader.report(line, "expected numbers of users like `500` or `3000, 6000, 9000, 12,000`")
         return
     draft.users = [int(c.replace(",", "")) for c in counts]
@@ -275,7 +281,7 @@ def _read_users(line: Line, value: str, draft: PhaseDraft, reader: Reader) -> No
 
 
 def business_days(text: str) -> float | None:
-    if PLACEHOLDER.search(text):
+    if has_placeholder(text):
         return None
     match = DURATION.search(text)
     if not match:

@@ -52,9 +52,13 @@ def amount(value: float, unit: str) -> str:
 # --- steps -------------------------------------------------------------------------------------
 
 # An exported step: "25% — 3000 users, at least 1 business day", "internal (0%) — …".
+# `(?<!\s)`: see the sentence patterns below.
 STEP_LINE = re.compile(
-    rf"^(?:(?P<label>[^—]+?)\s+\((?P<labelled>{NUMBER})%\)|(?P<percent>{NUMBER})%)(?:\s+—\s+(?P<details>.+))?$"
+    rf"^(?:(?P<label>[^—]+?)(?<!\s)\s+\((?P<labelled>{NUMBER})%\)|(?P<percent>{NUMBER})%)(?:\s+—\s+(?P<details>.+))?$"
 )
+# A number of users is a few digits. Longer runs are not read as one: int() of a run of
+# thousands of digits takes time quadratic in its length, and past 4,300 digits it refuses.
+MAX_USER_DIGITS = 15
 STEP_USERS = re.compile(r"^(?P<users>\d{1,3}(?:,\d{3})+|\d+) users?$")
 STEP_SOAK = re.compile(rf"^at least (?P<days>{NUMBER}) business days?$")
 
@@ -78,7 +82,7 @@ def step_from_line(text: str) -> Step | None:
     percent = float(match["percent"] or match["labelled"])
     users, days = None, 0.0
     for detail in match["details"].split(", ") if match["details"] else []:
-        if m := STEP_USERS.match(detail):
+        if (m := STEP_USERS.match(detail)) and len(m["users"]) <= MAX_USER_DIGITS:
             users = int(m["users"].replace(",", ""))
         elif m := STEP_SOAK.match(detail):
             days = float(m["days"])
@@ -89,23 +93,27 @@ def step_from_line(text: str) -> Step | None:
 
 # --- a metric's rule in a sentence ---------------------------------------------------------------
 
+# In these patterns a lazy subject is followed by `(?<!\s)\s+`: the shortest subject never ends
+# inside a run of spaces (ending before the run matches first), and saying so stops the search
+# from retrying the whole run at each of its spaces, which was quadratic in the run's length.
+
 # A metric that moves: "Error rate increases by more than 0.5%" (a trigger),
 # "Latency increases by no more than 10% of its baseline" (a criterion).
 CHANGE = re.compile(
-    r"^(?P<subject>.+?)\s+(?P<verb>increases|rises|grows|decreases|drops|falls)\s+(?:by\s+)?"
+    r"^(?P<subject>.+?)(?<!\s)\s+(?P<verb>increases|rises|grows|decreases|drops|falls)\s+(?:by\s+)?"
     r"(?:no more than|at most|less than|more than|over)\s+(?P<amount>-?\d+(?:\.\d+)?)\s*"
     r"(?P<unit>%|pp|percentage points?|[^\s\d][^\s]*?)?(?P<relative>\s+of (?:its |the )?baseline)?\.?$",
     re.I,
 )
 # A metric against a bound: "Checkout errors go above 50", "Conversion stays above 2%".
 BOUND = re.compile(
-    r"^(?P<subject>.+?)\s+(?:goes|go|is|stays|remains)\s+(?P<side>above|over|below|under)\s+"
+    r"^(?P<subject>.+?)(?<!\s)\s+(?:goes|go|is|stays|remains)\s+(?P<side>above|over|below|under)\s+"
     r"(?P<amount>-?\d+(?:\.\d+)?)\s*(?P<unit>%|[^\s\d][^\s]*?)?\.?$",
     re.I,
 )
 # "Records not of type 5103 is not zero" (trigger), "… stays at zero" (criterion).
-NOT_ZERO = re.compile(r"^(?P<subject>.+?)\s+(?:is|are) not zero\.?$", re.I)
-STAYS_ZERO = re.compile(r"^(?P<subject>.+?)\s+(?:is|are|stays|stay|remains) (?:at )?zero\.?$", re.I)
+NOT_ZERO = re.compile(r"^(?P<subject>.+?)(?<!\s)\s+(?:is|are) not zero\.?$", re.I)
+STAYS_ZERO = re.compile(r"^(?P<subject>.+?)(?<!\s)\s+(?:is|are|stays|stay|remains) (?:at )?zero\.?$", re.I)
 # A Success Metrics target such as "<0.1% increase" or "< 10% increase".
 TARGET = re.compile(
     r"^[<≤]\s*(?P<amount>\d+(?:\.\d+)?)\s*(?P<unit>%|pp|[a-z]+)?\s+(?P<verb>increase|decrease|rise|drop)$",
