@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import re
 
-from bot.domain.plans.markdown import parse_plans
+from bot.domain.plans.markdown import DocumentTooLarge, parse_plans
 from bot.services import Actor, Services
 from bot.usecases import exporting, plan_store
 from messages.blocks import Message, text_message
@@ -24,8 +24,12 @@ def check_name(raw: str) -> str | None:
 
 
 def import_text(svc: Services, actor: Actor, name: str, text: str) -> Message:
+    try:
+        results = parse_plans(text, name=name.strip().lower())
+    except DocumentTooLarge as error:  # the form's 3,000 characters are far below the limit
+        return text_message(f":no_entry_sign: {escape(error)}")
     lines = []
-    for result in parse_plans(text, name=name.strip().lower()):
+    for result in results:
         try:
             replaced = plan_store.save(svc, actor.team_id, result.plan, source=text, user_id=actor.user_id)
         except ValueError as error:

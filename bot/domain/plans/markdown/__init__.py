@@ -18,6 +18,8 @@ prose, so an exported plan imports back unchanged. The words both sides use are 
 vocabulary.py.
 
 Every non-blank line is either understood or reported as a `Problem` with its line number.
+A document over MAX_DOCUMENT_BYTES (1 MiB) is refused whole with `DocumentTooLarge`. Reading
+takes time linear in the document's size.
 "Results" sections describe a past run, not a plan: the importer skips them.
 
 The modules, in the order a document goes through them: lexer.py (lines, plans, sections),
@@ -26,6 +28,7 @@ assembly.py (drafts into a Plan, and the entry points).
 """
 
 from bot.domain.plans.markdown.assembly import ImportResult, parse_plan, parse_plans
+from bot.domain.plans.markdown.lexer import MAX_DOCUMENT_BYTES, DocumentTooLarge
 from bot.domain.plans.markdown.reader import Problem
 
 # The data a run adds to an export, once defined here beside the writer; importable from here
@@ -41,7 +44,9 @@ from bot.domain.plans.results import (
 )
 
 __all__ = [
+    "MAX_DOCUMENT_BYTES",
     "Decision",
+    "DocumentTooLarge",
     "ImportResult",
     "PhaseResults",
     "Problem",

@@ -61,7 +61,9 @@ class ImportResult:
 
 def parse_plans(text: str, *, name: str) -> list[ImportResult]:
     """Imports every plan of a document (each `# ` heading starts one). One plan is named
-    `name`; several are `name-1`, `name-2`, … Line numbers count from the document's start."""
+    `name`; several are `name-1`, `name-2`, … Line numbers count from the document's start.
+    Raises DocumentTooLarge for a document over MAX_DOCUMENT_BYTES."""
+    lexer.check_size(text)
     groups = lexer.split_plans(lexer.lines(text))
     if len(groups) == 1:
         return [_parse_one(groups[0], name)]
@@ -70,7 +72,9 @@ def parse_plans(text: str, *, name: str) -> list[ImportResult]:
 
 def parse_plan(text: str, *, name: str) -> ImportResult:
     """Imports a plan document. A document holding several plans gives the first, with a
-    problem at the start of each of the others (import those with `parse_plans`)."""
+    problem at the start of each of the others (import those with `parse_plans`). Raises
+    DocumentTooLarge for a document over MAX_DOCUMENT_BYTES."""
+    lexer.check_size(text)
     first, *others = lexer.split_plans(lexer.lines(text))
     result = _parse_one(first, name)
     for other in others:

@@ -15,6 +15,34 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 
+# The largest document the importer reads, in bytes of UTF-8: 1 MiB. Hand-written plans are a
+# few KB (the seeds are under 3 KB) and an export with a run's results some tens of KB; 1 MiB
+# is about 35,000 lines, hundreds of phases, and still parses in well under a second. The text
+# is also kept as the template's source in the database. Anything larger is not a plan written
+# by people, and is refused before any of it is read.
+MAX_DOCUMENT_BYTES = 1024 * 1024
+
+
+class DocumentTooLarge(ValueError):
+    """A document over MAX_DOCUMENT_BYTES; the message says the size and the limit."""
+
+    def __init__(self, size: int) -> None:
+        super().__init__(
+            f"the plan document is {size:,} bytes; documents of up to {MAX_DOCUMENT_BYTES:,} bytes "
+            "(1 MiB) are imported. Split it into smaller documents."
+        )
+        self.size = size
+
+
+def check_size(text: str) -> None:
+    """Raises DocumentTooLarge for a document over MAX_DOCUMENT_BYTES."""
+    if len(text) <= MAX_DOCUMENT_BYTES // 4:  # a character is at most 4 bytes of UTF-8
+        return
+    size = len(text.encode("utf-8", "surrogatepass"))
+    if size > MAX_DOCUMENT_BYTES:
+        raise DocumentTooLarge(size)
+
+
 # --- the shapes of lines ------------------------------------------------------------------
 
 # "## Phase I: Canary (1%)"; the number of #s only matters for the title (one #). A closing
