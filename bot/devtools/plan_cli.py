@@ -10,7 +10,7 @@ from sqlalchemy import select
 
 from bot.config import Settings
 from bot.domain.names import feature_key
-from bot.domain.plans.markdown import parse_plans
+from bot.domain.plans.markdown import DocumentTooLarge, parse_plans
 from bot.errors import UsageError
 from bot.runtime import build_services
 from bot.usecases import exporting, plan_store
@@ -27,8 +27,12 @@ def template_name(path: str, given: str | None) -> str:
 
 def import_file(settings: Settings, path: str, name: str | None) -> int:
     text = sys.stdin.read() if path == "-" else Path(path).read_text(encoding="utf-8")
+    try:
+        results = parse_plans(text, name=template_name(path if path != "-" else "plan", name))
+    except DocumentTooLarge as error:
+        print(f"rollout-bot: {error}", file=sys.stderr)
+        return 2
     svc = build_services(settings)
-    results = parse_plans(text, name=template_name(path if path != "-" else "plan", name))
     for result in results:
         try:
             replaced = plan_store.save(svc, None, result.plan, source=text)

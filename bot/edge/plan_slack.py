@@ -7,7 +7,7 @@ import re
 from collections.abc import Sequence
 
 from bot.domain.plans.catalog import plan_problems
-from bot.domain.plans.markdown import Problem, parse_plans
+from bot.domain.plans.markdown import DocumentTooLarge, Problem, parse_plans
 from bot.services import Actor, Services
 from bot.usecases import exporting, plan_store
 from messages.blocks import Message, text_message
@@ -33,7 +33,10 @@ def _line_problems(problems: Sequence[Problem]) -> list[str]:
 
 
 def import_text(svc: Services, actor: Actor, name: str, text: str) -> Message:
-    results = parse_plans(text, name=name.strip().lower())
+    try:
+        results = parse_plans(text, name=name.strip().lower())
+    except DocumentTooLarge as error:  # the form's 3,000 characters are far below the limit
+        return text_message(f":no_entry_sign: {escape(error)}")
     # Refused before anything is stored: one unusable plan in the document stores none of it.
     for result in results:
         if unusable := plan_problems(result.plan):

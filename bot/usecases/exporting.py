@@ -1,5 +1,5 @@
 """A rollout as the plan document it started from, with what happened filled in: the
-`RolloutResults` of bot/plans/markdown.py read from the rollout's events and snapshots."""
+`RolloutResults` of bot/domain/plans/results.py read from the rollout's events and snapshots."""
 
 from __future__ import annotations
 
@@ -8,7 +8,8 @@ from dataclasses import replace
 from datetime import datetime
 
 from bot.domain.plans.catalog import plan_from_dict
-from bot.domain.plans.markdown import (
+from bot.domain.plans.model import Metric, Plan
+from bot.domain.plans.results import (
     Decision,
     PhaseResults,
     Reading,
@@ -16,10 +17,9 @@ from bot.domain.plans.markdown import (
     Snapshot,
     StepReached,
     Tick,
-    export_plan,
 )
-from bot.domain.plans.model import Metric, Plan
 from bot.services import Services
+from messages.plan_document import export_plan
 from storage import queries
 from storage.enums import EventKind, SnapshotKind
 from storage.models import Event, MetricSnapshot, Phase, Rollout

@@ -12,20 +12,18 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from bot.domain.plans.catalog import builtin_templates
-from bot.domain.plans.markdown import (
+from bot.domain.plans.markdown import ImportResult, parse_plan, parse_plans
+from bot.domain.plans.model import Direction, Metric, Phase, Plan, Rule, Step, SuccessMetricRow
+from bot.domain.plans.results import (
     Decision,
-    ImportResult,
     PhaseResults,
     Reading,
     RolloutResults,
     Snapshot,
     StepReached,
     Tick,
-    export_plan,
-    parse_plan,
-    parse_plans,
 )
-from bot.domain.plans.model import Direction, Metric, Phase, Plan, Rule, Step, SuccessMetricRow
+from messages.plan_document import export_plan
 
 SEEDS = Path(__file__).parent.parent / "fixtures" / "seeds"
 TEMPLATE = (SEEDS / "rollout-plan-template.md").read_text(encoding="utf-8")

@@ -1,0 +1,215 @@
+"""The words a plan document shares between the importer and the export, both ways.
+
+The export (messages/plan_document.py) writes steps, rollback triggers and the Metric Gate
+table in these words; the importer reads them back to the same values. A change to one side
+belongs next to the other, here:
+
+- a step: "25% — 3000 users, at least 1 business day", "internal (0%) — …";
+- a metric's rule in a sentence: "Error rate increases by more than 0.5 pp" (a change against
+  the baseline), "Checkout errors go above 50" (a bound), "Records … is not zero";
+- a rule in a report: "absolute, +0.5 pp vs baseline", "upper bound, 50", "must be 0";
+- the Metric Gate table: its introduction, its columns and the two kinds of row.
+"""
+
+from __future__ import annotations
+
+import re
+
+from bot.domain.plans.model import Direction, Metric, Rule, Step
+
+# --- the Metric Gate table and the Rollback Triggers list ------------------------------------
+
+ROLLBACK_INTRO = "Immediately halt and rollback if:"
+GATE_INTRO = (
+    "How the bot checks the success criteria and rollback triggers in Datadog; change them with "
+    "`/rollout metrics`. A query may use `{feature}`, `{flag}` and `{service}`."
+)
+GATE_COLUMNS = (
+    "Kind", "Key", "Metric", "Rule", "Threshold", "Unit", "Worse when",
+    "Aggregator", "Window (min)", "Query", "Control query",
+)  # fmt: skip
+SUCCESS_KIND = "success criterion"
+TRIGGER_KIND = "rollback trigger"
+
+# --- numbers ---------------------------------------------------------------------------------
+
+# A number as export writes it (Python's shortest form: "25", "0.5", "1e-06").
+NUMBER = r"-?\d+(?:\.\d+)?(?:e[-+]\d+)?"
+
+
+def num(value: float) -> str:
+    """Shortest text that reads back as the same float: 0.5, 25, 0.05."""
+    text = f"{value:g}"
+    return text if float(text) == value else repr(float(value))
+
+
+def amount(value: float, unit: str) -> str:
+    if unit == "%":
+        return f"{num(value)}%"
+    return f"{num(value)} {unit}" if unit else num(value)
+
+
+# --- steps -------------------------------------------------------------------------------------
+
+# An exported step: "25% — 3000 users, at least 1 business day", "internal (0%) — …".
+# `(?<!\s)`: see the sentence patterns below.
+STEP_LINE = re.compile(
+    rf"^(?:(?P<label>[^—]+?)(?<!\s)\s+\((?P<labelled>{NUMBER})%\)|(?P<percent>{NUMBER})%)(?:\s+—\s+(?P<details>.+))?$"
+)
+# A number of users is a few digits. Longer runs are not read as one: int() of a run of
+# thousands of digits takes time quadratic in its length, and past 4,300 digits it refuses.
+MAX_USER_DIGITS = 15
+STEP_USERS = re.compile(r"^(?P<users>\d{1,3}(?:,\d{3})+|\d+) users?$")
+STEP_SOAK = re.compile(rf"^at least (?P<days>{NUMBER}) business days?$")
+
+
+def step_line(step: Step) -> str:
+    """A step as a `**Steps:**` list item, in the form `step_from_line` reads."""
+    share = f"{step.label} ({num(step.percent)}%)" if step.label else f"{num(step.percent)}%"
+    details = []
+    if step.desired_users is not None:
+        details.append(f"{step.desired_users} users")
+    if step.min_business_days:
+        days = num(step.min_business_days)
+        details.append(f"at least {days} business day{'' if days == '1' else 's'}")
+    return f"{share} — {', '.join(details)}" if details else share
+
+
+def step_from_line(text: str) -> Step | None:
+    match = STEP_LINE.match(text)
+    if not match:
+        return None
+    percent = float(match["percent"] or match["labelled"])
+    users, days = None, 0.0
+    for detail in match["details"].split(", ") if match["details"] else []:
+        if (m := STEP_USERS.match(detail)) and len(m["users"]) <= MAX_USER_DIGITS:
+            users = int(m["users"].replace(",", ""))
+        elif m := STEP_SOAK.match(detail):
+            days = float(m["days"])
+        else:
+            return None
+    return Step(percent, desired_users=users, min_business_days=days, label=(match["label"] or "").strip())
+
+
+# --- a metric's rule in a sentence ---------------------------------------------------------------
+
+# In these patterns a lazy subject is followed by `(?<!\s)\s+`: the shortest subject never ends
+# inside a run of spaces (ending before the run matches first), and saying so stops the search
+# from retrying the whole run at each of its spaces, which was quadratic in the run's length.
+
+# A metric that moves: "Error rate increases by more than 0.5%" (a trigger),
+# "Latency increases by no more than 10% of its baseline" (a criterion).
+CHANGE = re.compile(
+    r"^(?P<subject>.+?)(?<!\s)\s+(?P<verb>increases|rises|grows|decreases|drops|falls)\s+(?:by\s+)?"
+    r"(?:no more than|at most|less than|more than|over)\s+(?P<amount>-?\d+(?:\.\d+)?)\s*"
+    r"(?P<unit>%|pp|percentage points?|[^\s\d][^\s]*?)?(?P<relative>\s+of (?:its |the )?baseline)?\.?$",
+    re.I,
+)
+# A metric against a bound: "Checkout errors go above 50", "Conversion stays above 2%".
+BOUND = re.compile(
+    r"^(?P<subject>.+?)(?<!\s)\s+(?:goes|go|is|stays|remains)\s+(?P<side>above|over|below|under)\s+"
+    r"(?P<amount>-?\d+(?:\.\d+)?)\s*(?P<unit>%|[^\s\d][^\s]*?)?\.?$",
+    re.I,
+)
+# "Records not of type 5103 is not zero" (trigger), "… stays at zero" (criterion).
+NOT_ZERO = re.compile(r"^(?P<subject>.+?)(?<!\s)\s+(?:is|are) not zero\.?$", re.I)
+STAYS_ZERO = re.compile(r"^(?P<subject>.+?)(?<!\s)\s+(?:is|are|stays|stay|remains) (?:at )?zero\.?$", re.I)
+# A Success Metrics target such as "<0.1% increase" or "< 10% increase".
+TARGET = re.compile(
+    r"^[<≤]\s*(?P<amount>\d+(?:\.\d+)?)\s*(?P<unit>%|pp|[a-z]+)?\s+(?P<verb>increase|decrease|rise|drop)$",
+    re.I,
+)
+# Metrics the importer can name from prose, with the key, name and unit the built-in
+# templates use, so an imported plan reads like one of ours.
+ERROR_RATE = re.compile(r"\berror[- ]?rates?\b", re.I)
+LATENCY = re.compile(r"\blatency\b", re.I)
+PERCENTILE = re.compile(r"\bp(?P<n>\d{2,3})\b", re.I)
+
+
+def trigger_sentence(metric: Metric) -> str:
+    """A trigger in words that `metric_from_sentence` reads back to the same rule."""
+    verb = "increases" if metric.bad is Direction.UP else "decreases"
+    match metric.rule:
+        case Rule.RELATIVE:
+            return f"{metric.name} {verb} by more than {num(metric.threshold)}% of its baseline"
+        case Rule.ABSOLUTE:
+            unit = "pp" if metric.unit == "%" else metric.unit
+            return f"{metric.name} {verb} by more than {num(metric.threshold)}{' ' + unit if unit else ''}"
+        case Rule.UPPER:
+            return f"{metric.name} goes above {amount(metric.threshold, metric.unit)}"
+        case Rule.LOWER:
+            return f"{metric.name} goes below {amount(metric.threshold, metric.unit)}"
+        case Rule.ZERO:
+            return f"{metric.name} is not zero"
+
+
+def metric_from_sentence(text: str, *, trigger: bool) -> Metric | None:
+    """A metric from a sentence like "Error rate increases by more than 0.5%".
+
+    A bare "%" means percentage points for a metric that is itself a rate (error rate) and a
+    change relative to the baseline otherwise (latency); "pp" and "% of its baseline" say it
+    outright. "Above"/"below" is the side that fires a trigger or that a criterion stays on."""
+    if m := CHANGE.match(text):
+        key, name, unit = known_metric(m["subject"])
+        bad = Direction.UP if m["verb"].lower() in ("increases", "rises", "grows") else Direction.DOWN
+        token = (m["unit"] or "").lower()
+        if token.startswith(("pp", "percentage point")):
+            rule, unit = Rule.ABSOLUTE, "%"
+        elif token == "%":
+            rule = Rule.RELATIVE if m["relative"] or unit != "%" else Rule.ABSOLUTE
+        elif token:
+            rule, unit = Rule.ABSOLUTE, token
+        else:
+            rule = Rule.ABSOLUTE
+        return Metric(key, name, "", rule, float(m["amount"]), bad, unit=unit)
+    if m := BOUND.match(text):
+        key, name, unit = known_metric(m["subject"])
+        above = m["side"].lower() in ("above", "over")
+        rule = Rule.UPPER if above == trigger else Rule.LOWER
+        bad = Direction.UP if rule is Rule.UPPER else Direction.DOWN
+        return Metric(key, name, "", rule, float(m["amount"]), bad, unit=m["unit"] or unit)
+    if m := (NOT_ZERO if trigger else STAYS_ZERO).match(text):
+        key, name, unit = known_metric(m["subject"])
+        return Metric(key, name, "", Rule.ZERO, aggregator="sum", unit=unit)
+    return None
+
+
+def sentence_subject(sentence: str) -> str:
+    """The metric a trigger sentence names, as written."""
+    match = CHANGE.match(sentence) or BOUND.match(sentence) or NOT_ZERO.match(sentence)
+    return match["subject"] if match else ""
+
+
+def known_metric(subject: str) -> tuple[str, str, str]:
+    """Key, name and unit for a metric named in prose: ours for error rate and latency, else
+    the words as written."""
+    if ERROR_RATE.search(subject):
+        return "error_rate", "Error rate", "%"
+    if LATENCY.search(subject):
+        if p := PERCENTILE.search(subject):
+            return f"latency_p{p['n']}", f"Latency (p{p['n']})", "ms"
+        return "latency", "Latency", "ms"
+    name = subject.strip()
+    name = name[:1].upper() + name[1:]
+    return slug(name), name, "%" if re.search(r"\brate\b", name, re.I) else ""
+
+
+def slug(text: str) -> str:
+    return re.sub(r"[^a-z0-9]+", "_", text.lower()).strip("_") or "metric"
+
+
+def rule_summary(metric: Metric) -> str:
+    """E.g. "absolute, +0.5 pp vs baseline", "relative, +50% vs baseline", "must be 0"."""
+    sign = "+" if metric.bad is Direction.UP else "−"
+    match metric.rule:
+        case Rule.RELATIVE:
+            return f"relative, {sign}{num(metric.threshold)}% vs baseline"
+        case Rule.ABSOLUTE:
+            unit = "pp" if metric.unit == "%" else metric.unit
+            return f"absolute, {sign}{amount(metric.threshold, unit)} vs baseline"
+        case Rule.UPPER:
+            return f"upper bound, {amount(metric.threshold, metric.unit)}"
+        case Rule.LOWER:
+            return f"lower bound, {amount(metric.threshold, metric.unit)}"
+        case Rule.ZERO:
+            return "must be 0"
