@@ -176,7 +176,7 @@ def blast(
 
 
 class _SlackStub:
-    """What SlackDriver needs of FakeSlack to build payloads: response URLs."""
+    """What SlackDriver needs of LocalSlack to build payloads: response URLs."""
 
     def __init__(self, fakes: Fakes) -> None:
         self._fakes = fakes

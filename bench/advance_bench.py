@@ -37,6 +37,7 @@ sys.path.insert(0, str(ROOT))
 from sqlalchemy import update  # noqa: E402
 
 from bot.config import load_settings  # noqa: E402
+from bot.devtools.local_slack import LocalSlack  # noqa: E402
 from bot.domain import rollouts  # noqa: E402
 from bot.domain.plans.model import Metric, Phase, Plan, Rule, Step  # noqa: E402
 from bot.metrics import DatadogMetricsSource, MetricQuery  # noqa: E402
@@ -49,7 +50,6 @@ from storage.enums import EventKind  # noqa: E402
 from storage.migrate import upgrade  # noqa: E402
 from storage.models import ChecklistItem, Rollout  # noqa: E402
 from tests.fakes.datadog_api import FakeDatadog  # noqa: E402
-from tests.fakes.slack_api import FakeSlack  # noqa: E402
 
 RUNS = 10
 QUERY_DELAY = 0.2  # seconds the fake takes to answer each query
@@ -147,7 +147,7 @@ def main() -> int:
     # body waits for the client's delayed ACK, ~40 ms on Linux, which would add a constant to
     # both timings and flatter the ratio. Turn it off for this process's fakes only.
     http.server.BaseHTTPRequestHandler.disable_nagle_algorithm = True
-    with FakeDatadog() as datadog, FakeSlack() as slack, tempfile.TemporaryDirectory() as folder:
+    with FakeDatadog() as datadog, LocalSlack() as slack, tempfile.TemporaryDirectory() as folder:
         for i in range(METRICS):
             datadog.set_value(
                 f"bench.metric{i}{{", 100.0 + i, delay=QUERY_DELAY, series=[100.0, 101.0, 100.0 + i]

@@ -28,7 +28,7 @@ from bot.edge.web import serve_http
 
 def build(threads: int, signing_secret: str, api_url: str | None) -> Flask:
     # Like the bot: one workspace, a bot token, Bolt's auth.test (once, then cached) asked of
-    # SLACK_API_URL (the benchmarks point it at tests/fakes/slack_api.py). Without it, a fixed
+    # SLACK_API_URL (the benchmarks point it at bot/devtools/local_slack/). Without it, a fixed
     # authorization that asks nobody.
     auth: dict[str, Any] = (
         {"client": WebClient(token="xoxb-bare", base_url=api_url)}

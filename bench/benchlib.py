@@ -234,7 +234,7 @@ def _fakes_main(backlog: int) -> None:
     on stdin / stdout."""
     import pickle
 
-    import tests.fakes.slack_api as slack_api
+    from bot.devtools.local_slack import LocalSlack
     from tests.fakes.datadog_api import FakeDatadog
 
     inp, out = sys.stdin.buffer, sys.stdout.buffer
@@ -246,10 +246,8 @@ def _fakes_main(backlog: int) -> None:
 
     # The stand-in's socketserver default backlog is 5: a burst of the bot's connections
     # beyond it is dropped and retried by the kernel a second later, which would read as
-    # a slow Slack. Real Slack has no such limit, so the benchmark widens it (class
-    # attribute, in this child process only; tests/fakes is not changed).
-    slack_api._Server.request_queue_size = backlog
-    with slack_api.FakeSlack() as slack, FakeDatadog() as datadog:
+    # a slow Slack. Real Slack has no such limit, so the benchmark widens it.
+    with LocalSlack(backlog=backlog) as slack, FakeDatadog() as datadog:
         send({"slack_api": slack.api_url, "slack_base": slack.base_url, "datadog": datadog.url})
         while True:
             try:
@@ -273,7 +271,7 @@ def _fakes_main(backlog: int) -> None:
 
 
 class Fakes:
-    """FakeSlack + FakeDatadog served from a child process; `.slack_api`, `.slack_base`, `.datadog`."""
+    """LocalSlack + FakeDatadog served from a child process; `.slack_api`, `.slack_base`, `.datadog`."""
 
     def __init__(self, backlog: int = 256) -> None:
         self._backlog = backlog

@@ -19,12 +19,12 @@ import pytest
 from sqlalchemy import text
 from sqlalchemy.engine import make_url
 
+from bot.devtools.local_slack import LocalSlack
 from storage.db import Database, normalize_url
 from storage.migrate import upgrade
 from storage.models import Base
 from tests.driver import SlackDriver
 from tests.fakes.datadog_api import FakeDatadog
-from tests.fakes.slack_api import FakeSlack
 
 POSTGRES_URL = os.environ.get("TEST_POSTGRES_URL", "").strip()
 SIGNING_SECRET = "test-signing-secret"
@@ -100,8 +100,8 @@ def db(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Database]:
 
 
 @pytest.fixture(scope="session")
-def slack() -> Iterator[FakeSlack]:
-    with FakeSlack() as fake:
+def slack() -> Iterator[LocalSlack]:
+    with LocalSlack() as fake:
         yield fake
 
 
@@ -157,7 +157,7 @@ class BotProcess:
             self.proc.wait(timeout=15)
 
 
-def bot_env(database_url: str, slack: FakeSlack, datadog: FakeDatadog, **extra: str) -> dict[str, str]:
+def bot_env(database_url: str, slack: LocalSlack, datadog: FakeDatadog, **extra: str) -> dict[str, str]:
     return {
         "SLACK_BOT_TOKEN": "xoxb-test-token",
         "SLACK_SIGNING_SECRET": SIGNING_SECRET,
@@ -175,7 +175,7 @@ def bot_env(database_url: str, slack: FakeSlack, datadog: FakeDatadog, **extra: 
 @pytest.fixture(scope="session", params=BACKENDS)
 def bot_server(
     request: pytest.FixtureRequest,
-    slack: FakeSlack,
+    slack: LocalSlack,
     datadog: FakeDatadog,
     tmp_path_factory: pytest.TempPathFactory,
 ) -> Iterator[BotProcess]:
@@ -198,7 +198,7 @@ def channel() -> str:
 
 
 @pytest.fixture
-def driver(bot_server: BotProcess, slack: FakeSlack, channel: str) -> SlackDriver:
+def driver(bot_server: BotProcess, slack: LocalSlack, channel: str) -> SlackDriver:
     team = "T" + uuid.uuid4().hex[:8].upper()  # feature names are unique per workspace
     return SlackDriver(bot_server.url, SIGNING_SECRET, slack, team_id=team, channel_id=channel)
 

@@ -3,7 +3,7 @@ conversation in a channel.
 
 Example::
 
-    def test_owner_approves_the_first_step(bot_url: str, slack: FakeSlack) -> None:
+    def test_owner_approves_the_first_step(bot_url: str, slack: LocalSlack) -> None:
         driver = SlackDriver(bot_url, SIGNING_SECRET, slack)
         driver.command("start checkout-v2")
         assert "Started" in driver.wait_reply()["text"]
@@ -27,7 +27,7 @@ from urllib.error import HTTPError
 from urllib.parse import urlencode, urlsplit
 from urllib.request import Request, urlopen
 
-from tests.fakes.slack_api import APP_ID, BOT_ID, BOT_USER_ID, FakeSlack
+from bot.devtools.local_slack import APP_ID, BOT_ID, BOT_USER_ID, LocalSlack
 
 FORM = "application/x-www-form-urlencoded"
 TOKEN = "verification_token"
@@ -91,7 +91,7 @@ class SlackDriver:
         self,
         base_url: str,
         signing_secret: str,
-        slack: FakeSlack,
+        slack: LocalSlack,
         team_id: str = "T111",
         channel_id: str = "C111",
         user_id: str = "W111",
@@ -170,7 +170,7 @@ class SlackDriver:
     def toggle(self, message: Params, option_value: str, *, user: str | None = None) -> Response:
         """Tick or untick the checkbox ``option_value`` in ``message`` as rendered.
 
-        Pass the message as it is now (re-read it from FakeSlack after the bot updated
+        Pass the message as it is now (re-read it from LocalSlack after the bot updated
         it): like a Slack client, the new selection starts from its initial_options.
         """
 

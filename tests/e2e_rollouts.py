@@ -12,12 +12,12 @@ from urllib.parse import urlsplit
 
 from sqlalchemy import select, update
 
+from bot.devtools.local_slack import LocalSlack
 from storage.db import Database
 from storage.enums import EventKind, ItemKind, SnapshotKind
 from storage.models import ChecklistItem, Event, MetricSnapshot, Phase, Rollout, SlackMessage
 from tests.driver import Response, SlackDriver
 from tests.fakes.datadog_api import FakeDatadog
-from tests.fakes.slack_api import FakeSlack
 from tests.support import wait_until
 
 Params = dict[str, Any]
@@ -64,7 +64,7 @@ def buttons(message: Params) -> list[tuple[str, str]]:
 @dataclass
 class Scenario:
     driver: SlackDriver
-    slack: FakeSlack
+    slack: LocalSlack
     datadog: FakeDatadog
     db: Database
     channel: str

@@ -9,11 +9,11 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from bot.config import load_settings
+from bot.devtools.local_slack import LocalSlack
 from bot.metrics import MetricsSource
 from bot.services import Services
 from bot.slackweb.client import make_client
 from storage.db import Database
-from tests.fakes.slack_api import FakeSlack
 
 
 def wait_until(check: Callable[[], Any], timeout: float = 15.0, what: str = "condition") -> Any:
@@ -43,7 +43,7 @@ class Clock:
 
 def make_services(
     db: Database,
-    slack: FakeSlack | None = None,
+    slack: LocalSlack | None = None,
     clock: Callable[[], datetime] | None = None,
     metrics: MetricsSource | None = None,
 ) -> Services:

@@ -2,7 +2,7 @@
 
 Type `/rollout start checkout-v2`; every message the bot posts is printed as text with its
 buttons and checkboxes numbered; type a number to click it. Requests are signed and
-dispatched to the real app; its Slack calls go over HTTP to a local Slack (bot/local_slack.py).
+dispatched to the real app; its Slack calls go over HTTP to a local Slack (bot/devtools/local_slack/).
 """
 
 from __future__ import annotations
@@ -27,7 +27,7 @@ from bot.app import build_app
 from bot.config import Settings, load_settings
 from bot.delivery import jobs
 from bot.delivery.scheduler import drain_outbox
-from bot.devtools.local_slack import TEAM_ID, LocalSlack, Posted
+from bot.devtools.local_slack import APP_ID, TEAM_ID, LocalSlack, Posted
 from bot.metrics import MetricQuery, MetricReading, MetricsSource, StaticMetricsSource
 from bot.runtime import build_services
 from bot.services import utc_now
@@ -111,9 +111,13 @@ class Shell:
                 "reply": "only you",
                 "view": "form",
             }[posted.kind]
-            if posted.thread_ts:
+            if posted.kind == "message" and posted.thread_ts:
                 label = "in thread"
-            text, controls = render(posted.blocks, posted.text, self.next_number)
+            controls: list[Control] = []
+            if posted.kind == "view":
+                text = f"“{posted.text or 'a form'}” opens a form in Slack; the shell has no forms."
+            else:
+                text, controls = render(posted.blocks, posted.text, self.next_number)
             for control in controls:
                 self.controls[self.next_number] = (posted, control)
                 self.next_number += 1
@@ -163,9 +167,9 @@ class Shell:
             "user_name": "you",
             "command": "/rollout",
             "text": text,
-            "response_url": f"{self.slack.url}/response/{uuid.uuid4().hex}",
+            "response_url": self.slack.response_url(uuid.uuid4().hex),
             "trigger_id": "",
-            "api_app_id": "A0SHELL",
+            "api_app_id": APP_ID,
         }
         self._dispatch(urlencode(fields), "application/x-www-form-urlencoded")
 
@@ -174,7 +178,7 @@ class Shell:
             self.out.write(f"There is no [{number}] on screen.\n")
             return
         posted, control = self.controls[number]
-        current = self.slack.messages.get(posted.channel, {}).get(posted.ts, posted)
+        current = self._current(posted)
         action: dict[str, Any] = {
             "action_id": control.action_id,
             "block_id": control.block_id,
@@ -190,7 +194,7 @@ class Shell:
             "type": "block_actions",
             "team": {"id": TEAM_ID, "domain": "shell"},
             "user": {"id": self.user, "name": "you", "team_id": TEAM_ID},
-            "api_app_id": "A0SHELL",
+            "api_app_id": APP_ID,
             "channel": {"id": CHANNEL, "name": "rollouts"},
             "container": {
                 "type": "message",
@@ -200,10 +204,18 @@ class Shell:
             },
             "message": {"ts": current.ts, "text": current.text, "blocks": current.blocks, "type": "message"},
             "trigger_id": "",
-            "response_url": f"{self.slack.url}/response/{uuid.uuid4().hex}",
+            "response_url": self.slack.response_url(uuid.uuid4().hex),
             "actions": [action],
         }
         self._dispatch(urlencode({"payload": json.dumps(payload)}), "application/x-www-form-urlencoded")
+
+    def _current(self, posted: Posted) -> Posted:
+        """The message as it is now: the bot may have edited it since it was shown."""
+        try:
+            message = self.slack.message(posted.channel, posted.ts)
+        except KeyError:
+            return posted
+        return replace(posted, text=message["text"], blocks=message["blocks"])
 
     def set_values(self, words: list[str]) -> None:
         for word in words:

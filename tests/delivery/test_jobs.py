@@ -19,6 +19,7 @@ from sqlalchemy import event, insert, select, text, update
 
 from bot.delivery import jobs, status_board
 from bot.delivery.scheduler import drain_outbox
+from bot.devtools.local_slack import LocalSlack
 from bot.domain import schedule as due_times
 from bot.domain.plans.model import Metric, Phase, Plan, Rule, Step
 from bot.domain.rollouts import event as make_event
@@ -32,7 +33,6 @@ from storage.db import Database
 from storage.enums import EventKind, RolloutStatus, SnapshotKind
 from storage.models import DueJob, Event, MetricSnapshot, OutboxMessage, Rollout
 from storage.models import Step as StepRow
-from tests.fakes.slack_api import FakeSlack
 from tests.support import Clock, make_services
 
 TEAM = "T111"
@@ -67,9 +67,9 @@ def local(tz: str, *args: int) -> datetime:
 
 
 @pytest.fixture
-def slack() -> Iterator[FakeSlack]:
+def slack() -> Iterator[LocalSlack]:
     """A Slack of this test's own, so its calls are only this test's."""
-    with FakeSlack() as fake:
+    with LocalSlack() as fake:
         yield fake
 
 
@@ -84,13 +84,13 @@ def channel() -> str:
 
 
 def services(
-    db: Database, slack: FakeSlack, clock: Clock, values: dict[str, float] | None = None
+    db: Database, slack: LocalSlack, clock: Clock, values: dict[str, float] | None = None
 ) -> Services:
     return make_services(db, slack, clock, StaticMetricsSource(values if values is not None else QUIET))
 
 
 @pytest.fixture
-def svc(db: Database, slack: FakeSlack, clock: Clock) -> Services:
+def svc(db: Database, slack: LocalSlack, clock: Clock) -> Services:
     return services(db, slack, clock)
 
 
@@ -151,7 +151,7 @@ def due(svc: Services, rollout_id: int) -> dict[str, datetime]:
         return {r.kind: r.due_at for r in rows}
 
 
-def posts(slack: FakeSlack, channel: str, milestone: str = "") -> list[dict[str, Any]]:
+def posts(slack: LocalSlack, channel: str, milestone: str = "") -> list[dict[str, Any]]:
     """chat.postMessage calls to `channel` whose outbox key holds `milestone`."""
     out = []
     for call in slack.calls("chat.postMessage"):
@@ -197,7 +197,7 @@ def buttons(params: dict[str, Any]) -> list[tuple[str, str]]:
 def test_daily_digest_goes_out_at_nine_local_on_business_days_across_dst(
     svc: Services,
     clock: Clock,
-    slack: FakeSlack,
+    slack: LocalSlack,
     channel: str,
     started: datetime,
     first: datetime,
@@ -233,7 +233,7 @@ def test_daily_digest_goes_out_at_nine_local_on_business_days_across_dst(
 
 
 def test_a_replayed_digest_tick_never_posts_twice(
-    svc: Services, clock: Clock, slack: FakeSlack, channel: str
+    svc: Services, clock: Clock, slack: LocalSlack, channel: str
 ) -> None:
     clock.now = local(LA, 2024, 3, 7, 10, 0)
     rollout_id = start(svc, channel)
@@ -252,7 +252,7 @@ def test_a_replayed_digest_tick_never_posts_twice(
 
 
 def test_a_change_between_digest_time_and_the_tick_does_not_skip_the_digest(
-    svc: Services, clock: Clock, slack: FakeSlack, channel: str
+    svc: Services, clock: Clock, slack: LocalSlack, channel: str
 ) -> None:
     clock.now = local(LA, 2024, 3, 7, 10, 0)
     rollout_id = start(svc, channel)
@@ -265,7 +265,7 @@ def test_a_change_between_digest_time_and_the_tick_does_not_skip_the_digest(
 
 
 def test_digest_tells_what_happened_since_the_last_one(
-    svc: Services, clock: Clock, slack: FakeSlack, channel: str
+    svc: Services, clock: Clock, slack: LocalSlack, channel: str
 ) -> None:
     clock.now = local(LA, 2024, 3, 7, 10, 0)
     rollout_id = start(svc, channel)
@@ -286,7 +286,7 @@ def test_digest_tells_what_happened_since_the_last_one(
 
 
 def test_digest_skips_a_us_holiday_and_weekly_goes_out_on_monday(
-    svc: Services, clock: Clock, slack: FakeSlack, channel: str
+    svc: Services, clock: Clock, slack: LocalSlack, channel: str
 ) -> None:
     clock.now = local(LA, 2024, 5, 24, 10, 0)  # Friday before Memorial Day (Mon 27 May)
     rollout_id = start(svc, channel)
@@ -328,7 +328,7 @@ def test_set_digest_off_removes_it_and_is_for_owners_only(svc: Services, clock: 
 
 
 def test_a_change_made_while_a_job_runs_wins_over_the_jobs_next_time(
-    svc: Services, clock: Clock, slack: FakeSlack, channel: str, monkeypatch: pytest.MonkeyPatch
+    svc: Services, clock: Clock, slack: LocalSlack, channel: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     clock.now = local(LA, 2024, 3, 7, 10, 0)
     rollout_id = start(svc, channel)
@@ -370,7 +370,7 @@ def test_rows_follow_the_rollout_state(svc: Services, clock: Clock, channel: str
 
 
 def test_ready_reminder_only_when_green_with_an_advance_button(
-    svc: Services, clock: Clock, slack: FakeSlack, channel: str
+    svc: Services, clock: Clock, slack: LocalSlack, channel: str
 ) -> None:
     rollout_id = start(svc, channel)
     svc.metrics = StaticMetricsSource(RED)
@@ -412,7 +412,7 @@ def test_ready_reminder_only_when_green_with_an_advance_button(
 
 
 def test_overdue_reminder_once_per_step_at_the_planned_end(
-    svc: Services, clock: Clock, slack: FakeSlack, channel: str
+    svc: Services, clock: Clock, slack: LocalSlack, channel: str
 ) -> None:
     start(svc, channel)
     svc.metrics = StaticMetricsSource(RED)
@@ -443,7 +443,7 @@ def test_a_step_with_a_planned_end_is_overdue_then(svc: Services, clock: Clock, 
 
 
 def test_stale_reminder_once_per_quiet_spell(
-    svc: Services, clock: Clock, slack: FakeSlack, channel: str
+    svc: Services, clock: Clock, slack: LocalSlack, channel: str
 ) -> None:
     rollout_id = start(svc, channel)
     svc.metrics = StaticMetricsSource(RED)
@@ -463,7 +463,7 @@ def test_stale_reminder_once_per_quiet_spell(
 
 
 def test_stale_waits_again_after_activity_it_was_not_told_of(
-    svc: Services, clock: Clock, slack: FakeSlack, channel: str
+    svc: Services, clock: Clock, slack: LocalSlack, channel: str
 ) -> None:
     rollout_id = start(svc, channel)
     svc.metrics = StaticMetricsSource(RED)
@@ -481,7 +481,7 @@ def test_stale_waits_again_after_activity_it_was_not_told_of(
 
 
 def test_a_fired_trigger_pauses_the_rollout_and_alerts(
-    svc: Services, clock: Clock, slack: FakeSlack, channel: str
+    svc: Services, clock: Clock, slack: LocalSlack, channel: str
 ) -> None:
     rollout_id = start(svc, channel)
     tick(svc, clock, clock.now + timedelta(minutes=10))
@@ -520,7 +520,7 @@ def test_a_fired_trigger_pauses_the_rollout_and_alerts(
 
 
 def test_a_trigger_only_alerts_when_the_rollout_does_not_pause_on_it(
-    svc: Services, clock: Clock, slack: FakeSlack, channel: str
+    svc: Services, clock: Clock, slack: LocalSlack, channel: str
 ) -> None:
     rollout_id = start(svc, channel, watch_pauses=False)
     svc.metrics = StaticMetricsSource(FIRING)
@@ -617,7 +617,7 @@ def test_ten_thousand_rows_the_tick_runs_only_the_due_ones_through_the_index(
 
 
 def test_two_ticks_at_once_run_each_due_job_once(
-    db: Database, slack: FakeSlack, clock: Clock, monkeypatch: pytest.MonkeyPatch
+    db: Database, slack: LocalSlack, clock: Clock, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Two replicas, each with its own engine, tick at the same moment. The claim's select is
     slowed down so that, without row locks, both would pick the same rows."""
@@ -663,7 +663,7 @@ def test_two_ticks_at_once_run_each_due_job_once(
 
 
 def test_a_job_that_fails_for_one_rollout_does_not_stop_the_others(
-    svc: Services, clock: Clock, slack: FakeSlack, caplog: pytest.LogCaptureFixture
+    svc: Services, clock: Clock, slack: LocalSlack, caplog: pytest.LogCaptureFixture
 ) -> None:
     clock.now = local(LA, 2024, 3, 7, 10, 0)
     channels = ["CGOOD00001", "CBAD000001", "CGOOD00002"]
@@ -682,7 +682,7 @@ def test_a_job_that_fails_for_one_rollout_does_not_stop_the_others(
 
 
 def test_due_work_survives_a_restart_and_a_crash_mid_run(
-    db: Database, slack: FakeSlack, clock: Clock, channel: str, monkeypatch: pytest.MonkeyPatch
+    db: Database, slack: LocalSlack, clock: Clock, channel: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     clock.now = local(LA, 2024, 3, 7, 10, 0)
     rollout_id = start(services(db, slack, clock), channel)

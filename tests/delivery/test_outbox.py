@@ -18,6 +18,7 @@ import pytest
 from sqlalchemy import func, select, update
 
 from bot.delivery import outbox
+from bot.devtools.local_slack import LocalSlack
 from bot.domain.plans import get_template
 from bot.domain.rollouts import new_rollout
 from bot.services import Services
@@ -28,7 +29,6 @@ from storage import queries
 from storage.db import Database
 from storage.enums import EventKind, OutboxState
 from storage.models import Event, OutboxMessage, Rollout, SlackMessage
-from tests.fakes.slack_api import FakeSlack
 from tests.support import Clock, make_services
 
 MAIN = "CMAIN00001"
@@ -38,9 +38,9 @@ START = datetime(2025, 3, 3, 15, 0, tzinfo=UTC)
 
 
 @pytest.fixture
-def slack() -> Iterator[FakeSlack]:
+def slack() -> Iterator[LocalSlack]:
     """A Slack of this test's own (overrides the session-wide one)."""
-    with FakeSlack() as fake:
+    with LocalSlack() as fake:
         yield fake
 
 
@@ -53,7 +53,7 @@ services = make_services
 
 
 @pytest.fixture
-def svc(db: Database, slack: FakeSlack, clock: Clock) -> Services:
+def svc(db: Database, slack: LocalSlack, clock: Clock) -> Services:
     return services(db, slack, clock)
 
 
@@ -131,13 +131,13 @@ def key_of(message: dict[str, Any]) -> str | None:
     return ((message.get("metadata") or {}).get("event_payload") or {}).get("key")
 
 
-def posts(slack: FakeSlack, key: str | None = None) -> list[dict[str, Any]]:
+def posts(slack: LocalSlack, key: str | None = None) -> list[dict[str, Any]]:
     """chat.postMessage calls carrying an outbox key (`key`, if given), failed ones too."""
     calls = [c.params for c in slack.calls("chat.postMessage") if key_of(c.params)]
     return [p for p in calls if key is None or key_of(p) == key]
 
 
-def posted(slack: FakeSlack, channel: str, key: str) -> list[dict[str, Any]]:
+def posted(slack: LocalSlack, channel: str, key: str) -> list[dict[str, Any]]:
     """Messages that exist in `channel` with the outbox key `key`."""
     return [m for m in slack.messages(channel) if key_of(m) == key]
 
@@ -168,7 +168,7 @@ def test_announcing_the_same_milestone_twice_queues_one_row_per_channel(svc: Ser
 
 
 def test_server_errors_are_retried_with_doubling_backoff_and_posted_once(
-    svc: Services, slack: FakeSlack, clock: Clock
+    svc: Services, slack: LocalSlack, clock: Clock
 ) -> None:
     rollout_id = make_rollout(svc, stakeholders=())
     queue(svc, rollout_id, "started")
@@ -200,7 +200,7 @@ def test_server_errors_are_retried_with_doubling_backoff_and_posted_once(
     assert len(posts(slack, key)) == 4
 
 
-def test_rate_limit_waits_at_least_retry_after(svc: Services, slack: FakeSlack, clock: Clock) -> None:
+def test_rate_limit_waits_at_least_retry_after(svc: Services, slack: LocalSlack, clock: Clock) -> None:
     rollout_id = make_rollout(svc, stakeholders=())
     queue(svc, rollout_id, "started")
     key = announcing.dedupe_key(rollout_id, "started", MAIN)
@@ -222,7 +222,7 @@ def test_rate_limit_waits_at_least_retry_after(svc: Services, slack: FakeSlack, 
 # --- permanent errors -------------------------------------------------------------------------
 
 
-def _make_stakeholder_post_fail(slack: FakeSlack, failure: str) -> None:
+def _make_stakeholder_post_fail(slack: LocalSlack, failure: str) -> None:
     """The next post fails for good: the fake fails a method, not a channel, so the test
     delivers one row at a time and arms the failure just before the stakeholder row's turn."""
     if failure == "private":
@@ -233,7 +233,7 @@ def _make_stakeholder_post_fail(slack: FakeSlack, failure: str) -> None:
 
 @pytest.mark.parametrize("failure", ["channel_not_found", "is_archived", "private"])
 def test_permanent_error_fails_the_row_and_tells_the_owner_once(
-    svc: Services, slack: FakeSlack, clock: Clock, failure: str
+    svc: Services, slack: LocalSlack, clock: Clock, failure: str
 ) -> None:
     rollout_id = make_rollout(svc)
     code = "not_in_channel" if failure == "private" else failure
@@ -263,7 +263,7 @@ def test_permanent_error_fails_the_row_and_tells_the_owner_once(
     assert len(failed_events) == 2  # the timeline has each failure
 
 
-def test_not_in_a_public_channel_joins_and_posts(svc: Services, slack: FakeSlack) -> None:
+def test_not_in_a_public_channel_joins_and_posts(svc: Services, slack: LocalSlack) -> None:
     rollout_id = make_rollout(svc)
     slack.set_not_in_channel(STAKE)
     queue(svc, rollout_id, "started")
@@ -297,7 +297,7 @@ def _as_if_the_process_died(svc: Services, key: str, clock: Clock) -> None:
 
 @pytest.mark.parametrize("channel", [MAIN, STAKE], ids=["status-thread", "stakeholder-channel"])
 def test_a_post_that_reached_slack_before_the_process_died_is_not_posted_again(
-    svc: Services, slack: FakeSlack, clock: Clock, channel: str
+    svc: Services, slack: LocalSlack, clock: Clock, channel: str
 ) -> None:
     rollout_id = make_rollout(svc)
     queue(svc, rollout_id, "started")
@@ -316,7 +316,7 @@ def test_a_post_that_reached_slack_before_the_process_died_is_not_posted_again(
 
 
 def test_an_attempt_that_never_reached_slack_is_posted_after_its_lease(
-    svc: Services, slack: FakeSlack, clock: Clock
+    svc: Services, slack: LocalSlack, clock: Clock
 ) -> None:
     rollout_id = make_rollout(svc)
     queue(svc, rollout_id, "started")
@@ -337,7 +337,7 @@ def test_an_attempt_that_never_reached_slack_is_posted_after_its_lease(
 
 
 def test_a_lost_connection_is_retried_with_backoff_and_looked_for_before_posting_again(
-    svc: Services, slack: FakeSlack, clock: Clock
+    svc: Services, slack: LocalSlack, clock: Clock
 ) -> None:
     """No answer at all (the post may or may not have reached Slack): try again later, and
     look first. A lookup Slack cannot answer (500) does not post blind either."""
@@ -365,7 +365,7 @@ def test_a_lost_connection_is_retried_with_backoff_and_looked_for_before_posting
     assert len(posted(slack, MAIN, key)) == 1
 
 
-def test_a_worker_whose_lease_ran_out_does_not_post(svc: Services, slack: FakeSlack, clock: Clock) -> None:
+def test_a_worker_whose_lease_ran_out_does_not_post(svc: Services, slack: LocalSlack, clock: Clock) -> None:
     """A slow worker (its lease ran out before it got to the row) leaves the row to the worker
     that took it over, instead of posting it a second time."""
     rollout_id = make_rollout(svc, stakeholders=())
@@ -387,7 +387,7 @@ def test_a_worker_whose_lease_ran_out_does_not_post(svc: Services, slack: FakeSl
 
 
 def test_announcements_wait_for_the_status_message_and_go_into_its_thread(
-    svc: Services, slack: FakeSlack, clock: Clock
+    svc: Services, slack: LocalSlack, clock: Clock
 ) -> None:
     rollout_id = make_rollout(svc, status=False)
     queue(svc, rollout_id, "started")
@@ -408,7 +408,7 @@ def test_announcements_wait_for_the_status_message_and_go_into_its_thread(
 
 
 def test_without_a_status_message_announcements_go_to_the_channel_after_the_wait(
-    svc: Services, slack: FakeSlack, clock: Clock
+    svc: Services, slack: LocalSlack, clock: Clock
 ) -> None:
     rollout_id = make_rollout(svc, stakeholders=(), status=False)
     queue(svc, rollout_id, "started")
@@ -423,7 +423,7 @@ def test_without_a_status_message_announcements_go_to_the_channel_after_the_wait
 # --- two workers ------------------------------------------------------------------------------
 
 
-def test_two_workers_post_each_of_200_rows_once(db: Database, slack: FakeSlack, clock: Clock) -> None:
+def test_two_workers_post_each_of_200_rows_once(db: Database, slack: LocalSlack, clock: Clock) -> None:
     """Two replicas' workers (own engines, own clients) drain one outbox at the same time."""
     svc = services(db, slack, clock)
     rollout_id = make_rollout(svc)
@@ -461,7 +461,7 @@ def test_two_workers_post_each_of_200_rows_once(db: Database, slack: FakeSlack, 
 
 
 def test_a_row_failing_for_a_day_gives_up_and_tells_the_owner_once(
-    svc: Services, slack: FakeSlack, clock: Clock
+    svc: Services, slack: LocalSlack, clock: Clock
 ) -> None:
     """5xx for ever must not mean retrying for ever: after a day the row fails, reported once."""
     rollout_id = make_rollout(svc, stakeholders=("CGIVEUP",))

@@ -21,12 +21,12 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
+from bot.devtools.local_slack import LocalSlack
 from storage.db import Database
 from storage.enums import EventKind, SnapshotKind
 from tests.driver import SlackDriver
 from tests.e2e_rollouts import Scenario, buttons, new_user, section, steps_text, texts
 from tests.fakes.datadog_api import FakeDatadog
-from tests.fakes.slack_api import FakeSlack
 from tests.support import wait_until
 
 pytestmark = pytest.mark.e2e
@@ -37,7 +37,7 @@ ERROR_TRIGGER_RULE = "change vs baseline ≤ +1 pp (absolute)"
 
 @pytest.fixture
 def sc(
-    driver: SlackDriver, slack: FakeSlack, datadog: FakeDatadog, bot_db: Database, channel: str
+    driver: SlackDriver, slack: LocalSlack, datadog: FakeDatadog, bot_db: Database, channel: str
 ) -> Scenario:
     return Scenario(driver, slack, datadog, bot_db, channel)
 

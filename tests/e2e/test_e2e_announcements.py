@@ -24,6 +24,7 @@ import pytest
 from sqlalchemy import select, update
 
 from bot.delivery.outbox import METADATA_EVENT
+from bot.devtools.local_slack import LocalSlack
 from storage.db import Database
 from storage.enums import OutboxState, SnapshotKind
 from storage.models import OutboxMessage, Rollout
@@ -37,7 +38,6 @@ from tests.conftest import (
 from tests.driver import SlackDriver
 from tests.e2e_rollouts import Scenario
 from tests.fakes.datadog_api import FakeDatadog
-from tests.fakes.slack_api import FakeSlack
 from tests.support import wait_until
 
 pytestmark = pytest.mark.e2e
@@ -58,13 +58,13 @@ def key_of(message: Params) -> str | None:
     return (metadata.get("event_payload") or {}).get("key")
 
 
-def announcements(slack: FakeSlack, channel: str) -> list[Params]:
+def announcements(slack: LocalSlack, channel: str) -> list[Params]:
     """Messages the outbox left in `channel` (thread replies too), oldest first."""
     return [m for m in slack.messages(channel) if key_of(m)]
 
 
 def wait_announced(
-    slack: FakeSlack, channel: str, fragment: str, timeout: float = ANNOUNCED_WITHIN
+    slack: LocalSlack, channel: str, fragment: str, timeout: float = ANNOUNCED_WITHIN
 ) -> Params:
     """The one announcement in `channel` whose text has `fragment` (waits for it)."""
     found = wait_until(
@@ -100,7 +100,7 @@ def stake() -> str:
 
 @pytest.fixture
 def sc(
-    driver: SlackDriver, slack: FakeSlack, datadog: FakeDatadog, bot_db: Database, channel: str
+    driver: SlackDriver, slack: LocalSlack, datadog: FakeDatadog, bot_db: Database, channel: str
 ) -> Scenario:
     return Scenario(driver, slack, datadog, bot_db, channel, feature="ann-" + channel.lower())
 
@@ -204,8 +204,8 @@ def own_postgres() -> Iterator[str]:
 
 
 @pytest.fixture
-def own_slack() -> Iterator[FakeSlack]:
-    with FakeSlack() as fake:
+def own_slack() -> Iterator[LocalSlack]:
+    with LocalSlack() as fake:
         yield fake
 
 
@@ -213,7 +213,7 @@ class Fleet:
     """Bots on one database; each rollout gets a driver per bot, so its commands can go to
     whichever replica the test picks."""
 
-    def __init__(self, url: str, slack: FakeSlack, datadog: FakeDatadog, folder: Path) -> None:
+    def __init__(self, url: str, slack: LocalSlack, datadog: FakeDatadog, folder: Path) -> None:
         self.url, self.slack, self.datadog, self.folder = url, slack, datadog, folder
         self.bots: list[BotProcess] = []
         self.db = Database(url)
@@ -246,7 +246,7 @@ class Fleet:
 
 
 @pytest.fixture
-def fleet(own_postgres: str, own_slack: FakeSlack, datadog: FakeDatadog, tmp_path: Path) -> Iterator[Fleet]:
+def fleet(own_postgres: str, own_slack: LocalSlack, datadog: FakeDatadog, tmp_path: Path) -> Iterator[Fleet]:
     fleet = Fleet(own_postgres, own_slack, datadog, tmp_path)
     yield fleet
     fleet.stop()
@@ -257,7 +257,7 @@ def outbox_rows(db: Database) -> list[OutboxMessage]:
         return list(s.scalars(select(OutboxMessage).order_by(OutboxMessage.id)))
 
 
-def all_announcements(slack: FakeSlack, channels: set[str]) -> Counter[str]:
+def all_announcements(slack: LocalSlack, channels: set[str]) -> Counter[str]:
     """How many messages carry each outbox key, over `channels`."""
     return Counter(key for c in channels for m in announcements(slack, c) if (key := key_of(m)))
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import json
 
+from bot.devtools.local_slack import LocalSlack
 from tests.driver import SlackDriver
-from tests.fakes.slack_api import FakeSlack
 
 
 def open_home(driver: SlackDriver, user: str) -> None:
@@ -28,7 +28,7 @@ def open_home(driver: SlackDriver, user: str) -> None:
     assert resp.status == 200
 
 
-def test_home_lists_my_rollouts_with_progress(driver: SlackDriver, slack: FakeSlack, channel: str) -> None:
+def test_home_lists_my_rollouts_with_progress(driver: SlackDriver, slack: LocalSlack, channel: str) -> None:
     driver.command("start home-mine backend", user="WHOME1")
     driver.command("start home-theirs", user="WOTHER")
     slack.wait_for("chat.postMessage", lambda c: c.params.get("channel") == channel, count=2)
@@ -51,7 +51,7 @@ def test_home_lists_my_rollouts_with_progress(driver: SlackDriver, slack: FakeSl
     assert "Canary" in json.dumps(modal.params["view"]["blocks"])
 
 
-def test_home_without_rollouts_says_how_to_start(driver: SlackDriver, slack: FakeSlack) -> None:
+def test_home_without_rollouts_says_how_to_start(driver: SlackDriver, slack: LocalSlack) -> None:
     open_home(driver, "WNOBODY")
     view = slack.wait_for("views.publish", lambda c: c.params.get("user_id") == "WNOBODY")[0].params["view"]
     assert "/rollout start" in json.dumps(view)

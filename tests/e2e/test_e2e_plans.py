@@ -5,13 +5,13 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
+from bot.devtools.local_slack import Call, LocalSlack
 from tests.driver import SlackDriver
-from tests.fakes.slack_api import Call, FakeSlack
 
 SEEDS = Path(__file__).parent.parent / "fixtures" / "seeds"
 
 
-def import_answer(slack: FakeSlack, driver: SlackDriver, channel: str, timeout: float = 30.0) -> Call:
+def import_answer(slack: LocalSlack, driver: SlackDriver, channel: str, timeout: float = 30.0) -> Call:
     """The answer to a form: ephemeral in the channel, or a DM where Slack refused that."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -28,12 +28,12 @@ def import_answer(slack: FakeSlack, driver: SlackDriver, channel: str, timeout: 
     raise AssertionError(f"no answer to the import form; said in that channel or DM: {seen}")
 
 
-def status_message(slack: FakeSlack, channel: str) -> dict:
+def status_message(slack: LocalSlack, channel: str) -> dict:
     return next(m for m in slack.messages(channel) if "thread_ts" not in m and m.get("blocks"))
 
 
 def test_import_a_seed_then_run_a_rollout_from_it(
-    driver: SlackDriver, slack: FakeSlack, channel: str
+    driver: SlackDriver, slack: LocalSlack, channel: str
 ) -> None:
     driver.command("import")
     opened = slack.wait_for(
@@ -63,7 +63,7 @@ def test_import_a_seed_then_run_a_rollout_from_it(
 
 
 def test_export_posts_the_filled_plan_into_the_thread(
-    driver: SlackDriver, slack: FakeSlack, channel: str
+    driver: SlackDriver, slack: LocalSlack, channel: str
 ) -> None:
     driver.command("start export-me backend")
     slack.wait_for(

@@ -7,14 +7,14 @@ from urllib.parse import urlencode
 
 from sqlalchemy import func, select
 
+from bot.devtools.local_slack import LocalSlack
 from storage.db import Database
 from storage.models import Rollout
 from tests.driver import FORM, SlackDriver
-from tests.fakes.slack_api import FakeSlack
 
 
 def test_a_retried_start_creates_nothing(
-    driver: SlackDriver, slack: FakeSlack, bot_db: Database, channel: str
+    driver: SlackDriver, slack: LocalSlack, bot_db: Database, channel: str
 ) -> None:
     driver.command("start retried-once")
     slack.wait_for("chat.postMessage", lambda c: c.params.get("channel") == channel)

@@ -19,6 +19,7 @@ from urllib.parse import urlencode, urlsplit
 import pytest
 from sqlalchemy import select
 
+from bot.devtools.local_slack import LocalSlack
 from bot.edge.parsing import USAGES
 from storage.db import Database
 from storage.enums import EventKind, RolloutStatus
@@ -26,7 +27,6 @@ from storage.models import ChecklistItem, Event, Rollout, SlackMessage
 from tests.conftest import BotProcess, bot_env
 from tests.driver import FORM, Response, SlackDriver
 from tests.fakes.datadog_api import FakeDatadog
-from tests.fakes.slack_api import FakeSlack
 from tests.support import wait_until
 
 pytestmark = pytest.mark.e2e
@@ -45,11 +45,11 @@ def said(message: Params) -> str:
     return message.get("text", "") + "\n" + json.dumps(message.get("blocks", []), ensure_ascii=False)
 
 
-def top_level(slack: FakeSlack, channel: str) -> list[Params]:
+def top_level(slack: LocalSlack, channel: str) -> list[Params]:
     return [m for m in slack.messages(channel) if not m.get("thread_ts")]
 
 
-def status_post(slack: FakeSlack, channel: str, timeout: float = 15.0) -> Params:
+def status_post(slack: LocalSlack, channel: str, timeout: float = 15.0) -> Params:
     """The status message, once the bot has posted it."""
     slack.wait_for(
         "chat.postMessage",
@@ -100,7 +100,7 @@ def steps_text(message: Params) -> str:
     return next(b["text"]["text"] for b in message["blocks"] if b.get("block_id") == "steps")
 
 
-def updates_of(slack: FakeSlack, channel: str, ts: str) -> list[Params]:
+def updates_of(slack: LocalSlack, channel: str, ts: str) -> list[Params]:
     return [
         c.params
         for c in slack.calls("chat.update")
@@ -143,7 +143,7 @@ def status_ref(db: Database, rollout_id: int) -> SlackMessage | None:
 
 
 def started(
-    driver: SlackDriver, slack: FakeSlack, db: Database, text: str, feature: str
+    driver: SlackDriver, slack: LocalSlack, db: Database, text: str, feature: str
 ) -> tuple[Rollout, Params]:
     """`/rollout start ...`, then the rollout and its posted status message."""
     response = driver.command(f"start {text}")
@@ -155,7 +155,7 @@ def started(
 
 
 def click_and_reply(
-    driver: SlackDriver, slack: FakeSlack, message: Params, action_id: str, **kw: Any
+    driver: SlackDriver, slack: LocalSlack, message: Params, action_id: str, **kw: Any
 ) -> Params:
     """Click a button; what the bot then posts to that click's own response_url."""
     urls: list[str] = []
@@ -179,7 +179,7 @@ def click_and_reply(
 
 
 def test_start_posts_one_status_message_with_the_plan(
-    driver: SlackDriver, slack: FakeSlack, channel: str, bot_db: Database
+    driver: SlackDriver, slack: LocalSlack, channel: str, bot_db: Database
 ) -> None:
     response = driver.command(
         "start checkout-v2 backend --owner <@U0ANA|ana> --stakeholders <#C0LAUNCH|launches> --flag checkout_v2"
@@ -239,7 +239,7 @@ def test_start_posts_one_status_message_with_the_plan(
 
 
 def test_start_without_a_template_uses_the_standard_plan_and_the_typist_owns_it(
-    driver: SlackDriver, slack: FakeSlack, bot_db: Database
+    driver: SlackDriver, slack: LocalSlack, bot_db: Database
 ) -> None:
     rollout, message = started(driver, slack, bot_db, "Search-Ranking", "Search-Ranking")
     assert (rollout.template, rollout.owner_id, rollout.feature_key) == (
@@ -256,7 +256,7 @@ def test_start_without_a_template_uses_the_standard_plan_and_the_typist_owns_it(
 
 
 def test_ticking_a_box_updates_the_message_and_records_who_and_when(
-    driver: SlackDriver, slack: FakeSlack, channel: str, bot_db: Database
+    driver: SlackDriver, slack: LocalSlack, channel: str, bot_db: Database
 ) -> None:
     rollout, message = started(driver, slack, bot_db, "tick-me backend", "tick-me")
     first, second = items_of(bot_db, rollout.id)[:2]
@@ -295,7 +295,7 @@ def test_ticking_a_box_updates_the_message_and_records_who_and_when(
 
 
 def test_two_people_ticking_different_boxes_at_once_both_stick(
-    driver: SlackDriver, slack: FakeSlack, channel: str, bot_db: Database
+    driver: SlackDriver, slack: LocalSlack, channel: str, bot_db: Database
 ) -> None:
     rollout, message = started(driver, slack, bot_db, "race-two", "race-two")
     items = items_of(bot_db, rollout.id)
@@ -333,7 +333,7 @@ def test_two_people_ticking_different_boxes_at_once_both_stick(
 
 
 def test_the_same_box_clicked_twice_at_once_is_one_tick(
-    driver: SlackDriver, slack: FakeSlack, channel: str, bot_db: Database
+    driver: SlackDriver, slack: LocalSlack, channel: str, bot_db: Database
 ) -> None:
     rollout, message = started(driver, slack, bot_db, "double-click", "double-click")
     item = str(items_of(bot_db, rollout.id)[1].id)
@@ -360,7 +360,7 @@ def test_the_same_box_clicked_twice_at_once_is_one_tick(
 
 
 def test_a_box_of_a_rollout_that_is_gone_gets_a_polite_answer(
-    driver: SlackDriver, slack: FakeSlack, channel: str, bot_db: Database
+    driver: SlackDriver, slack: LocalSlack, channel: str, bot_db: Database
 ) -> None:
     rollout, message = started(driver, slack, bot_db, "gone-soon", "gone-soon")
     forged = json.loads(json.dumps(message).replace(f"checklist:{rollout.id}:", "checklist:987654321:"))
@@ -383,7 +383,7 @@ def test_a_box_of_a_rollout_that_is_gone_gets_a_polite_answer(
 
 
 def test_status_and_list_answer_only_the_asker(
-    driver: SlackDriver, slack: FakeSlack, channel: str, bot_db: Database
+    driver: SlackDriver, slack: LocalSlack, channel: str, bot_db: Database
 ) -> None:
     rollout, message = started(driver, slack, bot_db, "status-me backend --owner <@U0ANA>", "status-me")
     driver.toggle(message, str(items_of(bot_db, rollout.id)[0].id), user=BOB)
@@ -472,7 +472,7 @@ def test_help_lists_every_subcommand_with_an_example(driver: SlackDriver, text: 
 )
 def test_bad_input_is_answered_in_the_ack_with_the_right_form(
     driver: SlackDriver,
-    slack: FakeSlack,
+    slack: LocalSlack,
     channel: str,
     bot_db: Database,
     text: str,
@@ -491,7 +491,7 @@ def test_bad_input_is_answered_in_the_ack_with_the_right_form(
 
 
 def test_an_unknown_template_is_refused_and_nothing_is_made(
-    driver: SlackDriver, slack: FakeSlack, channel: str, bot_db: Database
+    driver: SlackDriver, slack: LocalSlack, channel: str, bot_db: Database
 ) -> None:
     assert driver.command("start checkout-v2 yolo").status == 200
     reply = driver.wait_reply(WAIT)
@@ -505,7 +505,7 @@ def test_an_unknown_template_is_refused_and_nothing_is_made(
 
 
 def test_a_feature_name_is_unique_among_a_workspaces_open_rollouts(
-    driver: SlackDriver, slack: FakeSlack, channel: str, bot_db: Database
+    driver: SlackDriver, slack: LocalSlack, channel: str, bot_db: Database
 ) -> None:
     first, _ = started(driver, slack, bot_db, "Checkout-V2", "Checkout-V2")
 
@@ -532,7 +532,7 @@ def test_a_feature_name_is_unique_among_a_workspaces_open_rollouts(
 
 
 def test_two_starts_of_one_name_at_once_make_one_rollout(
-    driver: SlackDriver, slack: FakeSlack, channel: str, bot_db: Database
+    driver: SlackDriver, slack: LocalSlack, channel: str, bot_db: Database
 ) -> None:
     feature = "twin-" + uuid.uuid4().hex[:6]  # the Slack stand-in is shared by both backends' bots
     barrier = threading.Barrier(2)
@@ -570,7 +570,7 @@ def test_two_starts_of_one_name_at_once_make_one_rollout(
 
 
 def test_a_hostile_feature_name_pings_nobody(
-    driver: SlackDriver, slack: FakeSlack, channel: str, bot_db: Database
+    driver: SlackDriver, slack: LocalSlack, channel: str, bot_db: Database
 ) -> None:
     response = driver.command("start <!channel>")
     assert "Starting *&lt;!channel&gt;*" in response.json()["text"]
@@ -596,7 +596,7 @@ def test_a_hostile_feature_name_pings_nobody(
     assert all("<@U123>" not in t for t in mrkdwn(second["blocks"]))
 
 
-def test_refusals_escape_the_feature_name_too(driver: SlackDriver, slack: FakeSlack, channel: str) -> None:
+def test_refusals_escape_the_feature_name_too(driver: SlackDriver, slack: LocalSlack, channel: str) -> None:
     driver.command("start <!channel>")
     status_post(slack, channel)
     driver.command("start <!channel>")
@@ -612,7 +612,7 @@ def test_refusals_escape_the_feature_name_too(driver: SlackDriver, slack: FakeSl
 # -- the start form ----------------------------------------------------------------------
 
 
-def opened_form(slack: FakeSlack, channel: str) -> Params:
+def opened_form(slack: LocalSlack, channel: str) -> Params:
     call = slack.wait_for(
         "views.open", lambda c: channel in (c.params.get("view") or {}).get("private_metadata", ""), WAIT
     )[-1]
@@ -621,7 +621,7 @@ def opened_form(slack: FakeSlack, channel: str) -> Params:
 
 
 def test_start_alone_opens_a_form_and_submitting_it_starts_the_rollout(
-    driver: SlackDriver, slack: FakeSlack, channel: str, bot_db: Database
+    driver: SlackDriver, slack: LocalSlack, channel: str, bot_db: Database
 ) -> None:
     response = driver.command("start")
     assert response.status == 200
@@ -672,7 +672,7 @@ def test_start_alone_opens_a_form_and_submitting_it_starts_the_rollout(
 
 
 def test_the_form_refuses_a_name_over_80_characters_in_place(
-    driver: SlackDriver, slack: FakeSlack, channel: str, bot_db: Database
+    driver: SlackDriver, slack: LocalSlack, channel: str, bot_db: Database
 ) -> None:
     driver.command("start")
     answer = driver.submit_view(opened_form(slack, channel), {"start_feature": "y" * 81})
@@ -685,7 +685,7 @@ def test_the_form_refuses_a_name_over_80_characters_in_place(
 
 
 def test_the_form_with_a_taken_name_answers_ephemerally(
-    driver: SlackDriver, slack: FakeSlack, channel: str, bot_db: Database
+    driver: SlackDriver, slack: LocalSlack, channel: str, bot_db: Database
 ) -> None:
     started(driver, slack, bot_db, "taken", "taken")
     driver.command("start")
@@ -700,7 +700,7 @@ def test_the_form_with_a_taken_name_answers_ephemerally(
 
 
 def test_the_form_in_a_private_channel_still_tells_the_person_to_invite_the_bot(
-    driver: SlackDriver, slack: FakeSlack, channel: str, bot_db: Database
+    driver: SlackDriver, slack: LocalSlack, channel: str, bot_db: Database
 ) -> None:
     slack.set_not_in_channel(channel, private=True)
     driver.command("start")
@@ -723,7 +723,7 @@ def test_the_form_in_a_private_channel_still_tells_the_person_to_invite_the_bot(
         _use_up_injected_failure(slack, "chat.postEphemeral", channel)
 
 
-def _use_up_injected_failure(slack: FakeSlack, method: str, channel: str) -> None:
+def _use_up_injected_failure(slack: LocalSlack, method: str, channel: str) -> None:
     """A failure the bot never ran into must not hit the next test's call."""
     if any(c.params.get("channel") == channel for c in slack.calls(method)):
         return
@@ -740,7 +740,7 @@ def _use_up_injected_failure(slack: FakeSlack, method: str, channel: str) -> Non
 
 
 def test_with_several_rollouts_the_bot_asks_which_one_with_buttons(
-    driver: SlackDriver, slack: FakeSlack, channel: str, bot_db: Database
+    driver: SlackDriver, slack: LocalSlack, channel: str, bot_db: Database
 ) -> None:
     alpha, _ = started(driver, slack, bot_db, "alpha", "alpha")
     driver.command("start beta backend")
@@ -766,7 +766,7 @@ def test_with_several_rollouts_the_bot_asks_which_one_with_buttons(
 
 
 def test_a_picked_rollout_of_another_workspace_is_not_shown(
-    driver: SlackDriver, slack: FakeSlack, channel: str, bot_db: Database
+    driver: SlackDriver, slack: LocalSlack, channel: str, bot_db: Database
 ) -> None:
     secret, _ = started(driver, slack, bot_db, "secret-project", "secret-project")
     outsider = SlackDriver(
@@ -802,7 +802,7 @@ def test_a_picked_rollout_of_another_workspace_is_not_shown(
 
 
 def test_in_a_public_channel_the_bot_joins_and_posts(
-    driver: SlackDriver, slack: FakeSlack, channel: str, bot_db: Database
+    driver: SlackDriver, slack: LocalSlack, channel: str, bot_db: Database
 ) -> None:
     slack.set_not_in_channel(channel)
     rollout, message = started(driver, slack, bot_db, "join-me", "join-me")
@@ -815,7 +815,7 @@ def test_in_a_public_channel_the_bot_joins_and_posts(
 
 
 def test_in_a_private_channel_the_bot_asks_to_be_invited_and_leaves_nothing(
-    driver: SlackDriver, slack: FakeSlack, channel: str, bot_db: Database
+    driver: SlackDriver, slack: LocalSlack, channel: str, bot_db: Database
 ) -> None:
     slack.set_not_in_channel(channel, private=True)
     stakeholders = "C0STAKE" + uuid.uuid4().hex[:4].upper()
@@ -845,7 +845,7 @@ def test_in_a_private_channel_the_bot_asks_to_be_invited_and_leaves_nothing(
 
 
 def test_a_bad_signature_is_refused(
-    driver: SlackDriver, slack: FakeSlack, channel: str, bot_db: Database
+    driver: SlackDriver, slack: LocalSlack, channel: str, bot_db: Database
 ) -> None:
     body = urlencode(
         {
@@ -863,7 +863,7 @@ def test_a_bad_signature_is_refused(
 
 
 def test_a_stale_timestamp_is_refused(
-    driver: SlackDriver, slack: FakeSlack, channel: str, bot_db: Database
+    driver: SlackDriver, slack: LocalSlack, channel: str, bot_db: Database
 ) -> None:
     body = urlencode(
         {
@@ -891,7 +891,7 @@ def test_healthz_reports_the_database(bot_server: BotProcess, bot_db: Database) 
 
 @pytest.mark.postgres
 def test_healthz_fails_when_the_database_is_gone(
-    slack: FakeSlack, datadog: FakeDatadog, tmp_path: Path, request: pytest.FixtureRequest
+    slack: LocalSlack, datadog: FakeDatadog, tmp_path: Path, request: pytest.FixtureRequest
 ) -> None:
     """A bot on a Postgres database of its own, dropped under it: /healthz says so (503)."""
     import psycopg

@@ -1,4 +1,4 @@
-"""The stand-ins themselves: FakeSlack answers like Slack, SlackDriver talks like it."""
+"""The stand-ins themselves: LocalSlack answers like Slack, SlackDriver talks like it."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qsl
 
@@ -26,9 +27,10 @@ from slack_sdk.http_retry.builtin_interval_calculators import (
 from slack_sdk.signature import SignatureVerifier
 from slack_sdk.webhook import WebhookClient
 
+from bot.devtools.local_slack import AUTH_TEST, BOT_ID, BOT_USER_ID, TEAM_ID, LocalSlack, Posted
 from tests.driver import FORM, SlackDriver
-from tests.fakes.slack_api import FakeSlack
 
+FIXTURES = Path(__file__).resolve().parents[1] / "fixtures"
 SECRET = "test-signing-secret"
 APPROVE_BLOCKS: list[dict[str, Any]] = [
     {"type": "section", "text": {"type": "mrkdwn", "text": "*Step 1*"}},
@@ -115,20 +117,20 @@ def _checklist_message(ticked: list[str]) -> dict[str, Any]:
 
 
 @pytest.fixture
-def slack() -> Iterator[FakeSlack]:
-    with FakeSlack() as fake:
+def slack() -> Iterator[LocalSlack]:
+    with LocalSlack() as fake:
         yield fake
 
 
 @pytest.fixture
-def client(slack: FakeSlack) -> WebClient:
+def client(slack: LocalSlack) -> WebClient:
     return WebClient(token="xoxb-test", base_url=slack.api_url)
 
 
-# -- FakeSlack ----------------------------------------------------------------------
+# -- LocalSlack ----------------------------------------------------------------------
 
 
-def test_web_client_posts_updates_and_opens_views(slack: FakeSlack, client: WebClient) -> None:
+def test_web_client_posts_updates_and_opens_views(slack: LocalSlack, client: WebClient) -> None:
     posted = client.chat_postMessage(channel="C111", text="Step 1", blocks=APPROVE_BLOCKS)
     reply = client.chat_postMessage(channel="C111", text="done", thread_ts=posted["ts"])
     client.chat_update(channel="C111", ts=posted["ts"], text="Step 1 approved")
@@ -152,7 +154,7 @@ def test_web_client_posts_updates_and_opens_views(slack: FakeSlack, client: WebC
     assert joined["channel"]["id"] == "C222"
 
 
-def test_form_bodies_have_their_json_fields_decoded(slack: FakeSlack, client: WebClient) -> None:
+def test_form_bodies_have_their_json_fields_decoded(slack: LocalSlack, client: WebClient) -> None:
     blocks = [{"type": "divider"}]
     client.api_call(
         "chat.postMessage",
@@ -164,7 +166,7 @@ def test_form_bodies_have_their_json_fields_decoded(slack: FakeSlack, client: We
     assert call.headers["content-type"] == FORM
 
 
-def test_answers_like_slack_for_the_other_methods(slack: FakeSlack, client: WebClient) -> None:
+def test_answers_like_slack_for_the_other_methods(slack: LocalSlack, client: WebClient) -> None:
     slack.set_admin("W222")
     auth = client.auth_test()
     ephemeral = client.chat_postEphemeral(channel="C111", user="W111", text="only you")
@@ -184,21 +186,62 @@ def test_answers_like_slack_for_the_other_methods(slack: FakeSlack, client: WebC
     assert unknown.value.response["error"] == "unknown_method"
 
 
-def test_requires_a_bot_token(slack: FakeSlack) -> None:
+def test_auth_test_agrees_with_the_recorded_answer() -> None:
+    """The package cannot read tests/fixtures, so it carries the recorded auth.test values;
+    only the team is moved, to the workspace SlackDriver's requests come from."""
+    fixture = FIXTURES / "slack" / "auth_test_response.bolt-python.json"
+    recorded = json.loads(fixture.read_text())["payload"]
+
+    assert {**recorded, "team_id": "T111"} == AUTH_TEST
+    assert (AUTH_TEST["team_id"], AUTH_TEST["user_id"], AUTH_TEST["bot_id"]) == (TEAM_ID, BOT_USER_ID, BOT_ID)
+
+
+def test_on_post_sees_what_the_bot_shows_in_order() -> None:
+    shown: list[Posted] = []
+    with LocalSlack(shown.append, admins={"W222"}) as slack:
+        client = WebClient(token="xoxb-test", base_url=slack.api_url)
+        posted = client.chat_postMessage(channel="C111", text="Step 1", blocks=APPROVE_BLOCKS)
+        client.chat_postMessage(channel="C111", text="done", thread_ts=posted["ts"])
+        client.chat_update(channel="C111", ts=posted["ts"], text="Step 1 approved")
+        client.chat_postEphemeral(channel="C111", user="W111", text="only you")
+        client.views_open(trigger_id="1.2.abc", view=PLAN_VIEW)
+        WebhookClient(slack.response_url("cmd-1")).send(text="Started")
+        slack.reply({"text": "Everyone sees this", "response_type": "in_channel"})
+        slack.fail_next("chat.postMessage", error="channel_not_found")
+        with pytest.raises(SlackApiError):
+            client.chat_postMessage(channel="C111", text="lost")
+        admin = client.users_info(user="W222")["user"]["is_admin"]
+
+    assert [(p.kind, p.text) for p in shown] == [
+        ("message", "Step 1"),
+        ("message", "done"),
+        ("update", "Step 1 approved"),
+        ("ephemeral", "only you"),
+        ("view", "New rollout"),
+        ("reply", "Started"),
+        ("message", "Everyone sees this"),
+    ]
+    assert shown[0].channel == "C111" and shown[0].ts == posted["ts"]
+    assert [block["block_id"] for block in shown[2].blocks] == ["blk0", "step"]
+    assert shown[1].thread_ts == posted["ts"] and shown[5].ts == ""
+    assert admin is True
+
+
+def test_requires_a_bot_token(slack: LocalSlack) -> None:
     with pytest.raises(SlackApiError) as error:
         WebClient(base_url=slack.api_url).chat_postMessage(channel="C111", text="hi")
 
     assert error.value.response["error"] == "not_authed"
 
 
-def test_files_upload_v2_round_trip(slack: FakeSlack, client: WebClient) -> None:
+def test_files_upload_v2_round_trip(slack: LocalSlack, client: WebClient) -> None:
     upload = client.files_upload_v2(channel="C111", filename="plan.md", content="# Plan", title="Plan")
 
     assert upload["file"]["name"] == "plan.md" and upload["file"]["size"] == 6
     assert slack.calls("upload_url")[0].params["data"] == b"# Plan"
 
 
-def test_response_url_posts_are_recorded(slack: FakeSlack) -> None:
+def test_response_url_posts_are_recorded(slack: LocalSlack) -> None:
     answer = WebhookClient(slack.response_url("cmd-1")).send(text="Started")
 
     assert (answer.status_code, answer.body) == (200, "ok")
@@ -206,7 +249,7 @@ def test_response_url_posts_are_recorded(slack: FakeSlack) -> None:
     assert call.params == {"text": "Started"} and call.path == "/response/cmd-1"
 
 
-def test_rate_limit_retry_honours_retry_after(slack: FakeSlack, client: WebClient) -> None:
+def test_rate_limit_retry_honours_retry_after(slack: LocalSlack, client: WebClient) -> None:
     client.retry_handlers.append(RateLimitErrorRetryHandler(max_retry_count=1))
     slack.fail_next("chat.postMessage", status=429, retry_after=1)
 
@@ -216,7 +259,7 @@ def test_rate_limit_retry_honours_retry_after(slack: FakeSlack, client: WebClien
     assert len(slack.messages("C111")) == 1
 
 
-def test_server_error_retry_recovers(slack: FakeSlack, client: WebClient) -> None:
+def test_server_error_retry_recovers(slack: LocalSlack, client: WebClient) -> None:
     fixed = FixedValueRetryIntervalCalculator(0.01)
     client.retry_handlers.append(ServerErrorRetryHandler(1, fixed))
     slack.fail_next("chat.update", status=500)
@@ -226,7 +269,7 @@ def test_server_error_retry_recovers(slack: FakeSlack, client: WebClient) -> Non
     assert len(slack.calls("chat.update")) == 2
 
 
-def test_injected_errors_are_used_up_in_order(slack: FakeSlack, client: WebClient) -> None:
+def test_injected_errors_are_used_up_in_order(slack: LocalSlack, client: WebClient) -> None:
     slack.fail_next("chat.postMessage", error="channel_not_found")
     slack.fail_next("chat.postMessage", times=2, status=503)
 
@@ -240,7 +283,7 @@ def test_injected_errors_are_used_up_in_order(slack: FakeSlack, client: WebClien
     assert client.chat_postMessage(channel="C111", text="hi")["ok"]
 
 
-def test_bot_must_join_a_channel_before_posting(slack: FakeSlack, client: WebClient) -> None:
+def test_bot_must_join_a_channel_before_posting(slack: LocalSlack, client: WebClient) -> None:
     slack.set_not_in_channel("C222")
     slack.set_not_in_channel("G333", private=True)
 
@@ -254,7 +297,7 @@ def test_bot_must_join_a_channel_before_posting(slack: FakeSlack, client: WebCli
     assert private.value.response["error"] == "method_not_supported_for_channel_type"
 
 
-def test_wait_for_blocks_until_the_call_arrives(slack: FakeSlack, client: WebClient) -> None:
+def test_wait_for_blocks_until_the_call_arrives(slack: LocalSlack, client: WebClient) -> None:
     slack.set_delay("chat.postMessage", 0.2)
     poster = threading.Thread(target=client.chat_postMessage, kwargs={"channel": "C111", "text": "late"})
     started = time.monotonic()
@@ -266,14 +309,16 @@ def test_wait_for_blocks_until_the_call_arrives(slack: FakeSlack, client: WebCli
     poster.join()
 
 
-def test_wait_for_timeout_lists_what_was_called(slack: FakeSlack, client: WebClient) -> None:
+def test_wait_for_timeout_lists_what_was_called(slack: LocalSlack, client: WebClient) -> None:
     client.auth_test()
 
     with pytest.raises(AssertionError, match=r"chat\.update.*\['auth\.test'\]"):
         slack.wait_for("chat.update", timeout=0.05)
 
 
-def test_clear_calls_keeps_messages_and_reset_forgets_everything(slack: FakeSlack, client: WebClient) -> None:
+def test_clear_calls_keeps_messages_and_reset_forgets_everything(
+    slack: LocalSlack, client: WebClient
+) -> None:
     slack.set_not_in_channel("C222")
     slack.fail_next("auth.test")
     client.chat_postMessage(channel="C111", text="hi")
@@ -351,7 +396,7 @@ def recorder() -> Iterator[_Recorder]:
         yield recording
 
 
-def test_driver_signs_requests_like_slack(slack: FakeSlack, recorder: _Recorder) -> None:
+def test_driver_signs_requests_like_slack(slack: LocalSlack, recorder: _Recorder) -> None:
     driver = SlackDriver(recorder.url, SECRET, slack)
     verifier = SignatureVerifier(SECRET)
 
@@ -386,7 +431,7 @@ def test_driver_signs_requests_like_slack(slack: FakeSlack, recorder: _Recorder)
     ],
 )
 def test_toggle_sends_the_new_selection(
-    slack: FakeSlack,
+    slack: LocalSlack,
     recorder: _Recorder,
     ticked: list[str],
     option: str,
@@ -419,8 +464,8 @@ class _Bot:
 
 
 @pytest.fixture
-def bot(slack: FakeSlack) -> Iterator[_Bot]:
-    """A small Bolt app behind a real HTTP server, using FakeSlack as its Web API."""
+def bot(slack: LocalSlack) -> Iterator[_Bot]:
+    """A small Bolt app behind a real HTTP server, using LocalSlack as its Web API."""
     app = App(
         signing_secret=SECRET,
         client=WebClient(token="xoxb-test", base_url=slack.api_url),
@@ -461,7 +506,7 @@ def bot(slack: FakeSlack) -> Iterator[_Bot]:
         yield _Bot(url, submissions)
 
 
-def test_a_conversation_through_bolt(slack: FakeSlack, bot: _Bot) -> None:
+def test_a_conversation_through_bolt(slack: LocalSlack, bot: _Bot) -> None:
     driver = SlackDriver(bot.url, SECRET, slack)
 
     ack = driver.command("checkout-v2")
@@ -476,7 +521,7 @@ def test_a_conversation_through_bolt(slack: FakeSlack, bot: _Bot) -> None:
     assert driver.replies() == [{"text": "Started"}]
 
 
-def test_a_modal_through_bolt(slack: FakeSlack, bot: _Bot) -> None:
+def test_a_modal_through_bolt(slack: LocalSlack, bot: _Bot) -> None:
     driver = SlackDriver(bot.url, SECRET, slack)
     driver.command("", command="/newplan")
     [opened] = slack.wait_for("views.open")
@@ -506,7 +551,7 @@ def test_a_modal_through_bolt(slack: FakeSlack, bot: _Bot) -> None:
     assert values["channel"]["value"]["selected_conversation"] == "C111"
 
 
-def test_bolt_refuses_a_bad_signature(slack: FakeSlack, bot: _Bot) -> None:
+def test_bolt_refuses_a_bad_signature(slack: LocalSlack, bot: _Bot) -> None:
     driver = SlackDriver(bot.url, "not-the-secret", slack)
 
     assert driver.command("status").status == 401

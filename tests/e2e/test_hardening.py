@@ -36,6 +36,7 @@ from hypothesis import strategies as st
 from sqlalchemy import delete, func, select
 from sqlalchemy.exc import SQLAlchemyError
 
+from bot.devtools.local_slack import APP_ID, Call, LocalSlack
 from bot.edge.parsing import USAGES
 from storage import models as storage_models
 from storage.db import Database
@@ -45,7 +46,6 @@ from tests.conftest import SIGNING_SECRET, BotProcess
 from tests.driver import FORM, Response, SlackDriver, sign
 from tests.e2e_rollouts import Scenario
 from tests.fakes.datadog_api import FakeDatadog
-from tests.fakes.slack_api import APP_ID, Call, FakeSlack
 from tests.support import wait_until
 
 pytestmark = pytest.mark.e2e
@@ -146,7 +146,7 @@ def problems_in(text: str) -> list[str]:
 class Sent:
     response: Response
     elapsed: float
-    at: float  # time.time() before sending, comparable with FakeSlack's Call.at
+    at: float  # time.time() before sending, comparable with LocalSlack's Call.at
     path: str  # the response_url's path ("" when the request had none)
     trigger_id: str
 
@@ -166,7 +166,7 @@ def timed_post(
 
 def send_command(
     driver: SlackDriver,
-    slack: FakeSlack,
+    slack: LocalSlack,
     text: str,
     *,
     channel: str,
@@ -237,7 +237,7 @@ def ack_answer(response: Response) -> Params | None:
     return None
 
 
-def answers_to(slack: FakeSlack, sent: Sent, channels: Collection[str], user: str | None) -> list[Params]:
+def answers_to(slack: LocalSlack, sent: Sent, channels: Collection[str], user: str | None) -> list[Params]:
     """What the bot said back to this request after the ack: posts to its response_url, a modal
     opened with its trigger_id, an ephemeral to the user, an edit of a status message in one of
     `channels` (a checklist click is answered by the status message itself)."""
@@ -257,7 +257,7 @@ def answers_to(slack: FakeSlack, sent: Sent, channels: Collection[str], user: st
 
 
 def wait_answer(
-    slack: FakeSlack,
+    slack: LocalSlack,
     sent: Sent,
     channels: Collection[str] = (),
     user: str | None = None,
@@ -337,11 +337,11 @@ def new_team() -> str:
     return "T" + uuid.uuid4().hex[:8].upper()
 
 
-def new_driver(bot: BotProcess, slack: FakeSlack, team: str | None = None) -> SlackDriver:
+def new_driver(bot: BotProcess, slack: LocalSlack, team: str | None = None) -> SlackDriver:
     return SlackDriver(bot.url, SIGNING_SECRET, slack, team_id=team or new_team(), channel_id=new_channel())
 
 
-def started_rollout(driver: SlackDriver, slack: FakeSlack, db: Database, channel: str, feature: str) -> int:
+def started_rollout(driver: SlackDriver, slack: LocalSlack, db: Database, channel: str, feature: str) -> int:
     """`/rollout start {feature}` in `channel`; the rollout's id once its status message is up."""
     sent = send_command(driver, slack, f"start {feature}", channel=channel)
     assert sent.response.status == 200, sent.response
@@ -442,7 +442,7 @@ command_text = st.one_of(
 ).map(lambda text: text.replace("\x00", ""))
 
 
-def busy_workspace(bot: BotProcess, slack: FakeSlack, db: Database) -> tuple[SlackDriver, str]:
+def busy_workspace(bot: BotProcess, slack: LocalSlack, db: Database) -> tuple[SlackDriver, str]:
     """A workspace of its own with one open rollout in a "busy" channel, so commands that need
     a rollout reach it."""
     driver = new_driver(bot, slack)
@@ -452,12 +452,12 @@ def busy_workspace(bot: BotProcess, slack: FakeSlack, db: Database) -> tuple[Sla
 
 
 @pytest.fixture(scope="module")
-def command_world(bot_server: BotProcess, slack: FakeSlack, module_db: Database) -> tuple[SlackDriver, str]:
+def command_world(bot_server: BotProcess, slack: LocalSlack, module_db: Database) -> tuple[SlackDriver, str]:
     return busy_workspace(bot_server, slack, module_db)
 
 
 @pytest.fixture(scope="module")
-def nul_world(bot_server: BotProcess, slack: FakeSlack, module_db: Database) -> tuple[SlackDriver, str]:
+def nul_world(bot_server: BotProcess, slack: LocalSlack, module_db: Database) -> tuple[SlackDriver, str]:
     return busy_workspace(bot_server, slack, module_db)
 
 
@@ -481,7 +481,7 @@ def nul_world(bot_server: BotProcess, slack: FakeSlack, module_db: Database) -> 
 def test_any_command_text_is_acked_in_time_and_answered(
     command_world: tuple[SlackDriver, str],
     bot_server: BotProcess,
-    slack: FakeSlack,
+    slack: LocalSlack,
     text: str,
     in_busy_channel: bool,
 ) -> None:
@@ -491,7 +491,7 @@ def test_any_command_text_is_acked_in_time_and_answered(
     check_command(bot_server, slack, driver, text, channel)
 
 
-def check_command(bot: BotProcess, slack: FakeSlack, driver: SlackDriver, text: str, channel: str) -> None:
+def check_command(bot: BotProcess, slack: LocalSlack, driver: SlackDriver, text: str, channel: str) -> None:
     """Acked in time; answered in the ack, or after it (at the response_url, with a modal, or
     for a start by the status message in the channel); no traceback shown or logged."""
     log = LogWatch(bot)
@@ -528,7 +528,7 @@ NUL_TEXTS = {
 def test_nul_characters_in_commands_are_answered_politely(
     nul_world: tuple[SlackDriver, str],
     bot_server: BotProcess,
-    slack: FakeSlack,
+    slack: LocalSlack,
     text: str,
 ) -> None:
     """Slack passes NUL through in command text; SQLite stores it, Postgres refuses it."""
@@ -575,14 +575,14 @@ class World:
         return [c.message for c in self.clickables]
 
 
-def _message(slack: FakeSlack, db: Database, channel: str, rollout_id: int) -> Params:
+def _message(slack: LocalSlack, db: Database, channel: str, rollout_id: int) -> Params:
     ts = status_ts(db, rollout_id)
     assert ts is not None
     return slack.message(channel, ts)
 
 
 @pytest.fixture(scope="module")
-def world(bot_server: BotProcess, slack: FakeSlack, module_db: Database) -> World:
+def world(bot_server: BotProcess, slack: LocalSlack, module_db: Database) -> World:
     """Shared by the module's interaction tests: clicks may pause or advance the open rollout,
     which only changes what the answers say."""
     bot_db = module_db
@@ -724,7 +724,7 @@ def _answerable(payload: Params) -> bool:
 
 def check_interaction(
     bot: BotProcess,
-    slack: FakeSlack,
+    slack: LocalSlack,
     world: World,
     payload: Any,
     *,
@@ -747,7 +747,7 @@ def check_interaction(
 @settings(PROPERTY, max_examples=60)
 @given(data=st.data())
 def test_clicks_on_stale_missing_and_foreign_rollouts_are_answered(
-    world: World, bot_server: BotProcess, slack: FakeSlack, data: st.DataObject
+    world: World, bot_server: BotProcess, slack: LocalSlack, data: st.DataObject
 ) -> None:
     payload = data.draw(realistic_click(world))
     check_interaction(bot_server, slack, world, payload, expect_answer=True)
@@ -843,7 +843,7 @@ def _pick_message(world: World, choice: Any) -> Any:
 def test_clicks_with_garbage_values_are_answered_politely(
     world: World,
     bot_server: BotProcess,
-    slack: FakeSlack,
+    slack: LocalSlack,
     action: Params,
     message: Any,
     int32_ids_on_postgres: None,
@@ -885,7 +885,7 @@ def _put(key: str, value: Any) -> Callable[[Params], None]:
     ],
 )
 def test_block_actions_with_missing_or_wrong_typed_fields_never_5xx(
-    world: World, bot_server: BotProcess, slack: FakeSlack, mutate: Callable[[Params], None]
+    world: World, bot_server: BotProcess, slack: LocalSlack, mutate: Callable[[Params], None]
 ) -> None:
     payload = block_actions(world, {"type": "button", "action_id": "advance", "value": str(world.own)})
     mutate(payload)
@@ -900,7 +900,7 @@ def test_block_actions_with_missing_or_wrong_typed_fields_never_5xx(
     "payload", ["[1, 2]", '"x"', "null", "{not json", ""], ids=["list", "string", "null", "not-json", "empty"]
 )
 def test_payload_that_is_not_a_json_object_is_refused_without_5xx(
-    bot_server: BotProcess, slack: FakeSlack, payload: str
+    bot_server: BotProcess, slack: LocalSlack, payload: str
 ) -> None:
     log = LogWatch(bot_server)
     response, _, _ = timed_post(new_driver(bot_server, slack), urlencode({"payload": payload}), FORM)
@@ -916,7 +916,7 @@ def test_payload_that_is_not_a_json_object_is_refused_without_5xx(
 )
 @example(action_id="approve_step")
 def test_unknown_action_ids_are_acked_and_answered(
-    world: World, bot_server: BotProcess, slack: FakeSlack, action_id: str
+    world: World, bot_server: BotProcess, slack: LocalSlack, action_id: str
 ) -> None:
     known = {*BUTTONS, "checklist_toggle", "open_rollout"}
     if action_id in known or re.fullmatch(r"pick_rollout:\d+", action_id):
@@ -1010,7 +1010,7 @@ def view_submission(world: World, callback_id: str, meta: Any, state: Any) -> Pa
     return envelope(world, "view_submission", view=view, response_urls=[])
 
 
-def check_view(bot: BotProcess, slack: FakeSlack, world: World, payload: Params) -> None:
+def check_view(bot: BotProcess, slack: LocalSlack, world: World, payload: Params) -> None:
     log = LogWatch(bot)
     sent = send_payload(world.driver, payload)
     assert_acked(sent, allow_4xx=True)
@@ -1065,7 +1065,7 @@ def check_view(bot: BotProcess, slack: FakeSlack, world: World, payload: Params)
 def test_modal_submissions_with_missing_state_or_garbage_metadata(
     world: World,
     bot_server: BotProcess,
-    slack: FakeSlack,
+    slack: LocalSlack,
     callback_id: str,
     meta: Any,
     state: Any,
@@ -1081,7 +1081,7 @@ def test_modal_submissions_with_missing_state_or_garbage_metadata(
     reason=st.text(min_size=1, max_size=200).filter(lambda t: t.strip() and "\x00" not in t),
 )
 def test_real_forms_about_missing_or_foreign_rollouts_are_answered(
-    world: World, bot_server: BotProcess, slack: FakeSlack, callback_id: str, target: str, reason: str
+    world: World, bot_server: BotProcess, slack: LocalSlack, callback_id: str, target: str, reason: str
 ) -> None:
     """Forms as the bot opens them (its own FormContext, a typed reason), submitted after their
     rollout was deleted, for another workspace's rollout, or for one that never existed."""
@@ -1091,7 +1091,7 @@ def test_real_forms_about_missing_or_foreign_rollouts_are_answered(
     check_view(bot_server, slack, world, payload)
 
 
-def test_unknown_callback_id_is_acked(world: World, bot_server: BotProcess, slack: FakeSlack) -> None:
+def test_unknown_callback_id_is_acked(world: World, bot_server: BotProcess, slack: LocalSlack) -> None:
     payload = view_submission(
         world, "renamed_in_v2", {"channel_id": "{channel}", "token": "1"}, {"values": {}}
     )
@@ -1112,7 +1112,7 @@ def test_unknown_callback_id_is_acked(world: World, bot_server: BotProcess, slac
     ],
 )
 def test_callback_id_that_is_not_a_string_is_refused_quietly(
-    world: World, bot_server: BotProcess, slack: FakeSlack, callback_id: Any
+    world: World, bot_server: BotProcess, slack: LocalSlack, callback_id: Any
 ) -> None:
     payload = view_submission(world, "x", {"channel_id": "{channel}", "token": "1"}, {"values": {}})
     payload["view"]["callback_id"] = callback_id
@@ -1166,7 +1166,7 @@ def event_body(team: str, event: Any, **extra: Any) -> Params:
 @example(event="x")
 @example(event={"type": "app_mention", "channel": 5})
 @example(event={"type": {}})
-def test_odd_events_are_acked_without_errors(bot_server: BotProcess, slack: FakeSlack, event: Any) -> None:
+def test_odd_events_are_acked_without_errors(bot_server: BotProcess, slack: LocalSlack, event: Any) -> None:
     driver = new_driver(bot_server, slack)
     log = LogWatch(bot_server)
     sent = send_event(driver, event_body(driver.team_id, event))
@@ -1188,7 +1188,7 @@ def test_odd_events_are_acked_without_errors(bot_server: BotProcess, slack: Fake
 @example(event={"type": "app_home_opened", "tab": "home"})
 @example(event={"type": "app_mention", "text": "<@U0BOT> hi"})
 def test_well_formed_events_are_acked_in_time(
-    bot_server: BotProcess, slack: FakeSlack, event: Params
+    bot_server: BotProcess, slack: LocalSlack, event: Params
 ) -> None:
     """Events as Slack sends them (user, channel, ts present), whatever else they carry."""
     driver = new_driver(bot_server, slack)
@@ -1200,7 +1200,7 @@ def test_well_formed_events_are_acked_in_time(
 
 
 def test_opening_the_app_home_publishes_it(
-    bot_server: BotProcess, slack: FakeSlack, bot_db: Database
+    bot_server: BotProcess, slack: LocalSlack, bot_db: Database
 ) -> None:
     driver = new_driver(bot_server, slack)
     started_rollout(driver, slack, bot_db, new_channel(), "home-feature")
@@ -1340,7 +1340,7 @@ def test_unsigned_garbage_gets_401(bot_server: BotProcess, content_type: str, bo
 @example(content_type=FORM, body="payload=%7B")
 @example(content_type="application/json", body="[1,2]")
 def test_signed_garbage_is_never_5xx(
-    bot_server: BotProcess, slack: FakeSlack, content_type: str, body: str
+    bot_server: BotProcess, slack: LocalSlack, content_type: str, body: str
 ) -> None:
     driver = new_driver(bot_server, slack)
     log = LogWatch(bot_server)
@@ -1362,7 +1362,7 @@ def _count(db: Database, stmt: Any) -> int:
 
 
 def test_a_retried_start_never_creates_a_second_rollout(
-    bot_server: BotProcess, slack: FakeSlack, bot_db: Database
+    bot_server: BotProcess, slack: LocalSlack, bot_db: Database
 ) -> None:
     driver = new_driver(bot_server, slack)
     channel = new_channel()
@@ -1415,7 +1415,7 @@ def test_a_retried_start_never_creates_a_second_rollout(
 
 
 def test_a_retried_advance_click_never_advances_twice(
-    bot_server: BotProcess, slack: FakeSlack, datadog: FakeDatadog, bot_db: Database
+    bot_server: BotProcess, slack: LocalSlack, datadog: FakeDatadog, bot_db: Database
 ) -> None:
     driver = new_driver(bot_server, slack)
     sc = Scenario(

@@ -17,12 +17,12 @@ import pytest
 from sqlalchemy import select
 from sqlalchemy.engine import make_url
 
+from bot.devtools.local_slack import LocalSlack
 from storage.db import Database, normalize_url
 from storage.models import PlanTemplate
 from tests.conftest import BotProcess, bot_env, fresh_postgres_database
 from tests.driver import SlackDriver
 from tests.fakes.datadog_api import FakeDatadog
-from tests.fakes.slack_api import FakeSlack
 from tests.support import wait_until
 
 FORM = "application/x-www-form-urlencoded"
@@ -43,7 +43,7 @@ def test_a_400_digit_timestamp_is_refused_not_a_crash(driver: SlackDriver, bot_s
     assert "Traceback" not in bot_server.log()[-3000:]
 
 
-def test_a_signed_command_without_a_team_is_answered(driver: SlackDriver, slack: FakeSlack) -> None:
+def test_a_signed_command_without_a_team_is_answered(driver: SlackDriver, slack: LocalSlack) -> None:
     response_url = slack.response_url(f"probe-{uuid.uuid4().hex[:8]}")
     fields = {"command": "/rollout", "text": "list", "user_id": "U1", "response_url": response_url}
     assert driver.post_raw(urlencode(fields), FORM).status == 200
@@ -55,7 +55,7 @@ def test_a_signed_command_without_a_team_is_answered(driver: SlackDriver, slack:
 
 
 @pytest.fixture
-def own_bot(tmp_path: Path, slack: FakeSlack, datadog: FakeDatadog) -> BotProcess:
+def own_bot(tmp_path: Path, slack: LocalSlack, datadog: FakeDatadog) -> BotProcess:
     return BotProcess(bot_env(f"sqlite:///{tmp_path / 'own.db'}", slack, datadog), tmp_path / "bot.log")
 
 
@@ -74,7 +74,7 @@ def test_health_fails_when_the_sqlite_file_is_deleted_under_the_bot(
 
 @pytest.mark.postgres
 def test_health_fails_when_postgres_will_not_take_writes(
-    slack: FakeSlack, datadog: FakeDatadog, tmp_path: Path
+    slack: LocalSlack, datadog: FakeDatadog, tmp_path: Path
 ) -> None:
     with fresh_postgres_database("rollout_readonly") as url:
         name = make_url(normalize_url(url)).database
@@ -97,7 +97,7 @@ def test_health_fails_when_postgres_will_not_take_writes(
 SEED = Path(__file__).parent.parent / "fixtures" / "seeds" / "backend-tables-and-doc-service-rollouts.md"
 
 
-def import_form(driver: SlackDriver, slack: FakeSlack, channel: str, user: str | None = None) -> dict:  # type: ignore[type-arg]
+def import_form(driver: SlackDriver, slack: LocalSlack, channel: str, user: str | None = None) -> dict:  # type: ignore[type-arg]
     driver.command("import", user=user)
     return slack.wait_for(  # type: ignore[no-any-return]
         "views.open",
@@ -108,7 +108,7 @@ def import_form(driver: SlackDriver, slack: FakeSlack, channel: str, user: str |
     )[-1].params["view"]
 
 
-def answer_containing(slack: FakeSlack, words: str) -> str:
+def answer_containing(slack: LocalSlack, words: str) -> str:
     def found() -> str:
         # Forms are answered with chat.postEphemeral (or a DM), commands through their response_url.
         for call in slack.calls():
@@ -120,7 +120,7 @@ def answer_containing(slack: FakeSlack, words: str) -> str:
 
 
 def test_a_nine_byte_plan_is_refused_and_every_start_still_works(
-    driver: SlackDriver, slack: FakeSlack, channel: str, bot_db: Database
+    driver: SlackDriver, slack: LocalSlack, channel: str, bot_db: Database
 ) -> None:
     team_name = f"notes-{uuid.uuid4().hex[:6]}"
     driver.submit_view(
@@ -137,7 +137,7 @@ def test_a_nine_byte_plan_is_refused_and_every_start_still_works(
 
 
 def test_a_damaged_stored_template_breaks_nobody_else(
-    driver: SlackDriver, slack: FakeSlack, channel: str, bot_db: Database
+    driver: SlackDriver, slack: LocalSlack, channel: str, bot_db: Database
 ) -> None:
     with bot_db.transaction() as session:
         session.add(
@@ -152,7 +152,7 @@ def test_a_damaged_stored_template_breaks_nobody_else(
 
 
 def test_only_the_importer_replaces_or_removes_a_template(
-    driver: SlackDriver, slack: FakeSlack, channel: str
+    driver: SlackDriver, slack: LocalSlack, channel: str
 ) -> None:
     seed = SEED.read_text()
     name = f"shared-{uuid.uuid4().hex[:6]}"
@@ -178,7 +178,7 @@ def test_only_the_importer_replaces_or_removes_a_template(
 
 
 def test_look_alike_names_find_the_open_rollout_or_are_refused(
-    driver: SlackDriver, slack: FakeSlack, channel: str
+    driver: SlackDriver, slack: LocalSlack, channel: str
 ) -> None:
     base = f"look-{uuid.uuid4().hex[:6]}"
     driver.command(f"start {base}")
@@ -207,14 +207,14 @@ def test_look_alike_names_find_the_open_rollout_or_are_refused(
     assert "made only of invisible characters" in str(invisible.json())
 
 
-def test_two_hundred_stakeholder_channels_are_refused(driver: SlackDriver, slack: FakeSlack) -> None:
+def test_two_hundred_stakeholder_channels_are_refused(driver: SlackDriver, slack: LocalSlack) -> None:
     channels = " ".join(f"<#C{i:08d}|c{i}>" for i in range(200))
     answer = driver.command(f"start many-stakeholders --stakeholders {channels}")
     assert "200 stakeholder channels is too many; the limit is 20" in str(answer.json())
 
 
 def test_the_start_form_checks_the_flag_as_the_command_does(
-    driver: SlackDriver, slack: FakeSlack, channel: str
+    driver: SlackDriver, slack: LocalSlack, channel: str
 ) -> None:
     driver.command("start")
     view = slack.wait_for(

@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 from sqlalchemy import select
 
+from bot.devtools.local_slack import LocalSlack
 from bot.domain.plans import get_template, template_names
 from bot.domain.plans.model import Direction, Metric, Rule
 from bot.edge.forms import FormContext
@@ -35,7 +36,6 @@ from storage.db import Database
 from storage.enums import EventKind
 from storage.models import Event, Rollout
 from tests.driver import SlackDriver, _rendered_state
-from tests.fakes.slack_api import FakeSlack
 
 # Slack's limits, as docs.slack.dev states them (modal views, input block, plain-text input,
 # option object, header block), checked here independently of the builder's own constants.
@@ -343,12 +343,12 @@ def test_the_confirmation_spells_out_each_rule() -> None:
 # --- end to end, through the running bot --------------------------------------------------------
 
 
-def _start(driver: SlackDriver, slack: FakeSlack, channel: str, feature: str) -> None:
+def _start(driver: SlackDriver, slack: LocalSlack, channel: str, feature: str) -> None:
     driver.command(f"start {feature}")
     slack.wait_for("chat.postMessage", lambda c: c.params.get("channel") == channel)
 
 
-def _opened_view(slack: FakeSlack, channel: str) -> dict[str, Any]:
+def _opened_view(slack: LocalSlack, channel: str) -> dict[str, Any]:
     def ours(call: Any) -> bool:
         view = call.params.get("view") or {}
         return view.get("callback_id") == "edit_metrics" and channel in view.get("private_metadata", "")
@@ -357,7 +357,7 @@ def _opened_view(slack: FakeSlack, channel: str) -> dict[str, Any]:
     return dict(call.params["view"])
 
 
-def _ephemeral(slack: FakeSlack, channel: str, user: str, count: int = 1) -> str:
+def _ephemeral(slack: LocalSlack, channel: str, user: str, count: int = 1) -> str:
     calls = slack.wait_for(
         "chat.postEphemeral",
         lambda c: c.params.get("channel") == channel and c.params.get("user") == user,
@@ -399,7 +399,7 @@ def _stored(db: Database, feature: str) -> tuple[list[dict[str, Any]], list[dict
 
 @pytest.mark.e2e
 def test_the_owner_edits_the_metrics_in_a_modal(
-    driver: SlackDriver, slack: FakeSlack, bot_db: Database, channel: str
+    driver: SlackDriver, slack: LocalSlack, bot_db: Database, channel: str
 ) -> None:
     feature = "metrics-" + channel.lower()
     _start(driver, slack, channel, feature)
@@ -446,7 +446,7 @@ def test_the_owner_edits_the_metrics_in_a_modal(
 
 @pytest.mark.e2e
 def test_a_bad_threshold_keeps_the_modal_open_with_the_error(
-    driver: SlackDriver, slack: FakeSlack, bot_db: Database, channel: str
+    driver: SlackDriver, slack: LocalSlack, bot_db: Database, channel: str
 ) -> None:
     feature = "badmetric-" + channel.lower()
     _start(driver, slack, channel, feature)
@@ -473,7 +473,7 @@ def test_a_bad_threshold_keeps_the_modal_open_with_the_error(
 
 @pytest.mark.e2e
 def test_someone_who_may_not_steer_is_refused(
-    driver: SlackDriver, slack: FakeSlack, bot_db: Database, channel: str
+    driver: SlackDriver, slack: LocalSlack, bot_db: Database, channel: str
 ) -> None:
     feature = "notmine-" + channel.lower()
     _start(driver, slack, channel, feature)

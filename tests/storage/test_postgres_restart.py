@@ -29,13 +29,13 @@ import psycopg
 import pytest
 from sqlalchemy import func, select
 
+from bot.devtools.local_slack import LocalSlack
 from storage.db import Database
 from storage.enums import EventKind
 from storage.models import ChecklistItem, Event, Rollout, SlackMessage
 from tests.conftest import SIGNING_SECRET, BotProcess, bot_env, free_port
 from tests.driver import SlackDriver
 from tests.fakes.datadog_api import FakeDatadog
-from tests.fakes.slack_api import FakeSlack
 from tests.support import wait_until
 
 pytestmark = pytest.mark.e2e
@@ -176,7 +176,7 @@ def healthz(bot: BotProcess) -> int:
 class Conversation:
     """One person in one channel, with what the bot answered each request."""
 
-    def __init__(self, bot: BotProcess, slack: FakeSlack, db: Database) -> None:
+    def __init__(self, bot: BotProcess, slack: LocalSlack, db: Database) -> None:
         self.slack = slack
         self.db = db
         self.channel = "C" + uuid.uuid4().hex[:10].upper()
@@ -260,7 +260,7 @@ def checked(db: Database, rollout_id: int) -> tuple[int, int]:
 @pytest.fixture(scope="module")
 def restart_bot(
     private_postgres: PrivateCluster,
-    slack: FakeSlack,
+    slack: LocalSlack,
     datadog: FakeDatadog,
     tmp_path_factory: pytest.TempPathFactory,
 ) -> Iterator[tuple[BotProcess, Database]]:
@@ -277,7 +277,7 @@ def restart_bot(
 
 
 def test_the_bot_rides_out_a_postgres_restart_and_loses_nothing(
-    private_postgres: PrivateCluster, restart_bot: tuple[BotProcess, Database], slack: FakeSlack
+    private_postgres: PrivateCluster, restart_bot: tuple[BotProcess, Database], slack: LocalSlack
 ) -> None:
     bot, db = restart_bot
     talk = Conversation(bot, slack, db)
@@ -325,7 +325,7 @@ def test_the_bot_rides_out_a_postgres_restart_and_loses_nothing(
 
 
 def test_a_command_while_postgres_is_down_is_still_answered(
-    private_postgres: PrivateCluster, restart_bot: tuple[BotProcess, Database], slack: FakeSlack
+    private_postgres: PrivateCluster, restart_bot: tuple[BotProcess, Database], slack: LocalSlack
 ) -> None:
     bot, db = restart_bot
     talk = Conversation(bot, slack, db)
