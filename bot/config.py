@@ -43,7 +43,7 @@ class Settings:
 
     @property
     def flag_provider(self) -> str:
-        """"unleash", "launchdarkly", or "" when the bot leaves the flag to people."""
+        """ "unleash", "launchdarkly", or "" when the bot leaves the flag to people."""
         choice = dict(self.flag_env).get("FLAG_PROVIDER", "").strip().lower()
         return "" if choice == "none" else choice
 

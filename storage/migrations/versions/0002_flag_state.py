@@ -45,7 +45,11 @@ def upgrade() -> None:
 
 def downgrade() -> None:
     # Events of the new kinds would no longer be readable: they go with the columns.
-    op.execute(sa.text("DELETE FROM event WHERE kind IN :kinds").bindparams(sa.bindparam("kinds", NEW_KINDS, expanding=True)))
+    op.execute(
+        sa.text("DELETE FROM event WHERE kind IN :kinds").bindparams(
+            sa.bindparam("kinds", NEW_KINDS, expanding=True)
+        )
+    )
     with op.batch_alter_table("rollout", schema=None) as batch_op:
         batch_op.drop_column("flag_pending")
         batch_op.drop_column("flag_adopted_percent")
