@@ -114,7 +114,7 @@ def refused(svc: Services, feature: str, error: FlagError, doing: str) -> FlagWr
     """The user's answer to a refused write of a change that did not happen."""
     name = svc.flags.name if svc.flags is not None else "The flag service"
     return FlagWriteFailed(
-        ":warning: {provider} did not take the flag change, so *{feature}* did not {doing}: {reason}"
+        "{provider} did not take the flag change, so *{feature}* did not {doing}: {reason}"
         + (" (this may pass: try again in a moment)" if error.retryable else ""),
         reason=error.reason,
         retryable=error.retryable,

@@ -61,14 +61,14 @@ def check_flag(svc: Services, feature: str, flag: str | None) -> tuple[str | Non
         state = svc.flags.read(key)
     except FlagError as error:
         raise RolloutError(
-            ":warning: Could not read flag `{flag}` from {provider}, so nothing was started: {reason}",
+            "Could not read flag `{flag}` from {provider}, so nothing was started: {reason}",
             flag=key,
             provider=svc.flags.name,
             reason=error.reason,
         ) from None
     if not state.exists:
         raise RolloutError(
-            ":no_entry_sign: There is no flag `{flag}` in {provider} ({detail}). Create it there "
+            "There is no flag `{flag}` in {provider} ({detail}). Create it there "
             "first, or name the flag this rollout should drive with `--flag key`. Nothing was started.",
             flag=key,
             provider=svc.flags.name,
