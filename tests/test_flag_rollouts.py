@@ -590,3 +590,12 @@ def test_without_a_flag_service_nothing_changes(svc: Services, actor: Actor) -> 
     move(svc, actor, rollout_id)
     assert events(svc, rollout_id, EventKind.FLAG_SET, EventKind.FLAG_WRITE_FAILED) == []
     assert "Flag" not in status_message(row(svc, rollout_id), now=svc.clock()).blocks[2]["text"]["text"]
+
+
+def test_a_start_undone_takes_its_first_step_back_off_the_flag(
+    svc: Services, actor: Actor, flags: MemoryProvider
+) -> None:
+    rollout_id = start(svc, actor, template="aggressive")
+    assert bot_percent(flags, "checkout-v2") == 5
+    starting.discard(svc, rollout_id)  # what a start does when its status message cannot be posted
+    assert bot_percent(flags, "checkout-v2") == 0 and not flags.read("checkout-v2").enabled

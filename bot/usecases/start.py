@@ -3,6 +3,7 @@ domain, writes the new state with its Event, and commits. Slack is touched only 
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 from datetime import datetime
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -19,6 +20,8 @@ from bot.usecases import announcing, flagging, plan_store, schedule
 from storage import queries
 from storage.enums import EventKind
 from storage.models import Rollout
+
+log = logging.getLogger(__name__)
 
 DEFAULT_TEMPLATE = "standard"
 
@@ -162,4 +165,14 @@ def discard(svc: Services, rollout_id: int) -> None:
     with svc.db.transaction() as session:
         rollout = queries.lock_rollout(session=session, rollout_id=rollout_id)
         if rollout is not None:
+            if flagging.provider_for(svc, rollout) is not None and rollout.flag_percent:
+                # Its first step was set on the flag: take it back, or users keep the feature.
+                try:
+                    flagging.write(
+                        svc, session, rollout, flagging.OFF, actor=None, why="start undone", now=svc.clock()
+                    )
+                except FlagError:
+                    log.warning(
+                        "flag %s of an undone start stays at %s%%", rollout.flag_key, rollout.flag_percent
+                    )
             session.delete(rollout)
