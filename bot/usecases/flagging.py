@@ -295,7 +295,7 @@ def watch(svc: Services, rollout_id: int) -> bool:
             session.add(event)
             session.flush()
             thread = flag_texts.drift_alert(
-                locked, provider=provider.name, plan=plan, link=provider.link(locked.flag_key)
+                locked, provider=provider.name, plan=plan, link=provider.link(locked.flag_key or "")
             )
             announcing.queue(session, locked, announcing.Announcement(f"flag-drift:{event.id}", thread), now)
         if changed:
