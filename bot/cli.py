@@ -51,6 +51,18 @@ def cmd_db_upgrade(settings: Settings) -> int:
 def cmd_check(settings: Settings) -> int:
     settings.require_slack()
     print("settings are complete")
+    from bot.flags import FlagError
+    from bot.runtime import flag_provider
+
+    provider = flag_provider(settings)
+    if provider is None:
+        print("flags: no FLAG_PROVIDER; people set the feature flag, the bot coordinates")
+        return 0
+    try:
+        print(f"flags: {provider.check()}")
+    except FlagError as error:
+        print(f"rollout-bot: flags: {provider.name} could not be reached: {error.reason}", file=sys.stderr)
+        return 1
     return 0
 
 

@@ -39,6 +39,15 @@ class Settings:
     embedded_worker: bool
     # Besides whoever imported a template and workspace admins, who may replace or remove it.
     template_editors: frozenset[str] = frozenset()
+    # The feature-flag service (bot/flags): its variables as read, checked by provider_from_env.
+    flag_env: tuple[tuple[str, str], ...] = ()
+    due_seconds: int = 30
+
+    @property
+    def flag_provider(self) -> str:
+        """ "unleash", "launchdarkly", or "" when the bot leaves the flag to people."""
+        choice = dict(self.flag_env).get("FLAG_PROVIDER", "").strip().lower()
+        return "" if choice == "none" else choice
 
     @property
     def socket_mode(self) -> bool:
@@ -87,6 +96,34 @@ def _api_url(raw: str | None) -> str:
     return url if url.endswith("/") else url + "/"
 
 
+FLAG_VARIABLES = (
+    "FLAG_PROVIDER",
+    "UNLEASH_URL",
+    "UNLEASH_API_TOKEN",
+    "UNLEASH_PROJECT",
+    "UNLEASH_ENVIRONMENT",
+    "LD_API_TOKEN",
+    "LD_PROJECT",
+    "LD_ENVIRONMENT",
+    "LD_API_URL",
+)
+
+
+def _flag_env(env: Mapping[str, str]) -> tuple[tuple[str, str], ...]:
+    """The flag variables that are set, checked now so a bad deploy stops at start."""
+    from bot.flags import provider_from_env
+
+    found = tuple((name, env[name].strip()) for name in FLAG_VARIABLES if env.get(name, "").strip())
+    try:
+        provider = provider_from_env(dict(found))
+    except ValueError as error:
+        raise ConfigError(str(error)) from None
+    close = getattr(provider, "close", None)
+    if close is not None:
+        close()
+    return found
+
+
 def load_settings(env: Mapping[str, str] | None = None) -> Settings:
     env = os.environ if env is None else env
 
@@ -118,4 +155,6 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         template_editors=frozenset(
             u for u in (opt("ROLLOUT_TEMPLATE_EDITORS") or "").replace(",", " ").split()
         ),
+        flag_env=_flag_env(env),
+        due_seconds=_int(env, "ROLLOUT_DUE_SECONDS", 30, 1, 3600),
     )

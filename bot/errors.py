@@ -62,3 +62,12 @@ class NotInChannel(RolloutError):
             "Invite me with `/invite @Rollout Bot` and try again."
         )
         self.channel_id = channel_id
+
+
+class FlagWriteFailed(RolloutError):
+    """The flag service refused or failed a write; `reason` is its own words."""
+
+    def __init__(self, text: str, *, reason: str, retryable: bool, **values: object) -> None:
+        super().__init__(text, reason=reason, **values)
+        self.reason = reason
+        self.retryable = retryable

@@ -13,6 +13,8 @@ class Action(StrEnum):
     ROLLBACK = "rollback"
     PICK_ROLLOUT = "pick_rollout"
     OPEN_ROLLOUT = "open_rollout"
+    FLAG_APPLY_PLAN = "flag_apply_plan"  # a drifted flag: write the plan's percentage
+    FLAG_ADOPT = "flag_adopt"  # a drifted flag: accept the flag's percentage
 
 
 class Block(StrEnum):

@@ -11,6 +11,7 @@ from bot.app import build_app
 from bot.config import Settings
 from bot.delivery.scheduler import Scheduler
 from bot.edge.workqueue import Worker, queue_lazy_work
+from bot.flags import FlagProvider, provider_from_env
 from bot.metrics import DatadogMetricsSource, MetricsSource
 from bot.services import Services
 from bot.slackweb.client import make_client
@@ -31,6 +32,13 @@ def metrics_source(settings: Settings) -> MetricsSource | None:
     )
 
 
+def flag_provider(settings: Settings) -> FlagProvider | None:
+    provider = provider_from_env(dict(settings.flag_env))
+    if provider is None:
+        log.info("FLAG_PROVIDER not set: the bot coordinates rollouts, people set the flag")
+    return provider
+
+
 def build_services(settings: Settings) -> Services:
     configure(settings.templates_dir)
     return Services(
@@ -39,6 +47,7 @@ def build_services(settings: Settings) -> Services:
         client=make_client(settings.slack_bot_token, settings.slack_api_url),
         outbox_client=make_client(settings.slack_bot_token, settings.slack_api_url, max_retries=0),
         metrics=metrics_source(settings),
+        flags=flag_provider(settings),
     )
 
 
@@ -50,7 +59,7 @@ def serve(settings: Settings) -> None:
 
         # One process: acks over the socket, work in Bolt's threads, the scheduler beside them.
         log.info("Socket Mode, database %s", svc.db.dialect)
-        Scheduler(svc).start()
+        Scheduler(svc, due_seconds=settings.due_seconds).start()
         SocketModeHandler(bolt, settings.slack_app_token).start()
         return
     from bot.edge.web import build_web, serve_http
@@ -88,7 +97,7 @@ def work(settings: Settings) -> None:
     """The work process: runs queued listener work, delivers the outbox, runs due jobs."""
     svc = build_services(settings)
     app = build_app(svc, verify_requests=False)
-    scheduler = Scheduler(svc)
+    scheduler = Scheduler(svc, due_seconds=settings.due_seconds)
     worker = Worker(app, Database(queue_url(settings.database_url)), threads=settings.work_threads)
 
     def stop(_signum: int, _frame: object) -> None:

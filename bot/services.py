@@ -9,6 +9,7 @@ from datetime import UTC, datetime
 from slack_sdk import WebClient
 
 from bot.config import Settings
+from bot.flags import FlagProvider
 from bot.metrics import MetricsSource
 from storage.db import Database
 
@@ -36,6 +37,8 @@ class Services:
     # The outbox retries on its own schedule (and checks Slack before reposting), so its
     # client must not also retry and sleep inside a lease; None: use `client`.
     outbox_client: WebClient | None = None
+    # The feature-flag service; None: people set the flag, the bot only coordinates.
+    flags: FlagProvider | None = None
 
     @property
     def delivery_client(self) -> WebClient:

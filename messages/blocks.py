@@ -189,6 +189,31 @@ def _checklist_text(title: str, items: Sequence[ItemView]) -> str:
     return "\n".join(lines)
 
 
+def flag_line(
+    flag_key: str | None,
+    *,
+    seen: float | None,
+    plan: float,
+    adopted: float | None = None,
+    problem: str | None = None,
+    pending: float | None = None,
+) -> str:
+    """The flag as the bot last saw it, against the plan: "flag 25% ✓", "⚠ flag says 40%,
+    plan says 25%". Empty when no flag service runs the flag (`seen` None)."""
+    if not flag_key or seen is None:
+        return ""
+    name = f"Flag `{escape(flag_key)}`"
+    if pending is not None:
+        return f"{name}: :warning: still at {seen:g}%, the bot keeps retrying to set {pending:g}%"
+    if problem:
+        return f"{name}: :warning: {seen:g}% when last read; now: {escape(truncate(problem, 200))}"
+    if seen == plan:
+        return f"{name}: flag {seen:g}% ✓"
+    if seen == adopted:
+        return f"{name}: flag {seen:g}% (kept by people; plan says {plan:g}%)"
+    return f"{name}: :warning: flag says {seen:g}%, plan says {plan:g}%"
+
+
 def status_message(
     rollout: RolloutView, *, now: datetime, interactive: bool = True, link: str | None = None
 ) -> Message:
@@ -197,11 +222,20 @@ def status_message(
     `interactive=False` renders the checklist as text, for an ephemeral copy that links to the
     live message instead of offering boxes that would not update it."""
     plan_lines = "\n".join(_phase_line(p, rollout) for p in rollout.phases)
+    flag = flag_line(
+        rollout.flag_key,
+        seen=rollout.flag_percent,
+        plan=rollout.flag_plan_percent,
+        adopted=rollout.flag_adopted_percent,
+        problem=rollout.flag_problem,
+        pending=rollout.flag_pending,
+    )
+    where = f"{_where(rollout)}\n{flag}" if flag else _where(rollout)
     blocks: list[Block] = [
         *_header(rollout),
         SectionBlock(
             block_id=BlockId.STEPS,
-            text=MarkdownTextObject(text=truncate(f"{_where(rollout)}\n{plan_lines}", MAX_SECTION_TEXT)),
+            text=MarkdownTextObject(text=truncate(f"{where}\n{plan_lines}", MAX_SECTION_TEXT)),
         ),
     ]
     if rollout.is_open and not interactive:

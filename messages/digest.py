@@ -39,6 +39,10 @@ SHOWN = frozenset(
         "metrics_edited",
         "item_checked",
         "item_unchecked",
+        "flag_set",
+        "flag_write_failed",
+        "flag_drift",
+        "flag_adopted",
     }
 )
 _TICKS = {"item_checked": "ticks", "item_unchecked": "unticks"}

@@ -55,6 +55,11 @@ def gate_report(outcome: Outcome, *, note: str = "") -> Message:
             if moved.completed
             else f":arrow_up: *{feature}* advanced from {escape(moved.from_title)} to *{escape(moved.to_title)}*."
         )
+    elif outcome.rolled_back:
+        title = (
+            f":rewind: *{feature}* was rolled back at {escape(outcome.step_title)}: a rollback trigger "
+            "fired, and its plan says to roll back on a trigger."
+        )
     elif outcome.snapshot_only:
         verdict = "would pass" if gate.passed else "would not pass"
         title = f":bar_chart: *{feature}* at {escape(outcome.step_title)}: the gate {verdict} now."

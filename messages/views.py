@@ -77,6 +77,13 @@ class RolloutView:
     digest: str
     digest_time: str
     phases: tuple[PhaseView, ...]
+    # The flag as the bot last saw it (all None when no flag service runs it) and what the plan
+    # wants it to say now.
+    flag_percent: float | None = None
+    flag_plan_percent: float = 0.0
+    flag_adopted_percent: float | None = None
+    flag_problem: str | None = None
+    flag_pending: float | None = None
 
     @property
     def paused(self) -> bool:
@@ -123,3 +130,5 @@ class Outcome:
     moved: Moved | None
     override_token: str | None
     snapshot_only: bool = False
+    flag: str = ""  # the flag write that went with the move, in words
+    rolled_back: bool = False  # a rollback trigger fired and the plan says to roll back

@@ -44,6 +44,10 @@ class EventKind(StrEnum):
     UPDATE_SENT = "update_sent"
     DIGEST_CHANGED = "digest_changed"
     DELIVERY_FAILED = "delivery_failed"
+    FLAG_SET = "flag_set"  # the bot wrote the flag: data has before -> after
+    FLAG_WRITE_FAILED = "flag_write_failed"  # a write the provider refused, in its own words
+    FLAG_DRIFT = "flag_drift"  # the flag says something else than the plan
+    FLAG_ADOPTED = "flag_adopted"  # people accepted the flag's percentage as it is
 
 
 class OutboxState(StrEnum):

@@ -141,6 +141,16 @@ class Rollout(Base):
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(default=utcnow)
     finished_at: Mapped[datetime | None]
+    # The feature flag as the bot last saw it (written by every flag write and the watch), so
+    # the status message shows it without calling the flag service while rendering.
+    # `flag_seen_at` None: no flag service manages this rollout's flag.
+    flag_strategy_id: Mapped[str | None] = mapped_column(String(120))  # the bot's own strategy
+    flag_percent: Mapped[float | None]  # what the flag exposes: 0 when it is off
+    flag_enabled: Mapped[bool | None]
+    flag_seen_at: Mapped[datetime | None]
+    flag_problem: Mapped[str | None] = mapped_column(Text)  # why the last read or write failed
+    flag_adopted_percent: Mapped[float | None]  # a drift people accepted: not warned again
+    flag_pending: Mapped[float | None]  # a write still owed to the flag (retried by flag_sync)
 
     phases: Mapped[list[Phase]] = relationship(
         back_populates="rollout", order_by="Phase.position", cascade="all, delete-orphan"

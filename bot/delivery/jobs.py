@@ -28,13 +28,22 @@ from sqlalchemy import delete, update
 from sqlalchemy.orm import Session
 
 from bot.delivery import status_board
+from bot.domain import flagging as flag_rules
 from bot.domain import rollouts
 from bot.domain.gates import MetricVerdict, Observation, fired_triggers, soak_status
 from bot.domain.plans.model import Metric
-from bot.domain.schedule import STALE_BUSINESS_DAYS, Due, Kind, iso_utc, planned, planned_end
+from bot.domain.schedule import (
+    FLAG_RETRY,
+    STALE_BUSINESS_DAYS,
+    Due,
+    Kind,
+    iso_utc,
+    planned,
+    planned_end,
+)
 from bot.domain.wording import describe_trigger
 from bot.services import Services
-from bot.usecases import announcing, measure, views
+from bot.usecases import announcing, controls, flagging, measure, views
 from bot.usecases.announcing import announce
 from bot.usecases.schedule import reschedule
 from messages import digest as texts
@@ -211,10 +220,25 @@ def _stale(svc: Services, job: Claimed) -> Due | None:
 
 
 def _watch(svc: Services, job: Claimed) -> Due | None:
-    """Reads the rollback triggers only, against the baseline the gate uses."""
+    """Reads the flag (when the bot runs it) and the rollback triggers (of an active rollout),
+    the triggers against the baseline the gate uses."""
     rollout = _load(svc, job.rollout_id)
-    if rollout is None or rollout.status is not RolloutStatus.ACTIVE or not rollout.triggers:
+    if rollout is None or not rollout.status.is_open:
         return None
+    refresh = flagging.watch(svc, rollout.id) if flag_rules.managed(rollout) else False
+    if rollout.status is RolloutStatus.ACTIVE and rollout.triggers:
+        refresh = _watch_triggers(svc, rollout) or refresh
+    elif not flag_rules.managed(rollout):
+        return None
+    if refresh:
+        try:
+            status_board.refresh(svc, rollout.id)
+        except Exception:
+            log.exception("status message of rollout %s not refreshed after the watch", rollout.id)
+    return Due(svc.clock() + timedelta(minutes=svc.settings.watch_minutes), {})
+
+
+def _watch_triggers(svc: Services, rollout: Rollout) -> bool:
     now = svc.clock()
     _, triggers = measure.metrics_of(rollout)
     plan = measure.plan_queries(
@@ -226,12 +250,9 @@ def _watch(svc: Services, job: Claimed) -> Due | None:
         baselines = measure.baselines_for(session, rollout, measure.controls(plan, readings))
     fired = fired_triggers(triggers, current, baselines)
     where = (rollout.phase_index, rollout.step_index)
-    if fired and _on_fired(svc, rollout.id, where, {t.key: t for t in triggers}, fired, current, now):
-        try:
-            status_board.refresh(svc, rollout.id)
-        except Exception:
-            log.exception("status message of rollout %s not refreshed after the watch paused it", rollout.id)
-    return Due(now + timedelta(minutes=svc.settings.watch_minutes), {})
+    return bool(fired) and _on_fired(
+        svc, rollout.id, where, {t.key: t for t in triggers}, fired, current, now
+    )
 
 
 def _on_fired(
@@ -243,9 +264,10 @@ def _on_fired(
     current: dict[str, Observation],
     now: datetime,
 ) -> bool:
-    """Records, pauses (if the rollout says so) and alerts, in one transaction. A trigger alerts
-    once per step: after a person resumes, the same trigger at the same step does not pause it
-    again. Returns whether it paused."""
+    """Records, pauses or rolls back (as the rollout says) and alerts, in one transaction. A
+    trigger alerts once per step: after a person resumes, the same trigger at the same step
+    does not pause it again. A plan with `on_trigger = "rollback"` rolls the rollout back, the
+    flag first. Returns whether it paused or rolled back."""
     with svc.db.transaction() as session:
         rollout = queries.lock_rollout(session=session, rollout_id=rollout_id)
         if (
@@ -266,14 +288,19 @@ def _on_fired(
         }
         step = rollouts.display_title(rollout.current_step)
         view = views.rollout_view(rollout)
+        rolls_back = flag_rules.on_trigger(rollout) == flag_rules.ROLLBACK
         for v in new:
             rule = describe_trigger(triggers[v.key])
             data = {"trigger": v.key, "name": v.name, "value": v.value, "baseline": v.baseline, "rule": rule}
             data |= {"reason": v.reason, "step": step, "snapshot_id": snap.id}
             session.add(rollouts.event(rollout, EventKind.TRIGGER_FIRED, None, now, **data))
-            alert = {"trigger": v.name, "reason": v.reason, "rule": rule}
+            alert = {"trigger": v.name, "reason": v.reason, "rule": rule, "rolled_back": rolls_back}
             thread, top = texts.trigger_alert(view, paused=rollout.watch_pauses, **alert)
             _queue(session, rollout, f"trigger:{v.key}:{suffix}", now, thread, channel=top)
+        if rolls_back:
+            reason = "rollback trigger fired: " + "; ".join(f"{v.name} ({v.reason})" for v in new)
+            controls.roll_back_locked(svc, session, rollout, None, reason, now)
+            return True
         if rollout.watch_pauses:
             rollouts.pause(rollout, now)
             reason = "rollback trigger fired: " + "; ".join(f"{v.name} ({v.reason})" for v in new)
@@ -285,12 +312,24 @@ def _on_fired(
         return rollout.watch_pauses
 
 
+def _flag_sync(svc: Services, job: Claimed) -> Due | None:
+    """Retries the flag write a rollback still owes until it lands (see usecases.flagging)."""
+    if flagging.sync(svc, job.rollout_id):
+        try:
+            status_board.refresh(svc, job.rollout_id)
+        except Exception:
+            log.exception("status message of rollout %s not refreshed after the flag write", job.rollout_id)
+        return None
+    return Due(svc.clock() + FLAG_RETRY, job.data)
+
+
 JOBS: dict[str, Callable[[Services, Claimed], Due | None]] = {
     Kind.DIGEST: _digest,
     Kind.READY: _ready,
     Kind.OVERDUE: _overdue,
     Kind.STALE: _stale,
     Kind.WATCH: _watch,
+    Kind.FLAG_SYNC: _flag_sync,
 }
 
 

@@ -7,6 +7,7 @@ dispatched to the real app; its Slack calls go over HTTP to a local Slack (bot/d
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import hmac
 import json
@@ -28,6 +29,8 @@ from bot.config import Settings, load_settings
 from bot.delivery import jobs
 from bot.delivery.scheduler import drain_outbox
 from bot.devtools.local_slack import APP_ID, TEAM_ID, LocalSlack, Posted
+from bot.flags import BOT_STRATEGY_TITLE, FlagState, MemoryProvider, valid_flag_key
+from bot.flags.memory import Write
 from bot.metrics import MetricQuery, MetricReading, MetricsSource, StaticMetricsSource
 from bot.runtime import build_services
 from bot.services import utc_now
@@ -70,6 +73,28 @@ class TypedMetrics(MetricsSource):
         return StaticMetricsSource(self.values).snapshot(queries, now=now)
 
 
+class ShellFlags(MemoryProvider):
+    """The shell's flag service, in memory: a rollout's flag exists as soon as it is asked for,
+    so `/rollout start` works without creating flags first."""
+
+    name = "Shell flags"
+
+    def read(self, flag_key: str, *, strategy_id: str | None = None) -> FlagState:
+        if valid_flag_key(flag_key) and not self.read_raw(flag_key).exists:
+            with contextlib.suppress(ValueError):  # created meanwhile
+                self.create(flag_key)
+        return self.read_raw(flag_key, strategy_id=strategy_id)
+
+    def read_raw(self, flag_key: str, *, strategy_id: str | None = None) -> FlagState:
+        return super().read(flag_key, strategy_id=strategy_id)
+
+
+def describe_write(write: Write) -> str:
+    if write.op in ("on", "off"):
+        return f"[flag] {write.flag_key} turned {write.op}"
+    return f"[flag] {write.flag_key}: {BOT_STRATEGY_TITLE} strategy at {write.percent:g}%"
+
+
 class Shell:
     def __init__(self, settings: Settings, out: TextIO) -> None:
         self.out = out
@@ -86,6 +111,10 @@ class Shell:
         upgrade(settings.database_url)
         self.svc = build_services(settings)
         self.svc.metrics = self.svc.metrics or self.typed
+        # Without FLAG_PROVIDER the shell's flags live in memory, and every write is printed.
+        self.flags = ShellFlags() if self.svc.flags is None else None
+        self.svc.flags = self.svc.flags or self.flags
+        self.flag_writes_shown = 0
         # `later 1d` moves the shell's clock, so soak times can be tried without waiting.
         self.offset = timedelta()
         self.svc.clock = lambda: utc_now() + self.offset
@@ -102,6 +131,11 @@ class Shell:
         self.shown.append(posted)
 
     def flush(self) -> None:
+        if self.flags is not None:
+            writes = self.flags.writes
+            for write in writes[self.flag_writes_shown :]:
+                self.out.write(f"\n{describe_write(write)}\n")
+            self.flag_writes_shown = len(writes)
         shown, self.shown = self.shown, []
         for posted in shown:
             label = {

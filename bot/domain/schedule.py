@@ -22,6 +22,7 @@ OVERDUE_GRACE_DAYS = 1  # a step without a planned end is overdue one business d
 
 
 WATCH_MINUTES = 10  # the first watch after a change; later ones follow settings.watch_minutes
+FLAG_RETRY = timedelta(minutes=1)  # how soon a failed rollback's flag write is tried again
 
 
 CADENCES = ("off", "daily", "weekly")
@@ -37,6 +38,7 @@ class Kind(StrEnum):
     OVERDUE = "overdue"
     STALE = "stale"
     WATCH = "watch"
+    FLAG_SYNC = "flag_sync"  # a flag write a rollback still owes, retried until it lands
 
 
 @dataclass(frozen=True)
@@ -87,11 +89,14 @@ def planned_end(rollout: Rollout) -> datetime:
 
 
 def planned(rollout: Rollout, now: datetime, *, watch_minutes: int = WATCH_MINUTES) -> dict[str, Due]:
-    """Every row the rollout should have, by kind. Finished: none. Paused: digest and stale."""
-    if not rollout.status.is_open:
-        return {}
-    tz, country = rollout.timezone, rollout.country
+    """Every row the rollout should have, by kind. Finished: none, but a flag write still owed.
+    Paused: digest, stale, and the watch of a flag the bot runs. Active: all of them."""
     out: dict[str, Due] = {}
+    if rollout.flag_pending is not None:
+        out[Kind.FLAG_SYNC] = Due(now + FLAG_RETRY, {"to": rollout.flag_pending})
+    if not rollout.status.is_open:
+        return out
+    tz, country = rollout.timezone, rollout.country
     digest_at = next_digest(rollout, now)
     if digest_at is not None:
         settings = {"cadence": rollout.digest, "time": rollout.digest_time, "tz": tz, "country": country}
@@ -105,8 +110,11 @@ def planned(rollout: Rollout, now: datetime, *, watch_minutes: int = WATCH_MINUT
         out[Kind.READY] = Due(ready_at, {**where, "at": iso_utc(ready_at)})
         end = planned_end(rollout)
         out[Kind.OVERDUE] = Due(end, {**where, "at": iso_utc(end)})
-        if rollout.triggers:
-            out[Kind.WATCH] = Due(now + timedelta(minutes=watch_minutes), {})
+    # The watch reads the rollback triggers of an active rollout, and the flag of any open
+    # rollout whose flag the bot runs (`flag_seen_at`: read when it started).
+    flag_runs = bool(rollout.flag_key) and rollout.flag_seen_at is not None
+    if (rollout.status is RolloutStatus.ACTIVE and rollout.triggers) or flag_runs:
+        out[Kind.WATCH] = Due(now + timedelta(minutes=watch_minutes), {})
     return out
 
 

@@ -16,6 +16,7 @@ from bot.usecases import access, advance, lookup, plan_store
 from bot.usecases import start as starting
 from messages.modals import reason_modal, start_modal
 from messages.text import escape
+from storage.models import Rollout
 
 log = logging.getLogger(__name__)
 
@@ -80,6 +81,12 @@ def open_override_form(svc: Services, actor: Actor, token: str, trigger_id: str 
     )
 
 
+def _flag_words(svc: Services, rollout: Rollout) -> str:
+    if svc.flags is not None and rollout.flag_key and rollout.flag_seen_at is not None:
+        return f"first, I set flag `{escape(rollout.flag_key)}` to 0% in {escape(svc.flags.name)}."
+    return "the flag should go back to 0%."
+
+
 def open_rollback_form(svc: Services, actor: Actor, rollout_id: int, trigger_id: str | None) -> None:
     rollout = lookup.load_for(svc, actor, rollout_id)
     access.check_allowed(svc, actor, rollout, "roll back")
@@ -90,7 +97,7 @@ def open_rollback_form(svc: Services, actor: Actor, rollout_id: int, trigger_id:
             callback_id=View.ROLLBACK,
             title="Roll back",
             submit="Roll back",
-            intro=f"Roll back *{escape(rollout.feature)}*? This ends the rollout; the flag should go back to 0%.",
+            intro=f"Roll back *{escape(rollout.feature)}*? This ends the rollout; {_flag_words(svc, rollout)}",
             label="Reason",
             private_metadata=FormContext(channel_id=actor.channel_id, token=str(rollout_id)).dumps(),
             required=False,

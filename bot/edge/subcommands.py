@@ -13,7 +13,18 @@ from bot.edge.answers import Replier
 from bot.edge.parsing import Approvers, Digest, Templates
 from bot.errors import NotInChannel
 from bot.services import Actor, Services
-from bot.usecases import access, advance, controls, lookup, measure, plan_store, schedule, updates, views
+from bot.usecases import (
+    access,
+    advance,
+    controls,
+    flagging,
+    lookup,
+    measure,
+    plan_store,
+    schedule,
+    updates,
+    views,
+)
 from bot.usecases import start as starting
 from bot.usecases.start import Start
 from messages import render
@@ -51,7 +62,23 @@ def resume(svc: Services, actor: Actor, rollout_id: int, reply: Replier) -> None
 
 
 def roll_back(svc: Services, actor: Actor, rollout_id: int, reason: str, reply: Replier) -> None:
-    _done(svc, reply, controls.roll_back(svc, actor, rollout_id, reason), "rolled back", reason)
+    rollout = controls.roll_back(svc, actor, rollout_id, reason)
+    if rollout.flag_pending is None:
+        _done(svc, reply, rollout, "rolled back", reason)
+        return
+    # Rolled back, but the flag service did not take the write: say so as loudly as we can.
+    note = refreshed(svc, rollout.id)
+    provider = svc.flags.name if svc.flags is not None else "the flag service"
+    link = svc.flags.link(rollout.flag_key or "") if svc.flags is not None else None
+    where = f"<{link}|{escape(provider)}>" if link else escape(provider)
+    reply(
+        text_message(
+            f":rotating_light: *{escape(rollout.feature)}* is rolled back, *but flag "
+            f"`{escape(rollout.flag_key or '')}` is not at 0%*: {where} said "
+            f"{escape(rollout.flag_problem or 'nothing')}. Users may still get the feature. "
+            f"I keep retrying every minute until it lands; turn it off by hand if you can.{note}"
+        )
+    )
 
 
 def complete(svc: Services, actor: Actor, rollout_id: int, reply: Replier) -> None:
@@ -109,7 +136,9 @@ def check(svc: Services, actor: Actor, rollout_id: int, reply: Replier, *, move:
     rollout = may(svc, actor, rollout_id)
     reply.progress(checking(rollout.feature, len(rollout.metrics) + len(rollout.triggers)))
     outcome = advance.advance(svc, actor, rollout) if move else advance.snapshot(svc, actor, rollout)
-    note = refreshed(svc, rollout_id) if outcome.moved is not None else ""
+    note = refreshed(svc, rollout_id) if outcome.moved is not None or outcome.rolled_back else ""
+    if outcome.flag:
+        note = f"{escape(outcome.flag)}{note}"
     reply(gate_report(outcome, note=note))
 
 
@@ -154,6 +183,27 @@ def approvers(svc: Services, actor: Actor, cmd: Approvers, reply: Replier) -> No
     rollout = controls.set_approver(svc, actor, rollout_id, cmd.user_id, add=cmd.change == "add")
     verb = "is now an approver of" if cmd.change == "add" else "is no longer an approver of"
     reply(text_message(f":white_check_mark: <@{cmd.user_id}> {verb} *{escape(rollout.feature)}*."))
+
+
+def apply_flag_plan(svc: Services, actor: Actor, rollout_id: int, reply: Replier) -> None:
+    written = flagging.apply_plan(svc, actor, rollout_id)
+    note = refreshed(svc, rollout_id)
+    reply(
+        text_message(
+            f":white_check_mark: {escape(written.words())}: the plan's percentage is on the flag.{note}"
+        )
+    )
+
+
+def adopt_flag(svc: Services, actor: Actor, rollout_id: int, percent: float, reply: Replier) -> None:
+    rollout = flagging.adopt(svc, actor, rollout_id, percent)
+    note = refreshed(svc, rollout_id)
+    reply(
+        text_message(
+            f":ok_hand: Flag `{escape(rollout.flag_key or '')}` of *{escape(rollout.feature)}* stays at "
+            f"{percent:g}%; I will not warn about it again at this step.{note}"
+        )
+    )
 
 
 def override(svc: Services, actor: Actor, token: str, reason: str, reply: Replier) -> None:

@@ -8,17 +8,21 @@ once; the other is told it already moved.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any
 
 from sqlalchemy.orm import Session
 
+from bot.domain import flagging as flag_rules
 from bot.domain import rollouts
 from bot.domain.gates import GateResult
 from bot.errors import AlreadyMoved, RolloutNotFound, UsageError
+from bot.flags import FlagError
 from bot.services import Actor, Services
-from bot.usecases import announcing, schedule
+from bot.usecases import announcing, controls, flagging, schedule
 from bot.usecases.access import check_allowed
 from bot.usecases.lookup import load_for
 from bot.usecases.measure import baselines_for, evaluate, read_metrics, store_snapshot
@@ -54,12 +58,12 @@ class Where:
 def snapshot(svc: Services, actor: Actor, rollout: Rollout) -> Outcome:
     """The gate as it stands, without moving: anyone in the channel may look."""
     now = svc.clock()
-    current, controls, _ = read_metrics(svc, rollout, now)
+    current, cohorts, _ = read_metrics(svc, rollout, now)
     with svc.db.transaction() as session:
         locked = queries.lock_rollout(session=session, rollout_id=rollout.id)
         if locked is None:
             raise RolloutNotFound("That rollout does not exist any more.")
-        gate = evaluate(locked, current, baselines_for(session, locked, controls), now)
+        gate = evaluate(locked, current, baselines_for(session, locked, cohorts), now)
         snap = store_snapshot(session, locked, SnapshotKind.CHECK, current, gate, now)
         session.add(
             rollouts.event(
@@ -83,10 +87,10 @@ def advance(svc: Services, actor: Actor, rollout: Rollout) -> Outcome:
     rollout_id = rollout.id
     where = Where.of(rollout)
     now = svc.clock()
-    current, controls, _ = read_metrics(svc, rollout, now)
-    with svc.db.transaction() as session:
+    current, cohorts, _ = read_metrics(svc, rollout, now)
+    with _flag_refusal(svc, actor, rollout, "advance") as attempt, svc.db.transaction() as session:
         locked = _lock_at(session, rollout_id, where)
-        gate = evaluate(locked, current, baselines_for(session, locked, controls), now)
+        gate = evaluate(locked, current, baselines_for(session, locked, cohorts), now)
         snap = store_snapshot(session, locked, SnapshotKind.GATE, current, gate, now)
         if not gate.passed:
             session.add(
@@ -99,9 +103,17 @@ def advance(svc: Services, actor: Actor, rollout: Rollout) -> Outcome:
                     blockers=list(gate.blockers),
                 )
             )
+            if gate.fired and flag_rules.on_trigger(locked) == flag_rules.ROLLBACK:
+                reason = "rollback trigger fired: " + "; ".join(f"{v.name} ({v.reason})" for v in gate.fired)
+                written = controls.roll_back_locked(svc, session, locked, None, reason, now)
+                outcome = _outcome(locked, gate, None, may_override=False)
+                return replace(outcome, rolled_back=True, flag=written.words() if written else "")
             return _outcome(locked, gate, None, may_override=True)
-        moved = _move(svc, session, locked, actor, now, EventKind.ADVANCED, snapshot_id=snap.id)
-    return _outcome(locked, gate, moved, may_override=True, where=where)
+        moved, written = _move(
+            svc, session, locked, actor, now, EventKind.ADVANCED, attempt, snapshot_id=snap.id
+        )
+    outcome = _outcome(locked, gate, moved, may_override=True, where=where)
+    return replace(outcome, flag=written.words() if written else "")
 
 
 def override(svc: Services, actor: Actor, token: str, reason: str) -> rollouts.Moved:
@@ -111,11 +123,14 @@ def override(svc: Services, actor: Actor, token: str, reason: str) -> rollouts.M
     rollout = load_for(svc, actor, rollout_id)
     check_allowed(svc, actor, rollout, "override the gate of")
     now = svc.clock()
-    with svc.db.transaction() as session:
+    with _flag_refusal(svc, actor, rollout, "advance") as attempt, svc.db.transaction() as session:
         locked = _lock_at(session, rollout_id, where)
         last = queries.latest_snapshot(session=session, rollout_id=rollout_id, kind=SnapshotKind.GATE)
         blockers = list((last.verdict or {}).get("blockers", [])) if last is not None else []
-        return _move(svc, session, locked, actor, now, EventKind.OVERRIDDEN, reason=reason, blockers=blockers)
+        moved, _ = _move(
+            svc, session, locked, actor, now, EventKind.OVERRIDDEN, attempt, reason=reason, blockers=blockers
+        )
+        return moved
 
 
 def _lock_at(session: Session, rollout_id: int, where: Where) -> Rollout:
@@ -133,6 +148,26 @@ def _lock_at(session: Session, rollout_id: int, where: Where) -> Rollout:
     return locked
 
 
+@dataclass
+class Attempt:
+    """The flag write a move is about to make, for the record when it fails."""
+
+    target: float | None = None
+
+
+@contextmanager
+def _flag_refusal(svc: Services, actor: Actor, rollout: Rollout, doing: str) -> Iterator[Attempt]:
+    """A move whose flag write fails moves nothing (its transaction is rolled back); the
+    attempt is then recorded on its own and the user told why, in the flag service's words."""
+    attempt = Attempt()
+    try:
+        yield attempt
+    except FlagError as error:
+        target = attempt.target if attempt.target is not None else 0.0
+        flagging.record_failure(svc, rollout.id, actor.user_id, target, error, doing)
+        raise flagging.refused(svc, rollout.feature, error, doing) from None
+
+
 def _move(
     svc: Services,
     session: Session,
@@ -140,9 +175,15 @@ def _move(
     actor: Actor,
     now: datetime,
     kind: EventKind,
+    attempt: Attempt,
     **data: Any,
-) -> rollouts.Moved:
+) -> tuple[rollouts.Moved, flagging.Written | None]:
     moved = rollouts.move_forward(rollout, now)
+    # The flag first: if it refuses, the caller's transaction is rolled back and nothing moves.
+    attempt.target = flag_rules.plan_percent(rollout)
+    written = flagging.write(
+        svc, session, rollout, attempt.target, actor=actor.user_id, why=kind.value, now=now
+    )
     session.add(
         rollouts.event(
             rollout, kind, actor.user_id, now, from_step=moved.from_title, to_step=moved.to_title, **data
@@ -171,7 +212,7 @@ def _move(
             blockers=data.get("blockers", []),
         )
     schedule.reschedule(session, rollout, now, watch_minutes=svc.settings.watch_minutes)
-    return moved
+    return moved, written
 
 
 def _outcome(

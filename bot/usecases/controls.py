@@ -7,10 +7,12 @@ from datetime import datetime
 
 from sqlalchemy.orm import Session
 
+from bot.domain import flagging as flag_rules
 from bot.domain import rollouts
 from bot.errors import InvalidTransition, RolloutNotFound
+from bot.flags import FlagError
 from bot.services import Actor, Services
-from bot.usecases import announcing, schedule
+from bot.usecases import announcing, flagging, schedule
 from bot.usecases.access import check_allowed
 from bot.usecases.lookup import load_for
 from storage import queries
@@ -83,13 +85,61 @@ def resume(svc: Services, actor: Actor, rollout_id: int) -> Rollout:
 
 
 def roll_back(svc: Services, actor: Actor, rollout_id: int, reason: str) -> Rollout:
-    return _by_rule(
-        svc, actor, rollout_id, "roll back", rollouts.roll_back, EventKind.ROLLED_BACK, reason=reason
+    """The flag goes to 0 % first (see `flagging.roll_back_flag`), then the state and the
+    announcements, in one transaction. A flag write that fails does not stop the rollback:
+    the rollout comes back with `flag_pending` set, and the caller says so loudly."""
+
+    def apply(session: Session, rollout: Rollout) -> EventKind:
+        rollouts.roll_back(rollout, svc.clock())  # refuses a finished rollout before any write
+        flagging.roll_back_flag(svc, session, rollout, actor.user_id, svc.clock())
+        return EventKind.ROLLED_BACK
+
+    return _change(svc, actor, rollout_id, "roll back", apply, reason=reason)
+
+
+def roll_back_locked(
+    svc: Services, session: Session, rollout: Rollout, actor_id: str | None, reason: str, now: datetime
+) -> flagging.Written | None:
+    """A rollback inside a transaction that already holds the rollout's lock (a fired trigger
+    whose plan says `on_trigger = "rollback"`): the flag first, then state, event, announcement."""
+    step = rollouts.display_title(rollout.current_step)
+    rollouts.roll_back(rollout, now)
+    written = flagging.roll_back_flag(svc, session, rollout, actor_id, now)
+    event = rollouts.event(rollout, EventKind.ROLLED_BACK, actor_id, now, step=step, reason=reason)
+    session.add(event)
+    session.flush()
+    announcing.announce(
+        session, rollout, EventKind.ROLLED_BACK.value, "rolled_back", now, actor=actor_id, reason=reason
     )
+    schedule.reschedule(session, rollout, now, watch_minutes=svc.settings.watch_minutes)
+    return written
 
 
 def complete(svc: Services, actor: Actor, rollout_id: int) -> Rollout:
-    return _by_rule(svc, actor, rollout_id, "complete", rollouts.complete, EventKind.COMPLETED)
+    """At full exposure only; the flag is set to 100 % before the commit (it should be there
+    already), and a flag service that refuses keeps the rollout open."""
+    feature = ""
+
+    def apply(session: Session, rollout: Rollout) -> EventKind:
+        nonlocal feature
+        feature = rollout.feature
+        rollouts.complete(rollout, svc.clock())
+        flagging.write(
+            svc,
+            session,
+            rollout,
+            flag_rules.plan_percent(rollout),
+            actor=actor.user_id,
+            why="complete",
+            now=svc.clock(),
+        )
+        return EventKind.COMPLETED
+
+    try:
+        return _change(svc, actor, rollout_id, "complete", apply)
+    except FlagError as error:
+        flagging.record_failure(svc, rollout_id, actor.user_id, 100.0, error, "complete")
+        raise flagging.refused(svc, feature, error, "complete") from None
 
 
 def set_approver(svc: Services, actor: Actor, rollout_id: int, user_id: str, *, add: bool) -> Rollout:

@@ -33,7 +33,12 @@ DECISIONS = {
     EventKind.ROLLED_BACK: "Rolled back at {step}",
     EventKind.COMPLETED: "Completed",
     EventKind.TRIGGER_FIRED: "Rollback trigger fired: {trigger}",
+    EventKind.FLAG_SET: "Flag {flag} set {before} → {after}",
+    EventKind.FLAG_WRITE_FAILED: "Flag {flag} not set {before} → {wanted} (refused by {provider})",
+    EventKind.FLAG_DRIFT: "Flag {flag} found at {flag_says} while the plan says {plan_says}",
+    EventKind.FLAG_ADOPTED: "Flag {flag} kept at {percent} (the plan says {plan_says})",
 }
+PERCENTS = ("before", "after", "wanted", "flag_says", "plan_says", "percent")
 
 
 def current_plan(rollout: Rollout) -> Plan:
@@ -56,6 +61,9 @@ def _decision(event: Event) -> Decision | None:
     if form is None:
         return None
     data = {"from_step": "", "to_step": "", "step": "", "trigger": "", **event.data}
+    for key in PERCENTS:
+        if key in data:
+            data[key] = "unknown" if data[key] is None else f"{float(data[key]):g}%"
     return Decision(
         at=event.at,
         user=event.actor_id or "Rollout Bot",

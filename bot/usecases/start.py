@@ -3,18 +3,25 @@ domain, writes the new state with its Event, and commits. Slack is touched only 
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
+from datetime import datetime
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
 
+from bot.domain import flagging as flag_rules
 from bot.domain import names, rollouts
-from bot.errors import DuplicateFeature, UsageError
+from bot.errors import DuplicateFeature, RolloutError, UsageError
+from bot.flags import FlagError, FlagState, valid_flag_key
 from bot.services import Actor, Services
-from bot.usecases import announcing, plan_store, schedule
+from bot.usecases import announcing, flagging, plan_store, schedule
 from storage import queries
 from storage.enums import EventKind
 from storage.models import Rollout
+
+log = logging.getLogger(__name__)
 
 DEFAULT_TEMPLATE = "standard"
 
@@ -42,11 +49,46 @@ def _check_timezone(name: str | None, default: str) -> str:
     return name
 
 
+def check_flag(svc: Services, feature: str, flag: str | None) -> tuple[str | None, FlagState | None]:
+    """With a flag service: the rollout's flag key (default: the feature name), which must
+    name a flag that exists there. Without one: the key as given, unchecked."""
+    if svc.flags is None:
+        return flag, None
+    key = flag or feature
+    if not valid_flag_key(key):
+        raise UsageError(
+            f"`{key}` cannot be a flag key (letters, digits, `.`, `_`, `-`): name the flag with `--flag key`",
+            "start",
+        )
+    try:
+        state = svc.flags.read(key)
+    except FlagError as error:
+        raise RolloutError(
+            "Could not read flag `{flag}` from {provider}, so nothing was started: {reason}",
+            flag=key,
+            provider=svc.flags.name,
+            reason=error.reason,
+        ) from None
+    if not state.exists:
+        raise RolloutError(
+            "There is no flag `{flag}` in {provider} ({detail}). Create it there "
+            "first, or name the flag this rollout should drive with `--flag key`. Nothing was started.",
+            flag=key,
+            provider=svc.flags.name,
+            detail=state.detail or "not found",
+        )
+    return key, state
+
+
 def start(svc: Services, actor: Actor, cmd: Start) -> int:
-    """Creates the rollout from its template. Returns its id."""
+    """Creates the rollout from its template. Returns its id.
+
+    With a flag service, the flag must exist; the bot remembers what it says and, when the
+    first step exposes users (a 5 % canary), sets it to that step before the commit."""
     assert cmd.feature is not None
     plan = plan_store.resolve(svc, actor.team_id, cmd.template or DEFAULT_TEMPLATE)
     tz = _check_timezone(cmd.timezone, svc.settings.default_timezone)
+    flag_key, flag = check_flag(svc, cmd.feature, cmd.flag)
     now = svc.clock()
     key = names.feature_key(cmd.feature)
     try:
@@ -61,7 +103,7 @@ def start(svc: Services, actor: Actor, cmd: Start) -> int:
                 feature=cmd.feature,
                 owner_id=cmd.owner_id or actor.user_id,
                 created_by=actor.user_id,
-                flag_key=cmd.flag,
+                flag_key=flag_key,
                 service=cmd.service,
                 stakeholders=list(cmd.stakeholders),
                 timezone=tz,
@@ -80,6 +122,8 @@ def start(svc: Services, actor: Actor, cmd: Start) -> int:
                     channel=actor.channel_id,
                 )
             )
+            if flag is not None:
+                _first_step(svc, session, rollout, flag, actor, now)
             announcing.announce(session, rollout, "started", "started", now, actor=actor.user_id)
             schedule.reschedule(session, rollout, now, watch_minutes=svc.settings.watch_minutes)
             return rollout.id
@@ -90,6 +134,20 @@ def start(svc: Services, actor: Actor, cmd: Start) -> int:
         if existing is None:
             raise
         raise _duplicate(existing) from None
+
+
+def _first_step(
+    svc: Services, session: Session, rollout: Rollout, flag: FlagState, actor: Actor, now: datetime
+) -> None:
+    seen = flag_rules.exposed(flag.enabled, flag.percent)
+    flag_rules.see(rollout, percent=seen, enabled=flag.enabled, strategy_id=flag.strategy_id, now=now)
+    target = flag_rules.plan_percent(rollout)
+    if seen == target:
+        return
+    try:
+        flagging.write(svc, session, rollout, target, actor=actor.user_id, why="start", now=now)
+    except FlagError as error:
+        raise flagging.refused(svc, rollout.feature, error, "start") from None
 
 
 def _duplicate(existing: Rollout) -> DuplicateFeature:
@@ -107,4 +165,14 @@ def discard(svc: Services, rollout_id: int) -> None:
     with svc.db.transaction() as session:
         rollout = queries.lock_rollout(session=session, rollout_id=rollout_id)
         if rollout is not None:
+            if flagging.provider_for(svc, rollout) is not None and rollout.flag_percent:
+                # Its first step was set on the flag: take it back, or users keep the feature.
+                try:
+                    flagging.write(
+                        svc, session, rollout, flagging.OFF, actor=None, why="start undone", now=svc.clock()
+                    )
+                except FlagError:
+                    log.warning(
+                        "flag %s of an undone start stays at %s%%", rollout.flag_key, rollout.flag_percent
+                    )
             session.delete(rollout)

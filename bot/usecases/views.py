@@ -16,7 +16,7 @@ from types import MappingProxyType
 from sqlalchemy import Select, select
 from sqlalchemy.orm import Session, joinedload, raiseload, selectinload
 
-from bot.domain import rollouts
+from bot.domain import flagging, rollouts
 from bot.domain.gates import soak_status
 from bot.errors import RolloutNotFound
 from bot.services import Services
@@ -84,6 +84,11 @@ def rollout_view(rollout: Rollout) -> RolloutView:
         digest=rollout.digest,
         digest_time=rollout.digest_time,
         phases=tuple(phase_view(p, rollout.id) for p in rollout.phases),
+        flag_percent=rollout.flag_percent if flagging.managed(rollout) else None,
+        flag_plan_percent=flagging.plan_percent(rollout),
+        flag_adopted_percent=rollout.flag_adopted_percent,
+        flag_problem=rollout.flag_problem,
+        flag_pending=rollout.flag_pending,
     )
 
 

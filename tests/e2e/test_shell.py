@@ -94,3 +94,29 @@ def test_shell_completes_a_rollout(tmp_path: Path, template: str) -> None:
         rollout = session.scalars(select(Rollout)).one()
     db.dispose()
     assert rollout.status is RolloutStatus.COMPLETED
+
+
+def test_shell_runs_the_flag_in_memory_and_prints_every_write(tmp_path: Path) -> None:
+    out = run_shell(
+        tmp_path,
+        [
+            "set error_rate=0.3",
+            "/rollout start checkout-v2 aggressive",
+            "1",
+            "2",
+            "3",
+            "4",
+            "later 2d",
+            "/rollout advance",
+            "/rollout rollback checkout-v2 errors",
+        ],
+    )
+    writes = [line for line in out.splitlines() if line.startswith("[flag]")]
+    assert writes == [
+        "[flag] checkout-v2: Rollout Bot strategy at 5%",
+        "[flag] checkout-v2 turned on",
+        "[flag] checkout-v2: Rollout Bot strategy at 50%",
+        "[flag] checkout-v2: Rollout Bot strategy at 0%",
+        "[flag] checkout-v2 turned off",
+    ]
+    assert "Flag `checkout-v2`: flag 5% ✓" in out

@@ -40,6 +40,8 @@ def plan_from_dict(data: dict[str, Any]) -> Plan:
     )
     if not phases or any(not p.steps for p in phases):
         raise ValueError(f"plan {data.get('name')!r} needs phases, each with at least one step")
+    if data.get("on_trigger", "pause") not in ("pause", "rollback"):
+        raise ValueError(f'plan {data.get("name")!r}: on_trigger is "pause" or "rollback"')
     return Plan(
         **{
             **_known(Plan, data),

@@ -104,6 +104,9 @@ class Plan:
     header: tuple[tuple[str, str], ...] = ()  # the document's **Field:** value lines, in order
     strategy: str = ""  # the "Rollout Strategy" paragraph
     availability: str = ""  # how the feature is limited in production, e.g. "feature toggle"
+    # What a fired rollback trigger does: "pause" the rollout for people to decide, or
+    # "rollback" by itself, feature flag first (as Flagger and Argo Rollouts abort a rollout).
+    on_trigger: str = "pause"
 
     @property
     def owner(self) -> str:

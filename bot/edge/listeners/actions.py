@@ -11,7 +11,7 @@ from slack_sdk import WebClient
 from slack_sdk.errors import SlackApiError
 
 from bot.delivery import status_board
-from bot.edge import dispatch, forms, home
+from bot.edge import dispatch, forms, home, subcommands
 from bot.edge.answers import answering
 from bot.edge.listeners import payloads
 from bot.edge.listeners.payloads import action, actor_of, dicts, field, rollout_id_of
@@ -37,6 +37,18 @@ CONTROL_BUTTONS = {
 
 def action_value(body: dict[str, Any]) -> str:
     return field(action(body), "value")
+
+
+def flag_value(value: str) -> tuple[int, float]:
+    """The "adopt the flag's %" button: "<rollout id>:<percent>"."""
+    rollout_id, _, raw = value.partition(":")
+    try:
+        percent = float(raw)
+    except ValueError:
+        raise UsageError("that button is not one of mine any more") from None
+    if not 0 <= percent <= 100:
+        raise UsageError("that button is not one of mine any more")
+    return rollout_id_of(rollout_id), percent
 
 
 def checklist_changes(body: dict[str, Any]) -> tuple[int, list[ItemChange]]:
@@ -103,6 +115,17 @@ def register(app: App, svc: Services) -> None:
                 svc, actor_of(body), rollout_id_of(action_value(body)), body.get("trigger_id")
             )
 
+    def apply_flag_plan(body: dict[str, Any], respond: Respond, client: WebClient) -> None:
+        reply = replier_for(body, respond, client)
+        with answering(reply):
+            subcommands.apply_flag_plan(svc, actor_of(body), rollout_id_of(action_value(body)), reply)
+
+    def adopt_flag(body: dict[str, Any], respond: Respond, client: WebClient) -> None:
+        reply = replier_for(body, respond, client)
+        with answering(reply):
+            rollout_id, percent = flag_value(action_value(body))
+            subcommands.adopt_flag(svc, actor_of(body), rollout_id, percent, reply)
+
     def open_from_home(body: dict[str, Any]) -> None:
         actor = actor_of(body)
         try:
@@ -117,3 +140,5 @@ def register(app: App, svc: Services) -> None:
         app.action(action_id)(ack=ack_now, lazy=[control])
     app.action(Action.ADVANCE_ANYWAY)(ack=ack_now, lazy=[advance_anyway])
     app.action(Action.ROLLBACK)(ack=ack_now, lazy=[rollback])
+    app.action(Action.FLAG_APPLY_PLAN)(ack=ack_now, lazy=[apply_flag_plan])
+    app.action(Action.FLAG_ADOPT)(ack=ack_now, lazy=[adopt_flag])
