@@ -101,7 +101,7 @@ class SlowMetrics(StaticMetricsSource):
 
 
 def advance_part(folder: Path) -> None:
-    from tests.fakes.slack_api import LocalSlack
+    from bot.devtools.local_slack import LocalSlack
 
     url = f"sqlite:///{folder / 'bench.db'}"
     upgrade(url)
@@ -158,7 +158,7 @@ def advance_part(folder: Path) -> None:
 
 
 def rollback_part(folder: Path) -> None:
-    from tests.fakes.slack_api import LocalSlack
+    from bot.devtools.local_slack import LocalSlack
 
     from tests.conftest import SIGNING_SECRET, BotProcess, bot_env
     from tests.driver import SlackDriver

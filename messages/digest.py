@@ -135,10 +135,12 @@ def reminder(kind: str, rollout: RolloutView, *, advance: bool = False, **extra:
     return Message(text=message.text, blocks=[*message.blocks, ActionsBlock(elements=[button]).to_dict()])
 
 
-def trigger_alert(rollout: RolloutView, *, paused: bool, **trigger: Any) -> tuple[Message, Message]:
+def trigger_alert(
+    rollout: RolloutView, *, paused: bool, rolled_back: bool = False, **trigger: Any
+) -> tuple[Message, Message]:
     """(status-thread alert, top-level alert in the rollout's channel). `trigger`: trigger
-    (its name), reason, rule."""
-    context = {**about(rollout), **trigger, "paused": paused}
+    (its name), reason, rule; `rolled_back` when the plan rolled it back by itself."""
+    context = {**about(rollout), **trigger, "paused": paused, "rolled_back": rolled_back}
     return (
         text_message(render("trigger_alert", where="thread", **context)),
         text_message(render("trigger_alert", where="channel", **context)),

@@ -24,7 +24,7 @@ from bot.flags import FlagError, MemoryProvider
 from bot.ids import Action
 from bot.metrics import StaticMetricsSource
 from bot.services import Actor, Services
-from bot.usecases import advance, controls, exporting, flagging, measure, plan_store
+from bot.usecases import advance, controls, exporting, flagging, measure, plan_store, views
 from bot.usecases import start as starting
 from messages.blocks import flag_line, status_message
 from messages.digest import timeline
@@ -174,7 +174,10 @@ def test_a_0_percent_first_step_leaves_the_flag_alone_and_the_watch_is_planned(
     assert (rollout.flag_percent, rollout.flag_enabled, rollout.flag_seen_at) == (0.0, False, svc.clock())
     assert "watch" in due_kinds(svc, rollout_id)  # the plan has triggers, but also: the flag is watched
     assert (
-        "Flag `checkout-v2`: flag 0% ✓" in status_message(rollout, now=svc.clock()).blocks[2]["text"]["text"]
+        "Flag `checkout-v2`: flag 0% ✓"
+        in status_message(views.read_rollout(svc, TEAM, rollout.id), now=svc.clock()).blocks[2]["text"][
+            "text"
+        ]
     )
 
 
@@ -255,9 +258,9 @@ def test_advance_anyway_sets_the_flag_the_same_way(
     move(svc, actor, rollout_id)
     svc.metrics = StaticMetricsSource({"error_rate": 3.0, "error_spike": 0.2})
     blocked = move(svc, actor, rollout_id)
-    assert blocked.moved is None and blocked.may_override
+    assert blocked.moved is None and blocked.override_token is not None
 
-    advance.override(svc, actor, blocked.where.token(rollout_id), "the spike is a known batch job")
+    advance.override(svc, actor, blocked.override_token, "the spike is a known batch job")
 
     assert bot_percent(flags, "checkout-v2") == 50
     last = events(svc, rollout_id, EventKind.FLAG_SET)[-1]
@@ -412,7 +415,7 @@ def test_a_trigger_fired_at_advance_rolls_back_when_the_plan_says_so(
     move(svc, actor, rollout_id)
     svc.metrics = StaticMetricsSource(FIRING)
     outcome = move(svc, actor, rollout_id)
-    assert outcome.rolled_back and outcome.moved is None and not outcome.may_override
+    assert outcome.rolled_back and outcome.moved is None and outcome.override_token is None
     assert outcome.flag == "Memory flag `checkout-v2`: 25% → 0%"
     assert row(svc, rollout_id).status is RolloutStatus.ROLLED_BACK
     assert bot_percent(flags, "checkout-v2") == 0
@@ -451,7 +454,9 @@ def test_drift_is_seen_shown_and_told_once_with_both_buttons(
         (Action.FLAG_APPLY_PLAN, str(rollout_id)),
         (Action.FLAG_ADOPT, f"{rollout_id}:40"),
     ]
-    status = status_message(rollout, now=svc.clock()).blocks[2]["text"]["text"]
+    status = status_message(views.read_rollout(svc, TEAM, rollout.id), now=svc.clock()).blocks[2]["text"][
+        "text"
+    ]
     assert "Flag `checkout-v2`: :warning: flag says 40%, plan says 25%" in status
 
 
@@ -482,7 +487,9 @@ def test_adopting_the_flags_percent_stops_the_warnings_for_that_value(
     assert len(events(svc, rollout_id, EventKind.FLAG_DRIFT)) == 1
     assert (
         "flag 40% (kept by people; plan says 25%)"
-        in status_message(rollout, now=svc.clock()).blocks[2]["text"]["text"]
+        in status_message(views.read_rollout(svc, TEAM, rollout.id), now=svc.clock()).blocks[2]["text"][
+            "text"
+        ]
     )
     # A new value is a new drift.
     flags.set_percent("checkout-v2", 60)
@@ -502,10 +509,15 @@ def test_a_flag_that_cannot_be_read_is_shown_not_alerted(
     rollout = row(svc, rollout_id)
     assert "401" in (rollout.flag_problem or "")
     assert events(svc, rollout_id, EventKind.FLAG_DRIFT) == []
-    assert "flag could not" not in status_message(rollout, now=svc.clock()).text
+    assert (
+        "flag could not"
+        not in status_message(views.read_rollout(svc, TEAM, rollout.id), now=svc.clock()).text
+    )
     assert (
         ":warning: 0% when last read; now: Unleash rejected the API token"
-        in status_message(rollout, now=svc.clock()).blocks[2]["text"]["text"]
+        in status_message(views.read_rollout(svc, TEAM, rollout.id), now=svc.clock()).blocks[2]["text"][
+            "text"
+        ]
     )
 
 
@@ -576,7 +588,12 @@ def test_without_a_flag_service_nothing_changes(svc: Services, actor: Actor) -> 
     assert (rollout.flag_key, rollout.flag_seen_at) == (None, None)
     move(svc, actor, rollout_id)
     assert events(svc, rollout_id, EventKind.FLAG_SET, EventKind.FLAG_WRITE_FAILED) == []
-    assert "Flag" not in status_message(row(svc, rollout_id), now=svc.clock()).blocks[2]["text"]["text"]
+    assert (
+        "Flag"
+        not in status_message(views.read_rollout(svc, TEAM, row(svc, rollout_id).id), now=svc.clock()).blocks[
+            2
+        ]["text"]["text"]
+    )
 
 
 def test_a_start_undone_takes_its_first_step_back_off_the_flag(
