@@ -159,7 +159,6 @@ def advance_part(folder: Path) -> None:
 
 def rollback_part(folder: Path) -> None:
     from bot.devtools.local_slack import LocalSlack
-
     from tests.conftest import SIGNING_SECRET, BotProcess, bot_env
     from tests.driver import SlackDriver
     from tests.fakes.datadog_api import FakeDatadog

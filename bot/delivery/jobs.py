@@ -294,8 +294,10 @@ def _on_fired(
             data = {"trigger": v.key, "name": v.name, "value": v.value, "baseline": v.baseline, "rule": rule}
             data |= {"reason": v.reason, "step": step, "snapshot_id": snap.id}
             session.add(rollouts.event(rollout, EventKind.TRIGGER_FIRED, None, now, **data))
-            alert = {"trigger": v.name, "reason": v.reason, "rule": rule, "rolled_back": rolls_back}
-            thread, top = texts.trigger_alert(view, paused=rollout.watch_pauses, **alert)
+            alert = {"trigger": v.name, "reason": v.reason, "rule": rule}
+            thread, top = texts.trigger_alert(
+                view, paused=rollout.watch_pauses, rolled_back=rolls_back, **alert
+            )
             _queue(session, rollout, f"trigger:{v.key}:{suffix}", now, thread, channel=top)
         if rolls_back:
             reason = "rollback trigger fired: " + "; ".join(f"{v.name} ({v.reason})" for v in new)
