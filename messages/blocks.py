@@ -325,3 +325,11 @@ def choose_rollout(question: str, choices: Sequence[tuple[int, str]], subcommand
             ]
         ),
     )
+
+
+def behind(error: str) -> Message:
+    """To whoever ticked a box, when Slack would not show it on the status message."""
+    return text_message(
+        f":hourglass_flowing_sand: Your tick is saved, but Slack did not take the update of the status "
+        f"message ({escape(error.replace('_', ' '))}). I keep trying; the message will show it shortly."
+    )

@@ -40,6 +40,7 @@ from bot.domain.schedule import (
     iso_utc,
     planned,
     planned_end,
+    refresh_retry,
 )
 from bot.domain.wording import describe_trigger
 from bot.services import Services
@@ -325,6 +326,19 @@ def _flag_sync(svc: Services, job: Claimed) -> Due | None:
     return Due(svc.clock() + FLAG_RETRY, job.data)
 
 
+def _refresh(svc: Services, job: Claimed) -> Due | None:
+    """Slack refused an edit of the status message: try again until it takes (a refusal now
+    leaves this row's next try to `_finish`, not a second row)."""
+    with svc.db.reading() as session:
+        if queries.get_rollout(session=session, rollout_id=job.rollout_id) is None:
+            return None
+    error = status_board.edit(svc, job.rollout_id)
+    if error is None:
+        return None
+    attempt = int(job.data.get("attempt", 1))
+    return Due(svc.clock() + refresh_retry(attempt), {"attempt": attempt + 1, "error": error})
+
+
 JOBS: dict[str, Callable[[Services, Claimed], Due | None]] = {
     Kind.DIGEST: _digest,
     Kind.READY: _ready,
@@ -332,6 +346,7 @@ JOBS: dict[str, Callable[[Services, Claimed], Due | None]] = {
     Kind.STALE: _stale,
     Kind.WATCH: _watch,
     Kind.FLAG_SYNC: _flag_sync,
+    Kind.REFRESH: _refresh,
 }
 
 

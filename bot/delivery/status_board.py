@@ -8,7 +8,7 @@ from slack_sdk.errors import SlackApiError
 
 from bot.services import Services
 from bot.slackweb.client import error_code, post_joining
-from bot.usecases import views
+from bot.usecases import schedule, views
 from bot.usecases.announcing import QUEUED
 from messages.blocks import status_message
 from storage import queries
@@ -55,8 +55,16 @@ def post(svc: Services, rollout_id: int) -> str:
 
 def refresh(svc: Services, rollout_id: int) -> str | None:
     """Edits the status message to the committed state. Returns None, or Slack's error when
-    the edit failed after the client's retries: the change itself is committed either way,
-    and the message catches up at the next change."""
+    the edit failed after the client's retries: the change itself is committed either way, and
+    a `refresh` due job tries again (backing off) until the message shows it."""
+    error = edit(svc, rollout_id)
+    if error is not None:
+        schedule.retry_refresh(svc, rollout_id, error)
+    return error
+
+
+def edit(svc: Services, rollout_id: int) -> str | None:
+    """One try at showing the committed state: None, or Slack's error."""
     for _ in range(MAX_REFRESH_ROUNDS):
         with svc.db.reading() as session:
             rollout = views.load_rollout(session=session, rollout_id=rollout_id)

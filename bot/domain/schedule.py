@@ -39,6 +39,19 @@ class Kind(StrEnum):
     STALE = "stale"
     WATCH = "watch"
     FLAG_SYNC = "flag_sync"  # a flag write a rollback still owes, retried until it lands
+    REFRESH = "refresh"  # a status-message edit Slack refused, retried until it lands
+
+
+# Written where they arise (a refused edit), not planned from the rollout's state: a change to
+# the rollout leaves them be.
+UNPLANNED = frozenset({Kind.REFRESH})
+REFRESH_FIRST_RETRY = timedelta(seconds=2)
+REFRESH_MAX_RETRY = timedelta(minutes=5)
+
+
+def refresh_retry(attempt: int) -> timedelta:
+    """2 s, 4 s, 8 s … up to 5 min between tries of a refused status-message edit."""
+    return min(REFRESH_FIRST_RETRY * (1 << min(attempt, 20)), REFRESH_MAX_RETRY)
 
 
 @dataclass(frozen=True)

@@ -20,7 +20,7 @@ from sqlalchemy.engine import make_url
 from bot.devtools.local_slack import LocalSlack
 from storage.db import Database, normalize_url
 from storage.models import PlanTemplate
-from tests.conftest import BotProcess, bot_env, fresh_postgres_database
+from tests.conftest import SIGNING_SECRET, BotProcess, bot_env, fresh_postgres_database
 from tests.driver import SlackDriver
 from tests.fakes.datadog_api import FakeDatadog
 from tests.support import wait_until
@@ -232,3 +232,60 @@ def test_the_start_form_checks_the_flag_as_the_command_does(
 def test_a_service_name_that_would_rewrite_the_query_is_refused(driver: SlackDriver) -> None:
     answer = driver.command('start svc-probe --service "x} OR service:*"')
     assert "is not a service name Datadog accepts" in str(answer.json())
+
+
+# -- the status message converges -------------------------------------------------------------
+
+
+def checkbox_values(message: dict) -> list[str]:  # type: ignore[type-arg]
+    return [
+        option["value"]
+        for block in message["blocks"]
+        if block["type"] == "actions"
+        for element in block["elements"]
+        if element.get("type") == "checkboxes"
+        for option in element["options"]
+    ]
+
+
+def ticked_values(message: dict) -> set[str]:  # type: ignore[type-arg]
+    return {
+        option["value"]
+        for block in message["blocks"]
+        if block["type"] == "actions"
+        for element in block["elements"]
+        if element.get("type") == "checkboxes"
+        for option in element.get("initial_options", [])
+    }
+
+
+def test_ticks_slack_refused_to_show_reach_the_status_message_and_the_clickers_are_told(
+    tmp_path: Path, datadog: FakeDatadog
+) -> None:
+    with LocalSlack() as slack:
+        env = bot_env(f"sqlite:///{tmp_path / 'own.db'}", slack, datadog, ROLLOUT_DUE_SECONDS="1")
+        bot = BotProcess(env, tmp_path / "bot.log").start()
+        try:
+            channel = "C" + uuid.uuid4().hex[:10].upper()
+            driver = SlackDriver(bot.url, SIGNING_SECRET, slack, team_id="T0PROBE", channel_id=channel)
+            driver.command("start converge standard")
+            slack.wait_for("chat.postMessage", lambda c: c.params.get("channel") == channel, 30)
+            message = slack.messages(channel)[0]
+            boxes = checkbox_values(message)[:5]
+            slack.fail_next("chat.update", times=15, status=500)
+            people = [f"W0PEOPLE{i}" for i in range(5)]
+            for person, box in zip(people, boxes, strict=True):
+                assert driver.toggle(message, box, user=person).status == 200
+            told = wait_until(
+                lambda: [c for c in slack.calls() if "Your tick is saved" in str(c.params.get("text", ""))],
+                what="the clickers told their ticks are not shown yet",
+            )
+            assert told
+            shown = wait_until(
+                lambda: ticked_values(slack.messages(channel)[0]) >= set(boxes) or None,
+                timeout=30,
+                what="the status message showing all five ticks",
+            )
+            assert shown
+        finally:
+            bot.kill()

@@ -21,6 +21,7 @@ from bot.ids import Action, Block
 from bot.services import Services
 from bot.usecases import checklist
 from bot.usecases.checklist import ItemChange
+from messages.blocks import behind
 
 log = logging.getLogger(__name__)
 
@@ -80,11 +81,14 @@ def register(app: App, svc: Services) -> None:
         ack()
 
     def toggle(body: dict[str, Any], respond: Respond, client: WebClient) -> None:
-        with answering(replier_for(body, respond, client)):
+        reply = replier_for(body, respond, client)
+        with answering(reply):
             rollout_id, changes = checklist_changes(body)
             checklist.set_items(svc, actor_of(body), rollout_id, changes)
             # Even with no change (a crossed double click) the clicker's view is put right.
-            status_board.refresh(svc, rollout_id)
+            error = status_board.refresh(svc, rollout_id)
+            if error is not None:  # the box they see may be wrong until a retry lands: say so
+                reply(behind(error))
 
     def pick(body: dict[str, Any], respond: Respond, client: WebClient) -> None:
         reply = replier_for(body, respond, client)
