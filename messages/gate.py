@@ -117,5 +117,7 @@ def gate_report(outcome: Outcome, *, note: str = "") -> Message:
         blocks.append(ContextBlock(elements=[MarkdownTextObject(text=note.strip())]))
     fallback = title.replace("*", "")
     if gate.blockers and outcome.moved is None:
-        fallback += " " + " ".join(gate.blockers)
+        # The push notification shows this text, and Slack parses it like any mrkdwn: the
+        # blockers carry exit criteria and metric names people typed.
+        fallback += " " + " ".join(escape(b) for b in gate.blockers)
     return Message(text=truncate(fallback, 3000), blocks=_dicts(blocks))
