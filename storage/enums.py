@@ -48,6 +48,7 @@ class EventKind(StrEnum):
     FLAG_WRITE_FAILED = "flag_write_failed"  # a write the provider refused, in its own words
     FLAG_DRIFT = "flag_drift"  # the flag says something else than the plan
     FLAG_ADOPTED = "flag_adopted"  # people accepted the flag's percentage as it is
+    ACCESS_CHANGED = "access_changed"  # who may tick exit criteria or send updates
 
 
 class OutboxState(StrEnum):

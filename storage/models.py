@@ -135,6 +135,10 @@ class Rollout(Base):
     triggers: Mapped[list[Any]] = mapped_column(default=list)
     manual_triggers: Mapped[list[Any]] = mapped_column(default=list)
     watch_pauses: Mapped[bool] = mapped_column(default=True)
+    # Who may tick exit criteria and send stakeholder updates: "steerers" or "anyone"
+    # (bot/domain/rights.py).
+    exit_ticks_by: Mapped[str] = mapped_column(String(16), default="anyone", server_default="anyone")
+    updates_by: Mapped[str] = mapped_column(String(16), default="anyone", server_default="anyone")
     digest: Mapped[str] = mapped_column(String(16), default="daily")
     digest_time: Mapped[str] = mapped_column(String(5), default="09:00")
     revision: Mapped[int] = mapped_column(Integer, default=1)

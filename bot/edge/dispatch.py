@@ -16,6 +16,7 @@ from typing import Any
 from bot.edge import subcommands as sub
 from bot.edge.answers import Replier, help_message
 from bot.edge.parsing import (
+    Access,
     Approvers,
     Command,
     Digest,
@@ -84,6 +85,7 @@ COMMANDS: dict[type[Any], Callable[[Request, Any], None]] = {
     Import: lambda req, cmd: sub.open_import_form(req.svc, req.actor, req.trigger_id),
     Digest: lambda req, cmd: sub.digest(req.svc, req.actor, cmd, req.reply),
     Templates: lambda req, cmd: sub.templates(req.svc, req.actor, cmd, req.reply),
+    Access: lambda req, cmd: sub.who_may(req.svc, req.actor, cmd, req.reply),
 }
 
 

@@ -88,6 +88,11 @@ USAGES: dict[str, Usage] = {
         "The plan document with every result filled in, as a file in the rollout's thread",
     ),
     "import": Usage("/rollout import", "/rollout import", "Turn a plan document (Markdown) into a template"),
+    "access": Usage(
+        "/rollout access [feature] [exit-criteria|updates anyone|steerers]",
+        "/rollout access checkout-v2 exit-criteria anyone",
+        "Who may tick exit criteria and send updates (steerers: owner, approvers, admins)",
+    ),
     "templates": Usage(
         "/rollout templates [remove <name>]",
         "/rollout templates remove backend-2",
@@ -162,12 +167,29 @@ class Import:
 
 
 @dataclass(frozen=True)
+class Access:
+    feature: str | None
+    act: str | None = None  # "exit-criteria" | "updates"; None shows who may do what
+    who: str | None = None  # "anyone" | "steerers"
+
+
+@dataclass(frozen=True)
 class Templates:
     remove: str | None = None  # the template to remove; None lists them
 
 
 Command = (
-    Start | Status | ListRollouts | Help | OnRollout | WithReason | Approvers | Digest | Import | Templates
+    Start
+    | Status
+    | ListRollouts
+    | Help
+    | OnRollout
+    | WithReason
+    | Approvers
+    | Digest
+    | Import
+    | Templates
+    | Access
 )
 
 
@@ -320,6 +342,20 @@ def _parse_approvers(words: list[str]) -> Approvers:
     return Approvers(feature=feature, change=lowered[verb_at], user_id=parse_user(users[0], "approvers"))
 
 
+ACCESS_ACTS = ("exit-criteria", "updates")
+ACCESS_WHO = ("anyone", "steerers")
+
+
+def _parse_access(words: list[str]) -> Access:
+    lowered = [w.lower() for w in words]
+    at = next((i for i, w in enumerate(lowered) if w in ACCESS_ACTS), None)
+    if at is None:
+        return Access(feature=_optional_feature(words, "access"))
+    if len(lowered) != at + 2 or lowered[at + 1] not in ACCESS_WHO:
+        raise UsageError(f"say `{lowered[at]} anyone` or `{lowered[at]} steerers`", "access")
+    return Access(_optional_feature(words[:at], "access"), lowered[at], lowered[at + 1])
+
+
 def _parse_templates(words: list[str]) -> Templates:
     if not words:
         return Templates()
@@ -348,6 +384,8 @@ def parse_command(text: str) -> Command:
         return Help()
     if subcommand == "templates":
         return _parse_templates(rest)
+    if subcommand == "access":
+        return _parse_access(rest)
     if subcommand in ROLLOUT_SUBCOMMANDS:
         return OnRollout(subcommand, _optional_feature(rest, subcommand))
     if subcommand in REASON_SUBCOMMANDS:

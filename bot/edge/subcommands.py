@@ -6,11 +6,12 @@ from __future__ import annotations
 from slack_sdk.errors import SlackApiError
 
 from bot.delivery import status_board
+from bot.domain import rights
 from bot.domain.plans.catalog import builtin_templates
 from bot.domain.schedule import describe_digest
 from bot.edge import forms, metric_forms, plan_slack
 from bot.edge.answers import Replier
-from bot.edge.parsing import Approvers, Digest, Templates
+from bot.edge.parsing import Access, Approvers, Digest, Templates
 from bot.errors import NotInChannel
 from bot.services import Actor, Services
 from bot.usecases import (
@@ -122,6 +123,16 @@ def templates(svc: Services, actor: Actor, cmd: Templates, reply: Replier) -> No
         damaged = " :warning: cannot be read; import it again" if not stored.usable else ""
         lines.append(f"• `{escape(stored.name)}`: {escape(stored.title)} ({who}){damaged}")
     reply(text_message("*Plan templates*\n" + "\n".join(lines)))
+
+
+def who_may(svc: Services, actor: Actor, cmd: Access, reply: Replier) -> None:
+    rollout_id = lookup.resolve(svc, actor, cmd.feature, "access")
+    if cmd.act is None or cmd.who is None:
+        rollout = lookup.load(svc, actor.team_id, rollout_id)
+        reply(text_message(f"*{escape(rollout.feature)}*: {escape(rights.describe(rollout))}."))
+        return
+    rollout = controls.set_access(svc, actor, rollout_id, rights.Act(cmd.act), cmd.who)
+    reply(text_message(f":key: *{escape(rollout.feature)}*: {escape(rights.describe(rollout))}."))
 
 
 def open_import_form(svc: Services, actor: Actor, trigger_id: str | None) -> None:

@@ -8,7 +8,7 @@ from datetime import datetime
 from sqlalchemy.orm import Session
 
 from bot.domain import flagging as flag_rules
-from bot.domain import rollouts
+from bot.domain import rights, rollouts
 from bot.errors import InvalidTransition, RolloutNotFound
 from bot.flags import FlagError
 from bot.services import Actor, Services
@@ -161,3 +161,17 @@ def set_approver(svc: Services, actor: Actor, rollout_id: int, user_id: str, *, 
         return EventKind.APPROVER_ADDED if add else EventKind.APPROVER_REMOVED
 
     return _change(svc, actor, rollout_id, "change the approvers of", apply, user=user_id)
+
+
+def set_access(svc: Services, actor: Actor, rollout_id: int, act: rights.Act, who: str) -> Rollout:
+    """`/rollout access … exit-criteria|updates anyone|steerers`: steerers decide."""
+
+    def apply(session: Session, r: Rollout) -> EventKind:
+        if not rights.set_who(r, act, who):
+            raise InvalidTransition(
+                "{act} of {feature} are already open to {who}", act=act.value, feature=r.feature, who=who
+            )
+        r.touch(svc.clock())
+        return EventKind.ACCESS_CHANGED
+
+    return _change(svc, actor, rollout_id, "change who may act on", apply, act=act.value, who=who)

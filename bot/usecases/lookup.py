@@ -1,4 +1,4 @@
-"""TODO"""
+"""Finding the rollout a request means: by name, the channel's only open one, or by id."""
 
 from __future__ import annotations
 

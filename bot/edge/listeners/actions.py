@@ -84,9 +84,12 @@ def register(app: App, svc: Services) -> None:
         reply = replier_for(body, respond, client)
         with answering(reply):
             rollout_id, changes = checklist_changes(body)
-            checklist.set_items(svc, actor_of(body), rollout_id, changes)
-            # Even with no change (a crossed double click) the clicker's view is put right.
-            error = status_board.refresh(svc, rollout_id)
+            try:
+                checklist.set_items(svc, actor_of(body), rollout_id, changes)
+            finally:
+                # Even with no change (a crossed double click, a refused tick) the clicker's view
+                # is put right.
+                error = status_board.refresh(svc, rollout_id)
             if error is not None:  # the box they see may be wrong until a retry lands: say so
                 reply(behind(error))
 
