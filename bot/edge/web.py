@@ -89,6 +89,11 @@ def build_web(bolt: App, db: Database, signing_secret: str | None) -> Flask:
     def healthz() -> tuple[Response, int]:
         # Answering without being able to write would ack clicks that are then lost.
         try:
+            db.ping()
+        except SQLAlchemyError as exc:
+            log.warning("health check: database unreachable: %s", exc.__class__.__name__)
+            return jsonify(status="error", database="unreachable"), 503
+        try:
             db.check_writable()
         except DatabaseGone as exc:
             log.error("health check: %s", exc)
