@@ -14,7 +14,6 @@ from datetime import datetime
 from typing import Any
 
 from bot.domain.names import feature_key
-from bot.usecases import lookup  # noqa: F401  deliberate breach: the domain reaching up
 from bot.domain.plans.catalog import plan_to_dict
 from bot.domain.plans.model import Plan
 from bot.errors import InvalidTransition
