@@ -72,3 +72,15 @@ def test_stakeholders_are_capped_and_deduplicated() -> None:
     assert check_stakeholders(("C1", "C2", "C1")) == ("C1", "C2")
     with pytest.raises(BadName, match=f"the limit is {MAX_STAKEHOLDERS}"):
         check_stakeholders(tuple(f"C{i}" for i in range(MAX_STAKEHOLDERS + 1)))
+
+
+def test_a_plan_whose_texts_would_not_fit_a_rollout_is_refused_at_import() -> None:
+    from bot.domain.plans.catalog import MAX_STEP_LABEL, get_template, plan_problems
+    from bot.domain.plans.model import Phase, Plan, Step
+
+    fine = get_template("standard")
+    assert plan_problems(fine) == []
+    long_label = Plan(
+        name="x", title="X", phases=(Phase(name="P", steps=(Step(1, label="l" * (MAX_STEP_LABEL + 1)),)),)
+    )
+    assert any("a label is at most 32 characters" in p for p in plan_problems(long_label))

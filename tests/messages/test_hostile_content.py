@@ -49,7 +49,7 @@ def hostile_plan() -> Plan:
         phases=(
             Phase(
                 name=f"Canary {EVIL}",
-                steps=(Step(percent=1, label=f"one {EVIL}"), Step(percent=5)),
+                steps=(Step(percent=1, label="one <!here>"), Step(percent=5)),  # labels hold 32
                 tasks=(f"Task {EVIL}",),
                 exit_criteria=(f"No bugs {EVIL}",),
             ),

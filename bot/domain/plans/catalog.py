@@ -12,6 +12,11 @@ from typing import Any
 from bot.domain.plans.model import Metric, Phase, Plan, Step, SuccessMetricRow
 
 TEMPLATES_DIR = Path(__file__).parent / "templates"
+# What a rollout's rows hold (storage/models.py): a longer text would be refused by Postgres at
+# start, long after the import said yes.
+MAX_TITLE = 200
+MAX_PHASE_NAME = 120
+MAX_STEP_LABEL = 32
 
 
 class UnknownTemplate(LookupError):
@@ -63,11 +68,22 @@ def plan_problems(plan: Plan) -> list[str]:
     of users between 0 and 100 %; nothing else is required (metrics, checklists and triggers
     are optional)."""
     problems = []
+    if len(plan.title) > MAX_TITLE:
+        problems.append(f"its title is {len(plan.title)} characters; the limit is {MAX_TITLE}")
     if not plan.phases:
         problems.append("it has no phases: a plan needs at least one phase with a step, like `1% canary`")
     for phase in plan.phases:
+        if len(phase.name) > MAX_PHASE_NAME or len(phase.duration) > MAX_PHASE_NAME:
+            problems.append(
+                f"phase {phase.name[:40]!r}…: a name or duration is over {MAX_PHASE_NAME} characters"
+            )
         if not phase.steps:
             problems.append(f"phase {phase.name!r} has no steps")
+        problems += [
+            f"phase {phase.name!r} has a step labelled {step.label[:40]!r}: a label is at most {MAX_STEP_LABEL} characters"
+            for step in phase.steps
+            if len(step.label) > MAX_STEP_LABEL
+        ]
         problems += [
             f"phase {phase.name!r} has a step at {step.percent:g}%: a share must be between 0 and 100"
             for step in phase.steps
