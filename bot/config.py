@@ -37,6 +37,8 @@ class Settings:
     watch_minutes: int
     work_threads: int
     embedded_worker: bool
+    work_lease_seconds: int = 60
+    work_attempts: int = 3
 
     @property
     def socket_mode(self) -> bool:
@@ -113,4 +115,6 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         watch_minutes=_int(env, "ROLLOUT_WATCH_MINUTES", 10, 1, 1440),
         work_threads=_int(env, "WORK_THREADS", 8, 1, 128),
         embedded_worker=(opt("ROLLOUT_EMBEDDED_WORKER") or "1") not in ("0", "false", "no", "off"),
+        work_lease_seconds=_int(env, "WORK_LEASE_SECONDS", 60, 1, 3600),
+        work_attempts=_int(env, "WORK_ATTEMPTS", 3, 1, 100),
     )

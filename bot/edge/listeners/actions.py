@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import re
+from contextlib import suppress
 from typing import Any
 
 from slack_bolt import Ack, App, Respond
@@ -21,6 +22,7 @@ from bot.ids import Action, Block
 from bot.services import Services
 from bot.usecases import checklist
 from bot.usecases.checklist import ItemChange
+from storage.db import AlreadyHandled
 
 log = logging.getLogger(__name__)
 
@@ -70,7 +72,9 @@ def register(app: App, svc: Services) -> None:
     def toggle(body: dict[str, Any], respond: Respond, client: WebClient) -> None:
         with answering(replier_for(body, respond, client)):
             rollout_id, changes = checklist_changes(body)
-            checklist.set_items(svc, actor_of(body), rollout_id, changes)
+            # Run again after its process died, the tick is in already; the message may not be.
+            with suppress(AlreadyHandled):
+                checklist.set_items(svc, actor_of(body), rollout_id, changes)
             # Even with no change (a crossed double click) the clicker's view is put right.
             status_board.refresh(svc, rollout_id)
 
