@@ -44,7 +44,7 @@ from concurrent.futures import ThreadPoolExecutor
 from contextvars import ContextVar
 from dataclasses import dataclass, field
 from datetime import timedelta
-from typing import Any, cast
+from typing import Any
 
 from slack_bolt import App, BoltRequest, BoltResponse
 from slack_bolt.lazy_listener.runner import LazyListenerRunner
@@ -52,7 +52,6 @@ from slack_sdk import WebClient
 from sqlalchemy import delete, insert, or_, select, update
 from sqlalchemy.dialects.postgresql import insert as postgres_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
-from sqlalchemy.engine import CursorResult
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
 
@@ -112,8 +111,8 @@ def remember(session: Session, dialect: str, key: str, fingerprint: str | None) 
     """Records the interaction as queued; False if another delivery of it got there first."""
     make = postgres_insert if dialect == "postgresql" else sqlite_insert
     stmt = make(SeenRequest).values(key=key, fingerprint=fingerprint, created_at=utcnow())
-    result = session.execute(stmt.on_conflict_do_nothing(index_elements=["key"]))
-    return bool(cast(CursorResult[Any], result).rowcount)
+    inserted = stmt.on_conflict_do_nothing(index_elements=["key"]).returning(SeenRequest.key)
+    return session.execute(inserted).scalar() is not None
 
 
 class QueuedLazyRunner(LazyListenerRunner):
