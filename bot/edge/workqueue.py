@@ -39,10 +39,11 @@ import socket
 import threading
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from contextvars import ContextVar
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
@@ -80,15 +81,27 @@ RETRY_AFTER_S = 5.0  # a row whose dispatch raised waits this long times its att
 
 
 @dataclass
-class _Delivery:
-    """One request through the web process: whether its interaction is remembered yet, and
-    which of its listeners' work could not be queued."""
+class Delivery:
+    """One request through the web process: whether its interaction is remembered as queued
+    yet (a listener with several lazy functions queues each, the interaction once), and
+    whether an event's work could not be queued (the web layer then answers 503)."""
 
     remembered: bool = False
-    unqueued: list[str] = field(default_factory=list)
+    event_not_queued: bool = False
 
 
-_delivery: ContextVar[_Delivery | None] = ContextVar("delivery", default=None)
+_delivery: ContextVar[Delivery | None] = ContextVar("delivery", default=None)
+
+
+@contextmanager
+def delivery() -> Iterator[Delivery]:
+    """The scope of one request: Bolt runs its middleware and listeners on this thread."""
+    state = Delivery()
+    token = _delivery.set(state)
+    try:
+        yield state
+    finally:
+        _delivery.reset(token)
 
 
 def seen_before(session: Session, key: str, fingerprint: str | None) -> bool:
@@ -131,7 +144,7 @@ class QueuedLazyRunner(LazyListenerRunner):
             "created_at": utcnow(),
             "request_key": work_key(request.body, name),
         }
-        delivery = _delivery.get() or _Delivery()
+        state = _delivery.get() or Delivery()
         interaction = interaction_id(request.body)
         for attempt in range(QUEUE_ATTEMPTS):
             try:
@@ -139,12 +152,12 @@ class QueuedLazyRunner(LazyListenerRunner):
                 with self.db.transaction() as session:
                     first = (
                         interaction is None
-                        or delivery.remembered
+                        or state.remembered
                         or remember(session, self.db.dialect, interaction, command_fingerprint(request.body))
                     )
                     if first:
                         session.execute(insert(PendingWork), [row])
-                delivery.remembered = True
+                state.remembered = True
                 if not first:
                     self.logger.info("%s came again while it was being queued: dropped", interaction)
                 return
@@ -153,14 +166,14 @@ class QueuedLazyRunner(LazyListenerRunner):
                 self.logger.warning("could not queue %s (try %s): %s", name, attempt + 1, exc)
                 if attempt + 1 < QUEUE_ATTEMPTS:
                     time.sleep(0.25)
-        self._not_queued(name, request, delivery)
+        self._not_queued(name, request, state)
 
-    def _not_queued(self, name: str, request: BoltRequest, delivery: _Delivery) -> None:
+    def _not_queued(self, name: str, request: BoltRequest, state: Delivery) -> None:
         """Never silently: an event is refused so Slack sends it again; a person is told."""
         self.logger.error("work %s not queued: the queue database is unreachable", name)
         body = request.body
         if isinstance(body, dict) and body.get("type") == "event_callback":
-            delivery.unqueued.append(name)
+            state.event_not_queued = True
             return
         tell(body, not_queued_message(name, body), self.client)
 
@@ -190,16 +203,7 @@ def queue_lazy_work(app: App, db: Database) -> None:
                     f"retry {retry}" if retry else "a second delivery",
                 )
                 return BoltResponse(status=200, body="")
-        delivery = _Delivery()
-        token = _delivery.set(delivery)
-        try:
-            response = next()
-        finally:
-            _delivery.reset(token)
-        if delivery.unqueued:
-            # Slack delivers an event again when it is not acked with a 2xx.
-            return BoltResponse(status=503, body="try again later")
-        return response
+        return next()
 
 
 def claim(db: Database, limit: int, *, lease_s: float, owner: str) -> list[PendingWork]:
