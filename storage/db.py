@@ -11,8 +11,8 @@ The work runner names the request it runs (`handling(key)`, a context variable);
 transaction under it that adds an `Event` (each state change writes one) also inserts the key
 into `handled_request`, unique, in that same transaction. Run again, that insert conflicts, the
 whole transaction rolls back, and `AlreadyHandled` tells the caller the change is already
-there. The Event is the marker because it is what every change writes and nothing else does:
-reads, snapshots of the status message and outbox bookkeeping stay free to happen again.
+there. The Event is the marker because every change writes one and nothing else does: reads,
+the status message's own bookkeeping and the outbox's stay free to happen again.
 A request that commits several changes numbers them (`key`, `key#2`, ...) in the order it makes
 them; a replay stops at the first that is already there.
 """
