@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
 from concurrent.futures import Executor, ThreadPoolExecutor
 from typing import Any
 
-from slack_bolt import App, BoltRequest, BoltResponse
+from slack_bolt import App, BoltResponse
 
 from bot.edge.listeners import register_listeners
 from bot.services import Services
@@ -24,8 +23,9 @@ def build_app(
 ) -> App:
     """The Bolt app. Acks run on the request's own thread (`process_before_response`), so an
     ack never waits behind earlier requests' work; that work runs in lazy listeners, which the
-    HTTP server queues for the work process (bot/workqueue.py). `verify_requests=False` is for
-    the work process, whose requests come from that queue, verified when they arrived."""
+    HTTP server queues for the work process (bot/edge/workqueue.py), which also tells a
+    Slack retry of work already queued from one to queue. `verify_requests=False` is for the
+    work process, whose requests come from that queue, verified when they arrived."""
     settings = svc.settings
     app = App(
         signing_secret=settings.slack_signing_secret,
@@ -39,16 +39,6 @@ def build_app(
         or ThreadPoolExecutor(max_workers=settings.web_threads, thread_name_prefix="lazy"),
         raise_error_for_unhandled_request=False,
     )
-
-    @app.middleware
-    def ignore_slack_retries(request: BoltRequest, next: Callable[[], BoltResponse]) -> BoltResponse:
-        # Every request is acked at once and its work goes on in the background, so a retry
-        # (Slack resends when an ack is slow, marked X-Slack-Retry-Num) is a duplicate: doing
-        # it again could start a second rollout or advance twice.
-        if request.headers.get("x-slack-retry-num"):
-            log.info("ignored Slack retry %s", request.headers.get("x-slack-retry-num"))
-            return BoltResponse(status=200, body="")
-        return next()
 
     @app.error
     def on_error(error: Exception, body: dict[str, Any], response: BoltResponse | None) -> None:

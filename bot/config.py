@@ -49,6 +49,9 @@ class Settings:
         choice = dict(self.flag_env).get("FLAG_PROVIDER", "").strip().lower()
         return "" if choice == "none" else choice
 
+    work_lease_seconds: int = 60
+    work_attempts: int = 3
+
     @property
     def socket_mode(self) -> bool:
         return bool(self.slack_app_token)
@@ -157,4 +160,6 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         ),
         flag_env=_flag_env(env),
         due_seconds=_int(env, "ROLLOUT_DUE_SECONDS", 30, 1, 3600),
+        work_lease_seconds=_int(env, "WORK_LEASE_SECONDS", 60, 1, 3600),
+        work_attempts=_int(env, "WORK_ATTEMPTS", 3, 1, 100),
     )

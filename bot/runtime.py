@@ -98,7 +98,14 @@ def work(settings: Settings) -> None:
     svc = build_services(settings)
     app = build_app(svc, verify_requests=False)
     scheduler = Scheduler(svc, due_seconds=settings.due_seconds)
-    worker = Worker(app, Database(queue_url(settings.database_url)), threads=settings.work_threads)
+    worker = Worker(
+        app,
+        Database(queue_url(settings.database_url)),
+        threads=settings.work_threads,
+        main=svc.db,
+        lease_s=settings.work_lease_seconds,
+        attempts=settings.work_attempts,
+    )
 
     def stop(_signum: int, _frame: object) -> None:
         worker.stop()

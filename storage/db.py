@@ -4,6 +4,17 @@ Writes are serialised per rollout: on Postgres by `SELECT ... FOR UPDATE` on the
 (see `storage.queries.lock_rollout`), on SQLite by opening write transactions with
 `BEGIN IMMEDIATE`, which takes SQLite's single write lock up front instead of failing with
 "database is locked" half-way through.
+
+Queued work may run more than once (a work process that dies mid-way leaves its lease to run
+out, and the work is claimed again: bot/edge/workqueue.py), so a change must not land twice.
+The work runner names the request it runs (`handling(key)`, a context variable); every write
+transaction under it that adds an `Event` (each state change writes one) also inserts the key
+into `handled_request`, unique, in that same transaction. Run again, that insert conflicts, the
+whole transaction rolls back, and `AlreadyHandled` tells the caller the change is already
+there. The Event is the marker because every change writes one and nothing else does: reads,
+the status message's own bookkeeping and the outbox's stay free to happen again.
+A request that commits several changes numbers them (`key`, `key#2`, ...) in the order it makes
+them; a replay stops at the first that is already there.
 """
 
 from __future__ import annotations
@@ -11,18 +22,79 @@ from __future__ import annotations
 import os
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from contextvars import ContextVar
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Engine, create_engine, event, text
+from sqlalchemy import Engine, create_engine, event, insert, text
 from sqlalchemy.engine import make_url
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
+from storage.models import Event, HandledRequest, utcnow
 from storage.urls import DEFAULT_URL, normalize_url
 
 SQLITE_BUSY_TIMEOUT_S = 30
+WROTE_EVENT = "wrote_event"
 
-__all__ = ["DEFAULT_URL", "Database", "DatabaseGone", "create_db_engine", "normalize_url"]
+__all__ = [
+    "DEFAULT_URL",
+    "AlreadyHandled",
+    "Database",
+    "DatabaseGone",
+    "create_db_engine",
+    "handling",
+    "normalize_url",
+]
+
+
+class AlreadyHandled(Exception):
+    """The request being run again already committed this change; nothing was written."""
+
+    def __init__(self, key: str) -> None:
+        super().__init__(f"request {key} was already handled")
+        self.key = key
+
+
+@dataclass
+class _Request:
+    key: str
+    committed: int = 0  # changes committed so far in this run
+
+    def next_key(self) -> str:
+        return self.key if self.committed == 0 else f"{self.key}#{self.committed + 1}"
+
+
+_current: ContextVar[_Request | None] = ContextVar("current_request", default=None)
+
+
+@contextmanager
+def handling(key: str | None) -> Iterator[None]:
+    """Write transactions in this block record `key` with each change they commit."""
+    token = _current.set(_Request(key) if key else None)
+    try:
+        yield
+    finally:
+        _current.reset(token)
+
+
+def _note_events(session: Session, _context: Any, _instances: Any) -> None:
+    if any(isinstance(obj, Event) for obj in session.new):
+        session.info[WROTE_EVENT] = True
+
+
+def _record(session: Session, request: _Request) -> None:
+    """Adds the request's key to the transaction, if it changed anything (wrote an Event)."""
+    session.flush()
+    if not session.info.get(WROTE_EVENT):
+        return
+    key = request.next_key()
+    try:
+        session.execute(insert(HandledRequest), [{"key": key, "at": utcnow()}])
+    except IntegrityError:
+        raise AlreadyHandled(key) from None
+    session.info["handled_key"] = key
 
 
 def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
@@ -95,6 +167,7 @@ class Database:
         self._write = sessionmaker(
             self.engine.execution_options(sqlite_begin="IMMEDIATE"), expire_on_commit=False
         )
+        event.listen(self._write, "before_flush", _note_events)
         self.after_commit: list[Callable[[dict[str, object]], None]] = []
 
     @contextmanager
@@ -102,10 +175,18 @@ class Database:
         """A write transaction: committed when the block ends, rolled back if it raises.
 
         After a commit, `after_commit` hooks see the session's `info` (e.g. "outbox rows were
-        queued", so the worker is woken at once instead of at its next tick)."""
+        queued", so the worker is woken at once instead of at its next tick).
+
+        Under `handling(key)`, a transaction that writes an Event records the key with it, and
+        raises `AlreadyHandled` (rolled back) when that key was recorded before."""
+        request = _current.get()
         with self._write() as session:
             with session.begin():
                 yield session
+                if request is not None:
+                    _record(session, request)
+            if request is not None and "handled_key" in session.info:
+                request.committed += 1
             for hook in self.after_commit:
                 hook(session.info)
 
@@ -122,11 +203,21 @@ class Database:
         """Raises unless a write would land: the SQLite file is still the one opened, and a
         write in a transaction that is then rolled back succeeds (a read-only file, a full
         disk or a read-only Postgres replica fail here)."""
-        if self._sqlite_path is not None and _file_identity(self._sqlite_path) != self._sqlite_file:
-            raise DatabaseGone(f"the database file {self._sqlite_path} was removed or replaced")
+        self.check_same_file()
         with self._write() as session, session.begin():
             session.execute(text("UPDATE alembic_version SET version_num = version_num"))
             session.rollback()
+
+    def was_handled(self, key: str) -> bool:
+        """Whether work run under `handling(key)` committed its (first) change."""
+        with self.reading() as session:
+            return session.get(HandledRequest, key) is not None
+
+    def check_same_file(self) -> None:
+        """Raises DatabaseGone when the SQLite file was removed or replaced since it was opened
+        (connections already open would go on writing to the removed file)."""
+        if self._sqlite_path is not None and _file_identity(self._sqlite_path) != self._sqlite_file:
+            raise DatabaseGone(f"the database file {self._sqlite_path} was removed or replaced")
 
     def dispose(self) -> None:
         self.engine.dispose()

@@ -356,7 +356,11 @@ class PlanTemplate(Base):
 
 class PendingWork(Base):
     """The work behind an ack, queued by the web process for the work process (bot/workqueue.py):
-    the Slack request as it arrived and the name of the listener function to run for it."""
+    the Slack request as it arrived and the name of the listener function to run for it.
+
+    A work process leases a row (`claimed_until`, `claimed_by`, one more `attempt`) and deletes
+    it when the work is done; a lease that runs out means its process died, and the row is
+    claimed again."""
 
     __tablename__ = "pending_work"
 
@@ -365,3 +369,31 @@ class PendingWork(Base):
     body: Mapped[str] = mapped_column(Text)
     headers: Mapped[dict[str, Any]] = mapped_column(default=dict)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    # The interaction's own id and the listener (see SeenRequest), None when Slack gave none.
+    request_key: Mapped[str | None] = mapped_column(String(255))
+    attempts: Mapped[int] = mapped_column(default=0, server_default=text("0"))
+    claimed_until: Mapped[datetime | None] = mapped_column(index=True)
+    claimed_by: Mapped[str | None] = mapped_column(String(100))
+
+
+class SeenRequest(Base):
+    """Each Slack interaction whose work was queued, by its own id (event_id, trigger_id, a
+    click's action_ts and user), kept a day after it arrived: a retry or a second delivery of
+    the same body finds its key here and is acked without queuing the work again."""
+
+    __tablename__ = "seen_request"
+
+    key: Mapped[str] = mapped_column(String(255), primary_key=True)
+    # For a slash command: who typed what where; matches a retry whose ids were minted again.
+    fingerprint: Mapped[str | None] = mapped_column(String(64), index=True)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow, index=True)
+
+
+class HandledRequest(Base):
+    """The queued work whose change is committed: written in the same transaction as the
+    change's Event (storage.db), so running the same work again commits nothing twice."""
+
+    __tablename__ = "handled_request"
+
+    key: Mapped[str] = mapped_column(String(255), primary_key=True)
+    at: Mapped[datetime] = mapped_column(default=utcnow, index=True)

@@ -19,6 +19,7 @@ from bot.slackweb.client import error_code
 from messages import render
 from messages.blocks import Message, choose_rollout, text_message
 from messages.text import escape
+from storage.db import AlreadyHandled
 
 log = logging.getLogger(__name__)
 
@@ -62,9 +63,13 @@ def message_for(error: Exception, subcommand: str = "status") -> Message:
 
 @contextmanager
 def answering(reply: Reply, subcommand: str = "status") -> Iterator[None]:
-    """Runs a request's work; whatever goes wrong, the user gets an answer."""
+    """Runs a request's work; whatever goes wrong, the user gets an answer. Work run again
+    after its process died, whose change is already committed, ends quietly: the person got
+    their answer, or sees the change on the status message."""
     try:
         yield
+    except AlreadyHandled as done:
+        log.info("%s: already done, nothing changed twice", done.key)
     except Exception as error:  # noqa: BLE001 - every failure is answered; unknown ones logged in message_for
         if isinstance(error, SlackApiError):
             log.warning("Slack call failed: %s", error_code(error))

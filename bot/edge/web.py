@@ -13,6 +13,7 @@ from slack_bolt.adapter.flask.handler import to_bolt_request, to_flask_response
 from slack_sdk.signature import SignatureVerifier
 from sqlalchemy.exc import SQLAlchemyError
 
+from bot.edge.workqueue import delivery
 from storage.db import Database, DatabaseGone
 
 log = logging.getLogger(__name__)
@@ -75,10 +76,14 @@ def build_web(bolt: App, db: Database, signing_secret: str | None) -> Flask:
             bolt_request = to_bolt_request(request)
             if not shaped_like_slack(bolt_request.body):
                 return "this request is not one Slack sends", 400
-            bolt_response = bolt.dispatch(bolt_request)
+            with delivery() as state:
+                bolt_response = bolt.dispatch(bolt_request)
         except (ValueError, TypeError, KeyError, AttributeError, IndexError) as exc:
             log.warning("unreadable Slack request: %s: %s", type(exc).__name__, exc)
             return "this request is not one Slack sends", 400
+        if state.event_not_queued:
+            # Slack delivers an event again when it was not acked with a 2xx.
+            return "could not take this event now; send it again", 503
         if bolt_response.status >= 500:
             # Our listeners answer their own errors (bot/answers.py), so a 5xx here is Bolt
             # failing on a payload it could not read (logged by Bolt): the request was bad.

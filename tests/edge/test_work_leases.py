@@ -1,0 +1,312 @@
+"""Queued work is leased, not deleted, when claimed; a change is committed once per request;
+Slack's second delivery of an interaction is recognised. On SQLite and on Postgres."""
+
+from __future__ import annotations
+
+import threading
+import time
+from datetime import timedelta
+from typing import Any
+
+import pytest
+from sqlalchemy import func, insert, select, update
+
+from bot.edge import workqueue
+from bot.edge.work_keys import command_fingerprint, interaction_id, work_key
+from bot.edge.workqueue import Worker, claim, finish, purge, release, remember, renew, seen_before
+from bot.usecases import checklist
+from bot.usecases.checklist import ItemChange
+from storage.db import AlreadyHandled, Database, handling
+from storage.enums import EventKind
+from storage.models import ChecklistItem, Event, HandledRequest, PendingWork, SeenRequest, utcnow
+from tests.storage.test_storage import add_rollout
+from tests.support import make_services
+
+
+def queue(db: Database, n: int = 1, key: str | None = None) -> list[int]:
+    rows = [
+        {
+            "function_name": "toggle",
+            "body": "{}",
+            "headers": {},
+            "created_at": utcnow(),
+            "request_key": f"{key}-{i}" if key else None,
+        }
+        for i in range(n)
+    ]
+    with db.transaction() as session:
+        session.execute(insert(PendingWork), rows)
+        return list(session.scalars(select(PendingWork.id).order_by(PendingWork.id)))
+
+
+def pending(db: Database) -> list[PendingWork]:
+    with db.reading() as session:
+        return list(session.scalars(select(PendingWork).order_by(PendingWork.id)))
+
+
+# -- claiming ------------------------------------------------------------------------------
+
+
+def test_a_claimed_row_is_leased_not_deleted(db: Database) -> None:
+    queue(db, 3)
+    claimed = claim(db, 2, lease_s=60, owner="a")
+    assert [w.attempts for w in claimed] == [1, 1]
+    assert {w.claimed_by for w in claimed} == {"a"}
+    assert len(pending(db)) == 3  # still there until done
+    # Another process gets only what nobody holds.
+    other = claim(db, 5, lease_s=60, owner="b")
+    assert [w.id for w in other] == [max(w.id for w in pending(db))]
+    finish(db, claimed[0])
+    assert len(pending(db)) == 2
+
+
+def test_a_lease_that_ran_out_is_claimed_again(db: Database) -> None:
+    queue(db, 1)
+    [first] = claim(db, 1, lease_s=60, owner="dead")
+    assert claim(db, 1, lease_s=60, owner="alive") == []
+    with db.transaction() as session:  # the dead process's lease runs out
+        session.execute(update(PendingWork).values(claimed_until=utcnow() - timedelta(seconds=1)))
+    [again] = claim(db, 1, lease_s=60, owner="alive")
+    assert again.id == first.id and again.attempts == 2 and again.claimed_by == "alive"
+
+
+def test_renewing_keeps_running_work_from_being_claimed(db: Database) -> None:
+    queue(db, 1)
+    [work] = claim(db, 1, lease_s=0.5, owner="a")
+    renew(db, [work.id], lease_s=60, owner="a")
+    time.sleep(0.6)
+    assert claim(db, 1, lease_s=60, owner="b") == []
+    # Only the holder renews: a row another process claimed meanwhile stays theirs.
+    renew(db, [work.id], lease_s=0, owner="b")
+    assert claim(db, 1, lease_s=60, owner="b") == []
+
+
+def test_released_work_waits_before_it_is_claimed_again(db: Database) -> None:
+    queue(db, 1)
+    [work] = claim(db, 1, lease_s=60, owner="a")
+    release(db, work, 0.3)
+    assert claim(db, 1, lease_s=60, owner="b") == []
+    time.sleep(0.4)
+    assert [w.attempts for w in claim(db, 1, lease_s=60, owner="b")] == [2]
+
+
+def test_processes_claiming_at_once_never_share_a_row(db: Database) -> None:
+    queue(db, 60)
+    got: list[list[int]] = []
+
+    def grab(owner: str) -> None:
+        mine: list[int] = []
+        while batch := claim(db, 3, lease_s=60, owner=owner):
+            mine += [w.id for w in batch]
+        got.append(mine)
+
+    threads = [threading.Thread(target=grab, args=(f"p{i}",)) for i in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    everything = [i for mine in got for i in mine]
+    assert sorted(everything) == sorted(w.id for w in pending(db))
+    assert len(set(everything)) == 60
+
+
+# -- a change commits once -----------------------------------------------------------------
+
+
+def checked_events(db: Database, rollout_id: int) -> int:
+    with db.reading() as session:
+        return int(
+            session.scalar(
+                select(func.count())
+                .select_from(Event)
+                .where(Event.rollout_id == rollout_id, Event.kind == EventKind.ITEM_CHECKED)
+            )
+            or 0
+        )
+
+
+def items(db: Database, rollout_id: int) -> list[int]:
+    with db.reading() as session:
+        stmt = select(ChecklistItem.id).where(ChecklistItem.rollout_id == rollout_id)
+        return list(session.scalars(stmt.order_by(ChecklistItem.id)))
+
+
+def test_work_run_again_changes_nothing_twice(db: Database) -> None:
+    svc = make_services(db)
+    rollout_id = add_rollout(db)
+    first, second = items(db, rollout_id)[:2]
+    actor = checklist_actor()
+    with handling("action:T1:U1:1.0/toggle"):
+        assert checklist.set_items(svc, actor, rollout_id, [ItemChange(first, True)]) == 1
+    # Unticked meanwhile by someone else: a replay must not tick it again.
+    checklist.set_items(svc, actor, rollout_id, [ItemChange(first, False)])
+    with handling("action:T1:U1:1.0/toggle"), pytest.raises(AlreadyHandled):
+        checklist.set_items(svc, actor, rollout_id, [ItemChange(first, True)])
+    assert checked_events(db, rollout_id) == 1
+    assert db.was_handled("action:T1:U1:1.0/toggle")
+    # Another request is another key.
+    with handling("action:T1:U1:2.0/toggle"):
+        assert checklist.set_items(svc, actor, rollout_id, [ItemChange(second, True)]) == 1
+    assert checked_events(db, rollout_id) == 2
+
+
+def test_only_transactions_that_change_something_record_the_request(db: Database) -> None:
+    svc = make_services(db)
+    rollout_id = add_rollout(db)
+    first, second = items(db, rollout_id)[:2]
+    actor = checklist_actor()
+    with handling("r/toggle"):
+        with db.transaction() as session:  # bookkeeping, no Event: not the request's change
+            session.execute(update(PendingWork).values(attempts=0))
+        checklist.set_items(svc, actor, rollout_id, [ItemChange(first, True)])
+        checklist.set_items(svc, actor, rollout_id, [ItemChange(second, True)])
+    with db.reading() as session:
+        keys = sorted(session.scalars(select(HandledRequest.key)))
+    assert keys == ["r/toggle", "r/toggle#2"]
+    # Run again, it stops at the first change already there.
+    with handling("r/toggle"), pytest.raises(AlreadyHandled):
+        checklist.set_items(svc, actor, rollout_id, [ItemChange(first, False)])
+    assert checked_events(db, rollout_id) == 2
+
+
+def test_without_a_request_key_nothing_is_recorded(db: Database) -> None:
+    svc = make_services(db)
+    rollout_id = add_rollout(db)
+    checklist.set_items(svc, checklist_actor(), rollout_id, [ItemChange(items(db, rollout_id)[0], True)])
+    with db.reading() as session:
+        assert session.scalar(select(func.count()).select_from(HandledRequest)) == 0
+
+
+def checklist_actor() -> Any:
+    from bot.services import Actor
+
+    return Actor(team_id="T1", user_id="U1", channel_id="C1")
+
+
+# -- Slack's deliveries ----------------------------------------------------------------------
+
+
+def test_interaction_ids_are_what_slack_sends_again() -> None:
+    assert interaction_id({"type": "event_callback", "event_id": "Ev1"}) == "event:Ev1"
+    assert interaction_id({"command": "/rollout", "team_id": "T", "trigger_id": "1.2"}) == "command:T:1.2"
+    click = {
+        "type": "block_actions",
+        "team": {"id": "T"},
+        "user": {"id": "U"},
+        "actions": [{"action_ts": "9.1"}],
+    }
+    assert interaction_id(click) == "action:T:U:9.1"
+    form = {"type": "view_submission", "team": {"id": "T"}, "trigger_id": "3.4"}
+    assert interaction_id(form) == "view_submission:T:3.4"
+    assert interaction_id({"type": "event_callback"}) is None
+    assert interaction_id({"command": "/rollout"}) is None
+    assert interaction_id([1]) is None
+    assert work_key(form, "rollback") == "view_submission:T:3.4/rollback"
+    assert len(work_key({"type": "event_callback", "event_id": "E" * 400}, "x") or "") <= 255
+    same = {"command": "/rollout", "team_id": "T", "user_id": "U", "channel_id": "C", "text": "pause x"}
+    assert command_fingerprint(same) == command_fingerprint({**same, "trigger_id": "other"})
+    assert command_fingerprint(same) != command_fingerprint({**same, "text": "resume x"})
+
+
+def test_an_interaction_is_remembered_once(db: Database) -> None:
+    with db.transaction() as session:
+        assert remember(session, db.dialect, "command:T:1", "f1")
+        assert not remember(session, db.dialect, "command:T:1", "f1")
+    with db.reading() as session:
+        assert seen_before(session, "command:T:1", None)
+        assert not seen_before(session, "command:T:2", None)
+        # A retried command with new ids: the same person typed the same thing moments ago.
+        assert seen_before(session, "command:T:2", "f1")
+        assert not seen_before(session, "command:T:2", "f2")
+
+
+def test_old_keys_are_purged(db: Database) -> None:
+    long_ago = utcnow() - timedelta(days=8)
+    with db.transaction() as session:
+        session.add_all(
+            [
+                SeenRequest(key="old", created_at=long_ago),
+                SeenRequest(key="new", created_at=utcnow()),
+                HandledRequest(key="old", at=long_ago),
+                HandledRequest(key="new", at=utcnow() - timedelta(days=2)),
+            ]
+        )
+    purge(db, db)
+    with db.reading() as session:
+        assert list(session.scalars(select(SeenRequest.key))) == ["new"]
+        assert list(session.scalars(select(HandledRequest.key))) == ["new"]
+
+
+# -- the worker ------------------------------------------------------------------------------
+
+
+class FakeApp:
+    """Stands in for the Bolt app: records what it is given to run."""
+
+    def __init__(self) -> None:
+        self.ran: list[str] = []
+        self.told: list[dict[str, Any]] = []
+        app = self
+
+        class Client:
+            def chat_postMessage(self, **kwargs: Any) -> None:
+                app.told.append(kwargs)
+
+        self.client = Client()
+
+    def dispatch(self, request: Any) -> None:
+        self.ran.append(request.headers[workqueue.LAZY_NAME][0])
+
+
+def run_worker(worker: Worker, until: Any) -> None:
+    thread = threading.Thread(target=worker.loop)
+    thread.start()
+    try:
+        deadline = time.monotonic() + 10
+        while not until() and time.monotonic() < deadline:
+            time.sleep(0.02)
+    finally:
+        worker.stop()
+        thread.join(10)
+
+
+def test_the_worker_runs_each_row_and_deletes_it(db: Database) -> None:
+    app = FakeApp()
+    queue(db, 3)
+    worker = Worker(app, db, threads=2, main=db)  # type: ignore[arg-type]
+    run_worker(worker, lambda: not pending(db))
+    assert app.ran == ["toggle"] * 3
+    assert pending(db) == []
+
+
+def test_work_whose_change_is_committed_is_not_run_again(db: Database) -> None:
+    app = FakeApp()
+    [row] = queue(db, 1, key="done")
+    with db.transaction() as session:
+        session.add(HandledRequest(key="done-0", at=utcnow()))
+        session.execute(update(PendingWork).values(attempts=1))  # its first run died after the commit
+    run_worker(Worker(app, db, threads=1, main=db), lambda: not pending(db))  # type: ignore[arg-type]
+    assert app.ran == [] and pending(db) == []
+    assert row
+
+
+def test_work_that_keeps_dying_is_given_up_and_the_person_told(db: Database) -> None:
+    app = FakeApp()
+    body = '{"type": "view_submission", "user": {"id": "U42"}, "team": {"id": "T"}, "trigger_id": "1"}'
+    with db.transaction() as session:
+        session.add(
+            PendingWork(
+                function_name="rollback",
+                body="payload=" + body.replace(" ", "%20").replace('"', "%22").replace(",", "%2C"),
+                headers={"content-type": ["application/x-www-form-urlencoded"]},
+                created_at=utcnow(),
+                attempts=3,
+                claimed_until=utcnow() - timedelta(seconds=1),
+                claimed_by="dead",
+            )
+        )
+    run_worker(Worker(app, db, threads=1, attempts=3), lambda: app.told)  # type: ignore[arg-type]
+    assert app.ran == [] and pending(db) == []
+    [told] = app.told
+    assert told["channel"] == "U42"
+    assert "could not finish your rollback" in told["text"] and "3 times" in told["text"]
