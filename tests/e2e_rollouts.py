@@ -83,6 +83,11 @@ class Scenario:
         return f"errors{{service:{self.feature},"
 
     @property
+    def hits_match(self) -> str:
+        """The requests the error rate (errors ÷ hits, in %) divides by."""
+        return f"hits{{service:{self.feature},"
+
+    @property
     def latency_match(self) -> str:
         return f"duration{{service:{self.feature},"
 
@@ -96,7 +101,9 @@ class Scenario:
         return self.driver.user_id
 
     def start(self, template: str) -> None:
-        """`/rollout start`, then wait for the status message and the stored baseline."""
+        """`/rollout start`, then wait for the status message and the stored baseline. The
+        templates' error rate is 100 × errors ÷ hits: 100 hits make it read the errors' value."""
+        self.datadog.set_value(self.hits_match, 100.0)
         self.driver.command(f"start {self.feature} {template}")
         self.slack.wait_for("chat.postMessage", lambda c: c.params.get("channel") == self.channel, timeout=10)
         self.rollout_id = wait_until(self._find_id, what=f"rollout {self.feature}")
