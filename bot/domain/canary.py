@@ -32,7 +32,7 @@ from dataclasses import dataclass
 from typing import Literal
 
 from bot.domain.judgement import Classification, MetricJudgement, Outcome, Score, classify, score
-from bot.domain.plans.model import Direction, Metric
+from bot.domain.plans.model import MANN_WHITNEY, Direction, Metric
 
 __all__ = [
     "CONFIDENCE",
@@ -46,8 +46,6 @@ __all__ = [
     "short_of_traffic",
 ]
 
-MANN_WHITNEY = "mann-whitney"
-JUDGES = (MANN_WHITNEY,)
 CONFIDENCE = 0.98
 PASS_THRESHOLD = 95.0
 MARGINAL_THRESHOLD = 75.0
@@ -101,10 +99,14 @@ class Judged:
 
     def line(self, name: str, unit: str) -> str:
         """ "Error rate: +0.04 points (98% interval −0.01 to +0.09) — no significant change"."""
+        return f"{name}: {self.summary(unit)}"
+
+    def summary(self, unit: str) -> str:
+        """The line without the name: the shift, its interval and the classification."""
         if self.shift is None or self.low is None or self.high is None:
-            return f"{name}: {self.words}"
+            return self.words
         interval = f"{self.confidence:.0%} interval {_bare(self.low)} to {_bare(self.high)}"
-        return f"{name}: {_signed(self.shift, unit)} ({interval}) — {self.words}"
+        return f"{_signed(self.shift, unit)} ({interval}) — {self.words}"
 
     def to_json(self) -> dict[str, object]:
         return {

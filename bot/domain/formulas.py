@@ -184,6 +184,23 @@ class _Expression:
         return False
 
 
+def check_metric(
+    queries: tuple[tuple[str, str], ...],
+    formula: str,
+    min_count: tuple[str, float] | None,
+    control_queries: tuple[tuple[str, str], ...] = (),
+) -> None:
+    """SourceError when a stored or templated formula metric breaks the rules; a plain metric
+    (no named queries) has nothing to check here."""
+    if not queries:
+        return
+    source = parse_source(source_text("", queries, formula, min_count))
+    if (source.queries, source.formula) != (queries, formula):
+        raise SourceError("its queries do not read back as written (a name or a query holds ; or a new line)")
+    if control_queries:
+        parse_control(control_text("", control_queries), tuple(name for name, _ in queries))
+
+
 def parse_control(text: str, names: tuple[str, ...]) -> tuple[tuple[str, str], ...]:
     """A formula metric's control cohort: the same named queries, nothing else."""
     named, rest = _named(_parts(text))

@@ -20,6 +20,10 @@ class Rule(StrEnum):
     ZERO = "zero"  # the value must be exactly zero (e.g. a count of wrong-type records)
 
 
+MANN_WHITNEY = "mann-whitney"
+JUDGES = (MANN_WHITNEY,)  # the statistical judgements a metric may be marked with (`judge`)
+
+
 class Direction(StrEnum):
     """Which way a change is bad."""
 
@@ -66,6 +70,7 @@ class Metric:
         """From stored JSON or a template's TOML. Old rows lack the newer keys and get their
         defaults; TOML may write `queries` and `min_count` as tables ({errors = "…"})."""
         known = {k: v for k, v in data.items() if k in cls.__dataclass_fields__}
+        known.setdefault("query", "")  # a formula metric has named queries instead
         known["rule"] = Rule(known["rule"])
         known["bad"] = Direction(known.get("bad", "up"))
         for field_name in ("queries", "control_queries"):
