@@ -221,7 +221,11 @@ def gate_json(gate: GateResult) -> dict[str, object]:
                 "reason": v.reason,
                 "unit": v.unit,
                 # Only judged metrics carry the test, so other rows stay as they were.
-                **({"judgement": v.judgement.to_json()} if v.judgement is not None else {}),
+                **(
+                    {"judgement": {**v.judgement.to_json(), "summary": v.judgement.summary(v.unit)}}
+                    if v.judgement is not None
+                    else {}
+                ),
             }
             for v in items
         ]
