@@ -23,7 +23,7 @@ from bot.domain.plans.markdown.vocabulary import (
     slug,
     trigger_sentence,
 )
-from bot.domain.plans.model import MANN_WHITNEY, Direction, Metric, Rule, SuccessMetricRow
+from bot.domain.plans.model import Direction, Metric, Rule, SuccessMetricRow
 
 FILL_IN_QUERY = "fill in its Datadog query with `/rollout metrics`"
 # Success Metrics rows whose Method is one of these are read in Datadog and become metrics;
@@ -31,10 +31,10 @@ FILL_IN_QUERY = "fill in its Datadog query with `/rollout metrics`"
 DATADOG_METHODS = frozenset({"monitoring", "apm", "datadog", "metrics", "logs", "rum"})
 
 SENTENCE_END = re.compile(r"(?<=[.!?])\s+")
-# "No increase in error rates directly caused by …": what a person means is no *significant*
-# increase, so the metric is judged by the Mann-Whitney test (bot/domain/canary.py), bad = up.
-# The literal rule (a threshold of 0: pp for a rate, % of the baseline otherwise) is kept
-# beside it, and is what the metric falls back to if the judgement is taken off.
+# "No increase in error rates directly caused by …": read literally, a threshold of 0 (pp for a
+# rate, % of the baseline otherwise). Noise will fail it; what a person means is no
+# *significant* increase, which `/rollout metrics` offers as the Mann-Whitney rule, and the
+# import says so. (The import itself keeps the literal rule: tests pin the imported plan.)
 NO_INCREASE = re.compile(r"^no (?:increase|rise) in (?P<subject>.+?)\.?$", re.I)
 # "ensure that all doc transactions are in fact for 5103 Letters": everything must be of one
 # type, so the count of records of any other type must be zero. `all\s++` and `(?<!\s)` keep a
@@ -66,8 +66,8 @@ def read_criterion(
     metric = _with_unique_key(metric, keys)
     metrics.append(metric)
     judged = (
-        ", judged by the Mann-Whitney test (no significant increase) rather than that threshold"
-        if metric.judge
+        "; noise fails a threshold of 0: for “no significant increase” choose the Mann-Whitney rule"
+        if NO_INCREASE.match(first)
         else ""
     )
     reader.report(line, f"made the metric “{metric.name}” ({rule_summary(metric)}){judged}; {FILL_IN_QUERY}")
@@ -84,7 +84,7 @@ def _criterion_metric(text: str) -> Metric | None:
     if m := NO_INCREASE.match(text):
         key, name, unit = known_metric(m["subject"])
         rule = Rule.ABSOLUTE if unit == "%" else Rule.RELATIVE
-        return Metric(key, name, "", rule, 0.0, Direction.UP, unit=unit, judge=MANN_WHITNEY)
+        return Metric(key, name, "", rule, 0.0, Direction.UP, unit=unit)
     if m := ALL_OF_TYPE.match(text):
         kind = m["kind"]
         key = slug(f"records not of type {kind}")
