@@ -74,6 +74,9 @@ class Scenario:
     def __post_init__(self) -> None:
         if not self.feature:
             self.feature = "adv-" + self.channel.lower()
+        # The templates' error rate is 100 × errors ÷ hits: 100 hits make it read as the
+        # errors' value, so a test sets the error rate it means with `errors_match` alone.
+        self.datadog.set_value(self.hits_match, 100.0)
 
     # -- Datadog ----------------------------------------------------------------------
 
@@ -101,9 +104,7 @@ class Scenario:
         return self.driver.user_id
 
     def start(self, template: str) -> None:
-        """`/rollout start`, then wait for the status message and the stored baseline. The
-        templates' error rate is 100 × errors ÷ hits: 100 hits make it read the errors' value."""
-        self.datadog.set_value(self.hits_match, 100.0)
+        """`/rollout start`, then wait for the status message and the stored baseline."""
         self.driver.command(f"start {self.feature} {template}")
         self.slack.wait_for("chat.postMessage", lambda c: c.params.get("channel") == self.channel, timeout=10)
         self.rollout_id = wait_until(self._find_id, what=f"rollout {self.feature}")

@@ -79,7 +79,10 @@ def test_a_formula_and_a_judged_metric_gate_the_advance(sc: Scenario) -> None:
     assert ":white_check_mark: *Latency*: " in section(moved, "*Success metrics*")
     gate = sc.snapshots(SnapshotKind.GATE)[-1]
     judged = next(m for m in gate.verdict["metrics"] if m["key"] == "latency")
-    assert (judged["judgement"]["outcome"], judged["judgement"]["words"]) == ("PASS", "no change (identical data)")
+    assert (judged["judgement"]["outcome"], judged["judgement"]["words"]) == (
+        "PASS",
+        "no change (identical data)",
+    )
     assert gate.verdict["judgement"]["verdict"] == "PASS"
     assert gate.readings["error_rate"]["value"] == 1.1
 
