@@ -27,6 +27,11 @@ TRIGGER_ICON = {"pass": ":white_check_mark:", "fail": ":rotating_light:", "no da
 
 
 def _line(v: MetricVerdict, icons: dict[str, str]) -> str:
+    if v.judgement is not None:
+        # A judged metric is its test in one line: the shift, its interval, the classification.
+        line = f"{icons[v.verdict.value]} *{escape(v.name)}*: {escape(v.judgement.summary(v.unit))}"
+        trend = sparkline(v.series)
+        return line + (f"  `{trend}`" if trend else "")
     now = number(v.value, v.unit)
     parts = [f"{icons[v.verdict.value]} *{escape(v.name)}* {now}"]
     if v.baseline is not None:
@@ -63,6 +68,11 @@ def gate_report(outcome: Outcome, *, note: str = "") -> Message:
     elif outcome.snapshot_only:
         verdict = "would pass" if gate.passed else "would not pass"
         title = f":bar_chart: *{feature}* at {escape(outcome.step_title)}: the gate {verdict} now."
+    elif gate.judgement is not None and gate.judgement.verdict.value == "MARGINAL":
+        title = (
+            f":warning: *{feature}* stays at {escape(outcome.step_title)}: the canary judgement is "
+            f"marginal ({escape(gate.judgement.reason)})."
+        )
     else:
         title = f":no_entry: *{feature}* stays at {escape(outcome.step_title)}: the gate is closed."
     blocks: list[Block] = [SectionBlock(text=MarkdownTextObject(text=title))]

@@ -29,6 +29,7 @@ from slack_sdk.models.blocks import (
 )
 from slack_sdk.models.views import View
 
+from bot.domain.formulas import source_text
 from bot.domain.plans.model import Direction, Metric, Rule
 from bot.domain.wording import describe_rule, describe_trigger
 from bot.ids import View as ViewId
@@ -128,6 +129,10 @@ RULE_LABELS = {
     Rule.LOWER: "Lower bound: the value must stay at or above",
     Rule.ZERO: "Must be zero",
 }
+# Not a Rule: a judged metric keeps its rule and is decided by the canary test instead.
+JUDGED_RULE = "mann-whitney"
+JUDGED_LABEL = "No significant change (Mann-Whitney test vs control or baseline)"
+
 DIRECTION_LABELS = {
     Direction.UP: "Rises (higher is worse)",
     Direction.DOWN: "Drops (lower is worse)",
@@ -142,7 +147,10 @@ HINTS = {
     Field.NAME: "Leave empty to remove this metric (or not to add one).",
     Field.QUERY: (
         "A Datadog metrics query. {feature}, {flag} and {service} are filled in from the rollout, "
-        "e.g. sum:trace.http.request.errors{service:{service},feature_flag:{flag}}.as_rate()"
+        "e.g. avg:trace.http.request.duration{service:{service},feature_flag:{flag}}. Or a formula "
+        "over named queries, one per line (or separated by ;), with an optional minimum of traffic: "
+        "100 * errors / hits; errors = sum:…errors{…}.as_count(); hits = sum:…hits{…}.as_count(); "
+        "at least 500 hits"
     ),
     Field.RULE: (
         "Relative: change in % of the baseline. Absolute: change in the metric's own unit, "
@@ -229,7 +237,7 @@ def _group(index: int, metric: Metric | None, kind: Kind) -> list[Block]:
             Field.QUERY,
             key,
             "Datadog query",
-            metric.query if metric else "",
+            source_text(metric.query, metric.queries, metric.formula, metric.min_count) if metric else "",
             MAX_QUERY_LEN,
             multiline=True,
         ),
@@ -239,8 +247,8 @@ def _group(index: int, metric: Metric | None, kind: Kind) -> list[Block]:
             Field.RULE,
             key,
             "Rule",
-            list(RULE_LABELS.items()),
-            (metric.rule if metric else Rule.RELATIVE).value,
+            [*RULE_LABELS.items(), (JUDGED_RULE, JUDGED_LABEL)],
+            JUDGED_RULE if metric and metric.judge else (metric.rule if metric else Rule.RELATIVE).value,
         ),
         _text(
             index,

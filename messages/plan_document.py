@@ -17,6 +17,7 @@ from datetime import datetime
 from typing import Any
 from zoneinfo import ZoneInfo
 
+from bot.domain.formulas import control_text, source_text
 from bot.domain.plans.markdown.vocabulary import (
     GATE_COLUMNS,
     GATE_INTRO,
@@ -24,6 +25,7 @@ from bot.domain.plans.markdown.vocabulary import (
     SUCCESS_KIND,
     TRIGGER_KIND,
     amount,
+    judge_cell,
     num,
     step_line,
     trigger_sentence,
@@ -81,9 +83,14 @@ def _phase_view(number: int, phase: Phase, results: PhaseResults | None, tz: str
 
 
 def _gate_cells(kind: str, m: Metric) -> list[str]:
-    code = [f"`{q}`" if q else "" for q in (m.query, m.control_query)]
+    sources = (
+        source_text(m.query, m.queries, m.formula, m.min_count),
+        control_text(m.control_query, m.control_queries),
+    )
+    code = [f"`{q}`" if q else "" for q in sources]
     values = [kind, m.key, m.name, m.rule.value, num(m.threshold), m.unit, m.bad.value, m.aggregator]
-    return [_cell(v) for v in values] + [str(m.window_minutes)] + [_cell(c) for c in code]
+    cells = [_cell(v) for v in values] + [str(m.window_minutes)] + [_cell(c) for c in code]
+    return [*cells, _cell(judge_cell(m))]
 
 
 def _results_view(phase: Phase, results: PhaseResults, tz: str) -> dict[str, Any]:

@@ -74,6 +74,9 @@ class Scenario:
     def __post_init__(self) -> None:
         if not self.feature:
             self.feature = "adv-" + self.channel.lower()
+        # The templates' error rate is 100 × errors ÷ hits: 100 hits make it read as the
+        # errors' value, so a test sets the error rate it means with `errors_match` alone.
+        self.datadog.set_value(self.hits_match, 100.0)
 
     # -- Datadog ----------------------------------------------------------------------
 
@@ -81,6 +84,11 @@ class Scenario:
     def errors_match(self) -> str:
         """A fragment only this rollout's error-rate query contains."""
         return f"errors{{service:{self.feature},"
+
+    @property
+    def hits_match(self) -> str:
+        """The requests the error rate (errors ÷ hits, in %) divides by."""
+        return f"hits{{service:{self.feature},"
 
     @property
     def latency_match(self) -> str:

@@ -246,9 +246,10 @@ def _watch_triggers(svc: Services, rollout: Rollout) -> bool:
         triggers, feature=rollout.feature, flag=rollout.flag_key, service=rollout.service
     )
     readings = measure.take(svc.metrics, plan, now)
-    current = measure.by_metric(plan, readings)
+    keyed = {t.key: t for t in triggers}
+    current = measure.by_metric(plan, readings, keyed)
     with svc.db.reading() as session:
-        baselines = measure.baselines_for(session, rollout, measure.controls(plan, readings))
+        baselines = measure.baselines_for(session, rollout, measure.controls(plan, readings, keyed))
     fired = fired_triggers(triggers, current, baselines)
     where = (rollout.phase_index, rollout.step_index)
     return bool(fired) and _on_fired(

@@ -21,19 +21,22 @@ A rollback trigger is the same Metric read the other way: its verdict FAIL means
 
 The gate passes only when every success metric is PASS, no trigger is FAIL (fired) or
 NO_DATA (the bot never advances on missing data), no exit criterion of a phase being left is
-unchecked, and the step has soaked its minimum business days (`bot.calendar`). Blockers are
+unchecked, the judged metrics' score passes (`bot.domain.canary`: marked `judge`, they are
+decided by the statistical canary test, not by their rule), and the step has soaked its
+minimum business days (`bot.calendar`). Blockers are
 listed, one sentence each, in that order of gravity: fired triggers, failing metrics,
-metrics then triggers without data, unchecked exit criteria, soak.
+the canary judgement, metrics then triggers without data, unchecked exit criteria, soak.
 """
 
 from __future__ import annotations
 
 import math
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from enum import StrEnum
 
+from bot.domain import canary
 from bot.domain.calendar import (
     business_days_elapsed,
     earliest_time,
@@ -41,6 +44,7 @@ from bot.domain.calendar import (
     format_elapsed,
     format_local,
 )
+from bot.domain.judgement import Score
 from bot.domain.plans.model import Direction, Metric, Rule
 from bot.domain.wording import allowed_change, amount, change_amount, describe_rule, describe_trigger
 
@@ -99,6 +103,7 @@ class MetricVerdict:
     reason: str
     unit: str
     series: tuple[float, ...] = ()
+    judgement: canary.Judged | None = None  # a judged metric's test; `change` is its shift
 
 
 @dataclass(frozen=True)
@@ -157,6 +162,7 @@ class GateResult:
     unchecked: tuple[str, ...]
     soak: Soak
     blockers: tuple[str, ...]
+    judgement: Score | None = None  # the judged success metrics' score; None when none is judged
 
 
 # --- describing rules -------------------------------------------------------------------
@@ -200,6 +206,18 @@ def evaluate_metric(metric: Metric, current: Observation, baseline: Observation 
             base=base,
             change=None,
         )
+
+    if metric.judge:
+        control = baseline.series if baseline is not None else ()
+        found = canary.judge(metric, current.series, control)
+        judged = verdict(
+            Verdict(found.verdict),
+            found.line(metric.name, metric.unit),
+            value=value,
+            base=base,
+            change=found.shift,
+        )
+        return replace(judged, judgement=found)
 
     if metric.rule in (Rule.UPPER, Rule.LOWER, Rule.ZERO):
         ok, reason = _judge_level(metric, value)
@@ -342,13 +360,15 @@ def evaluate_gate(inp: GateInput) -> GateResult:
         tz=inp.tz,
         country=inp.country,
     )
+    judgement = canary.score_metrics(inp.metrics, [m.judgement for m in metrics])
     passed = (
-        all(m.verdict is Verdict.PASS for m in metrics)
+        all(m.verdict is Verdict.PASS for m in metrics if m.judgement is None)
+        and (judgement is None or judgement.verdict.value == "PASS")
         and all(t.verdict is Verdict.PASS for t in triggers)
         and not unchecked
         and soak.met
     )
-    blockers = _blockers(inp, metrics, triggers, soak)
+    blockers = _blockers(inp, metrics, triggers, soak, judgement)
     return GateResult(
         passed=passed,
         metrics=metrics,
@@ -357,6 +377,7 @@ def evaluate_gate(inp: GateInput) -> GateResult:
         unchecked=unchecked,
         soak=soak,
         blockers=blockers,
+        judgement=judgement,
     )
 
 
@@ -387,6 +408,7 @@ def _blockers(
     metrics: tuple[MetricVerdict, ...],
     triggers: tuple[MetricVerdict, ...],
     soak: Soak,
+    judgement: Score | None = None,
 ) -> tuple[str, ...]:
     """One sentence per reason not to advance, gravest first."""
     out: list[str] = []
@@ -395,7 +417,9 @@ def _blockers(
         for trigger, t in zip(inp.triggers, triggers, strict=True)
         if t.verdict is Verdict.FAIL
     ]
-    out += [f"{m.name} fails: {m.reason}." for m in metrics if m.verdict is Verdict.FAIL]
+    out += [f"{m.name} fails: {m.reason}." for m in metrics if m.verdict is Verdict.FAIL and not m.judgement]
+    out += [canary.blocker(judgement) or ""] if judgement is not None else []
+    out = [line for line in out if line]
     out += [f"{m.name} has no data: {m.reason}." for m in metrics if m.verdict is Verdict.NO_DATA]
     out += [
         f"Rollback trigger {t.name} has no data: {t.reason}."

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+from bot.domain.canary import judged_rule
 from bot.domain.plans.model import Direction, Metric, Rule
 
 MINUS = "\u2212"  # a real minus sign reads better than a hyphen next to numbers
@@ -11,6 +12,8 @@ MINUS = "\u2212"  # a real minus sign reads better than a hyphen next to numbers
 def describe_rule(metric: Metric) -> str:
     """The rule as what must hold, e.g. "change vs baseline ≤ +10% (relative)",
     "change vs baseline ≤ +0.1 pp (absolute)", "≤ 250 ms (upper bound)", "must be 0"."""
+    if metric.judge:
+        return judged_rule(metric)
     match metric.rule:
         case Rule.RELATIVE | Rule.ABSOLUTE:
             op = "≤" if metric.bad is Direction.UP else "≥"
@@ -27,6 +30,8 @@ def describe_trigger(metric: Metric) -> str:
     """The same rule read as what fires a rollback trigger, e.g.
     "fires when error rate rises more than 0.5 pp (absolute)"."""
     name = lower_first(metric.name)
+    if metric.judge:
+        return f"fires when {name} is significantly {'higher' if metric.bad is Direction.UP else 'lower'} than its control (Mann-Whitney)"
     match metric.rule:
         case Rule.RELATIVE | Rule.ABSOLUTE:
             if metric.threshold < 0:

@@ -21,6 +21,22 @@ class MetricQuery:
         "avg"  # as the Datadog v2 scalar "aggregator" accepts: avg|sum|min|max|last|percentile|...
     )
     window_seconds: int = 3600
+    # A formula over named queries, sent as one request: `query` is then unused. `count_of`
+    # names a query whose own total is read beside the formula (for a minimum of traffic).
+    queries: tuple[tuple[str, str], ...] = ()
+    formula: str = ""
+    count_of: str = ""
+    series_points: int = 15  # points of the timeseries; a judged metric wants more than a sparkline
+
+    @property
+    def parts(self) -> tuple[tuple[str, str], ...]:
+        """The (name, query) pairs Datadog gets: the single query is "a" with formula "a"."""
+        return self.queries or (("a", self.query),)
+
+    @property
+    def formulas(self) -> tuple[str, ...]:
+        """The value's formula first, then the counted query's total when there is one."""
+        return (self.formula or "a", *((self.count_of,) if self.count_of else ()))
 
 
 @dataclass(frozen=True)
@@ -30,6 +46,7 @@ class MetricReading:
     problem: str | None = None  # why there is no data, for a release manager
     series: tuple[float, ...] = ()  # recent points for a sparkline; may be empty
     unit: str | None = None
+    count: float | None = None  # the total of the query named by `count_of`, when it was asked
 
     def __post_init__(self) -> None:
         # NaN compares False against every threshold, so it would slip through a

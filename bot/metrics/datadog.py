@@ -27,6 +27,7 @@ from bot.metrics.shapes import (
     UNREADABLE,
     RateLimited,
     Unavailable,
+    count_value,
     error_messages,
     points,
     reset_seconds,
@@ -181,6 +182,7 @@ class DatadogMetricsSource(MetricsSource):
         return sparkline.result()
 
     def _read_value(self, query: MetricQuery, now: datetime, deadline: float) -> MetricReading:
+        count: float | None = None
         try:
             body = scalar_request(query, now)
             response = self._call(
@@ -188,11 +190,14 @@ class DatadogMetricsSource(MetricsSource):
                 lambda: self._api.query_scalar_data(body=body),
                 deadline=deadline,
             )
-            value, unit = value_and_unit(response, query.window_seconds)
+            # The count is read first: a window without traffic has no value either, and
+            # "not enough traffic" is the better answer then.
+            count = count_value(response) if query.count_of else None
+            value, unit = value_and_unit(response, query.window_seconds, len(query.formulas))
         except Unavailable as exc:
             log.warning("metric %s: %s [%s]", query.name, exc.problem, exc.detail)
-            return MetricReading(query.name, None, problem=exc.problem)
-        return MetricReading(query.name, value, unit=unit)
+            return MetricReading(query.name, None, problem=exc.problem, count=count)
+        return MetricReading(query.name, value, unit=unit, count=count)
 
     def _read_sparkline(self, query: MetricQuery, now: datetime) -> tuple[float, ...]:
         # No 429 retry here: the sparkline is decoration and should not spend rate limit.

@@ -5,6 +5,7 @@ the raw JSON of an error). No I/O here; `bot.metrics.datadog` does the calls."""
 from __future__ import annotations
 
 import math
+import re
 from datetime import datetime
 from typing import Any
 
@@ -60,11 +61,14 @@ def window_ms(query: MetricQuery, now: datetime) -> tuple[int, int]:
 
 
 def scalar_request(query: MetricQuery, now: datetime) -> ScalarFormulaQueryRequest:
+    """One v2 scalar request: every named query of the metric, the value's formula first and
+    the counted query's total (if any) second, so their columns come back in that order."""
     # The client does not check enum values, so an unknown aggregator would only
     # come back as a 400; say what is accepted instead of spending a request.
     if query.aggregator not in MetricsAggregator.allowed_values:
         allowed = ", ".join(sorted(str(name) for name in MetricsAggregator.allowed_values))
         raise Unavailable(f"Datadog does not accept the aggregator {query.aggregator!r} (use {allowed})")
+    _check_formulas(query)
     from_ms, to_ms = window_ms(query, now)
     return ScalarFormulaQueryRequest(
         data=ScalarFormulaRequest(
@@ -75,20 +79,23 @@ def scalar_request(query: MetricQuery, now: datetime) -> ScalarFormulaQueryReque
                 queries=ScalarFormulaRequestQueries(
                     [
                         MetricsScalarQuery(
-                            name="a",
+                            name=name,
                             data_source=MetricsDataSource.METRICS,
                             aggregator=MetricsAggregator(query.aggregator),
-                            query=query.query,
+                            query=text,
                         )
+                        for name, text in query.parts
                     ]
                 ),
-                formulas=[QueryFormula(formula="a")],
+                formulas=[QueryFormula(formula=formula) for formula in query.formulas],
             ),
         )
     )
 
 
 def timeseries_request(query: MetricQuery, now: datetime) -> TimeseriesFormulaQueryRequest:
+    """The value's formula over the window in `series_points` intervals (the count is not drawn)."""
+    _check_formulas(query)
     from_ms, to_ms = window_ms(query, now)
     return TimeseriesFormulaQueryRequest(
         data=TimeseriesFormulaRequest(
@@ -96,24 +103,57 @@ def timeseries_request(query: MetricQuery, now: datetime) -> TimeseriesFormulaQu
             attributes=TimeseriesFormulaRequestAttributes(
                 _from=from_ms,
                 to=to_ms,
-                interval=max(1000, (to_ms - from_ms) // SPARKLINE_POINTS),
+                interval=max(1000, (to_ms - from_ms) // max(1, query.series_points)),
                 queries=TimeseriesFormulaRequestQueries(
                     [
-                        MetricsTimeseriesQuery(
-                            name="a",
-                            data_source=MetricsDataSource.METRICS,
-                            query=query.query,
-                        )
+                        MetricsTimeseriesQuery(name=name, data_source=MetricsDataSource.METRICS, query=text)
+                        for name, text in query.parts
                     ]
                 ),
-                formulas=[QueryFormula(formula="a")],
+                formulas=[QueryFormula(formula=query.formulas[0])],
             ),
         )
     )
 
 
-def value_and_unit(response: ScalarFormulaQueryResponse, window_seconds: int) -> tuple[float, str | None]:
-    column = number_column(response)
+# The last guard before Datadog: plans and forms check formulas fully (bot/domain/formulas.py);
+# whatever reaches here anyway with other characters is refused, not sent.
+_FORMULA = re.compile(r"^[A-Za-z0-9_.+\-*/() ]+$")
+_QUERY_NAME = re.compile(r"^[a-z][a-z0-9_]{0,31}$")
+
+
+def _check_formulas(query: MetricQuery) -> None:
+    for name, _ in query.parts:
+        if not _QUERY_NAME.fullmatch(name):
+            raise Unavailable(f"the query name {name!r} is not one Datadog accepts")
+    for formula in query.formulas:
+        if not _FORMULA.fullmatch(formula):
+            raise Unavailable(f"the formula {formula!r} holds characters a formula may not")
+
+
+def value_and_unit(
+    response: ScalarFormulaQueryResponse, window_seconds: int, formulas: int = 1
+) -> tuple[float, str | None]:
+    """The value's number and unit: the first of `formulas` number columns."""
+    column = number_columns(response, formulas)[0]
+    return _single_value(column, window_seconds), unit(column)
+
+
+def count_value(response: ScalarFormulaQueryResponse) -> float | None:
+    """The counted query's total: the second number column. No value (no data) counts as 0,
+    as a window without requests has none; an unreadable one is None."""
+    try:
+        values = number_columns(response, 2)[1].get("values")
+    except Unavailable:
+        return None
+    if values is None or len(values) > 1:
+        return None
+    if len(values) == 0:
+        return 0.0
+    return float(values[0]) if is_finite_number(values[0]) else 0.0
+
+
+def _single_value(column: Any, window_seconds: int) -> float:
     values = column.get("values")
     if values is None:
         raise Unavailable(UNREADABLE, f"number column without values: {column!r}")
@@ -130,21 +170,23 @@ def value_and_unit(response: ScalarFormulaQueryResponse, window_seconds: int) ->
         raise Unavailable(
             f"Datadog returned no usable number for the last {describe_window(window_seconds)} ({value!r})"
         )
-    return float(value), unit(column)
+    return float(value)
 
 
-def number_column(response: ScalarFormulaQueryResponse) -> Any:
+def number_columns(response: ScalarFormulaQueryResponse, expected: int) -> list[Any]:
+    """The "number" columns, one per formula in the order the request gave them (their names
+    are not relied on: Datadog names a formula's column by its own rules)."""
     data = response.get("data")
     attributes = data.get("attributes") if data is not None else None
     columns = attributes.get("columns") if attributes is not None else None
     if columns is None:
         errors = response.get("errors")
         raise Unavailable(f"Datadog reported: {errors}" if errors else UNREADABLE, repr(response))
-    # Grouped queries add "group" columns; the value lives in the single "number" column.
+    # Grouped queries add "group" columns; the values live in the "number" columns.
     numbers = [column for column in columns if str(column.get("type")) == "number"]
-    if len(numbers) != 1:
-        raise Unavailable(UNREADABLE, f"expected one number column: {columns!r}")
-    return numbers[0]
+    if len(numbers) != expected:
+        raise Unavailable(UNREADABLE, f"expected {expected} number column(s): {columns!r}")
+    return numbers
 
 
 def unit(column: Any) -> str | None:

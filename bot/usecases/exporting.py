@@ -6,6 +6,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import replace
 from datetime import datetime
+from typing import Any
 
 from bot.domain.plans.catalog import plan_from_dict
 from bot.domain.plans.model import Metric, Plan
@@ -82,7 +83,7 @@ def _snapshot(snap: MetricSnapshot) -> Snapshot:
                 value=v.get("value"),
                 baseline=v.get("baseline"),
                 allowed=v.get("allowed", ""),
-                verdict=v.get("verdict", ""),
+                verdict=_verdict(v),
                 unit=v.get("unit", ""),
             )
             for v in verdicts
@@ -132,3 +133,11 @@ def export(svc: Services, rollout_id: int) -> tuple[Rollout, str]:
         events = queries.events(session=session, rollout_id=rollout_id)
         snaps = queries.snapshots(session=session, rollout_id=rollout_id)
     return rollout, export_plan(current_plan(rollout), results=results_of(rollout, events, snaps))
+
+
+def _verdict(verdict: dict[str, Any]) -> str:
+    """A judged metric's verdict carries its test: "pass: +0.04 points (98% interval …) — …"."""
+    judged = verdict.get("judgement")
+    summary = judged.get("summary") if isinstance(judged, dict) else None
+    said = str(verdict.get("verdict", ""))
+    return f"{said}: {summary}" if summary else said

@@ -4,13 +4,13 @@ evaluated and stored as a snapshot, and the baseline captured at start."""
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import astuple, dataclass
 from datetime import datetime
 from typing import Any
 
 from sqlalchemy.orm import Session
 
-from bot.domain import rollouts
+from bot.domain import canary, rollouts
 from bot.domain.gates import GateInput, GateResult, MetricVerdict, Observation, evaluate_gate
 from bot.domain.plans.model import Metric
 from bot.metrics import MetricQuery, MetricReading, MetricsSource
@@ -43,26 +43,37 @@ class Plan:
 
 
 def plan_queries(metrics: Iterable[Metric], *, feature: str, flag: str | None, service: str | None) -> Plan:
-    names: dict[tuple[str, str, int], str] = {}
+    names: dict[tuple[object, ...], str] = {}
     queries: list[MetricQuery] = []
     by_key: dict[str, str] = {}
     control_by_key: dict[str, str] = {}
 
-    def name_for(query: str, metric: Metric, label: str) -> str:
-        spec = (
-            fill(query, feature=feature, flag=flag, service=service),
-            metric.aggregator,
-            metric.window_minutes * 60,
+    def name_for(query: str, parts: tuple[tuple[str, str], ...], metric: Metric, label: str) -> str:
+        def filled(text: str) -> str:
+            return fill(text, feature=feature, flag=flag, service=service)
+
+        wanted = MetricQuery(
+            name=label,
+            query=filled(query),
+            aggregator=metric.aggregator,
+            window_seconds=metric.window_minutes * 60,
+            queries=tuple((name, filled(text)) for name, text in parts),
+            formula=metric.formula if parts else "",
+            count_of=metric.min_count[0] if parts and metric.min_count else "",
+            series_points=canary.series_points(metric),
         )
+        spec = (*astuple(wanted)[1:],)  # everything but the name: equal specs are asked once
         if spec not in names:
             names[spec] = label
-            queries.append(MetricQuery(name=label, query=spec[0], aggregator=spec[1], window_seconds=spec[2]))
+            queries.append(wanted)
         return names[spec]
 
     for metric in metrics:
-        by_key[metric.key] = name_for(metric.query, metric, metric.key)
-        if metric.control_query:
-            control_by_key[metric.key] = name_for(metric.control_query, metric, metric.key + CONTROL_SUFFIX)
+        by_key[metric.key] = name_for(metric.query, metric.queries, metric, metric.key)
+        if metric.control_query or metric.control_queries:
+            control_by_key[metric.key] = name_for(
+                metric.control_query, metric.control_queries, metric, metric.key + CONTROL_SUFFIX
+            )
     return Plan(tuple(queries), by_key, control_by_key)
 
 
@@ -78,18 +89,29 @@ def take(source: MetricsSource | None, plan: Plan, now: datetime) -> dict[str, M
     return readings
 
 
-def observation(reading: MetricReading | None) -> Observation:
+def observation(reading: MetricReading | None, metric: Metric | None = None) -> Observation:
     if reading is None:
         return Observation(None, "no reading was taken")
+    if metric is not None and metric.min_count:
+        short = canary.short_of_traffic(metric, reading.count, has_value=reading.value is not None)
+        if short:
+            return Observation(None, short)
     return Observation(reading.value, reading.problem, reading.series)
 
 
-def by_metric(plan: Plan, readings: Mapping[str, MetricReading]) -> dict[str, Observation]:
-    return {key: observation(readings.get(name)) for key, name in plan.by_key.items()}
+def by_metric(
+    plan: Plan, readings: Mapping[str, MetricReading], metrics: Mapping[str, Metric] | None = None
+) -> dict[str, Observation]:
+    """Each metric's observation; with `metrics`, a minimum of traffic is applied."""
+    known = metrics or {}
+    return {key: observation(readings.get(name), known.get(key)) for key, name in plan.by_key.items()}
 
 
-def controls(plan: Plan, readings: Mapping[str, MetricReading]) -> dict[str, Observation]:
-    return {key: observation(readings.get(name)) for key, name in plan.control_by_key.items()}
+def controls(
+    plan: Plan, readings: Mapping[str, MetricReading], metrics: Mapping[str, Metric] | None = None
+) -> dict[str, Observation]:
+    known = metrics or {}
+    return {key: observation(readings.get(name), known.get(key)) for key, name in plan.control_by_key.items()}
 
 
 def to_json(observations: Mapping[str, Observation]) -> dict[str, Any]:
@@ -121,8 +143,8 @@ def read_metrics(
         [*metrics, *triggers], feature=rollout.feature, flag=rollout.flag_key, service=rollout.service
     )
     readings = take(svc.metrics, plan, now)
-    current = by_metric(plan, readings)
-    return current, controls(plan, readings), readings
+    keyed = {m.key: m for m in [*metrics, *triggers]}
+    return by_metric(plan, readings, keyed), controls(plan, readings, keyed), readings
 
 
 def baselines_for(
@@ -198,15 +220,33 @@ def gate_json(gate: GateResult) -> dict[str, object]:
                 "allowed": v.allowed,
                 "reason": v.reason,
                 "unit": v.unit,
+                # Only judged metrics carry the test, so other rows stay as they were.
+                **(
+                    {"judgement": {**v.judgement.to_json(), "summary": v.judgement.summary(v.unit)}}
+                    if v.judgement is not None
+                    else {}
+                ),
             }
             for v in items
         ]
 
+    judgement = gate.judgement
     return {
         "passed": gate.passed,
         "metrics": verdicts(gate.metrics),
         "triggers": verdicts(gate.triggers),
         "blockers": list(gate.blockers),
+        **(
+            {
+                "judgement": {
+                    "score": judgement.value,
+                    "verdict": judgement.verdict.value,
+                    "reason": judgement.reason,
+                }
+            }
+            if judgement is not None
+            else {}
+        ),
     }
 
 

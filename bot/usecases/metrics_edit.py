@@ -13,7 +13,14 @@ Rules of the form (what `form_errors` and `apply_form` hold to):
 - metrics the form had no room to show are kept exactly as they are. The form tells which ones
   it showed: every block_id carries the key of the metric its group was prefilled from, so a
   metric added by someone else while the form was open is kept too;
-- a control-cohort query (not in the form) stays with its metric's key.
+- a control-cohort query (not in the form) stays with its metric's key (for a formula metric,
+  while its query names stay the same);
+- the query field holds one Datadog query or a formula with named queries and an optional
+  minimum of traffic (bot/domain/formulas.py: `100 * errors / hits; errors = …; hits = …;
+  at least 500 hits`); its rules are checked as the Markdown import checks them;
+- the rule "no significant change (Mann-Whitney)" judges the metric by the canary test
+  (bot/domain/canary.py): its threshold is then not used (it may be left empty), and its rule
+  before, its weight and whether it is critical stay as they were.
 
 Opening the form and saving it both require the right to steer the rollout, and a finished
 (rolled back or completed) rollout cannot be edited. Saving is one transaction: the rollout is
@@ -30,6 +37,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from bot.domain import rollouts
+from bot.domain.canary import MANN_WHITNEY
+from bot.domain.formulas import SourceError, parse_source
 from bot.domain.plans.model import Direction, Metric, Rule
 from bot.errors import InvalidTransition, RolloutNotFound, UsageError
 from bot.services import Actor, Services
@@ -37,6 +46,7 @@ from bot.usecases import access, lookup, measure
 from messages.metric_modal import (
     DEFAULT_AGGREGATOR,
     DEFAULT_WINDOW_MINUTES,
+    JUDGED_RULE,
     MAX_NAME_LEN,
     MAX_QUERY_LEN,
     MAX_THRESHOLD_LEN,
@@ -93,23 +103,37 @@ class Group:
     def block_id(self, field: Field) -> str:
         return FieldId(self.index, field, self.key).block_id
 
-    def metric(self, key: str, control_query: str = "") -> Metric:
-        """The group as a Metric; only for a group `form_errors` passed."""
-        rule = Rule(self.rule)
+    def metric(self, key: str, control_query: str = "", before: Metric | None = None) -> Metric:
+        """The group as a Metric; only for a group `form_errors` passed. `before` is the metric
+        of that key as it was: what the form does not show (control queries, weight) stays."""
+        judged = self.rule == JUDGED_RULE
+        rule = before.rule if judged and before is not None else Rule.RELATIVE if judged else Rule(self.rule)
         threshold = parse_threshold(self.threshold, rule)
+        if judged and threshold is None:
+            threshold = before.threshold if before is not None else 0.0
         window = parse_window(self.window)
         assert threshold is not None and window is not None, "checked by form_errors"
+        source = parse_source(self.query)
+        names = tuple(name for name, _ in source.queries)
+        kept = before.control_queries if before is not None else ()
         return Metric(
             key=key,
             name=self.name,
-            query=self.query,
+            query=source.query,
             rule=rule,
             threshold=threshold,
             bad=Direction(self.bad),
             aggregator=self.aggregator,
             window_minutes=window,
             unit=self.unit,
-            control_query=control_query,
+            control_query="" if names else control_query,
+            queries=source.queries,
+            formula=source.formula,
+            control_queries=kept if tuple(name for name, _ in kept) == names else (),
+            min_count=source.min_count,
+            judge=MANN_WHITNEY if judged else "",
+            critical=before.critical if before is not None else False,
+            weight=before.weight if before is not None else 1.0,
         )
 
 
@@ -189,7 +213,14 @@ def form_errors(groups: Sequence[Group]) -> dict[str, str]:
             error(group, Field.QUERY, "Give the Datadog query this metric reads.")
         elif len(group.query) > MAX_QUERY_LEN:
             error(group, Field.QUERY, f"Keep the query to {MAX_QUERY_LEN} characters.")
-        if group.rule not in set(Rule):
+        else:
+            try:
+                parse_source(group.query)
+            except SourceError as exc:
+                error(group, Field.QUERY, f"{str(exc)[:1].upper()}{str(exc)[1:]}.")
+        if group.rule == JUDGED_RULE:
+            pass  # judged by the canary test: the threshold is not used
+        elif group.rule not in set(Rule):
             error(group, Field.RULE, "Pick one of the options.")
         elif (
             len(group.threshold) > MAX_THRESHOLD_LEN
@@ -262,6 +293,7 @@ def apply_form(groups: Sequence[Group], metrics: Sequence[Metric], triggers: Seq
         group.index: group.metric(
             keys[group.index],
             current[keys[group.index]].control_query if keys[group.index] in current else "",
+            current.get(keys[group.index]),
         )
         for group in named
     }
@@ -284,12 +316,15 @@ def _labelled(metric: Metric, kind: Kind) -> str:
 def _needs_baseline(metric: Metric, before: Metric | None) -> bool:
     """A change rule compares with the baseline stored under its key, measured with the query
     it had then; a new key has none, a changed query or window an outdated one."""
-    if metric.rule not in (Rule.RELATIVE, Rule.ABSOLUTE) or metric.control_query:
+    compares = metric.rule in (Rule.RELATIVE, Rule.ABSOLUTE) or metric.judge
+    if not compares or metric.control_query or metric.control_queries:
         return False
     if before is None:
         return True
-    return (before.query, before.aggregator, before.window_minutes) != (
+    return (before.query, before.queries, before.formula, before.aggregator, before.window_minutes) != (
         metric.query,
+        metric.queries,
+        metric.formula,
         metric.aggregator,
         metric.window_minutes,
     )

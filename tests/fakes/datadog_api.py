@@ -7,16 +7,28 @@ with values filled in. Tests point ``DatadogMetricsSource(api_url=fake.url)`` at
 One shape is not recorded: a timeseries answer without data. The fake answers it
 with empty ``series``/``times``/``values`` lists, mirroring the recorded scalar
 no-data answer (``"values": []``).
+
+Formulas. A request whose formulas are not just its one query's name (``100 * errors / hits``,
+or a second formula naming a query to read its total) is answered by computing each formula
+from the values set for its queries (each query looked up by its own text), exactly (in
+fractions) and rounded once: one number column per formula in the request's order, as
+Datadog documents ("one column per formula"); a column is the recorded no-data ``[]`` when a
+query it uses has no value, ``[null]`` when it divides by zero. Datadog's names for formula
+columns are not recorded; the fake names them by the formula text, and the client reads
+columns by position. In a timeseries, a query given only a value holds it at every point of
+the other queries' series.
 """
 
 from __future__ import annotations
 
+import ast
 import copy
 import json
 import threading
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from fractions import Fraction
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from types import TracebackType
@@ -215,9 +227,18 @@ class FakeDatadog:
                 (v for match, v in self._state.values.items() if match in request.query),
                 None,
             )
+            by_name = {
+                str(q.get("name")): self._value_for(str(q.get("query", ""))) for q in _queries(request.body)
+            }
+        formulas = _formulas(request.body)
+        if formulas != list(by_name)[:1] or len(by_name) != 1:
+            return _formula_reply(endpoint, formulas, by_name, request.body)
         if endpoint == "scalar":
             return _json_reply(200, _scalar_body(value), _V2_TYPE, value)
         return _json_reply(200, _timeseries_body(value, request.body), _V2_TYPE, value)
+
+    def _value_for(self, query: str) -> _Value | None:
+        return next((v for match, v in self._state.values.items() if match in query), None)
 
     def _take_failure(self, query: str, endpoint: Endpoint) -> _Reply | None:
         for failure in self._state.failures:
@@ -367,3 +388,111 @@ def _timeseries_body(value: _Value | None, request_body: Any) -> Any:
     attributes["times"] = [end - step * (len(points) - 1 - i) for i in range(len(points))]
     attributes["values"] = [points]
     return body
+
+
+# --- formulas --------------------------------------------------------------------------------
+
+
+def _formulas(body: Any) -> list[str]:
+    try:
+        formulas = body["data"]["attributes"].get("formulas") or []
+    except (KeyError, TypeError, AttributeError):
+        return []
+    return [str(f.get("formula", "")) for f in formulas if isinstance(f, dict)]
+
+
+def _evaluate(formula: str, values: Mapping[str, Fraction]) -> Fraction | None:
+    """The formula's exact value; None when it divides by zero. KeyError for an unknown name,
+    ValueError for anything but names, numbers, + - * / and parentheses."""
+
+    def walk(node: ast.AST) -> Fraction:
+        if isinstance(node, ast.Expression):
+            return walk(node.body)
+        if isinstance(node, ast.Constant) and isinstance(node.value, (int, float)):
+            return Fraction(node.value)
+        if isinstance(node, ast.Name):
+            return values[node.id]
+        if isinstance(node, ast.UnaryOp) and isinstance(node.op, (ast.USub, ast.UAdd)):
+            inner = walk(node.operand)
+            return -inner if isinstance(node.op, ast.USub) else inner
+        if isinstance(node, ast.BinOp):
+            left, right = walk(node.left), walk(node.right)
+            if isinstance(node.op, ast.Add):
+                return left + right
+            if isinstance(node.op, ast.Sub):
+                return left - right
+            if isinstance(node.op, ast.Mult):
+                return left * right
+            if isinstance(node.op, ast.Div):
+                return left / right
+        raise ValueError(f"not a formula: {formula}")
+
+    try:
+        return walk(ast.parse(formula, mode="eval"))
+    except ZeroDivisionError:
+        return None
+
+
+def _names(formula: str) -> set[str]:
+    return {node.id for node in ast.walk(ast.parse(formula, mode="eval")) if isinstance(node, ast.Name)}
+
+
+def _formula_reply(
+    endpoint: Endpoint, formulas: list[str], by_name: Mapping[str, _Value | None], body: Any
+) -> _Reply:
+    try:
+        for formula in formulas:
+            if not _names(formula) <= by_name.keys():
+                raise ValueError(f"unknown query in formula {formula}")
+    except (SyntaxError, ValueError) as exc:
+        return _json_reply(400, {"errors": [str(exc)]}, _ERROR_TYPE)
+    delay = max((v.delay for v in by_name.values() if v is not None), default=0.0)
+    if endpoint == "scalar":
+        columns = [_formula_column(formula, by_name) for formula in formulas]
+        answer = copy.deepcopy(_SCALAR_OK)
+        answer["data"]["attributes"]["columns"] = columns
+    else:
+        answer = _formula_timeseries(formulas[0], by_name, body)
+    return _Reply(200, json.dumps(answer).encode(), _V2_TYPE, delay=delay)
+
+
+def _formula_column(formula: str, by_name: Mapping[str, _Value | None]) -> dict[str, Any]:
+    used = _names(formula)
+    given = {name: by_name[name] for name in used}
+    column: dict[str, Any] = {"name": formula, "values": [], "type": "number", "meta": {"unit": None}}
+    if any(v is None or v.value is None for v in given.values()):
+        return column
+    exact = _evaluate(
+        formula, {name: Fraction(v.value) for name, v in given.items() if v and v.value is not None}
+    )
+    column["values"] = [None if exact is None else float(exact)]
+    only = by_name.get(formula)
+    if only is not None and only.unit:
+        column["meta"]["unit"] = [{**_RECORDED_UNIT, "short_name": only.unit}, None]
+    return column
+
+
+def _formula_timeseries(formula: str, by_name: Mapping[str, _Value | None], body: Any) -> Any:
+    used = _names(formula)
+    lengths = [len(v.series) for name in used if (v := by_name[name]) is not None and v.series]
+    points: list[float | None] = []
+    if lengths and all(by_name[name] is not None for name in used):
+        for i in range(min(lengths)):
+            at: dict[str, Fraction] = {}
+            for name in used:
+                v = by_name[name]
+                assert v is not None
+                point = v.series[i] if v.series else v.value
+                if point is None:
+                    break
+                at[name] = Fraction(point)
+            else:
+                exact = _evaluate(formula, at)
+                points.append(None if exact is None else float(exact))
+                continue
+            points.append(None)
+    return (
+        _timeseries_body(_Value(None, 0.0, tuple(points), None), body)
+        if points
+        else _timeseries_body(None, body)
+    )

@@ -9,6 +9,7 @@ from functools import cache
 from pathlib import Path
 from typing import Any
 
+from bot.domain import formulas
 from bot.domain.plans.model import Metric, Phase, Plan, Step, SuccessMetricRow
 
 TEMPLATES_DIR = Path(__file__).parent / "templates"
@@ -89,6 +90,11 @@ def plan_problems(plan: Plan) -> list[str]:
             for step in phase.steps
             if not 0 <= step.percent <= 100
         ]
+    for metric in (*plan.metrics, *plan.triggers):
+        try:
+            formulas.check_metric(metric.queries, metric.formula, metric.min_count, metric.control_queries)
+        except formulas.SourceError as exc:
+            problems.append(f"metric {metric.name!r}: {exc}")
     return problems
 
 

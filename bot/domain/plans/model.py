@@ -20,6 +20,10 @@ class Rule(StrEnum):
     ZERO = "zero"  # the value must be exactly zero (e.g. a count of wrong-type records)
 
 
+MANN_WHITNEY = "mann-whitney"
+JUDGES = (MANN_WHITNEY,)  # the statistical judgements a metric may be marked with (`judge`)
+
+
 class Direction(StrEnum):
     """Which way a change is bad."""
 
@@ -45,16 +49,50 @@ class Metric:
     window_minutes: int = 60
     unit: str = ""
     control_query: str = ""  # same query on the control cohort; empty = stored baseline
+    # A formula metric (bot/domain/formulas.py): named queries, sent with `formula` as one
+    # Datadog request; `query` is then empty. `min_count` = (query name, least count in the
+    # window) below which the reading is "not enough traffic yet".
+    queries: tuple[tuple[str, str], ...] = ()
+    formula: str = ""
+    control_queries: tuple[tuple[str, str], ...] = ()  # the same names on the control cohort
+    min_count: tuple[str, float] | None = None
+    # "mann-whitney": judged by the statistical canary test (bot/domain/canary.py) instead of
+    # `rule`/`threshold`; `critical` fails the whole judgement when it fails, `weight` scores it.
+    judge: str = ""
+    critical: bool = False
+    weight: float = 1.0
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Metric:
+        """From stored JSON or a template's TOML. Old rows lack the newer keys and get their
+        defaults; TOML may write `queries` and `min_count` as tables ({errors = "…"})."""
         known = {k: v for k, v in data.items() if k in cls.__dataclass_fields__}
+        known.setdefault("query", "")  # a formula metric has named queries instead
         known["rule"] = Rule(known["rule"])
         known["bad"] = Direction(known.get("bad", "up"))
+        for field_name in ("queries", "control_queries"):
+            if field_name in known:
+                known[field_name] = _pairs(known[field_name])
+        if known.get("min_count"):
+            ((name, count),) = (
+                _pairs(known["min_count"]) if isinstance(known["min_count"], dict) else (known["min_count"],)
+            )
+            known["min_count"] = (str(name), float(count))
+        else:
+            known["min_count"] = None
         return cls(**known)
+
+    @property
+    def is_formula(self) -> bool:
+        return bool(self.queries)
+
+
+def _pairs(value: Any) -> tuple[tuple[str, Any], ...]:
+    items = value.items() if isinstance(value, dict) else value
+    return tuple((str(name), text) for name, text in items)
 
 
 @dataclass(frozen=True)

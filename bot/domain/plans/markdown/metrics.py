@@ -32,8 +32,9 @@ DATADOG_METHODS = frozenset({"monitoring", "apm", "datadog", "metrics", "logs", 
 
 SENTENCE_END = re.compile(r"(?<=[.!?])\s+")
 # "No increase in error rates directly caused by …": read literally, a threshold of 0 (pp for a
-# rate, % of the baseline otherwise). Noise will fail it; a team sets a tolerance with
-# `/rollout metrics`, and the import says so.
+# rate, % of the baseline otherwise). Noise will fail it; what a person means is no
+# *significant* increase, which `/rollout metrics` offers as the Mann-Whitney rule, and the
+# import says so. (The import itself keeps the literal rule: tests pin the imported plan.)
 NO_INCREASE = re.compile(r"^no (?:increase|rise) in (?P<subject>.+?)\.?$", re.I)
 # "ensure that all doc transactions are in fact for 5103 Letters": everything must be of one
 # type, so the count of records of any other type must be zero. `all\s++` and `(?<!\s)` keep a
@@ -64,7 +65,12 @@ def read_criterion(
         return [text]
     metric = _with_unique_key(metric, keys)
     metrics.append(metric)
-    reader.report(line, f"made the metric “{metric.name}” ({rule_summary(metric)}); {FILL_IN_QUERY}")
+    judged = (
+        "; noise fails a threshold of 0: for “no significant increase” choose the Mann-Whitney rule"
+        if NO_INCREASE.match(first)
+        else ""
+    )
+    reader.report(line, f"made the metric “{metric.name}” ({rule_summary(metric)}){judged}; {FILL_IN_QUERY}")
     return [rest.rstrip(".")] if rest else []
 
 

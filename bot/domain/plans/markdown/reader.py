@@ -15,6 +15,7 @@ import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from bot.domain.formulas import parse_control, parse_source
 from bot.domain.plans.markdown.lexer import (
     BREAK,
     BULLET,
@@ -34,6 +35,7 @@ from bot.domain.plans.markdown.vocabulary import (
     MAX_USER_DIGITS,
     SUCCESS_KIND,
     TRIGGER_KIND,
+    judge_from_cell,
     step_from_line,
 )
 from bot.domain.plans.model import Direction, Metric, Rule, Step, SuccessMetricRow
@@ -334,17 +336,28 @@ def _gate_row(row: dict[str, str]) -> tuple[str, Metric]:
     kind = row["kind"].lower()
     if kind not in (SUCCESS_KIND, TRIGGER_KIND):
         raise ValueError(f"kind must be “{SUCCESS_KIND}” or “{TRIGGER_KIND}”")
+    source = parse_source(row.get("query", "").strip("`"))
+    control = row.get("control query", "").strip("`")
+    names = tuple(name for name, _ in source.queries)
+    judge, critical, weight = judge_from_cell(row.get("judge", ""))
     metric = Metric(
         key=row["key"],
         name=row["metric"],
-        query=row.get("query", "").strip("`"),
+        query=source.query,
         rule=Rule(row["rule"].lower()),
         threshold=float(row.get("threshold") or 0),
         bad=Direction(row.get("worse when", "up").lower() or "up"),
         aggregator=row.get("aggregator") or "avg",
         window_minutes=int(row.get("window (min)") or 60),
         unit=row.get("unit", ""),
-        control_query=row.get("control query", "").strip("`"),
+        control_query="" if names else control,
+        queries=source.queries,
+        formula=source.formula,
+        control_queries=parse_control(control, names) if names and control else (),
+        min_count=source.min_count,
+        judge=judge,
+        critical=critical,
+        weight=weight,
     )
     return kind, metric
 

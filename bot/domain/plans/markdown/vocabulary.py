@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import re
 
-from bot.domain.plans.model import Direction, Metric, Rule, Step
+from bot.domain.plans.model import JUDGES, MANN_WHITNEY, Direction, Metric, Rule, Step
 
 # --- the Metric Gate table and the Rollback Triggers list ------------------------------------
 
@@ -26,8 +26,39 @@ GATE_INTRO = (
 )
 GATE_COLUMNS = (
     "Kind", "Key", "Metric", "Rule", "Threshold", "Unit", "Worse when",
-    "Aggregator", "Window (min)", "Query", "Control query",
+    "Aggregator", "Window (min)", "Query", "Control query", "Judge",
 )  # fmt: skip
+# The Query cell holds one Datadog query or a formula with its named queries and minimum
+# traffic, in the text of bot/domain/formulas.py: `100 * errors / hits; errors = …; hits = …;
+# at least 500 hits`. The Judge cell: empty, or "mann-whitney", then ", critical" and/or
+# ", weight 2" (bot/domain/canary.py). Tables written before these had no Judge column.
+JUDGE_CELL = re.compile(
+    r"^(?P<judge>[a-z-]+)(?P<critical>,\s*critical)?(?:,\s*weight\s+(?P<weight>\d+(?:\.\d+)?))?$"
+)
+
+
+def judge_cell(metric: Metric) -> str:
+    if not metric.judge:
+        return ""
+    critical = ", critical" if metric.critical else ""
+    weight = f", weight {num(metric.weight)}" if metric.weight != 1 else ""
+    return f"{metric.judge}{critical}{weight}"
+
+
+def judge_from_cell(text: str) -> tuple[str, bool, float]:
+    """(judge, critical, weight) of a Judge cell; ValueError when it is not one."""
+    text = text.strip().lower()
+    if not text:
+        return "", False, 1.0
+    match = JUDGE_CELL.match(text)
+    if not match or match["judge"] not in JUDGES:
+        raise ValueError(f"judge must be empty or “{MANN_WHITNEY}”, optionally “, critical” and “, weight N”")
+    weight = float(match["weight"]) if match["weight"] else 1.0
+    if weight <= 0:
+        raise ValueError("a judged metric's weight must be above 0")
+    return match["judge"], bool(match["critical"]), weight
+
+
 SUCCESS_KIND = "success criterion"
 TRIGGER_KIND = "rollback trigger"
 
