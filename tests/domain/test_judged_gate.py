@@ -228,12 +228,12 @@ def test_a_broken_formula_in_the_metric_gate_is_reported_not_imported() -> None:
     assert [m.key for m in result.plan.metrics] == []
 
 
-def test_no_increase_in_error_rates_points_to_the_judgement() -> None:
+def test_no_increase_in_error_rates_is_judged_not_held_to_zero() -> None:
     seed = "# Plan\n\n### Phase 1: Canary\n\n**Steps:**\n- 1%\n\n**Success Criteria:**\n- DataDog: No increase in error rates\n"
     result = parse_plan(seed, name="seed")
     (metric,) = result.plan.metrics
-    assert (metric.rule, metric.threshold, metric.bad) == (Rule.ABSOLUTE, 0.0, Direction.UP)
-    assert any("choose the Mann-Whitney rule" in p.reason for p in result.problems)
+    assert (metric.judge, metric.bad) == ("mann-whitney", Direction.UP)
+    assert any("judged as no significant increase" in p.reason for p in result.problems)
 
 
 def test_stored_metrics_from_before_formulas_load_unchanged() -> None:

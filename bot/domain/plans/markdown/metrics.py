@@ -23,7 +23,7 @@ from bot.domain.plans.markdown.vocabulary import (
     slug,
     trigger_sentence,
 )
-from bot.domain.plans.model import Direction, Metric, Rule, SuccessMetricRow
+from bot.domain.plans.model import MANN_WHITNEY, Direction, Metric, Rule, SuccessMetricRow
 
 FILL_IN_QUERY = "fill in its Datadog query with `/rollout metrics`"
 # Success Metrics rows whose Method is one of these are read in Datadog and become metrics;
@@ -31,10 +31,9 @@ FILL_IN_QUERY = "fill in its Datadog query with `/rollout metrics`"
 DATADOG_METHODS = frozenset({"monitoring", "apm", "datadog", "metrics", "logs", "rum"})
 
 SENTENCE_END = re.compile(r"(?<=[.!?])\s+")
-# "No increase in error rates directly caused by …": read literally, a threshold of 0 (pp for a
-# rate, % of the baseline otherwise). Noise will fail it; what a person means is no
-# *significant* increase, which `/rollout metrics` offers as the Mann-Whitney rule, and the
-# import says so. (The import itself keeps the literal rule: tests pin the imported plan.)
+# "No increase in error rates directly caused by …": read literally, a threshold of 0 would be
+# failed by noise forever. What a person means is no *significant* increase: the metric is
+# judged by the Mann-Whitney test (canary against control or baseline), bad when it goes up.
 NO_INCREASE = re.compile(r"^no (?:increase|rise) in (?P<subject>.+?)\.?$", re.I)
 # "ensure that all doc transactions are in fact for 5103 Letters": everything must be of one
 # type, so the count of records of any other type must be zero. `all\s++` and `(?<!\s)` keep a
@@ -65,11 +64,7 @@ def read_criterion(
         return [text]
     metric = _with_unique_key(metric, keys)
     metrics.append(metric)
-    judged = (
-        "; noise fails a threshold of 0: for “no significant increase” choose the Mann-Whitney rule"
-        if NO_INCREASE.match(first)
-        else ""
-    )
+    judged = "; “no increase” is judged as no significant increase (Mann-Whitney)" if metric.judge else ""
     reader.report(line, f"made the metric “{metric.name}” ({rule_summary(metric)}){judged}; {FILL_IN_QUERY}")
     return [rest.rstrip(".")] if rest else []
 
@@ -84,7 +79,7 @@ def _criterion_metric(text: str) -> Metric | None:
     if m := NO_INCREASE.match(text):
         key, name, unit = known_metric(m["subject"])
         rule = Rule.ABSOLUTE if unit == "%" else Rule.RELATIVE
-        return Metric(key, name, "", rule, 0.0, Direction.UP, unit=unit)
+        return Metric(key, name, "", rule, 0.0, Direction.UP, unit=unit, judge=MANN_WHITNEY)
     if m := ALL_OF_TYPE.match(text):
         kind = m["kind"]
         key = slug(f"records not of type {kind}")
