@@ -67,6 +67,9 @@ def test_the_templates_error_rate_is_a_ratio_in_percent() -> None:
         assert [q for _, q in error_rate.queries] == [ERRORS, HITS]
         assert ".as_rate()" not in " ".join(q for _, q in error_rate.queries)
         assert plan_problems(plan) == []
+        # The rollback triggers on the error rate read the same ratio.
+        for trigger in (t for t in plan.triggers if t.name == "Error rate"):
+            assert (trigger.formula, trigger.unit) == ("100 * errors / hits", "%")
 
 
 # --- judged metrics in the gate ------------------------------------------------------------
