@@ -18,6 +18,7 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from bot.domain.plans.markdown.vocabulary import (
+    AT_THRESHOLD,
     GATE_COLUMNS,
     GATE_INTRO,
     ROLLBACK_INTRO,
@@ -83,7 +84,8 @@ def _phase_view(number: int, phase: Phase, results: PhaseResults | None, tz: str
 def _gate_cells(kind: str, m: Metric) -> list[str]:
     code = [f"`{q}`" if q else "" for q in (m.query, m.control_query)]
     values = [kind, m.key, m.name, m.rule.value, num(m.threshold), m.unit, m.bad.value, m.aggregator]
-    return [_cell(v) for v in values] + [str(m.window_minutes)] + [_cell(c) for c in code]
+    cells = [_cell(v) for v in values] + [str(m.window_minutes)] + [_cell(c) for c in code]
+    return [*cells, AT_THRESHOLD[m.comparison]]
 
 
 def _results_view(phase: Phase, results: PhaseResults, tz: str) -> dict[str, Any]:

@@ -30,7 +30,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from bot.domain import rollouts
-from bot.domain.plans.model import Direction, Metric, Rule
+from bot.domain.plans.model import Comparison, Direction, Metric, Rule
 from bot.errors import InvalidTransition, RolloutNotFound, UsageError
 from bot.services import Actor, Services
 from bot.usecases import access, lookup, measure
@@ -89,12 +89,15 @@ class Group:
     unit: str = ""
     aggregator: str = DEFAULT_AGGREGATOR
     window: str = ""
+    # "" (a form opened before the field existed): the metric keeps the comparison it had.
+    comparison: str = ""
 
     def block_id(self, field: Field) -> str:
         return FieldId(self.index, field, self.key).block_id
 
-    def metric(self, key: str, control_query: str = "") -> Metric:
-        """The group as a Metric; only for a group `form_errors` passed."""
+    def metric(self, key: str, control_query: str = "", kept: Comparison = Comparison.INCLUSIVE) -> Metric:
+        """The group as a Metric; only for a group `form_errors` passed. `kept`: the comparison
+        of the metric it edits, for a form that did not show one."""
         rule = Rule(self.rule)
         threshold = parse_threshold(self.threshold, rule)
         window = parse_window(self.window)
@@ -110,6 +113,7 @@ class Group:
             window_minutes=window,
             unit=self.unit,
             control_query=control_query,
+            comparison=Comparison(self.comparison) if self.comparison else kept,
         )
 
 
@@ -206,6 +210,8 @@ def form_errors(groups: Sequence[Group]) -> dict[str, str]:
             error(group, Field.UNIT, f"Keep the unit to {MAX_UNIT_LEN} characters, such as % or ms.")
         if not _AGGREGATOR_RE.fullmatch(group.aggregator):
             error(group, Field.AGGREGATOR, "Pick one of the options.")
+        if group.comparison and group.comparison not in set(Comparison):
+            error(group, Field.COMPARISON, "Pick one of the options.")
         if parse_window(group.window) is None:
             error(group, Field.WINDOW, "The window is a whole number of minutes above 0, such as 60.")
     return errors
@@ -258,13 +264,13 @@ def apply_form(groups: Sequence[Group], metrics: Sequence[Metric], triggers: Seq
             keys[group.index] = _fresh_key(group.name, taken)
             taken.add(keys[group.index])
 
-    edited = {
-        group.index: group.metric(
-            keys[group.index],
-            current[keys[group.index]].control_query if keys[group.index] in current else "",
-        )
-        for group in named
-    }
+    def edited_metric(group: Group) -> Metric:
+        before = current.get(keys[group.index])
+        if before is None:
+            return group.metric(keys[group.index])
+        return group.metric(keys[group.index], before.control_query, before.comparison)
+
+    edited = {group.index: edited_metric(group) for group in named}
     new_metrics = [edited[g.index] for g in named if g.kind == Kind.METRIC] + [
         m for m in metrics if m.key not in shown
     ]
