@@ -135,6 +135,12 @@ def reminder(kind: str, rollout: RolloutView, *, advance: bool = False, **extra:
     return Message(text=message.text, blocks=[*message.blocks, ActionsBlock(elements=[button]).to_dict()])
 
 
+def trigger_undecided(rollout: RolloutView, **trigger: Any) -> Message:
+    """A rollback trigger that cannot be judged (its change cannot be computed) is not fired:
+    the owner is told, in the status thread. `trigger`: trigger (its name), reason, rule."""
+    return text_message(render("trigger_undecided", **about(rollout), **trigger))
+
+
 def trigger_alert(
     rollout: RolloutView, *, paused: bool, rolled_back: bool = False, **trigger: Any
 ) -> tuple[Message, Message]:
