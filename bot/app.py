@@ -10,6 +10,7 @@ from typing import Any
 from slack_bolt import App, BoltRequest, BoltResponse
 
 from bot.edge.listeners import register_listeners
+from bot.edge.listeners.payloads import stamp_sent_at
 from bot.services import Services
 
 log = logging.getLogger(__name__)
@@ -48,6 +49,14 @@ def build_app(
         if request.headers.get("x-slack-retry-num"):
             log.info("ignored Slack retry %s", request.headers.get("x-slack-retry-num"))
             return BoltResponse(status=200, body="")
+        return next()
+
+    @app.middleware
+    def stamp_arrival(request: BoltRequest, next: Callable[[], BoltResponse]) -> BoltResponse:
+        # When Slack sent the request, for the work behind the ack (an advance binds to the
+        # step current then). Work replayed from the queue keeps the stamp of its arrival.
+        if not request.lazy_only:
+            stamp_sent_at(request, svc.clock())
         return next()
 
     @app.error

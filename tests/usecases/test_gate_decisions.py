@@ -16,7 +16,9 @@ from sqlalchemy import select, update
 from bot.delivery import jobs, status_board
 from bot.delivery.scheduler import drain_outbox
 from bot.devtools.local_slack import LocalSlack
+from bot.domain.calendar import format_local
 from bot.domain.plans.model import Metric, Phase, Plan, Rule, Step
+from bot.errors import AlreadyMoved
 from bot.metrics import StaticMetricsSource
 from bot.services import Actor, Services
 from bot.usecases import advance, measure, plan_store
@@ -188,3 +190,52 @@ def test_the_stakeholder_line_of_an_overridden_advance_names_who_and_why(
     )
     [plain] = posts(slack, STAKE, "started")
     assert "advanced anyway" not in plain["text"]
+
+
+# --- one advance per intent ------------------------------------------------------------------
+
+
+def moved_text(svc: Services, step: str) -> str:
+    when = format_local(svc.clock(), "America/Los_Angeles")
+    return (
+        f"*checkout-v2* already moved to {step} of Gradual Rollout (by <@{OWNER}>, at {when}); "
+        "nothing else changed."
+    )
+
+
+def test_a_button_rendered_at_a_step_no_longer_current_moves_nothing(svc: Services, actor: Actor) -> None:
+    rollout_id = start(svc, actor)
+    seen = advance.Intent(at=advance.Where(0, 0))
+    first = advance.advance(svc, actor, advance.may_advance(svc, actor, rollout_id, seen))
+    assert first.moved is not None and first.moved.to_title == "50%"
+
+    with pytest.raises(AlreadyMoved) as refused:
+        advance.may_advance(svc, actor, rollout_id, seen)
+
+    assert str(refused.value) == moved_text(svc, "50%")
+    assert (row(svc, rollout_id).phase_index, row(svc, rollout_id).step_index) == (0, 1)
+    later = advance.Intent(at=advance.Where(0, 1))  # the button of the status message as it is now
+    assert advance.advance(svc, actor, advance.may_advance(svc, actor, rollout_id, later)).moved is not None
+
+
+def test_a_typed_advance_means_the_step_current_when_it_was_sent(
+    svc: Services, actor: Actor, clock: Clock
+) -> None:
+    rollout_id = start(svc, actor)
+    sent_before_start = advance.Intent(sent_at=clock() - timedelta(seconds=5))
+    # A rollout that never moved began at the step the request meant, however they crossed.
+    rollout = advance.may_advance(svc, actor, rollout_id, sent_before_start)
+    assert advance.advance(svc, actor, rollout).moved is not None
+    moved_at = row(svc, rollout_id).step_started_at
+
+    with pytest.raises(AlreadyMoved) as refused:
+        advance.may_advance(
+            svc, actor, rollout_id, advance.Intent(sent_at=moved_at - timedelta(milliseconds=10))
+        )
+
+    assert str(refused.value) == moved_text(svc, "50%")
+    sent_after = advance.Intent(sent_at=moved_at)
+    assert (
+        advance.advance(svc, actor, advance.may_advance(svc, actor, rollout_id, sent_after)).moved is not None
+    )
+    assert len(events(svc, rollout_id, EventKind.ADVANCED)) == 2
