@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from concurrent.futures import Executor, ThreadPoolExecutor
 from typing import Any
 
-from slack_bolt import App, BoltResponse
+from slack_bolt import App, BoltRequest, BoltResponse
 
 from bot.edge.listeners import register_listeners
+from bot.edge.listeners.payloads import stamp_sent_at
 from bot.services import Services
 
 log = logging.getLogger(__name__)
@@ -39,6 +41,14 @@ def build_app(
         or ThreadPoolExecutor(max_workers=settings.web_threads, thread_name_prefix="lazy"),
         raise_error_for_unhandled_request=False,
     )
+
+    @app.middleware
+    def stamp_arrival(request: BoltRequest, next: Callable[[], BoltResponse]) -> BoltResponse:
+        # When Slack sent the request, for the work behind the ack (an advance binds to the
+        # step current then). Work replayed from the queue keeps the stamp of its arrival.
+        if not request.lazy_only:
+            stamp_sent_at(request, svc.clock())
+        return next()
 
     @app.error
     def on_error(error: Exception, body: dict[str, Any], response: BoltResponse | None) -> None:

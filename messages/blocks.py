@@ -159,7 +159,9 @@ def _controls(rollout: RolloutView) -> Block:
     value = str(rollout.id)
     paused = rollout.paused
     buttons = [
-        ButtonElement(text="Advance", action_id=Action.ADVANCE, value=value, style="primary"),
+        ButtonElement(
+            text="Advance", action_id=Action.ADVANCE, value=advance_value(rollout), style="primary"
+        ),
         ButtonElement(text="Snapshot", action_id=Action.SNAPSHOT, value=value),
         ButtonElement(text="Resume", action_id=Action.RESUME, value=value)
         if paused
@@ -169,6 +171,12 @@ def _controls(rollout: RolloutView) -> Block:
     if paused:
         buttons = buttons[1:]
     return ActionsBlock(block_id=BlockId.CONTROLS, elements=buttons)
+
+
+def advance_value(rollout: RolloutView) -> str:
+    """The Advance button's value: the step it was rendered at, "<rollout>:<phase>:<step>" (the
+    `Where` token of bot.usecases.advance), so a click means that step and no later one."""
+    return f"{rollout.id}:{rollout.phase_index}:{rollout.step_index}"
 
 
 def _where(rollout: RolloutView) -> str:

@@ -11,7 +11,7 @@ from zoneinfo import ZoneInfo
 from slack_sdk.models.blocks import ActionsBlock, ButtonElement
 
 from bot.ids import Action
-from messages.blocks import Message, text_message
+from messages.blocks import Message, advance_value, text_message
 from messages.render import render
 
 if TYPE_CHECKING:
@@ -131,8 +131,16 @@ def reminder(kind: str, rollout: RolloutView, *, advance: bool = False, **extra:
     message = text_message(render("reminder", kind=kind, **about(rollout), **extra))
     if not advance:
         return message
-    button = ButtonElement(text="Advance", action_id=Action.ADVANCE, value=str(rollout.id), style="primary")
+    button = ButtonElement(
+        text="Advance", action_id=Action.ADVANCE, value=advance_value(rollout), style="primary"
+    )
     return Message(text=message.text, blocks=[*message.blocks, ActionsBlock(elements=[button]).to_dict()])
+
+
+def trigger_undecided(rollout: RolloutView, **trigger: Any) -> Message:
+    """A rollback trigger that cannot be judged (its change cannot be computed) is not fired:
+    the owner is told, in the status thread. `trigger`: trigger (its name), reason, rule."""
+    return text_message(render("trigger_undecided", **about(rollout), **trigger))
 
 
 def trigger_alert(

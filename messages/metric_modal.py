@@ -30,7 +30,7 @@ from slack_sdk.models.blocks import (
 from slack_sdk.models.views import View
 
 from bot.domain.formulas import source_text
-from bot.domain.plans.model import Direction, Metric, Rule
+from bot.domain.plans.model import Comparison, Direction, Metric, Rule
 from bot.domain.wording import describe_rule, describe_trigger
 from bot.ids import View as ViewId
 from messages.blocks import Message, _dicts, text_message
@@ -50,7 +50,7 @@ MAX_BLOCK_ID = 255
 MAX_INPUT_LENGTH = 3000  # the largest max_length a plain_text_input accepts
 MAX_TITLE = 24
 
-FIELDS_PER_GROUP = 9
+FIELDS_PER_GROUP = 10
 BLOCKS_PER_GROUP = FIELDS_PER_GROUP + 1  # the inputs and the group's header
 FIXED_BLOCKS = 2  # the introduction, and the note about metrics left out
 MAX_GROUPS = (MAX_VIEW_BLOCKS - FIXED_BLOCKS) // BLOCKS_PER_GROUP
@@ -79,6 +79,7 @@ class Field(StrEnum):
     UNIT = "unit"
     AGGREGATOR = "aggregator"
     WINDOW = "window"
+    COMPARISON = "comparison"  # exactly at the threshold: passes (inclusive) or fails (strict)
 
 
 class Kind(StrEnum):
@@ -133,6 +134,10 @@ RULE_LABELS = {
 JUDGED_RULE = "mann-whitney"
 JUDGED_LABEL = "No significant change (Mann-Whitney test vs control or baseline)"
 
+COMPARISON_LABELS = {
+    Comparison.INCLUSIVE: "Passes: the threshold is allowed (≤, at most)",
+    Comparison.STRICT: "Fails: stay strictly under/above it (<, under)",
+}
 DIRECTION_LABELS = {
     Direction.UP: "Rises (higher is worse)",
     Direction.DOWN: "Drops (lower is worse)",
@@ -164,6 +169,10 @@ HINTS = {
     Field.UNIT: "Optional, e.g. %, ms, records. With %, an absolute change is in pp.",
     Field.AGGREGATOR: "How the window's points become one number.",
     Field.WINDOW: "Minutes of data read for each check, a whole number.",
+    Field.COMPARISON: (
+        "A plan that says “<0.1% increase” or “under 250 ms” means exactly at the threshold fails; "
+        "“at most” or “≤” means it passes. For a trigger: fails means it fires at the threshold itself."
+    ),
 }
 
 
@@ -258,6 +267,14 @@ def _group(index: int, metric: Metric | None, kind: Kind) -> list[Block]:
             format_number(metric.threshold) if metric else "",
             MAX_THRESHOLD_LEN,
             "e.g. 10 or 0.5",
+        ),
+        _select(
+            index,
+            Field.COMPARISON,
+            key,
+            "Exactly at the threshold",
+            list(COMPARISON_LABELS.items()),
+            (metric.comparison if metric else Comparison.INCLUSIVE).value,
         ),
         _select(
             index,

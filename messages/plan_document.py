@@ -19,6 +19,7 @@ from zoneinfo import ZoneInfo
 
 from bot.domain.formulas import control_text, source_text
 from bot.domain.plans.markdown.vocabulary import (
+    AT_THRESHOLD,
     GATE_COLUMNS,
     GATE_INTRO,
     ROLLBACK_INTRO,
@@ -90,7 +91,7 @@ def _gate_cells(kind: str, m: Metric) -> list[str]:
     code = [f"`{q}`" if q else "" for q in sources]
     values = [kind, m.key, m.name, m.rule.value, num(m.threshold), m.unit, m.bad.value, m.aggregator]
     cells = [_cell(v) for v in values] + [str(m.window_minutes)] + [_cell(c) for c in code]
-    return [*cells, _cell(judge_cell(m))]
+    return [*cells, _cell(judge_cell(m)), AT_THRESHOLD[m.comparison]]
 
 
 def _results_view(phase: Phase, results: PhaseResults, tz: str) -> dict[str, Any]:

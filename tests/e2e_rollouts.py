@@ -213,6 +213,11 @@ class Scenario:
             rows = s.scalars(stmt).all()
             return [(e.kind, e.actor_id, dict(e.data)) for e in rows if not kinds or e.kind in kinds]
 
+    def event_times(self) -> list[tuple[EventKind, datetime]]:
+        with self.db.reading() as s:
+            stmt = select(Event).where(Event.rollout_id == self.rollout_id).order_by(Event.id)
+            return [(e.kind, e.at) for e in s.scalars(stmt).all()]
+
     def snapshots(self, kind: SnapshotKind) -> list[MetricSnapshot]:
         with self.db.reading() as s:
             stmt = (

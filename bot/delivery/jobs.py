@@ -30,7 +30,7 @@ from sqlalchemy.orm import Session
 from bot.delivery import status_board
 from bot.domain import flagging as flag_rules
 from bot.domain import rollouts
-from bot.domain.gates import MetricVerdict, Observation, fired_triggers, soak_status
+from bot.domain.gates import MetricVerdict, Observation, fired_triggers, incomputable_triggers
 from bot.domain.plans.model import Metric
 from bot.domain.schedule import (
     FLAG_RETRY,
@@ -42,6 +42,7 @@ from bot.domain.schedule import (
     planned_end,
     refresh_retry,
 )
+from bot.domain.soak import soak_status
 from bot.domain.wording import describe_trigger
 from bot.services import Services
 from bot.usecases import announcing, controls, flagging, measure, views
@@ -252,9 +253,39 @@ def _watch_triggers(svc: Services, rollout: Rollout) -> bool:
         baselines = measure.baselines_for(session, rollout, measure.controls(plan, readings, keyed))
     fired = fired_triggers(triggers, current, baselines)
     where = (rollout.phase_index, rollout.step_index)
-    return bool(fired) and _on_fired(
-        svc, rollout.id, where, {t.key: t for t in triggers}, fired, current, now
-    )
+    by_key = {t.key: t for t in triggers}
+    # Incomputable is not fired: a change that cannot be computed (a relative trigger over a
+    # baseline of 0) says nothing about harm, so it never pauses or rolls back; the owner is
+    # told once per step, and the gate keeps refusing to advance on it.
+    undecided = incomputable_triggers(triggers, current, baselines)
+    if undecided:
+        _warn_undecided(svc, rollout.id, where, by_key, undecided, now)
+    return bool(fired) and _on_fired(svc, rollout.id, where, by_key, fired, current, now)
+
+
+def _warn_undecided(
+    svc: Services,
+    rollout_id: int,
+    where: tuple[int, int],
+    triggers: dict[str, Metric],
+    undecided: tuple[MetricVerdict, ...],
+    now: datetime,
+) -> None:
+    """Tells the owner, in the status thread, which triggers cannot be judged; the dedupe key
+    (trigger and step) makes it once, however often the watch runs."""
+    with svc.db.transaction() as session:
+        rollout = queries.lock_rollout(session=session, rollout_id=rollout_id)
+        if rollout is None or rollout.status is not RolloutStatus.ACTIVE or where != _where(rollout):
+            return
+        view = views.rollout_view(rollout)
+        for v in undecided:
+            rule = describe_trigger(triggers[v.key])
+            message = texts.trigger_undecided(view, trigger=v.name, reason=v.reason, rule=rule)
+            _queue(session, rollout, f"undecided:{v.key}:{where[0]}:{where[1]}", now, message)
+
+
+def _where(rollout: Rollout) -> tuple[int, int]:
+    return (rollout.phase_index, rollout.step_index)
 
 
 def _on_fired(

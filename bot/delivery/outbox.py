@@ -17,6 +17,14 @@ A rollout's announcements wait (up to THREAD_WAIT) until its status message exis
 ones go into its thread, and a start whose status message cannot be posted (and is undone)
 never told the stakeholder channels about it.
 
+In order, per (rollout, channel): a rollout's announcements reach each channel in the order
+they were queued (row id), so "advanced to 25%" never lands above "started". A row is only
+claimed when every earlier pending row of its rollout and channel is claimed with it (they are
+then posted in id order), and is only posted while no earlier one of them is still pending.
+An earlier row that waits (for the status message, a backoff, another worker's lease) holds
+back the later ones; one that failed for good does not. Before this, a "started" row waiting
+a second for its status message let a "step" row queued meanwhile go first.
+
 Failures: 429, 5xx and lost connections wait (honouring Retry-After) and try again; permanent errors
 (`channel_not_found`, `is_archived`, a private channel the bot is not in...) stop at once and
 are reported to the owner once, in the status thread.
@@ -30,7 +38,8 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from slack_sdk.errors import SlackApiError
-from sqlalchemy import or_, select, update
+from sqlalchemy import and_, exists, or_, select, update
+from sqlalchemy.orm import Session, aliased
 
 from bot.errors import NotInChannel
 from bot.services import Services
@@ -71,38 +80,77 @@ class _LookupFailed(Exception):
         self.retry_after = retry_after
 
 
+def _claimable(row: type[OutboxMessage], now: datetime) -> Any:
+    return and_(
+        row.state == OutboxState.PENDING,
+        row.next_attempt_at <= now,
+        or_(row.locked_until.is_(None), row.locked_until <= now),
+    )
+
+
+def _earlier_pending(row: Any) -> Any:
+    """Rows of the same rollout and channel, queued before `row`, not yet sent or failed."""
+    earlier = aliased(OutboxMessage)
+    return earlier, and_(
+        earlier.rollout_id == row.rollout_id,
+        earlier.channel_id == row.channel_id,
+        earlier.id < row.id,
+        earlier.state == OutboxState.PENDING,
+    )
+
+
 def _claim(svc: Services, now: datetime, limit: int) -> list[tuple[int, datetime]]:
-    """Leases up to `limit` due rows. Returns (id, lease) pairs; the lease is the claim token."""
+    """Leases the first due rows, up to `limit`, of one rollout and channel: the queue of the
+    lowest-id row that may go now (no earlier pending row of its rollout and channel is
+    waiting or leased). Returns (id, lease) pairs in id order; the lease is the claim token.
+
+    One queue per claim, so that another worker's claim finds the other queues free rather
+    than all their first rows leased by this one."""
     lease = now + LEASE
+    earlier, same_queue = _earlier_pending(OutboxMessage)
+    may_go = (_claimable(OutboxMessage, now), ~exists().where(same_queue, ~_claimable(earlier, now)))
+    postgres = svc.db.dialect == "postgresql"
     with svc.db.transaction() as session:
-        stmt = (
-            select(OutboxMessage.id)
-            .where(
-                OutboxMessage.state == OutboxState.PENDING,
-                OutboxMessage.next_attempt_at <= now,
-                or_(OutboxMessage.locked_until.is_(None), OutboxMessage.locked_until <= now),
+        first = select(OutboxMessage).where(*may_go).order_by(OutboxMessage.id).limit(1)
+        head = session.scalars(first.with_for_update(skip_locked=True) if postgres else first).first()
+        if head is None:
+            return []
+        ids = [head.id]
+        if head.rollout_id is not None and limit > 1:
+            rest = (
+                select(OutboxMessage.id)
+                .where(
+                    *may_go,
+                    OutboxMessage.rollout_id == head.rollout_id,
+                    OutboxMessage.channel_id == head.channel_id,
+                    OutboxMessage.id > head.id,
+                )
+                .order_by(OutboxMessage.id)
+                .limit(limit - 1)
             )
-            .order_by(OutboxMessage.next_attempt_at, OutboxMessage.id)
-            .limit(limit)
-        )
-        if svc.db.dialect == "postgresql":
-            stmt = stmt.with_for_update(skip_locked=True)
-        ids = list(session.scalars(stmt))
-        if ids:
-            session.execute(update(OutboxMessage).where(OutboxMessage.id.in_(ids)).values(locked_until=lease))
+            ids += session.scalars(rest.with_for_update(skip_locked=True) if postgres else rest)
+        session.execute(update(OutboxMessage).where(OutboxMessage.id.in_(ids)).values(locked_until=lease))
     return [(i, lease) for i in ids]
 
 
 def deliver_due(svc: Services, *, limit: int = BATCH) -> int:
-    """Delivers what is due. Returns how many rows were sent."""
-    sent = 0
-    for row_id, lease in _claim(svc, svc.clock(), limit):
-        try:
-            if _deliver(svc, row_id, lease):
-                sent += 1
-        except Exception:
-            # One bad row must not stop the others; it is retried after its lease.
-            log.exception("outbox row %s failed unexpectedly", row_id)
+    """Delivers what is due, up to `limit` rows, queue by queue. Returns how many were sent.
+
+    Every row claimed is sent, fails for good, or waits (a later attempt, another worker's
+    lease), so it is not claimed again in this call and the loop ends."""
+    sent = claimed = 0
+    while claimed < limit:
+        batch = _claim(svc, svc.clock(), limit - claimed)
+        if not batch:
+            break
+        claimed += len(batch)
+        for row_id, lease in batch:
+            try:
+                if _deliver(svc, row_id, lease):
+                    sent += 1
+            except Exception:
+                # One bad row must not stop the others; it is retried after its lease.
+                log.exception("outbox row %s failed unexpectedly", row_id)
     return sent
 
 
@@ -137,6 +185,10 @@ def _deliver(svc: Services, row_id: int, lease: datetime) -> bool:
             return False
         if found is not None:
             return _finish(svc, row_id, lease, state=OutboxState.SENT, sent_ts=found, sent_at=now)
+    if _waits_its_turn(svc, row):
+        # Another worker holds an earlier row of this rollout and channel: post after it.
+        _finish(svc, row_id, lease, next_attempt_at=now + THREAD_RECHECK)
+        return False
     if not _finish(svc, row_id, lease, attempts=row.attempts + 1, keep_lease=True):
         log.info("outbox row %s: lease lost before posting; another worker has it", row_id)
         return False
@@ -166,6 +218,20 @@ def _deliver(svc: Services, row_id: int, lease: datetime) -> bool:
         return False
     _finish(svc, row_id, lease, state=OutboxState.SENT, sent_ts=ts, sent_at=svc.clock())
     return True
+
+
+def _waits_its_turn(svc: Services, row: OutboxMessage) -> bool:
+    """Is an earlier row of the same rollout and channel still pending? (Claims keep the order
+    within one worker; this keeps it across workers whose claims crossed.)"""
+    if row.rollout_id is None:
+        return False
+    earlier, same_queue = _earlier_pending(row)
+    with svc.db.reading() as session:
+        return _exists(session, select(earlier.id).where(same_queue).limit(1))
+
+
+def _exists(session: Session, stmt: Any) -> bool:
+    return session.scalar(stmt) is not None
 
 
 def _finish(svc: Services, row_id: int, lease: datetime, *, keep_lease: bool = False, **values: Any) -> bool:

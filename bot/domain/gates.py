@@ -8,24 +8,32 @@ Rules, per metric (`bot.plans.model.Rule`, bad direction `Direction`):
   unit is "%"); same comparison as RELATIVE.
 - UPPER: fails when value > threshold.  LOWER: fails when value < threshold.
 - ZERO: fails when value ≠ 0.
-- Exactly at the threshold passes (and a trigger exactly at its threshold does not fire).
+- Exactly at the threshold, the metric's `Comparison` decides: INCLUSIVE ("≤", "at most", and
+  every metric stored before comparisons existed) passes there, and a trigger exactly at its
+  threshold does not fire; STRICT ("<", "less than", "under") fails there: change ≥ threshold
+  (UPPER: value ≥ threshold, LOWER: value ≤ threshold) fails, and such a trigger fires.
   Comparisons allow a tolerance of a billionth of the numbers compared, so float noise
-  (1.1 − 1.0 = 0.10000000000000009) does not fail a metric sitting exactly at 0.1.
+  (1.1 − 1.0 = 0.10000000000000009) counts as exactly at 0.1: it passes an inclusive 0.1 and
+  fails a strict one.
 - RELATIVE with baseline 0: current 0 is a 0 % change (pass); any move in the bad direction
-  is an unbounded relative change and fails; a move in the good direction passes.
+  is an unbounded relative change: FAIL, marked `incomputable`; the good direction passes.
+- Incomputable is not fired: a trigger whose change cannot be computed blocks the advance
+  (it is not PASS) but is not in `fired`, so it never pauses or rolls back (the watch warns
+  the owner instead, see `incomputable_triggers`).
 - No data: a missing current value (None, NaN or ±inf) is NO_DATA, with the observation's
   `problem` as the reason; RELATIVE and ABSOLUTE with no usable baseline are NO_DATA
   ("no baseline captured").
 
-A rollback trigger is the same Metric read the other way: its verdict FAIL means it fired.
+A rollback trigger is the same Metric read the other way: its verdict FAIL means it fired,
+unless it is incomputable (then it could not be judged, and has not fired).
 
-The gate passes only when every success metric is PASS, no trigger is FAIL (fired) or
-NO_DATA (the bot never advances on missing data), no exit criterion of a phase being left is
-unchecked, the judged metrics' score passes (`bot.domain.canary`: marked `judge`, they are
-decided by the statistical canary test, not by their rule), and the step has soaked its
-minimum business days (`bot.calendar`). Blockers are
-listed, one sentence each, in that order of gravity: fired triggers, failing metrics,
-the canary judgement, metrics then triggers without data, unchecked exit criteria, soak.
+The gate passes only when every success metric is PASS, no trigger is FAIL (fired or
+incomputable) or NO_DATA (the bot never advances on missing data), no exit criterion of a
+phase being left is unchecked, the judged metrics' score passes (`bot.domain.canary`: marked
+`judge`, they are decided by the statistical canary test, not by their rule), and the step has
+soaked its minimum business days (`bot.calendar`). Blockers are listed, one sentence each, in
+that order of gravity: fired triggers, failing metrics, the canary judgement, triggers that
+cannot be judged, metrics then triggers without data, unchecked exit criteria, soak.
 """
 
 from __future__ import annotations
@@ -37,15 +45,9 @@ from datetime import datetime
 from enum import StrEnum
 
 from bot.domain import canary
-from bot.domain.calendar import (
-    business_days_elapsed,
-    earliest_time,
-    format_business_days,
-    format_elapsed,
-    format_local,
-)
 from bot.domain.judgement import Score
-from bot.domain.plans.model import Direction, Metric, Rule
+from bot.domain.plans.model import Comparison, Direction, Metric, Rule
+from bot.domain.soak import Soak, soak_status
 from bot.domain.wording import allowed_change, amount, change_amount, describe_rule, describe_trigger
 
 __all__ = [
@@ -53,12 +55,11 @@ __all__ = [
     "GateResult",
     "MetricVerdict",
     "Observation",
-    "Soak",
     "Verdict",
     "evaluate_gate",
     "evaluate_metric",
     "fired_triggers",
-    "soak_status",
+    "incomputable_triggers",
 ]
 
 # Relative tolerance of comparisons: far above float noise (~1e-16), far below any threshold
@@ -104,32 +105,7 @@ class MetricVerdict:
     unit: str
     series: tuple[float, ...] = ()
     judgement: canary.Judged | None = None  # a judged metric's test; `change` is its shift
-
-
-@dataclass(frozen=True)
-class Soak:
-    """How long the current step has run against the business days it must run."""
-
-    required_days: float
-    elapsed_days: float
-    earliest: datetime
-    met: bool
-
-    def describe(self, step_title: str, tz: str) -> str:
-        """E.g. "25% has run 6 h of the required 1 business day, 0.75 business days left;
-        earliest advance Tue 16 Jan 18:00 America/Los_Angeles"."""
-        if self.required_days <= 0:
-            return f"{step_title} has no minimum soak time"
-        ran = (
-            f"{step_title} has run {format_elapsed(self.elapsed_days)} "
-            f"of the required {format_business_days(self.required_days)}"
-        )
-        when = format_local(self.earliest, tz)
-        if self.met:
-            return f"{ran}; soak met since {when}"
-        # Rounded up: a soak must never read as nearer its end than it is.
-        left = math.ceil((self.required_days - self.elapsed_days) * 100) / 100
-        return f"{ran}, {format_business_days(max(left, 0.01))} left; earliest advance {when}"
+    incomputable: bool = False  # FAIL because no change can be computed (baseline 0)
 
 
 @dataclass(frozen=True)
@@ -165,9 +141,6 @@ class GateResult:
     judgement: Score | None = None  # the judged success metrics' score; None when none is judged
 
 
-# --- describing rules -------------------------------------------------------------------
-
-
 # --- evaluating a metric ----------------------------------------------------------------
 
 
@@ -182,6 +155,7 @@ def evaluate_metric(metric: Metric, current: Observation, baseline: Observation 
         value: float | None,
         base: float | None,
         change: float | None,
+        incomputable: bool = False,
     ) -> MetricVerdict:
         return MetricVerdict(
             key=metric.key,
@@ -194,6 +168,7 @@ def evaluate_metric(metric: Metric, current: Observation, baseline: Observation 
             reason=reason,
             unit=metric.unit,
             series=current.series,
+            incomputable=incomputable,
         )
 
     value = _usable(current.value)
@@ -230,22 +205,26 @@ def evaluate_metric(metric: Metric, current: Observation, baseline: Observation 
         return verdict(Verdict.NO_DATA, reason, value=value, base=None, change=None)
 
     ok, change, reason = _judge_change(metric, value, base)
-    return verdict(_pass_fail(ok), reason, value=value, base=base, change=change)
+    incomputable = not ok and change is None  # only an unbounded change has none
+    return verdict(_pass_fail(ok), reason, value=value, base=base, change=change, incomputable=incomputable)
 
 
 def _judge_level(metric: Metric, value: float) -> tuple[bool, str]:
     """UPPER, LOWER and ZERO look at the value itself."""
     shown = amount(value, metric.unit)
     limit = amount(metric.threshold, metric.unit)
+    strict = metric.comparison is Comparison.STRICT
     match metric.rule:
-        case Rule.UPPER:
-            if _beyond(value, metric.threshold, up=True):
-                return False, f"{shown} is above the upper bound of {limit}"
-            return True, f"{shown} is at or below the upper bound of {limit}"
-        case Rule.LOWER:
-            if _beyond(value, metric.threshold, up=False):
-                return False, f"{shown} is below the lower bound of {limit}"
-            return True, f"{shown} is at or above the lower bound of {limit}"
+        case Rule.UPPER | Rule.LOWER:
+            up = metric.rule is Rule.UPPER
+            over, bound = (
+                ("above", f"the upper bound of {limit}") if up else ("below", f"the lower bound of {limit}")
+            )
+            if not _beyond(value, metric.threshold, up=up, strict=strict):
+                return True, f"{shown} is {'' if strict else 'at or '}{'below' if up else 'above'} {bound}"
+            if _beyond(value, metric.threshold, up=up):
+                return False, f"{shown} is {over} {bound}"
+            return False, f"{shown} is at {bound}, and must stay {'under' if up else 'above'} it"
         case _:  # Rule.ZERO
             if _beyond(abs(value), 0.0, up=True):
                 return False, f"{shown}, where there must be none"
@@ -268,8 +247,11 @@ def _judge_change(metric: Metric, value: float, base: float) -> tuple[bool, floa
         # Float noise of a difference scales with the operands, not with the difference.
         scale = (value, base)
     limit = metric.threshold if up else -metric.threshold
-    failed = _beyond(change, limit, *scale, up=up)
+    failed = _beyond(change, limit, *scale, up=up, strict=metric.comparison is Comparison.STRICT)
     shown = "no change" if change == 0 else change_amount(change, metric, signed=True)
+    if failed and not _beyond(change, limit, *scale, up=up):  # strict, and exactly at the limit
+        must = f"it must stay {'under' if up else 'above'} {allowed_change(metric)}"
+        return False, change, f"{shown} vs baseline {moved}, at the limit: {must}"
     where = "beyond" if failed else "within"
     reason = f"{shown} vs baseline {moved}, {where} the allowed {allowed_change(metric)}"
     return not failed, change, reason
@@ -294,11 +276,12 @@ def _judge_from_zero(value: float, *, up: bool, moved: str) -> tuple[bool, float
     )
 
 
-def _beyond(x: float, limit: float, *scale: float, up: bool) -> bool:
-    """Is `x` past `limit` (above it when `up`, else below it) by more than float noise?"""
+def _beyond(x: float, limit: float, *scale: float, up: bool, strict: bool = False) -> bool:
+    """Is `x` past `limit` (above it when `up`, else below it) by more than float noise? With
+    `strict`, reaching the limit (to within float noise) counts as past it."""
     tolerance = max(_ABS_TOL, _REL_TOL * max(abs(x), abs(limit), *(abs(s) for s in scale)))
     excess = x - limit if up else limit - x
-    return excess > tolerance
+    return excess >= -tolerance if strict else excess > tolerance
 
 
 def _usable(value: float | None) -> float | None:
@@ -323,35 +306,11 @@ def _pass_fail(ok: bool) -> Verdict:
 # --- the gate ---------------------------------------------------------------------------
 
 
-def soak_status(
-    started_at: datetime,
-    min_business_days: float,
-    now: datetime,
-    *,
-    tz: str,
-    country: str,
-) -> Soak:
-    """How far a step started at `started_at` is through its minimum business days.
-
-    Met means `now` has reached the earliest instant (see `bot.calendar.earliest_time`), so
-    the displayed earliest time and the decision never disagree.
-    """
-    earliest = earliest_time(started_at, min_business_days, tz=tz, country=country)
-    elapsed = business_days_elapsed(started_at, now, tz=tz, country=country)
-    met = min_business_days <= 0 or now >= earliest
-    return Soak(
-        required_days=max(min_business_days, 0.0),
-        elapsed_days=elapsed,
-        earliest=earliest,
-        met=met,
-    )
-
-
 def evaluate_gate(inp: GateInput) -> GateResult:
     """Decide whether the rollout may advance (rules in the module docstring)."""
     metrics = _evaluate_all(inp.metrics, inp.readings, inp.baselines)
     triggers = _evaluate_all(inp.triggers, inp.readings, inp.baselines)
-    fired = tuple(t for t in triggers if t.verdict is Verdict.FAIL)
+    fired = tuple(t for t in triggers if _fired(t))
     unchecked = tuple(inp.unchecked_exit_criteria)
     soak = soak_status(
         inp.step_started_at,
@@ -386,10 +345,24 @@ def fired_triggers(
     readings: Mapping[str, Observation],
     baselines: Mapping[str, Observation],
 ) -> tuple[MetricVerdict, ...]:
-    """The triggers that fired (verdict FAIL), for the periodic watch. A trigger without data
-    has not fired; the gate, not the watch, refuses to advance on it."""
+    """The triggers that fired (verdict FAIL, and computable), for the periodic watch. A
+    trigger without data, or whose change cannot be computed, has not fired; the gate, not the
+    watch, refuses to advance on it."""
+    return tuple(v for v in _evaluate_all(triggers, readings, baselines) if _fired(v))
+
+
+def incomputable_triggers(
+    triggers: Sequence[Metric],
+    readings: Mapping[str, Observation],
+    baselines: Mapping[str, Observation],
+) -> tuple[MetricVerdict, ...]:
+    """The triggers whose change cannot be computed: the watch warns about them, once."""
     verdicts = _evaluate_all(triggers, readings, baselines)
-    return tuple(v for v in verdicts if v.verdict is Verdict.FAIL)
+    return tuple(v for v in verdicts if v.verdict is Verdict.FAIL and v.incomputable)
+
+
+def _fired(trigger: MetricVerdict) -> bool:
+    return trigger.verdict is Verdict.FAIL and not trigger.incomputable
 
 
 def _evaluate_all(
@@ -415,11 +388,16 @@ def _blockers(
     out += [
         f"Rollback trigger {t.name} fired: {t.reason} ({describe_trigger(trigger)})."
         for trigger, t in zip(inp.triggers, triggers, strict=True)
-        if t.verdict is Verdict.FAIL
+        if _fired(t)
     ]
     out += [f"{m.name} fails: {m.reason}." for m in metrics if m.verdict is Verdict.FAIL and not m.judgement]
     out += [canary.blocker(judgement) or ""] if judgement is not None else []
     out = [line for line in out if line]
+    out += [
+        f"Rollback trigger {t.name} cannot be judged: {t.reason}."
+        for t in triggers
+        if t.verdict is Verdict.FAIL and t.incomputable
+    ]
     out += [f"{m.name} has no data: {m.reason}." for m in metrics if m.verdict is Verdict.NO_DATA]
     out += [
         f"Rollback trigger {t.name} has no data: {t.reason}."
@@ -430,6 +408,3 @@ def _blockers(
     if not soak.met:
         out.append(f"{soak.describe(inp.step_title, inp.tz)}.")
     return tuple(out)
-
-
-# --- wording ----------------------------------------------------------------------------

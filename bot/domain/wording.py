@@ -4,48 +4,62 @@
 from __future__ import annotations
 
 from bot.domain.canary import judged_rule
-from bot.domain.plans.model import Direction, Metric, Rule
+from bot.domain.plans.model import Comparison, Direction, Metric, Rule
 
 MINUS = "\u2212"  # a real minus sign reads better than a hyphen next to numbers
 
 
 def describe_rule(metric: Metric) -> str:
     """The rule as what must hold, e.g. "change vs baseline ≤ +10% (relative)",
-    "change vs baseline ≤ +0.1 pp (absolute)", "≤ 250 ms (upper bound)", "must be 0"."""
+    "change vs baseline ≤ +0.1 pp (absolute)", "≤ 250 ms (upper bound)", "must be 0".
+
+    A strict rule says so in words, not with a "<" one glyph away from "≤": "change vs
+    baseline under +0.1 pp (absolute)", "above 40% (lower bound)"."""
     if metric.judge:
         return judged_rule(metric)
+    strict = metric.comparison is Comparison.STRICT
     match metric.rule:
         case Rule.RELATIVE | Rule.ABSOLUTE:
-            op = "≤" if metric.bad is Direction.UP else "≥"
+            if strict:
+                op = "under" if metric.bad is Direction.UP else "above"
+            else:
+                op = "≤" if metric.bad is Direction.UP else "≥"
             return f"change vs baseline {op} {allowed_change(metric)} ({metric.rule.value})"
         case Rule.UPPER:
-            return f"≤ {amount(metric.threshold, metric.unit)} (upper bound)"
+            return f"{'under' if strict else '≤'} {amount(metric.threshold, metric.unit)} (upper bound)"
         case Rule.LOWER:
-            return f"≥ {amount(metric.threshold, metric.unit)} (lower bound)"
+            return f"{'above' if strict else '≥'} {amount(metric.threshold, metric.unit)} (lower bound)"
         case Rule.ZERO:
             return "must be 0"
 
 
 def describe_trigger(metric: Metric) -> str:
     """The same rule read as what fires a rollback trigger, e.g.
-    "fires when error rate rises more than 0.5 pp (absolute)"."""
+    "fires when error rate rises more than 0.5 pp (absolute)"; a strict rule fires at its
+    threshold: "fires when error rate rises 0.5 pp or more (absolute)"."""
     name = lower_first(metric.name)
     if metric.judge:
         return f"fires when {name} is significantly {'higher' if metric.bad is Direction.UP else 'lower'} than its control (Mann-Whitney)"
+    strict = metric.comparison is Comparison.STRICT
     match metric.rule:
         case Rule.RELATIVE | Rule.ABSOLUTE:
             if metric.threshold < 0:
                 # "rises more than −5%" would be a riddle; say it with symbols instead.
-                op = ">" if metric.bad is Direction.UP else "<"
+                op = (">", "<") if not strict else ("≥", "≤")
                 bound = allowed_change(metric)
-                return f"fires when {name} change vs baseline {op} {bound} ({metric.rule.value})"
+                sign = op[0] if metric.bad is Direction.UP else op[1]
+                return f"fires when {name} change vs baseline {sign} {bound} ({metric.rule.value})"
             verb = "rises" if metric.bad is Direction.UP else "falls"
             size = change_amount(metric.threshold, metric)
+            if strict:
+                return f"fires when {name} {verb} {size} or more ({metric.rule.value})"
             return f"fires when {name} {verb} more than {size} ({metric.rule.value})"
         case Rule.UPPER:
-            return f"fires when {name} is above {amount(metric.threshold, metric.unit)} (upper bound)"
+            side = "at or above" if strict else "above"
+            return f"fires when {name} is {side} {amount(metric.threshold, metric.unit)} (upper bound)"
         case Rule.LOWER:
-            return f"fires when {name} is below {amount(metric.threshold, metric.unit)} (lower bound)"
+            side = "at or below" if strict else "below"
+            return f"fires when {name} is {side} {amount(metric.threshold, metric.unit)} (lower bound)"
         case Rule.ZERO:
             return f"fires when {name} is not 0"
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 from bot.edge import subcommands as sub
@@ -31,6 +32,7 @@ from bot.edge.parsing import (
 from bot.errors import UsageError
 from bot.services import Actor, Services
 from bot.usecases import lookup
+from bot.usecases.advance import Intent
 from bot.usecases.start import Start
 from messages.blocks import Message, text_message
 from messages.text import escape
@@ -44,6 +46,7 @@ class Request:
     actor: Actor
     reply: Replier
     trigger_id: str | None = None
+    intent: Intent | None = None  # for an advance: the step it is meant for
 
 
 def quick_reply(cmd: Command) -> Message | None:
@@ -64,7 +67,15 @@ def _start(req: Request, cmd: Start) -> None:
 
 def _on_rollout(req: Request, cmd: OnRollout) -> None:
     rollout_id = lookup.resolve(req.svc, req.actor, cmd.feature, cmd.subcommand)
-    run_for(req.svc, req.actor, cmd.subcommand, rollout_id, req.reply, trigger_id=req.trigger_id)
+    run_for(
+        req.svc,
+        req.actor,
+        cmd.subcommand,
+        rollout_id,
+        req.reply,
+        trigger_id=req.trigger_id,
+        intent=req.intent,
+    )
 
 
 def _with_reason(req: Request, cmd: WithReason) -> None:
@@ -89,11 +100,21 @@ COMMANDS: dict[type[Any], Callable[[Request, Any], None]] = {
 }
 
 
-def run(svc: Services, actor: Actor, cmd: Command, reply: Replier, *, trigger_id: str | None = None) -> None:
+def run(
+    svc: Services,
+    actor: Actor,
+    cmd: Command,
+    reply: Replier,
+    *,
+    trigger_id: str | None = None,
+    sent_at: datetime | None = None,
+) -> None:
+    """A typed command; `sent_at`: when Slack sent it (a typed advance means the step current
+    then)."""
     handler = COMMANDS.get(type(cmd))
     if handler is None:
         raise AssertionError(f"no handler for {cmd!r}")
-    handler(Request(svc, actor, reply, trigger_id), cmd)
+    handler(Request(svc, actor, reply, trigger_id, Intent(sent_at=sent_at)), cmd)
 
 
 # A subcommand about one rollout: (request, rollout id, reason) -> None.
@@ -101,7 +122,9 @@ OnRolloutHandler = Callable[[Request, int, str], None]
 
 ON_ROLLOUT: dict[str, OnRolloutHandler] = {
     "status": lambda req, rid, reason: req.reply(sub.status(req.svc, req.actor, rid)),
-    "advance": lambda req, rid, reason: sub.check(req.svc, req.actor, rid, req.reply, move=True),
+    "advance": lambda req, rid, reason: sub.check(
+        req.svc, req.actor, rid, req.reply, move=True, intent=req.intent
+    ),
     "snapshot": lambda req, rid, reason: sub.check(req.svc, req.actor, rid, req.reply, move=False),
     "pause": lambda req, rid, reason: sub.pause(req.svc, req.actor, rid, reason, req.reply),
     "resume": lambda req, rid, reason: sub.resume(req.svc, req.actor, rid, req.reply),
@@ -123,9 +146,10 @@ def run_for(
     *,
     reason: str = "",
     trigger_id: str | None = None,
+    intent: Intent | None = None,
 ) -> None:
     """A subcommand for a known rollout."""
     handler = ON_ROLLOUT.get(subcommand)
     if handler is None:  # a button carrying a subcommand this version does not know
         raise UsageError("that button is not one of mine any more")
-    handler(Request(svc, actor, reply, trigger_id), rollout_id, reason)
+    handler(Request(svc, actor, reply, trigger_id, intent), rollout_id, reason)

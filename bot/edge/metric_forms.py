@@ -68,6 +68,7 @@ def read_form(values: Mapping[str, Mapping[str, Any]]) -> list[Group]:
                 unit=typed.get(Field.UNIT, ""),
                 aggregator=typed.get(Field.AGGREGATOR) or DEFAULT_AGGREGATOR,
                 window=typed.get(Field.WINDOW, ""),
+                comparison=typed.get(Field.COMPARISON, ""),
             )
         )
     return groups

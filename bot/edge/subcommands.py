@@ -140,11 +140,22 @@ def open_import_form(svc: Services, actor: Actor, trigger_id: str | None) -> Non
     forms.open_form(svc, trigger_id, import_modal(private_metadata=context.dumps()))
 
 
-def check(svc: Services, actor: Actor, rollout_id: int, reply: Replier, *, move: bool) -> None:
-    """Advance (`move`) or only look: say at once what is being checked, then the verdict."""
+def check(
+    svc: Services,
+    actor: Actor,
+    rollout_id: int,
+    reply: Replier,
+    *,
+    move: bool,
+    intent: advance.Intent | None = None,
+) -> None:
+    """Advance (`move`) or only look: say at once what is being checked, then the verdict.
+    `intent`: the step an advance is meant for (see bot.usecases.advance.Intent)."""
     # An advance is refused before saying "Checking…" about something that will not happen.
-    may = advance.may_advance if move else lookup.load_for
-    rollout = may(svc, actor, rollout_id)
+    if move:
+        rollout = advance.may_advance(svc, actor, rollout_id, intent)
+    else:
+        rollout = lookup.load_for(svc, actor, rollout_id)
     reply.progress(checking(rollout.feature, len(rollout.metrics) + len(rollout.triggers)))
     outcome = advance.advance(svc, actor, rollout) if move else advance.snapshot(svc, actor, rollout)
     note = refreshed(svc, rollout_id) if outcome.moved is not None or outcome.rolled_back else ""

@@ -1,9 +1,19 @@
-"""Advancing a rollout: a Datadog snapshot, the gate, and the move, exactly once.
+"""Advancing a rollout: a Datadog snapshot, the gate, and the move, exactly once per intent.
+
+An advance is bound to the step the person saw (`Intent`): the Advance button carries the
+step it was rendered at (its value is the `Where` token), a typed `/rollout advance` (or a
+button from before buttons carried it) means the step current when Slack sent the request.
+A step that started after the request was sent is not the one the person meant: the request
+is answered "already moved to …" and moves nothing (`may_advance`). Without this, a second
+advance picked up just after the first committed saw a green gate at the new step and moved
+again.
 
 The snapshot is taken outside any transaction (it is slow); the move happens in one short
 transaction that re-reads the rollout under lock and moves it only if it still stands where
 the snapshot was taken. Two advances at once (a double click, two people) therefore move it
-once; the other is told it already moved.
+once; the other is told it already moved. A move stamps the new step's start with the time
+taken under that lock, just before the commit, so a request sent while the move was in
+flight counts as sent before the step began.
 """
 
 from __future__ import annotations
@@ -14,10 +24,12 @@ from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any
 
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from bot.domain import flagging as flag_rules
 from bot.domain import rollouts
+from bot.domain.calendar import format_local
 from bot.domain.gates import GateResult
 from bot.errors import AlreadyMoved, RolloutNotFound, UsageError
 from bot.flags import FlagError
@@ -29,7 +41,7 @@ from bot.usecases.measure import baselines_for, evaluate, read_metrics, store_sn
 from messages.views import Outcome
 from storage import queries
 from storage.enums import EventKind, SnapshotKind
-from storage.models import Rollout
+from storage.models import Event, Rollout
 
 
 @dataclass(frozen=True)
@@ -73,13 +85,39 @@ def snapshot(svc: Services, actor: Actor, rollout: Rollout) -> Outcome:
     return _outcome(locked, gate, None, may_override=False, snapshot_only=True)
 
 
-def may_advance(svc: Services, actor: Actor, rollout_id: int) -> Rollout:
-    """The rollout, if it is active and the actor may advance it; refused otherwise (before
-    anything is read from Datadog or said about checking)."""
+@dataclass(frozen=True)
+class Intent:
+    """The step an advance is meant for: the one its button was rendered at (`at`), else the
+    one current when the request was sent (`sent_at`, on the bot's clock); neither: the
+    current one (the shell's and the tests' direct calls)."""
+
+    at: Where | None = None
+    sent_at: datetime | None = None
+
+
+def may_advance(svc: Services, actor: Actor, rollout_id: int, intent: Intent | None = None) -> Rollout:
+    """The rollout, if it is active, the actor may advance it and it still stands where the
+    request meant it to; refused otherwise (before anything is read from Datadog or said
+    about checking)."""
     rollout = load_for(svc, actor, rollout_id)
     rollouts.require_active(rollout, "advance")
     check_allowed(svc, actor, rollout, "advance")
+    if intent is not None and not _meant(svc, rollout, intent):
+        with svc.db.reading() as session:
+            raise _already_moved(rollout, _last_move(session, rollout.id))
     return rollout
+
+
+def _meant(svc: Services, rollout: Rollout, intent: Intent) -> bool:
+    """Is the rollout's current step the one the request was for?"""
+    if intent.at is not None:
+        return Where.of(rollout) == intent.at
+    if intent.sent_at is None or rollout.step_started_at <= intent.sent_at:
+        return True
+    # The step began after the request was sent. A rollout that never moved began there
+    # (its start and the request crossed): that step is the only one it can mean.
+    with svc.db.reading() as session:
+        return _last_move(session, rollout.id) is None
 
 
 def advance(svc: Services, actor: Actor, rollout: Rollout) -> Outcome:
@@ -139,13 +177,29 @@ def _lock_at(session: Session, rollout_id: int, where: Where) -> Rollout:
         raise RolloutNotFound("That rollout does not exist any more.")
     rollouts.require_active(locked, "advance")
     if Where.of(locked) != where:
-        raise AlreadyMoved(
-            "*{feature}* already moved: it is now at {step} of {phase}. Nothing else changed.",
-            feature=locked.feature,
-            step=rollouts.display_title(locked.current_step),
-            phase=locked.current_phase.name,
-        )
+        raise _already_moved(locked, _last_move(session, rollout_id))
     return locked
+
+
+def _last_move(session: Session, rollout_id: int) -> Event | None:
+    kinds = (EventKind.ADVANCED, EventKind.OVERRIDDEN)
+    stmt = select(Event).where(Event.rollout_id == rollout_id, Event.kind.in_(kinds))
+    return session.scalars(stmt.order_by(Event.id.desc()).limit(1)).first()
+
+
+def _already_moved(rollout: Rollout, last: Event | None) -> AlreadyMoved:
+    """ "*checkout-v2* already moved to 50% of Gradual Rollout (by @ana, at Tue 16 Jan 18:00
+    America/Los_Angeles); nothing else changed." """
+    step = rollouts.display_title(rollout.current_step)
+    values = {"feature": rollout.feature, "step": step, "phase": rollout.current_phase.name}
+    if last is None or not last.actor_id:
+        return AlreadyMoved("*{feature}* already moved to {step} of {phase}; nothing else changed.", **values)
+    return AlreadyMoved(
+        "*{feature}* already moved to {step} of {phase} (by <@{who}>, at {when}); nothing else changed.",
+        who=last.actor_id,
+        when=format_local(last.at, rollout.timezone),
+        **values,
+    )
 
 
 @dataclass
@@ -178,7 +232,9 @@ def _move(
     attempt: Attempt,
     **data: Any,
 ) -> tuple[rollouts.Moved, flagging.Written | None]:
-    moved = rollouts.move_forward(rollout, now)
+    # The new step begins now, under the lock and just before the commit (not when the
+    # advance began reading Datadog): a request sent before this instant meant the old step.
+    moved = rollouts.move_forward(rollout, max(now, svc.clock()))
     # The flag first: if it refuses, the caller's transaction is rolled back and nothing moves.
     attempt.target = flag_rules.plan_percent(rollout)
     written = flagging.write(

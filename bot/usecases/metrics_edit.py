@@ -39,7 +39,7 @@ from dataclasses import dataclass
 from bot.domain import rollouts
 from bot.domain.canary import MANN_WHITNEY
 from bot.domain.formulas import SourceError, parse_source
-from bot.domain.plans.model import Direction, Metric, Rule
+from bot.domain.plans.model import Comparison, Direction, Metric, Rule
 from bot.errors import InvalidTransition, RolloutNotFound, UsageError
 from bot.services import Actor, Services
 from bot.usecases import access, lookup, measure
@@ -99,6 +99,8 @@ class Group:
     unit: str = ""
     aggregator: str = DEFAULT_AGGREGATOR
     window: str = ""
+    # "" (a form opened before the field existed): the metric keeps the comparison it had.
+    comparison: str = ""
 
     def block_id(self, field: Field) -> str:
         return FieldId(self.index, field, self.key).block_id
@@ -134,6 +136,13 @@ class Group:
             judge=MANN_WHITNEY if judged else "",
             critical=before.critical if before is not None else False,
             weight=before.weight if before is not None else 1.0,
+            comparison=(
+                Comparison(self.comparison)
+                if self.comparison
+                else before.comparison
+                if before is not None
+                else Comparison.INCLUSIVE
+            ),
         )
 
 
@@ -237,6 +246,8 @@ def form_errors(groups: Sequence[Group]) -> dict[str, str]:
             error(group, Field.UNIT, f"Keep the unit to {MAX_UNIT_LEN} characters, such as % or ms.")
         if not _AGGREGATOR_RE.fullmatch(group.aggregator):
             error(group, Field.AGGREGATOR, "Pick one of the options.")
+        if group.comparison and group.comparison not in set(Comparison):
+            error(group, Field.COMPARISON, "Pick one of the options.")
         if parse_window(group.window) is None:
             error(group, Field.WINDOW, "The window is a whole number of minutes above 0, such as 60.")
     return errors

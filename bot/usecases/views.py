@@ -17,7 +17,7 @@ from sqlalchemy import Select, select
 from sqlalchemy.orm import Session, joinedload, raiseload, selectinload
 
 from bot.domain import flagging, rollouts
-from bot.domain.gates import soak_status
+from bot.domain.soak import soak_status
 from bot.errors import RolloutNotFound
 from bot.services import Services
 from messages.home import HomeRow

@@ -401,7 +401,7 @@ def test_ready_reminder_only_when_green_with_an_advance_button(
         f":white_check_mark: <@{OWNER}> *checkout-v2* is ready to advance: soak met, gate green"
     )
     assert reminder["thread_ts"] == slack.messages(channel)[0]["ts"]
-    assert buttons(reminder) == [(Action.ADVANCE.value, str(rollout_id))]
+    assert buttons(reminder) == [(Action.ADVANCE.value, f"{rollout_id}:0:0")]  # the step it is for
     assert "ready" not in due(svc, rollout_id)
 
     # Later ticks, and a change that plans the reminder again, do not repeat it.

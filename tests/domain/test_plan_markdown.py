@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 
 from bot.domain.plans.catalog import builtin_templates
 from bot.domain.plans.markdown import ImportResult, parse_plan, parse_plans
-from bot.domain.plans.model import Direction, Metric, Phase, Plan, Rule, Step, SuccessMetricRow
+from bot.domain.plans.model import Comparison, Direction, Metric, Phase, Plan, Rule, Step, SuccessMetricRow
 from bot.domain.plans.results import (
     Decision,
     PhaseResults,
@@ -100,9 +100,13 @@ def test_the_template_success_table_metrics_and_triggers(template):
         "Support tickets",
     ]
     # Rows read in Datadog (Monitoring, APM) with a threshold become metrics; Support does not.
+    # "<0.1% increase" is strict, as written: exactly +0.1 pp fails.
+    strict = Comparison.STRICT
     assert plan.metrics == (
-        Metric("error_rate", "Error rate", "", Rule.ABSOLUTE, 0.1, Direction.UP, unit="%"),
-        Metric("latency_p95", "Latency (p95)", "", Rule.RELATIVE, 10, Direction.UP, unit="ms"),
+        Metric("error_rate", "Error rate", "", Rule.ABSOLUTE, 0.1, Direction.UP, unit="%", comparison=strict),
+        Metric(
+            "latency_p95", "Latency (p95)", "", Rule.RELATIVE, 10, Direction.UP, unit="ms", comparison=strict
+        ),
     )
     assert plan.triggers == (
         Metric("error_rate_spike", "Error rate", "", Rule.ABSOLUTE, 0.5, Direction.UP, unit="%"),

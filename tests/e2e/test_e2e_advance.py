@@ -22,6 +22,7 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 
 from bot.devtools.local_slack import LocalSlack
+from bot.domain.calendar import format_local
 from storage.db import Database
 from storage.enums import EventKind, SnapshotKind
 from tests.driver import SlackDriver
@@ -414,10 +415,13 @@ def test_two_advances_at_the_same_instant_move_once(sc: Scenario) -> None:
 
     first, second = sc.datadog_requests()[asked_before:]
     assert abs(first.time - second.time) < 0.4, "the two snapshots did not overlap"
+    (moved,) = [at for kind, at in sc.event_times() if kind is EventKind.ADVANCED]
+    moved_at = format_local(moved, "America/Los_Angeles")
     assert answers == sorted(
         [
             advanced_text(sc.feature),
-            f":no_entry_sign: *{sc.feature}* already moved: it is now at 50% of Gradual Rollout. Nothing else changed.",
+            f":no_entry_sign: *{sc.feature}* already moved to 50% of Gradual Rollout "
+            f"(by <@{sc.owner}>, at {moved_at}); nothing else changed.",
         ]
     )
     assert sc.where() == ("active", 1, 0)

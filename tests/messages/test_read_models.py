@@ -183,7 +183,9 @@ def test_every_message_renders_from_views_of_a_closed_session(db: Database) -> N
     assert "U_ANA> ticked 2 checklist items" in thread.text
     assert "closed when last checked" in thread.text and "Error rate has no data." in thread.text
     assert "Details in <#C1>" in line.text
-    assert "is ready to advance" in ready.text and ready.blocks[-1]["elements"][0]["value"] == str(view.id)
+    assert (
+        "is ready to advance" in ready.text and ready.blocks[-1]["elements"][0]["value"] == f"{view.id}:0:0"
+    )
     assert "passed its planned end (Tue 3 Mar 09:00" in overdue.text
     assert "no activity for 3 business days" in stale.text
     assert "I paused the rollout" in alert.text and "Details in the status thread" in top.text

@@ -31,6 +31,19 @@ class Direction(StrEnum):
     DOWN = "down"
 
 
+class Comparison(StrEnum):
+    """Whether a value exactly at the threshold keeps the rule (and so does not fire a trigger).
+
+    A plan that writes "<0.1% increase", "less than" or "under" means STRICT: exactly +0.1 pp
+    breaks it. One that writes "≤", "at most" or "no more than" means INCLUSIVE. A trigger
+    written "more than 0.5 pp" fires above 0.5 pp only, so its rule is INCLUSIVE; one written
+    "0.5 pp or more" / "at least 0.5 pp" fires at 0.5 pp, so its rule is STRICT.
+    """
+
+    INCLUSIVE = "inclusive"
+    STRICT = "strict"
+
+
 @dataclass(frozen=True)
 class Metric:
     """A number read from Datadog and the rule it must keep.
@@ -61,6 +74,8 @@ class Metric:
     judge: str = ""
     critical: bool = False
     weight: float = 1.0
+    # Metrics stored before comparisons existed have none: they were inclusive, and stay so.
+    comparison: Comparison = Comparison.INCLUSIVE
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -83,6 +98,7 @@ class Metric:
             known["min_count"] = (str(name), float(count))
         else:
             known["min_count"] = None
+        known["comparison"] = Comparison(known.get("comparison") or Comparison.INCLUSIVE)
         return cls(**known)
 
     @property

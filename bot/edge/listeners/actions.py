@@ -6,7 +6,7 @@ import logging
 import re
 from typing import Any
 
-from slack_bolt import Ack, App, Respond
+from slack_bolt import Ack, App, BoltRequest, Respond
 from slack_sdk import WebClient
 from slack_sdk.errors import SlackApiError
 
@@ -14,12 +14,13 @@ from bot.delivery import status_board
 from bot.edge import dispatch, forms, home, subcommands
 from bot.edge.answers import answering
 from bot.edge.listeners import payloads
-from bot.edge.listeners.payloads import action, actor_of, dicts, field, rollout_id_of
+from bot.edge.listeners.payloads import action, actor_of, dicts, field, rollout_id_of, sent_at_of
 from bot.edge.listeners.replies import replier_for
 from bot.errors import UsageError
 from bot.ids import Action, Block
 from bot.services import Services
 from bot.usecases import checklist
+from bot.usecases.advance import Intent, Where
 from bot.usecases.checklist import ItemChange
 from messages.blocks import behind
 
@@ -50,6 +51,16 @@ def flag_value(value: str) -> tuple[int, float]:
     if not 0 <= percent <= 100:
         raise UsageError("that button is not one of mine any more")
     return rollout_id_of(rollout_id), percent
+
+
+def advance_value(value: str, request: BoltRequest | None) -> tuple[int, Intent]:
+    """The Advance button: "<rollout id>:<phase>:<step>" (the step it was rendered at), or,
+    on messages posted before buttons carried it, "<rollout id>": the step current when Slack
+    sent the click."""
+    if ":" in value:
+        rollout_id, where = Where.parse(value)
+        return rollout_id, Intent(at=where)
+    return rollout_id_of(value), Intent(sent_at=sent_at_of(request))
 
 
 def checklist_changes(body: dict[str, Any]) -> tuple[int, list[ItemChange]]:
@@ -93,7 +104,7 @@ def register(app: App, svc: Services) -> None:
             if error is not None:  # the box they see may be wrong until a retry lands: say so
                 reply(behind(error))
 
-    def pick(body: dict[str, Any], respond: Respond, client: WebClient) -> None:
+    def pick(body: dict[str, Any], respond: Respond, client: WebClient, request: BoltRequest) -> None:
         reply = replier_for(body, respond, client)
         with answering(reply):
             subcommand, _, rollout_id = action_value(body).partition(":")
@@ -104,13 +115,18 @@ def register(app: App, svc: Services) -> None:
                 rollout_id_of(rollout_id),
                 reply,
                 trigger_id=body.get("trigger_id"),
+                intent=Intent(sent_at=sent_at_of(request)),
             )
 
-    def control(body: dict[str, Any], respond: Respond, client: WebClient) -> None:
+    def control(body: dict[str, Any], respond: Respond, client: WebClient, request: BoltRequest) -> None:
         reply = replier_for(body, respond, client)
         subcommand = CONTROL_BUTTONS[Action(field(action(body), "action_id"))]
         with answering(reply, subcommand):
-            dispatch.run_for(svc, actor_of(body), subcommand, rollout_id_of(action_value(body)), reply)
+            if subcommand == "advance":
+                rollout_id, intent = advance_value(action_value(body), request)
+                dispatch.run_for(svc, actor_of(body), subcommand, rollout_id, reply, intent=intent)
+            else:
+                dispatch.run_for(svc, actor_of(body), subcommand, rollout_id_of(action_value(body)), reply)
 
     def advance_anyway(body: dict[str, Any], respond: Respond, client: WebClient) -> None:
         with answering(replier_for(body, respond, client), "advance"):

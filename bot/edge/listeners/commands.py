@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from typing import Any
 
-from slack_bolt import Ack, App, Respond
+from slack_bolt import Ack, App, BoltRequest, Respond
 
 from bot.edge import dispatch
 from bot.edge.answers import answering, usage_message
-from bot.edge.listeners.payloads import field
+from bot.edge.listeners.payloads import field, sent_at_of
 from bot.edge.listeners.replies import RespondReplier
 from bot.edge.parsing import parse_command
 from bot.errors import UsageError
@@ -37,7 +37,7 @@ def register(app: App, svc: Services) -> None:
         else:
             ack(response_type="ephemeral", **quick.as_kwargs())
 
-    def work(command: dict[str, Any], respond: Respond) -> None:
+    def work(command: dict[str, Any], respond: Respond, request: BoltRequest) -> None:
         text = command.get("text", "")
         try:
             cmd = parse_command(text)
@@ -45,6 +45,13 @@ def register(app: App, svc: Services) -> None:
             return  # the ack already showed the right form
         reply = RespondReplier(respond)
         with answering(reply, subcommand_of(text)):
-            dispatch.run(svc, actor_of(command), cmd, reply, trigger_id=command.get("trigger_id"))
+            dispatch.run(
+                svc,
+                actor_of(command),
+                cmd,
+                reply,
+                trigger_id=command.get("trigger_id"),
+                sent_at=sent_at_of(request),
+            )
 
     app.command("/rollout")(ack=acknowledge, lazy=[work])

@@ -102,7 +102,9 @@ def metrics_from_success_table(
             )
             continue
         verb = "increases" if target["verb"].lower() in ("increase", "rise") else "decreases"
-        sentence = f"{row.metric} {verb} by no more than {target['amount']}{target['unit'] or ''}"
+        # "<0.1% increase" is strict (exactly +0.1 pp fails), "≤0.1% increase" inclusive.
+        cmp = "less than" if target["op"] == "<" else "no more than"
+        sentence = f"{row.metric} {verb} by {cmp} {target['amount']}{target['unit'] or ''}"
         metric = metric_from_sentence(sentence, trigger=False)
         assert metric is not None  # the sentence is built in the form CHANGE reads
         metric = _with_unique_key(metric, keys)
@@ -154,7 +156,12 @@ def manual_triggers_beside_gate(
                 line,
                 "reads like a metric, but the Metric Gate table has no such trigger; kept to check by hand",
             )
-        elif (said.rule, said.threshold, said.bad) != (row.rule, row.threshold, row.bad):
+        elif (said.rule, said.threshold, said.bad, said.comparison) != (
+            row.rule,
+            row.threshold,
+            row.bad,
+            row.comparison,
+        ):
             reader.report(
                 line, f"disagrees with the Metric Gate table ({rule_summary(row)}); the table is used"
             )

@@ -31,6 +31,7 @@ from bot.domain.plans.markdown.lexer import (
     table_cells,
 )
 from bot.domain.plans.markdown.vocabulary import (
+    AT_THRESHOLD,
     GATE_INTRO,
     MAX_USER_DIGITS,
     SUCCESS_KIND,
@@ -38,7 +39,7 @@ from bot.domain.plans.markdown.vocabulary import (
     judge_from_cell,
     step_from_line,
 )
-from bot.domain.plans.model import Direction, Metric, Rule, Step, SuccessMetricRow
+from bot.domain.plans.model import Comparison, Direction, Metric, Rule, Step, SuccessMetricRow
 
 # "# Rollout Plan: [Feature Name]": the template's title prefix, dropped from the title.
 TITLE_PREFIX = re.compile(r"^Rollout Plan:\s*", re.I)
@@ -358,8 +359,20 @@ def _gate_row(row: dict[str, str]) -> tuple[str, Metric]:
         judge=judge,
         critical=critical,
         weight=weight,
+        comparison=_comparison(row.get("at threshold", "")),
     )
     return kind, metric
+
+
+def _comparison(cell: str) -> Comparison:
+    """The "At threshold" cell; empty (a table exported before the column) means "passes"."""
+    for comparison, words in AT_THRESHOLD.items():
+        if cell.strip().lower() in (words, comparison.value):
+            return comparison
+    if not cell.strip():
+        return Comparison.INCLUSIVE
+    passes, fails = AT_THRESHOLD[Comparison.INCLUSIVE], AT_THRESHOLD[Comparison.STRICT]
+    raise ValueError(f"at threshold must be “{passes}” or “{fails}”")
 
 
 def _skip_results(section: Section, doc: Document, reader: Reader) -> None:

@@ -6,7 +6,9 @@ belongs next to the other, here:
 
 - a step: "25% — 3000 users, at least 1 business day", "internal (0%) — …";
 - a metric's rule in a sentence: "Error rate increases by more than 0.5 pp" (a change against
-  the baseline), "Checkout errors go above 50" (a bound), "Records … is not zero";
+  the baseline), "Checkout errors go above 50" (a bound), "Records … is not zero", with its
+  comparison as written: "less than"/"under"/"<" is strict, "at most"/"no more than"/"≤" is
+  inclusive (a trigger's "more than" fires beyond the threshold: inclusive; "at least": strict);
 - a rule in a report: "absolute, +0.5 pp vs baseline", "upper bound, 50", "must be 0";
 - the Metric Gate table: its introduction, its columns and the two kinds of row.
 """
@@ -15,7 +17,7 @@ from __future__ import annotations
 
 import re
 
-from bot.domain.plans.model import JUDGES, MANN_WHITNEY, Direction, Metric, Rule, Step
+from bot.domain.plans.model import JUDGES, MANN_WHITNEY, Comparison, Direction, Metric, Rule, Step
 
 # --- the Metric Gate table and the Rollback Triggers list ------------------------------------
 
@@ -26,7 +28,7 @@ GATE_INTRO = (
 )
 GATE_COLUMNS = (
     "Kind", "Key", "Metric", "Rule", "Threshold", "Unit", "Worse when",
-    "Aggregator", "Window (min)", "Query", "Control query", "Judge",
+    "Aggregator", "Window (min)", "Query", "Control query", "Judge", "At threshold",
 )  # fmt: skip
 # The Query cell holds one Datadog query or a formula with its named queries and minimum
 # traffic, in the text of bot/domain/formulas.py: `100 * errors / hits; errors = …; hits = …;
@@ -59,6 +61,9 @@ def judge_from_cell(text: str) -> tuple[str, bool, float]:
     return match["judge"], bool(match["critical"]), weight
 
 
+# The "At threshold" cell: does a value exactly at the threshold keep the rule? A table
+# without the column (exported before it existed) means "passes", as the bot then judged.
+AT_THRESHOLD = {Comparison.INCLUSIVE: "passes", Comparison.STRICT: "fails"}
 SUCCESS_KIND = "success criterion"
 TRIGGER_KIND = "rollback trigger"
 
@@ -132,13 +137,15 @@ def step_from_line(text: str) -> Step | None:
 # "Latency increases by no more than 10% of its baseline" (a criterion).
 CHANGE = re.compile(
     r"^(?P<subject>.+?)(?<!\s)\s+(?P<verb>increases|rises|grows|decreases|drops|falls)\s+(?:by\s+)?"
-    r"(?:no more than|at most|less than|more than|over)\s+(?P<amount>-?\d+(?:\.\d+)?)\s*"
+    r"(?P<cmp>no more than|at most|less than|under|at least|more than|over)\s+(?P<amount>-?\d+(?:\.\d+)?)\s*"
     r"(?P<unit>%|pp|percentage points?|[^\s\d][^\s]*?)?(?P<relative>\s+of (?:its |the )?baseline)?\.?$",
     re.I,
 )
-# A metric against a bound: "Checkout errors go above 50", "Conversion stays above 2%".
+# A metric against a bound: "Checkout errors go above 50", "Conversion stays above 2%",
+# "Checkout errors reach or go above 50" (a trigger that fires at 50 itself).
 BOUND = re.compile(
-    r"^(?P<subject>.+?)(?<!\s)\s+(?:goes|go|is|stays|remains)\s+(?P<side>above|over|below|under)\s+"
+    r"^(?P<subject>.+?)(?<!\s)\s+(?:(?P<reaches>reaches or goes)|goes|go|is|stays|remains)\s+"
+    r"(?P<side>above|over|below|under)\s+"
     r"(?P<amount>-?\d+(?:\.\d+)?)\s*(?P<unit>%|[^\s\d][^\s]*?)?\.?$",
     re.I,
 )
@@ -147,7 +154,7 @@ NOT_ZERO = re.compile(r"^(?P<subject>.+?)(?<!\s)\s+(?:is|are) not zero\.?$", re.
 STAYS_ZERO = re.compile(r"^(?P<subject>.+?)(?<!\s)\s+(?:is|are|stays|stay|remains) (?:at )?zero\.?$", re.I)
 # A Success Metrics target such as "<0.1% increase" or "< 10% increase".
 TARGET = re.compile(
-    r"^[<≤]\s*(?P<amount>\d+(?:\.\d+)?)\s*(?P<unit>%|pp|[a-z]+)?\s+(?P<verb>increase|decrease|rise|drop)$",
+    r"^(?P<op><=|[<≤])\s*(?P<amount>\d+(?:\.\d+)?)\s*(?P<unit>%|pp|[a-z]+)?\s+(?P<verb>increase|decrease|rise|drop)$",
     re.I,
 )
 # Metrics the importer can name from prose, with the key, name and unit the built-in
@@ -157,15 +164,29 @@ LATENCY = re.compile(r"\blatency\b", re.I)
 PERCENTILE = re.compile(r"\bp(?P<n>\d{2,3})\b", re.I)
 
 
+# The comparison a sentence's words make, read as a success criterion's rule; a trigger's words
+# say when it fires, so its rule is the other side ("more than 0.5" fires beyond 0.5: the rule
+# keeps 0.5 itself, inclusive).
+STRICT_WORDS = frozenset({"less than", "under", "at least", "<"})
+
+
+def comparison_of(words: str) -> Comparison:
+    return Comparison.STRICT if words.lower() in STRICT_WORDS else Comparison.INCLUSIVE
+
+
 def trigger_sentence(metric: Metric) -> str:
     """A trigger in words that `metric_from_sentence` reads back to the same rule."""
     verb = "increases" if metric.bad is Direction.UP else "decreases"
+    by = "by at least" if metric.comparison is Comparison.STRICT else "by more than"
     match metric.rule:
         case Rule.RELATIVE:
-            return f"{metric.name} {verb} by more than {num(metric.threshold)}% of its baseline"
+            return f"{metric.name} {verb} {by} {num(metric.threshold)}% of its baseline"
         case Rule.ABSOLUTE:
             unit = "pp" if metric.unit == "%" else metric.unit
-            return f"{metric.name} {verb} by more than {num(metric.threshold)}{' ' + unit if unit else ''}"
+            return f"{metric.name} {verb} {by} {num(metric.threshold)}{' ' + unit if unit else ''}"
+        case Rule.UPPER | Rule.LOWER if metric.comparison is Comparison.STRICT:
+            side = "above" if metric.rule is Rule.UPPER else "below"
+            return f"{metric.name} reaches or goes {side} {amount(metric.threshold, metric.unit)}"
         case Rule.UPPER:
             return f"{metric.name} goes above {amount(metric.threshold, metric.unit)}"
         case Rule.LOWER:
@@ -192,13 +213,18 @@ def metric_from_sentence(text: str, *, trigger: bool) -> Metric | None:
             rule, unit = Rule.ABSOLUTE, token
         else:
             rule = Rule.ABSOLUTE
-        return Metric(key, name, "", rule, float(m["amount"]), bad, unit=unit)
+        cmp = comparison_of(m["cmp"])
+        return Metric(key, name, "", rule, float(m["amount"]), bad, unit=unit, comparison=cmp)
     if m := BOUND.match(text):
         key, name, unit = known_metric(m["subject"])
         above = m["side"].lower() in ("above", "over")
         rule = Rule.UPPER if above == trigger else Rule.LOWER
         bad = Direction.UP if rule is Rule.UPPER else Direction.DOWN
-        return Metric(key, name, "", rule, float(m["amount"]), bad, unit=m["unit"] or unit)
+        # "stays below 250" keeps under 250 (strict); a trigger "goes above 50" fires beyond 50
+        # only, so 50 itself keeps its rule (inclusive); "reaches or goes above 50" fires at 50.
+        strict = not trigger or bool(m["reaches"])
+        cmp = Comparison.STRICT if strict else Comparison.INCLUSIVE
+        return Metric(key, name, "", rule, float(m["amount"]), bad, unit=m["unit"] or unit, comparison=cmp)
     if m := (NOT_ZERO if trigger else STAYS_ZERO).match(text):
         key, name, unit = known_metric(m["subject"])
         return Metric(key, name, "", Rule.ZERO, aggregator="sum", unit=unit)
@@ -230,7 +256,15 @@ def slug(text: str) -> str:
 
 
 def rule_summary(metric: Metric) -> str:
-    """E.g. "absolute, +0.5 pp vs baseline", "relative, +50% vs baseline", "must be 0"."""
+    """E.g. "absolute, +0.5 pp vs baseline", "relative, +50% vs baseline", "must be 0"; a
+    strict rule adds "exactly at it fails"."""
+    summary = _rule_summary(metric)
+    if metric.comparison is Comparison.STRICT and metric.rule is not Rule.ZERO:
+        summary += ", exactly at it fails"
+    return summary
+
+
+def _rule_summary(metric: Metric) -> str:
     sign = "+" if metric.bad is Direction.UP else "−"
     match metric.rule:
         case Rule.RELATIVE:
