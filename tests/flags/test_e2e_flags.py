@@ -124,6 +124,7 @@ def flagged(sc: Scenario, admin: UnleashAdmin, template: str = "aggressive", err
     """A flag in Unleash, and a rollout of the same name started on it."""
     flag = admin.create_flag("rb-e2e")
     sc.feature = flag
+    sc.datadog.set_value(sc.hits_match, 100.0)  # the error rate is 100 × errors ÷ hits
     sc.datadog.set_value(sc.errors_match, errors)
     sc.start(template)
     return flag
