@@ -35,6 +35,7 @@ from bot.metrics.shapes import (
     timeseries_request,
     value_and_unit,
 )
+from bot.observe import telemetry
 
 log = logging.getLogger(__name__)
 
@@ -181,17 +182,24 @@ class DatadogMetricsSource(MetricsSource):
         return sparkline.result()
 
     def _read_value(self, query: MetricQuery, now: datetime, deadline: float) -> MetricReading:
-        try:
-            body = scalar_request(query, now)
-            response = self._call(
-                query.name,
-                lambda: self._api.query_scalar_data(body=body),
-                deadline=deadline,
-            )
-            value, unit = value_and_unit(response, query.window_seconds)
-        except Unavailable as exc:
-            log.warning("metric %s: %s [%s]", query.name, exc.problem, exc.detail)
-            return MetricReading(query.name, None, problem=exc.problem)
+        with telemetry.timed(telemetry.DATADOG_SECONDS, outcome="ok") as labels:
+            try:
+                body = scalar_request(query, now)
+                try:
+                    response = self._call(
+                        query.name,
+                        lambda: self._api.query_scalar_data(body=body),
+                        deadline=deadline,
+                    )
+                except Unavailable as exc:
+                    labels["outcome"] = _failure_outcome(exc)
+                    raise
+                value, unit = value_and_unit(response, query.window_seconds)
+            except Unavailable as exc:
+                if labels["outcome"] == "ok":
+                    labels["outcome"] = "no_data"  # Datadog answered, without a number
+                log.warning("metric %s: %s [%s]", query.name, exc.problem, exc.detail)
+                return MetricReading(query.name, None, problem=exc.problem)
         return MetricReading(query.name, value, unit=unit)
 
     def _read_sparkline(self, query: MetricQuery, now: datetime) -> tuple[float, ...]:
@@ -255,6 +263,16 @@ class DatadogMetricsSource(MetricsSource):
             return Unavailable(f"Datadog error {status}", detail)
         # status 0: the client wraps TLS failures this way.
         return Unavailable(f"could not reach Datadog at {self._base_url}", str(exc.reason))
+
+
+def _failure_outcome(exc: Unavailable) -> str:
+    """timeout or error, for rollout_bot_datadog_query_seconds."""
+    cause = exc.__cause__
+    if isinstance(cause, urllib3.exceptions.TimeoutError) and not isinstance(
+        cause, urllib3.exceptions.NewConnectionError
+    ):
+        return "timeout"
+    return "error"
 
 
 def _configuration(
