@@ -9,6 +9,7 @@ from collections.abc import Callable
 from typing import Any
 
 from flask import Flask, Response, jsonify, request
+from gunicorn import glogging
 from gunicorn.app.base import BaseApplication
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 from slack_bolt import App
@@ -174,6 +175,17 @@ def _slack_event(
     return kind, to_flask_response(bolt_response)
 
 
+class _ThroughRoot(glogging.Logger):  # type: ignore[misc]
+    """gunicorn's own lines go through the root logger, so they are JSON like the others."""
+
+    def setup(self, cfg: Any) -> None:
+        super().setup(cfg)
+        for logger in (self.error_log, self.access_log):
+            for handler in list(logger.handlers):
+                logger.removeHandler(handler)
+            logger.propagate = True
+
+
 class GunicornServer(BaseApplication):  # type: ignore[misc]
     """gunicorn run from our own CLI, so `rollout-bot serve` is the one entry point."""
 
@@ -211,6 +223,7 @@ def serve_http(
         "graceful_timeout": 10,
         "accesslog": None,
         "loglevel": "warning",
+        "logger_class": _ThroughRoot,
         # A worker's metric files stay (its counters still count); its live gauges go.
         "child_exit": lambda _server, worker: telemetry.process_exited(worker.pid),
     }

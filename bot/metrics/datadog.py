@@ -11,6 +11,7 @@ import logging
 import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor, wait
+from contextvars import copy_context
 from dataclasses import replace
 from datetime import datetime
 from types import TracebackType
@@ -122,9 +123,13 @@ class DatadogMetricsSource(MetricsSource):
             return {q.name: MetricReading(q.name, None, problem=self._missing_keys) for q in queries}
         deadline = time.monotonic() + self._snapshot_timeout
         # Values are submitted before sparklines so they get workers first.
-        values = {q.name: self._executor.submit(self._read_value, q, now, deadline) for q in queries}
+        # Each read runs in a copy of the caller's context, so its log lines keep the rollout.
+        values = {
+            q.name: self._executor.submit(copy_context().run, self._read_value, q, now, deadline)
+            for q in queries
+        }
         sparklines = (
-            {q.name: self._executor.submit(self._read_sparkline, q, now) for q in queries}
+            {q.name: self._executor.submit(copy_context().run, self._read_sparkline, q, now) for q in queries}
             if self._with_series
             else {}
         )

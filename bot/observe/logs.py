@@ -109,8 +109,10 @@ class _TextWithContext(logging.Formatter):
 
 
 def _rename_event(_logger: Any, _name: str, event: EventDict) -> EventDict:
-    event["message"] = event.pop("event", "")
-    return event
+    """time, level, logger, message first; then the context."""
+    head = {key: event.pop(key, None) for key in ("time", "level", "logger")}
+    head["message"] = event.pop("event", "")
+    return {**head, **event}
 
 
 def _json_formatter() -> logging.Formatter:
@@ -153,6 +155,7 @@ def setup_logging(level: str = "INFO", fmt: str | None = None) -> str:
         root.removeHandler(old)
     root.addHandler(handler)
     root.setLevel(level.upper())
+    logging.captureWarnings(True)  # a library's warning is a log line too, in the same format
     logging.getLogger("alembic").setLevel(logging.WARNING)
     # "skipped: maximum number of running instances" is how a kick meets a running outbox
     # job, which then drains again by itself (bot/delivery/scheduler.py): not worth a warning.
