@@ -10,6 +10,7 @@ import threading
 from collections.abc import Iterator
 
 import pytest
+import structlog
 
 from bot.observe import logs
 
@@ -21,6 +22,8 @@ def captured(monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[io.StringIO, str
     monkeypatch.setenv("DD_APP_KEY", "ddappkey0123456789abcdef01234567")
     monkeypatch.setenv("UNLEASH_API_TOKEN", "*:production.unleash-secret-token-value")
     monkeypatch.setenv("LD_API_TOKEN", "api-1234abcd-ld-secret-token")
+    # Tests that ran use cases in this thread outside any scope may have bound a rollout.
+    structlog.contextvars.clear_contextvars()
     root = logging.getLogger()
     saved = (list(root.handlers), root.level)
     stream = io.StringIO()
