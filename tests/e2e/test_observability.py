@@ -13,7 +13,7 @@ import pytest
 
 from bot.devtools.local_slack import LocalSlack
 from storage.db import Database
-from tests.conftest import SIGNING_SECRET, BotProcess, bot_env
+from tests.conftest import SIGNING_SECRET, BotProcess, bot_env, fresh_postgres_database
 from tests.driver import SlackDriver
 from tests.e2e.observe_support import json_lines, readyz, scrape, task_ids, total
 from tests.e2e_rollouts import Scenario
@@ -31,23 +31,41 @@ def own_slack() -> Iterator[LocalSlack]:
         yield fake
 
 
-@pytest.fixture(params=[1, 2], ids=["one-web-worker", "two-web-workers"])
+@pytest.fixture(
+    params=[
+        ("sqlite", 1),
+        ("sqlite", 2),
+        pytest.param(("postgres", 2), marks=pytest.mark.postgres),
+    ],
+    ids=["sqlite-one-web-worker", "sqlite-two-web-workers", "postgres-two-web-workers"],
+)
 def bot(
     request: pytest.FixtureRequest, tmp_path: Path, own_slack: LocalSlack, datadog: FakeDatadog
 ) -> Iterator[BotProcess]:
+    backend, workers = request.param
+    if backend == "sqlite":
+        url = f"sqlite:///{tmp_path / 'obs.db'}"
+    else:
+        url = request.getfixturevalue("obs_postgres")
     env = bot_env(
-        f"sqlite:///{tmp_path / 'obs.db'}",
+        url,
         own_slack,
         datadog,
         LOG_FORMAT="json",
-        WEB_CONCURRENCY=str(request.param),
+        WEB_CONCURRENCY=str(workers),
         READY_OUTBOX_STUCK_SECONDS="2",
     )
     env.pop("PROMETHEUS_MULTIPROC_DIR", None)
     process = BotProcess(env, tmp_path / "bot.log").start()
-    process.database_url = f"sqlite:///{tmp_path / 'obs.db'}"  # type: ignore[attr-defined]
+    process.database_url = url  # type: ignore[attr-defined]
     yield process
     process.kill()
+
+
+@pytest.fixture
+def obs_postgres() -> Iterator[str]:
+    with fresh_postgres_database("rollout_obs") as url:
+        yield url
 
 
 @pytest.fixture
