@@ -67,6 +67,9 @@ CONCURRENCY = 16
 PER_KIND = int(os.environ.get("BENCH_PER_KIND", "1500"))
 KIND_SECONDS = float(os.environ.get("BENCH_KIND_SECONDS", "16"))
 DRAIN_SECONDS = float(os.environ.get("BENCH_DRAIN_SECONDS", "20"))
+# on: metrics (multiprocess files, /metrics) and JSON logs, as deployed; off: ROLLOUT_METRICS=0
+# and LOG_FORMAT=text, to measure what they cost.
+OBSERVE = os.environ.get("BENCH_OBSERVE", "on").strip().lower() != "off"
 WARMUP = 100
 TARGET_P99 = 1.2  # x bare, at most
 TARGET_THROUGHPUT = 0.8  # x bare, at least
@@ -377,6 +380,10 @@ def main() -> int:
             f"sqlite:///{folder / 'bot.db'}", fakes, fakes, WEB_THREADS=str(THREADS), LOG_LEVEL="WARNING"
         )  # type: ignore[arg-type]
         env["SLACK_SIGNING_SECRET"] = SECRET
+        env["LOG_FORMAT"] = "json" if OBSERVE else "text"
+        env["ROLLOUT_METRICS"] = "1" if OBSERVE else "0"
+        env.pop("PROMETHEUS_MULTIPROC_DIR", None)
+        print(f"metrics and JSON logs: {'on' if OBSERVE else 'off (BENCH_OBSERVE=off)'}")
         bot = BotProcess(env, folder / "bot.log").start(timeout=60)
         assert bot.proc is not None
         try:

@@ -14,14 +14,10 @@ log = logging.getLogger("rollout-bot")
 
 
 def _setup_logging() -> None:
-    logging.basicConfig(
-        level=os.environ.get("LOG_LEVEL", "INFO").upper(),
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-    )
-    logging.getLogger("alembic").setLevel(logging.WARNING)
-    # "skipped: maximum number of running instances" is how a kick meets a running outbox
-    # job, which then drains again by itself (bot/scheduler.py): not worth a warning.
-    logging.getLogger("apscheduler").setLevel(logging.ERROR)
+    """LOG_FORMAT=json|text (JSON unless stderr is a terminal), LOG_LEVEL; bot/observe/logs.py."""
+    from bot.observe.logs import setup_logging
+
+    setup_logging(os.environ.get("LOG_LEVEL", "INFO"))
 
 
 def upgrade_database(settings: Settings) -> None:
@@ -40,6 +36,26 @@ def cmd_serve(settings: Settings) -> int:
     upgrade_database(settings)
     serve(settings)
     return 0
+
+
+def _metrics_for_serve() -> None:
+    """Before prometheus-client is first imported: the folder every process of `serve` writes
+    its metrics to (the work process inherits the variable), removed when serve ends."""
+    import atexit
+
+    from bot.observe import MULTIPROC_ENV, multiprocess_dir, remove_multiprocess_dir
+
+    made = not os.environ.get(MULTIPROC_ENV, "").strip()
+    folder = multiprocess_dir()
+    if folder is not None and made:
+        pid = os.getpid()
+
+        # gunicorn's worker is a fork of this process: only this one removes the folder.
+        def remove() -> None:
+            if os.getpid() == pid:
+                remove_multiprocess_dir(folder)
+
+        atexit.register(remove)
 
 
 def cmd_db_upgrade(settings: Settings) -> int:
@@ -93,6 +109,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    if args.command == "serve":
+        _metrics_for_serve()
     _setup_logging()
     try:
         settings = load_settings()

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+from bot.observe import Limits
 from storage.urls import DEFAULT_URL, normalize_url
 
 DEFAULT_SLACK_API_URL = "https://slack.com/api/"
@@ -51,6 +52,19 @@ class Settings:
 
     work_lease_seconds: int = 60
     work_attempts: int = 3
+    # /readyz: how long without a work-process heartbeat, how old the oldest unclaimed work,
+    # and how old the oldest pending announcement may be before the bot is not ready.
+    ready_work_silent_seconds: int = 60
+    ready_queue_old_seconds: int = 120
+    ready_outbox_stuck_seconds: int = 300
+
+    @property
+    def ready_limits(self) -> Limits:
+        return Limits(
+            work_silent_s=self.ready_work_silent_seconds,
+            queue_old_s=self.ready_queue_old_seconds,
+            outbox_stuck_s=self.ready_outbox_stuck_seconds,
+        )
 
     @property
     def socket_mode(self) -> bool:
@@ -162,4 +176,7 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         due_seconds=_int(env, "ROLLOUT_DUE_SECONDS", 30, 1, 3600),
         work_lease_seconds=_int(env, "WORK_LEASE_SECONDS", 60, 1, 3600),
         work_attempts=_int(env, "WORK_ATTEMPTS", 3, 1, 100),
+        ready_work_silent_seconds=_int(env, "READY_WORK_SILENT_SECONDS", 60, 1, 86400),
+        ready_queue_old_seconds=_int(env, "READY_QUEUE_OLD_SECONDS", 120, 1, 86400),
+        ready_outbox_stuck_seconds=_int(env, "READY_OUTBOX_STUCK_SECONDS", 300, 1, 86400),
     )

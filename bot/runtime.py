@@ -3,16 +3,20 @@
 from __future__ import annotations
 
 import logging
+import os
 import signal
 import subprocess
 import sys
+from typing import Any
 
 from bot.app import build_app
 from bot.config import Settings
 from bot.delivery.scheduler import Scheduler
+from bot.edge.web import build_web, serve_http
 from bot.edge.workqueue import Worker, queue_lazy_work
-from bot.flags import FlagProvider, provider_from_env
+from bot.flags import FlagError, FlagProvider, FlagState, provider_from_env
 from bot.metrics import DatadogMetricsSource, MetricsSource
+from bot.observe import metrics_enabled, telemetry
 from bot.services import Services
 from bot.slackweb.client import make_client
 from messages import configure
@@ -36,7 +40,58 @@ def flag_provider(settings: Settings) -> FlagProvider | None:
     provider = provider_from_env(dict(settings.flag_env))
     if provider is None:
         log.info("FLAG_PROVIDER not set: the bot coordinates rollouts, people set the flag")
-    return provider
+        return None
+    return CountedFlags(provider)
+
+
+class CountedFlags:
+    """The flag provider, with each call counted (rollout_bot_flag_calls_total and
+    rollout_bot_flag_errors_total, by provider and operation); bot/flags knows nothing of it."""
+
+    def __init__(self, inner: FlagProvider) -> None:
+        self.inner = inner
+
+    @property
+    def name(self) -> str:
+        return self.inner.name
+
+    def _count(self, operation: str, call: Any) -> Any:
+        try:
+            result = call()
+        except FlagError:
+            telemetry.FLAG_CALLS.labels(self.inner.name, operation, "error").inc()
+            telemetry.FLAG_ERRORS.labels(self.inner.name, operation).inc()
+            raise
+        telemetry.FLAG_CALLS.labels(self.inner.name, operation, "ok").inc()
+        return result
+
+    def read(self, flag_key: str, *, strategy_id: str | None = None) -> FlagState:
+        state: FlagState = self._count("read", lambda: self.inner.read(flag_key, strategy_id=strategy_id))
+        return state
+
+    def set_percent(self, flag_key: str, percent: float, *, strategy_id: str | None = None) -> FlagState:
+        state: FlagState = self._count(
+            "set_percent", lambda: self.inner.set_percent(flag_key, percent, strategy_id=strategy_id)
+        )
+        return state
+
+    def turn_off(self, flag_key: str, *, strategy_id: str | None = None) -> FlagState:
+        state: FlagState = self._count(
+            "turn_off", lambda: self.inner.turn_off(flag_key, strategy_id=strategy_id)
+        )
+        return state
+
+    def check(self) -> str:
+        found: str = self._count("check", self.inner.check)
+        return found
+
+    def link(self, flag_key: str) -> str | None:
+        return self.inner.link(flag_key)
+
+    def close(self) -> None:
+        close = getattr(self.inner, "close", None)
+        if close is not None:
+            close()
 
 
 def build_services(settings: Settings) -> Services:
@@ -52,31 +107,51 @@ def build_services(settings: Settings) -> Services:
 
 
 def serve(settings: Settings) -> None:
+    """The web process (gunicorn: acks, `/healthz`, `/readyz`, `/metrics`) and the work
+    process beside it. Over HTTP Slack posts to `/slack/events`; in Socket Mode the web
+    process holds the socket instead (started in gunicorn's worker) and answers only the
+    health and metrics pages. Either way the work behind each ack is queued for the work
+    process, so acks never wait on it."""
     svc = build_services(settings)
     bolt = build_app(svc)
-    if settings.socket_mode:
-        from slack_bolt.adapter.socket_mode import SocketModeHandler
-
-        # One process: acks over the socket, work in Bolt's threads, the scheduler beside them.
-        log.info("Socket Mode, database %s", svc.db.dialect)
-        Scheduler(svc, due_seconds=settings.due_seconds).start()
-        SocketModeHandler(bolt, settings.slack_app_token).start()
-        return
-    from bot.edge.web import build_web, serve_http
-
     queue = Database(queue_url(settings.database_url), pool_size=settings.web_threads)
     queue_lazy_work(bolt, queue)
     worker = start_work_process() if settings.embedded_worker else None
     # No connection may cross gunicorn's fork into its worker.
     svc.db.dispose()
     queue.dispose()
-    log.info("HTTP on port %s, database %s", settings.port, svc.db.dialect)
+    web = build_web(
+        None if settings.socket_mode else bolt,
+        svc.db,
+        settings.slack_signing_secret,
+        queue=queue,
+        limits=settings.ready_limits,
+        metrics=metrics_enabled(),
+    )
+    if settings.socket_mode:
+        log.info("Socket Mode, health and metrics on port %s, database %s", settings.port, svc.db.dialect)
+    else:
+        log.info("HTTP on port %s, database %s", settings.port, svc.db.dialect)
+    app_token = settings.slack_app_token
     serve_http(
-        build_web(bolt, svc.db, settings.slack_signing_secret),
+        web,
         port=settings.port,
         threads=settings.web_threads,
+        # One socket per app: Socket Mode keeps one web process.
+        workers=1 if settings.socket_mode else settings.web_concurrency,
         on_exit=(lambda: stop_work_process(worker)) if worker else None,
+        post_worker_init=(lambda: connect_socket_mode(bolt, app_token)) if app_token else None,
     )
+
+
+def connect_socket_mode(bolt: Any, app_token: str) -> Any:
+    """Opens the Socket Mode connection (slack-sdk's built-in client reconnects by itself);
+    returns the handler. Each envelope is acked as soon as its work is queued."""
+    from bot.edge.socket_mode import QueuingSocketModeHandler
+
+    handler = QueuingSocketModeHandler(bolt, app_token)
+    handler.connect()
+    return handler
 
 
 def start_work_process() -> subprocess.Popen[bytes]:
@@ -116,3 +191,4 @@ def work(settings: Settings) -> None:
     log.info("work process: %s threads, database %s", settings.work_threads, svc.db.dialect)
     worker.loop()
     scheduler.shutdown()
+    telemetry.process_exited(os.getpid())

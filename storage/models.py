@@ -397,3 +397,13 @@ class HandledRequest(Base):
 
     key: Mapped[str] = mapped_column(String(255), primary_key=True)
     at: Mapped[datetime] = mapped_column(default=utcnow, index=True)
+
+
+class WorkerHeartbeat(Base):
+    """Each running work process, and when its loop last went round (every few seconds while it
+    runs, removed when it stops): readiness (`/readyz`) asks whether any beat lately."""
+
+    __tablename__ = "worker_heartbeat"
+
+    owner: Mapped[str] = mapped_column(String(100), primary_key=True)
+    beat_at: Mapped[datetime] = mapped_column(default=utcnow, index=True)

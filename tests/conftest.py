@@ -168,6 +168,9 @@ def bot_env(database_url: str, slack: LocalSlack, datadog: FakeDatadog, **extra:
         "DD_API_URL": datadog.url,
         "ROLLOUT_TIMEZONE": "America/Los_Angeles",
         "LOG_LEVEL": "INFO",
+        # The suite reads the classic lines (tests/e2e/test_hardening.py finds records by their
+        # timestamp); tests/e2e/test_observability.py asks for JSON.
+        "LOG_FORMAT": "text",
         **extra,
     }
 

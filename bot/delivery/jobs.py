@@ -44,6 +44,7 @@ from bot.domain.schedule import (
 )
 from bot.domain.soak import soak_status
 from bot.domain.wording import describe_trigger
+from bot.observe import logs, telemetry
 from bot.services import Services
 from bot.usecases import announcing, controls, flagging, measure, views
 from bot.usecases.announcing import announce
@@ -81,6 +82,8 @@ def _claim(svc: Services, now: datetime, limit: int) -> list[Claimed]:
     lease = now + LEASE
     with svc.db.transaction() as session:
         rows = queries.due_jobs(session=session, now=now, limit=limit)
+        for r in rows:
+            telemetry.DUE_JOB_LAG.labels(r.kind).observe(max(0.0, (now - r.due_at).total_seconds()))
         claimed = [Claimed(r.id, r.rollout_id, r.kind, dict(r.data), r.last_run_at, now, lease) for r in rows]
         if claimed:
             session.execute(update(DueJob).where(DueJob.id.in_([c.id for c in claimed])).values(due_at=lease))
@@ -102,13 +105,16 @@ def run_due(svc: Services, *, limit: int = 100) -> int:
     and retried after its lease, and the others carry on."""
     ran = 0
     for job in _claim(svc, svc.clock(), limit):
-        try:
-            _finish(svc, job, JOBS[job.kind](svc, job))
-            ran += 1
-        except Exception:
-            log.exception(
-                "%s job of rollout %s failed; it is retried after its lease", job.kind, job.rollout_id
-            )
+        with logs.scope(job=job.kind, rollout_id=job.rollout_id):
+            try:
+                _finish(svc, job, JOBS[job.kind](svc, job))
+                ran += 1
+                telemetry.DUE_JOBS.labels(job.kind, "ok").inc()
+            except Exception:
+                telemetry.DUE_JOBS.labels(job.kind, "failed").inc()
+                log.exception(
+                    "%s job of rollout %s failed; it is retried after its lease", job.kind, job.rollout_id
+                )
     return ran
 
 
@@ -118,7 +124,10 @@ def run_due(svc: Services, *, limit: int = 100) -> int:
 
 def _load(svc: Services, rollout_id: int) -> Rollout | None:
     with svc.db.reading() as session:
-        return queries.get_rollout(session=session, rollout_id=rollout_id)
+        rollout = queries.get_rollout(session=session, rollout_id=rollout_id)
+    if rollout is not None:
+        logs.bind_rollout(rollout)
+    return rollout
 
 
 def _at_step(job: Claimed, rollout: Rollout) -> bool:
@@ -322,6 +331,8 @@ def _on_fired(
         step = rollouts.display_title(rollout.current_step)
         view = views.rollout_view(rollout)
         rolls_back = flag_rules.on_trigger(rollout) == flag_rules.ROLLBACK
+        action = "rollback" if rolls_back else ("pause" if rollout.watch_pauses else "alert")
+        telemetry.TRIGGERS_FIRED.labels("watch", action).inc(len(new))
         for v in new:
             rule = describe_trigger(triggers[v.key])
             data = {"trigger": v.key, "name": v.name, "value": v.value, "baseline": v.baseline, "rule": rule}

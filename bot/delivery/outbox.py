@@ -42,6 +42,7 @@ from sqlalchemy import and_, exists, or_, select, update
 from sqlalchemy.orm import Session, aliased
 
 from bot.errors import NotInChannel
+from bot.observe import logs, telemetry
 from bot.services import Services
 from bot.slackweb.client import PERMANENT_ERRORS, error_code, post_joining
 from bot.usecases.announcing import Announcement, queue
@@ -145,12 +146,13 @@ def deliver_due(svc: Services, *, limit: int = BATCH) -> int:
             break
         claimed += len(batch)
         for row_id, lease in batch:
-            try:
-                if _deliver(svc, row_id, lease):
-                    sent += 1
-            except Exception:
-                # One bad row must not stop the others; it is retried after its lease.
-                log.exception("outbox row %s failed unexpectedly", row_id)
+            with logs.scope(job="outbox", outbox_id=row_id):
+                try:
+                    if _deliver(svc, row_id, lease):
+                        sent += 1
+                except Exception:
+                    # One bad row must not stop the others; it is retried after its lease.
+                    log.exception("outbox row %s failed unexpectedly", row_id)
     return sent
 
 
@@ -171,6 +173,8 @@ def _deliver(svc: Services, row_id: int, lease: datetime) -> bool:
     if loaded is None:
         return False
     row, rollout, status_ts = loaded
+    if rollout is not None:
+        logs.bind_rollout(rollout)
     now = svc.clock()
     in_thread = row.in_status_thread and rollout is not None and row.channel_id == rollout.channel_id
     thread_ts = status_ts if in_thread else None
@@ -184,6 +188,7 @@ def _deliver(svc: Services, row_id: int, lease: datetime) -> bool:
             _retry_later(svc, row, lease, row.attempts, exc.code, exc.retry_after)
             return False
         if found is not None:
+            telemetry.OUTBOX_DELIVERED.inc()
             return _finish(svc, row_id, lease, state=OutboxState.SENT, sent_ts=found, sent_at=now)
     if _waits_its_turn(svc, row):
         # Another worker holds an earlier row of this rollout and channel: post after it.
@@ -217,6 +222,7 @@ def _deliver(svc: Services, row_id: int, lease: datetime) -> bool:
         _retry_later(svc, row, lease, row.attempts + 1, type(exc).__name__, None)
         return False
     _finish(svc, row_id, lease, state=OutboxState.SENT, sent_ts=ts, sent_at=svc.clock())
+    telemetry.OUTBOX_DELIVERED.inc()
     return True
 
 
@@ -268,6 +274,7 @@ def _retry_later(
             svc, row, lease, rollout, f"{code}, still failing after {int(GIVE_UP.total_seconds() // 3600)} h"
         )
         return
+    telemetry.OUTBOX_RETRIED.labels(telemetry.error_label(code)).inc()
     wait = timedelta(seconds=min(2 ** max(attempts, 1), MAX_BACKOFF.total_seconds()))
     if retry_after and retry_after.strip().isdigit():
         wait = max(wait, timedelta(seconds=int(retry_after.strip())))
@@ -284,6 +291,7 @@ def _rollout_of(svc: Services, row: OutboxMessage) -> Rollout | None:
 
 def _fail(svc: Services, row: OutboxMessage, lease: datetime, rollout: Rollout | None, code: str) -> None:
     """A permanent error: stop retrying, and tell the owner once."""
+    telemetry.OUTBOX_FAILED.labels(telemetry.error_label(code)).inc()
     log.warning("outbox row %s to %s failed for good: %s", row.id, row.channel_id, code)
     now = svc.clock()
     with svc.db.transaction() as session:

@@ -33,6 +33,7 @@ direct message when the payload has none, as a submitted form).
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import socket
@@ -56,6 +57,7 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
 
+from bot.edge.context import request_scope
 from bot.edge.work_keys import (
     command_fingerprint,
     gave_up_message,
@@ -64,8 +66,9 @@ from bot.edge.work_keys import (
     tell,
     work_key,
 )
+from bot.observe import telemetry
 from storage.db import Database, DatabaseGone, handling
-from storage.models import HandledRequest, PendingWork, SeenRequest, utcnow
+from storage.models import HandledRequest, PendingWork, SeenRequest, WorkerHeartbeat, utcnow
 
 log = logging.getLogger(__name__)
 
@@ -77,6 +80,7 @@ SEEN_FOR = timedelta(days=1)  # Slack retries within minutes; a day is plenty
 HANDLED_FOR = timedelta(days=7)  # longer than any row waits in the queue
 RETRY_WINDOW = timedelta(minutes=10)
 PURGE_EVERY_S = 600.0
+HEARTBEAT_EVERY_S = 5.0  # how often the loop says it is alive (bot/edge/health.py reads it)
 RETRY_AFTER_S = 5.0  # a row whose dispatch raised waits this long times its attempts
 
 
@@ -139,7 +143,8 @@ class QueuedLazyRunner(LazyListenerRunner):
         headers = {name: list(values) for name, values in request.headers.items()}
         row = {
             "function_name": name,
-            "body": request.raw_body,
+            # Socket Mode hands Bolt the payload parsed, without a raw body: queue it as JSON.
+            "body": request.raw_body or json.dumps(request.body),
             "headers": headers,
             "created_at": utcnow(),
             "request_key": work_key(request.body, name),
@@ -270,15 +275,26 @@ def request_of(work: PendingWork) -> BoltRequest:
 def run(app: App, work: PendingWork) -> bool:
     """Runs the work; False when Bolt itself failed (listeners answer their own errors)."""
     waited = (utcnow() - work.created_at).total_seconds()
+    telemetry.WORK_WAIT_SECONDS.labels(work.function_name).observe(max(0.0, waited))
     if waited > 2:
         log.warning("work %s (%s) waited %.1f s in the queue", work.id, work.function_name, waited)
-    try:
-        with handling(work.request_key):
-            app.dispatch(request_of(work))
-    except Exception:
-        log.exception("work %s (%s) failed", work.id, work.function_name)
-        return False
+    with telemetry.timed(telemetry.WORK_SECONDS, listener=work.function_name, outcome="ok") as labels:
+        try:
+            with handling(work.request_key):
+                app.dispatch(request_of(work))
+        except Exception:
+            labels["outcome"] = "failed"
+            log.exception("work %s (%s) failed", work.id, work.function_name)
+            return False
     return True
+
+
+def beat(db: Database, owner: str, *, stopping: bool = False) -> None:
+    """The work process's heartbeat row: written while its loop runs, removed when it stops."""
+    with db.transaction() as session:
+        session.execute(delete(WorkerHeartbeat).where(WorkerHeartbeat.owner == owner))
+        if not stopping:
+            session.add(WorkerHeartbeat(owner=owner, beat_at=utcnow()))
 
 
 class Worker:
@@ -310,6 +326,10 @@ class Worker:
         return self.main.was_handled(work.request_key)
 
     def _run_one(self, work: PendingWork) -> None:
+        with request_scope(request_of(work).body, job=work.function_name, work_id=work.id):
+            self._run_scoped(work)
+
+    def _run_scoped(self, work: PendingWork) -> None:
         try:
             if self._already_done(work):
                 log.info(
@@ -331,6 +351,7 @@ class Worker:
             self._free.release()
 
     def _give_up(self, work: PendingWork) -> None:
+        telemetry.WORK_GAVE_UP.labels(work.function_name).inc()
         log.error("work %s (%s) gave up after %s attempts", work.id, work.function_name, work.attempts - 1)
         try:
             finish(self.db, work)
@@ -341,6 +362,12 @@ class Worker:
         tell(body, gave_up_message(work.function_name, body, work.attempts - 1), self.app.client, wait=True)
 
     def _housekeeping(self, now: float, last: dict[str, float]) -> None:
+        if now - last["beat"] >= HEARTBEAT_EVERY_S:
+            last["beat"] = now
+            try:
+                beat(self.db, self.owner)
+            except SQLAlchemyError:
+                log.exception("could not write the heartbeat")
         if now - last["renew"] >= self.lease_s / 3:
             last["renew"] = now
             with self._lock:
@@ -357,7 +384,7 @@ class Worker:
                 log.exception("could not purge old request keys")
 
     def loop(self) -> None:
-        last = {"renew": time.monotonic(), "purge": 0.0 - PURGE_EVERY_S}
+        last = {"renew": time.monotonic(), "purge": 0.0 - PURGE_EVERY_S, "beat": 0.0 - HEARTBEAT_EVERY_S}
         while not self._stop.is_set():
             self._housekeeping(time.monotonic(), last)
             free = 0
@@ -388,6 +415,10 @@ class Worker:
                 self._stop.wait(IDLE_POLL_S)
         # Work already claimed finishes before the process ends.
         self._pool.shutdown(wait=True)
+        try:
+            beat(self.db, self.owner, stopping=True)
+        except SQLAlchemyError:
+            log.warning("could not remove the heartbeat")
 
     def stop(self) -> None:
         self._stop.set()

@@ -11,6 +11,7 @@ import logging
 import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor, wait
+from contextvars import copy_context
 from dataclasses import replace
 from datetime import datetime
 from types import TracebackType
@@ -36,6 +37,7 @@ from bot.metrics.shapes import (
     timeseries_request,
     value_and_unit,
 )
+from bot.observe import telemetry
 
 log = logging.getLogger(__name__)
 
@@ -122,9 +124,13 @@ class DatadogMetricsSource(MetricsSource):
             return {q.name: MetricReading(q.name, None, problem=self._missing_keys) for q in queries}
         deadline = time.monotonic() + self._snapshot_timeout
         # Values are submitted before sparklines so they get workers first.
-        values = {q.name: self._executor.submit(self._read_value, q, now, deadline) for q in queries}
+        # Each read runs in a copy of the caller's context, so its log lines keep the rollout.
+        values = {
+            q.name: self._executor.submit(copy_context().run, self._read_value, q, now, deadline)
+            for q in queries
+        }
         sparklines = (
-            {q.name: self._executor.submit(self._read_sparkline, q, now) for q in queries}
+            {q.name: self._executor.submit(copy_context().run, self._read_sparkline, q, now) for q in queries}
             if self._with_series
             else {}
         )
@@ -183,20 +189,27 @@ class DatadogMetricsSource(MetricsSource):
 
     def _read_value(self, query: MetricQuery, now: datetime, deadline: float) -> MetricReading:
         count: float | None = None
-        try:
-            body = scalar_request(query, now)
-            response = self._call(
-                query.name,
-                lambda: self._api.query_scalar_data(body=body),
-                deadline=deadline,
-            )
-            # The count is read first: a window without traffic has no value either, and
-            # "not enough traffic" is the better answer then.
-            count = count_value(response) if query.count_of else None
-            value, unit = value_and_unit(response, query.window_seconds, len(query.formulas))
-        except Unavailable as exc:
-            log.warning("metric %s: %s [%s]", query.name, exc.problem, exc.detail)
-            return MetricReading(query.name, None, problem=exc.problem, count=count)
+        with telemetry.timed(telemetry.DATADOG_SECONDS, outcome="ok") as labels:
+            try:
+                body = scalar_request(query, now)
+                try:
+                    response = self._call(
+                        query.name,
+                        lambda: self._api.query_scalar_data(body=body),
+                        deadline=deadline,
+                    )
+                except Unavailable as exc:
+                    labels["outcome"] = _failure_outcome(exc)
+                    raise
+                # The count is read first: a window without traffic has no value either, and
+                # "not enough traffic" is the better answer then.
+                count = count_value(response) if query.count_of else None
+                value, unit = value_and_unit(response, query.window_seconds, len(query.formulas))
+            except Unavailable as exc:
+                if labels["outcome"] == "ok":
+                    labels["outcome"] = "no_data"  # Datadog answered, without a number
+                log.warning("metric %s: %s [%s]", query.name, exc.problem, exc.detail)
+                return MetricReading(query.name, None, problem=exc.problem, count=count)
         return MetricReading(query.name, value, unit=unit, count=count)
 
     def _read_sparkline(self, query: MetricQuery, now: datetime) -> tuple[float, ...]:
@@ -260,6 +273,16 @@ class DatadogMetricsSource(MetricsSource):
             return Unavailable(f"Datadog error {status}", detail)
         # status 0: the client wraps TLS failures this way.
         return Unavailable(f"could not reach Datadog at {self._base_url}", str(exc.reason))
+
+
+def _failure_outcome(exc: Unavailable) -> str:
+    """timeout or error, for rollout_bot_datadog_query_seconds."""
+    cause = exc.__cause__
+    if isinstance(cause, urllib3.exceptions.TimeoutError) and not isinstance(
+        cause, urllib3.exceptions.NewConnectionError
+    ):
+        return "timeout"
+    return "error"
 
 
 def _configuration(

@@ -33,6 +33,7 @@ from bot.domain.calendar import format_local
 from bot.domain.gates import GateResult
 from bot.errors import AlreadyMoved, RolloutNotFound, UsageError
 from bot.flags import FlagError
+from bot.observe import telemetry
 from bot.services import Actor, Services
 from bot.usecases import announcing, controls, flagging, schedule
 from bot.usecases.access import check_allowed
@@ -141,7 +142,13 @@ def advance(svc: Services, actor: Actor, rollout: Rollout) -> Outcome:
                     blockers=list(gate.blockers),
                 )
             )
-            if gate.fired and flag_rules.on_trigger(locked) == flag_rules.ROLLBACK:
+            telemetry.GATE_DECISIONS.labels("blocked").inc()
+            rolls_back = flag_rules.on_trigger(locked) == flag_rules.ROLLBACK
+            if gate.fired:
+                telemetry.TRIGGERS_FIRED.labels("advance", "rollback" if rolls_back else "block").inc(
+                    len(gate.fired)
+                )
+            if gate.fired and rolls_back:
                 reason = "rollback trigger fired: " + "; ".join(f"{v.name} ({v.reason})" for v in gate.fired)
                 written = controls.roll_back_locked(svc, session, locked, None, reason, now)
                 outcome = _outcome(locked, gate, None, may_override=False)
@@ -150,6 +157,7 @@ def advance(svc: Services, actor: Actor, rollout: Rollout) -> Outcome:
         moved, written = _move(
             svc, session, locked, actor, now, EventKind.ADVANCED, attempt, snapshot_id=snap.id
         )
+    telemetry.GATE_DECISIONS.labels("advanced").inc()
     outcome = _outcome(locked, gate, moved, may_override=True, where=where)
     return replace(outcome, flag=written.words() if written else "")
 
@@ -168,7 +176,8 @@ def override(svc: Services, actor: Actor, token: str, reason: str) -> rollouts.M
         moved, _ = _move(
             svc, session, locked, actor, now, EventKind.OVERRIDDEN, attempt, reason=reason, blockers=blockers
         )
-        return moved
+    telemetry.GATE_DECISIONS.labels("overridden").inc()
+    return moved
 
 
 def _lock_at(session: Session, rollout_id: int, where: Where) -> Rollout:

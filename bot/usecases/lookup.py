@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from bot.domain import names
 from bot.errors import NeedsChoice, RolloutNotFound
+from bot.observe import logs
 from bot.services import Actor, Services
 from storage import queries
 from storage.models import Rollout
@@ -20,11 +21,13 @@ def resolve(svc: Services, actor: Actor, feature: str | None, subcommand: str) -
                     "There is no rollout called *{feature}*. `/rollout list` shows the open ones.",
                     feature=feature,
                 )
+            logs.bind_rollout(found)
             return found.id
         in_channel = queries.open_in_channel(
             session=session, team_id=actor.team_id, channel_id=actor.channel_id
         )
     if len(in_channel) == 1:
+        logs.bind_rollout(in_channel[0])
         return in_channel[0].id
     if not in_channel:
         raise RolloutNotFound(
@@ -42,6 +45,7 @@ def load(svc: Services, team_id: str, rollout_id: int) -> Rollout:
         rollout = queries.get_rollout(session=session, rollout_id=rollout_id)
     if rollout is None or rollout.team_id != team_id:
         raise RolloutNotFound("That rollout does not exist any more.")
+    logs.bind_rollout(rollout)
     return rollout
 
 
@@ -59,6 +63,7 @@ def resolve_words(svc: Services, actor: Actor, words: list[str], subcommand: str
                 session=session, team_id=actor.team_id, feature_key=names.feature_key(words[0])
             )
         if named is not None:
+            logs.bind_rollout(named)
             return named.id, " ".join(words[1:])
     return resolve(svc, actor, None, subcommand), " ".join(words)
 
@@ -68,4 +73,5 @@ def load_for(svc: Services, actor: Actor, rollout_id: int) -> Rollout:
         rollout = queries.get_rollout(session=session, rollout_id=rollout_id)
     if rollout is None or rollout.team_id != actor.team_id:
         raise RolloutNotFound("That rollout does not exist any more.")
+    logs.bind_rollout(rollout)
     return rollout

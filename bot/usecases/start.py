@@ -15,6 +15,7 @@ from bot.domain import flagging as flag_rules
 from bot.domain import names, rollouts
 from bot.errors import DuplicateFeature, RolloutError, UsageError
 from bot.flags import FlagError, FlagState, valid_flag_key
+from bot.observe import logs
 from bot.services import Actor, Services
 from bot.usecases import announcing, flagging, plan_store, schedule
 from storage import queries
@@ -112,6 +113,7 @@ def start(svc: Services, actor: Actor, cmd: Start) -> int:
             )
             session.add(rollout)
             session.flush()
+            logs.bind_rollout(rollout)
             session.add(
                 rollouts.event(
                     rollout,

@@ -32,6 +32,7 @@ class WebApi:
         self.base_url = base_url
         self._methods: dict[str, Callable[[Params], Reply]] = {
             "auth.test": self._auth_test,
+            "apps.connections.open": self._connections_open,
             "chat.postMessage": self._post_message,
             "chat.update": self._update,
             "chat.postEphemeral": self._post_ephemeral,
@@ -62,6 +63,12 @@ class WebApi:
     def _auth_test(self, params: Params) -> Reply:
         body = json.dumps(AUTH_TEST).encode()
         return Reply(body=body, headers=(("x-oauth-scopes", SCOPES),), answer=dict(AUTH_TEST))
+
+    def _connections_open(self, params: Params) -> Reply:
+        """Socket Mode: where to connect, when a test runs a Socket Mode server."""
+        if self.state.socket_url is None:
+            return error("invalid_auth")
+        return ok(url=self.state.socket_url)
 
     def _post_message(self, params: Params) -> Reply:
         channel = params.get("channel")

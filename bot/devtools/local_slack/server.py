@@ -125,6 +125,11 @@ class LocalSlack:
         with self._changed:
             self._state.admins.add(user_id)
 
+    def set_socket_url(self, url: str | None) -> None:
+        """apps.connections.open answers this ws:// URL (a local Socket Mode server)."""
+        with self._changed:
+            self._state.socket_url = url
+
     def set_delay(self, method: str, seconds: float) -> None:
         with self._changed:
             self._state.delays[method] = seconds

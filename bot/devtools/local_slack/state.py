@@ -84,6 +84,8 @@ class State:
     outside: dict[str, bool] = field(default_factory=dict)
     admins: set[str] = field(default_factory=set)
     uploads: dict[str, Params] = field(default_factory=dict)
+    # What apps.connections.open hands out: a Socket Mode server's ws:// URL (None: refused).
+    socket_url: str | None = None
     # One sequence for every generated id keeps ts values unique and increasing.
     ids: Iterator[int] = field(default_factory=lambda: itertools.count(1))
 
