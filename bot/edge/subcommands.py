@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from slack_sdk.errors import SlackApiError
 
-from bot.delivery import status_board
+from bot.delivery import charts, status_board
 from bot.domain import rights
 from bot.domain.plans.catalog import builtin_templates
 from bot.domain.schedule import describe_digest
@@ -150,6 +150,11 @@ def check(svc: Services, actor: Actor, rollout_id: int, reply: Replier, *, move:
     note = refreshed(svc, rollout_id) if outcome.moved is not None or outcome.rolled_back else ""
     if outcome.flag:
         note = f"{escape(outcome.flag)}{note}"
+    # Drawn and posted before the answer, so the answer can say where the chart is (or why
+    # there is none); this runs in the work process, long after the ack.
+    chart = charts.after_check(svc, rollout_id)
+    if chart:
+        note = f"{note}\n{chart}" if note else chart
     reply(gate_report(outcome, note=note))
 
 
