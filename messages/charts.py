@@ -14,8 +14,10 @@ state and is not safe across the work process's threads.
 
 from __future__ import annotations
 
+import functools
 import io
 import math
+import warnings
 from collections.abc import Sequence
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
@@ -198,8 +200,17 @@ def _markers(axes: Axes, markers: Sequence[Marker], tz: str, start: datetime, en
 # --- shared drawing ----------------------------------------------------------------------------
 
 
+@functools.cache
+def _quiet_missing_glyphs() -> None:
+    """DejaVu Sans, the font matplotlib ships, has no CJK glyphs: such a name draws as boxes,
+    which is no reason to warn on every chart."""
+    warnings.filterwarnings("ignore", message=r"Glyph \d+ .* missing from font", category=UserWarning)
+
+
 def _figure(width: float, height: float) -> Figure:
     from matplotlib.figure import Figure
+
+    _quiet_missing_glyphs()
 
     # Fixed margins rather than a layout engine: the constrained layout measured every text
     # twice and doubled the cost of a chart (bench/chart_render.py).
