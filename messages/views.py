@@ -106,6 +106,21 @@ class EventView:
     actor_id: str | None
     at: datetime
     data: Mapping[str, Any]
+    id: int | None = None  # where an "Older…" page starts
+
+
+@dataclass(frozen=True)
+class TimelineView:
+    """One page of a rollout's timeline: `events` newest first, and whether older ones exist
+    beyond them (`older`)."""
+
+    rollout_id: int
+    feature: str
+    tz: str
+    events: tuple[EventView, ...]
+    older: bool
+    total: int
+    page: int = 1
 
 
 @dataclass(frozen=True)

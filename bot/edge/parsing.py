@@ -87,6 +87,11 @@ USAGES: dict[str, Usage] = {
         "/rollout export checkout-v2",
         "The plan document with every result filled in, as a file in the rollout's thread",
     ),
+    "timeline": Usage(
+        "/rollout timeline [feature]",
+        "/rollout timeline checkout-v2",
+        "Who did what when: gate verdicts, overrides with reasons, flag changes (newest first)",
+    ),
     "import": Usage("/rollout import", "/rollout import", "Turn a plan document (Markdown) into a template"),
     "access": Usage(
         "/rollout access [feature] [exit-criteria|updates anyone|steerers]",
@@ -150,7 +155,9 @@ class Approvers:
     user_id: str | None = None
 
 
-ROLLOUT_SUBCOMMANDS = ("advance", "snapshot", "resume", "complete", "metrics", "baseline", "export")
+ROLLOUT_SUBCOMMANDS = (
+    "advance", "snapshot", "resume", "complete", "metrics", "baseline", "export", "timeline",
+)  # fmt: skip
 REASON_SUBCOMMANDS = ("pause", "rollback", "update")
 
 

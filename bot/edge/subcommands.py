@@ -27,12 +27,14 @@ from bot.usecases import (
     views,
 )
 from bot.usecases import start as starting
+from bot.usecases import timeline as audit
 from bot.usecases.start import Start
 from messages import render
 from messages.blocks import Message, status_message, text_message
 from messages.gate import checking, gate_report
 from messages.modals import import_modal
 from messages.text import escape
+from messages.timeline import timeline_message
 from storage.models import Rollout
 
 # The forms a subcommand opens, named here so the dispatch table reads in one place.
@@ -103,6 +105,14 @@ def baseline(svc: Services, actor: Actor, rollout_id: int, reply: Replier) -> No
 
 def export(svc: Services, actor: Actor, rollout_id: int, reply: Replier) -> None:
     reply(plan_slack.export_to_thread(svc, actor, rollout_id))
+
+
+def timeline(
+    svc: Services, actor: Actor, rollout_id: int, before: int | None = None, number: int = 1
+) -> Message:
+    """A page of the timeline; "Older…" asks for the next one (`before`: the last event shown)."""
+    message, _shown = timeline_message(audit.page(svc, actor, rollout_id, before=before, number=number))
+    return message
 
 
 def digest(svc: Services, actor: Actor, cmd: Digest, reply: Replier) -> None:
