@@ -82,3 +82,18 @@ def after_check(svc: Services, rollout_id: int) -> str:
     link = status_board.permalink(svc, rollout_id)
     where = f"<{link}|the status thread>" if link else "the status thread"
     return f":chart_with_upwards_trend: The chart of this check follows in {where}."
+
+
+def for_digest(svc: Services, rollout_id: int) -> str:
+    """Posts the progress chart into the status thread; the digest's line about it."""
+    try:
+        chart = charting.progress_chart(svc, rollout_id)
+    except Exception:  # as above
+        log.exception("progress chart of rollout %s could not be drawn", rollout_id)
+        return ":warning: The progress chart is missing: it could not be drawn."
+    if chart is None:
+        return ""
+    posted = post(svc, rollout_id, chart, "Progress so far")
+    if posted.problem is not None:
+        return f":warning: The progress chart is missing: {posted.problem}."
+    return ":chart_with_upwards_trend: The progress chart (exposure by day, pauses, rollbacks, key metric) is just above."

@@ -162,10 +162,7 @@ def check(svc: Services, actor: Actor, rollout_id: int, reply: Replier, *, move:
         note = f"{escape(outcome.flag)}{note}"
     # Drawn and posted before the answer, so the answer can say where the chart is (or why
     # there is none); this runs in the work process, long after the ack.
-    chart = charts.after_check(svc, rollout_id)
-    if chart:
-        note = f"{note}\n{chart}" if note else chart
-    reply(gate_report(outcome, note=note))
+    reply(gate_report(outcome, note=note, chart=charts.after_check(svc, rollout_id)))
 
 
 def start(svc: Services, actor: Actor, cmd: Start) -> None:

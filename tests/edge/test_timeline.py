@@ -102,7 +102,9 @@ def test_500_events_page_through_every_one_once_newest_first(svc: Services) -> N
 def test_a_page_stops_where_slack_would_refuse_it_and_the_next_starts_there() -> None:
     long = "x" * 2000
     events = tuple(
-        EventView("overridden", "U1", NOW - timedelta(minutes=i), {"reason": long, "to_step": "5%"}, id=1000 - i)
+        EventView(
+            "overridden", "U1", NOW - timedelta(minutes=i), {"reason": long, "to_step": "5%"}, id=1000 - i
+        )
         for i in range(400)
     )
     view = TimelineView(7, "f", "UTC", events, older=False, total=400)
