@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import functools
 import io
+import logging
 import math
 import warnings
 from collections.abc import Sequence
@@ -61,7 +62,8 @@ def gate_chart(view: GateChartView) -> bytes:
     panels = view.panels[:MAX_PANELS]
     columns = 1 if len(panels) <= 2 else 2
     rows = max(1, math.ceil(len(panels) / columns))
-    figure = _figure(WIDTH_IN, 1.0 + PANEL_HEIGHT_IN * rows)
+    height = 1.0 + PANEL_HEIGHT_IN * rows
+    figure = _figure(WIDTH_IN, height, top_in=0.95)
     left_out = view.left_out + len(view.panels) - len(panels)
     more = f" (+{left_out} more metrics not shown)" if left_out else ""
     figure.suptitle(_fit(f"{view.feature}: {view.title}{more}", 70), fontsize=TITLE_PT, fontweight="bold")
@@ -70,9 +72,15 @@ def gate_chart(view: GateChartView) -> bytes:
         _empty(axes, "this step has no metrics")
         return _png(figure)
     grid = figure.add_gridspec(rows, columns)
+    first: Axes | None = None
     for index, panel in enumerate(panels):
-        axes = figure.add_subplot(grid[index // columns, index % columns])
-        _panel(axes, panel, view)
+        axes = figure.add_subplot(grid[index // columns, index % columns], sharex=first)
+        first = first or axes
+        # Times read along the bottom row only: fewer labels to draw, nothing lost.
+        bottom = index + columns >= len(panels)
+        _panel(axes, panel, view, bottom=bottom)
+    # One legend for every panel, under the title: the same lines mean the same in each.
+    _figure_legend(figure, y=1 - 0.5 / height)
     return _png(figure)
 
 
@@ -119,10 +127,19 @@ def progress_chart(view: ProgressChartView) -> bytes:
     return _png(figure)
 
 
+def warm_up() -> None:
+    """Imports matplotlib and draws a blank chart: the work process calls it at start-up so
+    that no one's first chart waits for the import and the font cache."""
+    try:
+        _png(_figure(1.0, 1.0))
+    except Exception:  # a failed warm-up only leaves the cost to the first chart
+        logging.getLogger(__name__).exception("charts could not be warmed up")
+
+
 # --- panels ------------------------------------------------------------------------------------
 
 
-def _panel(axes: Axes, panel: MetricPanel, view: GateChartView) -> None:
+def _panel(axes: Axes, panel: MetricPanel, view: GateChartView, *, bottom: bool) -> None:
     verdict = panel.verdict if panel.verdict in VERDICT_WORD else "no data"
     axes.set_title(
         _fit(f"{VERDICT_WORD[verdict]} · {panel.name}", 40),
@@ -149,11 +166,10 @@ def _panel(axes: Axes, panel: MetricPanel, view: GateChartView) -> None:
         )
     _markers(axes, view.markers, view.tz, view.start, view.end)
     axes.set_ylabel(_unit_label(panel.unit), fontsize=LABEL_PT)
-    _time_axis(axes, view.start, view.end, view.tz, days=False)
+    _time_axis(axes, view.start, view.end, view.tz, days=False, labelled=bottom)
     _style(axes)
     if not drawn:
         _note(axes, "no data" + (f": {panel.problem}" if panel.problem else ""))
-    _legend(axes)
 
 
 def _series(axes: Axes, points: Sequence[Point], tz: str, *, color: str, label: str, style: str) -> bool:
@@ -207,7 +223,26 @@ def _quiet_missing_glyphs() -> None:
     warnings.filterwarnings("ignore", message=r"Glyph \d+ .* missing from font", category=UserWarning)
 
 
-def _figure(width: float, height: float) -> Figure:
+def _figure_legend(figure: Figure, *, y: float) -> None:
+    seen: dict[str, Any] = {}
+    for axes in figure.axes:
+        for handle, label in zip(*axes.get_legend_handles_labels(), strict=True):
+            seen.setdefault(label, handle)
+    if seen:
+        figure.legend(
+            list(seen.values()),
+            list(seen),
+            loc="center",
+            bbox_to_anchor=(0.5, y),
+            ncol=len(seen),
+            fontsize=TICK_PT,
+            frameon=False,
+            handlelength=2.2,
+            columnspacing=1.2,
+        )
+
+
+def _figure(width: float, height: float, *, top_in: float = 0.62) -> Figure:
     from matplotlib.figure import Figure
 
     _quiet_missing_glyphs()
@@ -215,19 +250,25 @@ def _figure(width: float, height: float) -> Figure:
     # Fixed margins rather than a layout engine: the constrained layout measured every text
     # twice and doubled the cost of a chart (bench/chart_render.py).
     figure = Figure(figsize=(width, height), dpi=DPI, facecolor="white")
-    top = 1 - 0.62 / height
+    top = 1 - top_in / height
     figure.subplots_adjust(
-        left=0.1, right=0.98, top=top, bottom=0.62 / height, hspace=0.9 / PANEL_HEIGHT_IN * 2.2, wspace=0.3
+        left=0.1, right=0.96, top=top, bottom=0.62 / height, hspace=0.9 / PANEL_HEIGHT_IN * 2.2, wspace=0.3
     )
     return figure
 
 
 def _png(figure: Figure) -> bytes:
+    """Draws once and encodes the pixels as an RGB PNG at zlib level 1: a white picture
+    compresses well at any level, and the alpha channel carries nothing."""
     from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from PIL import Image
 
     canvas = FigureCanvasAgg(figure)
+    canvas.draw()
+    size = canvas.get_width_height()
+    image = Image.frombuffer("RGBA", size, canvas.buffer_rgba(), "raw", "RGBA", 0, 1).convert("RGB")
     out = io.BytesIO()
-    canvas.print_png(out, pil_kwargs={"compress_level": 1})
+    image.save(out, format="PNG", compress_level=1)
     return out.getvalue()
 
 
@@ -258,7 +299,9 @@ def _legend_patches(axes: Axes, *, paused: bool, rolled_back: bool) -> None:
     axes.legend(handles=handles, fontsize=TICK_PT - 1, loc="upper left", frameon=False)
 
 
-def _time_axis(axes: Axes, start: datetime, end: datetime, tz: str, *, days: bool) -> None:
+def _time_axis(
+    axes: Axes, start: datetime, end: datetime, tz: str, *, days: bool, labelled: bool = True
+) -> None:
     from matplotlib.dates import DateFormatter
     from matplotlib.ticker import FixedLocator
 
@@ -271,6 +314,9 @@ def _time_axis(axes: Axes, start: datetime, end: datetime, tz: str, *, days: boo
     axes.xaxis.set_major_locator(FixedLocator([left + span * i / 4 for i in range(5)]))
     long = days and span >= 2
     axes.xaxis.set_major_formatter(DateFormatter("%d %b" if long else "%d %b %H:%M" if days else "%H:%M"))
+    if not labelled:
+        axes.tick_params(labelbottom=False)
+        return
     zone = tz if tz else "UTC"
     axes.set_xlabel(f"time ({zone})", fontsize=TICK_PT)
 
@@ -284,13 +330,12 @@ def _note(axes: Axes, text: str) -> None:
     axes.text(
         0.5,
         0.5,
-        _fit(text, 48),
+        _fit(text, 42),
         transform=axes.transAxes,
         ha="center",
         va="center",
-        fontsize=LABEL_PT,
+        fontsize=TICK_PT,
         color=GREY,
-        wrap=True,
     )
 
 

@@ -90,7 +90,7 @@ USAGES: dict[str, Usage] = {
     "timeline": Usage(
         "/rollout timeline [feature]",
         "/rollout timeline checkout-v2",
-        "Who did what when: gate verdicts, overrides with reasons, flag changes (newest first)",
+        "Who did what when, newest first: gate verdicts, overrides, flag changes",
     ),
     "import": Usage("/rollout import", "/rollout import", "Turn a plan document (Markdown) into a template"),
     "access": Usage(
