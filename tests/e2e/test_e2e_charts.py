@@ -40,12 +40,20 @@ def test_an_advance_uploads_the_chart_of_its_check_into_the_status_thread(sc: Sc
     reply = sc.advance()
 
     assert sc.where() == ("active", 1, 0)
-    (asked,) = [c for c in sc.slack.calls("files.getUploadURLExternal")]
+    # The local Slack serves every test of the session: only this rollout's calls count.
+    (asked,) = [
+        c
+        for c in sc.slack.calls("files.getUploadURLExternal")
+        if str(c.params["filename"]).startswith(f"{sc.feature}-")
+    ]
     assert str(asked.params["filename"]).startswith(f"{sc.feature}-gate-")
-    (done,) = sc.slack.calls("files.completeUploadExternal")
-    assert (done.params["channel_id"], done.params["thread_ts"]) == (sc.channel, sc.status_ts())
+    (done,) = [
+        c for c in sc.slack.calls("files.completeUploadExternal") if c.params["channel_id"] == sc.channel
+    ]
+    assert done.params["thread_ts"] == sc.status_ts()
     assert done.params["initial_comment"] == f"{sc.feature}: gate passed at 5%"
-    (upload,) = sc.slack.calls("upload_url")
+    (file_id,) = [f["id"] for f in done.params["files"]]
+    (upload,) = [c for c in sc.slack.calls("upload_url") if c.params["file_id"] == file_id]
     image = Image.open(io.BytesIO(upload.params["data"]))
     image.load()
     assert image.size == (800, 360)  # the metric and its trigger read one query: one panel
