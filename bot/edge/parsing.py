@@ -85,7 +85,7 @@ USAGES: dict[str, Usage] = {
     "export": Usage(
         "/rollout export [feature]",
         "/rollout export checkout-v2",
-        "The plan document with every result filled in, as a file in the rollout's thread",
+        "The plan document with every result filled in, and its charts, as files in the rollout's thread",
     ),
     "timeline": Usage(
         "/rollout timeline [feature]",
