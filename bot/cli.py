@@ -101,6 +101,9 @@ def build_parser() -> argparse.ArgumentParser:
     exp = plan_sub.add_parser("export", help="print a rollout as its plan document, results filled in")
     exp.add_argument("feature")
     exp.add_argument("--team", help="the Slack workspace id, when the name is used in several")
+    exp.add_argument(
+        "--output", "-o", metavar="FILE.md", help="write the document here and its charts (PNG) beside it"
+    )
     sub.add_parser(
         "shell", help="try the bot in this terminal: no Slack app needed (local SQLite by default)"
     )
@@ -133,7 +136,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             upgrade_database(settings)
             if args.plan_command == "import":
                 return plan_cli.import_file(settings, args.file, args.name)
-            return plan_cli.export_feature(settings, args.feature, args.team)
+            return plan_cli.export_feature(settings, args.feature, args.team, args.output)
         if args.command == "shell":
             from bot.devtools.shell import run_shell
 

@@ -15,6 +15,7 @@ class Action(StrEnum):
     OPEN_ROLLOUT = "open_rollout"
     FLAG_APPLY_PLAN = "flag_apply_plan"  # a drifted flag: write the plan's percentage
     FLAG_ADOPT = "flag_adopt"  # a drifted flag: accept the flag's percentage
+    TIMELINE_OLDER = "timeline_older"  # the next, older page of `/rollout timeline`
 
 
 class Block(StrEnum):

@@ -7,6 +7,7 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 from typing import Any
 
 from bot.app import build_app
@@ -20,6 +21,7 @@ from bot.observe import metrics_enabled, telemetry
 from bot.services import Services
 from bot.slackweb.client import make_client
 from messages import configure
+from messages.charts import warm_up as warm_up_charts
 from storage.db import Database
 from storage.urls import queue_url
 
@@ -188,6 +190,9 @@ def work(settings: Settings) -> None:
     signal.signal(signal.SIGTERM, stop)
     signal.signal(signal.SIGINT, stop)
     scheduler.start()
+    # The first chart would pay for importing matplotlib and loading its fonts (about a
+    # second): pay it now, beside the start-up, not inside someone's advance.
+    threading.Thread(target=warm_up_charts, name="chart-warm-up", daemon=True).start()
     log.info("work process: %s threads, database %s", settings.work_threads, svc.db.dialect)
     worker.loop()
     scheduler.shutdown()

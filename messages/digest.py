@@ -98,9 +98,10 @@ def digest(
     check: SnapshotView | None,
     soak: str,
     unchecked: Sequence[str],
+    chart: str = "",
 ) -> tuple[Message, Message]:
     """(status-thread digest, stakeholder digest). `check` is the last gate verdict taken at
-    the current step, if any."""
+    the current step, if any; `chart` the line about the progress chart posted with it."""
     tz = rollout.timezone
     entries = timeline(events, tz)
     context = {
@@ -119,6 +120,7 @@ def digest(
         },
         "timeline": entries[-MAX_TIMELINE:],
         "more": max(0, len(entries) - MAX_TIMELINE),
+        "chart": chart,
     }
     thread = render("digest", audience="thread", **context)
     line = render("digest", audience="stakeholders", **context)

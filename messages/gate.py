@@ -50,7 +50,9 @@ def checking(feature: str, count: int) -> Message:
     return Message(text=text, blocks=_dicts([SectionBlock(text=MarkdownTextObject(text=text))]))
 
 
-def gate_report(outcome: Outcome, *, note: str = "") -> Message:
+def gate_report(outcome: Outcome, *, note: str = "", chart: str = "") -> Message:
+    """`note`: what else happened (the flag, the status message), last; `chart`: where the
+    chart of this check went, or why it is missing, under the soak line."""
     gate = outcome.gate
     feature = escape(outcome.feature)
     if outcome.moved is not None:
@@ -104,6 +106,8 @@ def gate_report(outcome: Outcome, *, note: str = "") -> Message:
             elements=[MarkdownTextObject(text=escape(gate.soak.describe(outcome.step_title, outcome.tz)))]
         )
     )
+    if chart:
+        blocks.append(ContextBlock(elements=[MarkdownTextObject(text=chart)]))
     if outcome.moved is None and gate.blockers:
         blocks.append(DividerBlock())
         blockers = "\n".join(f"• {escape(b)}" for b in gate.blockers)

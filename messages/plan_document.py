@@ -13,6 +13,7 @@ importer skips those. Plain Markdown, not mrkdwn: nothing is Slack-escaped.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -38,9 +39,12 @@ from messages.render import render
 __all__ = ["export_plan"]
 
 
-def export_plan(plan: Plan, *, results: RolloutResults | None = None) -> str:
-    """The plan in the template's Markdown form; with `results`, what happened in each phase.
-    The layout is messages/templates/plan_export.md.j2; this only prepares the text it places."""
+def export_plan(
+    plan: Plan, *, results: RolloutResults | None = None, charts: Sequence[tuple[str, str]] = ()
+) -> str:
+    """The plan in the template's Markdown form; with `results`, what happened in each phase;
+    with `charts` ((title, file name) pairs), a Charts section showing the files saved beside
+    it. The layout is messages/templates/plan_export.md.j2; this only prepares the text it places."""
     tz = results.time_zone if results else "UTC"
     phase_results = results.phases if results else ()
     phases = [
@@ -65,6 +69,7 @@ def export_plan(plan: Plan, *, results: RolloutResults | None = None) -> str:
         gate_rows=[_gate_cells(SUCCESS_KIND, m) for m in plan.metrics]
         + [_gate_cells(TRIGGER_KIND, t) for t in plan.triggers],
         time_zone=tz if results else "",
+        charts=[{"title": _cell(title).replace("]", ")"), "filename": name} for title, name in charts],
     )
     return text + "\n"
 

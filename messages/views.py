@@ -106,6 +106,21 @@ class EventView:
     actor_id: str | None
     at: datetime
     data: Mapping[str, Any]
+    id: int | None = None  # where an "Older…" page starts
+
+
+@dataclass(frozen=True)
+class TimelineView:
+    """One page of a rollout's timeline: `events` newest first, and whether older ones exist
+    beyond them (`older`)."""
+
+    rollout_id: int
+    feature: str
+    tz: str
+    events: tuple[EventView, ...]
+    older: bool
+    total: int
+    page: int = 1
 
 
 @dataclass(frozen=True)
@@ -132,3 +147,85 @@ class Outcome:
     snapshot_only: bool = False
     flag: str = ""  # the flag write that went with the move, in words
     rolled_back: bool = False  # a rollback trigger fired and the plan says to roll back
+
+
+# --- charts ------------------------------------------------------------------------------------
+# A point in time and a value; None is a gap (no data at that time).
+Point = tuple[datetime, float | None]
+
+
+@dataclass(frozen=True)
+class Marker:
+    """A moment worth a vertical line: `kind` is "step", "pause", "resume" or "rollback"."""
+
+    at: datetime
+    kind: str
+    label: str
+
+
+@dataclass(frozen=True)
+class MetricPanel:
+    """One query of a gate check as a chart shows it: the canary's series, the control's where
+    the metric has one (else the stored baseline as a level), and the limits of the success
+    metric and the rollback trigger that read it (one panel when both read the same query).
+    `verdict` is the worse of the two: "fail", "no data" or "pass"."""
+
+    name: str
+    unit: str
+    verdict: str
+    role: str  # "success metric", "rollback trigger", "success metric and trigger"
+    canary: tuple[Point, ...]
+    value: float | None = None  # the number the gate judged
+    control: tuple[Point, ...] = ()
+    baseline: float | None = None  # the control's value or the stored baseline
+    baseline_label: str = "baseline"
+    limit: float | None = None
+    trigger_limit: float | None = None
+    problem: str | None = None
+
+
+@dataclass(frozen=True)
+class GateChartView:
+    """A gate check as one picture: a panel per metric over the gate's window."""
+
+    feature: str
+    title: str  # the verdict in words
+    tz: str
+    start: datetime
+    end: datetime
+    panels: tuple[MetricPanel, ...]
+    markers: tuple[Marker, ...] = ()
+    left_out: int = 0  # metrics beyond what one picture holds
+
+    @property
+    def has_data(self) -> bool:
+        return any(v is not None for p in self.panels for _, v in (*p.canary, *p.control)) or any(
+            p.value is not None for p in self.panels
+        )
+
+
+@dataclass(frozen=True)
+class ProgressChartView:
+    """A rollout over time: its exposure as a step line, pauses as shaded spans, rollbacks
+    marked, and its key metric at each gate check."""
+
+    feature: str
+    tz: str
+    start: datetime
+    end: datetime
+    percent: tuple[tuple[datetime, float], ...]  # exposure from each moment on
+    paused: tuple[tuple[datetime, datetime], ...]
+    markers: tuple[Marker, ...]
+    metric_name: str = ""
+    metric_unit: str = ""
+    metric: tuple[Point, ...] = ()
+    metric_limit: float | None = None
+
+
+@dataclass(frozen=True)
+class Chart:
+    """A rendered picture and what to call it."""
+
+    filename: str
+    title: str
+    png: bytes

@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from datetime import datetime
 
-from sqlalchemy import Select, or_, select
+from sqlalchemy import Select, and_, func, or_, select
 from sqlalchemy.orm import Session, selectinload
 
 from storage.enums import OPEN_STATUSES, SnapshotKind
@@ -104,6 +104,22 @@ def status_message(*, session: Session, rollout_id: int) -> SlackMessage | None:
 def events(*, session: Session, rollout_id: int) -> Sequence[Event]:
     stmt = select(Event).where(Event.rollout_id == rollout_id).order_by(Event.at, Event.id)
     return session.scalars(stmt).all()
+
+
+def events_page(*, session: Session, rollout_id: int, before_id: int | None, limit: int) -> Sequence[Event]:
+    """A rollout's events newest first (by time, then id); with `before_id`, only those older
+    than that event, so a page starts where the previous one stopped."""
+    stmt = select(Event).where(Event.rollout_id == rollout_id)
+    if before_id is not None:
+        anchor = (
+            select(Event.at).where(Event.id == before_id, Event.rollout_id == rollout_id).scalar_subquery()
+        )
+        stmt = stmt.where(or_(Event.at < anchor, and_(Event.at == anchor, Event.id < before_id)))
+    return session.scalars(stmt.order_by(Event.at.desc(), Event.id.desc()).limit(limit)).all()
+
+
+def count_events(*, session: Session, rollout_id: int) -> int:
+    return session.scalar(select(func.count(Event.id)).where(Event.rollout_id == rollout_id)) or 0
 
 
 def snapshots(*, session: Session, rollout_id: int) -> Sequence[MetricSnapshot]:

@@ -27,7 +27,7 @@ from zoneinfo import ZoneInfo
 from sqlalchemy import delete, update
 from sqlalchemy.orm import Session
 
-from bot.delivery import status_board
+from bot.delivery import charts, status_board
 from bot.domain import flagging as flag_rules
 from bot.domain import rollouts
 from bot.domain.gates import MetricVerdict, Observation, fired_triggers, incomputable_triggers
@@ -152,6 +152,8 @@ def _queue(
 
 
 def _digest(svc: Services, job: Claimed) -> Due | None:
+    scheduled = datetime.fromisoformat(job.data["at"])  # the slot, not the (maybe late) run
+    chart = _digest_chart(svc, job.rollout_id, scheduled)
     with svc.db.transaction() as session:
         rollout = queries.get_rollout(session=session, rollout_id=job.rollout_id)
         if rollout is None or not rollout.status.is_open:
@@ -161,7 +163,6 @@ def _digest(svc: Services, job: Claimed) -> Due | None:
         soak = soak_status(
             rollout.step_started_at, step.min_business_days, job.now, tz=tz, country=rollout.country
         )
-        scheduled = datetime.fromisoformat(job.data["at"])  # the slot, not the (maybe late) run
         thread, line = texts.digest(
             views.rollout_view(rollout),
             scheduled=scheduled,
@@ -171,10 +172,24 @@ def _digest(svc: Services, job: Claimed) -> Due | None:
             ),
             soak=soak.describe(rollouts.display_title(step), tz),
             unchecked=rollouts.unchecked_exit_criteria(rollout),
+            chart=chart,
         )
         local_date = scheduled.astimezone(ZoneInfo(tz)).date()
         _queue(session, rollout, f"digest:{local_date.isoformat()}", job.now, thread, line)
     return planned(rollout, job.now).get(Kind.DIGEST)
+
+
+def _digest_chart(svc: Services, rollout_id: int, scheduled: datetime) -> str:
+    """The progress chart, posted into the status thread just before the digest's text; once
+    a digest (a replayed tick finds it queued already), and never for a closed rollout."""
+    rollout = _load(svc, rollout_id)
+    if rollout is None or not rollout.status.is_open:
+        return ""
+    local_date = scheduled.astimezone(ZoneInfo(rollout.timezone)).date()
+    with svc.db.reading() as session:
+        if _queued(session, rollout, f"digest:{local_date.isoformat()}"):
+            return ""
+    return charts.for_digest(svc, rollout_id)
 
 
 def _ready(svc: Services, job: Claimed) -> Due | None:

@@ -52,7 +52,9 @@ def import_file(settings: Settings, path: str, name: str | None) -> int:
     return 0
 
 
-def export_feature(settings: Settings, feature: str, team: str | None) -> int:
+def export_feature(settings: Settings, feature: str, team: str | None, output: str | None = None) -> int:
+    """The filled plan on standard output; with `output`, into that file, and its charts
+    (progress, newest gate check) as PNG files beside it, referenced from the document."""
     svc = build_services(settings)
     with svc.db.reading() as session:
         stmt = (
@@ -73,7 +75,21 @@ def export_feature(settings: Settings, feature: str, team: str | None) -> int:
             file=sys.stderr,
         )
         return 2
-    _rollout, text = exporting.export(svc, found[0].id)
-    sys.stdout.write(text)
+    if output is None:
+        _rollout, text = exporting.export(svc, found[0].id)
+        sys.stdout.write(text)
+        svc.db.dispose()
+        return 0
+    target = Path(output)
+    charts, missing = exporting.export_charts(svc, found[0].id)
+    _rollout, text = exporting.export(svc, found[0].id, charts)
     svc.db.dispose()
+    target.write_text(text, encoding="utf-8")
+    print(f"wrote {target}")
+    for chart in charts:
+        beside = target.parent / chart.filename
+        beside.write_bytes(chart.png)
+        print(f"wrote {beside}")
+    if missing:
+        print(f"rollout-bot: no charts: {missing}", file=sys.stderr)
     return 0

@@ -12,13 +12,16 @@ import hashlib
 import hmac
 import json
 import math
+import os
 import sys
+import tempfile
 import time
 import uuid
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor, wait
 from dataclasses import replace
 from datetime import datetime, timedelta
+from pathlib import Path
 from typing import Any, TextIO
 from urllib.parse import urlencode
 
@@ -122,6 +125,10 @@ class Shell:
         self.executor = TrackingExecutor()
         self.app: App = build_app(self.svc, executor=self.executor)
         self.shown: list[Posted] = []
+        # Where uploads (charts, exported plans) are saved for the person at the terminal.
+        self.files = Path(
+            os.environ.get("ROLLOUT_SHELL_FILES") or Path(tempfile.gettempdir()) / "rollout-bot-shell"
+        )
         self.controls: dict[int, tuple[Posted, Control]] = {}
         self.next_number = 1
 
@@ -138,6 +145,9 @@ class Shell:
             self.flag_writes_shown = len(writes)
         shown, self.shown = self.shown, []
         for posted in shown:
+            if posted.kind == "file":
+                self._show_files(posted)
+                continue
             label = {
                 "message": "posted",
                 "update": "updated",
@@ -157,6 +167,20 @@ class Shell:
                 self.next_number += 1
             self.out.write(f"\n[{label}]\n{text}\n")
         self.out.flush()
+
+    def _show_files(self, posted: Posted) -> None:
+        """An upload (a chart, an exported plan): where Slack would show it, and the file the
+        shell saved it to, so a chart can be opened."""
+        where = (
+            f"the thread of {posted.thread_ts} in {posted.channel}" if posted.thread_ts else posted.channel
+        )
+        self.files.mkdir(parents=True, exist_ok=True)
+        lines = [f"\n[file] posted in {where}" + (f": {posted.text}" if posted.text else "")]
+        for name, data in posted.files:
+            path = self.files / (Path(name).name or "upload")
+            path.write_bytes(data)
+            lines.append(f"  {name} ({len(data):,} bytes) written to {path}")
+        self.out.write("\n".join(lines) + "\n")
 
     # -- input ------------------------------------------------------------------------
 

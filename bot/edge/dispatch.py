@@ -133,6 +133,7 @@ ON_ROLLOUT: dict[str, OnRolloutHandler] = {
     "update": lambda req, rid, reason: sub.send_update(req.svc, req.actor, rid, reason, req.reply),
     "baseline": lambda req, rid, reason: sub.baseline(req.svc, req.actor, rid, req.reply),
     "export": lambda req, rid, reason: sub.export(req.svc, req.actor, rid, req.reply),
+    "timeline": lambda req, rid, reason: req.reply(sub.timeline(req.svc, req.actor, rid)),
     "metrics": lambda req, rid, reason: sub.open_metrics_form(req.svc, req.actor, rid, req.trigger_id),
 }
 

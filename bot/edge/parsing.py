@@ -85,7 +85,12 @@ USAGES: dict[str, Usage] = {
     "export": Usage(
         "/rollout export [feature]",
         "/rollout export checkout-v2",
-        "The plan document with every result filled in, as a file in the rollout's thread",
+        "The plan document with every result filled in, and its charts, as files in the rollout's thread",
+    ),
+    "timeline": Usage(
+        "/rollout timeline [feature]",
+        "/rollout timeline checkout-v2",
+        "Who did what when, newest first: gate verdicts, overrides, flag changes",
     ),
     "import": Usage("/rollout import", "/rollout import", "Turn a plan document (Markdown) into a template"),
     "access": Usage(
@@ -150,7 +155,9 @@ class Approvers:
     user_id: str | None = None
 
 
-ROLLOUT_SUBCOMMANDS = ("advance", "snapshot", "resume", "complete", "metrics", "baseline", "export")
+ROLLOUT_SUBCOMMANDS = (
+    "advance", "snapshot", "resume", "complete", "metrics", "baseline", "export", "timeline",
+)  # fmt: skip
 REASON_SUBCOMMANDS = ("pause", "rollback", "update")
 
 

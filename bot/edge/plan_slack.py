@@ -9,7 +9,7 @@ from collections.abc import Sequence
 from bot.domain.plans.catalog import plan_problems
 from bot.domain.plans.markdown import DocumentTooLarge, Problem, parse_plans
 from bot.services import Actor, Services
-from bot.usecases import exporting, plan_store
+from bot.usecases import exporting, lookup, plan_store
 from messages.blocks import Message, text_message
 from messages.text import escape
 from storage import queries
@@ -62,18 +62,29 @@ def import_text(svc: Services, actor: Actor, name: str, text: str) -> Message:
 
 
 def export_to_thread(svc: Services, actor: Actor, rollout_id: int) -> Message:
-    rollout, document = exporting.export(svc, rollout_id)
-    if rollout.team_id != actor.team_id:
-        return text_message(":no_entry_sign: That rollout does not exist any more.")
+    rollout = lookup.load_for(svc, actor, rollout_id)
+    charts, missing = exporting.export_charts(svc, rollout_id)
+    rollout, document = exporting.export(svc, rollout_id, charts)
     with svc.db.reading() as session:
         status = queries.status_message(session=session, rollout_id=rollout_id)
     filename = re.sub(r"[^A-Za-z0-9._-]+", "-", rollout.feature).strip("-") or "rollout"
+    # One message with every file; the document last, the charts it shows before it.
+    files = [{"content": c.png, "filename": c.filename, "title": c.title} for c in charts]
+    files.append(
+        {
+            "content": document,
+            "filename": f"{filename}-rollout-plan.md",
+            "title": f"Rollout plan: {rollout.feature}",
+        }
+    )
     svc.client.files_upload_v2(
         channel=rollout.channel_id,
         thread_ts=status.ts if status is not None else None,
-        content=document,
-        filename=f"{filename}-rollout-plan.md",
-        title=f"Rollout plan: {rollout.feature}",
-        initial_comment=f"The plan for {rollout.feature} with its results so far.",
+        file_uploads=files,
+        initial_comment=f"The plan for {escape(rollout.feature)} with its results so far.",
     )
-    return text_message(f":page_facing_up: Exported *{escape(rollout.feature)}* into its thread.")
+    pictures = f" with {len(charts)} chart{'s' if len(charts) != 1 else ''}" if charts else ""
+    note = f" The charts are missing: {missing}." if missing else ""
+    return text_message(
+        f":page_facing_up: Exported *{escape(rollout.feature)}*{pictures} into its thread.{note}"
+    )

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from slack_sdk.errors import SlackApiError
 
-from bot.delivery import status_board
+from bot.delivery import charts, status_board
 from bot.domain import rights
 from bot.domain.plans.catalog import builtin_templates
 from bot.domain.schedule import describe_digest
@@ -27,12 +27,14 @@ from bot.usecases import (
     views,
 )
 from bot.usecases import start as starting
+from bot.usecases import timeline as audit
 from bot.usecases.start import Start
 from messages import render
 from messages.blocks import Message, status_message, text_message
 from messages.gate import checking, gate_report
 from messages.modals import import_modal
 from messages.text import escape
+from messages.timeline import timeline_message
 from storage.models import Rollout
 
 # The forms a subcommand opens, named here so the dispatch table reads in one place.
@@ -105,6 +107,14 @@ def export(svc: Services, actor: Actor, rollout_id: int, reply: Replier) -> None
     reply(plan_slack.export_to_thread(svc, actor, rollout_id))
 
 
+def timeline(
+    svc: Services, actor: Actor, rollout_id: int, before: int | None = None, number: int = 1
+) -> Message:
+    """A page of the timeline; "Older…" asks for the next one (`before`: the last event shown)."""
+    message, _shown = timeline_message(audit.page(svc, actor, rollout_id, before=before, number=number))
+    return message
+
+
 def digest(svc: Services, actor: Actor, cmd: Digest, reply: Replier) -> None:
     rollout_id = lookup.resolve(svc, actor, cmd.feature, "digest")
     rollout = schedule.set_digest(svc, actor, rollout_id, cmd.cadence, cmd.at)
@@ -161,7 +171,9 @@ def check(
     note = refreshed(svc, rollout_id) if outcome.moved is not None or outcome.rolled_back else ""
     if outcome.flag:
         note = f"{escape(outcome.flag)}{note}"
-    reply(gate_report(outcome, note=note))
+    # Drawn and posted before the answer, so the answer can say where the chart is (or why
+    # there is none); this runs in the work process, long after the ack.
+    reply(gate_report(outcome, note=note, chart=charts.after_check(svc, rollout_id)))
 
 
 def start(svc: Services, actor: Actor, cmd: Start) -> None:

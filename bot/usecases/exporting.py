@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Sequence
 from dataclasses import replace
 from datetime import datetime
@@ -20,10 +21,14 @@ from bot.domain.plans.results import (
     Tick,
 )
 from bot.services import Services
+from bot.usecases import charting
 from messages.plan_document import export_plan
+from messages.views import Chart
 from storage import queries
 from storage.enums import EventKind, SnapshotKind
 from storage.models import Event, MetricSnapshot, Phase, Rollout
+
+log = logging.getLogger(__name__)
 
 # How each decision reads in the export; {from_step}/{to_step}/{step} come from the event.
 DECISIONS = {
@@ -126,13 +131,32 @@ def results_of(
     return RolloutResults(phases=tuple(phases), time_zone=rollout.timezone)
 
 
-def export(svc: Services, rollout_id: int) -> tuple[Rollout, str]:
+def export(svc: Services, rollout_id: int, charts: Sequence[Chart] = ()) -> tuple[Rollout, str]:
+    """The filled plan document; `charts` are referenced by file name from a Charts section
+    (the caller saves or uploads them beside it)."""
     with svc.db.reading() as session:
         rollout = queries.get_rollout(session=session, rollout_id=rollout_id)
         assert rollout is not None
         events = queries.events(session=session, rollout_id=rollout_id)
         snaps = queries.snapshots(session=session, rollout_id=rollout_id)
-    return rollout, export_plan(current_plan(rollout), results=results_of(rollout, events, snaps))
+    results = results_of(rollout, events, snaps)
+    named = [(c.title, c.filename) for c in charts]
+    return rollout, export_plan(current_plan(rollout), results=results, charts=named)
+
+
+def export_charts(svc: Services, rollout_id: int) -> tuple[list[Chart], str]:
+    """The charts a retrospective wants beside the document: the progress, and the newest
+    gate check. Returns them, and why any is missing ("" when none is)."""
+    out: list[Chart] = []
+    try:
+        progress = charting.progress_chart(svc, rollout_id)
+        gate = charting.gate_chart(svc, rollout_id, live=False)
+    except Exception:  # a document without pictures is still the document
+        log.exception("charts of rollout %s could not be drawn for the export", rollout_id)
+        return [], "the charts could not be drawn"
+    out += [progress] if progress is not None else []
+    out += [gate[1]] if gate is not None and gate[0].panels else []
+    return out, ""
 
 
 def _verdict(verdict: dict[str, Any]) -> str:

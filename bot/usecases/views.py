@@ -98,6 +98,7 @@ def event_view(event: Event) -> EventView:
         actor_id=event.actor_id,
         at=event.at,
         data=MappingProxyType(dict(event.data)),
+        id=event.id,
     )
 
 

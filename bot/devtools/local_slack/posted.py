@@ -10,7 +10,7 @@ from typing import Any, Literal
 from bot.devtools.local_slack.methods import VIEW_METHODS
 from bot.devtools.local_slack.state import Call, Params, Reply, with_block_ids
 
-Kind = Literal["message", "update", "ephemeral", "reply", "view"]
+Kind = Literal["message", "update", "ephemeral", "reply", "view", "file"]
 
 
 @dataclass
@@ -24,10 +24,12 @@ class Posted:
     text: str
     blocks: list[dict[str, Any]] = field(default_factory=list)
     thread_ts: str | None = None
+    files: list[tuple[str, bytes]] = field(default_factory=list)  # (name, bytes) of an upload
 
 
-def shown(call: Call, reply: Reply) -> Posted | None:
-    """What ``call`` showed, answered with ``reply``; None when it showed nothing."""
+def shown(call: Call, reply: Reply, uploads: dict[str, Params] | None = None) -> Posted | None:
+    """What ``call`` showed, answered with ``reply``; None when it showed nothing. ``uploads``:
+    the bytes posted to upload URLs, by file id, for files.completeUploadExternal."""
     params = call.params
     if call.method == "response_url":
         kind: Kind = "message" if params.get("response_type") == "in_channel" else "reply"
@@ -52,6 +54,19 @@ def shown(call: Call, reply: Reply) -> Posted | None:
             str(answer["message_ts"]),
             str(params.get("text") or ""),
             _blocks(params.get("blocks")),
+        )
+    if call.method == "files.completeUploadExternal":
+        files = [
+            (str(f.get("name", "")), bytes((uploads or {}).get(str(f.get("id")), {}).get("data", b"")))
+            for f in answer.get("files") or []
+        ]
+        return Posted(
+            "file",
+            str(params.get("channel_id") or ""),
+            "",
+            str(params.get("initial_comment") or ""),
+            thread_ts=params.get("thread_ts") or None,
+            files=files,
         )
     if call.method in VIEW_METHODS:
         view: Params = answer["view"]

@@ -209,7 +209,7 @@ class LocalSlack:
         with self._changed:
             reply = answer(call)
             self._state.calls.append(call)
-            if self._on_post is not None and (posted := shown(call, reply)) is not None:
+            if self._on_post is not None and (posted := shown(call, reply, self._state.uploads)) is not None:
                 self._on_post(posted)
             self._changed.notify_all()
         return reply

@@ -63,6 +63,15 @@ def advance_value(value: str, request: BoltRequest | None) -> tuple[int, Intent]
     return rollout_id_of(value), Intent(sent_at=sent_at_of(request))
 
 
+def timeline_cursor(value: str) -> tuple[int, int, int]:
+    """The "Older…" button of a timeline page: "<rollout id>:<last event shown>:<next page>"."""
+    parts = value.split(":")
+    if len(parts) != 3 or not all(p.isascii() and p.isdigit() and int(p) < 2**31 for p in parts):
+        raise UsageError("that button is not one of mine any more")
+    rollout_id, before, number = (int(p) for p in parts)
+    return rollout_id, before, number
+
+
 def checklist_changes(body: dict[str, Any]) -> tuple[int, list[ItemChange]]:
     """What the click changed: the clicker's selection against what their message showed.
 
@@ -149,6 +158,12 @@ def register(app: App, svc: Services) -> None:
             rollout_id, percent = flag_value(action_value(body))
             subcommands.adopt_flag(svc, actor_of(body), rollout_id, percent, reply)
 
+    def older(body: dict[str, Any], respond: Respond, client: WebClient) -> None:
+        reply = replier_for(body, respond, client)
+        with answering(reply, "timeline"):
+            rollout_id, before, number = timeline_cursor(action_value(body))
+            reply(subcommands.timeline(svc, actor_of(body), rollout_id, before, number))
+
     def open_from_home(body: dict[str, Any]) -> None:
         actor = actor_of(body)
         try:
@@ -165,3 +180,4 @@ def register(app: App, svc: Services) -> None:
     app.action(Action.ROLLBACK)(ack=ack_now, lazy=[rollback])
     app.action(Action.FLAG_APPLY_PLAN)(ack=ack_now, lazy=[apply_flag_plan])
     app.action(Action.FLAG_ADOPT)(ack=ack_now, lazy=[adopt_flag])
+    app.action(Action.TIMELINE_OLDER)(ack=ack_now, lazy=[older])

@@ -72,6 +72,7 @@ PLACEHOLDER = re.compile(r"\[[^\]]*\]")
 SECTION_KINDS = {
     "planning": "planning",
     "results": "results",
+    "charts": "results",  # pictures of a past run (the export's chart files), like its results
     "overview": "overview",
     "rollout strategy": "strategy",
     "success metrics": "success_metrics",
