@@ -131,7 +131,7 @@ def warm_up() -> None:
     """Imports matplotlib and draws a blank chart: the work process calls it at start-up so
     that no one's first chart waits for the import and the font cache."""
     try:
-        _png(_figure(1.0, 1.0))
+        _png(_figure(WIDTH_IN, 3.0))  # the smallest real chart: its margins fit (1 × 1 in would not)
     except Exception:  # a failed warm-up only leaves the cost to the first chart
         logging.getLogger(__name__).exception("charts could not be warmed up")
 
