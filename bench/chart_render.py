@@ -129,7 +129,9 @@ def main() -> int:
         cpu_medians[label] = cpu
         rows.append([label, f"{wall * 1000:.1f} ms", f"{cpu * 1000:.1f} ms", f"{size / 1024:.0f} KiB",
                      f"{cpu * 1000 / TARGET_MS:.2f}x"])  # fmt: skip
-    print(f"median of {RUNS} draws each, after one warm-up; ratio of the CPU time to the {TARGET_MS:g} ms target")
+    print(
+        f"median of {RUNS} draws each, after one warm-up; ratio of the CPU time to the {TARGET_MS:g} ms target"
+    )
     table(["chart", "wall", "CPU", "PNG", "vs target"], rows)
     cold = first_chart_in_a_fresh_process()
     print(f"first chart in a fresh process (import matplotlib, fonts): {cold * 1000:.0f} ms, median of 3")
