@@ -40,6 +40,7 @@ class Kind(StrEnum):
     WATCH = "watch"
     FLAG_SYNC = "flag_sync"  # a flag write a rollback still owes, retried until it lands
     REFRESH = "refresh"  # a status-message edit Slack refused, retried until it lands
+    AUTO = "auto"  # auto-advance: the step's next look (bot/delivery/autopilot.py)
 
 
 # Written where they arise (a refused edit), not planned from the rollout's state: a change to
@@ -123,6 +124,8 @@ def planned(rollout: Rollout, now: datetime, *, watch_minutes: int = WATCH_MINUT
         out[Kind.READY] = Due(ready_at, {**where, "at": iso_utc(ready_at)})
         end = planned_end(rollout)
         out[Kind.OVERDUE] = Due(end, {**where, "at": iso_utc(end)})
+        if rollout.auto_advance:  # first looked at when the soak is met
+            out[Kind.AUTO] = Due(ready_at, {**where, "at": iso_utc(ready_at)})
     # The watch reads the rollback triggers of an active rollout, and the flag of any open
     # rollout whose flag the bot runs (`flag_seen_at`: read when it started).
     flag_runs = bool(rollout.flag_key) and rollout.flag_seen_at is not None
