@@ -75,6 +75,19 @@ def text_message(mrkdwn: str) -> Message:
     )
 
 
+def long_text_message(mrkdwn: str) -> Message:
+    """A notice longer than one section holds (the help): one section per run of whole
+    lines that fits; the fallback text is cut where Slack cuts it."""
+    sections: list[str] = []
+    for line in mrkdwn.split("\n"):
+        if sections and len(sections[-1]) + 1 + len(line) <= MAX_SECTION_TEXT:
+            sections[-1] += "\n" + line
+        else:
+            sections.append(truncate(line, MAX_SECTION_TEXT))
+    blocks = [SectionBlock(text=MarkdownTextObject(text=s)) for s in sections if s.strip()]
+    return Message(text=truncate(mrkdwn, MAX_FALLBACK_TEXT), blocks=_dicts(blocks))
+
+
 def _step_text(step: StepView, phase: PhaseView, rollout: RolloutView) -> str:
     title = step.title
     users = f" ({step.desired_users:,} users)" if step.desired_users else ""

@@ -18,7 +18,7 @@ from bot.errors import AdvanceClosed, NeedsChoice, RolloutError, UsageError
 from bot.slackweb.client import error_code
 from messages import render
 from messages.autopilot import closed_answer
-from messages.blocks import Message, choose_rollout, text_message
+from messages.blocks import Message, choose_rollout, long_text_message, text_message
 from messages.text import escape
 from storage.db import AlreadyHandled
 
@@ -32,7 +32,7 @@ def usage_message(error: UsageError) -> Message:
 
 
 def help_message() -> Message:
-    return text_message(render("help", usages=list(USAGES.items()), templates=template_names()))
+    return long_text_message(render("help", usages=list(USAGES.items()), templates=template_names()))
 
 
 def unknown_template(error: UnknownTemplate) -> Message:
