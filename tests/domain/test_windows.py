@@ -9,7 +9,10 @@ from datetime import UTC, date, datetime, time, timedelta
 import pytest
 
 from bot.domain import windows
+from bot.domain.plans.catalog import builtin_templates, plan_problems
+from bot.domain.plans.markdown import parse_plan
 from bot.domain.windows import Answer, Ask, Calendar, Freeze, Gate, Who
+from messages.plan_document import export_plan
 
 TZ = "Europe/Berlin"
 HOURS = windows.parse_hours("mon-fri", "09:00-17:00")
@@ -168,3 +171,26 @@ def test_checkpoints() -> None:
     assert "completing" in windows.checkpoint(mode="auto", **{**kw, "completes": True})  # type: ignore[arg-type]
     assert windows.checkpoint(mode="auto", **{**kw, "leaves_phase": True}) == ""  # type: ignore[arg-type]
     assert "new phase" in windows.checkpoint(mode="auto", **{**kw, "leaves_phase": True, "phase_stops": True})  # type: ignore[arg-type]
+
+
+# --- the plan's `advance` setting --------------------------------------------------------------
+
+
+def test_a_phases_advance_setting_round_trips_through_the_markdown_export() -> None:
+
+    standard = builtin_templates()["standard"]
+    assert [p.advance for p in standard.phases][-1] == "manual"  # the seed's Full Launch stays manual
+    text = export_plan(standard)
+    assert "### Phase 4: Full Launch" in text and "**Advance:** manual" in text
+    again = parse_plan(text, name="standard")
+    assert again.plan == standard and again.problems == []
+    assert plan_problems(replace(standard, advance="sometimes")) == [
+        'the plan: advance is "auto" or "manual", not \'sometimes\''
+    ]
+
+
+def test_an_unknown_advance_setting_in_a_document_is_reported_on_its_line() -> None:
+
+    text = export_plan(builtin_templates()["standard"]).replace("**Advance:** manual", "**Advance:** later")
+    result = parse_plan(text, name="standard")
+    assert any("advance is “auto” or “manual”, not “later”" in str(p) for p in result.problems)
