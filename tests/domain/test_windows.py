@@ -9,8 +9,13 @@ from datetime import UTC, date, datetime, time, timedelta
 import pytest
 
 from bot.domain import windows
+from bot.domain.gates import GateResult, MetricVerdict
+from bot.domain.gates import Verdict as GateVerdict
+from bot.domain.judgement import Score
+from bot.domain.judgement import Verdict as JudgementVerdict
 from bot.domain.plans.catalog import builtin_templates, plan_problems
 from bot.domain.plans.markdown import parse_plan
+from bot.domain.soak import Soak
 from bot.domain.windows import Answer, Ask, Calendar, Freeze, Gate, Who
 from messages.plan_document import export_plan
 
@@ -194,3 +199,58 @@ def test_an_unknown_advance_setting_in_a_document_is_reported_on_its_line() -> N
     text = export_plan(builtin_templates()["standard"]).replace("**Advance:** manual", "**Advance:** later")
     result = parse_plan(text, name="standard")
     assert any("advance is “auto” or “manual”, not “later”" in str(p) for p in result.problems)
+
+
+# --- fully green ------------------------------------------------------------------------------
+
+
+def _verdict(name: str, verdict: GateVerdict, *, incomputable: bool = False) -> MetricVerdict:
+    return MetricVerdict(
+        key=name.lower(),
+        name=name,
+        verdict=verdict,
+        value=1.0,
+        baseline=1.0,
+        change=0.0,
+        allowed="",
+        reason="",
+        unit="",
+        incomputable=incomputable,
+    )
+
+
+SOAKED = Soak(required_days=1, elapsed_days=2, earliest=MON_10, met=True)
+GREEN_GATE = GateResult(
+    passed=True,
+    metrics=(_verdict("Error rate", GateVerdict.PASS),),
+    triggers=(_verdict("Error spike", GateVerdict.PASS),),
+    fired=(),
+    unchecked=(),
+    soak=SOAKED,
+    blockers=(),
+)
+
+
+def test_a_passing_gate_with_nothing_pending_is_fully_green() -> None:
+    assert windows.not_green(GREEN_GATE) == []
+    assert windows.green_words(GREEN_GATE) == "Error rate passes, no trigger fired, soak met"
+
+
+@pytest.mark.parametrize(
+    ("change", "reason"),
+    [
+        (
+            {"passed": False, "judgement": Score(80.0, JudgementVerdict.MARGINAL, "80; a person decides")},
+            "the judgement is marginal: a person decides",
+        ),
+        ({"fired": (_verdict("Error spike", GateVerdict.FAIL),)}, "trigger Error spike fired"),
+        (
+            {"triggers": (_verdict("Error spike", GateVerdict.NO_DATA, incomputable=True),)},
+            "trigger Error spike cannot be computed",
+        ),
+        ({"unchecked": ("Support briefed",)}, "1 exit criteria not ticked"),
+        ({"soak": replace(SOAKED, met=False)}, "the soak is not over"),
+    ],
+)
+def test_anything_short_of_fully_green_holds_the_tick(change: dict[str, object], reason: str) -> None:
+    assert reason in windows.not_green(replace(GREEN_GATE, **change))  # type: ignore[arg-type]
