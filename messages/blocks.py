@@ -26,6 +26,7 @@ from slack_sdk.models.blocks import (
 
 from bot.ids import Action
 from bot.ids import Block as BlockId
+from messages.auto_status import auto_words
 from messages.render import render
 from messages.text import (
     MAX_BLOCKS,
@@ -180,6 +181,9 @@ def _controls(rollout: RolloutView) -> Block:
         if paused
         else ButtonElement(text="Pause", action_id=Action.PAUSE, value=value),
         ButtonElement(text="Roll back…", action_id=Action.ROLLBACK, value=value, style="danger"),
+        ButtonElement(text="Auto-advance off", action_id=Action.AUTO_OFF, value=value)
+        if rollout.auto_on
+        else ButtonElement(text="Auto-advance on", action_id=Action.AUTO_ON, value=value),
     ]
     if paused:
         buttons = buttons[1:]
@@ -252,6 +256,8 @@ def status_message(
         pending=rollout.flag_pending,
     )
     where = f"{_where(rollout)}\n{flag}" if flag else _where(rollout)
+    if rollout.is_open and rollout.auto_on:
+        where += f"\n{escape(auto_words(rollout))}"
     blocks: list[Block] = [
         *_header(rollout),
         SectionBlock(

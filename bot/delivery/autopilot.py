@@ -17,6 +17,8 @@ import logging
 from datetime import datetime
 from typing import Any
 
+from sqlalchemy import update
+
 from bot.delivery import status_board
 from bot.domain import windows
 from bot.domain.schedule import Due, Kind, planned
@@ -27,12 +29,14 @@ from bot.usecases.advance import Where, advance_auto
 from messages import digest as texts
 from storage import queries
 from storage.enums import RolloutStatus
+from storage.models import DueJob
 
 log = logging.getLogger(__name__)
 
 
-def run(svc: Services, rollout_id: int, data: dict[str, Any], now: datetime) -> Due | None:
-    """One look at a rollout's auto-advance; returns the row's next time, None when it goes."""
+def run(svc: Services, rollout_id: int, data: dict[str, Any], now: datetime, lease: datetime) -> Due | None:
+    """One look at a rollout's auto-advance; returns the row's next time, None when it goes.
+    `lease`: the claim's token (the row's due_at while this run holds it)."""
     with svc.db.reading() as session:
         rollout = queries.get_rollout(session=session, rollout_id=rollout_id)
         if rollout is None or rollout.status is not RolloutStatus.ACTIVE or not rollout.auto_advance:
@@ -45,7 +49,7 @@ def run(svc: Services, rollout_id: int, data: dict[str, Any], now: datetime) -> 
         _ask_owner(svc, rollout_id, where, decision)
         return None
     if decision.answer is windows.Answer.WAIT:
-        return Due(decision.until or now + windows.RECHECK, data)
+        return _wait(svc, rollout_id, data, lease, decision.until or now + windows.RECHECK, decision.why)
     try:
         moved, decision = advance_auto(svc, rollout, where)
     except (AlreadyMoved, InvalidTransition):
@@ -54,12 +58,35 @@ def run(svc: Services, rollout_id: int, data: dict[str, Any], now: datetime) -> 
         if decision.answer is windows.Answer.STOP:
             _ask_owner(svc, rollout_id, where, decision)
             return None
-        return Due(decision.until or svc.clock() + windows.RECHECK, data)
+        return _wait(
+            svc, rollout_id, data, lease, decision.until or svc.clock() + windows.RECHECK, decision.why
+        )
     try:
         status_board.refresh(svc, rollout_id)
     except Exception:
         log.exception("status message of rollout %s not refreshed after an automatic advance", rollout_id)
     return None  # the move planned the next step's row
+
+
+def _wait(
+    svc: Services, rollout_id: int, data: dict[str, Any], lease: datetime, until: datetime, why: str
+) -> Due:
+    """The row's next look. A new reason to wait is shown on the status message at once ("waiting:
+    freeze … until …"): the row is set while this run still holds it (`lease`, the claim's
+    token), then the message is drawn from it; a change meanwhile wins, as in `jobs._finish`."""
+    due = Due(until, {**data, "why": why})
+    if data.get("why") != why:
+        with svc.db.transaction() as session:
+            session.execute(
+                update(DueJob)
+                .where(DueJob.rollout_id == rollout_id, DueJob.kind == Kind.AUTO, DueJob.due_at == lease)
+                .values(data=due.data, due_at=until)
+            )
+        try:
+            status_board.refresh(svc, rollout_id)
+        except Exception:
+            log.exception("status message of rollout %s not refreshed after auto-advance waited", rollout_id)
+    return due
 
 
 def _ask_owner(svc: Services, rollout_id: int, where: Where, decision: windows.Decision) -> None:

@@ -405,7 +405,7 @@ JOBS: dict[str, Callable[[Services, Claimed], Due | None]] = {
     Kind.WATCH: _watch,
     Kind.FLAG_SYNC: _flag_sync,
     Kind.REFRESH: _refresh,
-    Kind.AUTO: lambda svc, job: autopilot.run(svc, job.rollout_id, job.data, job.now),
+    Kind.AUTO: lambda svc, job: autopilot.run(svc, job.rollout_id, job.data, job.now, job.lease),
 }
 
 

@@ -19,9 +19,13 @@ def _note(svc: Services, rollout_id: int) -> str:
 
 
 def auto(svc: Services, actor: Actor, cmd: Auto, reply: Replier) -> None:
-    rollout_id = lookup.resolve(svc, actor, cmd.feature, "auto")
-    rollout = autopilot.set_auto(svc, actor, rollout_id, cmd.on)
-    if cmd.on:
+    auto_for(svc, actor, lookup.resolve(svc, actor, cmd.feature, "auto"), cmd.on, reply)
+
+
+def auto_for(svc: Services, actor: Actor, rollout_id: int, on: bool, reply: Replier) -> None:
+    """`/rollout auto on|off`, or the status message's button."""
+    rollout = autopilot.set_auto(svc, actor, rollout_id, on)
+    if on:
         with svc.db.reading() as session:
             state = autopilot.describe(session, autopilot.reload(session, rollout_id), svc.clock())
         words = f"auto-advance is on: it moves by itself when the soak is met and the gate is fully green ({state})"

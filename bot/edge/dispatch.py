@@ -141,6 +141,8 @@ ON_ROLLOUT: dict[str, OnRolloutHandler] = {
     "export": lambda req, rid, reason: sub.export(req.svc, req.actor, rid, req.reply),
     "timeline": lambda req, rid, reason: req.reply(sub.timeline(req.svc, req.actor, rid)),
     "metrics": lambda req, rid, reason: sub.open_metrics_form(req.svc, req.actor, rid, req.trigger_id),
+    "auto-on": lambda req, rid, reason: auto.auto_for(req.svc, req.actor, rid, True, req.reply),
+    "auto-off": lambda req, rid, reason: auto.auto_for(req.svc, req.actor, rid, False, req.reply),
 }
 
 

@@ -19,22 +19,25 @@ person's advance at the same moment and the tick's move the rollout once.
 from __future__ import annotations
 
 from datetime import date, datetime, timedelta
+from typing import Any
 
-from sqlalchemy import delete, select
-from sqlalchemy.orm import Session
+from sqlalchemy import delete, select, update
+from sqlalchemy.orm import Session, object_session
 
 from bot.domain import flagging as flag_rules
 from bot.domain import rollouts, windows
 from bot.domain.calendar import earliest_time, format_local
+from bot.domain.schedule import Kind
 from bot.errors import InvalidTransition, NotAllowed, RolloutNotFound, UsageError
 from bot.services import Actor, Services
 from bot.slackweb.client import is_workspace_admin
 from bot.usecases import access, lookup, schedule
 from storage import queries
 from storage.enums import EventKind, RolloutStatus
-from storage.models import FreezeWindow, Rollout, TeamRules
+from storage.models import DueJob, FreezeWindow, Rollout, TeamRules
 
 MAX_FREEZES = 50  # per workspace: enough for a year of holidays, few enough to list
+LEASE = timedelta(minutes=5)  # bot.delivery.jobs.LEASE: a row due further out than this waits
 
 
 # --- reading the rules -------------------------------------------------------------------
@@ -158,7 +161,21 @@ def set_rollout_hours(svc: Services, actor: Actor, rollout_id: int, hours: windo
             rollout.touch(now)
             session.add(rollouts.event(rollout, EventKind.AUTO_CHANGED, actor.user_id, now, hours=value))
             schedule.reschedule(session, rollout, now, watch_minutes=svc.settings.watch_minutes)
+            _wake(session, rollout.team_id, now, rollout.id)
     return rollout
+
+
+def _wake(session: Session, team_id: str, now: datetime, rollout_id: int | None = None) -> None:
+    """New hours or freezes: the waiting auto rows look again now, not at the time the old
+    rules gave them (a row in a claim keeps its lease: its run finishes first)."""
+    ids = select(Rollout.id).where(Rollout.team_id == team_id)
+    if rollout_id is not None:
+        ids = ids.where(Rollout.id == rollout_id)
+    session.execute(
+        update(DueJob)
+        .where(DueJob.kind == Kind.AUTO, DueJob.rollout_id.in_(ids), DueJob.due_at > now + LEASE)
+        .values(due_at=now)
+    )
 
 
 def _check_admin(svc: Services, actor: Actor, what: str) -> None:
@@ -177,15 +194,19 @@ def _team_rules_for_change(session: Session, actor: Actor, now: datetime) -> Tea
 
 def set_team_hours(svc: Services, actor: Actor, hours: windows.Hours | None) -> None:
     _check_admin(svc, actor, "change the workspace's allowed hours")
+    now = svc.clock()
     with svc.db.transaction() as session:
-        rules = _team_rules_for_change(session, actor, svc.clock())
+        rules = _team_rules_for_change(session, actor, now)
         rules.advance_hours = hours.to_dict() if hours is not None else None
+        _wake(session, actor.team_id, now)
 
 
 def set_phase_checkpoints(svc: Services, actor: Actor, on: bool) -> None:
     _check_admin(svc, actor, "change the workspace's checkpoints")
+    now = svc.clock()
     with svc.db.transaction() as session:
-        _team_rules_for_change(session, actor, svc.clock()).phase_checkpoints = on
+        _team_rules_for_change(session, actor, now).phase_checkpoints = on
+        _wake(session, actor.team_id, now)
 
 
 def add_freeze(svc: Services, actor: Actor, freeze: windows.Freeze) -> int:
@@ -231,6 +252,27 @@ def remove_freeze(svc: Services, actor: Actor, freeze_id: int) -> None:
         )
         if not getattr(gone, "rowcount", 0):
             raise UsageError(f"there is no freeze {freeze_id}; `/rollout freeze list` shows them", "freeze")
+        _wake(session, actor.team_id, svc.clock())
+
+
+def view_fields(rollout: Rollout) -> dict[str, Any]:
+    """What the read model shows of auto-advance: on, and the tick's next look and why it
+    waits (its `auto` row). Read in the session the rollout was loaded in, if it is open."""
+    if not rollout.auto_advance:
+        return {}
+    session = object_session(rollout)
+    found = (
+        session.execute(
+            select(DueJob.due_at, DueJob.data).where(
+                DueJob.rollout_id == rollout.id, DueJob.kind == Kind.AUTO
+            )
+        ).first()
+        if session is not None
+        else None
+    )
+    if found is None:
+        return {"auto_on": True}
+    return {"auto_on": True, "auto_due": found.due_at, "auto_why": str((found.data or {}).get("why", ""))}
 
 
 def reload(session: Session, rollout_id: int) -> Rollout:

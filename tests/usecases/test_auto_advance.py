@@ -25,9 +25,11 @@ from bot.devtools.local_slack import LocalSlack
 from bot.domain.plans.model import Metric, Phase, Plan, Rule, Step
 from bot.edge import dispatch
 from bot.edge.answers import answering
+from bot.edge.listeners.actions import CONTROL_BUTTONS
 from bot.edge.parsing import parse_command
 from bot.errors import AdvanceClosed, AlreadyMoved
 from bot.flags import MemoryProvider
+from bot.ids import Action
 from bot.metrics import MetricQuery, MetricReading, StaticMetricsSource
 from bot.services import Actor, Services
 from bot.usecases import advance, controls, measure, plan_store
@@ -175,6 +177,33 @@ def auto_due(svc: Services, rollout_id: int) -> datetime | None:
         )
 
 
+def status_blocks(slack: LocalSlack, channel: str) -> list[dict[str, Any]]:
+    """The status message as the last edit (or its first post) left it."""
+    shown = [
+        c.params
+        for c in slack.calls()
+        if c.method in ("chat.postMessage", "chat.update")
+        and c.params.get("channel") == channel
+        and any(b.get("block_id") == "steps" for b in c.params.get("blocks") or [])
+    ]
+    return list(shown[-1]["blocks"])
+
+
+def status_text(slack: LocalSlack, channel: str) -> str:
+    return "\n".join(b["text"]["text"] for b in status_blocks(slack, channel) if b.get("type") == "section")
+
+
+def click(svc: Services, actor: Actor, slack: LocalSlack, label: str) -> Said:
+    """A button of the status message's controls, as the actions listener runs it."""
+    [controls_block] = [b for b in status_blocks(slack, actor.channel_id) if b.get("block_id") == "controls"]
+    [button] = [e for e in controls_block["elements"] if e["text"]["text"] == label]
+    said = Said()
+    subcommand = CONTROL_BUTTONS[Action(button["action_id"])]
+    with answering(said, subcommand):
+        dispatch.run_for(svc, actor, subcommand, int(button["value"].split(":")[0]), said)
+    return said
+
+
 def thread_texts(slack: LocalSlack, channel: str) -> list[str]:
     return [
         c.params.get("text", "")
@@ -194,6 +223,7 @@ def test_a_green_rollout_walks_1_25_50_by_itself_inside_the_hours_and_waits_outs
     rollout_id = start(svc, actor, flags)
     said = say(svc, actor, "auto on checkout-v2")
     assert "auto-advance is on" in said.last
+    assert "auto: next check at Tue 08 Dec 09:00 America/Los_Angeles" in status_text(slack, actor.channel_id)
 
     at(clock, svc, la(7, 16))  # the soak (1 business day) is not over: nothing moves
     assert where(svc, rollout_id) == "1%"
@@ -248,16 +278,19 @@ def test_a_person_may_advance_before_the_tick_and_the_tick_carries_on_from_there
 
 
 def test_auto_advance_is_off_until_someone_turns_it_on_and_off_again_stops_it(
-    svc: Services, actor: Actor, clock: Clock, flags: MemoryProvider
+    svc: Services, actor: Actor, clock: Clock, flags: MemoryProvider, slack: LocalSlack
 ) -> None:
     rollout_id = start(svc, actor, flags)
     at(clock, svc, la(8, 10))
     assert where(svc, rollout_id) == "1%"
     assert auto_due(svc, rollout_id) is None
-    say(svc, actor, "auto on")
+    assert (
+        "auto-advance is on" in click(svc, actor, slack, "Auto-advance on").last
+    )  # the status message's button
     at(clock, svc, la(8, 10, 1))
     assert where(svc, rollout_id) == "25%"
-    assert "auto-advance is off" in say(svc, actor, "auto off").last
+    assert "auto-advance is off" in click(svc, actor, slack, "Auto-advance off").last
+    assert "auto:" not in status_text(slack, actor.channel_id)
     at(clock, svc, la(10, 10))
     assert where(svc, rollout_id) == "25%"
     stranger = replace(actor, user_id="WSTRANGER")
@@ -268,7 +301,7 @@ def test_auto_advance_is_off_until_someone_turns_it_on_and_off_again_stops_it(
 
 
 def test_a_freeze_stops_people_and_the_tick_and_advance_anyway_takes_a_reason(
-    svc: Services, actor: Actor, clock: Clock, flags: MemoryProvider
+    svc: Services, actor: Actor, clock: Clock, flags: MemoryProvider, slack: LocalSlack
 ) -> None:
     admin = replace(actor, user_id=ADMIN)
     assert (
@@ -282,6 +315,9 @@ def test_a_freeze_stops_people_and_the_tick_and_advance_anyway_takes_a_reason(
     at(clock, svc, la(8, 10))  # soak met, gate green, but frozen
     assert where(svc, rollout_id) == "1%"
     assert auto_due(svc, rollout_id) == la(10, 0)  # the end of the freeze, in Los Angeles
+    assert "waiting: freeze “release freeze” until Thu 10 Dec 00:00 America/Los_Angeles" in status_text(
+        slack, actor.channel_id
+    )
 
     refused = say(svc, actor, "advance checkout-v2")
     assert refused.last == (
