@@ -8,6 +8,7 @@ the tick's at the same moment move one step."""
 
 from __future__ import annotations
 
+import json
 import threading
 import uuid
 from collections.abc import Iterator, Sequence
@@ -122,6 +123,11 @@ class Said:
     def last(self) -> str:
         return self.messages[-1].text
 
+    @property
+    def shown(self) -> str:
+        """Every text of the last answer's blocks."""
+        return json.dumps(self.messages[-1].blocks, ensure_ascii=False)
+
 
 def say(svc: Services, actor: Actor, text: str) -> Said:
     """`/rollout <text>` typed in the rollout's channel."""
@@ -230,6 +236,7 @@ def test_a_green_rollout_walks_1_25_50_by_itself_inside_the_hours_and_waits_outs
     at(clock, svc, la(8, 9, 30))  # Tuesday, soak met, gate green, inside the hours
     assert where(svc, rollout_id) == "25%"
     assert flags.read("checkout-v2").percent == 25.0
+    at(clock, svc, la(9, 9, 5))  # Wednesday's digest; 25% soaks until 09:30
     at(clock, svc, la(9, 9, 45))
     assert where(svc, rollout_id) == "50%"
 
@@ -243,6 +250,16 @@ def test_a_green_rollout_walks_1_25_50_by_itself_inside_the_hours_and_waits_outs
         "Error rate passes, no trigger fired, soak met." in t
         for t in texts
     )
+
+    # The digest (daily, 09:00) and the timeline tell what moved by itself.
+    at(clock, svc, la(10, 9, 0))
+    digests = [
+        t
+        for t in thread_texts(slack, actor.channel_id)
+        if "advanced automatically 25% → 50% (gate green)" in t
+    ]
+    assert len(digests) == 1
+    assert "advanced automatically 1% → *25%* (gate green)" in say(svc, actor, "timeline").shown
 
     # 50% soaks until Thursday 09:45; Thursday evening is outside the hours: it waits for Friday.
     at(clock, svc, la(10, 17, 30))
