@@ -22,7 +22,7 @@ from sqlalchemy import update
 from bot.delivery import status_board
 from bot.domain import windows
 from bot.domain.schedule import Due, Kind, planned
-from bot.errors import AlreadyMoved, InvalidTransition
+from bot.errors import AlreadyMoved, FlagWriteFailed, InvalidTransition
 from bot.services import Services
 from bot.usecases import announcing, autopilot, views
 from bot.usecases.advance import Where, advance_auto
@@ -54,6 +54,12 @@ def run(svc: Services, rollout_id: int, data: dict[str, Any], now: datetime, lea
         moved, decision = advance_auto(svc, rollout, where)
     except (AlreadyMoved, InvalidTransition):
         return None  # a person moved, paused or finished it first: their change planned the rest
+    except FlagWriteFailed as refused:
+        # Nothing moved (the write is recorded); the owner hears it once per step, in the
+        # status thread, and the tick tries again later.
+        why = f"the flag service did not take the write: {refused.reason}"
+        _tell_owner(svc, rollout_id, where, "flag", why)
+        return _wait(svc, rollout_id, data, lease, svc.clock() + windows.RECHECK, why)
     if moved is None:
         if decision.answer is windows.Answer.STOP:
             _ask_owner(svc, rollout_id, where, decision)
@@ -91,12 +97,17 @@ def _wait(
 
 def _ask_owner(svc: Services, rollout_id: int, where: Where, decision: windows.Decision) -> None:
     """At a checkpoint the owner is asked, once per step, with an Advance button."""
-    if "checkpoint" not in decision.why:
-        return
+    if "checkpoint" in decision.why:
+        _tell_owner(svc, rollout_id, where, "checkpoint", decision.why)
+
+
+def _tell_owner(svc: Services, rollout_id: int, where: Where, kind: str, why: str) -> None:
+    """A reminder in the status thread, with an Advance button; once per kind and step (the
+    outbox's dedupe key)."""
     with svc.db.transaction() as session:
         rollout = queries.lock_rollout(session=session, rollout_id=rollout_id)
         if rollout is None or Where.of(rollout) != where or rollout.status is not RolloutStatus.ACTIVE:
             return
-        message = texts.reminder("checkpoint", views.rollout_view(rollout), advance=True, why=decision.why)
-        milestone = f"checkpoint:{where.phase_index}:{where.step_index}"
+        message = texts.reminder(kind, views.rollout_view(rollout), advance=True, why=why)
+        milestone = f"auto-{kind}:{where.phase_index}:{where.step_index}"
         announcing.queue(session, rollout, announcing.Announcement(milestone, message), svc.clock())

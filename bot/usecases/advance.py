@@ -273,7 +273,7 @@ def _flag_refusal(svc: Services, actor: Actor, rollout: Rollout, doing: str) -> 
         yield attempt
     except FlagError as error:
         target = attempt.target if attempt.target is not None else 0.0
-        flagging.record_failure(svc, rollout.id, actor.user_id, target, error, doing)
+        flagging.record_failure(svc, rollout.id, actor.user_id or None, target, error, doing)
         raise flagging.refused(svc, rollout.feature, error, doing) from None
 
 

@@ -29,7 +29,7 @@ from bot.edge.answers import answering
 from bot.edge.listeners.actions import CONTROL_BUTTONS
 from bot.edge.parsing import parse_command
 from bot.errors import AdvanceClosed, AlreadyMoved
-from bot.flags import MemoryProvider
+from bot.flags import FlagError, MemoryProvider
 from bot.ids import Action
 from bot.metrics import MetricQuery, MetricReading, StaticMetricsSource
 from bot.services import Actor, Services
@@ -478,3 +478,24 @@ def test_a_persons_advance_and_the_ticks_at_the_same_moment_move_one_step(
     assert len(events(svc, rollout_id, EventKind.ADVANCED)) == 1
     assert [e.data["after"] for e in events(svc, rollout_id, EventKind.FLAG_SET)][-1] == 25.0
     assert len(events(svc, rollout_id, EventKind.FLAG_SET)) == 2  # at the start, and one move
+
+
+def test_a_flag_write_the_service_refuses_moves_nothing_and_the_owner_hears_it_once(
+    svc: Services, actor: Actor, clock: Clock, flags: MemoryProvider, slack: LocalSlack
+) -> None:
+    rollout_id = start(svc, actor, flags)
+    at(clock, svc, la(8, 9, 55))  # the watch has just read the flag
+    say(svc, actor, "auto on")
+    flags.fail_next(FlagError("the token has no write access"))
+    at(clock, svc, la(8, 10))
+    assert where(svc, rollout_id) == "1%"
+    [failed] = events(svc, rollout_id, EventKind.FLAG_WRITE_FAILED)
+    assert (failed.actor_id, failed.data["reason"]) == (None, "the token has no write access")
+    told = [t for t in thread_texts(slack, actor.channel_id) if "auto-advance could not move" in t]
+    assert told == [
+        f":warning: <@{OWNER}> auto-advance could not move *checkout-v2* from 1%: the flag service did not "
+        "take the write: the token has no write access. Nothing moved; it tries again in an hour, or "
+        "advance it yourself."
+    ]
+    at(clock, svc, la(8, 11))  # the service takes writes again
+    assert where(svc, rollout_id) == "25%"
