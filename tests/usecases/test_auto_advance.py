@@ -24,7 +24,7 @@ from bot.delivery import jobs, status_board
 from bot.delivery.scheduler import drain_outbox
 from bot.devtools.local_slack import LocalSlack
 from bot.domain.plans.model import Metric, Phase, Plan, Rule, Step
-from bot.edge import dispatch
+from bot.edge import dispatch, home
 from bot.edge.answers import answering
 from bot.edge.listeners.actions import CONTROL_BUTTONS
 from bot.edge.parsing import parse_command
@@ -334,6 +334,11 @@ def test_a_freeze_stops_people_and_the_tick_and_advance_anyway_takes_a_reason(
     assert auto_due(svc, rollout_id) == la(10, 0)  # the end of the freeze, in Los Angeles
     assert "waiting: freeze “release freeze” until Thu 10 Dec 00:00 America/Los_Angeles" in status_text(
         slack, actor.channel_id
+    )
+    home.publish(svc, TEAM, OWNER)  # the owner opens the App Home
+    [published] = [c.params for c in slack.calls("views.publish") if c.params.get("user_id") == OWNER]
+    assert "waiting: freeze “release freeze” until Thu 10 Dec 00:00 America/Los_Angeles" in json.dumps(
+        published["view"], ensure_ascii=False
     )
 
     refused = say(svc, actor, "advance checkout-v2")
