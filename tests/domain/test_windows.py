@@ -194,6 +194,20 @@ def test_a_phases_advance_setting_round_trips_through_the_markdown_export() -> N
     ]
 
 
+def test_a_steps_advance_setting_round_trips_on_its_step_line() -> None:
+    standard = builtin_templates()["standard"]
+    gradual = standard.phases[2]
+    steps = (gradual.steps[0], replace(gradual.steps[1], advance="manual"), *gradual.steps[2:])
+    plan = replace(
+        standard, phases=(*standard.phases[:2], replace(gradual, steps=steps), *standard.phases[3:])
+    )
+    text = export_plan(plan)
+    assert "- 50% — at least 1 business day, manual advance" in text
+    again = parse_plan(text, name="standard")
+    assert again.plan == plan and again.problems == []
+    assert windows.advance_mode({"phases": [{"steps": [{}, {"advance": "manual"}]}]}, 0, 1) == "manual"
+
+
 def test_an_unknown_advance_setting_in_a_document_is_reported_on_its_line() -> None:
 
     text = export_plan(builtin_templates()["standard"]).replace("**Advance:** manual", "**Advance:** later")
