@@ -67,11 +67,13 @@ def hours(svc: Services, actor: Actor, cmd: AdvanceHours, reply: Replier) -> Non
 def freeze(svc: Services, actor: Actor, cmd: Freezes, reply: Replier) -> None:
     if cmd.action == "add" and cmd.freeze is not None:
         f = cmd.freeze
-        freeze_id = autopilot.add_freeze(svc, actor, f)
+        rollout_id = lookup.resolve(svc, actor, cmd.feature, "freeze") if cmd.feature else None
+        freeze_id = autopilot.add_freeze(svc, actor, f, rollout_id)
+        whom = f" of *{escape(cmd.feature)}*" if cmd.feature else ""
         reply(
             text_message(
-                f":snowflake: Freeze {freeze_id} “{escape(f.name)}”: no advance from {f.first} to {f.last} "
-                "(whole days, in each rollout's time zone)."
+                f":snowflake: Freeze {freeze_id} “{escape(f.name)}”: no advance{whom} from {f.first} to "
+                f"{f.last} (whole days, in each rollout's time zone)."
             )
         )
         return
@@ -80,7 +82,11 @@ def freeze(svc: Services, actor: Actor, cmd: Freezes, reply: Replier) -> None:
         reply(text_message(f":wastebasket: Freeze {cmd.freeze_id} removed."))
         return
     rows = autopilot.list_freezes(svc, actor)
-    lines = [f"• {i}: “{escape(f.name)}” {f.first} → {f.last}" for i, f in rows] or ["none"]
+    lines = [
+        f"• {i}: “{escape(f.name)}” {f.first} → {f.last}"
+        + (f" (only *{escape(feature)}*)" if feature else "")
+        for i, f, feature in rows
+    ] or ["none"]
     reply(text_message("*Freezes*\n" + "\n".join(lines)))
 
 

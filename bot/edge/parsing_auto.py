@@ -3,7 +3,8 @@
 
 - `/rollout auto on|off [feature]`
 - `/rollout hours [feature|team] mon-fri 09:00-17:00`, `… any` (no limit), or no hours: show
-- `/rollout freeze add 2026-12-21 2027-01-04 "holiday freeze"`, `freeze list`, `freeze remove <id>`
+- `/rollout freeze add 2026-12-21 2027-01-04 "holiday freeze" [--for feature]`, `freeze list`,
+  `freeze remove <id>`
 - `/rollout checkpoints team phases|steps`
 """
 
@@ -28,9 +29,9 @@ USAGES: dict[str, tuple[str, str, str]] = {
         "When any advance may happen, in the rollout's time zone (holidays closed)",
     ),
     "freeze": (
-        '/rollout freeze add <first day> <last day> "name" | list | remove <id>',
+        '/rollout freeze add <first day> <last day> "name" [--for feature] | list | remove <id>',
         '/rollout freeze add 2026-12-21 2027-01-04 "holiday freeze"',
-        "Days without any advance, for the whole workspace",
+        "Days without any advance: the whole workspace's (admins), or one rollout's (--for)",
     ),
     "checkpoints": (
         "/rollout checkpoints team phases|steps",
@@ -60,6 +61,7 @@ class Freezes:
     action: str  # add | list | remove
     freeze: windows.Freeze | None = None
     freeze_id: int | None = None
+    feature: str | None = None  # add: one rollout's freeze, not the workspace's
 
 
 @dataclass(frozen=True)
@@ -109,6 +111,13 @@ def _parse(subcommand: str, words: list[str]) -> AutoCommand:
     if subcommand == "freeze":
         if lowered == ["list"] or not lowered:
             return Freezes("list")
+        if lowered[0] == "add" and "--for" in lowered:
+            at = lowered.index("--for")
+            if at + 2 != len(words):
+                raise UsageError("`--for` takes one feature name, at the end", "freeze")
+            added = _parse("freeze", words[:at])
+            assert isinstance(added, Freezes)
+            return Freezes("add", freeze=added.freeze, feature=_feature(words[at + 1 :], "freeze"))
         if lowered[0] == "add" and len(words) >= 4:
             return Freezes("add", freeze=windows.parse_freeze(words[1], words[2], " ".join(words[3:])))
         if lowered[0] == "remove" and len(words) == 2 and words[1].isdigit() and len(words[1]) < 10:

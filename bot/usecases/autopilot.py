@@ -7,8 +7,9 @@ due-work tick's automatic advance.
 - `/rollout hours [feature] mon-fri 09:00-17:00 | any` sets a rollout's allowed hours;
   `/rollout hours team …` the workspace's (workspace admins). With hours, public holidays of
   the rollout's country are closed too.
-- `/rollout freeze add <first> <last> "name"`, `list`, `remove <id>`: workspace freezes
-  (admins), for every rollout of the workspace.
+- `/rollout freeze add <first> <last> "name" [--for feature]`, `list`, `remove <id>`:
+  workspace freezes (admins), for every rollout of the workspace, or one rollout's (its
+  owner, approvers and admins).
 - `/rollout checkpoints team phases|steps`: whether every phase boundary waits for a person.
 
 The automatic advance is the person's advance (`bot.usecases.advance.advance_auto`): the same
@@ -209,9 +210,13 @@ def set_phase_checkpoints(svc: Services, actor: Actor, on: bool) -> None:
         _wake(session, actor.team_id, now)
 
 
-def add_freeze(svc: Services, actor: Actor, freeze: windows.Freeze) -> int:
-    """A workspace freeze: no advance, by hand or automatic, from its first to its last day."""
-    _check_admin(svc, actor, "add a freeze")
+def add_freeze(svc: Services, actor: Actor, freeze: windows.Freeze, rollout_id: int | None = None) -> int:
+    """No advance, by hand or automatic, from its first to its last day: in the whole
+    workspace (admins), or of one rollout (`rollout_id`: its owner, approvers and admins)."""
+    if rollout_id is None:
+        _check_admin(svc, actor, "add a freeze")
+    else:
+        access.check_allowed(svc, actor, lookup.load_for(svc, actor, rollout_id), "add a freeze to")
     with svc.db.transaction() as session:
         count = len(
             session.scalars(select(FreezeWindow.id).where(FreezeWindow.team_id == actor.team_id)).all()
@@ -220,6 +225,7 @@ def add_freeze(svc: Services, actor: Actor, freeze: windows.Freeze) -> int:
             raise UsageError(f"the workspace has {count} freezes; remove old ones first", "freeze")
         row = FreezeWindow(
             team_id=actor.team_id,
+            rollout_id=rollout_id,
             name=freeze.name,
             first_day=freeze.first.isoformat(),
             last_day=freeze.last.isoformat(),
@@ -231,27 +237,43 @@ def add_freeze(svc: Services, actor: Actor, freeze: windows.Freeze) -> int:
         return row.id
 
 
-def list_freezes(svc: Services, actor: Actor) -> list[tuple[int, windows.Freeze]]:
+def list_freezes(svc: Services, actor: Actor) -> list[tuple[int, windows.Freeze, str]]:
+    """The workspace's freezes: (id, freeze, the feature it holds; "" for the whole workspace)."""
     with svc.db.reading() as session:
-        rows = session.scalars(
-            select(FreezeWindow)
+        rows = session.execute(
+            select(FreezeWindow, Rollout.feature)
+            .outerjoin(Rollout, Rollout.id == FreezeWindow.rollout_id)
             .where(FreezeWindow.team_id == actor.team_id)
             .order_by(FreezeWindow.first_day, FreezeWindow.id)
         ).all()
         return [
-            (r.id, windows.Freeze(r.name, date.fromisoformat(r.first_day), date.fromisoformat(r.last_day)))
-            for r in rows
+            (
+                r.id,
+                windows.Freeze(r.name, date.fromisoformat(r.first_day), date.fromisoformat(r.last_day)),
+                feature or "",
+            )
+            for r, feature in rows
         ]
 
 
 def remove_freeze(svc: Services, actor: Actor, freeze_id: int) -> None:
-    _check_admin(svc, actor, "remove a freeze")
+    """A workspace freeze goes by an admin; a rollout's by its owner, approvers or an admin."""
+    with svc.db.reading() as session:
+        found = session.execute(
+            select(FreezeWindow.rollout_id).where(
+                FreezeWindow.id == freeze_id, FreezeWindow.team_id == actor.team_id
+            )
+        ).first()
+    if found is None:
+        raise UsageError(f"there is no freeze {freeze_id}; `/rollout freeze list` shows them", "freeze")
+    if found.rollout_id is None:
+        _check_admin(svc, actor, "remove a freeze")
+    else:
+        access.check_allowed(svc, actor, lookup.load_for(svc, actor, found.rollout_id), "remove a freeze of")
     with svc.db.transaction() as session:
-        gone = session.execute(
+        session.execute(
             delete(FreezeWindow).where(FreezeWindow.id == freeze_id, FreezeWindow.team_id == actor.team_id)
         )
-        if not getattr(gone, "rowcount", 0):
-            raise UsageError(f"there is no freeze {freeze_id}; `/rollout freeze list` shows them", "freeze")
         _wake(session, actor.team_id, svc.clock())
 
 

@@ -504,3 +504,25 @@ def test_a_flag_write_the_service_refuses_moves_nothing_and_the_owner_hears_it_o
     ]
     at(clock, svc, la(8, 11))  # the service takes writes again
     assert where(svc, rollout_id) == "25%"
+
+
+def test_an_owner_freezes_their_own_rollout_and_lifts_the_freeze(
+    svc: Services, actor: Actor, clock: Clock, flags: MemoryProvider
+) -> None:
+    rollout_id = start(svc, actor, flags)
+    added = say(svc, actor, 'freeze add 2026-12-08 2026-12-31 "launch event" --for checkout-v2').last
+    assert "“launch event”: no advance of *checkout-v2* from 2026-12-08 to 2026-12-31" in added
+    listed = say(svc, replace(actor, user_id="WSOMEONE"), "freeze list").last
+    assert "“launch event” 2026-12-08 → 2026-12-31 (only *checkout-v2*)" in listed
+    stranger = replace(actor, user_id="WSTRANGER")
+    freeze_id = listed.split("• ")[1].split(":")[0]
+    assert "Only the owner" in say(svc, stranger, f"freeze remove {freeze_id}").last
+
+    clock.now = la(8, 10)
+    assert (
+        "freeze “launch event” until Fri 1 Jan 00:00 America/Los_Angeles" in say(svc, actor, "advance").last
+    )
+    say(svc, actor, f"freeze remove {freeze_id}")
+    say(svc, actor, "advance")
+    assert where(svc, rollout_id) == "25%"
+    assert "there is no freeze" in say(svc, actor, f"freeze remove {freeze_id}").last
