@@ -104,7 +104,8 @@ def planned_end(rollout: Rollout) -> datetime:
 
 def planned(rollout: Rollout, now: datetime, *, watch_minutes: int = WATCH_MINUTES) -> dict[str, Due]:
     """Every row the rollout should have, by kind. Finished: none, but a flag write still owed.
-    Paused: digest, stale, and the watch of a flag the bot runs. Active: all of them."""
+    Paused: digest, stale, and the watch of a flag the bot runs. Active: all of them; with
+    auto-advance on, the `auto` row instead of the "ready to advance" reminder."""
     out: dict[str, Due] = {}
     if rollout.flag_pending is not None:
         out[Kind.FLAG_SYNC] = Due(now + FLAG_RETRY, {"to": rollout.flag_pending})
@@ -121,7 +122,8 @@ def planned(rollout: Rollout, now: datetime, *, watch_minutes: int = WATCH_MINUT
         started, soak = rollout.step_started_at, rollout.current_step.min_business_days
         where = {"phase": rollout.phase_index, "step": rollout.step_index, "started": iso_utc(started)}
         ready_at = earliest_time(started, soak, tz=tz, country=country)
-        out[Kind.READY] = Due(ready_at, {**where, "at": iso_utc(ready_at)})
+        if not rollout.auto_advance:  # with auto-advance the tick moves it, or asks at a checkpoint
+            out[Kind.READY] = Due(ready_at, {**where, "at": iso_utc(ready_at)})
         end = planned_end(rollout)
         out[Kind.OVERDUE] = Due(end, {**where, "at": iso_utc(end)})
         if rollout.auto_advance:  # first looked at when the soak is met

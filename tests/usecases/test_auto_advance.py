@@ -273,6 +273,7 @@ def test_a_green_rollout_walks_1_25_50_by_itself_inside_the_hours_and_waits_outs
     at(clock, svc, la(14, 9, 10))
     assert where(svc, rollout_id) == "75%"
     asks = [t for t in thread_texts(slack, actor.channel_id) if "waits for you" in t]
+    assert not [t for t in thread_texts(slack, actor.channel_id) if "is ready to advance" in t]  # no nagging
     assert asks == [
         f":raised_hand: <@{OWNER}> *checkout-v2* waits for you at 75%: launch is a checkpoint: the owner "
         "advances to it. Auto-advance carries on after you advance."
