@@ -16,6 +16,8 @@ class Action(StrEnum):
     FLAG_APPLY_PLAN = "flag_apply_plan"  # a drifted flag: write the plan's percentage
     FLAG_ADOPT = "flag_adopt"  # a drifted flag: accept the flag's percentage
     TIMELINE_OLDER = "timeline_older"  # the next, older page of `/rollout timeline`
+    AUTO_ON = "auto_on"  # the status message: turn auto-advance on
+    AUTO_OFF = "auto_off"  # … and off
 
 
 class Block(StrEnum):

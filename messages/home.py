@@ -33,6 +33,7 @@ class HomeRow:
     done: int
     total: int
     next_gate: str  # e.g. "soak met; 2 exit criteria open"
+    auto: str = ""  # "auto: next check at …", "waiting: freeze “x” until …"; "" when off
 
 
 def progress_bar(done: int, total: int, width: int = BAR_WIDTH) -> str:
@@ -65,6 +66,8 @@ def home_view(rows: Sequence[HomeRow]) -> dict[str, Any]:
             )
         )
         blocks.append(ContextBlock(elements=[MarkdownTextObject(text=f"Next gate: {escape(row.next_gate)}")]))
+        if row.auto:
+            blocks.append(ContextBlock(elements=[MarkdownTextObject(text=escape(row.auto))]))
         blocks.append(DividerBlock())
     return View(type="home", blocks=blocks).to_dict()
 

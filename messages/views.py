@@ -84,6 +84,11 @@ class RolloutView:
     flag_adopted_percent: float | None = None
     flag_problem: str | None = None
     flag_pending: float | None = None
+    # Auto-advance (bot/domain/windows.py): on or off, and when the tick looks next and why it
+    # waits (None: it waits for a person).
+    auto_on: bool = False
+    auto_due: datetime | None = None
+    auto_why: str = ""
 
     @property
     def paused(self) -> bool:

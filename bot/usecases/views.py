@@ -20,6 +20,8 @@ from bot.domain import flagging, rollouts
 from bot.domain.soak import soak_status
 from bot.errors import RolloutNotFound
 from bot.services import Services
+from bot.usecases import autopilot
+from messages.auto_status import auto_words
 from messages.home import HomeRow
 from messages.views import EventView, ItemView, PhaseView, RolloutView, SnapshotView, StepView
 from storage import queries
@@ -89,6 +91,7 @@ def rollout_view(rollout: Rollout) -> RolloutView:
         flag_adopted_percent=rollout.flag_adopted_percent,
         flag_problem=rollout.flag_problem,
         flag_pending=rollout.flag_pending,
+        **autopilot.view_fields(rollout),
     )
 
 
@@ -146,6 +149,7 @@ def home_row(rollout: Rollout, now: datetime) -> HomeRow:
         done,
         total,
         next_gate(rollout, now),
+        auto_words(rollout_view(rollout)),
     )
 
 

@@ -34,6 +34,8 @@ CONTROL_BUTTONS = {
     Action.SNAPSHOT: "snapshot",
     Action.PAUSE: "pause",
     Action.RESUME: "resume",
+    Action.AUTO_ON: "auto-on",
+    Action.AUTO_OFF: "auto-off",
 }
 
 
