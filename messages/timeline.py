@@ -21,7 +21,7 @@ from slack_sdk.models.blocks import (
 
 from bot.ids import Action
 from messages.blocks import Message, _dicts
-from messages.text import MAX_BLOCKS, MAX_SECTION_TEXT, escape, local_time, truncate
+from messages.text import MAX_BLOCKS, MAX_SECTION_TEXT, escape, slack_time, truncate
 from messages.views import EventView, TimelineView
 
 MAX_LINE = 500  # one event's line; a long reason is cut here, the export keeps all of it
@@ -135,7 +135,9 @@ def line(event: EventView, tz: str) -> str:
     """One event as one line: `when` who did what."""
     words = LINES.get(event.kind)
     text = words(event) if words else f"{_who(event.actor_id)}: {escape(event.kind.replace('_', ' '))}"
-    return truncate(f"`{local_time(event.at, tz)}` {text}", MAX_LINE)
+    # A date token is never cut: the line's words are, when the line is long.
+    when = slack_time(event.at, tz)
+    return f"{when} {truncate(text, max(MAX_LINE - len(when) - 1, 40))}"
 
 
 def timeline_message(view: TimelineView) -> tuple[Message, int]:
