@@ -47,7 +47,7 @@ def help_message(usages: Mapping[str, Usage], templates: Sequence[str], topic: s
         usage = usages[topic]
         text = f"*/rollout {escape(topic)}*: {escape(usage.summary)}.\nUse: `{escape(usage.form)}`\nFor example: `{escape(usage.example)}`"
         return Message(
-            text=f"Help for /rollout {topic}: {usage.summary}",
+            text=f"/rollout {topic}: {usage.summary}",
             blocks=_dicts([SectionBlock(text=MarkdownTextObject(text=text))]),
         )
     blocks: list[Block] = [

@@ -51,10 +51,12 @@ def home_view(rows: Sequence[HomeRow]) -> dict[str, Any]:
             )
         )
     for row in rows[:30]:  # a Home tab holds 100 blocks; three per rollout
-        state = " (paused)" if row.paused else ""
+        state = " · :double_vertical_bar: Paused" if row.paused else ""
+        # The bar is a picture; the words beside it ("2 of 9 steps done") are what it says.
         text = (
             f"*{escape(row.feature)}* in <#{row.channel_id}>{state}\n"
-            f"`{progress_bar(row.done, row.total)}` {row.done}/{row.total} steps · now {escape(row.step_title)} of {escape(row.phase_name)}"
+            f"`{progress_bar(row.done, row.total)}` {row.done} of {row.total} steps done · "
+            f"now: *{escape(row.phase_name)}*, step *{escape(row.step_title)}*"
         )
         blocks.append(
             SectionBlock(

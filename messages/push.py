@@ -25,8 +25,6 @@ _DATE = re.compile(r"<!date\^[^|>]*\|([^>]*)>")
 _LINK = re.compile(r"<((?:https?|mailto):[^|>]*)\|([^>]*)>")
 _BARE_LINK = re.compile(r"<((?:https?|mailto):[^|>]*)>")
 _WRAPPED = re.compile(r"(?<![\w*_~`])([*_~`])(?=\S)(.+?)(?<=\S)\1(?![\w*_~`])")
-# Tokens a cut must not split: an entity, a mention or channel, a run of non-spaces.
-_TOKEN = re.compile(r"<[@#!][^>]*>|&[a-z]+;|\S+")
 
 
 def plain_line(mrkdwn: str) -> str:
@@ -49,7 +47,7 @@ def push_text(mrkdwn: str, limit: int = PUSH_LIMIT) -> str:
     if len(text) <= limit:
         return text
     out = ""
-    for token in _TOKEN.findall(text):
+    for token in text.split(" "):  # a mention or an entity holds no space: never cut
         candidate = f"{out} {token}" if out else token
         if len(candidate) > limit - 1:
             break

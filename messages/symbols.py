@@ -32,11 +32,16 @@ EMOJI: dict[str, str] = {
     ":alarm_clock:": "a step past its planned end",
     ":zzz:": "no activity for a while",
     ":bell:": "ready to advance",
-    ":straight_ruler:": "a baseline measured",
+    ":straight_ruler:": "the baseline: measured, or missing",
     ":calendar:": "the digest's schedule",
     ":key:": "who may act: approvers and access",
     ":wastebasket:": "removed",
     ":large_green_circle:": "active",
+    ":scroll:": "the timeline",
+    ":information_source:": "a note on how a form works",
+    ":triangular_flag_on_post:": "the feature flag changed",
+    ":page_facing_up:": "a plan document: imported or exported",
+    ":chart_with_upwards_trend:": "a chart",
 }
 
 

@@ -76,7 +76,7 @@ LINES: dict[str, Callable[[EventView], str]] = {
         f":bar_chart: {_who(e.actor_id)} checked the gate: "
         + ("it would pass" if e.data.get("passed") else "it would not pass")
     ),
-    "phase_completed": lambda e: f":checkered_flag: phase {escape(e.data.get('phase', ''))} completed",
+    "phase_completed": lambda e: f":heavy_check_mark: phase {escape(e.data.get('phase', ''))} completed",
     "paused": lambda e: f":double_vertical_bar: {_who(e.actor_id)} paused it.{_why(e.data)}",
     "resumed": lambda e: f":arrow_forward: {_who(e.actor_id)} resumed it",
     "rolled_back": lambda e: f":rewind: {_who(e.actor_id)} rolled it back.{_why(e.data)}",
@@ -155,7 +155,7 @@ def timeline_message(view: TimelineView) -> tuple[Message, int]:
             break
         shown += 1
     older = view.older or shown < len(view.events)
-    heading = f":scroll: *Timeline of {escape(view.feature)}*, newest first (times in {escape(view.tz)})"
+    heading = f":scroll: *Timeline of {escape(view.feature)}*, newest first"
     blocks: list[Block] = [SectionBlock(text=MarkdownTextObject(text=heading))]
     blocks += [SectionBlock(text=MarkdownTextObject(text=s)) for s in sections]
     if not sections:

@@ -81,14 +81,24 @@ def rollout(status: str = "active", *, phase: int = 0, step: int = 0) -> Rollout
             1,
             1,
             "Canary",
-            None,
+            done if phase > 1 else None,
             (
                 StepView(0, "1%", 1.0, 2_000, done if (phase, step) > (1, 0) else None),
-                StepView(1, "5%", 5.0, 10_000, None),
+                StepView(1, "5%", 5.0, 10_000, done if phase > 1 else None),
             ),
             (item(5, "Watch the dashboards for a day", "task"), item(6, "Error rate within limits", "exit")),
         ),
-        PhaseView(1, 2, "Full Launch", None, (StepView(0, "100%", 100.0, None, None),), ()),
+        PhaseView(
+            1,
+            2,
+            "Full Launch",
+            done if status == "completed" else None,
+            (
+                StepView(0, "100%", 100.0, None, done if status == "completed" else None),
+                StepView(1, "launch", 100.0, None, done if status == "completed" else None),
+            ),
+            (),
+        ),
     )
     return RolloutView(
         id=1,
