@@ -64,11 +64,12 @@ def help_message(usages: Mapping[str, Usage], templates: Sequence[str], topic: s
     if rest:
         blocks.append(SectionBlock(text=MarkdownTextObject(text="*More*\n" + "\n".join(rest))))
     template_list = ", ".join(f"`{escape(t)}`" for t in templates)
+    one = f"`{escape(usages['help'].example)}`" if "help" in usages else "`/rollout help <subcommand>`"
     blocks.append(
         ContextBlock(
             elements=[
                 MarkdownTextObject(
-                    text=f"Plan templates: {template_list}. `/rollout help <subcommand>` shows one subcommand in full."
+                    text=f"Plan templates: {template_list}. {one} shows one subcommand in full."
                 )
             ]
         )

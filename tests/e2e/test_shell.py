@@ -120,3 +120,27 @@ def test_shell_runs_the_flag_in_memory_and_prints_every_write(tmp_path: Path) ->
         "[flag] checkout-v2 turned off",
     ]
     assert "Flag `checkout-v2`: flag 5% ✓" in out
+
+
+def test_a_trigger_typed_into_the_shell_fires_at_the_next_tick_as_under_serve(tmp_path: Path) -> None:
+    out = run_shell(
+        tmp_path,
+        [
+            "set error_rate=0.3",
+            "/rollout start checkout-v2 aggressive",
+            "set error_rate=1.5",  # +1.2 points over the baseline; the trigger allows +1
+            "later 1h",
+            "tick",
+        ],
+    )
+    after_tick = out.split("The clock now reads", 1)[1]
+    assert "Rollback trigger Error rate fired on checkout-v2 at 5%" in after_tick
+    assert "== ⏸ checkout-v2 ==" in after_tick  # the status message, edited: paused
+
+    db = Database(f"sqlite:///{tmp_path / 'shell.db'}")
+    with db.reading() as session:
+        rollout = session.scalars(select(Rollout)).one()
+        kinds = [e.kind for e in session.scalars(select(Event).where(Event.rollout_id == rollout.id))]
+    db.dispose()
+    assert rollout.status is RolloutStatus.PAUSED
+    assert EventKind.TRIGGER_FIRED in kinds
