@@ -10,21 +10,12 @@ from bot.devtools.local_slack import LocalSlack
 from bot.metrics import StaticMetricsSource
 from bot.services import Services
 from bot.usecases import controls
-from tests.delivery.test_jobs import (  # noqa: F401  (fixtures)
-    LA,
-    QUIET,
-    RED,
-    actor,
-    channel,
-    clock,
-    local,
-    posts,
-    slack,
-    start,
-    svc,
-    tick,
-)
+from tests.delivery import test_jobs as base
+from tests.delivery.test_jobs import LA, QUIET, RED, actor, local, posts, start, tick
 from tests.support import Clock
+
+# The due-work tests' own fixtures: a Slack, a clock and services of this test's own.
+slack, clock, channel, svc = base.slack, base.clock, base.channel, base.svc
 
 
 def shown(params: dict[str, object]) -> str:
