@@ -28,6 +28,7 @@ from slack_sdk.models.blocks import (
     SectionBlock,
 )
 
+from bot.domain.calendar import format_business_days
 from bot.domain.wording import MINUS
 from bot.ids import Action
 from messages.blocks import Message, _dicts
@@ -190,7 +191,10 @@ def blocker_lines(gate: GateResult, step_title: str, tz: str) -> list[str]:
             v, what = found
             if v.name not in named:
                 named.add(v.name)
-                out.append(f"*{escape(v.name)}* {numbers(v)}{what}")
+                if what == "no data":
+                    out.append(f"*{escape(v.name)}* has no data: {escape(v.reason)}")
+                else:
+                    out.append(f"*{escape(v.name)}* {numbers(v)}{what}")
         elif index == len(gate.blockers) - 1 and not gate.soak.met:
             out.append(soak_line(gate.soak, step_title, tz))
         else:
@@ -209,6 +213,10 @@ def _metric_named(
     for name in sorted(metrics, key=len, reverse=True):
         if sentence.startswith(f"{name} fails:") and metrics[name].value is not None:
             return metrics[name], ""
+    for name in sorted({**metrics, **triggers}, key=len, reverse=True):
+        for opening in (f"{name} has no data:", f"Rollback trigger {name} has no data:"):
+            if sentence.startswith(opening):
+                return metrics.get(name) or triggers[name], "no data"
     return None
 
 
@@ -217,7 +225,8 @@ def soak_line(soak: Soak, step_title: str, tz: str) -> str:
     if soak.required_days <= 0:
         return f"Soak: {escape(step_title)} has no minimum soak time"
     if soak.met:
-        return f"Soak met at {escape(step_title)} ({soak.progress()}); ready since {slack_time(soak.earliest, tz)}"
+        required = format_business_days(soak.required_days)
+        return f"Soak met at {escape(step_title)} ({required}); ready since {slack_time(soak.earliest, tz)}"
     return f"Soak: {soak.progress()} at {escape(step_title)}; ready {slack_time(soak.earliest, tz)}"
 
 

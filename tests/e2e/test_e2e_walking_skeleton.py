@@ -216,7 +216,7 @@ def test_start_posts_one_status_message_with_the_plan(
     assert "Owner <@U0ANA>" in facts and "(`backend`)" in facts
     assert "`checkout_v2`" in facts and "<#C0LAUNCH>" in facts
     steps = steps_text(message)
-    assert steps.startswith("Now at *1%* of *Canary*, since ")
+    assert steps.startswith("Now: *Canary*, step *1%*, since ")
     assert "*1% (500 users)* :arrow_left: now" in steps
     assert "25% (3,000 users) → 50% (6,000 users) → 75% (9,000 users) → 100% (12,000 users)" in steps
     assert message["text"] == "checkout-v2: at 1%, 0/4 checklist items done in Canary"
@@ -248,7 +248,7 @@ def test_start_without_a_template_uses_the_standard_plan_and_the_typist_owns_it(
         "search-ranking",
     )
     assert f"Owner <@{driver.user_id}>" in json.dumps(message["blocks"])
-    assert steps_text(message).startswith("Now at *internal* of *Internal Testing*")
+    assert steps_text(message).startswith("Now: *Internal Testing*, step *internal*")
     assert len(options(message)) == 9  # 5 tasks and 4 exit criteria
 
 
@@ -393,13 +393,13 @@ def test_status_and_list_answer_only_the_asker(
     reply = driver.wait_reply(WAIT)
     assert reply["response_type"] == "ephemeral"
     text = said(reply)
-    assert "Now at *1%* of *Canary*" in text
+    assert "Now: *Canary*, step *1%*" in text
     assert "*Tasks* 1/2" in text and ":ballot_box_with_check: Turn the feature toggle on" in text
     assert f"/archives/{channel}/p{message['ts'].replace('.', '')}" in text  # a link to the live message
     assert "checklist_toggle" not in text  # a copy offers no boxes that would not update
 
     driver.command("status")  # the channel's only open rollout
-    assert "Now at *1%* of *Canary*" in said(driver.wait_reply(WAIT))
+    assert "Now: *Canary*, step *1%*" in said(driver.wait_reply(WAIT))
 
     driver.command("list", channel="C0ELSEWHERE")  # the whole workspace, from anywhere
     listing = said(driver.wait_reply(WAIT))
@@ -761,7 +761,7 @@ def test_with_several_rollouts_the_bot_asks_which_one_with_buttons(
         driver, slack, {**question, "ts": "1700000000.000001"}, f"pick_rollout:{beta.id}"
     )
     assert answer["response_type"] == "ephemeral"
-    assert "Now at *1%* of *Canary*" in said(answer)  # beta's (backend) plan, not alpha's
+    assert "Now: *Canary*, step *1%*" in said(answer)  # beta's (backend) plan, not alpha's
     assert "Internal Testing" not in said(answer)
 
 

@@ -54,7 +54,7 @@ def test_shell_clicks_boxes_and_buttons_by_number(tmp_path: Path) -> None:
     advance_buttons = numbers_of(out, "Advance")
     assert advance_buttons
     out2 = run_shell(tmp_path, ["set error_rate=0.3", "later 3d", "/rollout status"])
-    assert "Now at 50%" in out2
+    assert "step 50%" in out2
 
     db = Database(f"sqlite:///{tmp_path / 'shell.db'}")
     with db.reading() as session:

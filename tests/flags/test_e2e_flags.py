@@ -189,7 +189,7 @@ def test_advance_sets_the_flag_in_unleash(sc: Scenario, unleash_admin: UnleashAd
         (0.0, 5.0),
         (5.0, 50.0),
     ]
-    assert "flag 50% ✓" in steps_text(sc.wait_status("Now at *50%*"))
+    assert "flag 50% ✓" in steps_text(sc.wait_status("step *50%*"))
 
 
 def test_a_failed_flag_write_moves_nothing(sc: Scenario, unleash_admin: UnleashAdmin) -> None:
