@@ -143,7 +143,7 @@ def _option(item: ItemView, tz: str) -> Option:
     text, shown = escaped_within(item.text, MAX_OPTION_TEXT)
     if item.checked:
         # A reader's own time when the token fits the option's 75 characters, else the rollout's.
-        ticked = f"<@{item.checked_by}> · {slack_time(item.checked_at, tz)}"
+        ticked = f"<@{item.checked_by}> · {slack_time(item.checked_at, tz, compact=True)}"
         if len(ticked) > MAX_OPTION_TEXT:
             ticked = truncate(f"<@{item.checked_by}> · {local_time(item.checked_at, tz)}", MAX_OPTION_TEXT)
         description: MarkdownTextObject | None = MarkdownTextObject(text=ticked)

@@ -17,7 +17,7 @@ from messages.render import render
 from messages.text import escape
 
 SECTIONS: tuple[tuple[str, tuple[str, ...]], ...] = (
-    ("Start and follow a rollout", ("start", "status", "list", "timeline", "export")),
+    ("Start and follow a rollout", ("start", "status", "list", "timeline", "export", "help")),
     ("Move it forward", ("advance", "snapshot", "complete")),
     ("When something looks wrong", ("pause", "resume", "rollback")),
     ("Metrics", ("metrics", "baseline")),
@@ -60,7 +60,7 @@ def help_message(usages: Mapping[str, Usage], templates: Sequence[str], topic: s
         listed.update(names)
         if entries:
             blocks.append(SectionBlock(text=MarkdownTextObject(text=f"*{title}*\n" + "\n".join(entries))))
-    rest = [_entry(n, u) for n, u in usages.items() if n not in listed and n != "help"]
+    rest = [_entry(n, u) for n, u in usages.items() if n not in listed]
     if rest:
         blocks.append(SectionBlock(text=MarkdownTextObject(text="*More*\n" + "\n".join(rest))))
     template_list = ", ".join(f"`{escape(t)}`" for t in templates)

@@ -50,11 +50,15 @@ def local_time(moment: datetime | None, tz: str, *, with_zone: bool = False) -> 
     return text if with_zone else text.rsplit(" ", 1)[0]
 
 
-def slack_time(moment: datetime | None, tz: str) -> str:
+def slack_time(moment: datetime | None, tz: str, *, compact: bool = False) -> str:
     """A time every reader sees in their own zone: Slack's date token, with the rollout's own
-    zone as the fallback ("Fri 4 Dec 23:07 PST") where the token cannot be shown."""
+    zone as the fallback ("Fri 4 Dec 23:07 PST") where the token cannot be shown. `compact`
+    fits a checkbox's 75 characters: "Dec 4 23:07", its fallback without the zone."""
     if moment is None:
         return ""
+    if compact:
+        fallback = format_local(moment, tz).rsplit(" ", 1)[0]
+        return f"<!date^{int(moment.timestamp())}^{{date_short}} {{time}}|{fallback}>"
     return f"<!date^{int(moment.timestamp())}^{{date_short_pretty}} {{time}}|{format_local(moment, tz)}>"
 
 

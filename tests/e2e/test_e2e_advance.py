@@ -617,11 +617,7 @@ def test_complete_is_refused_below_100_and_allowed_at_100(sc: Scenario) -> None:
     assert body(done) == f":tada: *{sc.feature}* completed."
     assert sc.where() == ("completed", 1, 1)
     assert sc.events(EventKind.COMPLETED) == [(EventKind.COMPLETED, sc.owner, {"step": "100%"})]
-    wait_until(
-        lambda: next(
-            (u for u in sc.status_updates() if ":tada: Completed" in steps_text(u)), None
-        )
-    )
+    wait_until(lambda: next((u for u in sc.status_updates() if ":tada: Completed" in steps_text(u)), None))
 
 
 def test_advance_anyway_with_a_blank_reason_is_refused_and_moves_nothing(sc: Scenario) -> None:
