@@ -35,7 +35,9 @@ class Soak:
             return (
                 f"{step_title} has soaked its {format_business_days(self.required_days)}; ready since {when}"
             )
-        return f"{step_title} is on {self.progress()}; ready {when}"
+        progress = self.progress()
+        ran = f"is on {progress}" if progress.startswith("day ") else f"has run {progress}"
+        return f"{step_title} {ran}; ready {when}"
 
     def progress(self) -> str:
         """How far the soak is, in the words people count it in: "day 2 of 3 business days";

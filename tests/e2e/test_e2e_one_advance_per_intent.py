@@ -180,7 +180,10 @@ def test_a_button_from_before_buttons_carried_the_step_means_the_step_current_at
     )
     assert sc.where() == ("active", 0, 1)
     response, path = sc.click(seen, "advance")  # the same old message, clicked again later
-    assert body(sc.posts_to(path, count=2)[-1]) == f":arrow_up: {sc.feature} advanced from 2% to 3%."
+    assert (
+        body(sc.posts_to(path, count=2)[-1])
+        == f":arrow_up: *{sc.feature}* advanced from 2% to *3%*: the gate passed."
+    )
     assert len(sc.events(EventKind.ADVANCED)) == 2
 
 
@@ -210,4 +213,6 @@ def test_a_typed_advance_that_slack_sent_before_the_move_moves_nothing(
     answer = final_reply(driver)
     assert body(answer).startswith(f":no_entry_sign: *{sc.feature}* already moved to 2% of Gradual Rollout")
     assert sc.where() == ("active", 0, 1)
-    assert body(sc.advance()) == f":arrow_up: {sc.feature} advanced from 2% to 3%."  # sent now: moves
+    assert (
+        body(sc.advance()) == f":arrow_up: *{sc.feature}* advanced from 2% to *3%*: the gate passed."
+    )  # sent now: moves
