@@ -32,6 +32,7 @@ from bot.config import Settings, load_settings
 from bot.delivery import jobs
 from bot.delivery.scheduler import drain_outbox
 from bot.devtools.local_slack import APP_ID, TEAM_ID, LocalSlack, Posted
+from bot.domain.calendar import format_local
 from bot.flags import BOT_STRATEGY_TITLE, FlagState, MemoryProvider, valid_flag_key
 from bot.flags.memory import Write
 from bot.metrics import MetricQuery, MetricReading, MetricsSource, StaticMetricsSource
@@ -304,7 +305,7 @@ class Shell:
             self.out.write("Say how much later, like `later 6h` or `later 2d`.\n")
             return
         self.offset += step
-        self.out.write(f"The clock now reads {self.svc.clock():%a %d %b %H:%M} UTC.\n")
+        self.out.write(f"The clock now reads {format_local(self.svc.clock(), 'UTC')}.\n")
 
     def handle(self, line: str) -> bool:
         """One line typed; False when the shell should end."""

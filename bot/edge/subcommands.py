@@ -175,7 +175,9 @@ def check(
         rollout = advance.may_advance(svc, actor, rollout_id, intent)
     else:
         rollout = lookup.load_for(svc, actor, rollout_id)
-    reply.progress(checking(rollout.feature, len(rollout.metrics) + len(rollout.triggers)))
+    # Each metric once, as the report shows it: a trigger named like a success metric is one.
+    names = {str(m.get("name", "")).casefold() for m in (*rollout.metrics, *rollout.triggers)}
+    reply.progress(checking(rollout.feature, len(names)))
     outcome = advance.advance(svc, actor, rollout) if move else advance.snapshot(svc, actor, rollout)
     note = refreshed(svc, rollout_id) if outcome.moved is not None or outcome.rolled_back else ""
     if outcome.flag:

@@ -89,7 +89,7 @@ def test_passing_gate_advances_stores_the_gate_and_updates_the_status_message(sc
     reply = sc.advance()
 
     checking = sc.driver.replies()[0]
-    assert body(checking) == f":hourglass_flowing_sand: Checking 2 metrics for *{sc.feature}*…"
+    assert body(checking) == f":hourglass_flowing_sand: Checking 1 metric for *{sc.feature}*…"
     assert body(reply) == advanced_text(sc.feature)
     assert metric_rows(reply) == "*1 metric*\n" + error_row(
         ":white_check_mark: Passed", "1.00% → 1.10% (+0.10 points; limit +0.20)", trend="▁▃▆█"
@@ -132,7 +132,7 @@ def test_advance_button_on_the_status_message_works_like_the_command(sc: Scenari
 
     assert response.status == 200
     checking, answer = sc.posts_to(path, count=2)
-    assert body(checking) == f":hourglass_flowing_sand: Checking 2 metrics for *{sc.feature}*…"
+    assert body(checking) == f":hourglass_flowing_sand: Checking 1 metric for *{sc.feature}*…"
     assert body(answer) == advanced_text(sc.feature)
     assert answer["replace_original"] is True
     assert sc.where() == ("active", 1, 0)
@@ -152,7 +152,7 @@ def test_relative_metric_over_threshold_stays_and_names_value_and_baseline(sc: S
 
     why = "+15% vs baseline (200 ms → 230 ms), beyond the allowed +10%"
     blocker = f"Latency (p95) fails: {why}."
-    assert body(sc.driver.replies()[0]) == f":hourglass_flowing_sand: Checking 4 metrics for *{sc.feature}*…"
+    assert body(sc.driver.replies()[0]) == f":hourglass_flowing_sand: Checking 2 metrics for *{sc.feature}*…"
     assert body(reply) == f":no_entry: *{sc.feature}* cannot advance from internal: 1 thing blocks it."
     assert reply["text"] == f"{sc.feature} cannot advance from internal: 1 thing blocks it."
     assert metric_rows(reply) == (
