@@ -403,7 +403,7 @@ def test_status_and_list_answer_only_the_asker(
 
     driver.command("list", channel="C0ELSEWHERE")  # the whole workspace, from anywhere
     listing = said(driver.wait_reply(WAIT))
-    assert "*status-me* in <#" + channel + ">: 1% of Canary" in listing
+    assert "*status-me* in <#" + channel + ">: Canary, step 1%" in listing
     assert "owner <@U0ANA>" in listing
     # Only this workspace's rollouts.
     assert "*Open rollouts* (1)" in listing

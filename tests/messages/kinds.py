@@ -7,10 +7,12 @@ from collections.abc import Callable
 from datetime import timedelta
 
 from bot.domain.plans import template_names
+from bot.edge.answers import message_for, usage_message
 from bot.edge.parsing import USAGES
-from messages import flag_texts
+from bot.errors import RolloutError, UsageError
+from messages import flag_texts, render
 from messages.announcements import milestone
-from messages.blocks import Message, behind, choose_rollout, status_message
+from messages.blocks import Message, behind, choose_rollout, status_message, text_message
 from messages.digest import digest, reminder, trigger_alert, trigger_undecided
 from messages.gate import checking, gate_report
 from messages.help import help_message
@@ -155,4 +157,23 @@ KINDS: dict[str, Callable[[], Message]] = {
         need_baseline=["Latency p95"],
     ),
     "metrics_unchanged": lambda: nothing_changed("checkout-v2"),
+    "list": lambda: text_message(
+        render(
+            "list",
+            rollouts=[
+                {
+                    "feature": "checkout-v2",
+                    "channel_id": "C_ROLLOUT",
+                    "step_title": "1%",
+                    "phase_name": "Canary",
+                    "paused": True,
+                    "owner_id": "U_OWNER",
+                }
+            ],
+        )
+    ),
+    "usage_error": lambda: usage_message(UsageError("`ana` is not a Slack user", "start")),
+    "refusal": lambda: message_for(
+        RolloutError("{feature} is paused: `/rollout resume` it first", feature="checkout-v2")
+    ),
 }

@@ -10,6 +10,7 @@ import json
 import pytest
 from syrupy.assertion import SnapshotAssertion
 
+from messages.home import HomeRow, home_view
 from messages.plain import render
 from messages.render import configure
 from tests.messages.kinds import KINDS
@@ -34,3 +35,15 @@ def test_each_message_kind_reads_as_recorded(kind: str, snapshot: SnapshotAssert
         ]
     )
     assert recorded == snapshot
+
+
+def test_the_home_tab_reads_as_recorded(snapshot: SnapshotAssertion) -> None:
+    rows = [
+        HomeRow(1, "checkout-v2", "C_ROLLOUT", "1%", "Canary", False, 2, 9, "soak met; 2 exit criteria open"),
+        HomeRow(
+            2, "search-v3", "C_SEARCH", "internal", "Internal Testing", True, 0, 5, "day 1 of 3 business days"
+        ),
+    ]
+    view = home_view(rows)
+    shown, _ = render(view["blocks"], "", 1)
+    assert shown + "\n--- blocks ---\n" + json.dumps(view["blocks"], indent=1, ensure_ascii=False) == snapshot
