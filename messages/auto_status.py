@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from messages.text import local_time
+from messages.text import escape, slack_time
 
 if TYPE_CHECKING:
     from messages.views import RolloutView
@@ -14,14 +14,14 @@ _CALENDAR = ("freeze", "allowed hours", "holiday")
 
 
 def auto_words(rollout: RolloutView) -> str:
-    """ "auto: next check at Tue 08 Dec 09:00 America/Los_Angeles", "waiting: freeze “x”
-    until …", "auto: waits for a person"; "" when auto-advance is off or the rollout is not
-    active."""
+    """The line as mrkdwn: "auto: next check at <each reader's own time>", "waiting: freeze
+    “x” until …", "auto: waits for a person"; "" when auto-advance is off or the rollout is
+    not active."""
     if not rollout.auto_on or rollout.status != "active":
         return ""
     if rollout.auto_due is None:
         return "auto: waits for a person (a checkpoint, or the owner's advance)"
     if rollout.auto_why and any(word in rollout.auto_why for word in _CALENDAR):
-        return f"waiting: {rollout.auto_why}"
-    at = local_time(rollout.auto_due, rollout.timezone, with_zone=True)
-    return f"auto: next check at {at}" + (f" ({rollout.auto_why})" if rollout.auto_why else "")
+        return f"waiting: {escape(rollout.auto_why)}"
+    at = slack_time(rollout.auto_due, rollout.timezone)
+    return f"auto: next check at {at}" + (f" ({escape(rollout.auto_why)})" if rollout.auto_why else "")

@@ -27,6 +27,7 @@ from slack_sdk.models.blocks import (
 from bot.ids import Action
 from bot.ids import Block as BlockId
 from messages.auto_status import auto_words
+from messages.push import push_text
 from messages.render import render
 from messages.text import (
     MAX_BLOCKS,
@@ -38,6 +39,7 @@ from messages.text import (
     escape,
     escaped_within,
     local_time,
+    slack_time,
     truncate,
 )
 
@@ -48,16 +50,32 @@ STATUS_LABEL = {
     "active": ":large_green_circle: Active",
     "paused": ":double_vertical_bar: Paused",
     "rolled_back": ":rewind: Rolled back",
-    "completed": ":white_check_mark: Completed",
+    "completed": ":tada: Completed",
+}
+# The header's symbol says the state too: a rolled-back rollout no longer shows a rocket.
+HEADER_EMOJI = {
+    "active": ":rocket:",
+    "paused": ":double_vertical_bar:",
+    "rolled_back": ":rewind:",
+    "completed": ":tada:",
 }
 
 
 @dataclass(frozen=True)
 class Message:
-    """What chat.postMessage / chat.update / respond take: the fallback text and the blocks."""
+    """What chat.postMessage / chat.update / respond take: the push text and the blocks.
+
+    Every message passes here, so every text is a push text (messages/push.py): plain, event
+    first, short. A message built from text alone keeps its full text as its one section."""
 
     text: str
     blocks: list[dict[str, Any]] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        if not self.blocks and self.text.strip():
+            body = truncate(self.text, MAX_SECTION_TEXT)
+            object.__setattr__(self, "blocks", _dicts([SectionBlock(text=MarkdownTextObject(text=body))]))
+        object.__setattr__(self, "text", push_text(self.text))
 
     def as_kwargs(self) -> dict[str, Any]:
         return {"text": self.text, "blocks": self.blocks}
@@ -70,56 +88,66 @@ def _dicts(blocks: Iterable[Block]) -> list[dict[str, Any]]:
 def text_message(mrkdwn: str) -> Message:
     """A plain notice; the same text is the fallback and the one section."""
     body = truncate(mrkdwn, MAX_SECTION_TEXT)
-    return Message(
-        text=truncate(mrkdwn, MAX_FALLBACK_TEXT),
-        blocks=_dicts([SectionBlock(text=MarkdownTextObject(text=body))]),
-    )
+    return Message(text=mrkdwn, blocks=_dicts([SectionBlock(text=MarkdownTextObject(text=body))]))
 
 
-def long_text_message(mrkdwn: str) -> Message:
-    """A notice longer than one section holds (the help): one section per run of whole
-    lines that fits; the fallback text is cut where Slack cuts it."""
-    sections: list[str] = []
-    for line in mrkdwn.split("\n"):
-        if sections and len(sections[-1]) + 1 + len(line) <= MAX_SECTION_TEXT:
-            sections[-1] += "\n" + line
-        else:
-            sections.append(truncate(line, MAX_SECTION_TEXT))
-    blocks = [SectionBlock(text=MarkdownTextObject(text=s)) for s in sections if s.strip()]
-    return Message(text=truncate(mrkdwn, MAX_FALLBACK_TEXT), blocks=_dicts(blocks))
+def step_name(step: StepView, before: StepView | None = None) -> str:
+    """A step as every message names it: "25%", or a label with its share of users, so two
+    steps at 100% read apart: "launch (stays at 100%)"."""
+    if step.title.endswith("%") or step.percent <= 0:
+        return step.title
+    if before is not None and before.percent == step.percent:
+        return f"{step.title} (stays at {step.percent:g}%)"
+    return f"{step.title} ({step.percent:g}%)"
 
 
-def _step_text(step: StepView, phase: PhaseView, rollout: RolloutView) -> str:
-    title = step.title
+def _step_text(step: StepView, phase: PhaseView, rollout: RolloutView, before: StepView | None) -> str:
+    title = step_name(step, before)
     users = f" ({step.desired_users:,} users)" if step.desired_users else ""
-    is_current = (
-        rollout.is_open and phase.position == rollout.phase_index and step.position == rollout.step_index
-    )
-    if is_current:
-        return f"*{escape(title)}{users}* :arrow_left: now"
+    here = phase.position == rollout.phase_index and step.position == rollout.step_index
+    if here and rollout.is_open:
+        return f"*{escape(title)}{users}* (now)"
+    if here and rollout.status == "rolled_back":
+        return f"{escape(title)}{users} (rolled back here)"
     if step.completed_at is not None:
         return f"~{escape(title)}{users}~"
     return f"{escape(title)}{users}"
 
 
-def _phase_line(phase: PhaseView, rollout: RolloutView) -> str:
+def _phase_line(phase: PhaseView, rollout: RolloutView, before: StepView | None) -> str:
+    """One phase: its symbol and state in words (done, now, ahead), then its steps."""
+    here = phase.position == rollout.phase_index
     if phase.completed_at is not None:
-        mark = ":white_check_mark:"
-    elif rollout.is_open and phase.position == rollout.phase_index:
-        mark = ":arrow_forward:"
+        mark = ":heavy_check_mark: _done_"
+    elif here and rollout.is_open:
+        mark = ":arrow_forward: _now_"
+    elif here and rollout.status == "rolled_back":
+        mark = ":rewind: _rolled back_"
     else:
-        mark = ":white_circle:"
-    steps = " → ".join(_step_text(s, phase, rollout) for s in phase.steps)
-    return f"{mark} *{escape(phase.name)}*: {steps}"
+        mark = ":white_circle: _ahead_" if rollout.is_open else ":white_circle: _not reached_"
+    names = []
+    for step in phase.steps:
+        names.append(_step_text(step, phase, rollout, before))
+        before = step
+    return f"{mark} *{escape(phase.name)}*: {' → '.join(names)}"
+
+
+def _plan_lines(rollout: RolloutView) -> str:
+    lines, before = [], None
+    for phase in rollout.phases:
+        lines.append(_phase_line(phase, rollout, before))
+        before = phase.steps[-1] if phase.steps else before
+    return "\n".join(lines)
 
 
 def _option(item: ItemView, tz: str) -> Option:
     text, shown = escaped_within(item.text, MAX_OPTION_TEXT)
     if item.checked:
-        when = local_time(item.checked_at, tz)
-        description: MarkdownTextObject | None = MarkdownTextObject(
-            text=truncate(f"<@{item.checked_by}> · {when}", MAX_OPTION_TEXT)
-        )
+        # A reader's own time when the token fits the option's 75 characters, else the rollout's.
+        ticked = f"<@{item.checked_by}> · {slack_time(item.checked_at, tz, compact=True)}"
+        if len(ticked) > MAX_OPTION_TEXT:
+            ticked = truncate(f"<@{item.checked_by}> · {local_time(item.checked_at, tz)}", MAX_OPTION_TEXT)
+        description: MarkdownTextObject | None = MarkdownTextObject(text=ticked)
     elif shown < len(item.text):
         description = MarkdownTextObject(text=escaped_within("…" + item.text[shown:], MAX_OPTION_TEXT)[0])
     else:
@@ -151,8 +179,9 @@ def _checklist(phase: PhaseView, tz: str, title: str, items: Sequence[ItemView])
 
 
 def _header(rollout: RolloutView) -> list[Block]:
-    facts = [
-        f"{STATUS_LABEL[rollout.status]}",
+    # A closed rollout says its state once, in the line under the header, not here too.
+    facts = [STATUS_LABEL[rollout.status]] if rollout.is_open else []
+    facts += [
         f"Owner <@{rollout.owner_id}>",
         f"Plan *{escape(rollout.plan_title)}* (`{escape(rollout.template)}`)",
     ]
@@ -163,7 +192,7 @@ def _header(rollout: RolloutView) -> list[Block]:
     return [
         HeaderBlock(
             block_id=BlockId.HEADER,
-            text=truncate(f":rocket: {rollout.feature}", MAX_HEADER_TEXT),
+            text=truncate(f"{HEADER_EMOJI[rollout.status]} {rollout.feature}", MAX_HEADER_TEXT),
         ),
         ContextBlock(elements=[MarkdownTextObject(text=f) for f in facts]),
     ]
@@ -176,7 +205,8 @@ def _controls(rollout: RolloutView) -> Block:
         ButtonElement(
             text="Advance", action_id=Action.ADVANCE, value=advance_value(rollout), style="primary"
         ),
-        ButtonElement(text="Snapshot", action_id=Action.SNAPSHOT, value=value),
+        # "Check metrics", not "Snapshot": it says what the button does (the id stays).
+        ButtonElement(text="Check metrics", action_id=Action.SNAPSHOT, value=value),
         ButtonElement(text="Resume", action_id=Action.RESUME, value=value)
         if paused
         else ButtonElement(text="Pause", action_id=Action.PAUSE, value=value),
@@ -199,10 +229,10 @@ def advance_value(rollout: RolloutView) -> str:
 def _where(rollout: RolloutView) -> str:
     if not rollout.is_open:
         return STATUS_LABEL[rollout.status]
+    phase = rollout.current_phase
     step = rollout.current_step
-    since = local_time(rollout.step_started_at, rollout.timezone, with_zone=True)
-    title = step.title
-    return f"Now at *{escape(title)}* of *{escape(rollout.current_phase.name)}*, since {since}"
+    since = slack_time(rollout.step_started_at, rollout.timezone)
+    return f"Now: *{escape(phase.name)}*, step *{escape(step_name(step))}*, since {since}"
 
 
 def _checklist_text(title: str, items: Sequence[ItemView]) -> str:
@@ -246,7 +276,7 @@ def status_message(
 
     `interactive=False` renders the checklist as text, for an ephemeral copy that links to the
     live message instead of offering boxes that would not update it."""
-    plan_lines = "\n".join(_phase_line(p, rollout) for p in rollout.phases)
+    plan_lines = _plan_lines(rollout)
     flag = flag_line(
         rollout.flag_key,
         seen=rollout.flag_percent,
@@ -257,7 +287,7 @@ def status_message(
     )
     where = f"{_where(rollout)}\n{flag}" if flag else _where(rollout)
     if rollout.is_open and rollout.auto_on:
-        where += f"\n{escape(auto_words(rollout))}"
+        where += f"\n{auto_words(rollout)}"
     blocks: list[Block] = [
         *_header(rollout),
         SectionBlock(
@@ -309,9 +339,7 @@ def status_message(
         blocks.extend(checklist)
         blocks.append(_controls(rollout))
     blocks.append(
-        ContextBlock(
-            elements=[MarkdownTextObject(text=f"Updated {local_time(now, rollout.timezone, with_zone=True)}")]
-        )
+        ContextBlock(elements=[MarkdownTextObject(text=f"Updated {slack_time(now, rollout.timezone)}")])
     )
     items = rollout.current_phase.items
     fallback = render(
@@ -319,7 +347,7 @@ def status_message(
         feature=rollout.feature,
         state=_state_words(rollout),
         done=sum(1 for i in items if i.checked),
-        total=len(items),
+        total=len(items) if rollout.is_open else 0,
         phase=rollout.current_phase.name,
     )
     return Message(text=truncate(fallback, MAX_FALLBACK_TEXT), blocks=_dicts(blocks))
@@ -328,8 +356,7 @@ def status_message(
 def _state_words(rollout: RolloutView) -> str:
     if not rollout.is_open:
         return rollout.status.replace("_", " ")
-    step = rollout.current_step
-    words = f"at {step.title}"
+    words = f"{rollout.current_phase.name}, step {step_name(rollout.current_step)}"
     return words + (" (paused)" if rollout.paused else "")
 
 

@@ -6,13 +6,13 @@ from __future__ import annotations
 from collections.abc import Sequence
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
-from zoneinfo import ZoneInfo
 
 from slack_sdk.models.blocks import ActionsBlock, ButtonElement
 
 from bot.ids import Action
 from messages.blocks import Message, advance_value, text_message
 from messages.render import render
+from messages.text import slack_day, slack_time
 
 if TYPE_CHECKING:
     from messages.views import EventView, RolloutView, SnapshotView
@@ -49,14 +49,14 @@ _TICKS = {"item_checked": "ticks", "item_unchecked": "unticks"}
 
 
 def short(moment: datetime, tz: str) -> str:
-    """A local time, written as bot.calendar writes it: "Tue 12 Mar 10:00"."""
-    local = moment.astimezone(ZoneInfo(tz))
-    return f"{local:%a} {local.day} {local:%b %H:%M}"
+    """A time in each reader's own zone (Slack's date token; "Tue 12 Mar 10:00 PDT" where it
+    cannot show)."""
+    return slack_time(moment, tz)
 
 
 def when(moment: datetime, tz: str) -> str:
-    """A local time with its zone, e.g. "Tue 12 Mar 10:00 America/Los_Angeles"."""
-    return f"{short(moment, tz)} {tz}"
+    """The same as `short`: one time format in every message (messages/STYLE.md)."""
+    return slack_time(moment, tz)
 
 
 def about(rollout: RolloutView) -> dict[str, Any]:
@@ -107,7 +107,7 @@ def digest(
     context = {
         **about(rollout),
         "cadence": rollout.digest,
-        "date": short(scheduled, tz).rsplit(" ", 1)[0],
+        "date": slack_day(scheduled, tz),
         "since": when(rollout.step_started_at, tz),
         "soak": soak,
         "unchecked": list(unchecked),

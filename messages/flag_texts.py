@@ -44,7 +44,7 @@ def rollback_write_failed(rollout: Rollout, *, provider: str, reason: str) -> tu
 
 def write_landed(rollout: Rollout, *, provider: str, after: float) -> Message:
     return text_message(
-        f":white_check_mark: Flag {_flag(rollout)} of *{escape(rollout.feature)}* is now at "
+        f":heavy_check_mark: Flag {_flag(rollout)} of *{escape(rollout.feature)}* is now at "
         f"{after:g}% in {escape(provider)}: the rollback's flag write landed."
     )
 

@@ -33,7 +33,7 @@ class HomeRow:
     done: int
     total: int
     next_gate: str  # e.g. "soak met; 2 exit criteria open"
-    auto: str = ""  # "auto: next check at …", "waiting: freeze “x” until …"; "" when off
+    auto: str = ""  # mrkdwn: "auto: next check at …", "waiting: freeze “x” until …"; "" when off
 
 
 def progress_bar(done: int, total: int, width: int = BAR_WIDTH) -> str:
@@ -52,10 +52,12 @@ def home_view(rows: Sequence[HomeRow]) -> dict[str, Any]:
             )
         )
     for row in rows[:30]:  # a Home tab holds 100 blocks; three per rollout
-        state = " (paused)" if row.paused else ""
+        state = " · :double_vertical_bar: Paused" if row.paused else ""
+        # The bar is a picture; the words beside it ("2 of 9 steps done") are what it says.
         text = (
             f"*{escape(row.feature)}* in <#{row.channel_id}>{state}\n"
-            f"`{progress_bar(row.done, row.total)}` {row.done}/{row.total} steps · now {escape(row.step_title)} of {escape(row.phase_name)}"
+            f"`{progress_bar(row.done, row.total)}` {row.done} of {row.total} steps done · "
+            f"now: *{escape(row.phase_name)}*, step *{escape(row.step_title)}*"
         )
         blocks.append(
             SectionBlock(
@@ -67,7 +69,7 @@ def home_view(rows: Sequence[HomeRow]) -> dict[str, Any]:
         )
         blocks.append(ContextBlock(elements=[MarkdownTextObject(text=f"Next gate: {escape(row.next_gate)}")]))
         if row.auto:
-            blocks.append(ContextBlock(elements=[MarkdownTextObject(text=escape(row.auto))]))
+            blocks.append(ContextBlock(elements=[MarkdownTextObject(text=row.auto)]))
         blocks.append(DividerBlock())
     return View(type="home", blocks=blocks).to_dict()
 

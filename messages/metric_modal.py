@@ -359,7 +359,7 @@ def metrics_saved(
 ) -> Message:
     """Each metric with its rule spelled out (describe_rule / describe_trigger), so "0.5" is
     never left to be read as percent or percentage points."""
-    lines = [f":white_check_mark: Saved the metrics of *{escape(feature)}*."]
+    lines = [f":heavy_check_mark: Saved the metrics of *{escape(feature)}*."]
     lines.append("*Success criteria* (must pass to advance):")
     lines += [
         f"• *{escape(m.name)}*: {escape(describe_rule(m))} · {escape(_window(m))}" for m in metrics

@@ -11,8 +11,20 @@ from typing import Any
 _USER = re.compile(r"<@([A-Z0-9_]+)(?:\|[^>]*)?>")
 _CHANNEL = re.compile(r"<#([A-Z0-9_]+)(?:\|([^>]*))?>")
 _LINK = re.compile(r"<(https?://[^|>]+)\|([^>]+)>")
+# Slack's date token shows each reader their own zone; a terminal shows its fallback.
+_DATE = re.compile(r"<!date\^[^|>]*\|([^>]*)>")
 _EMOJI = {
     ":white_check_mark:": "✓",
+    ":heavy_check_mark:": "✔",
+    ":bell:": "🔔",
+    ":robot_face:": "🤖",
+    ":raised_hand:": "✋",
+    ":snowflake:": "❄",
+    ":alarm_clock:": "⏰",
+    ":zzz:": "💤",
+    ":newspaper:": "📰",
+    ":key:": "🔑",
+    ":wastebasket:": "🗑",
     ":x:": "✗",
     ":grey_question:": "?",
     ":rotating_light:": "!",
@@ -51,6 +63,7 @@ class Control:
 
 
 def mrkdwn_to_text(text: str) -> str:
+    text = _DATE.sub(r"\1", text)
     text = _USER.sub(r"@\1", text)
     text = _CHANNEL.sub(lambda m: f"#{m.group(2) or m.group(1)}", text)
     text = _LINK.sub(r"\2 (\1)", text)

@@ -18,6 +18,7 @@ from datetime import datetime
 from typing import Any
 from zoneinfo import ZoneInfo
 
+from bot.domain.calendar import format_day
 from bot.domain.formulas import control_text, source_text
 from bot.domain.plans.markdown.vocabulary import (
     AT_THRESHOLD,
@@ -137,8 +138,9 @@ def _reading_cells(reading: Reading) -> list[str]:
 def _when(moment: datetime | None, tz: str) -> str:
     if moment is None:
         return ""
-    local = moment.astimezone(ZoneInfo(tz)) if moment.tzinfo else moment
-    return local.strftime("%Y-%m-%d %H:%M")
+    # The messages' one date form ("Mon 11 Mar"), with the year: a document outlives the week.
+    local = moment.astimezone(ZoneInfo(tz)) if moment.tzinfo else moment.replace(tzinfo=ZoneInfo(tz))
+    return f"{format_day(local, tz)} {local:%Y %H:%M}"
 
 
 def _cell(text: str) -> str:

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 from datetime import datetime
-from zoneinfo import ZoneInfo
+
+from bot.domain.calendar import format_day, format_local
 
 # Block Kit limits (https://docs.slack.dev/reference/block-kit): enforced here, not hoped for.
 MAX_BLOCKS = 50
@@ -41,11 +42,31 @@ def truncate(value: str, limit: int) -> str:
 
 
 def local_time(moment: datetime | None, tz: str, *, with_zone: bool = False) -> str:
+    """A time for text that is not Slack (the export, the shell) or where a date token cannot
+    go: "Fri 4 Dec 23:07", with the zone's abbreviation when `with_zone`."""
     if moment is None:
         return ""
-    local = moment.astimezone(ZoneInfo(tz))
-    text = local.strftime("%a %d %b %H:%M")
-    return f"{text} {tz}" if with_zone else text
+    text = format_local(moment, tz)
+    return text if with_zone else text.rsplit(" ", 1)[0]
+
+
+def slack_time(moment: datetime | None, tz: str, *, compact: bool = False) -> str:
+    """A time every reader sees in their own zone: Slack's date token, with the rollout's own
+    zone as the fallback ("Fri 4 Dec 23:07 PST") where the token cannot be shown. `compact`
+    fits a checkbox's 75 characters: "Dec 4 23:07", its fallback without the zone."""
+    if moment is None:
+        return ""
+    if compact:
+        fallback = format_local(moment, tz).rsplit(" ", 1)[0]
+        return f"<!date^{int(moment.timestamp())}^{{date_short}} {{time}}|{fallback}>"
+    return f"<!date^{int(moment.timestamp())}^{{date_short_pretty}} {{time}}|{format_local(moment, tz)}>"
+
+
+def slack_day(moment: datetime | None, tz: str) -> str:
+    """A date in the reader's own zone: "Fri 4 Dec" as the fallback."""
+    if moment is None:
+        return ""
+    return f"<!date^{int(moment.timestamp())}^{{date_short_pretty}}|{format_day(moment, tz)}>"
 
 
 def percent(value: float) -> str:

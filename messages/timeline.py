@@ -21,7 +21,7 @@ from slack_sdk.models.blocks import (
 
 from bot.ids import Action
 from messages.blocks import Message, _dicts
-from messages.text import MAX_BLOCKS, MAX_SECTION_TEXT, escape, local_time, truncate
+from messages.text import MAX_BLOCKS, MAX_SECTION_TEXT, escape, slack_time, truncate
 from messages.views import EventView, TimelineView
 
 MAX_LINE = 500  # one event's line; a long reason is cut here, the export keeps all of it
@@ -80,7 +80,7 @@ LINES: dict[str, Callable[[EventView], str]] = {
         f":bar_chart: {_who(e.actor_id)} checked the gate: "
         + ("it would pass" if e.data.get("passed") else "it would not pass")
     ),
-    "phase_completed": lambda e: f":checkered_flag: phase {escape(e.data.get('phase', ''))} completed",
+    "phase_completed": lambda e: f":heavy_check_mark: phase {escape(e.data.get('phase', ''))} completed",
     "paused": lambda e: f":double_vertical_bar: {_who(e.actor_id)} paused it.{_why(e.data)}",
     "resumed": lambda e: f":arrow_forward: {_who(e.actor_id)} resumed it",
     "rolled_back": lambda e: f":rewind: {_who(e.actor_id)} rolled it back.{_why(e.data)}",
@@ -139,7 +139,9 @@ def line(event: EventView, tz: str) -> str:
     """One event as one line: `when` who did what."""
     words = LINES.get(event.kind)
     text = words(event) if words else f"{_who(event.actor_id)}: {escape(event.kind.replace('_', ' '))}"
-    return truncate(f"`{local_time(event.at, tz)}` {text}", MAX_LINE)
+    # A date token is never cut: the line's words are, when the line is long.
+    when = slack_time(event.at, tz)
+    return f"{when} {truncate(text, max(MAX_LINE - len(when) - 1, 40))}"
 
 
 def timeline_message(view: TimelineView) -> tuple[Message, int]:
@@ -157,7 +159,7 @@ def timeline_message(view: TimelineView) -> tuple[Message, int]:
             break
         shown += 1
     older = view.older or shown < len(view.events)
-    heading = f":scroll: *Timeline of {escape(view.feature)}*, newest first (times in {escape(view.tz)})"
+    heading = f":scroll: *Timeline of {escape(view.feature)}*, newest first"
     blocks: list[Block] = [SectionBlock(text=MarkdownTextObject(text=heading))]
     blocks += [SectionBlock(text=MarkdownTextObject(text=s)) for s in sections]
     if not sections:

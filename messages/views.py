@@ -152,6 +152,8 @@ class Outcome:
     snapshot_only: bool = False
     flag: str = ""  # the flag write that went with the move, in words
     rolled_back: bool = False  # a rollback trigger fired and the plan says to roll back
+    # (metric key, "Open in Datadog" URL): the metric explorer on the query the gate read.
+    links: tuple[tuple[str, str], ...] = ()
 
 
 # --- charts ------------------------------------------------------------------------------------

@@ -18,7 +18,7 @@ from storage.enums import EventKind, ItemKind, SnapshotKind
 from storage.models import ChecklistItem, Event, MetricSnapshot, Phase, Rollout, SlackMessage
 from tests.driver import Response, SlackDriver
 from tests.fakes.datadog_api import FakeDatadog
-from tests.support import wait_until
+from tests.support import body, wait_until
 
 Params = dict[str, Any]
 
@@ -131,7 +131,7 @@ class Scenario:
     def refused_advance(self, *, user: str | None = None) -> Params:
         """An advance refused before any metric is read: one answer, no "Checking…" line."""
         reply = self.command(f"advance {self.feature}", user=user)
-        assert [r["text"] for r in self.driver.replies()] == [reply["text"]]
+        assert [body(r) for r in self.driver.replies()] == [body(reply)]
         return reply
 
     def click(self, message: Params, action_id: str, *, user: str | None = None) -> tuple[Response, str]:

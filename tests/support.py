@@ -59,3 +59,33 @@ def make_services(
         metrics=metrics,
         **extra,
     )
+
+
+def body(message: Any) -> str:
+    """What a message says in full: its first section's mrkdwn. Its `text` is only the push
+    text (messages/push.py): the first line, plain, at most 120 characters."""
+    blocks = message.get("blocks") if isinstance(message, dict) else getattr(message, "blocks", None)
+    for block in blocks or []:
+        if block.get("type") == "section" and isinstance(block.get("text"), dict):
+            return str(block["text"]["text"])
+    return str(message.get("text", "") if isinstance(message, dict) else getattr(message, "text", ""))
+
+
+def shown_all(message: Any) -> str:
+    """Every text of a message's blocks, one per line: a gate report, a status message."""
+    blocks = message.get("blocks") if isinstance(message, dict) else getattr(message, "blocks", None)
+    out: list[str] = []
+
+    def walk(node: Any) -> None:
+        if isinstance(node, dict):
+            if isinstance(node.get("text"), str):
+                out.append(node["text"])
+            for value in node.values():
+                if isinstance(value, dict | list):
+                    walk(value)
+        elif isinstance(node, list):
+            for value in node:
+                walk(value)
+
+    walk(blocks or [])
+    return "\n".join(out)

@@ -24,7 +24,7 @@ from datetime import datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import delete, update
+from sqlalchemy import delete, select, update
 from sqlalchemy.orm import Session
 
 from bot.delivery import autopilot, charts, status_board
@@ -59,6 +59,7 @@ log = logging.getLogger(__name__)
 
 LEASE = timedelta(minutes=5)
 READY_RECHECK = timedelta(hours=1)
+READY_FIRST = timedelta(minutes=10)  # an overdue reminder waits this long for a ready check due with it
 
 
 @dataclass(frozen=True)
@@ -226,10 +227,27 @@ def _overdue(svc: Services, job: Claimed) -> Due | None:
         end = planned_end(rollout)
         if not _at_step(job, rollout) or job.now < end:
             return planned(rollout, job.now).get(Kind.OVERDUE)
+        # One reminder per step: the ready reminder already asks for this advance, and when its
+        # check is due in this same run, it goes first (the two never arrive together).
+        if _queued(session, rollout, f"ready:{rollout.phase_index}:{rollout.step_index}"):
+            return None
+        if _ready_runs_now(session, rollout, job):
+            return Due(job.now + READY_FIRST, job.data)
         planned_at = texts.when(end, rollout.timezone)
         message = texts.reminder("overdue", views.rollout_view(rollout), planned_end=planned_at)
         _queue(session, rollout, f"overdue:{rollout.phase_index}:{rollout.step_index}", job.now, message)
     return None
+
+
+def _ready_runs_now(session: Session, rollout: Rollout, job: Claimed) -> bool:
+    """Is the ready check of this rollout due now, or claimed in the same run as `job`?"""
+    due = session.scalar(
+        select(DueJob.due_at).where(DueJob.rollout_id == rollout.id, DueJob.kind == Kind.READY)
+    )
+    if due is None:
+        return False
+    due = due if due.tzinfo else due.replace(tzinfo=job.now.tzinfo)
+    return due <= job.now or due == job.lease
 
 
 def _stale(svc: Services, job: Claimed) -> Due | None:
@@ -266,9 +284,9 @@ def _watch(svc: Services, job: Claimed) -> Due | None:
 
 def _watch_triggers(svc: Services, rollout: Rollout) -> bool:
     now = svc.clock()
-    _, triggers = measure.metrics_of(rollout)
-    plan = measure.plan_queries(
-        triggers, feature=rollout.feature, flag=rollout.flag_key, service=rollout.service
+    metrics, triggers = measure.metrics_of(rollout)
+    plan = measure.trigger_plan(
+        metrics, triggers, feature=rollout.feature, flag=rollout.flag_key, service=rollout.service
     )
     readings = measure.take(svc.metrics, plan, now)
     keyed = {t.key: t for t in triggers}

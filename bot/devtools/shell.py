@@ -32,11 +32,13 @@ from bot.config import Settings, load_settings
 from bot.delivery import jobs
 from bot.delivery.scheduler import drain_outbox
 from bot.devtools.local_slack import APP_ID, TEAM_ID, LocalSlack, Posted
+from bot.domain.calendar import format_local
 from bot.flags import BOT_STRATEGY_TITLE, FlagState, MemoryProvider, valid_flag_key
 from bot.flags.memory import Write
 from bot.metrics import MetricQuery, MetricReading, MetricsSource, StaticMetricsSource
 from bot.runtime import build_services
 from bot.services import utc_now
+from bot.usecases import schedule
 from messages.plain import Control, render
 from storage.migrate import upgrade
 
@@ -44,7 +46,7 @@ SECRET = "rollout-bot-shell"
 CHANNEL = "C0SHELL"
 HELP = """Type a /rollout command (try /rollout help), a number to click that button or checkbox,
 `set error_rate=0.4 latency_p95=120` to give the gate metric values when Datadog is not set up,
-`later 6h` or `later 2d` to move the clock on (soak time), `tick` to run due reminders and
+`later 6h` or `later 2d` to move the clock on (soak time), `tick` to run the trigger watch, due reminders and
 digests now, `quit` to leave."""
 
 
@@ -303,7 +305,7 @@ class Shell:
             self.out.write("Say how much later, like `later 6h` or `later 2d`.\n")
             return
         self.offset += step
-        self.out.write(f"The clock now reads {self.svc.clock():%a %d %b %H:%M} UTC.\n")
+        self.out.write(f"The clock now reads {format_local(self.svc.clock(), 'UTC')}.\n")
 
     def handle(self, line: str) -> bool:
         """One line typed; False when the shell should end."""
@@ -323,6 +325,8 @@ class Shell:
         elif line.startswith("later "):
             self.later(line.split(maxsplit=1)[1])
         elif line == "tick":
+            # As `serve` would have: its watch runs every few minutes whatever the clock did.
+            schedule.watch_now(self.svc)
             jobs.run_due(self.svc)
             self.settle()
         else:

@@ -32,6 +32,7 @@ __all__ = [
     "business_days_elapsed",
     "earliest_time",
     "format_business_days",
+    "format_day",
     "format_elapsed",
     "format_local",
 ]
@@ -120,13 +121,21 @@ def _settle(start: datetime, business_days: float, candidate: datetime, *, tz: s
 
 
 def format_local(dt: datetime, tz: str) -> str:
-    """`dt` on the wall clock of `tz`, e.g. "Tue 16 Jan 18:00 America/Los_Angeles".
+    """`dt` on the wall clock of `tz`, with the zone's abbreviation: "Tue 16 Jan 18:00 PST".
 
-    Day and month names are English whatever the process locale, so messages do not change
-    with the host.
+    The one date form of every message ("Fri 4 Dec": weekday, day without a leading zero,
+    month). Day and month names are English whatever the process locale, so messages do not
+    change with the host. Slack messages show a reader's own zone instead (messages/text.py);
+    this is their fallback and the form of the export and the shell.
     """
     local = _utc(dt, "dt").astimezone(_zone(tz))
-    return f"{_WEEKDAYS[local.weekday()]} {local.day} {_MONTHS[local.month - 1]} {local:%H:%M} {tz}"
+    return f"{format_day(dt, tz)} {local:%H:%M} {local.tzname() or tz}"
+
+
+def format_day(dt: datetime, tz: str) -> str:
+    """The date of `dt` on the wall clock of `tz`: "Fri 4 Dec"."""
+    local = _utc(dt, "dt").astimezone(_zone(tz))
+    return f"{_WEEKDAYS[local.weekday()]} {local.day} {_MONTHS[local.month - 1]}"
 
 
 def format_business_days(days: float) -> str:

@@ -106,6 +106,10 @@ class MetricVerdict:
     series: tuple[float, ...] = ()
     judgement: canary.Judged | None = None  # a judged metric's test; `change` is its shift
     incomputable: bool = False  # FAIL because no change can be computed (baseline 0)
+    # The rule itself, for a report that puts the change beside its limit in numbers.
+    rule: str = ""  # the Rule's value: "relative", "absolute", "upper", "lower", "zero"
+    threshold: float = 0.0
+    bad_up: bool = True  # which way is bad: up (error rate) or down (conversion)
 
 
 @dataclass(frozen=True)
@@ -169,6 +173,9 @@ def evaluate_metric(metric: Metric, current: Observation, baseline: Observation 
             unit=metric.unit,
             series=current.series,
             incomputable=incomputable,
+            rule=metric.rule.value,
+            threshold=metric.threshold,
+            bad_up=metric.bad is Direction.UP,
         )
 
     value = _usable(current.value)

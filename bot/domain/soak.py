@@ -26,20 +26,28 @@ class Soak:
     met: bool
 
     def describe(self, step_title: str, tz: str) -> str:
-        """E.g. "25% has run 6 h of the required 1 business day, 0.75 business days left;
-        earliest advance Tue 16 Jan 18:00 America/Los_Angeles"."""
+        """E.g. "25% is on day 2 of 3 business days; ready Thu 3 Dec 09:00 PST", "25% has
+        soaked its 1 business day; ready since Tue 16 Jan 18:00 PST"."""
         if self.required_days <= 0:
             return f"{step_title} has no minimum soak time"
-        ran = (
-            f"{step_title} has run {format_elapsed(self.elapsed_days)} "
-            f"of the required {format_business_days(self.required_days)}"
-        )
         when = format_local(self.earliest, tz)
         if self.met:
-            return f"{ran}; soak met since {when}"
-        # Rounded up: a soak must never read as nearer its end than it is.
-        left = math.ceil((self.required_days - self.elapsed_days) * 100) / 100
-        return f"{ran}, {format_business_days(max(left, 0.01))} left; earliest advance {when}"
+            return (
+                f"{step_title} has soaked its {format_business_days(self.required_days)}; ready since {when}"
+            )
+        progress = self.progress()
+        ran = f"is on {progress}" if progress.startswith("day ") else f"has run {progress}"
+        return f"{step_title} {ran}; ready {when}"
+
+    def progress(self) -> str:
+        """How far the soak is, in the words people count it in: "day 2 of 3 business days";
+        a soak shorter than a day, or not in whole days, in hours: "6 h of 0.5 business days".
+        Day N is the business day under way, so it never reads as further on than it is."""
+        required = format_business_days(self.required_days)
+        if self.required_days >= 1 and float(self.required_days).is_integer():
+            day = min(math.floor(self.elapsed_days) + 1, int(self.required_days))
+            return f"day {day} of {required}"
+        return f"{format_elapsed(self.elapsed_days)} of {required}"
 
 
 def soak_status(

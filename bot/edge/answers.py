@@ -18,7 +18,8 @@ from bot.errors import AdvanceClosed, NeedsChoice, RolloutError, UsageError
 from bot.slackweb.client import error_code
 from messages import render
 from messages.autopilot import closed_answer
-from messages.blocks import Message, choose_rollout, long_text_message, text_message
+from messages.blocks import Message, choose_rollout, text_message
+from messages.help import help_message as help_sections
 from messages.text import escape
 from storage.db import AlreadyHandled
 
@@ -31,8 +32,8 @@ def usage_message(error: UsageError) -> Message:
     return text_message(render("usage_error", problem=error.problem, usage=usage_of(error)))
 
 
-def help_message() -> Message:
-    return long_text_message(render("help", usages=list(USAGES.items()), templates=template_names()))
+def help_message(topic: str | None = None) -> Message:
+    return help_sections(USAGES, template_names(), topic)
 
 
 def unknown_template(error: UnknownTemplate) -> Message:

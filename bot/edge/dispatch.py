@@ -54,7 +54,7 @@ class Request:
 def quick_reply(cmd: Command) -> Message | None:
     """What the ack itself can say, touching neither the database nor Slack."""
     if isinstance(cmd, Help):
-        return help_message()
+        return help_message(cmd.topic)
     if isinstance(cmd, Start) and cmd.feature is not None:
         return text_message(f":hourglass_flowing_sand: Starting *{escape(cmd.feature)}*…")
     return None

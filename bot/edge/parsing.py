@@ -108,7 +108,7 @@ USAGES: dict[str, Usage] = {
         "/rollout baseline [feature]", "/rollout baseline checkout-v2", "Measure the metrics' baseline again"
     ),
     "list": Usage("/rollout list", "/rollout list", "Every open rollout in this workspace"),
-    "help": Usage("/rollout help", "/rollout help", "This list"),
+    "help": Usage("/rollout help [subcommand]", "/rollout help pause", "Every subcommand, or one in full"),
 }
 
 
@@ -132,7 +132,9 @@ class ListRollouts:
 
 @dataclass(frozen=True)
 class Help:
-    pass
+    """`/rollout help [subcommand]`: every subcommand by section, or one in full."""
+
+    topic: str | None = None
 
 
 @dataclass(frozen=True)
@@ -393,7 +395,10 @@ def parse_command(text: str) -> Command:
             raise UsageError("`import` takes no arguments: paste the document into the form", "import")
         return Import()
     if subcommand == "help":
-        return Help()
+        topic = rest[0].lower().lstrip("/") if rest else None
+        if topic is not None and topic not in USAGES:
+            raise UsageError(f"there is no subcommand `{rest[0]}`; `/rollout help` lists them", "help")
+        return Help(topic)
     if subcommand == "templates":
         return _parse_templates(rest)
     if subcommand == "access":

@@ -36,7 +36,7 @@ USAGES: dict[str, tuple[str, str, str]] = {
     "checkpoints": (
         "/rollout checkpoints team phases|steps",
         "/rollout checkpoints team phases",
-        "phases: auto-advance stops for a person at every phase boundary",
+        "Where auto-advance waits for a person: at every phase boundary (phases) or only at manual steps (steps)",
     ),
 }
 SUBCOMMANDS = frozenset(USAGES)

@@ -53,7 +53,16 @@ def refreshed(svc: Services, rollout_id: int) -> str:
 def _done(svc: Services, reply: Replier, rollout: Rollout, verb: str, reason: str = "") -> None:
     why = f" Reason: {escape(reason)}" if reason else ""
     note = refreshed(svc, rollout.id)
-    reply(text_message(f":white_check_mark: *{escape(rollout.feature)}* {verb}.{why}{note}"))
+    # The state's own symbol (messages/symbols.py): ✅ means "passed" and nothing else.
+    mark = {
+        "paused": ":double_vertical_bar:",
+        "resumed": ":arrow_forward:",
+        "rolled back": ":rewind:",
+        "completed": ":tada:",
+    }
+    reply(
+        text_message(f"{mark.get(verb, ':heavy_check_mark:')} *{escape(rollout.feature)}* {verb}.{why}{note}")
+    )
 
 
 def pause(svc: Services, actor: Actor, rollout_id: int, reason: str, reply: Replier) -> None:
@@ -166,7 +175,9 @@ def check(
         rollout = advance.may_advance(svc, actor, rollout_id, intent)
     else:
         rollout = lookup.load_for(svc, actor, rollout_id)
-    reply.progress(checking(rollout.feature, len(rollout.metrics) + len(rollout.triggers)))
+    # Each metric once, as the report shows it: a trigger named like a success metric is one.
+    names = {str(m.get("name", "")).casefold() for m in (*rollout.metrics, *rollout.triggers)}
+    reply.progress(checking(rollout.feature, len(names)))
     outcome = advance.advance(svc, actor, rollout) if move else advance.snapshot(svc, actor, rollout)
     note = refreshed(svc, rollout_id) if outcome.moved is not None or outcome.rolled_back else ""
     if outcome.flag:
@@ -216,7 +227,7 @@ def approvers(svc: Services, actor: Actor, cmd: Approvers, reply: Replier) -> No
         return
     rollout = controls.set_approver(svc, actor, rollout_id, cmd.user_id, add=cmd.change == "add")
     verb = "is now an approver of" if cmd.change == "add" else "is no longer an approver of"
-    reply(text_message(f":white_check_mark: <@{cmd.user_id}> {verb} *{escape(rollout.feature)}*."))
+    reply(text_message(f":key: <@{cmd.user_id}> {verb} *{escape(rollout.feature)}*."))
 
 
 def apply_flag_plan(svc: Services, actor: Actor, rollout_id: int, reply: Replier) -> None:
@@ -224,7 +235,7 @@ def apply_flag_plan(svc: Services, actor: Actor, rollout_id: int, reply: Replier
     note = refreshed(svc, rollout_id)
     reply(
         text_message(
-            f":white_check_mark: {escape(written.words())}: the plan's percentage is on the flag.{note}"
+            f":heavy_check_mark: {escape(written.words())}: the plan's percentage is on the flag.{note}"
         )
     )
 
@@ -234,7 +245,7 @@ def adopt_flag(svc: Services, actor: Actor, rollout_id: int, percent: float, rep
     note = refreshed(svc, rollout_id)
     reply(
         text_message(
-            f":ok_hand: Flag `{escape(rollout.flag_key or '')}` of *{escape(rollout.feature)}* stays at "
+            f":heavy_check_mark: Flag `{escape(rollout.flag_key or '')}` of *{escape(rollout.feature)}* stays at "
             f"{percent:g}%; I will not warn about it again at this step.{note}"
         )
     )

@@ -19,6 +19,7 @@ from slack_sdk import WebClient
 from slack_sdk.webhook import WebhookClient
 
 from bot.edge.listeners.payloads import field
+from messages.blocks import text_message
 from messages.text import escape
 
 log = logging.getLogger(__name__)
@@ -108,10 +109,12 @@ def tell(body: Any, text: str, client: WebClient | None, *, wait: bool = False) 
 
     def send() -> None:
         try:
+            # Through Message, as every post: the full text in a section, a push text on top.
+            message = text_message(text).as_kwargs()
             if url:
-                WebhookClient(url).send(text=text, response_type="ephemeral", replace_original=False)
+                WebhookClient(url).send(**message, response_type="ephemeral", replace_original=False)
             elif user and client is not None:
-                client.chat_postMessage(channel=user, text=text)
+                client.chat_postMessage(channel=user, **message)
             else:
                 log.error("nobody to tell: %s", text)
         except Exception:  # the last resort: nothing above it to tell

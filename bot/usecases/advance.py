@@ -38,7 +38,7 @@ from bot.services import Actor, Services
 from bot.usecases import announcing, autopilot, controls, flagging, schedule
 from bot.usecases.access import check_allowed
 from bot.usecases.lookup import load_for
-from bot.usecases.measure import baselines_for, evaluate, read_metrics, store_snapshot
+from bot.usecases.measure import baselines_for, evaluate, explorer_links, read_metrics, store_snapshot
 from messages.views import Outcome
 from storage import queries
 from storage.enums import EventKind, SnapshotKind
@@ -83,7 +83,7 @@ def snapshot(svc: Services, actor: Actor, rollout: Rollout) -> Outcome:
                 locked, EventKind.SNAPSHOT, actor.user_id, now, snapshot_id=snap.id, passed=gate.passed
             )
         )
-    return _outcome(locked, gate, None, may_override=False, snapshot_only=True)
+    return _outcome(svc, locked, gate, None, may_override=False, snapshot_only=True)
 
 
 @dataclass(frozen=True)
@@ -161,14 +161,14 @@ def advance(svc: Services, actor: Actor, rollout: Rollout) -> Outcome:
             if gate.fired and rolls_back:
                 reason = "rollback trigger fired: " + "; ".join(f"{v.name} ({v.reason})" for v in gate.fired)
                 written = controls.roll_back_locked(svc, session, locked, None, reason, now)
-                outcome = _outcome(locked, gate, None, may_override=False)
+                outcome = _outcome(svc, locked, gate, None, may_override=False)
                 return replace(outcome, rolled_back=True, flag=written.words() if written else "")
-            return _outcome(locked, gate, None, may_override=True)
+            return _outcome(svc, locked, gate, None, may_override=True)
         moved, written = _move(
             svc, session, locked, actor, now, EventKind.ADVANCED, attempt, snapshot_id=snap.id
         )
     telemetry.GATE_DECISIONS.labels("advanced").inc()
-    outcome = _outcome(locked, gate, moved, may_override=True, where=where)
+    outcome = _outcome(svc, locked, gate, moved, may_override=True, where=where)
     return replace(outcome, flag=written.words() if written else "")
 
 
@@ -321,6 +321,7 @@ def _move(
 
 
 def _outcome(
+    svc: Services,
     rollout: Rollout,
     gate: GateResult,
     moved: rollouts.Moved | None,
@@ -340,4 +341,5 @@ def _outcome(
         moved=moved,
         override_token=token if may_override and not gate.passed else None,
         snapshot_only=snapshot_only,
+        links=explorer_links(svc, rollout, svc.clock()),
     )

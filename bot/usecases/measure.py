@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 from dataclasses import astuple, dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy.orm import Session
@@ -14,6 +14,7 @@ from bot.domain import canary, rollouts
 from bot.domain.gates import GateInput, GateResult, MetricVerdict, Observation, evaluate_gate
 from bot.domain.plans.model import Metric
 from bot.metrics import MetricQuery, MetricReading, MetricsSource
+from bot.metrics.links import explorer_url
 from bot.services import Services
 from storage import queries
 from storage.enums import SnapshotKind
@@ -77,6 +78,26 @@ def plan_queries(metrics: Iterable[Metric], *, feature: str, flag: str | None, s
     return Plan(tuple(queries), by_key, control_by_key)
 
 
+def trigger_plan(
+    metrics: Iterable[Metric],
+    triggers: Iterable[Metric],
+    *,
+    feature: str,
+    flag: str | None,
+    service: str | None,
+) -> Plan:
+    """The queries of the rollback triggers alone, each named as the gate names it (success
+    metrics first): a trigger that reads the same query as a success metric is the same
+    reading under the same name in the watch and in the gate. Only the triggers' queries are
+    asked for."""
+    triggers = list(triggers)
+    full = plan_queries([*metrics, *triggers], feature=feature, flag=flag, service=service)
+    by_key = {t.key: full.by_key[t.key] for t in triggers}
+    control_by_key = {t.key: full.control_by_key[t.key] for t in triggers if t.key in full.control_by_key}
+    wanted = {*by_key.values(), *control_by_key.values()}
+    return Plan(tuple(q for q in full.queries if q.name in wanted), by_key, control_by_key)
+
+
 def take(source: MetricsSource | None, plan: Plan, now: datetime) -> dict[str, MetricReading]:
     if not plan.queries:
         return {}
@@ -133,6 +154,24 @@ def metrics_of(rollout: Rollout) -> tuple[list[Metric], list[Metric]]:
         [Metric.from_dict(m) for m in rollout.metrics],
         [Metric.from_dict(t) for t in rollout.triggers],
     )
+
+
+def explorer_links(svc: Services, rollout: Rollout, now: datetime) -> tuple[tuple[str, str], ...]:
+    """(metric key, Datadog metric explorer URL) for each metric and trigger whose query names a
+    metric; none when Datadog is not configured (there is nothing to open)."""
+    if not svc.settings.datadog_configured:
+        return ()
+    metrics, triggers = metrics_of(rollout)
+    out: dict[str, str] = {}
+    for metric in (*metrics, *triggers):
+        query = metric.query or "; ".join(text for _, text in metric.queries)
+        filled = fill(query, feature=rollout.feature, flag=rollout.flag_key, service=rollout.service)
+        url = explorer_url(
+            svc.settings.dd_site, filled, end=now, window=timedelta(minutes=metric.window_minutes)
+        )
+        if url is not None:
+            out.setdefault(metric.key, url)
+    return tuple(out.items())
 
 
 def read_metrics(

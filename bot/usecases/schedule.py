@@ -93,3 +93,16 @@ def set_digest(svc: Services, actor: Actor, rollout_id: int, cadence: str, at: s
             )
             reschedule(session, rollout, now, watch_minutes=svc.settings.watch_minutes)
     return rollout
+
+
+def watch_now(svc: Services) -> int:
+    """Makes every rollout's watch (rollback triggers, the flag) due now. The terminal shell
+    calls it at `tick`: its clock jumps with `later`, where `serve`'s watch would have run all
+    along, so a trigger typed with `set` fires at the next `tick` as it would in Slack. Returns
+    how many watches were moved."""
+    now = svc.clock()
+    with svc.db.transaction() as session:
+        moved = session.execute(
+            update(DueJob).where(DueJob.kind == Kind.WATCH, DueJob.due_at > now).values(due_at=now)
+        )
+    return int(cast("CursorResult[Any]", moved).rowcount or 0)

@@ -33,7 +33,7 @@ from storage.db import Database
 from storage.enums import EventKind, RolloutStatus, SnapshotKind
 from storage.models import DueJob, Event, MetricSnapshot, OutboxMessage, Rollout
 from storage.models import Step as StepRow
-from tests.support import Clock, make_services
+from tests.support import Clock, body, make_services
 
 TEAM = "T111"
 OWNER = "WOWNER0001"
@@ -214,9 +214,9 @@ def test_daily_digest_goes_out_at_nine_local_on_business_days_across_dst(
     day1 = f"digest:{first.astimezone(ZoneInfo(LA)).date().isoformat()}"
     [thread] = posts(slack, channel, day1)
     assert thread["thread_ts"] == slack.messages(channel)[0]["ts"]  # in the status thread
-    assert "Daily digest: checkout-v2" in thread["text"] and "started the rollout" in thread["text"]
+    assert "Daily digest: checkout-v2" in body(thread) and "started the rollout" in body(thread)
     [line] = posts(slack, STAKE, day1)
-    assert f"Details in <#{channel}>" in line["text"]
+    assert f"Details in <#{channel}>" in body(line)
 
     # Saturday and Sunday are skipped; Monday is 09:00 on the new side of the change.
     assert due(svc, rollout_id)["digest"] == second
@@ -277,12 +277,12 @@ def test_digest_tells_what_happened_since_the_last_one(
 
     tick(svc, clock, utc(2024, 3, 11, 16, 0))
     [monday] = posts(slack, channel, "digest:2024-03-11")
-    body = monday["text"]
-    assert f"<@{OWNER}> paused it. Reason: waiting for &lt;!channel&gt; sign-off &amp; QA" in body
-    assert f"<@{OWNER}> resumed it" in body
-    assert "started the rollout" not in body  # told in Friday's digest
-    assert "25% (1,000 users) of Gradual Rollout" in body
-    assert "*Soak:* 25% has run" in body
+    said = body(monday)
+    assert f"<@{OWNER}> paused it. Reason: waiting for &lt;!channel&gt; sign-off &amp; QA" in said
+    assert f"<@{OWNER}> resumed it" in said
+    assert "started the rollout" not in said  # told in Friday's digest
+    assert "Gradual Rollout, step 25% (1,000 users)" in said
+    assert "*Soak:* 25% has soaked its 1 business day" in said
 
 
 def test_digest_skips_a_us_holiday_and_weekly_goes_out_on_monday(
@@ -306,7 +306,7 @@ def test_digest_skips_a_us_holiday_and_weekly_goes_out_on_monday(
     assert posts(slack, channel + "B", "digest") == []
     tick(svc, clock, monday)
     [weekly] = posts(slack, channel + "B", "digest:2024-03-18")
-    assert "Weekly digest: search-v3" in weekly["text"]
+    assert "Weekly digest: search-v3" in body(weekly)
     assert due(svc, berlin)["digest"] == local("Europe/Berlin", 2024, 3, 25, 9, 30)
 
 
@@ -397,8 +397,8 @@ def test_ready_reminder_only_when_green_with_an_advance_button(
     assert posts(slack, channel, "ready") == []
     tick(svc, clock, soaked + timedelta(hours=1))
     [reminder] = posts(slack, channel, "ready:0:0")
-    assert reminder["text"].startswith(
-        f":white_check_mark: <@{OWNER}> *checkout-v2* is ready to advance: soak met, gate green"
+    assert body(reminder).startswith(
+        f":bell: *checkout-v2* is ready to advance from 25%: soak met, gate passed. <@{OWNER}>"
     )
     assert reminder["thread_ts"] == slack.messages(channel)[0]["ts"]
     assert buttons(reminder) == [(Action.ADVANCE.value, f"{rollout_id}:0:0")]  # the step it is for
@@ -421,9 +421,11 @@ def test_overdue_reminder_once_per_step_at_the_planned_end(
     assert posts(slack, channel, "overdue") == []
     tick(svc, clock, end)
     [overdue] = posts(slack, channel, "overdue:0:0")
-    assert overdue["text"] == (
-        f":alarm_clock: <@{OWNER}> 25% of *checkout-v2* passed its planned end (Wed 13 Mar 10:00 {LA}). "
-        "Advance it when the gate allows, or post an update saying why it waits."
+    assert body(overdue) == (
+        ":alarm_clock: *checkout-v2* is past the planned end of 25% "
+        "(<!date^1710349200^{date_short_pretty} {time}|Wed 13 Mar 10:00 PDT>). "
+        f"<@{OWNER}>, "
+        "advance it when the gate allows, or post an update saying why it waits."
     )
     tick(svc, clock, end + timedelta(days=1))
     assert len(posts(slack, channel, "overdue")) == 1
@@ -456,8 +458,8 @@ def test_stale_reminder_once_per_quiet_spell(
     assert posts(slack, channel, "stale") == []
     tick(svc, clock, quiet)
     [stale] = posts(slack, channel, "stale")
-    assert f"<@{OWNER}> *checkout-v2* has had no activity for 3 business days" in stale["text"]
-    assert "it is paused at 25%" in stale["text"]
+    assert "*checkout-v2* has had no activity for 3 business days" in body(stale)
+    assert "it is paused at 25%" in body(stale)
     tick(svc, clock, quiet + timedelta(days=7))
     assert len(posts(slack, channel, "stale")) == 1
 
@@ -501,22 +503,22 @@ def test_a_fired_trigger_pauses_the_rollout_and_alerts(
     thread, top = posts(slack, channel, "trigger:error_spike:0:0")
     assert thread["thread_ts"] == slack.messages(channel)[0]["ts"] and "thread_ts" not in top
     for alert in (thread, top):
-        assert alert["text"].startswith(
+        assert body(alert).startswith(
             f":rotating_light: <@{OWNER}> Rollback trigger *Error spike* fired on *checkout-v2*"
         )
-        assert "I paused the rollout" in alert["text"]
+        assert "I paused the rollout" in body(alert)
     [line] = posts(slack, STAKE, "paused")
-    assert "paused at 25%" in line["text"]
+    assert "paused at 25%" in body(line)
     status = slack.message(channel, slack.messages(channel)[0]["ts"])
     assert "Paused" in str(status["blocks"])  # refreshed after the commit
 
     tick(svc, clock, local(LA, 2024, 3, 12, 9, 0))
     [digest] = posts(slack, channel, "digest:2024-03-12")
     assert (
-        "*Gate:* closed when last checked (Mon 11 Mar 10:20 America/Los_Angeles): Rollback trigger Error spike fired"
-        in digest["text"]
+        "*Gate:* closed when last checked (<!date^1710177600^{date_short_pretty} {time}|Mon 11 Mar 10:20 PDT>): "
+        "Rollback trigger Error spike fired" in body(digest)
     )
-    assert "Rollout Bot paused it. Reason: rollback trigger fired: Error spike" in digest["text"]
+    assert "Rollout Bot paused it. Reason: rollback trigger fired: Error spike" in body(digest)
 
 
 def test_a_trigger_only_alerts_when_the_rollout_does_not_pause_on_it(
@@ -530,7 +532,7 @@ def test_a_trigger_only_alerts_when_the_rollout_does_not_pause_on_it(
     assert len(events(svc, rollout_id, EventKind.TRIGGER_FIRED)) == 1
     assert events(svc, rollout_id, EventKind.PAUSED) == []
     alerts = posts(slack, channel, "trigger:error_spike")
-    assert len(alerts) == 2 and all("keeps running" in a["text"] for a in alerts)
+    assert len(alerts) == 2 and all("keeps running" in body(a) for a in alerts)
     assert "watch" in due(svc, rollout_id)
 
 

@@ -262,11 +262,9 @@ def test_bad_input_raises_value_error(call: object) -> None:
 @pytest.mark.parametrize(
     ("dt", "tz", "expected"),
     [
-        pytest.param(utc(2024, 1, 17, 2), LA, "Tue 16 Jan 18:00 America/Los_Angeles", id="utc-shown-in-la"),
-        pytest.param(utc(2024, 4, 2, 10), BERLIN, "Tue 2 Apr 12:00 Europe/Berlin", id="summer-time-berlin"),
-        pytest.param(
-            at(BERLIN, 2024, 3, 12, 10, 5), LA, "Tue 12 Mar 02:05 America/Los_Angeles", id="other-zone-input"
-        ),
+        pytest.param(utc(2024, 1, 17, 2), LA, "Tue 16 Jan 18:00 PST", id="utc-shown-in-la"),
+        pytest.param(utc(2024, 4, 2, 10), BERLIN, "Tue 2 Apr 12:00 CEST", id="summer-time-berlin"),
+        pytest.param(at(BERLIN, 2024, 3, 12, 10, 5), LA, "Tue 12 Mar 02:05 PDT", id="other-zone-input"),
     ],
 )
 def test_format_local(dt: datetime, tz: str, expected: str) -> None:

@@ -363,19 +363,19 @@ def test_an_export_with_results_says_what_happened():
     text = export_plan(builtin_templates()["standard"], results=RESULTS)
     first, second = text.split("#### Results")[1:3]
     assert "Times are in Europe/Berlin." in first
-    assert "**Started:** 2024-03-11 09:00\n**Completed:** 2024-03-14 17:00" in first
-    assert "- internal — reached 2024-03-11 09:00" in first
-    assert "- [x] Deploy to staging environment — @ana, 2024-03-12 10:02" in first
+    assert "**Started:** Mon 11 Mar 2024 09:00\n**Completed:** Thu 14 Mar 2024 17:00" in first
+    assert "- internal — reached Mon 11 Mar 2024 09:00" in first
+    assert "- [x] Deploy to staging environment — @ana, Tue 12 Mar 2024 10:02" in first
     assert "- [ ] Internal team testing with real workflows" in first
-    assert "*2024-03-14 16:00*" in first
+    assert "*Thu 14 Mar 2024 16:00*" in first
     assert "| Error rate | 0.42% | 0.4% | change vs baseline ≤ +0.1 pp (absolute) | pass |" in first
     assert "| Latency (p95) | no data | 200 ms | change vs baseline ≤ +10% (relative) | no data |" in first
     assert (
-        "- 2024-03-14 17:00 — @ben: Advanced to Canary Release over the gate — reason: latency has no data; checked by hand"
+        "- Thu 14 Mar 2024 17:00 — @ben: Advanced to Canary Release over the gate — reason: latency has no data; checked by hand"
         in first
     )
     assert "**Completed:** not yet" in second
-    assert "- 1% — 120 users — reached 2024-03-14 17:00" in second
+    assert "- 1% — 120 users — reached Thu 14 Mar 2024 17:00" in second
     assert "@ana: Paused — reason: support queue spiking" in second
     assert text.count("#### Results") == 2  # phases not reached have none
 

@@ -38,7 +38,7 @@ from tests.conftest import (
 from tests.driver import SlackDriver
 from tests.e2e_rollouts import Scenario
 from tests.fakes.datadog_api import FakeDatadog
-from tests.support import wait_until
+from tests.support import body, wait_until
 
 pytestmark = pytest.mark.e2e
 
@@ -68,7 +68,7 @@ def wait_announced(
 ) -> Params:
     """The one announcement in `channel` whose text has `fragment` (waits for it)."""
     found = wait_until(
-        lambda: [m for m in announcements(slack, channel) if fragment in m["text"]],
+        lambda: [m for m in announcements(slack, channel) if fragment in body(m)],
         timeout,
         f"an announcement with {fragment!r} in {channel}",
     )
@@ -89,7 +89,7 @@ def start(sc: Scenario, stakeholders: str, template: str = "aggressive") -> None
 def advance(sc: Scenario) -> Params:
     sc.ready()
     reply = sc.command(f"advance {sc.feature}", count=2)
-    assert "advanced" in reply["text"] or "completed" in reply["text"].lower(), reply["text"]
+    assert "advanced" in body(reply) or "completed" in body(reply).lower(), body(reply)
     return reply
 
 
@@ -113,20 +113,20 @@ def test_start_and_advance_are_announced_in_the_thread_and_to_stakeholders(sc: S
 
     thread = wait_announced(sc.slack, sc.channel, "started")
     assert thread["thread_ts"] == sc.status_ts()
-    assert thread["text"].startswith(f":rocket: *{sc.feature}* started with the *Aggressive rollout* plan")
+    assert body(thread).startswith(f":rocket: *{sc.feature}* started with the *Aggressive rollout* plan")
     line = wait_announced(sc.slack, stake, "rollout started")
     assert "thread_ts" not in line
     assert (
-        line["text"]
+        body(line)
         == f":rocket: *{sc.feature}* rollout started (Aggressive rollout). Details in <#{sc.channel}>."
     )
 
     advance(sc)
     thread = wait_announced(sc.slack, sc.channel, "is now at")
     assert thread["thread_ts"] == sc.status_ts()
-    assert f"*{sc.feature}* is now at *50%*" in thread["text"]
+    assert f"*{sc.feature}* is now at *50%*" in body(thread)
     line = wait_announced(sc.slack, stake, "reached 50%")
-    assert line["text"].startswith(f":arrow_up: *{sc.feature}* reached 50%.")
+    assert body(line).startswith(f":arrow_up: *{sc.feature}* reached 50%.")
     assert len(announcements(sc.slack, sc.channel)) == 2 and len(announcements(sc.slack, stake)) == 2
 
 
@@ -134,7 +134,7 @@ def test_pause_resume_and_rollback_are_announced(sc: Scenario, stake: str) -> No
     start(sc, stake)
 
     sc.command(f"pause {sc.feature} support queue spiking")
-    assert "support queue spiking" in wait_announced(sc.slack, sc.channel, "paused at 5%")["text"]
+    assert "support queue spiking" in body(wait_announced(sc.slack, sc.channel, "paused at 5%"))
     wait_announced(sc.slack, stake, "paused at 5%")
 
     sc.command(f"resume {sc.feature}")
@@ -142,7 +142,7 @@ def test_pause_resume_and_rollback_are_announced(sc: Scenario, stake: str) -> No
     wait_announced(sc.slack, stake, "resumed at 5%")
 
     sc.command(f"rollback {sc.feature} error rate doubled")
-    assert "error rate doubled" in wait_announced(sc.slack, sc.channel, "rolled back from 5%")["text"]
+    assert "error rate doubled" in body(wait_announced(sc.slack, sc.channel, "rolled back from 5%"))
     wait_announced(sc.slack, stake, "rolled back")
 
     status_ts = sc.status_ts()
@@ -156,12 +156,12 @@ def test_an_update_goes_to_both_with_the_text_escaped(sc: Scenario, stake: str) 
 
     escaped = "&lt;!channel&gt; 5% &amp; healthy &lt;https://evil.example|click&gt;"
     thread = wait_announced(sc.slack, sc.channel, ":mega:")
-    assert thread["text"].endswith("\n" + escaped), thread["text"]
+    assert body(thread).endswith("\n" + escaped), body(thread)
     assert thread["thread_ts"] == sc.status_ts()
     line = wait_announced(sc.slack, stake, ":mega:")
-    assert line["text"] == f":mega: *{sc.feature}* (5%): {escaped} Details in <#{sc.channel}>."
+    assert body(line) == f":mega: *{sc.feature}* (5%): {escaped} Details in <#{sc.channel}>."
     for message in (thread, line):
-        assert "<!channel>" not in message["text"] and "<https://" not in message["text"]
+        assert "<!channel>" not in body(message) and "<https://" not in body(message)
 
 
 def test_slack_failing_the_first_two_posts_of_an_announcement_posts_it_once(sc: Scenario, stake: str) -> None:

@@ -19,7 +19,7 @@ from storage.enums import EventKind
 from tests.driver import SlackDriver
 from tests.e2e_rollouts import Scenario, buttons, new_user
 from tests.fakes.datadog_api import FakeDatadog
-from tests.support import wait_until
+from tests.support import body, wait_until
 
 pytestmark = pytest.mark.e2e
 
@@ -43,15 +43,15 @@ def test_a_freeze_refuses_the_owners_advance_and_advance_anyway_takes_it_through
     first, last = today - timedelta(days=1), today + timedelta(days=1)  # today, in any time zone
 
     refused_add = sc.command(f'freeze add {first} {last} "release freeze"')
-    assert refused_add["text"] == ":no_entry_sign: Only workspace admins can add a freeze."
+    assert body(refused_add) == ":no_entry_sign: Only workspace admins can add a freeze."
     added = sc.command(f'freeze add {first} {last} "release freeze"', user=admin)
-    assert f"“release freeze”: no advance from {first} to {last}" in added["text"]
+    assert f"“release freeze”: no advance from {first} to {last}" in body(added)
 
     refused = sc.refused_advance()
-    assert refused["text"].startswith(
+    assert body(refused).startswith(
         f":no_entry_sign: *{sc.feature}* is not advanced now: freeze “release freeze” until "
     )
-    assert "America/Los_Angeles. Advance anyway with a reason, or wait until then." in refused["text"]
+    assert "PST. Advance anyway with a reason, or wait until then." in body(refused)
     assert buttons(refused) == [("advance_anyway", f"{sc.rollout_id}:0:0")]
     assert sc.where() == ("active", 0, 0)
 
@@ -61,12 +61,12 @@ def test_a_freeze_refuses_the_owners_advance_and_advance_anyway_takes_it_through
     assert sc.driver.submit_view(view, {"reason": reason}).status == 200
 
     (answer,) = sc.ephemerals(sc.owner)
-    assert answer["text"] == f":warning: Advanced anyway from 5% to *50%*. Reason: {reason}"
+    assert body(answer) == f":warning: Advanced anyway from 5% to *50%*. Reason: {reason}"
     assert sc.where() == ("active", 1, 0)
     [(_, who, data)] = sc.events(EventKind.OVERRIDDEN)
     assert who == sc.owner and data["reason"] == reason
     assert data["blockers"][0].startswith("Not an allowed time: freeze “release freeze” until ")
-    sc.wait_status("Now at *50%* of *Gradual Rollout*")
+    sc.wait_status("Now: *Gradual Rollout*, step *50%*")
 
 
 def test_auto_advance_is_switched_on_by_command_and_off_from_the_status_message(sc: Scenario) -> None:
@@ -74,7 +74,7 @@ def test_auto_advance_is_switched_on_by_command_and_off_from_the_status_message(
     sc.start("aggressive")
 
     on = sc.command(f"auto on {sc.feature}")
-    assert on["text"].startswith(f":robot_face: *{sc.feature}*: auto-advance is on")
+    assert body(on).startswith(f":robot_face: *{sc.feature}*: auto-advance is on")
     status = sc.wait_status("auto: next check at ")
     assert ("auto_off", str(sc.rollout_id)) in buttons(status)
 

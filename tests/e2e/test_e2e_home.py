@@ -38,7 +38,7 @@ def test_home_lists_my_rollouts_with_progress(driver: SlackDriver, slack: LocalS
     text = json.dumps(view)
     assert view["type"] == "home"
     assert "home-mine" in text and "home-theirs" not in text
-    assert "0/5 steps" in text and "now 1% of Canary" in text
+    assert "0 of 5 steps done" in text and "now: *Canary*, step *1%*" in text
     assert "Next gate:" in text and "2 exit criteria not ticked" in text
     button = next(b["accessory"] for b in view["blocks"] if b.get("accessory"))
     assert button["action_id"] == "open_rollout"

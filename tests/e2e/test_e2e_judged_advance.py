@@ -16,6 +16,7 @@ from storage.models import Rollout
 from tests.driver import SlackDriver
 from tests.e2e_rollouts import Scenario, section
 from tests.fakes.datadog_api import FakeDatadog
+from tests.support import body
 
 pytestmark = pytest.mark.e2e
 
@@ -63,10 +64,13 @@ def test_a_formula_and_a_judged_metric_gate_the_advance(sc: Scenario) -> None:
     blocked = sc.advance()
 
     assert sc.where() == ("active", 0, 0)
-    metrics = section(blocked, "*Success metrics*")
-    assert ":x: *Latency*: +40 ms (98% interval +" in metrics and "— significantly higher" in metrics
-    assert ":white_check_mark: *Error rate* 1%" in metrics
-    assert "The canary judgement fails (score 0" in blocked["text"]
+    metrics = section(blocked, "*2 metrics*")
+    assert ":x: Failed · *Latency*: +40 ms (98% interval +" in metrics and "— significantly higher" in metrics
+    assert (
+        ":white_check_mark: Passed · *Error rate* _(success metric and rollback trigger)_: 1.00% → 1.00%"
+        in metrics
+    )
+    assert "• The canary judgement fails (score 0" in section(blocked, "• ")
 
     # The same latency as the control and the error rate within +0.2 pp: it advances.
     latency(sc, SAME)
@@ -74,9 +78,9 @@ def test_a_formula_and_a_judged_metric_gate_the_advance(sc: Scenario) -> None:
     sc.datadog.set_value(sc.hits_match, 100.0)
     moved = sc.advance()
 
-    assert moved["text"] == f":arrow_up: {sc.feature} advanced from 5% to 50%."
+    assert body(moved) == f":arrow_up: *{sc.feature}* advanced from 5% to *50%*: the gate passed."
     assert sc.where() == ("active", 1, 0)
-    assert ":white_check_mark: *Latency*: " in section(moved, "*Success metrics*")
+    assert ":white_check_mark: Passed · *Latency*: " in section(moved, "*2 metrics*")
     gate = sc.snapshots(SnapshotKind.GATE)[-1]
     judged = next(m for m in gate.verdict["metrics"] if m["key"] == "latency")
     assert (judged["judgement"]["outcome"], judged["judgement"]["words"]) == (

@@ -26,7 +26,7 @@ from storage.enums import EventKind
 from tests.driver import SlackDriver
 from tests.e2e_rollouts import Scenario, buttons
 from tests.fakes.datadog_api import FakeDatadog
-from tests.support import make_services, wait_until
+from tests.support import body, make_services, wait_until
 
 pytestmark = pytest.mark.e2e
 
@@ -47,7 +47,7 @@ def final_reply(driver: SlackDriver, timeout: float = 30.0) -> dict[str, Any]:
     the "Checking…" line before it."""
 
     def found() -> dict[str, Any] | None:
-        done = [r for r in driver.replies() if not r["text"].startswith(":hourglass")]
+        done = [r for r in driver.replies() if not body(r).startswith(":hourglass")]
         return done[-1] if done else None
 
     reply: dict[str, Any] = wait_until(found, timeout, "the answer to an advance")
@@ -99,7 +99,7 @@ def test_a_hundred_pairs_of_advances_sent_together_move_a_hundred_steps(
             barrier.wait()
             time.sleep(lag)
             assert d.command(f"advance {sc.feature}").status == 200
-            return str(final_reply(d)["text"])
+            return str(body(final_reply(d)))
 
         with ThreadPoolExecutor(2) as pool:
             for n in range(PAIRS):
@@ -140,17 +140,17 @@ def test_an_advance_button_means_the_step_it_was_rendered_at(
     assert (  # the button carries the step it was rendered at
         ("advance", f"{sc.rollout_id}:0:0") in buttons(seen)
     )
-    assert sc.advance()["text"] == f":arrow_up: {sc.feature} advanced from 1% to 2%."
+    assert body(sc.advance()) == f":arrow_up: *{sc.feature}* advanced from 1% to *2%*: the gate passed."
 
     old_view: Callable[[], tuple[Any, str]] = lambda: sc.click(seen, "advance")  # noqa: E731
     response, path = old_view()
 
     assert response.status == 200
     (answer,) = sc.posts_to(path)
-    assert answer["text"].startswith(
+    assert body(answer).startswith(
         f":no_entry_sign: *{sc.feature}* already moved to 2% of Gradual Rollout (by <@{sc.owner}>, at "
     )
-    assert answer["text"].endswith("); nothing else changed.")
+    assert body(answer).endswith("); nothing else changed.")
     assert sc.where() == ("active", 0, 1)
 
 
@@ -174,10 +174,16 @@ def test_a_button_from_before_buttons_carried_the_step_means_the_step_current_at
     response, path = sc.click(seen, "advance")
 
     assert response.status == 200
-    assert sc.posts_to(path, count=2)[-1]["text"] == f":arrow_up: {sc.feature} advanced from 1% to 2%."
+    assert (
+        body(sc.posts_to(path, count=2)[-1])
+        == f":arrow_up: *{sc.feature}* advanced from 1% to *2%*: the gate passed."
+    )
     assert sc.where() == ("active", 0, 1)
     response, path = sc.click(seen, "advance")  # the same old message, clicked again later
-    assert sc.posts_to(path, count=2)[-1]["text"] == f":arrow_up: {sc.feature} advanced from 2% to 3%."
+    assert (
+        body(sc.posts_to(path, count=2)[-1])
+        == f":arrow_up: *{sc.feature}* advanced from 2% to *3%*: the gate passed."
+    )
     assert len(sc.events(EventKind.ADVANCED)) == 2
 
 
@@ -194,7 +200,7 @@ def test_a_typed_advance_that_slack_sent_before_the_move_moves_nothing(
     sc = Scenario(driver, slack, datadog, bot_db, channel, feature=f"late-{uuid.uuid4().hex[:6]}")
     datadog.set_value(f"pairs.errors{{service:{sc.feature}}}", 1.0)
     sc.start("pairs")
-    assert sc.advance()["text"] == f":arrow_up: {sc.feature} advanced from 1% to 2%."
+    assert body(sc.advance()) == f":arrow_up: *{sc.feature}* advanced from 1% to *2%*: the gate passed."
     sent = int(time.time()) - 60
     forged = {"X-Rollout-Sent-At": "2100-01-01T00:00:00+00:00"}
     post_raw = driver.post_raw
@@ -205,6 +211,8 @@ def test_a_typed_advance_that_slack_sent_before_the_move_moves_nothing(
         del driver.post_raw
 
     answer = final_reply(driver)
-    assert answer["text"].startswith(f":no_entry_sign: *{sc.feature}* already moved to 2% of Gradual Rollout")
+    assert body(answer).startswith(f":no_entry_sign: *{sc.feature}* already moved to 2% of Gradual Rollout")
     assert sc.where() == ("active", 0, 1)
-    assert sc.advance()["text"] == f":arrow_up: {sc.feature} advanced from 2% to 3%."  # sent now: moves
+    assert (
+        body(sc.advance()) == f":arrow_up: *{sc.feature}* advanced from 2% to *3%*: the gate passed."
+    )  # sent now: moves

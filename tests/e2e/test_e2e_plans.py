@@ -7,6 +7,7 @@ from pathlib import Path
 
 from bot.devtools.local_slack import Call, LocalSlack
 from tests.driver import SlackDriver
+from tests.support import body
 
 SEEDS = Path(__file__).parent.parent / "fixtures" / "seeds"
 
@@ -16,12 +17,12 @@ def import_answer(slack: LocalSlack, driver: SlackDriver, channel: str, timeout:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         for call in slack.calls("chat.postEphemeral") + slack.calls("chat.postMessage"):
-            text = call.params.get("text", "")
+            text = body(call.params)
             if "docsvc" in text and call.params.get("channel") in (channel, driver.user_id):
                 return call
         time.sleep(0.1)
     seen = [
-        (c.method, c.params.get("channel"), c.params.get("text", "")[:200])
+        (c.method, c.params.get("channel"), body(c.params)[:200])
         for c in slack.calls("chat.postEphemeral") + slack.calls("chat.postMessage")
         if c.params.get("channel") in (channel, driver.user_id)
     ]
@@ -49,7 +50,7 @@ def test_import_a_seed_then_run_a_rollout_from_it(
 
     driver.submit_view(opened.params["view"], {"import_name": "docsvc", "import_text": seed})
     reply = import_answer(slack, driver, channel)
-    text = reply.params["text"]
+    text = body(reply.params)
     assert "Imported template `docsvc-1`" in text and "Imported template `docsvc-2`" in text
     assert "1% → 25% → 50% → 75% → 100%" in text
     assert "line 24:" in text and "line 50:" in text  # the DataDog lines it had to interpret
@@ -91,4 +92,4 @@ def test_export_posts_the_filled_plan_into_the_thread(
     assert "- [x] Turn the feature toggle on for the canary cohort" in document
     assert "WTICKER" in document
     reply = driver.wait_reply(count=1)
-    assert "Exported *export-me*" in reply["text"]
+    assert "Exported *export-me*" in body(reply)

@@ -27,7 +27,7 @@ from storage.models import ChecklistItem, Event, Rollout, SlackMessage
 from tests.conftest import BotProcess, bot_env
 from tests.driver import FORM, Response, SlackDriver
 from tests.fakes.datadog_api import FakeDatadog
-from tests.support import wait_until
+from tests.support import body, wait_until
 
 pytestmark = pytest.mark.e2e
 
@@ -188,7 +188,7 @@ def test_start_posts_one_status_message_with_the_plan(
     assert response.status == 200
     ack = response.json()
     assert ack["response_type"] == "ephemeral"
-    assert "Starting *checkout-v2*" in ack["text"]
+    assert "Starting *checkout-v2*" in body(ack)
 
     message = status_post(slack, channel)
     rollout = wait_rollout(bot_db, driver.team_id, "checkout-v2")
@@ -212,14 +212,14 @@ def test_start_posts_one_status_message_with_the_plan(
 
     # What the channel sees: feature, owner, template, the steps with their users, where it is.
     assert message["blocks"][0]["text"]["text"] == ":rocket: checkout-v2"
-    facts = " ".join(e["text"] for e in message["blocks"][1]["elements"])
+    facts = " ".join(body(e) for e in message["blocks"][1]["elements"])
     assert "Owner <@U0ANA>" in facts and "(`backend`)" in facts
     assert "`checkout_v2`" in facts and "<#C0LAUNCH>" in facts
     steps = steps_text(message)
-    assert steps.startswith("Now at *1%* of *Canary*, since ")
-    assert "*1% (500 users)* :arrow_left: now" in steps
+    assert steps.startswith("Now: *Canary*, step *1%*, since ")
+    assert "*1% (500 users)* (now)" in steps
     assert "25% (3,000 users) → 50% (6,000 users) → 75% (9,000 users) → 100% (12,000 users)" in steps
-    assert message["text"] == "checkout-v2: at 1%, 0/4 checklist items done in Canary"
+    assert message["text"] == "checkout-v2 rollout: Canary, step 1%; 0 of 4 checklist items ticked"
 
     # The current phase's checklist: one box per item, by its id.
     canary = items_of(bot_db, rollout.id, phase=0)
@@ -248,7 +248,7 @@ def test_start_without_a_template_uses_the_standard_plan_and_the_typist_owns_it(
         "search-ranking",
     )
     assert f"Owner <@{driver.user_id}>" in json.dumps(message["blocks"])
-    assert steps_text(message).startswith("Now at *internal* of *Internal Testing*")
+    assert steps_text(message).startswith("Now: *Internal Testing*, step *internal*")
     assert len(options(message)) == 9  # 5 tasks and 4 exit criteria
 
 
@@ -272,7 +272,7 @@ def test_ticking_a_box_updates_the_message_and_records_who_and_when(
     option = next(o for o in options(shown) if o["value"] == str(second.id))
     assert option["description"]["text"].startswith("<@U0ANA> · ")
     assert "*Tasks* 1/2" in json.dumps(shown["blocks"])
-    assert shown["text"] == "tick-me: at 1%, 1/4 checklist items done in Canary"
+    assert shown["text"] == "tick-me rollout: Canary, step 1%; 1 of 4 checklist items ticked"
 
     item = next(i for i in items_of(bot_db, rollout.id) if i.id == second.id)
     assert item.checked_by == ANA
@@ -374,7 +374,7 @@ def test_a_box_of_a_rollout_that_is_gone_gets_a_polite_answer(
         del driver._response_url
     reply = slack.wait_for("response_url", lambda c: c.path == urlsplit(urls[-1]).path, WAIT)[0].params
     assert reply["response_type"] == "ephemeral"
-    assert "does not exist any more" in reply["text"]
+    assert "does not exist any more" in body(reply)
     assert "Traceback" not in said(reply)
     assert not any(i.checked for i in items_of(bot_db, rollout.id, phase=None))
 
@@ -393,17 +393,17 @@ def test_status_and_list_answer_only_the_asker(
     reply = driver.wait_reply(WAIT)
     assert reply["response_type"] == "ephemeral"
     text = said(reply)
-    assert "Now at *1%* of *Canary*" in text
+    assert "Now: *Canary*, step *1%*" in text
     assert "*Tasks* 1/2" in text and ":ballot_box_with_check: Turn the feature toggle on" in text
     assert f"/archives/{channel}/p{message['ts'].replace('.', '')}" in text  # a link to the live message
     assert "checklist_toggle" not in text  # a copy offers no boxes that would not update
 
     driver.command("status")  # the channel's only open rollout
-    assert "Now at *1%* of *Canary*" in said(driver.wait_reply(WAIT))
+    assert "Now: *Canary*, step *1%*" in said(driver.wait_reply(WAIT))
 
     driver.command("list", channel="C0ELSEWHERE")  # the whole workspace, from anywhere
     listing = said(driver.wait_reply(WAIT))
-    assert "*status-me* in <#" + channel + ">: 1% of Canary" in listing
+    assert "*status-me* in <#" + channel + ">: Canary, step 1%" in listing
     assert "owner <@U0ANA>" in listing
     # Only this workspace's rollouts.
     assert "*Open rollouts* (1)" in listing
@@ -418,21 +418,21 @@ def test_status_of_an_unknown_feature(driver: SlackDriver) -> None:
     driver.command("status nope")
     reply = driver.wait_reply(WAIT)
     assert reply["response_type"] == "ephemeral"
-    assert "There is no rollout called *nope*" in reply["text"]
+    assert "There is no rollout called *nope*" in body(reply)
 
 
 def test_status_in_a_channel_without_a_rollout(driver: SlackDriver) -> None:
     driver.command("status")
-    assert "This channel has no open rollout" in driver.wait_reply(WAIT)["text"]
+    assert "This channel has no open rollout" in body(driver.wait_reply(WAIT))
 
 
 @pytest.mark.parametrize("text", ["help", "", "HELP"])
 def test_help_lists_every_subcommand_with_an_example(driver: SlackDriver, text: str) -> None:
     response = driver.command(text)
     assert response.status == 200
-    body = response.json()
-    assert body["response_type"] == "ephemeral"
-    help_text = said(body)
+    answer = response.json()
+    assert answer["response_type"] == "ephemeral"
+    help_text = said(answer)
     for name, usage in USAGES.items():
         assert usage.example in help_text, name
         assert f"/rollout {name}" in help_text, name
@@ -481,10 +481,10 @@ def test_bad_input_is_answered_in_the_ack_with_the_right_form(
 ) -> None:
     response = driver.command(text)
     assert response.status == 200
-    body = response.json()
-    assert body["response_type"] == "ephemeral"
-    assert body["text"].startswith(f":warning: {problem}")
-    assert right_form in body["text"]
+    answer = response.json()
+    assert answer["response_type"] == "ephemeral"
+    assert body(answer).startswith(f":warning: {problem}")
+    assert right_form in body(answer)
     assert "Traceback" not in response.body
     with bot_db.reading() as session:
         assert session.scalars(select(Rollout).where(Rollout.team_id == driver.team_id)).all() == []
@@ -496,10 +496,10 @@ def test_an_unknown_template_is_refused_and_nothing_is_made(
     assert driver.command("start checkout-v2 yolo").status == 200
     reply = driver.wait_reply(WAIT)
     assert reply["response_type"] == "ephemeral"
-    assert "there is no template `yolo`" in reply["text"]
+    assert "there is no template `yolo`" in body(reply)
     for name in ("standard", "backend", "conservative", "aggressive"):
-        assert f"`{name}`" in reply["text"]
-    assert "Use: `/rollout start" in reply["text"]
+        assert f"`{name}`" in body(reply)
+    assert "Use: `/rollout start" in body(reply)
     assert the_rollout(bot_db, driver.team_id, "checkout-v2") is None
     assert slack.messages(channel) == []
 
@@ -512,8 +512,8 @@ def test_a_feature_name_is_unique_among_a_workspaces_open_rollouts(
     driver.command("start checkout-v2 backend", channel="C0OTHER" + uuid.uuid4().hex[:4].upper())
     reply = driver.wait_reply(WAIT)
     assert reply["response_type"] == "ephemeral"
-    assert f"*Checkout-V2* already has an open rollout in <#{channel}>" in reply["text"]
-    assert "/rollout status Checkout-V2" in reply["text"]
+    assert f"*Checkout-V2* already has an open rollout in <#{channel}>" in body(reply)
+    assert "/rollout status Checkout-V2" in body(reply)
     with bot_db.reading() as session:
         mine = session.scalars(select(Rollout).where(Rollout.team_id == driver.team_id)).all()
     assert [r.id for r in mine] == [first.id]
@@ -553,15 +553,14 @@ def test_two_starts_of_one_name_at_once_make_one_rollout(
             (
                 c.params
                 for c in slack.calls("response_url")
-                if "already has an open rollout" in c.params.get("text", "")
-                and f"*{feature}*" in c.params.get("text", "")
+                if "already has an open rollout" in body(c.params) and f"*{feature}*" in body(c.params)
             ),
             None,
         ),
         what="the second start refused",
     )
     winner = wait_rollout(bot_db, driver.team_id, feature)
-    assert f"<#{winner.channel_id}>" in refusal["text"]
+    assert f"<#{winner.channel_id}>" in body(refusal)
     with bot_db.reading() as session:
         assert len(session.scalars(select(Rollout).where(Rollout.team_id == driver.team_id)).all()) == 1
     status_post(slack, winner.channel_id)
@@ -573,9 +572,9 @@ def test_a_hostile_feature_name_pings_nobody(
     driver: SlackDriver, slack: LocalSlack, channel: str, bot_db: Database
 ) -> None:
     response = driver.command("start <!channel>")
-    assert "Starting *&lt;!channel&gt;*" in response.json()["text"]
+    assert "Starting *&lt;!channel&gt;*" in body(response.json())
     message = status_post(slack, channel)
-    assert message["text"].startswith("&lt;!channel&gt;: at internal")
+    assert message["text"].startswith("&lt;!channel&gt; rollout: Internal Testing, step internal")
 
     def mrkdwn(value: Any) -> list[str]:
         if isinstance(value, dict):
@@ -588,11 +587,11 @@ def test_a_hostile_feature_name_pings_nobody(
     assert all("<!channel>" not in t for t in mrkdwn(message["blocks"]))
     driver.command("list")
     listing = driver.wait_reply(WAIT)
-    assert "*&lt;!channel&gt;*" in listing["text"] and "<!channel>" not in said(listing)
+    assert "*&lt;!channel&gt;*" in body(listing) and "<!channel>" not in said(listing)
 
     driver.command("start <@U123>")
     second = wait_until(lambda: len(top_level(slack, channel)) == 2 and top_level(slack, channel)[1])
-    assert second["text"].startswith("&lt;@U123&gt;: at internal")
+    assert second["text"].startswith("&lt;@U123&gt; rollout: Internal Testing, step internal")
     assert all("<@U123>" not in t for t in mrkdwn(second["blocks"]))
 
 
@@ -601,10 +600,10 @@ def test_refusals_escape_the_feature_name_too(driver: SlackDriver, slack: LocalS
     status_post(slack, channel)
     driver.command("start <!channel>")
     duplicate = driver.wait_reply(WAIT)
-    assert "already has an open rollout" in duplicate["text"]
+    assert "already has an open rollout" in body(duplicate)
     driver.command("status <!here>")
     unknown = driver.wait_reply(WAIT)
-    assert "There is no rollout called" in unknown["text"]
+    assert "There is no rollout called" in body(unknown)
     for reply in (duplicate, unknown):
         assert "<!channel>" not in said(reply) and "<!here>" not in said(reply)
 
@@ -695,7 +694,7 @@ def test_the_form_with_a_taken_name_answers_ephemerally(
         lambda c: c.params.get("channel") == channel and c.params.get("user") == driver.user_id,
         WAIT,
     )[0].params
-    assert "*taken* already has an open rollout" in ephemeral["text"]
+    assert "*taken* already has an open rollout" in body(ephemeral)
     assert len(top_level(slack, channel)) == 1
 
 
@@ -711,10 +710,7 @@ def test_the_form_in_a_private_channel_still_tells_the_person_to_invite_the_bot(
         driver.submit_view(view, {"start_feature": "private-form"})
         told = slack.wait_for(
             "chat.postMessage",
-            lambda c: (
-                c.params.get("channel") == driver.user_id
-                and "/invite @Rollout Bot" in c.params.get("text", "")
-            ),
+            lambda c: c.params.get("channel") == driver.user_id and "/invite @Rollout Bot" in body(c.params),
             timeout=3,
         )
         assert told
@@ -750,7 +746,7 @@ def test_with_several_rollouts_the_bot_asks_which_one_with_buttons(
     driver.command("status")
     question = driver.wait_reply(WAIT)
     assert question["response_type"] == "ephemeral"
-    assert question["text"] == "This channel has 2 open rollouts. Which one?"
+    assert body(question) == "This channel has 2 open rollouts. Which one?"
     buttons = [e for b in question["blocks"] if b["type"] == "actions" for e in b["elements"]]
     assert [(b["action_id"], b["value"], b["text"]["text"]) for b in buttons] == [
         (f"pick_rollout:{alpha.id}", f"status:{alpha.id}", "alpha"),
@@ -761,7 +757,7 @@ def test_with_several_rollouts_the_bot_asks_which_one_with_buttons(
         driver, slack, {**question, "ts": "1700000000.000001"}, f"pick_rollout:{beta.id}"
     )
     assert answer["response_type"] == "ephemeral"
-    assert "Now at *1%* of *Canary*" in said(answer)  # beta's (backend) plan, not alpha's
+    assert "Now: *Canary*, step *1%*" in said(answer)  # beta's (backend) plan, not alpha's
     assert "Internal Testing" not in said(answer)
 
 
@@ -794,7 +790,7 @@ def test_a_picked_rollout_of_another_workspace_is_not_shown(
         ],
     }
     answer = click_and_reply(outsider, slack, forged, f"pick_rollout:{secret.id}")
-    assert "does not exist any more" in answer["text"]
+    assert "does not exist any more" in body(answer)
     assert "secret-project" not in said(answer)
 
 
@@ -824,8 +820,8 @@ def test_in_a_private_channel_the_bot_asks_to_be_invited_and_leaves_nothing(
     reply = driver.wait_reply(WAIT)
 
     assert reply["response_type"] == "ephemeral"
-    assert "/invite @Rollout Bot" in reply["text"]
-    assert f"<#{channel}>" in reply["text"]
+    assert "/invite @Rollout Bot" in body(reply)
+    assert f"<#{channel}>" in body(reply)
     assert "Traceback" not in said(reply)
     assert the_rollout(bot_db, driver.team_id, "hidden-launch") is None
     with bot_db.reading() as session:

@@ -46,7 +46,7 @@ from tests.conftest import SIGNING_SECRET, BotProcess
 from tests.driver import FORM, Response, SlackDriver, sign
 from tests.e2e_rollouts import Scenario
 from tests.fakes.datadog_api import FakeDatadog
-from tests.support import wait_until
+from tests.support import body, wait_until
 
 pytestmark = pytest.mark.e2e
 
@@ -1408,9 +1408,7 @@ def test_a_retried_start_never_creates_a_second_rollout(
     ]
     assert len(posts) == 1, [p.params.get("text") for p in posts]
     # Nobody was told "already exists" for a request they sent once.
-    said = [
-        c.params.get("text", "") for c in slack.calls("response_url") if c.path == f"/response/{fields_path}"
-    ]
+    said = [body(c.params) for c in slack.calls("response_url") if c.path == f"/response/{fields_path}"]
     assert not any("already" in text.lower() for text in said), said
 
 

@@ -18,7 +18,7 @@ from tests.driver import SlackDriver
 from tests.e2e.observe_support import json_lines, readyz, scrape, task_ids, total
 from tests.e2e_rollouts import Scenario
 from tests.fakes.datadog_api import FakeDatadog
-from tests.support import wait_until
+from tests.support import body, wait_until
 
 pytestmark = pytest.mark.e2e
 
@@ -79,7 +79,7 @@ def sc(bot: BotProcess, own_slack: LocalSlack, datadog: FakeDatadog) -> Iterator
 
 def announced(slack: LocalSlack, channel: str, fragment: str) -> None:
     wait_until(
-        lambda: [m for m in slack.messages(channel) if fragment in m.get("text", "")],
+        lambda: [m for m in slack.messages(channel) if fragment in body(m)],
         what=f"{fragment!r} in {channel}",
         timeout=20,
     )
@@ -110,7 +110,7 @@ def test_a_session_moves_the_counters_logs_json_with_the_rollout_and_readiness_f
     sc.ready()
     sc.datadog.fail(sc.errors_match, 500)
     blocked = sc.command(f"advance {sc.feature}", count=2)
-    assert "advanced" not in blocked["text"]
+    assert "advanced" not in body(blocked)
 
     # an announcement while Slack rate-limits: posted once, after a retry
     # Green once what the session queued is delivered (a loaded machine may take a moment).

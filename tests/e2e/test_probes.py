@@ -23,7 +23,7 @@ from storage.models import PlanTemplate
 from tests.conftest import SIGNING_SECRET, BotProcess, bot_env, fresh_postgres_database
 from tests.driver import SlackDriver
 from tests.fakes.datadog_api import FakeDatadog
-from tests.support import wait_until
+from tests.support import body, wait_until
 
 FORM = "application/x-www-form-urlencoded"
 
@@ -112,8 +112,8 @@ def answer_containing(slack: LocalSlack, words: str) -> str:
     def found() -> str:
         # Forms are answered with chat.postEphemeral (or a DM), commands through their response_url.
         for call in slack.calls():
-            if words in str(call.params.get("text", "")):
-                return str(call.params["text"])
+            if words in body(call.params):
+                return str(body(call.params))
         return ""
 
     return str(wait_until(found, what=f"an answer saying {words!r}"))
@@ -191,13 +191,7 @@ def test_look_alike_names_find_the_open_rollout_or_are_refused(
     for variant in (base.replace("-", "\u2011"), base[:2] + "\u200b" + base[2:], full_width):
         driver.command(f'start "{variant}"')
     wait_until(
-        lambda: (
-            sum(
-                f"*{base}* already has an open rollout" in str(c.params.get("text", ""))
-                for c in slack.calls()
-            )
-            == 3
-        ),
+        lambda: sum(f"*{base}* already has an open rollout" in body(c.params) for c in slack.calls()) == 3,
         what="three 'already has an open rollout' answers",
     )
     # Refused in the ack itself, before anything is stored.
@@ -277,7 +271,7 @@ def test_ticks_slack_refused_to_show_reach_the_status_message_and_the_clickers_a
             for person, box in zip(people, boxes, strict=True):
                 assert driver.toggle(message, box, user=person).status == 200
             told = wait_until(
-                lambda: [c for c in slack.calls() if "Your tick is saved" in str(c.params.get("text", ""))],
+                lambda: [c for c in slack.calls() if "Your tick is saved" in body(c.params)],
                 what="the clickers told their ticks are not shown yet",
             )
             assert told

@@ -54,7 +54,7 @@ def test_shell_clicks_boxes_and_buttons_by_number(tmp_path: Path) -> None:
     advance_buttons = numbers_of(out, "Advance")
     assert advance_buttons
     out2 = run_shell(tmp_path, ["set error_rate=0.3", "later 3d", "/rollout status"])
-    assert "Now at 50%" in out2
+    assert "step 50%" in out2
 
     db = Database(f"sqlite:///{tmp_path / 'shell.db'}")
     with db.reading() as session:
@@ -143,3 +143,27 @@ def test_shell_auto_advance_moves_the_rollout_when_the_clock_is_moved_on(tmp_pat
         advanced = session.scalars(select(Event).where(Event.kind == EventKind.ADVANCED)).all()
         assert [(e.actor_id, e.data["to_step"]) for e in advanced] == [(None, "50%")]
     db.dispose()
+
+
+def test_a_trigger_typed_into_the_shell_fires_at_the_next_tick_as_under_serve(tmp_path: Path) -> None:
+    out = run_shell(
+        tmp_path,
+        [
+            "set error_rate=0.3",
+            "/rollout start checkout-v2 aggressive",
+            "set error_rate=1.5",  # +1.2 points over the baseline; the trigger allows +1
+            "later 1h",
+            "tick",
+        ],
+    )
+    after_tick = out.split("The clock now reads", 1)[1]
+    assert "Rollback trigger Error rate fired on checkout-v2 at 5%" in after_tick
+    assert "== ⏸ checkout-v2 ==" in after_tick  # the status message, edited: paused
+
+    db = Database(f"sqlite:///{tmp_path / 'shell.db'}")
+    with db.reading() as session:
+        rollout = session.scalars(select(Rollout)).one()
+        kinds = [e.kind for e in session.scalars(select(Event).where(Event.rollout_id == rollout.id))]
+    db.dispose()
+    assert rollout.status is RolloutStatus.PAUSED
+    assert EventKind.TRIGGER_FIRED in kinds

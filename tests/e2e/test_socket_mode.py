@@ -22,7 +22,7 @@ from tests.e2e.observe_support import readyz, scrape, task_ids, total
 from tests.e2e_rollouts import Scenario
 from tests.fakes.datadog_api import FakeDatadog
 from tests.fakes.socket_mode import SocketDriver, SocketModeServer
-from tests.support import wait_until
+from tests.support import body, wait_until
 
 pytestmark = pytest.mark.e2e
 
@@ -66,7 +66,7 @@ def test_a_rollout_from_start_to_an_advance_over_socket_mode(
         # a slash command: acked by its envelope, the status message posted by the work process
         datadog.set_value(sc.errors_match, 1.0)
         sc.start("aggressive")
-        assert "Starting" in driver.acked[0]["payload"]["text"]
+        assert "Starting" in body(driver.acked[0]["payload"])
 
         # a block action
         status = sc.status_message()
@@ -85,7 +85,7 @@ def test_a_rollout_from_start_to_an_advance_over_socket_mode(
         driver.command(f"advance {sc.feature}")
         assert time.monotonic() - sent < SLOW_DATADOG_S / 2, "the ack waited on the work"
         blocked = driver.wait_reply(timeout=20, count=2)
-        assert "Error rate fails" in str(blocked), blocked
+        assert "*Error rate* 1.00% → 1.50%" in str(blocked), blocked
 
         # "Advance anyway": a block action opens a form, its submission (a view) advances
         driver.click({**blocked, "ts": "1700000000.000001"}, "advance_anyway")

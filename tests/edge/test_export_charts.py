@@ -22,7 +22,7 @@ from bot.usecases import advance, exporting, lookup, measure
 from bot.usecases import start as starting
 from storage.db import Database
 from storage.migrate import upgrade
-from tests.support import Clock, make_services
+from tests.support import Clock, body, make_services
 
 OWNER = Actor("T1", "U_OWNER", "C1")
 LINKS = re.compile(r"!\[[^\]]*\]\(([^)]+)\)")
@@ -67,7 +67,9 @@ def test_slack_gets_the_charts_in_the_same_upload_as_the_document(db: Database) 
         svc = make_services(db, slack)
         slack.clear_calls()
         reply = plan_slack.export_to_thread(svc, OWNER, rollout_id)
-        assert reply.text.startswith(":page_facing_up: Exported *checkout-v2* with 2 charts into its thread.")
+        assert body(reply).startswith(
+            ":page_facing_up: Exported *checkout-v2* with 2 charts into its thread."
+        )
         (complete,) = slack.calls("files.completeUploadExternal")
         uploads = slack.calls("upload_url")
     assert len(complete.params["files"]) == 3

@@ -36,6 +36,7 @@ from storage.db import Database
 from storage.enums import EventKind
 from storage.models import Event, Rollout
 from tests.driver import SlackDriver, _rendered_state
+from tests.support import body
 
 # Slack's limits, as docs.slack.dev states them (modal views, input block, plain-text input,
 # option object, header block), checked here independently of the builder's own constants.
@@ -145,7 +146,7 @@ def test_the_editor_of_each_template_is_within_slack_limits_and_round_trips(name
 
 def test_the_query_hint_names_the_placeholders() -> None:
     view = _editor([], [])
-    hints = [b["hint"]["text"] for b in view["blocks"] if b.get("block_id", "").startswith("metric:0:query:")]
+    hints = [body(b["hint"]) for b in view["blocks"] if b.get("block_id", "").startswith("metric:0:query:")]
     assert hints and all(p in hints[0] for p in ("{feature}", "{flag}", "{service}"))
 
 
@@ -335,9 +336,9 @@ def test_the_confirmation_spells_out_each_rule() -> None:
     message = metrics_saved(
         feature="<!channel> v2", metrics=plan.metrics, triggers=plan.triggers, removed=(), need_baseline=()
     )
-    assert "change vs baseline ≤ +0.1 pp (absolute)" in message.text
-    assert "fires when error rate rises more than 0.5 pp (absolute)" in message.text
-    assert "<!channel>" not in message.text
+    assert "change vs baseline ≤ +0.1 pp (absolute)" in body(message)
+    assert "fires when error rate rises more than 0.5 pp (absolute)" in body(message)
+    assert "<!channel>" not in body(message)
 
 
 # --- end to end, through the running bot --------------------------------------------------------
@@ -364,7 +365,7 @@ def _ephemeral(slack: LocalSlack, channel: str, user: str, count: int = 1) -> st
         timeout=10,
         count=count,
     )
-    return str(calls[count - 1].params["text"])
+    return str(body(calls[count - 1].params))
 
 
 def _block(view: dict[str, Any], key: str, field: Field) -> str:
@@ -481,8 +482,8 @@ def test_someone_who_may_not_steer_is_refused(
 
     driver.command(f"metrics {feature}", user="W999")
     reply = driver.wait_reply()
-    assert "Only the owner" in reply["text"]
-    assert "edit the metrics of" in reply["text"]
+    assert "Only the owner" in body(reply)
+    assert "edit the metrics of" in body(reply)
 
     # A form the owner opened, submitted by someone else, changes nothing either.
     driver.command(f"metrics {feature}")

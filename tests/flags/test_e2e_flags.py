@@ -34,7 +34,7 @@ from tests.driver import SlackDriver
 from tests.e2e_rollouts import Scenario, steps_text
 from tests.fakes.datadog_api import FakeDatadog
 from tests.flags.conftest import ENVIRONMENT, PROJECT, UnleashAdmin, UnleashServer
-from tests.support import wait_until
+from tests.support import body, wait_until
 
 pytestmark = pytest.mark.e2e
 
@@ -162,7 +162,7 @@ def watched_since(sc: Scenario, moment: datetime) -> bool:
 def test_start_with_a_missing_flag_is_refused_clearly(sc: Scenario) -> None:
     sc.feature = "rb-missing-" + uuid.uuid4().hex[:8]
     reply = sc.command(f"start {sc.feature} aggressive")
-    assert reply["text"] == (
+    assert body(reply) == (
         f":no_entry_sign: There is no flag `{sc.feature}` in Unleash (no flag {sc.feature} in Unleash "
         "project default). Create it there first, or name the flag this rollout should drive with "
         "`--flag key`. Nothing was started."
@@ -180,7 +180,7 @@ def test_advance_sets_the_flag_in_unleash(sc: Scenario, unleash_admin: UnleashAd
 
     reply = sc.advance()
 
-    assert reply["text"] == f":arrow_up: {flag} advanced from 5% to 50%."
+    assert body(reply) == f":arrow_up: *{flag}* advanced from 5% to *50%*: the gate passed."
     assert f"Unleash flag `{flag}`: 5% → 50%" in str(reply["blocks"])
     strategy = bot_strategy(unleash_admin, flag)
     assert strategy["parameters"] == {"rollout": "50", "stickiness": "default", "groupId": flag}
@@ -189,7 +189,7 @@ def test_advance_sets_the_flag_in_unleash(sc: Scenario, unleash_admin: UnleashAd
         (0.0, 5.0),
         (5.0, 50.0),
     ]
-    assert "flag 50% ✓" in steps_text(sc.wait_status("Now at *50%*"))
+    assert "flag 50% ✓" in steps_text(sc.wait_status("step *50%*"))
 
 
 def test_a_failed_flag_write_moves_nothing(sc: Scenario, unleash_admin: UnleashAdmin) -> None:
@@ -202,8 +202,8 @@ def test_a_failed_flag_write_moves_nothing(sc: Scenario, unleash_admin: UnleashA
 
     reply = sc.advance()
 
-    assert reply["text"].startswith(":no_entry_sign: Unleash did not take the flag change, so")
-    assert f"did not advance: flag {flag} does not exist in Unleash project default" in reply["text"]
+    assert body(reply).startswith(":no_entry_sign: Unleash did not take the flag change, so")
+    assert f"did not advance: flag {flag} does not exist in Unleash project default" in body(reply)
     assert sc.where() == ("active", 0, 0)
     assert sc.events(EventKind.ADVANCED) == []
     ((_, actor, data),) = sc.events(EventKind.FLAG_WRITE_FAILED)
@@ -265,7 +265,7 @@ def test_drift_is_detected_and_reported_once(sc: Scenario, unleash_admin: Unleas
 
     run_watch_now(sc)
     (post,) = wait_until(drift_posts, 30, "the drift alert")
-    assert "says *40%* in" in post["text"] and "the plan says *5%*" in post["text"]
+    assert "says *40%* in" in body(post) and "the plan says *5%*" in body(post)
     for _ in range(2):  # two more watches: the same drift is not told again
         moment = run_watch_now(sc)
         wait_until(lambda moment=moment: watched_since(sc, moment), 30, "another watch")

@@ -28,6 +28,7 @@ from storage import queries
 from storage.db import Database
 from storage.enums import EventKind, ItemKind, SnapshotKind
 from storage.models import Approver, Base, ChecklistItem, MetricSnapshot, Phase, Step
+from tests.support import body
 
 T0 = datetime(2026, 3, 2, 17, 0, tzinfo=UTC)  # a Monday, 09:00 in Los Angeles
 NOW = T0 + timedelta(hours=3)
@@ -177,22 +178,24 @@ def test_every_message_renders_from_views_of_a_closed_session(db: Database) -> N
     canary = view.phases[0]
     assert view.approvers == ("U_APPROVER",)
     assert [i.checked for i in canary.items[:2]] == [True, True]
-    assert status.text == "checkout-v2: at 1%, 2/4 checklist items done in Canary"
-    assert "<@U_ANA> · Mon 02 Mar 09:05" in json.dumps(status.blocks, ensure_ascii=False)
-    assert "Open the live status message" in json.dumps(read_only.blocks)
-    assert "U_ANA> ticked 2 checklist items" in thread.text
-    assert "closed when last checked" in thread.text and "Error rate has no data." in thread.text
-    assert "Details in <#C1>" in line.text
-    assert (
-        "is ready to advance" in ready.text and ready.blocks[-1]["elements"][0]["value"] == f"{view.id}:0:0"
+    assert status.text == "checkout-v2 rollout: Canary, step 1%; 2 of 4 checklist items ticked"
+    assert "<@U_ANA> · <!date^1772471100^{date_short} {time}|Mon 2 Mar 09:05>" in json.dumps(
+        status.blocks, ensure_ascii=False
     )
-    assert "passed its planned end (Tue 3 Mar 09:00" in overdue.text
-    assert "no activity for 3 business days" in stale.text
-    assert "I paused the rollout" in alert.text and "Details in the status thread" in top.text
-    assert f"started with the *{view.plan_title}* plan, owner <@U_OWNER>" in started.text
-    assert "rollout started" in started_line.text
+    assert "Open the live status message" in json.dumps(read_only.blocks)
+    assert "U_ANA> ticked 2 checklist items" in body(thread)
+    assert "closed when last checked" in body(thread) and "Error rate has no data." in body(thread)
+    assert "Details in <#C1>" in body(line)
+    assert (
+        "is ready to advance" in body(ready) and ready.blocks[-1]["elements"][0]["value"] == f"{view.id}:0:0"
+    )
+    assert "is past the planned end of 1% (Tue 3 Mar 09:00" in body(overdue)
+    assert "no activity for 3 business days" in body(stale)
+    assert "I paused the rollout" in body(alert) and "Details in the status thread" in body(top)
+    assert f"started with the *{view.plan_title}* plan, owner <@U_OWNER>" in body(started)
+    assert "rollout started" in body(started_line)
     assert "checkout-v2" in json.dumps(tab) and "Next gate:" in json.dumps(tab)
-    assert "stays at 1%: the gate is closed" in report.text
+    assert report.text == "checkout-v2 cannot advance from 1%: 5 things block it."
     assert report.blocks[-1]["elements"][0]["value"] == f"{view.id}:0:0"
 
 

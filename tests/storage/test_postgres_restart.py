@@ -36,7 +36,7 @@ from storage.models import ChecklistItem, Event, Rollout, SlackMessage
 from tests.conftest import SIGNING_SECRET, BotProcess, bot_env, free_port
 from tests.driver import SlackDriver
 from tests.fakes.datadog_api import FakeDatadog
-from tests.support import wait_until
+from tests.support import body, wait_until
 
 pytestmark = pytest.mark.e2e
 
@@ -231,7 +231,7 @@ class Conversation:
         )
         # A click that failed would be answered at its response_url instead: none came.
         failures = [
-            c.params.get("text", "")
+            body(c.params)
             for c in self.slack.calls("response_url")
             if c.at >= before and c.path.startswith("/response/action-")
         ]

@@ -32,7 +32,7 @@ from storage import queries
 from storage.db import Database
 from storage.enums import EventKind, RolloutStatus
 from storage.models import DueJob, Event, OutboxMessage, Rollout
-from tests.support import Clock, make_services
+from tests.support import Clock, body, make_services
 
 TEAM = "T0FLAGS"
 OWNER = "WOWNERFLAG"
@@ -320,9 +320,7 @@ def test_a_rollback_whose_flag_write_fails_is_recorded_and_the_write_retried_unt
     assert [k for k in outbox_keys(svc, rollout_id) if "flag-failed" in k and ":top:" in k]
     assert set(due_kinds(svc, rollout_id)) == {"flag_sync"}
     drain_outbox(svc)
-    alarm = [
-        c.params for c in slack.calls("chat.postMessage") if "is rolled back, but" in c.params.get("text", "")
-    ]
+    alarm = [c.params for c in slack.calls("chat.postMessage") if "is rolled back, but" in body(c.params)]
     assert len(alarm) == 2  # the status thread and the top of the channel
 
     svc.clock.now += timedelta(minutes=1)  # type: ignore[attr-defined]
@@ -428,7 +426,7 @@ def drift_posts(slack: LocalSlack, channel: str) -> list[dict[str, Any]]:
     return [
         c.params
         for c in slack.calls("chat.postMessage")
-        if c.params.get("channel") == channel and "but the plan says" in c.params.get("text", "")
+        if c.params.get("channel") == channel and "but the plan says" in body(c.params)
     ]
 
 
@@ -448,7 +446,7 @@ def test_drift_is_seen_shown_and_told_once_with_both_buttons(
     (drift,) = events(svc, rollout_id, EventKind.FLAG_DRIFT)
     assert (drift.data["before"], drift.data["flag_says"], drift.data["plan_says"]) == (25.0, 40.0, 25.0)
     (post,) = drift_posts(slack, actor.channel_id)
-    assert f"<@{OWNER}>" in post["text"]
+    assert f"<@{OWNER}>" in body(post)
     actions = [e for b in post["blocks"] if b["type"] == "actions" for e in b["elements"]]
     assert [(e["action_id"], e["value"]) for e in actions] == [
         (Action.FLAG_APPLY_PLAN, str(rollout_id)),

@@ -26,7 +26,7 @@ from bot.usecases import start as starting
 from storage.db import Database
 from storage.enums import EventKind, RolloutStatus
 from storage.models import DueJob, Event, Rollout
-from tests.support import Clock, make_services
+from tests.support import Clock, body, make_services
 
 TEAM = "T0GATES"
 OWNER = "WOWNERGATE"
@@ -141,11 +141,11 @@ def test_an_incomputable_trigger_warns_once_and_neither_pauses_nor_rolls_back(
     assert events(svc, rollout_id, EventKind.TRIGGER_FIRED, EventKind.PAUSED, EventKind.ROLLED_BACK) == []
     [warning] = posts(slack, actor.channel_id, "undecided:error_spike:0:0")
     assert warning["thread_ts"]  # in the status thread
-    assert warning["text"].startswith(
+    assert body(warning).startswith(
         f":warning: <@{OWNER}> Rollback trigger *Error spike* of *checkout-v2* cannot be judged at 25%: "
         "baseline is 0, so any rise is an unbounded relative change (0 → 0.3)."
     )
-    assert "I did not pause or roll back" in warning["text"]
+    assert "I did not pause or roll back" in body(warning)
     assert posts(slack, actor.channel_id, "trigger:") == []
 
 
@@ -184,12 +184,12 @@ def test_the_stakeholder_line_of_an_overridden_advance_names_who_and_why(
     drain_outbox(svc)
 
     [line] = posts(slack, STAKE, "step:0:1")
-    assert line["text"] == (
+    assert body(line) == (
         f":arrow_up: *checkout-v2* reached 50%, advanced anyway past a closed gate by <@{OWNER}>. "
         f"Reason: “the spike is a known batch job”. Details in <#{actor.channel_id}>."
     )
     [plain] = posts(slack, STAKE, "started")
-    assert "advanced anyway" not in plain["text"]
+    assert "advanced anyway" not in body(plain)
 
 
 # --- one advance per intent ------------------------------------------------------------------

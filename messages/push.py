@@ -1,0 +1,55 @@
+"""The push text: the top-level `text` of every message the bot posts, and the one thing a
+phone's notification, a screen reader's summary and Slack's search result show of it.
+
+Rules (messages/STYLE.md, "Push texts"):
+
+- Event first: the first line of the message, which every message opens with what happened.
+- Plain: no `*bold*`, `_italic_`, `~strike~`, backticks or `:emoji:` codes (a notification
+  shows them raw); a link `<url|label>` becomes its label and a date token
+  `<!date^…|fallback>` its fallback. Mentions (`<@U…>`, `<#C…>`) stay: Slack shows them as
+  names in a notification, and a mention in the text is what notifies that person.
+- At most `PUSH_LIMIT` characters, cut at a word and never inside an entity or a `<…>` token.
+- Escaping is kept: the text is mrkdwn to Slack, so `&lt;` must stay `&lt;`.
+
+`messages.blocks.Message` passes every text through `push_text`, so no post can skip it.
+"""
+
+from __future__ import annotations
+
+import re
+
+PUSH_LIMIT = 120
+
+_EMOJI = re.compile(r":[a-z0-9_+\-]+:")
+_DATE = re.compile(r"<!date\^[^|>]*\|([^>]*)>")
+_LINK = re.compile(r"<((?:https?|mailto):[^|>]*)\|([^>]*)>")
+_BARE_LINK = re.compile(r"<((?:https?|mailto):[^|>]*)>")
+_WRAPPED = re.compile(r"(?<![\w*_~`])([*_~`])(?=\S)(.+?)(?<=\S)\1(?![\w*_~`])")
+
+
+def plain_line(mrkdwn: str) -> str:
+    """`mrkdwn` without its markup (see the module docstring), spaces collapsed."""
+    text = _DATE.sub(r"\1", mrkdwn)
+    text = _LINK.sub(r"\2", text)
+    text = _BARE_LINK.sub(r"\1", text)
+    text = _EMOJI.sub("", text)
+    for _ in range(3):  # nested emphasis, e.g. *_x_*
+        text = _WRAPPED.sub(r"\2", text)
+    text = text.replace("`", "")
+    return " ".join(text.split())
+
+
+def push_text(mrkdwn: str, limit: int = PUSH_LIMIT) -> str:
+    """The push text of a message whose body is `mrkdwn`: its first non-empty line, plain, at
+    most `limit` characters."""
+    first = next((line for line in mrkdwn.splitlines() if plain_line(line)), "")
+    text = plain_line(first)
+    if len(text) <= limit:
+        return text
+    out = ""
+    for token in text.split(" "):  # a mention or an entity holds no space: never cut
+        candidate = f"{out} {token}" if out else token
+        if len(candidate) > limit - 1:
+            break
+        out = candidate
+    return (out.rstrip(" ,;:—-") or text[: limit - 1]) + "…"
