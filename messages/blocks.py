@@ -78,19 +78,32 @@ def text_message(mrkdwn: str) -> Message:
 def _step_text(step: StepView, phase: PhaseView, rollout: RolloutView) -> str:
     title = step.title
     users = f" ({step.desired_users:,} users)" if step.desired_users else ""
-    is_current = (
-        rollout.is_open and phase.position == rollout.phase_index and step.position == rollout.step_index
-    )
-    if is_current:
+    here = phase.position == rollout.phase_index and step.position == rollout.step_index
+    if here and rollout.is_open:
         return f"*{escape(title)}{users}* :arrow_left: now"
+    if here and rollout.status == "rolled_back":
+        return f"*{escape(title)}{users}* :rewind: rolled back here"
+    if step.left_by_override:
+        return f"{escape(title)}{users} (skipped by override ⚠)"
     if step.completed_at is not None:
         return f"~{escape(title)}{users}~"
+    if rollout.status == "rolled_back":
+        return f"{escape(title)}{users} (not reached)"
     return f"{escape(title)}{users}"
 
 
 def _phase_line(phase: PhaseView, rollout: RolloutView) -> str:
+    """A phase and its steps. A phase left past a closed gate is "skipped by override ⚠", never
+    done; after a rollback, what was never reached says so rather than looking still ahead."""
+    after = phase.position > rollout.phase_index
+    if phase.left_by_override:
+        return f"⚠ *{escape(phase.name)}*: skipped by override ⚠"
+    if rollout.status == "rolled_back" and after:
+        return f":heavy_minus_sign: *{escape(phase.name)}*: not reached"
     if phase.completed_at is not None:
         mark = ":white_check_mark:"
+    elif rollout.status == "rolled_back" and phase.position == rollout.phase_index:
+        mark = ":rewind:"
     elif rollout.is_open and phase.position == rollout.phase_index:
         mark = ":arrow_forward:"
     else:
@@ -105,6 +118,11 @@ def _option(item: ItemView, tz: str) -> Option:
         when = local_time(item.checked_at, tz)
         description: MarkdownTextObject | None = MarkdownTextObject(
             text=truncate(f"<@{item.checked_by}> · {when}", MAX_OPTION_TEXT)
+        )
+    elif item.unchecked_by:
+        when = local_time(item.unchecked_at, tz)
+        description = MarkdownTextObject(
+            text=truncate(f"unticked by <@{item.unchecked_by}> · {when}", MAX_OPTION_TEXT)
         )
     elif shown < len(item.text):
         description = MarkdownTextObject(text=escaped_within("…" + item.text[shown:], MAX_OPTION_TEXT)[0])
@@ -137,8 +155,9 @@ def _checklist(phase: PhaseView, tz: str, title: str, items: Sequence[ItemView])
 
 
 def _header(rollout: RolloutView) -> list[Block]:
-    facts = [
-        f"{STATUS_LABEL[rollout.status]}",
+    # A paused or finished rollout says so once, in the state line under the header.
+    facts = [STATUS_LABEL[rollout.status]] if rollout.status == "active" else []
+    facts += [
         f"Owner <@{rollout.owner_id}>",
         f"Plan *{escape(rollout.plan_title)}* (`{escape(rollout.template)}`)",
     ]
@@ -180,12 +199,24 @@ def advance_value(rollout: RolloutView) -> str:
 
 
 def _where(rollout: RolloutView) -> str:
+    """The state line: where the rollout stands, and for a pause or a rollback who, when, why."""
+    step = rollout.current_step
+    at = f"*{escape(step.title)}* of *{escape(rollout.current_phase.name)}*"
+    if rollout.status in ("paused", "rolled_back"):
+        who = f"<@{rollout.stopped_by}>" if rollout.stopped_by else "Rollout Bot"
+        when = local_time(rollout.stopped_at, rollout.timezone, with_zone=True)
+        words = f"{STATUS_LABEL[rollout.status]} at {at} by {who}" + (f", {when}" if when else "")
+        if rollout.stop_reason:
+            words += f". Reason: {escape(truncate(rollout.stop_reason, 300))}"
+        return words + "."
     if not rollout.is_open:
         return STATUS_LABEL[rollout.status]
-    step = rollout.current_step
     since = local_time(rollout.step_started_at, rollout.timezone, with_zone=True)
-    title = step.title
-    return f"Now at *{escape(title)}* of *{escape(rollout.current_phase.name)}*, since {since}"
+    line = f"Now at {at}, since {since}"
+    waiting = rollout.open_exit_criteria
+    if waiting:
+        line += f"\nWaiting on <@{rollout.owner_id}>: {waiting} exit criteri{'on' if waiting == 1 else 'a'}"
+    return line
 
 
 def _checklist_text(title: str, items: Sequence[ItemView]) -> str:

@@ -17,6 +17,7 @@ from sqlalchemy import (
     Text,
     TypeDecorator,
     UniqueConstraint,
+    false,
     text,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
@@ -145,6 +146,11 @@ class Rollout(Base):
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(default=utcnow)
     finished_at: Mapped[datetime | None]
+    # The last pause or rollback: who (None: the bot, on a fired trigger), when and why, for the
+    # status message's state line. Cleared by a resume.
+    stopped_by: Mapped[str | None] = mapped_column(String(32))
+    stopped_at: Mapped[datetime | None]
+    stop_reason: Mapped[str | None] = mapped_column(Text)
     # The feature flag as the bot last saw it (written by every flag write and the watch), so
     # the status message shows it without calling the flag service while rendering.
     # `flag_seen_at` None: no flag service manages this rollout's flag.
@@ -187,6 +193,8 @@ class Phase(Base):
     duration: Mapped[str] = mapped_column(String(120), default="")
     started_at: Mapped[datetime | None]
     completed_at: Mapped[datetime | None]
+    # Left past a closed gate: shown as "skipped by override", never as done.
+    left_by_override: Mapped[bool] = mapped_column(default=False, server_default=false())
 
     rollout: Mapped[Rollout] = relationship(back_populates="phases")
     steps: Mapped[list[Step]] = relationship(
@@ -211,6 +219,7 @@ class Step(Base):
     planned_end: Mapped[datetime | None]
     started_at: Mapped[datetime | None]
     completed_at: Mapped[datetime | None]
+    left_by_override: Mapped[bool] = mapped_column(default=False, server_default=false())
 
     phase: Mapped[Phase] = relationship(back_populates="steps")
 
@@ -227,6 +236,9 @@ class ChecklistItem(Base):
     text: Mapped[str] = mapped_column(Text)
     checked_by: Mapped[str | None] = mapped_column(String(32))
     checked_at: Mapped[datetime | None]
+    # Who took the tick away last, so the checklist can say so (cleared by the next tick).
+    unchecked_by: Mapped[str | None] = mapped_column(String(32))
+    unchecked_at: Mapped[datetime | None]
 
     phase: Mapped[Phase] = relationship(back_populates="items")
     rollout: Mapped[Rollout] = relationship()

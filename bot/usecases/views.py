@@ -35,6 +35,8 @@ def item_view(item: ChecklistItem) -> ItemView:
         kind=item.kind.value,
         checked_by=item.checked_by,
         checked_at=item.checked_at,
+        unchecked_by=item.unchecked_by,
+        unchecked_at=item.unchecked_at,
     )
 
 
@@ -45,6 +47,7 @@ def step_view(step: Step) -> StepView:
         percent=step.percent,
         desired_users=step.desired_users,
         completed_at=step.completed_at,
+        left_by_override=step.left_by_override,
     )
 
 
@@ -56,6 +59,7 @@ def phase_view(phase: Phase, rollout_id: int) -> PhaseView:
         completed_at=phase.completed_at,
         steps=tuple(step_view(s) for s in phase.steps),
         items=tuple(item_view(i) for i in phase.items),
+        left_by_override=phase.left_by_override,
     )
 
 
@@ -89,6 +93,9 @@ def rollout_view(rollout: Rollout) -> RolloutView:
         flag_adopted_percent=rollout.flag_adopted_percent,
         flag_problem=rollout.flag_problem,
         flag_pending=rollout.flag_pending,
+        stopped_by=rollout.stopped_by,
+        stopped_at=rollout.stopped_at,
+        stop_reason=rollout.stop_reason,
     )
 
 

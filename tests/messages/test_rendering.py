@@ -101,7 +101,9 @@ def test_the_status_message_shows_feature_owner_template_phases_and_where_it_is(
 
     steps = steps_text(blocks)
     assert steps.splitlines()[0] == "Now at *1%* of *Canary*, since Mon 02 Mar 09:00 America/Los_Angeles"
-    assert steps.splitlines()[1:] == [
+    # The next advance leaves Canary: its unticked exit criteria wait on the owner.
+    assert steps.splitlines()[1] == "Waiting on <@U_OWNER>: 2 exit criteria"
+    assert steps.splitlines()[2:] == [
         ":arrow_forward: *Canary*: *1% (500 users)* :arrow_left: now",
         ":white_circle: *25% - 100%*: 25% (3,000 users) → 50% (6,000 users) → 75% (9,000 users) → 100% (12,000 users)",
     ]
