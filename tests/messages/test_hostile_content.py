@@ -155,7 +155,9 @@ def test_no_hostile_text_reaches_slack_raw_in_any_message(hostile: tuple[Any, ..
     thread, line = digest(view, scheduled=NOW, events=events, check=None, soak=soak, unchecked=unchecked)
     messages |= {"digest": thread, "digest line": line}
     fired = [{"trigger": EVIL, "reason": EVIL, "rule": EVIL}]
-    alert = trigger_alert(view, fired, paused=True, links=[(EVIL, "https://app.datadoghq.com/metric/explorer")])
+    alert = trigger_alert(
+        view, fired, paused=True, links=[(EVIL, "https://app.datadoghq.com/metric/explorer")]
+    )
     messages |= {"trigger alert": alert}
     failed_thread, failed_top = rollback_write_failed(row, provider="Unleash", reason=EVIL)
     messages |= {"flag write failed": failed_thread, "flag write failed, top": failed_top}
