@@ -13,6 +13,7 @@ no mrkdwn, no emoji codes, at most PUSH_LIMIT characters.
 
 from __future__ import annotations
 
+import re
 from typing import TYPE_CHECKING, Any
 
 from messages.blocks import Message, text_message
@@ -25,6 +26,7 @@ if TYPE_CHECKING:
 
 __all__ = ["PUSH_LIMIT", "STATUS_LINK", "milestone", "push_text"]
 PUSH_LIMIT = 120
+EMOJI_CODE = re.compile(r":[a-z0-9_+-]+:")
 
 _PUSH = {
     "started": "Rollout started: {feature}, first step {step}",
@@ -39,8 +41,8 @@ _PUSH = {
 
 
 def plain(value: object) -> str:
-    """User text made safe for a push text: no mrkdwn, no mention or link syntax."""
-    text = " ".join(str(value).split())
+    """User text made safe for a push text: no mrkdwn, no emoji codes, no mention or link syntax."""
+    text = " ".join(EMOJI_CODE.sub("", str(value)).split())
     for mark in ("*", "_", "~", "`", "<", ">"):
         text = text.replace(mark, "")
     return text.replace("&", "and")
@@ -79,6 +81,8 @@ def milestone(kind: str, rollout: RolloutView, **extra: Any) -> tuple[Message, M
         "next": _next_step(rollout) if rollout.is_open else "",
         "link": STATUS_LINK,
         "blockers": [],
+        "override": False,
+        "phase_done": None,
         **extra,
     }
     push = push_text(kind, context)

@@ -176,9 +176,9 @@ def _datadog_links(svc: Services, rollout: Rollout, fired: list[Metric]) -> list
     """(name, explorer URL) of each fired trigger's query, as the watch read it."""
     out = []
     for metric in fired:
-        query = measure.fill(
-            metric.query, feature=rollout.feature, flag=rollout.flag_key, service=rollout.service
-        )
+        # A formula metric has no one query: its first named query (the numerator) is where to look.
+        raw = metric.query or (metric.queries[0][1] if metric.queries else "")
+        query = measure.fill(raw, feature=rollout.feature, flag=rollout.flag_key, service=rollout.service)
         url = explorer_url(svc.settings.dd_site, query)
         if url:
             out.append((metric.name, url))
