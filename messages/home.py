@@ -33,6 +33,7 @@ class HomeRow:
     done: int
     total: int
     next_gate: str  # e.g. "soak met; 2 exit criteria open"
+    skipped: tuple[str, ...] = ()  # phases left past a closed gate: skipped by override, not done
 
 
 def progress_bar(done: int, total: int, width: int = BAR_WIDTH) -> str:
@@ -64,7 +65,10 @@ def home_view(rows: Sequence[HomeRow]) -> dict[str, Any]:
                 ),
             )
         )
-        blocks.append(ContextBlock(elements=[MarkdownTextObject(text=f"Next gate: {escape(row.next_gate)}")]))
+        facts = [f"Next gate: {escape(row.next_gate)}"]
+        if row.skipped:
+            facts.append("Skipped by override ⚠: " + ", ".join(escape(name) for name in row.skipped))
+        blocks.append(ContextBlock(elements=[MarkdownTextObject(text=f) for f in facts]))
         blocks.append(DividerBlock())
     return View(type="home", blocks=blocks).to_dict()
 

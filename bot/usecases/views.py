@@ -153,6 +153,7 @@ def home_row(rollout: Rollout, now: datetime) -> HomeRow:
         done,
         total,
         next_gate(rollout, now),
+        tuple(p.name for p in rollout.phases if p.left_by_override),
     )
 
 

@@ -143,7 +143,7 @@ def test_one_rollout_is_told_once_per_event_with_who_why_and_a_link(sc: Scenario
         f":rotating_light: Rollback trigger fired on *{sc.feature}* at 50%:\n• *Error rate*"
     )
     assert shown(alert).endswith(f"<@{owner}>")
-    assert [a for a, _ in buttons(alert)] == ["resume", "rollback"]
+    assert [a for a, _ in buttons(alert)] == ["resume", "rollback", "open_datadog:0"]
     [link] = [e for b in alert["blocks"] if b["type"] == "actions" for e in b["elements"] if "url" in e]
     assert link["action_id"] == "open_datadog:0" and link["text"]["text"] == "Open Error rate in Datadog"
     assert link["url"].startswith(
@@ -253,7 +253,7 @@ def test_an_untick_shows_who_took_the_tick_away(sc: Scenario) -> None:
     ]
     item = boxes[0]["value"]
     sc.driver.toggle(status, item)
-    ticked = wait_until(lambda: any(f"<@{sc.owner}> ·" in json.dumps(u) for u in sc.status_updates()))
+    ticked = wait_until(lambda: any(f"<@{sc.owner}> ·" in json.dumps(u, ensure_ascii=False) for u in sc.status_updates()))
     assert ticked
 
     colleague = new_user()

@@ -4,6 +4,7 @@ form's words and the link into Datadog."""
 
 from __future__ import annotations
 
+import json
 import re
 from datetime import timedelta
 
@@ -11,9 +12,10 @@ import pytest
 
 from bot.domain import rollouts
 from bot.metrics.links import app_base, explorer_url
-from bot.usecases.views import rollout_view
+from bot.usecases.views import home_row, rollout_view
 from messages.announcements import PUSH_LIMIT, STATUS_LINK, milestone
 from messages.blocks import status_message
+from messages.home import home_view
 from messages.modals import override_intro
 from tests.domain.test_domain import T0, started
 
@@ -135,3 +137,12 @@ def test_datadog_links_open_the_metric_explorer_on_the_site(site: str | None, ba
         "&exp_scope=service%3Aweb%2Cfeature_flag%3Aon&exp_agg=sum"
     )
     assert explorer_url(site, "") is None
+
+
+def test_home_names_the_phases_skipped_by_override() -> None:
+    rollout = started()
+    rollout.id = 7
+    rollouts.move_forward(rollout, NOW, overridden=True)
+    row = home_row(rollout, NOW)
+    assert row.skipped == ("Internal Testing",)
+    assert "Skipped by override ⚠: Internal Testing" in json.dumps(home_view([row]), ensure_ascii=False)
