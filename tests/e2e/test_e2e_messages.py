@@ -253,7 +253,9 @@ def test_an_untick_shows_who_took_the_tick_away(sc: Scenario) -> None:
     ]
     item = boxes[0]["value"]
     sc.driver.toggle(status, item)
-    ticked = wait_until(lambda: any(f"<@{sc.owner}> ·" in json.dumps(u, ensure_ascii=False) for u in sc.status_updates()))
+    ticked = wait_until(
+        lambda: any(f"<@{sc.owner}> ·" in json.dumps(u, ensure_ascii=False) for u in sc.status_updates())
+    )
     assert ticked
 
     colleague = new_user()
