@@ -137,7 +137,7 @@ def test_one_rollout_is_told_once_per_event_with_who_why_and_a_link(sc: Scenario
     watch_now(sc)
     alert = wait_announced(sc.slack, sc.channel, "Rollback trigger fired", timeout=WATCHED_WITHIN)
     assert alert["thread_ts"] == sc.status_ts()
-    assert post_call(sc, alert)["reply_broadcast"] is True
+    assert post_call(sc, alert)["reply_broadcast"] is True and alert["subtype"] == "thread_broadcast"
     assert alert["text"] == f"Rollback trigger fired: Error rate on {sc.feature}, paused"
     assert shown(alert).startswith(
         f":rotating_light: Rollback trigger fired on *{sc.feature}* at 50%:\n• *Error rate*"
