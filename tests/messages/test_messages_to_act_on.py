@@ -12,11 +12,13 @@ import pytest
 
 from bot.domain import rollouts
 from bot.metrics.links import app_base, explorer_url
+from bot.usecases.exporting import current_plan, results_of
 from bot.usecases.views import home_row, rollout_view
 from messages.announcements import PUSH_LIMIT, STATUS_LINK, milestone
 from messages.blocks import status_message
 from messages.home import home_view
 from messages.modals import override_intro
+from messages.plan_document import export_plan
 from tests.domain.test_domain import T0, started
 
 NOW = T0 + timedelta(hours=3)
@@ -146,3 +148,11 @@ def test_home_names_the_phases_skipped_by_override() -> None:
     row = home_row(rollout, NOW)
     assert row.skipped == ("Internal Testing",)
     assert "Skipped by override ⚠: Internal Testing" in json.dumps(home_view([row]), ensure_ascii=False)
+
+
+def test_the_export_says_skipped_by_override_not_completed() -> None:
+    rollout = started()
+    rollouts.move_forward(rollout, NOW, overridden=True)
+    document = export_plan(current_plan(rollout), results=results_of(rollout, [], []))
+    first = document.split("**Completed:**")[1].split("\n")[0]
+    assert first.strip().startswith("skipped by override ⚠ (")
