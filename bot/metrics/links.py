@@ -13,6 +13,8 @@ import re
 from urllib.parse import urlencode
 
 DEFAULT_SITE = "datadoghq.com"
+# A Block Kit button's url holds at most 3,000 characters; a longer link is left out.
+MAX_URL = 3000
 # "avg:trace.http.request.errors{service:checkout,flag:on}.as_rate()" -> agg, metric, scope
 _QUERY = re.compile(r"^\s*(?:(?P<agg>[a-z]+):)?(?P<metric>[A-Za-z0-9_.]+)(?:\{(?P<scope>[^}]*)\})?")
 
@@ -24,7 +26,8 @@ def app_base(site: str | None) -> str:
 
 
 def explorer_url(site: str | None, query: str) -> str | None:
-    """The metric explorer on `query`'s metric, scope and aggregation; None for an empty query."""
+    """The metric explorer on `query`'s metric, scope and aggregation; None for an empty query
+    (or a link too long for a button)."""
     match = _QUERY.search(query or "")
     if match is None:
         return None
@@ -33,4 +36,5 @@ def explorer_url(site: str | None, query: str) -> str | None:
         params["exp_scope"] = match["scope"]
     if match["agg"]:
         params["exp_agg"] = match["agg"]
-    return f"{app_base(site)}/metric/explorer?{urlencode(params)}"
+    url = f"{app_base(site)}/metric/explorer?{urlencode(params)}"
+    return url if len(url) <= MAX_URL else None

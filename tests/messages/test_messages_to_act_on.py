@@ -156,3 +156,7 @@ def test_the_export_says_skipped_by_override_not_completed() -> None:
     document = export_plan(current_plan(rollout), results=results_of(rollout, [], []))
     first = document.split("**Completed:**")[1].split("\n")[0]
     assert first.strip().startswith("skipped by override ⚠ (")
+
+
+def test_a_datadog_link_too_long_for_a_button_is_left_out() -> None:
+    assert explorer_url(None, "avg:m{" + "tag:x," * 600 + "}") is None
