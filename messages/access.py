@@ -25,7 +25,9 @@ def refusal(text: str, rollout_id: int) -> Message:
 def access_request(rollout_id: int, feature: str, owner: str, requester: str, action: str) -> Message:
     """To the owner, in the status thread: who asks, for what they were refused, one click."""
     text = (
-        f"<@{owner}>: <@{requester}> asks to be an approver of {escape(feature)} (refused: {escape(action)})."
+        f"<@{owner}>: <@{requester}> asks to be an approver of {escape(feature)} "
+        # The refused action as the refusal named it ("override the gate of"), shortened.
+        f"(refused: {escape(action.removesuffix(' of'))})."
     )
     button = ButtonElement(
         text="Add as approver",
