@@ -6,7 +6,10 @@ Median wall and CPU time of RUNS draws each, in this process, after one warm-up 
 cost of the first chart in a fresh process (importing matplotlib and loading its font cache,
 which the work process pays once) is measured apart, in a subprocess. The target, 150 ms per
 chart, applies to the gate check as the built-in templates shape it (a metric and its trigger
-read one query: one or two panels); the wider pictures are figures.
+read one query: one or two panels); the wider pictures are figures. The verdict is on CPU time:
+drawing is pure CPU work in one thread, so its CPU time is what a chart costs the work process,
+and it is what stays put when other processes share the two cores (the wall time, printed
+beside it, then includes waiting for a core).
 
 Run: .venv/bin/python bench/chart_render.py          (RUNS=30 by default)
 """
@@ -115,7 +118,7 @@ def first_chart_in_a_fresh_process() -> float:
 def main() -> int:
     print(machine_note())
     rows = []
-    medians: dict[str, float] = {}
+    cpu_medians: dict[str, float] = {}
     cases = [
         (f"gate check, {n} panel{'s' if n > 1 else ''}", lambda n=n: gate_chart(gate_view(n)))
         for n in (1, 2, 4, 6)
@@ -123,16 +126,18 @@ def main() -> int:
     cases.append(("progress (digest, export)", lambda: progress_chart(progress_view())))
     for label, draw in cases:
         wall, cpu, size = timed(draw)
-        medians[label] = wall
+        cpu_medians[label] = cpu
         rows.append([label, f"{wall * 1000:.1f} ms", f"{cpu * 1000:.1f} ms", f"{size / 1024:.0f} KiB",
-                     f"{wall * 1000 / TARGET_MS:.2f}x"])  # fmt: skip
-    print(f"median of {RUNS} draws each, after one warm-up; ratio to the {TARGET_MS:g} ms target")
+                     f"{cpu * 1000 / TARGET_MS:.2f}x"])  # fmt: skip
+    print(
+        f"median of {RUNS} draws each, after one warm-up; ratio of the CPU time to the {TARGET_MS:g} ms target"
+    )
     table(["chart", "wall", "CPU", "PNG", "vs target"], rows)
     cold = first_chart_in_a_fresh_process()
     print(f"first chart in a fresh process (import matplotlib, fonts): {cold * 1000:.0f} ms, median of 3")
     print("targets:")
     for label in ("gate check, 1 panel", "gate check, 2 panels", "progress (digest, export)"):
-        verdict(label, medians[label] * 1000 / TARGET_MS, 1.0, higher_is_better=False)
+        verdict(label, cpu_medians[label] * 1000 / TARGET_MS, 1.0, higher_is_better=False)
     print(machine_note())
     return 0
 

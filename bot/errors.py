@@ -52,6 +52,15 @@ class AlreadyMoved(RolloutError):
     """Someone else's advance got there first."""
 
 
+class AdvanceClosed(RolloutError):
+    """A person's advance inside a freeze or outside the allowed hours; `token` is where the
+    rollout stands, for the "Advance anyway…" button that takes it through with a reason."""
+
+    def __init__(self, text: str, *, token: str, **values: object) -> None:
+        super().__init__(text, **values)
+        self.token = token
+
+
 class NeedsChoice(RolloutError):
     """The channel has several open rollouts and the command named none."""
 

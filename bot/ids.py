@@ -19,6 +19,8 @@ class Action(StrEnum):
     REQUEST_ACCESS = "request_access"  # on a refusal: ask the owner to be made an approver
     APPROVER_ADD = "approver_add"  # on an access request: the owner adds the person who asked
     OPEN_DATADOG = "open_datadog"  # a link button to the metric in Datadog (Slack still sends a click)
+    AUTO_ON = "auto_on"  # the status message: turn auto-advance on
+    AUTO_OFF = "auto_off"  # … and off
 
 
 class Block(StrEnum):

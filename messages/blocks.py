@@ -26,6 +26,7 @@ from slack_sdk.models.blocks import (
 
 from bot.ids import Action
 from bot.ids import Block as BlockId
+from messages.auto_status import auto_words
 from messages.render import render
 from messages.text import (
     MAX_BLOCKS,
@@ -73,6 +74,19 @@ def text_message(mrkdwn: str) -> Message:
         text=truncate(mrkdwn, MAX_FALLBACK_TEXT),
         blocks=_dicts([SectionBlock(text=MarkdownTextObject(text=body))]),
     )
+
+
+def long_text_message(mrkdwn: str) -> Message:
+    """A notice longer than one section holds (the help): one section per run of whole
+    lines that fits; the fallback text is cut where Slack cuts it."""
+    sections: list[str] = []
+    for line in mrkdwn.split("\n"):
+        if sections and len(sections[-1]) + 1 + len(line) <= MAX_SECTION_TEXT:
+            sections[-1] += "\n" + line
+        else:
+            sections.append(truncate(line, MAX_SECTION_TEXT))
+    blocks = [SectionBlock(text=MarkdownTextObject(text=s)) for s in sections if s.strip()]
+    return Message(text=truncate(mrkdwn, MAX_FALLBACK_TEXT), blocks=_dicts(blocks))
 
 
 def _step_text(step: StepView, phase: PhaseView, rollout: RolloutView) -> str:
@@ -186,6 +200,9 @@ def _controls(rollout: RolloutView) -> Block:
         if paused
         else ButtonElement(text="Pause", action_id=Action.PAUSE, value=value),
         ButtonElement(text="Roll back…", action_id=Action.ROLLBACK, value=value, style="danger"),
+        ButtonElement(text="Auto-advance off", action_id=Action.AUTO_OFF, value=value)
+        if rollout.auto_on
+        else ButtonElement(text="Auto-advance on", action_id=Action.AUTO_ON, value=value),
     ]
     if paused:
         buttons = buttons[1:]
@@ -270,6 +287,8 @@ def status_message(
         pending=rollout.flag_pending,
     )
     where = f"{_where(rollout)}\n{flag}" if flag else _where(rollout)
+    if rollout.is_open and rollout.auto_on:
+        where += f"\n{escape(auto_words(rollout))}"
     blocks: list[Block] = [
         *_header(rollout),
         SectionBlock(

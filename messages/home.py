@@ -33,6 +33,7 @@ class HomeRow:
     done: int
     total: int
     next_gate: str  # e.g. "soak met; 2 exit criteria open"
+    auto: str = ""  # "auto: next check at …", "waiting: freeze “x” until …"; "" when off
     skipped: tuple[str, ...] = ()  # phases left past a closed gate: skipped by override, not done
 
 
@@ -69,6 +70,8 @@ def home_view(rows: Sequence[HomeRow]) -> dict[str, Any]:
         if row.skipped:
             facts.append("Skipped by override ⚠: " + ", ".join(escape(name) for name in row.skipped))
         blocks.append(ContextBlock(elements=[MarkdownTextObject(text=f) for f in facts]))
+        if row.auto:
+            blocks.append(ContextBlock(elements=[MarkdownTextObject(text=escape(row.auto))]))
         blocks.append(DividerBlock())
     return View(type="home", blocks=blocks).to_dict()
 

@@ -81,6 +81,7 @@ def _phase_view(number: int, phase: Phase, results: PhaseResults | None, tz: str
         "description": " ".join(phase.description.split("\n")),
         "duration": phase.duration,
         "dates": phase.dates,
+        "advance": phase.advance,
         "steps": [step_line(step) for step in phase.steps],
         "tasks": list(phase.tasks),
         "exit_criteria": list(phase.exit_criteria),

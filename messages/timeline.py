@@ -67,7 +67,11 @@ def _item(verb: str) -> Callable[[EventView], str]:
 
 LINES: dict[str, Callable[[EventView], str]] = {
     "started": lambda e: f":rocket: {_who(e.actor_id)} started the rollout",
-    "advanced": lambda e: f":arrow_up: {_who(e.actor_id)} advanced {_steps(e.data)} (gate passed)",
+    "advanced": lambda e: (
+        f":arrow_up: advanced automatically {_steps(e.data)} (gate green)"
+        if e.data.get("auto")
+        else f":arrow_up: {_who(e.actor_id)} advanced {_steps(e.data)} (gate passed)"
+    ),
     "overridden": lambda e: (
         f":warning: {_who(e.actor_id)} advanced {_steps(e.data)} *past a closed gate*.{_why(e.data)}"
     ),

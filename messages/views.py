@@ -92,6 +92,11 @@ class RolloutView:
     stopped_by: str | None = None
     stopped_at: datetime | None = None
     stop_reason: str | None = None
+    # Auto-advance (bot/domain/windows.py): on or off, and when the tick looks next and why it
+    # waits (None: it waits for a person).
+    auto_on: bool = False
+    auto_due: datetime | None = None
+    auto_why: str = ""
 
     @property
     def paused(self) -> bool:

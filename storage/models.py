@@ -17,7 +17,6 @@ from sqlalchemy import (
     Text,
     TypeDecorator,
     UniqueConstraint,
-    false,
     text,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
@@ -146,9 +145,7 @@ class Rollout(Base):
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(default=utcnow)
     finished_at: Mapped[datetime | None]
-    # The last pause or rollback: who (None: the bot, on a fired trigger), when and why, for the
-    # status message's state line. Cleared by a resume.
-    stopped_by: Mapped[str | None] = mapped_column(String(32))
+    stopped_by: Mapped[str | None] = mapped_column(String(32))  # last pause/rollback; None: the bot
     stopped_at: Mapped[datetime | None]
     stop_reason: Mapped[str | None] = mapped_column(Text)
     # The feature flag as the bot last saw it (written by every flag write and the watch), so
@@ -161,6 +158,10 @@ class Rollout(Base):
     flag_problem: Mapped[str | None] = mapped_column(Text)  # why the last read or write failed
     flag_adopted_percent: Mapped[float | None]  # a drift people accepted: not warned again
     flag_pending: Mapped[float | None]  # a write still owed to the flag (retried by flag_sync)
+    # Auto-advance (bot/domain/windows.py): off for every rollout until someone turns it on;
+    # `advance_hours` the rollout's own allowed hours (None: its team's, if any).
+    auto_advance: Mapped[bool] = mapped_column(default=False, server_default=text("false"))
+    advance_hours: Mapped[dict[str, Any] | None] = mapped_column(JSON)
 
     phases: Mapped[list[Phase]] = relationship(
         back_populates="rollout", order_by="Phase.position", cascade="all, delete-orphan"
@@ -193,8 +194,7 @@ class Phase(Base):
     duration: Mapped[str] = mapped_column(String(120), default="")
     started_at: Mapped[datetime | None]
     completed_at: Mapped[datetime | None]
-    # Left past a closed gate: shown as "skipped by override", never as done.
-    left_by_override: Mapped[bool] = mapped_column(default=False, server_default=false())
+    left_by_override: Mapped[bool] = mapped_column(default=False, server_default=text("false"))
 
     rollout: Mapped[Rollout] = relationship(back_populates="phases")
     steps: Mapped[list[Step]] = relationship(
@@ -219,7 +219,7 @@ class Step(Base):
     planned_end: Mapped[datetime | None]
     started_at: Mapped[datetime | None]
     completed_at: Mapped[datetime | None]
-    left_by_override: Mapped[bool] = mapped_column(default=False, server_default=false())
+    left_by_override: Mapped[bool] = mapped_column(default=False, server_default=text("false"))
 
     phase: Mapped[Phase] = relationship(back_populates="steps")
 
@@ -236,7 +236,6 @@ class ChecklistItem(Base):
     text: Mapped[str] = mapped_column(Text)
     checked_by: Mapped[str | None] = mapped_column(String(32))
     checked_at: Mapped[datetime | None]
-    # Who took the tick away last, so the checklist can say so (cleared by the next tick).
     unchecked_by: Mapped[str | None] = mapped_column(String(32))
     unchecked_at: Mapped[datetime | None]
 
@@ -347,6 +346,36 @@ class DueJob(Base):
     due_at: Mapped[datetime]
     last_run_at: Mapped[datetime | None]
     data: Mapped[dict[str, Any]] = mapped_column(default=dict)
+
+
+class TeamRules(Base):
+    """A workspace's advance rules: its allowed hours (None: any time) and whether every phase
+    boundary waits for a person."""
+
+    __tablename__ = "team_rules"
+
+    team_id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    advance_hours: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    phase_checkpoints: Mapped[bool] = mapped_column(default=False)
+    updated_by: Mapped[str | None] = mapped_column(String(32))
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class FreezeWindow(Base):
+    """No advance from `first_day` to `last_day` (ISO dates, inclusive, in each rollout's zone):
+    for the whole workspace, or for one rollout when `rollout_id` is set."""
+
+    __tablename__ = "freeze_window"
+    __table_args__ = (Index("ix_freeze_window_team", "team_id", "last_day"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    team_id: Mapped[str] = mapped_column(String(32))
+    rollout_id: Mapped[int | None] = mapped_column(ForeignKey("rollout.id", ondelete="CASCADE"))
+    name: Mapped[str] = mapped_column(String(80))
+    first_day: Mapped[str] = mapped_column(String(10))
+    last_day: Mapped[str] = mapped_column(String(10))
+    created_by: Mapped[str | None] = mapped_column(String(32))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
 
 class PlanTemplate(Base):

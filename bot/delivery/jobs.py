@@ -27,7 +27,7 @@ from zoneinfo import ZoneInfo
 from sqlalchemy import delete, update
 from sqlalchemy.orm import Session
 
-from bot.delivery import charts, status_board, triggers
+from bot.delivery import autopilot, charts, status_board, triggers
 from bot.domain import flagging as flag_rules
 from bot.domain import rollouts
 from bot.domain.schedule import (
@@ -306,6 +306,7 @@ JOBS: dict[str, Callable[[Services, Claimed], Due | None]] = {
     Kind.WATCH: _watch,
     Kind.FLAG_SYNC: _flag_sync,
     Kind.REFRESH: _refresh,
+    Kind.AUTO: lambda svc, job: autopilot.run(svc, job.rollout_id, job.data, job.now, job.lease),
 }
 
 

@@ -40,6 +40,7 @@ class Kind(StrEnum):
     WATCH = "watch"
     FLAG_SYNC = "flag_sync"  # a flag write a rollback still owes, retried until it lands
     REFRESH = "refresh"  # a status-message edit Slack refused, retried until it lands
+    AUTO = "auto"  # auto-advance: the step's next look (bot/delivery/autopilot.py)
 
 
 # Written where they arise (a refused edit), not planned from the rollout's state: a change to
@@ -103,7 +104,8 @@ def planned_end(rollout: Rollout) -> datetime:
 
 def planned(rollout: Rollout, now: datetime, *, watch_minutes: int = WATCH_MINUTES) -> dict[str, Due]:
     """Every row the rollout should have, by kind. Finished: none, but a flag write still owed.
-    Paused: digest, stale, and the watch of a flag the bot runs. Active: all of them."""
+    Paused: digest, stale, and the watch of a flag the bot runs. Active: all of them; with
+    auto-advance on, the `auto` row instead of the "ready to advance" reminder."""
     out: dict[str, Due] = {}
     if rollout.flag_pending is not None:
         out[Kind.FLAG_SYNC] = Due(now + FLAG_RETRY, {"to": rollout.flag_pending})
@@ -120,9 +122,12 @@ def planned(rollout: Rollout, now: datetime, *, watch_minutes: int = WATCH_MINUT
         started, soak = rollout.step_started_at, rollout.current_step.min_business_days
         where = {"phase": rollout.phase_index, "step": rollout.step_index, "started": iso_utc(started)}
         ready_at = earliest_time(started, soak, tz=tz, country=country)
-        out[Kind.READY] = Due(ready_at, {**where, "at": iso_utc(ready_at)})
+        if not rollout.auto_advance:  # with auto-advance the tick moves it, or asks at a checkpoint
+            out[Kind.READY] = Due(ready_at, {**where, "at": iso_utc(ready_at)})
         end = planned_end(rollout)
         out[Kind.OVERDUE] = Due(end, {**where, "at": iso_utc(end)})
+        if rollout.auto_advance:  # first looked at when the soak is met
+            out[Kind.AUTO] = Due(ready_at, {**where, "at": iso_utc(ready_at)})
     # The watch reads the rollback triggers of an active rollout, and the flag of any open
     # rollout whose flag the bot runs (`flag_seen_at`: read when it started).
     flag_runs = bool(rollout.flag_key) and rollout.flag_seen_at is not None
@@ -133,7 +138,10 @@ def planned(rollout: Rollout, now: datetime, *, watch_minutes: int = WATCH_MINUT
 
 def planned_inputs(kind: str, data: dict[str, Any]) -> dict[str, Any]:
     """What a row was planned from. A digest's "at" moves on as digests go out, so only its
-    settings count; the other kinds' times follow from their inputs."""
+    settings count; the other kinds' times follow from their inputs. Why an auto row waits is
+    what it found, not what it was planned from."""
+    if kind == Kind.AUTO:
+        return {k: v for k, v in data.items() if k not in ("at", "why")}
     return {k: v for k, v in data.items() if k != "at"} if kind == Kind.DIGEST else data
 
 

@@ -14,11 +14,12 @@ from slack_sdk.errors import SlackApiError
 
 from bot.domain.plans import UnknownTemplate, template_names
 from bot.edge.parsing import USAGES, usage_of
-from bot.errors import NeedsChoice, NotAllowed, RolloutError, UsageError
+from bot.errors import AdvanceClosed, NeedsChoice, NotAllowed, RolloutError, UsageError
 from bot.slackweb.client import error_code
 from messages import render
 from messages.access import refusal
-from messages.blocks import Message, choose_rollout, text_message
+from messages.autopilot import closed_answer
+from messages.blocks import Message, choose_rollout, long_text_message, text_message
 from messages.text import escape
 from storage.db import AlreadyHandled
 
@@ -32,7 +33,7 @@ def usage_message(error: UsageError) -> Message:
 
 
 def help_message() -> Message:
-    return text_message(render("help", usages=list(USAGES.items()), templates=template_names()))
+    return long_text_message(render("help", usages=list(USAGES.items()), templates=template_names()))
 
 
 def unknown_template(error: UnknownTemplate) -> Message:
@@ -47,6 +48,9 @@ def message_for(error: Exception, subcommand: str = "status") -> Message:
         return unknown_template(error)
     if isinstance(error, NeedsChoice):
         return choose_rollout(str(error), error.choices, subcommand)
+    if isinstance(error, AdvanceClosed):
+        values = {k: escape(str(v)) for k, v in error.values.items()}
+        return closed_answer(error.text.format(**values), error.token)
     if isinstance(error, RolloutError):
         values = {k: escape(str(v)) for k, v in error.values.items()}
         text = f":no_entry_sign: {error.text.format(**values) if values else error.text}"

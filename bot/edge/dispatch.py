@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+from bot.edge import autopilot_commands as auto
 from bot.edge import subcommands as sub
 from bot.edge.answers import Replier, help_message
 from bot.edge.parsing import (
@@ -29,6 +30,7 @@ from bot.edge.parsing import (
     Templates,
     WithReason,
 )
+from bot.edge.parsing_auto import AdvanceHours, Auto, Checkpoints, Freezes
 from bot.errors import UsageError
 from bot.services import Actor, Services
 from bot.usecases import lookup
@@ -97,6 +99,10 @@ COMMANDS: dict[type[Any], Callable[[Request, Any], None]] = {
     Digest: lambda req, cmd: sub.digest(req.svc, req.actor, cmd, req.reply),
     Templates: lambda req, cmd: sub.templates(req.svc, req.actor, cmd, req.reply),
     Access: lambda req, cmd: sub.who_may(req.svc, req.actor, cmd, req.reply),
+    Auto: lambda req, cmd: auto.auto(req.svc, req.actor, cmd, req.reply),
+    AdvanceHours: lambda req, cmd: auto.hours(req.svc, req.actor, cmd, req.reply),
+    Freezes: lambda req, cmd: auto.freeze(req.svc, req.actor, cmd, req.reply),
+    Checkpoints: lambda req, cmd: auto.checkpoints(req.svc, req.actor, cmd, req.reply),
 }
 
 
@@ -135,6 +141,8 @@ ON_ROLLOUT: dict[str, OnRolloutHandler] = {
     "export": lambda req, rid, reason: sub.export(req.svc, req.actor, rid, req.reply),
     "timeline": lambda req, rid, reason: req.reply(sub.timeline(req.svc, req.actor, rid)),
     "metrics": lambda req, rid, reason: sub.open_metrics_form(req.svc, req.actor, rid, req.trigger_id),
+    "auto-on": lambda req, rid, reason: auto.auto_for(req.svc, req.actor, rid, True, req.reply),
+    "auto-off": lambda req, rid, reason: auto.auto_for(req.svc, req.actor, rid, False, req.reply),
 }
 
 

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field, replace
 
 from bot.domain.names import BadName, check_service, check_stakeholders, clean_feature
 from bot.domain.schedule import DIGEST_TIME_RE
+from bot.edge import parsing_auto
 from bot.errors import UsageError
 from bot.ids import Block
 from bot.usecases.start import Start
@@ -111,6 +112,9 @@ USAGES: dict[str, Usage] = {
 }
 
 
+USAGES.update({name: Usage(*texts) for name, texts in parsing_auto.USAGES.items()})
+
+
 def usage_of(error: UsageError) -> Usage | None:
     """The right form of the subcommand a usage error is about, to show beside the problem."""
     return USAGES.get(error.subcommand or "")
@@ -197,6 +201,7 @@ Command = (
     | Import
     | Templates
     | Access
+    | parsing_auto.AutoCommand
 )
 
 
@@ -404,6 +409,8 @@ def parse_command(text: str) -> Command:
         if subcommand == "update" and not rest:
             raise UsageError("the update has no text", "update")
         return WithReason(subcommand, tuple(rest))
+    if subcommand in parsing_auto.SUBCOMMANDS:
+        return parsing_auto.parse(subcommand, rest)
     if subcommand == "digest":
         return _parse_digest(rest)
     if subcommand == "approvers":

@@ -4,17 +4,14 @@ Steering is the owner's, the approvers' and workspace admins' (`bot.domain.rollo
 the admin question costs a Slack call and is asked last); ticking exit criteria and sending
 updates follow the rollout's own choice (`bot.domain.rights`). Every refusal leaves a REFUSED
 event, so the timeline shows who tried, and offers a path: "Request access" asks the owner
-(`request_access`). Pausing is open to anyone (`bot.usecases.controls.pause`)."""
+(`bot.usecases.access_requests`). Pausing is open to anyone (`bot.usecases.controls.pause`)."""
 
 from __future__ import annotations
 
 from bot.domain import rights, rollouts
-from bot.errors import InvalidTransition, NotAllowed, RolloutNotFound
+from bot.errors import NotAllowed
 from bot.services import Actor, Services
 from bot.slackweb.client import is_workspace_admin
-from bot.usecases import announcing
-from messages.access import access_request
-from storage import queries
 from storage.enums import EventKind
 from storage.models import Rollout
 
@@ -46,28 +43,3 @@ def refuse(svc: Services, actor: Actor, rollout: Rollout, action: str) -> None:
         action=action,
         feature=rollout.feature,
     )
-
-
-def request_access(svc: Services, actor: Actor, rollout_id: int) -> Rollout:
-    """The "Request access" button: asks the owner, in the status thread (the owner is mentioned,
-    so notified), with an "Add as approver" button; recorded as an event. Once a day per person:
-    a second click the same day is told it was asked already, nothing is posted twice."""
-    now = svc.clock()
-    with svc.db.transaction() as session:
-        rollout = queries.lock_rollout(session=session, rollout_id=rollout_id)
-        if rollout is None or rollout.team_id != actor.team_id:
-            raise RolloutNotFound("That rollout does not exist any more.")
-        if actor.user_id == rollout.owner_id or actor.user_id in {a.user_id for a in rollout.approvers}:
-            raise InvalidTransition("You can already steer {feature}.", feature=rollout.feature)
-        last = queries.last_refusal(session=session, rollout_id=rollout.id, user_id=actor.user_id)
-        action = str((last.data or {}).get("action", "steer")) if last is not None else "steer"
-        key = f"access_request:{actor.user_id}:{now.date().isoformat()}"
-        message = access_request(rollout.id, rollout.feature, rollout.owner_id, actor.user_id, action)
-        if not announcing.queue(session, rollout, announcing.Announcement(key, message), now):
-            raise InvalidTransition(
-                "You already asked <@{owner}> today; the request is in the status thread of {feature}.",
-                owner=rollout.owner_id,
-                feature=rollout.feature,
-            )
-        session.add(rollouts.event(rollout, EventKind.ACCESS_REQUESTED, actor.user_id, now, action=action))
-    return rollout

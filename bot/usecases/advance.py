@@ -28,14 +28,14 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from bot.domain import flagging as flag_rules
-from bot.domain import rollouts
+from bot.domain import rollouts, windows
 from bot.domain.calendar import format_local
 from bot.domain.gates import GateResult
-from bot.errors import AlreadyMoved, RolloutNotFound, UsageError
+from bot.errors import AdvanceClosed, AlreadyMoved, RolloutNotFound, UsageError
 from bot.flags import FlagError
 from bot.observe import telemetry
 from bot.services import Actor, Services
-from bot.usecases import announcing, controls, flagging, schedule
+from bot.usecases import announcing, autopilot, controls, flagging, schedule
 from bot.usecases.access import check_allowed
 from bot.usecases.lookup import load_for
 from bot.usecases.measure import baselines_for, evaluate, read_metrics, store_snapshot
@@ -106,6 +106,16 @@ def may_advance(svc: Services, actor: Actor, rollout_id: int, intent: Intent | N
     if intent is not None and not _meant(svc, rollout, intent):
         with svc.db.reading() as session:
             raise _already_moved(rollout, _last_move(session, rollout.id))
+    with svc.db.reading() as session:
+        decision = autopilot.decide(session, rollout, windows.Who.PERSON, svc.clock())
+    if decision.answer is windows.Answer.REFUSE:
+        # Refused with the window's name and end; "Advance anyway…" (a reason) takes it through.
+        raise AdvanceClosed(
+            "*{feature}* is not advanced now: {why}.",
+            token=Where.of(rollout).token(rollout.id),
+            feature=rollout.feature,
+            why=decision.why,
+        )
     return rollout
 
 
@@ -173,6 +183,9 @@ def override(svc: Services, actor: Actor, token: str, reason: str) -> rollouts.M
         locked = _lock_at(session, rollout_id, where)
         last = queries.latest_snapshot(session=session, rollout_id=rollout_id, kind=SnapshotKind.GATE)
         blockers = list((last.verdict or {}).get("blockers", [])) if last is not None else []
+        closed = autopilot.decide(session, locked, windows.Who.PERSON, now)
+        if closed.answer is windows.Answer.REFUSE:  # advanced through a freeze or outside hours
+            blockers = [f"Not an allowed time: {closed.why}.", *blockers]
         moved, _ = _move(
             svc, session, locked, actor, now, EventKind.OVERRIDDEN, attempt, reason=reason, blockers=blockers
         )
@@ -213,6 +226,39 @@ def override_preview(svc: Services, rollout: Rollout) -> OverridePreview:
         leaves_phase=rollout.current_phase.name if leaving else None,
         blockers=blockers,
     )
+
+
+def advance_auto(
+    svc: Services, rollout: Rollout, where: Where
+) -> tuple[rollouts.Moved | None, windows.Decision]:
+    """The due-work tick's advance, bound to the step it read (`where`): the same snapshot,
+    gate, flag write, event and announcement as a person's, but only when `windows.decide`
+    says GO with the gate read. Returns the move (None: it did not move) and the decision
+    (why it moved, or what holds it and until when). A person who moved it first wins: this
+    raises AlreadyMoved and moves nothing."""
+    actor = Actor(team_id=rollout.team_id, user_id="", channel_id=rollout.channel_id)
+    now = svc.clock()
+    current, cohorts, _ = read_metrics(svc, rollout, now)
+    with _flag_refusal(svc, actor, rollout, "advance") as attempt, svc.db.transaction() as session:
+        locked = _lock_at(session, rollout.id, where)
+        asked = autopilot.ask(session, locked, windows.Who.AUTO, now)
+        if (first := windows.decide(asked)).answer is not windows.Answer.CHECK:
+            return None, first
+        gate = evaluate(locked, current, baselines_for(session, locked, cohorts), now)
+        reasons = windows.not_green(gate)
+        state = windows.Gate.NOT_GREEN if reasons else windows.Gate.GREEN
+        words = "; ".join(reasons) if reasons else windows.green_words(gate)
+        decision = windows.decide(replace(asked, gate=state, gate_why=words))
+        snap = store_snapshot(
+            session, locked, SnapshotKind.GATE if decision.go else SnapshotKind.CHECK, current, gate, now
+        )
+        if not decision.go:
+            return None, decision
+        moved, _ = _move(
+            svc, session, locked, actor, now, EventKind.ADVANCED, attempt, snapshot_id=snap.id, auto=words
+        )
+    telemetry.GATE_DECISIONS.labels("advanced").inc()
+    return moved, decision
 
 
 def _lock_at(session: Session, rollout_id: int, where: Where) -> Rollout:
@@ -262,7 +308,7 @@ def _flag_refusal(svc: Services, actor: Actor, rollout: Rollout, doing: str) -> 
         yield attempt
     except FlagError as error:
         target = attempt.target if attempt.target is not None else 0.0
-        flagging.record_failure(svc, rollout.id, actor.user_id, target, error, doing)
+        flagging.record_failure(svc, rollout.id, actor.user_id or None, target, error, doing)
         raise flagging.refused(svc, rollout.feature, error, doing) from None
 
 
@@ -279,25 +325,18 @@ def _move(
     # The new step begins now, under the lock and just before the commit (not when the
     # advance began reading Datadog): a request sent before this instant meant the old step.
     moved = rollouts.move_forward(rollout, max(now, svc.clock()), overridden=kind is EventKind.OVERRIDDEN)
+    who = actor.user_id or None  # "": the due-work tick's automatic advance
     # The flag first: if it refuses, the caller's transaction is rolled back and nothing moves.
     attempt.target = flag_rules.plan_percent(rollout)
-    written = flagging.write(
-        svc, session, rollout, attempt.target, actor=actor.user_id, why=kind.value, now=now
-    )
+    written = flagging.write(svc, session, rollout, attempt.target, actor=who, why=kind.value, now=now)
     session.add(
-        rollouts.event(
-            rollout, kind, actor.user_id, now, from_step=moved.from_title, to_step=moved.to_title, **data
-        )
+        rollouts.event(rollout, kind, who, now, from_step=moved.from_title, to_step=moved.to_title, **data)
     )
     if moved.phase_completed:
-        session.add(
-            rollouts.event(
-                rollout, EventKind.PHASE_COMPLETED, actor.user_id, now, phase=moved.phase_completed
-            )
-        )
+        session.add(rollouts.event(rollout, EventKind.PHASE_COMPLETED, who, now, phase=moved.phase_completed))
     if moved.completed:
-        session.add(rollouts.event(rollout, EventKind.COMPLETED, actor.user_id, now))
-        announcing.announce(session, rollout, "completed", "completed", now, actor=actor.user_id)
+        session.add(rollouts.event(rollout, EventKind.COMPLETED, who, now))
+        announcing.announce(session, rollout, "completed", "completed", now, actor=who)
     else:
         announcing.announce(
             session,
@@ -305,8 +344,9 @@ def _move(
             "advanced",
             announcing.step_key(rollout),
             now,
-            actor=actor.user_id,
+            actor=who,
             phase_done=moved.phase_completed,
+            auto=data.get("auto", ""),
             override=kind is EventKind.OVERRIDDEN,
             reason=data.get("reason", ""),
             blockers=data.get("blockers", []),

@@ -20,6 +20,8 @@ from bot.domain import flagging, rollouts
 from bot.domain.soak import soak_status
 from bot.errors import RolloutNotFound
 from bot.services import Services
+from bot.usecases import autopilot
+from messages.auto_status import auto_words
 from messages.home import HomeRow
 from messages.views import EventView, ItemView, PhaseView, RolloutView, SnapshotView, StepView
 from storage import queries
@@ -96,6 +98,7 @@ def rollout_view(rollout: Rollout) -> RolloutView:
         stopped_by=rollout.stopped_by,
         stopped_at=rollout.stopped_at,
         stop_reason=rollout.stop_reason,
+        **autopilot.view_fields(rollout),
     )
 
 
@@ -153,7 +156,8 @@ def home_row(rollout: Rollout, now: datetime) -> HomeRow:
         done,
         total,
         next_gate(rollout, now),
-        tuple(p.name for p in rollout.phases if p.left_by_override),
+        auto_words(rollout_view(rollout)),
+        skipped=tuple(p.name for p in rollout.phases if p.left_by_override),
     )
 
 

@@ -283,6 +283,16 @@ def test_injected_errors_are_used_up_in_order(slack: LocalSlack, client: WebClie
     assert client.chat_postMessage(channel="C111", text="hi")["ok"]
 
 
+def test_an_aimed_failure_passes_the_other_calls_by(slack: LocalSlack, client: WebClient) -> None:
+    slack.fail_next("chat.postMessage", error="msg_too_long", only=lambda params: params["channel"] == "C222")
+
+    assert client.chat_postMessage(channel="C111", text="not this one")["ok"]
+    with pytest.raises(SlackApiError) as error:
+        client.chat_postMessage(channel="C222", text="this one")
+    assert error.value.response["error"] == "msg_too_long"
+    assert client.chat_postMessage(channel="C222", text="used up")["ok"]
+
+
 def test_bot_must_join_a_channel_before_posting(slack: LocalSlack, client: WebClient) -> None:
     slack.set_not_in_channel("C222")
     slack.set_not_in_channel("G333", private=True)

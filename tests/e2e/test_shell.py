@@ -120,3 +120,26 @@ def test_shell_runs_the_flag_in_memory_and_prints_every_write(tmp_path: Path) ->
         "[flag] checkout-v2 turned off",
     ]
     assert "Flag `checkout-v2`: flag 5% ✓" in out
+
+
+def test_shell_auto_advance_moves_the_rollout_when_the_clock_is_moved_on(tmp_path: Path) -> None:
+    script = [
+        "set error_rate=0.3",
+        "/rollout start checkout-v2 aggressive",
+        "1",
+        "2",
+        "3",
+        "4",
+        "/rollout auto on",
+        "later 4d",  # half a business day, whatever the day of the week today
+        "tick",
+    ]
+    out = run_shell(tmp_path, script)
+    assert "auto-advance is on" in out
+    assert "advanced automatically — gate green" in out
+
+    db = Database(f"sqlite:///{tmp_path / 'shell.db'}")
+    with db.reading() as session:
+        advanced = session.scalars(select(Event).where(Event.kind == EventKind.ADVANCED)).all()
+        assert [(e.actor_id, e.data["to_step"]) for e in advanced] == [(None, "50%")]
+    db.dispose()

@@ -106,13 +106,15 @@ class LocalSlack:
         *,
         error: str | None = None,
         retry_after: int = 1,
+        only: Callable[[Params], bool] | None = None,
     ) -> None:
-        """Make the next ``times`` calls of ``method`` fail.
+        """Make the next ``times`` calls of ``method`` fail (with ``only``: the next ones
+        whose parameters it accepts).
 
         With ``error``: HTTP 200 ``{"ok": false, "error": error}``. Otherwise HTTP
         ``status`` with an empty body, except 429: Retry-After and a ratelimited body.
         """
-        failure = Failure(status, error, retry_after)
+        failure = Failure(status, error, retry_after, only)
         with self._changed:
             self._state.failures.setdefault(method, deque()).extend([failure] * times)
 
@@ -217,9 +219,11 @@ class LocalSlack:
     def _api(self, call: Call) -> Reply:
         if not call.headers.get("authorization", "").startswith("Bearer "):
             return error("not_authed")
-        failures = self._state.failures.get(call.method)
-        if failures:
-            return failures.popleft().reply()
+        failures = self._state.failures.get(call.method, deque())
+        for failure in failures:
+            if failure.only is None or failure.only(call.params):
+                failures.remove(failure)
+                return failure.reply()
         return WebApi(self._state, self.base_url).answer(call.method, call.params)
 
     def _upload(self, call: Call) -> Reply:

@@ -7,7 +7,7 @@ import contextlib
 import itertools
 import json
 from collections import deque
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import parse_qsl
@@ -60,6 +60,9 @@ class Failure:
     status: int
     error: str | None
     retry_after: int
+    # Which calls it may hit (None: the next one): lets a test aim at one kind of post while
+    # other work shares the stand-in.
+    only: Callable[[Params], bool] | None = None
 
     def reply(self) -> Reply:
         if self.error is not None:

@@ -90,12 +90,26 @@ def plan_problems(plan: Plan) -> list[str]:
             for step in phase.steps
             if not 0 <= step.percent <= 100
         ]
+    problems += advance_problems(plan)
     for metric in (*plan.metrics, *plan.triggers):
         try:
             formulas.check_metric(metric.queries, metric.formula, metric.min_count, metric.control_queries)
         except formulas.SourceError as exc:
             problems.append(f"metric {metric.name!r}: {exc}")
     return problems
+
+
+def advance_problems(plan: Plan) -> list[str]:
+    """`advance` is "auto" or "manual" (or, on a phase or step, left out)."""
+    said = [("the plan", plan.advance, False)]
+    for phase in plan.phases:
+        said.append((f"phase {phase.name[:40]!r}", phase.advance, True))
+        said += [(f"phase {phase.name[:40]!r}, step {s.title[:40]!r}", s.advance, True) for s in phase.steps]
+    return [
+        f'{where}: advance is "auto" or "manual", not {value[:40]!r}'
+        for where, value, may_be_empty in said
+        if value not in ("auto", "manual") and not (may_be_empty and value == "")
+    ]
 
 
 def plan_to_dict(plan: Plan) -> dict[str, Any]:

@@ -117,6 +117,7 @@ class Step:
     desired_users: int | None = None
     min_business_days: float = 0.0
     label: str = ""  # e.g. "internal" for a step that is not a share of users
+    advance: str = ""  # "auto" | "manual": how a move into this step happens; "" = the phase's
 
     @property
     def title(self) -> str:
@@ -132,6 +133,7 @@ class Phase:
     tasks: tuple[str, ...] = ()
     exit_criteria: tuple[str, ...] = ()
     dates: str = ""  # the planned date range as the team wrote it, e.g. "3/11/24 - 3/25/24"
+    advance: str = ""  # "auto" | "manual" for its steps (bot/domain/windows.py); "" = the plan's
 
 
 @dataclass(frozen=True)
@@ -161,6 +163,9 @@ class Plan:
     # What a fired rollback trigger does: "pause" the rollout for people to decide, or
     # "rollback" by itself, feature flag first (as Flagger and Argo Rollouts abort a rollout).
     on_trigger: str = "pause"
+    # How its steps are reached when a rollout's auto-advance is on (bot/domain/windows.py):
+    # "auto" by the due-work tick when the gate is green, "manual" only by a person.
+    advance: str = "auto"
 
     @property
     def owner(self) -> str:

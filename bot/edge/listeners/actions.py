@@ -19,7 +19,7 @@ from bot.edge.listeners.replies import replier_for
 from bot.errors import UsageError
 from bot.ids import Action, Block
 from bot.services import Services
-from bot.usecases import access, checklist, controls
+from bot.usecases import access_requests, checklist, controls
 from bot.usecases.advance import Intent, Where
 from bot.usecases.checklist import ItemChange
 from messages.access import access_granted
@@ -37,6 +37,8 @@ CONTROL_BUTTONS = {
     Action.SNAPSHOT: "snapshot",
     Action.PAUSE: "pause",
     Action.RESUME: "resume",
+    Action.AUTO_ON: "auto-on",
+    Action.AUTO_OFF: "auto-off",
 }
 
 
@@ -178,7 +180,7 @@ def register(app: App, svc: Services) -> None:
     def request_access(body: dict[str, Any], respond: Respond, client: WebClient) -> None:
         reply = replier_for(body, respond, client)
         with answering(reply):
-            rollout = access.request_access(svc, actor_of(body), rollout_id_of(action_value(body)))
+            rollout = access_requests.request_access(svc, actor_of(body), rollout_id_of(action_value(body)))
             reply(
                 text_message(
                     f"Asked <@{rollout.owner_id}> in the status thread of *{escape(rollout.feature)}*."

@@ -116,6 +116,7 @@ def _assemble(doc: Document, name: str, reader: Reader) -> Plan:
                 tasks=tuple(draft.tasks),
                 exit_criteria=tuple(exit_criteria),
                 dates=draft.dates,
+                advance=draft.advance,
             )
         )
     if doc.gate is None:

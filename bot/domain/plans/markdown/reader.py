@@ -101,6 +101,7 @@ class PhaseDraft:
     description: list[tuple[Line, str]] = field(default_factory=list)
     duration: str = ""
     dates: str = ""
+    advance: str = ""  # "auto" | "manual" (bot/domain/windows.py); "" = the plan's
     tasks: list[str] = field(default_factory=list)
     exit_criteria: list[str] = field(default_factory=list)
     steps: list[Step] | None = None  # an explicit **Steps:** list
@@ -219,8 +220,13 @@ def _read_phase_field(line: Line, key: str, value: str, draft: PhaseDraft, reade
     elif key == "dates":
         draft.dates = value
         reader.ok(line)
+    elif key == "advance" and value.strip().lower() in ("auto", "manual"):
+        draft.advance = value.strip().lower()
+        reader.ok(line)
+    elif key == "advance":
+        reader.report(line, f"advance is “auto” or “manual”, not “{value[:40]}”")
     else:
-        expected = "Duration, Dates, Steps, Tasks or Exit Criteria"
+        expected = "Duration, Dates, Advance, Steps, Tasks or Exit Criteria"
         reader.report(line, f"unknown field “{key}” in a phase; expected {expected}")
     return ""
 

@@ -108,6 +108,8 @@ def step_line(step: Step) -> str:
     if step.min_business_days:
         days = num(step.min_business_days)
         details.append(f"at least {days} business day{'' if days == '1' else 's'}")
+    if step.advance:
+        details.append(f"{step.advance} advance")  # how it is reached (bot/domain/windows.py)
     return f"{share} — {', '.join(details)}" if details else share
 
 
@@ -116,15 +118,18 @@ def step_from_line(text: str) -> Step | None:
     if not match:
         return None
     percent = float(match["percent"] or match["labelled"])
-    users, days = None, 0.0
+    users, days, advance = None, 0.0, ""
     for detail in match["details"].split(", ") if match["details"] else []:
         if (m := STEP_USERS.match(detail)) and len(m["users"]) <= MAX_USER_DIGITS:
             users = int(m["users"].replace(",", ""))
         elif m := STEP_SOAK.match(detail):
             days = float(m["days"])
+        elif detail.strip().lower() in ("auto advance", "manual advance"):
+            advance = detail.strip().lower().split()[0]
         else:
             return None
-    return Step(percent, desired_users=users, min_business_days=days, label=(match["label"] or "").strip())
+    label = (match["label"] or "").strip()
+    return Step(percent, desired_users=users, min_business_days=days, label=label, advance=advance)
 
 
 # --- a metric's rule in a sentence ---------------------------------------------------------------

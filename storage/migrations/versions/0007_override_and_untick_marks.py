@@ -1,7 +1,7 @@
 """what a phase and a step were left by, who paused or rolled back and why, who last unticked an item
 
-Revision ID: 0006
-Revises: 0005
+Revision ID: 0007
+Revises: 0006
 Create Date: 2026-11-30 10:45:00
 
 `left_by_override` marks a phase or step the rollout moved past a closed gate, so the status
@@ -17,8 +17,8 @@ import sqlalchemy as sa
 import storage.models
 
 
-revision = "0006"
-down_revision = "0005"
+revision = "0007"
+down_revision = "0006"
 branch_labels = None
 depends_on = None
 
