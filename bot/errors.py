@@ -36,7 +36,12 @@ class DuplicateFeature(RolloutError):
 
 
 class NotAllowed(RolloutError):
-    pass
+    """A refusal on who the actor is. `rollout_id` set: the answer offers to ask the owner for
+    access (a refusal should be a path, not a dead end)."""
+
+    def __init__(self, text: str, *, rollout_id: int | None = None, **values: object) -> None:
+        super().__init__(text, **values)
+        self.rollout_id = rollout_id
 
 
 class InvalidTransition(RolloutError):

@@ -16,6 +16,9 @@ class Action(StrEnum):
     FLAG_APPLY_PLAN = "flag_apply_plan"  # a drifted flag: write the plan's percentage
     FLAG_ADOPT = "flag_adopt"  # a drifted flag: accept the flag's percentage
     TIMELINE_OLDER = "timeline_older"  # the next, older page of `/rollout timeline`
+    REQUEST_ACCESS = "request_access"  # on a refusal: ask the owner to be made an approver
+    APPROVER_ADD = "approver_add"  # on an access request: the owner adds the person who asked
+    OPEN_DATADOG = "open_datadog"  # a link button to the metric in Datadog (Slack still sends a click)
     AUTO_ON = "auto_on"  # the status message: turn auto-advance on
     AUTO_OFF = "auto_off"  # … and off
 

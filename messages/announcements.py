@@ -1,22 +1,91 @@
-"""Announcement texts: the detailed line for the status thread and the short one for
-stakeholder channels, both from Jinja templates a team may override."""
+"""Announcement texts: the detailed message for the status thread and the one line for
+stakeholder channels, both from Jinja templates a team may override, and the push text of each.
+
+Rules for the stakeholder line (the only thing most stakeholders read): it stands alone. It
+says what happened, who did it ("Rollout Bot" for the bot itself), why (the reason typed, or
+the trigger and its numbers), what comes next, and links to the status thread. The link is
+STATUS_LINK here and becomes the status message's permalink when the outbox posts it (only
+Slack knows the workspace's address).
+
+Push texts (the `text` Slack shows in a notification) are plain: the event first, the feature,
+no mrkdwn, no emoji codes, at most PUSH_LIMIT characters.
+"""
 
 from __future__ import annotations
 
+import re
 from typing import TYPE_CHECKING, Any
 
 from messages.blocks import Message, text_message
-from messages.digest import about
+from messages.digest import STATUS_LINK, about
 from messages.render import render
+from messages.text import truncate
 
 if TYPE_CHECKING:
     from messages.views import RolloutView
+
+__all__ = ["PUSH_LIMIT", "STATUS_LINK", "milestone", "milestone_push"]
+PUSH_LIMIT = 120
+EMOJI_CODE = re.compile(r":[a-z0-9_+-]+:")
+
+_PUSH = {
+    "started": "Rollout started: {feature}, first step {step}",
+    "advanced": "Advanced: {feature} now at {step} of {phase}",
+    "overridden": "Advanced past a closed gate: {feature} now at {step} of {phase}",
+    "completed": "Rollout complete: {feature} is fully rolled out",
+    "paused": "Paused: {feature} at {step}",
+    "resumed": "Resumed: {feature} at {step}",
+    "rolled_back": "Rolled back: {feature} from {step}",
+    "update": "Update on {feature}: {text}",
+}
+
+
+def plain(value: object) -> str:
+    """User text made safe for a push text: no mrkdwn, no emoji codes, no mention or link syntax."""
+    text = " ".join(EMOJI_CODE.sub("", str(value)).split())
+    for mark in ("*", "_", "~", "`", "<", ">"):
+        text = text.replace(mark, "")
+    return text.replace("&", "and")
+
+
+def milestone_push(kind: str, context: dict[str, Any]) -> str:
+    """The notification text of a milestone: event first, plain, at most PUSH_LIMIT characters."""
+    key = "overridden" if kind == "advanced" and context.get("override") else kind
+    values = {k: plain(context.get(k) or "") for k in ("feature", "step", "phase", "text")}
+    text = _PUSH.get(key, "{feature}: " + kind.replace("_", " ")).format(**values)
+    reason = plain(context.get("reason") or "")
+    if reason and key in ("paused", "rolled_back", "overridden"):
+        text += f": {reason}"
+    return truncate(text, PUSH_LIMIT)
+
+
+def _next_step(rollout: RolloutView) -> str:
+    """The step after the current one, as a stakeholder reads it ("25% of Gradual Rollout")."""
+    phase = rollout.current_phase
+    if rollout.step_index + 1 < len(phase.steps):
+        return phase.steps[rollout.step_index + 1].title
+    if rollout.phase_index + 1 < len(rollout.phases):
+        following = rollout.phases[rollout.phase_index + 1]
+        return f"{following.steps[0].title} of {following.name}" if following.steps else following.name
+    return ""
 
 
 def milestone(kind: str, rollout: RolloutView, **extra: Any) -> tuple[Message, Message]:
     """(thread message, stakeholder line) for one milestone; `extra` (actor, reason, ...) is
     what the milestone adds to what every message says about the rollout."""
-    context = {**about(rollout), "plan": rollout.plan_title, "actor": None, "reason": "", **extra}
-    thread = render("milestone", kind=kind, **context)
-    line = render("milestone_line", kind=kind, **context)
-    return text_message(thread), text_message(line)
+    context = {
+        **about(rollout),
+        "plan": rollout.plan_title,
+        "actor": None,
+        "reason": "",
+        "next": _next_step(rollout) if rollout.is_open else "",
+        "link": STATUS_LINK,
+        "blockers": [],
+        "override": False,
+        "phase_done": None,
+        **extra,
+    }
+    push = milestone_push(kind, context)
+    thread = text_message(render("milestone", kind=kind, **context))
+    line = text_message(render("milestone_line", kind=kind, **context))
+    return Message(text=push, blocks=thread.blocks), Message(text=push, blocks=line.blocks)

@@ -109,15 +109,23 @@ def _step_text(step: StepView, phase: PhaseView, rollout: RolloutView, before: S
         return f"*{escape(title)}{users}* (now)"
     if here and rollout.status == "rolled_back":
         return f"{escape(title)}{users} (rolled back here)"
+    if step.left_by_override:
+        return f"{escape(title)}{users} (skipped by override ⚠)"
     if step.completed_at is not None:
         return f"~{escape(title)}{users}~"
+    if rollout.status == "rolled_back" and phase.position == rollout.phase_index:
+        return f"{escape(title)}{users} (not reached)"  # a later phase says so once, for all its steps
     return f"{escape(title)}{users}"
 
 
 def _phase_line(phase: PhaseView, rollout: RolloutView, before: StepView | None) -> str:
-    """One phase: its symbol and state in words (done, now, ahead), then its steps."""
+    """One phase: its symbol and state in words (done, now, ahead), then its steps. A phase
+    left past a closed gate is "skipped by override", never done; after a rollback, what was
+    never reached says so rather than looking still ahead."""
     here = phase.position == rollout.phase_index
-    if phase.completed_at is not None:
+    if phase.left_by_override:
+        mark = ":warning: _skipped by override_"
+    elif phase.completed_at is not None:
         mark = ":heavy_check_mark: _done_"
     elif here and rollout.is_open:
         mark = ":arrow_forward: _now_"
@@ -148,6 +156,13 @@ def _option(item: ItemView, tz: str) -> Option:
         if len(ticked) > MAX_OPTION_TEXT:
             ticked = truncate(f"<@{item.checked_by}> · {local_time(item.checked_at, tz)}", MAX_OPTION_TEXT)
         description: MarkdownTextObject | None = MarkdownTextObject(text=ticked)
+    elif item.unchecked_by:
+        unticked = f"unticked by <@{item.unchecked_by}> · {slack_time(item.unchecked_at, tz, compact=True)}"
+        if len(unticked) > MAX_OPTION_TEXT:
+            unticked = truncate(
+                f"unticked by <@{item.unchecked_by}> · {local_time(item.unchecked_at, tz)}", MAX_OPTION_TEXT
+            )
+        description = MarkdownTextObject(text=unticked)
     elif shown < len(item.text):
         description = MarkdownTextObject(text=escaped_within("…" + item.text[shown:], MAX_OPTION_TEXT)[0])
     else:
@@ -179,8 +194,8 @@ def _checklist(phase: PhaseView, tz: str, title: str, items: Sequence[ItemView])
 
 
 def _header(rollout: RolloutView) -> list[Block]:
-    # A closed rollout says its state once, in the line under the header, not here too.
-    facts = [STATUS_LABEL[rollout.status]] if rollout.is_open else []
+    # A paused or finished rollout says so once, in the state line under the header.
+    facts = [STATUS_LABEL[rollout.status]] if rollout.status == "active" else []
     facts += [
         f"Owner <@{rollout.owner_id}>",
         f"Plan *{escape(rollout.plan_title)}* (`{escape(rollout.template)}`)",
@@ -227,12 +242,23 @@ def advance_value(rollout: RolloutView) -> str:
 
 
 def _where(rollout: RolloutView) -> str:
+    """The state line: where the rollout stands, and for a pause or a rollback who, when, why."""
+    at = f"*{escape(rollout.current_phase.name)}*, step *{escape(step_name(rollout.current_step))}*"
+    if rollout.status in ("paused", "rolled_back"):
+        who = f"<@{rollout.stopped_by}>" if rollout.stopped_by else "Rollout Bot"
+        when = slack_time(rollout.stopped_at, rollout.timezone)
+        words = f"{STATUS_LABEL[rollout.status]} by {who} at {at}" + (f", {when}" if when else "")
+        if rollout.stop_reason:
+            words += f". Reason: {escape(truncate(rollout.stop_reason, 300))}"
+        return words + "."
     if not rollout.is_open:
         return STATUS_LABEL[rollout.status]
-    phase = rollout.current_phase
-    step = rollout.current_step
     since = slack_time(rollout.step_started_at, rollout.timezone)
-    return f"Now: *{escape(phase.name)}*, step *{escape(step_name(step))}*, since {since}"
+    line = f"Now: {at}, since {since}"
+    waiting = rollout.open_exit_criteria
+    if waiting:
+        line += f"\nWaiting on <@{rollout.owner_id}>: {waiting} exit criteri{'on' if waiting == 1 else 'a'}"
+    return line
 
 
 def _checklist_text(title: str, items: Sequence[ItemView]) -> str:

@@ -12,11 +12,14 @@ from slack_sdk.models.blocks import ActionsBlock, ButtonElement
 from bot.ids import Action
 from messages.blocks import Message, advance_value, text_message
 from messages.render import render
-from messages.text import slack_day, slack_time
+from messages.text import slack_day, slack_time, truncate
 
 if TYPE_CHECKING:
     from messages.views import EventView, RolloutView, SnapshotView
 
+# Stands for the status thread's permalink until the outbox posts the message (the same token
+# as messages.announcements.STATUS_LINK, which imports this module).
+STATUS_LINK = "%%ROLLOUT_STATUS_LINK%%"
 # The digest tells the story since the last one; a long story is cut here, the timeline
 # (and the Markdown export) keeps all of it.
 MAX_TIMELINE = 15
@@ -90,6 +93,11 @@ def timeline(events: Sequence[EventView], tz: str) -> list[dict[str, Any]]:
     return out
 
 
+def has_news(events: Sequence[EventView]) -> bool:
+    """Whether a digest would tell anything: a digest that says "nothing happened" is not sent."""
+    return any(e.kind in SHOWN for e in events)
+
+
 def digest(
     rollout: RolloutView,
     *,
@@ -121,6 +129,7 @@ def digest(
         "timeline": entries[-MAX_TIMELINE:],
         "more": max(0, len(entries) - MAX_TIMELINE),
         "chart": chart,
+        "link": STATUS_LINK,
     }
     thread = render("digest", audience="thread", **context)
     line = render("digest", audience="stakeholders", **context)
@@ -146,12 +155,43 @@ def trigger_undecided(rollout: RolloutView, **trigger: Any) -> Message:
 
 
 def trigger_alert(
-    rollout: RolloutView, *, paused: bool, rolled_back: bool = False, **trigger: Any
-) -> tuple[Message, Message]:
-    """(status-thread alert, top-level alert in the rollout's channel). `trigger`: trigger
-    (its name), reason, rule; `rolled_back` when the plan rolled it back by itself."""
-    context = {**about(rollout), **trigger, "paused": paused, "rolled_back": rolled_back}
-    return (
-        text_message(render("trigger_alert", where="thread", **context)),
-        text_message(render("trigger_alert", where="channel", **context)),
-    )
+    rollout: RolloutView,
+    fired: Sequence[dict[str, str]],
+    *,
+    paused: bool,
+    rolled_back: bool = False,
+    links: Sequence[tuple[str, str]] = (),
+) -> Message:
+    """One alert for the triggers that fired at one check: the causes, what the bot did, the
+    owner and approvers mentioned, and buttons: Resume (when it paused), Roll back (while it is
+    open), "Open in Datadog" per query (`links`: (name, url)). `fired`: trigger (its name),
+    reason, rule each. Posted in the status thread with reply_broadcast by the caller."""
+    context = {
+        **about(rollout),
+        "fired": list(fired),
+        "approvers": [a for a in rollout.approvers if a != rollout.owner_id],
+        "paused": paused,
+        "rolled_back": rolled_back,
+    }
+    body = text_message(render("trigger_alert", **context))
+    names = ", ".join(t["trigger"].replace("<", "").replace(">", "").replace("*", "") for t in fired)
+    did = "rolled back" if rolled_back else ("paused" if paused else "still running")
+    push = truncate(f"Rollback trigger fired: {names} on {rollout.feature}, {did}", 120)
+    value = str(rollout.id)
+    buttons: list[ButtonElement] = []
+    if paused and not rolled_back:
+        buttons.append(ButtonElement(text="Resume", action_id=Action.RESUME, value=value))
+    if not rolled_back:
+        buttons.append(
+            ButtonElement(text="Roll back…", action_id=Action.ROLLBACK, value=value, style="danger")
+        )
+    for number, (name, url) in enumerate(links[:3]):
+        buttons.append(
+            ButtonElement(
+                text=truncate(f"Open {name.replace('<', '').replace('>', '')} in Datadog", 75),
+                action_id=f"{Action.OPEN_DATADOG}:{number}",
+                url=url,
+            )
+        )
+    blocks = [*body.blocks, ActionsBlock(elements=buttons).to_dict()] if buttons else body.blocks
+    return Message(text=push, blocks=blocks)

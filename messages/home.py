@@ -34,6 +34,7 @@ class HomeRow:
     total: int
     next_gate: str  # e.g. "soak met; 2 exit criteria open"
     auto: str = ""  # mrkdwn: "auto: next check at …", "waiting: freeze “x” until …"; "" when off
+    skipped: tuple[str, ...] = ()  # phases left past a closed gate: skipped by override, not done
 
 
 def progress_bar(done: int, total: int, width: int = BAR_WIDTH) -> str:
@@ -67,7 +68,10 @@ def home_view(rows: Sequence[HomeRow]) -> dict[str, Any]:
                 ),
             )
         )
-        blocks.append(ContextBlock(elements=[MarkdownTextObject(text=f"Next gate: {escape(row.next_gate)}")]))
+        facts = [f"Next gate: {escape(row.next_gate)}"]
+        if row.skipped:
+            facts.append("Skipped by override ⚠: " + ", ".join(escape(name) for name in row.skipped))
+        blocks.append(ContextBlock(elements=[MarkdownTextObject(text=f) for f in facts]))
         if row.auto:
             blocks.append(ContextBlock(elements=[MarkdownTextObject(text=row.auto)]))
         blocks.append(DividerBlock())

@@ -20,9 +20,12 @@ from slack_sdk.models.views import View
 from bot.domain.names import MAX_FEATURE_LEN
 from bot.ids import Block
 from bot.ids import View as ViewId
+from messages.text import escape, truncate
 
 # action_id inside each input block; the block_id says which field it is.
 VALUE = "value"
+# Blockers listed in the override form; the rest are counted (a section holds 3,000 characters).
+MAX_BULLETS = 8
 
 
 def start_modal(
@@ -106,6 +109,31 @@ def reason_modal(
         ],
     )
     return view.to_dict()
+
+
+def override_intro(
+    *,
+    feature: str,
+    from_step: str,
+    to_step: str,
+    to_phase: str,
+    leaves_phase: str | None,
+    blockers: Sequence[str],
+) -> str:
+    """The override form's words: where the rollout goes, past what, and what it leaves marked
+    skipped. The blockers are the last gate check's, one bullet each."""
+    target = "the end of its plan" if to_step == "done" else f"*{escape(to_step)}* of *{escape(to_phase)}*"
+    lines = [f"Advance *{escape(feature)}* from *{escape(from_step)}* to {target}, past a closed gate."]
+    if blockers:
+        lines.append("This overrides:")
+        shown = list(blockers[:MAX_BULLETS])
+        lines += [f"• {escape(truncate(b, 300))}" for b in shown]
+        if len(blockers) > len(shown):
+            lines.append(f"• …and {len(blockers) - len(shown)} more")
+    if leaves_phase:
+        lines.append(f"*{escape(leaves_phase)}* will show as skipped by override ⚠, not done.")
+    lines.append("Your reason goes into the timeline and the announcement.")
+    return "\n".join(lines)
 
 
 def import_modal(*, private_metadata: str) -> dict[str, Any]:

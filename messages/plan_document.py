@@ -110,7 +110,11 @@ def _results_view(phase: Phase, results: PhaseResults, tz: str) -> dict[str, Any
         checklist.append(f"[x] {text} — @{tick.user}, {_when(tick.at, tz)}" if tick else f"[ ] {text}")
     return {
         "started": _when(results.started, tz) or "not yet",
-        "completed": _when(results.completed, tz) or "not yet",
+        "completed": (
+            f"skipped by override ⚠ ({_when(results.completed, tz)})"
+            if results.left_by_override and results.completed
+            else _when(results.completed, tz) or "not yet"
+        ),
         "steps": [
             f"{s.title}{f' — {s.users} users' if s.users is not None else ''} — reached {_when(s.reached_at, tz)}"
             for s in results.steps

@@ -25,6 +25,8 @@ class ItemView:
     kind: str
     checked_by: str | None
     checked_at: datetime | None
+    unchecked_by: str | None = None  # who took the tick away last, until the next tick
+    unchecked_at: datetime | None = None
 
     @property
     def checked(self) -> bool:
@@ -38,6 +40,7 @@ class StepView:
     percent: float
     desired_users: int | None
     completed_at: datetime | None
+    left_by_override: bool = False  # moved past a closed gate: skipped, not done
 
 
 @dataclass(frozen=True)
@@ -48,6 +51,7 @@ class PhaseView:
     completed_at: datetime | None
     steps: tuple[StepView, ...]
     items: tuple[ItemView, ...]
+    left_by_override: bool = False  # left past a closed gate: "skipped by override", never done
 
 
 @dataclass(frozen=True)
@@ -84,6 +88,10 @@ class RolloutView:
     flag_adopted_percent: float | None = None
     flag_problem: str | None = None
     flag_pending: float | None = None
+    # The last pause or rollback: who (None: the bot), when, why.
+    stopped_by: str | None = None
+    stopped_at: datetime | None = None
+    stop_reason: str | None = None
     # Auto-advance (bot/domain/windows.py): on or off, and when the tick looks next and why it
     # waits (None: it waits for a person).
     auto_on: bool = False
@@ -101,6 +109,15 @@ class RolloutView:
     @property
     def current_step(self) -> StepView:
         return self.current_phase.steps[self.step_index]
+
+    @property
+    def open_exit_criteria(self) -> int:
+        """Exit criteria still unticked that the next advance needs (it leaves the phase): what
+        the rollout waits on people for. 0 within a phase, where they do not gate."""
+        phase = self.current_phase
+        if not self.is_open or self.step_index + 1 < len(phase.steps):
+            return 0
+        return sum(1 for i in phase.items if i.kind == "exit" and not i.checked)
 
 
 @dataclass(frozen=True)

@@ -49,6 +49,7 @@ class EventKind(StrEnum):
     FLAG_DRIFT = "flag_drift"  # the flag says something else than the plan
     FLAG_ADOPTED = "flag_adopted"  # people accepted the flag's percentage as it is
     ACCESS_CHANGED = "access_changed"  # who may tick exit criteria or send updates
+    ACCESS_REQUESTED = "access_requested"  # someone refused asked the owner to be an approver
     AUTO_CHANGED = "auto_changed"  # auto-advance or the allowed hours of a rollout changed
 
 

@@ -145,6 +145,9 @@ class Rollout(Base):
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(default=utcnow)
     finished_at: Mapped[datetime | None]
+    stopped_by: Mapped[str | None] = mapped_column(String(32))  # last pause/rollback; None: the bot
+    stopped_at: Mapped[datetime | None]
+    stop_reason: Mapped[str | None] = mapped_column(Text)
     # The feature flag as the bot last saw it (written by every flag write and the watch), so
     # the status message shows it without calling the flag service while rendering.
     # `flag_seen_at` None: no flag service manages this rollout's flag.
@@ -191,6 +194,7 @@ class Phase(Base):
     duration: Mapped[str] = mapped_column(String(120), default="")
     started_at: Mapped[datetime | None]
     completed_at: Mapped[datetime | None]
+    left_by_override: Mapped[bool] = mapped_column(default=False, server_default=text("false"))
 
     rollout: Mapped[Rollout] = relationship(back_populates="phases")
     steps: Mapped[list[Step]] = relationship(
@@ -215,6 +219,7 @@ class Step(Base):
     planned_end: Mapped[datetime | None]
     started_at: Mapped[datetime | None]
     completed_at: Mapped[datetime | None]
+    left_by_override: Mapped[bool] = mapped_column(default=False, server_default=text("false"))
 
     phase: Mapped[Phase] = relationship(back_populates="steps")
 
@@ -231,6 +236,8 @@ class ChecklistItem(Base):
     text: Mapped[str] = mapped_column(Text)
     checked_by: Mapped[str | None] = mapped_column(String(32))
     checked_at: Mapped[datetime | None]
+    unchecked_by: Mapped[str | None] = mapped_column(String(32))
+    unchecked_at: Mapped[datetime | None]
 
     phase: Mapped[Phase] = relationship(back_populates="items")
     rollout: Mapped[Rollout] = relationship()

@@ -9,7 +9,7 @@ from datetime import datetime
 from sqlalchemy import Select, and_, func, or_, select
 from sqlalchemy.orm import Session, selectinload
 
-from storage.enums import OPEN_STATUSES, SnapshotKind
+from storage.enums import OPEN_STATUSES, EventKind, SnapshotKind
 from storage.models import (
     Approver,
     DueJob,
@@ -116,6 +116,14 @@ def events_page(*, session: Session, rollout_id: int, before_id: int | None, lim
         )
         stmt = stmt.where(or_(Event.at < anchor, and_(Event.at == anchor, Event.id < before_id)))
     return session.scalars(stmt.order_by(Event.at.desc(), Event.id.desc()).limit(limit)).all()
+
+
+def last_refusal(*, session: Session, rollout_id: int, user_id: str) -> Event | None:
+    """The newest refusal of this person on this rollout: what they were trying to do."""
+    stmt = select(Event).where(
+        Event.rollout_id == rollout_id, Event.kind == EventKind.REFUSED, Event.actor_id == user_id
+    )
+    return session.scalars(stmt.order_by(Event.id.desc()).limit(1)).first()
 
 
 def count_events(*, session: Session, rollout_id: int) -> int:

@@ -27,11 +27,9 @@ from zoneinfo import ZoneInfo
 from sqlalchemy import delete, select, update
 from sqlalchemy.orm import Session
 
-from bot.delivery import autopilot, charts, status_board
+from bot.delivery import autopilot, charts, status_board, triggers
 from bot.domain import flagging as flag_rules
 from bot.domain import rollouts
-from bot.domain.gates import MetricVerdict, Observation, fired_triggers, incomputable_triggers
-from bot.domain.plans.model import Metric
 from bot.domain.schedule import (
     FLAG_RETRY,
     STALE_BUSINESS_DAYS,
@@ -43,16 +41,13 @@ from bot.domain.schedule import (
     refresh_retry,
 )
 from bot.domain.soak import soak_status
-from bot.domain.wording import describe_trigger
 from bot.observe import logs, telemetry
 from bot.services import Services
-from bot.usecases import announcing, controls, flagging, measure, views
-from bot.usecases.announcing import announce
-from bot.usecases.schedule import reschedule
+from bot.usecases import announcing, flagging, measure, views
 from messages import digest as texts
 from messages.blocks import Message
 from storage import queries
-from storage.enums import EventKind, RolloutStatus, SnapshotKind
+from storage.enums import RolloutStatus, SnapshotKind
 from storage.models import DueJob, Rollout
 
 log = logging.getLogger(__name__)
@@ -153,7 +148,22 @@ def _queue(
 
 
 def _digest(svc: Services, job: Claimed) -> Due | None:
+    """The digest of what happened since the last run; none at all (thread, stakeholders,
+    chart) when nothing did: a daily "nothing happened" teaches people to skip digests."""
     scheduled = datetime.fromisoformat(job.data["at"])  # the slot, not the (maybe late) run
+    with svc.db.reading() as session:
+        rollout = queries.get_rollout(session=session, rollout_id=job.rollout_id)
+        if rollout is None or not rollout.status.is_open:
+            return None
+        news = texts.has_news(
+            views.event_views(
+                queries.events_between(
+                    session=session, rollout_id=rollout.id, after=job.last_run_at, until=job.now
+                )
+            )
+        )
+    if not news:
+        return planned(rollout, job.now).get(Kind.DIGEST)
     chart = _digest_chart(svc, job.rollout_id, scheduled)
     with svc.db.transaction() as session:
         rollout = queries.get_rollout(session=session, rollout_id=job.rollout_id)
@@ -271,7 +281,7 @@ def _watch(svc: Services, job: Claimed) -> Due | None:
         return None
     refresh = flagging.watch(svc, rollout.id) if flag_rules.managed(rollout) else False
     if rollout.status is RolloutStatus.ACTIVE and rollout.triggers:
-        refresh = _watch_triggers(svc, rollout) or refresh
+        refresh = triggers.watch_triggers(svc, rollout) or refresh
     elif not flag_rules.managed(rollout):
         return None
     if refresh:
@@ -280,115 +290,6 @@ def _watch(svc: Services, job: Claimed) -> Due | None:
         except Exception:
             log.exception("status message of rollout %s not refreshed after the watch", rollout.id)
     return Due(svc.clock() + timedelta(minutes=svc.settings.watch_minutes), {})
-
-
-def _watch_triggers(svc: Services, rollout: Rollout) -> bool:
-    now = svc.clock()
-    metrics, triggers = measure.metrics_of(rollout)
-    plan = measure.trigger_plan(
-        metrics, triggers, feature=rollout.feature, flag=rollout.flag_key, service=rollout.service
-    )
-    readings = measure.take(svc.metrics, plan, now)
-    keyed = {t.key: t for t in triggers}
-    current = measure.by_metric(plan, readings, keyed)
-    with svc.db.reading() as session:
-        baselines = measure.baselines_for(session, rollout, measure.controls(plan, readings, keyed))
-    fired = fired_triggers(triggers, current, baselines)
-    where = (rollout.phase_index, rollout.step_index)
-    by_key = {t.key: t for t in triggers}
-    # Incomputable is not fired: a change that cannot be computed (a relative trigger over a
-    # baseline of 0) says nothing about harm, so it never pauses or rolls back; the owner is
-    # told once per step, and the gate keeps refusing to advance on it.
-    undecided = incomputable_triggers(triggers, current, baselines)
-    if undecided:
-        _warn_undecided(svc, rollout.id, where, by_key, undecided, now)
-    return bool(fired) and _on_fired(svc, rollout.id, where, by_key, fired, current, now)
-
-
-def _warn_undecided(
-    svc: Services,
-    rollout_id: int,
-    where: tuple[int, int],
-    triggers: dict[str, Metric],
-    undecided: tuple[MetricVerdict, ...],
-    now: datetime,
-) -> None:
-    """Tells the owner, in the status thread, which triggers cannot be judged; the dedupe key
-    (trigger and step) makes it once, however often the watch runs."""
-    with svc.db.transaction() as session:
-        rollout = queries.lock_rollout(session=session, rollout_id=rollout_id)
-        if rollout is None or rollout.status is not RolloutStatus.ACTIVE or where != _where(rollout):
-            return
-        view = views.rollout_view(rollout)
-        for v in undecided:
-            rule = describe_trigger(triggers[v.key])
-            message = texts.trigger_undecided(view, trigger=v.name, reason=v.reason, rule=rule)
-            _queue(session, rollout, f"undecided:{v.key}:{where[0]}:{where[1]}", now, message)
-
-
-def _where(rollout: Rollout) -> tuple[int, int]:
-    return (rollout.phase_index, rollout.step_index)
-
-
-def _on_fired(
-    svc: Services,
-    rollout_id: int,
-    where: tuple[int, int],
-    triggers: dict[str, Metric],
-    fired: tuple[MetricVerdict, ...],
-    current: dict[str, Observation],
-    now: datetime,
-) -> bool:
-    """Records, pauses or rolls back (as the rollout says) and alerts, in one transaction. A
-    trigger alerts once per step: after a person resumes, the same trigger at the same step
-    does not pause it again. A plan with `on_trigger = "rollback"` rolls the rollout back, the
-    flag first. Returns whether it paused or rolled back."""
-    with svc.db.transaction() as session:
-        rollout = queries.lock_rollout(session=session, rollout_id=rollout_id)
-        if (
-            rollout is None
-            or rollout.status is not RolloutStatus.ACTIVE
-            or where != (rollout.phase_index, rollout.step_index)
-        ):
-            return False
-        suffix = f"{rollout.phase_index}:{rollout.step_index}"
-        new = [v for v in fired if not _queued(session, rollout, f"trigger:{v.key}:{suffix}")]
-        if not new:
-            return False
-        snap = measure.store_snapshot(session, rollout, SnapshotKind.WATCH, current, None, now)
-        snap.passed = False  # what the digest shows as the last verdict at this step
-        snap.verdict = {
-            "passed": False,
-            "blockers": [f"Rollback trigger {v.name} fired: {v.reason}." for v in new],
-        }
-        step = rollouts.display_title(rollout.current_step)
-        view = views.rollout_view(rollout)
-        rolls_back = flag_rules.on_trigger(rollout) == flag_rules.ROLLBACK
-        action = "rollback" if rolls_back else ("pause" if rollout.watch_pauses else "alert")
-        telemetry.TRIGGERS_FIRED.labels("watch", action).inc(len(new))
-        for v in new:
-            rule = describe_trigger(triggers[v.key])
-            data = {"trigger": v.key, "name": v.name, "value": v.value, "baseline": v.baseline, "rule": rule}
-            data |= {"reason": v.reason, "step": step, "snapshot_id": snap.id}
-            session.add(rollouts.event(rollout, EventKind.TRIGGER_FIRED, None, now, **data))
-            alert = {"trigger": v.name, "reason": v.reason, "rule": rule}
-            thread, top = texts.trigger_alert(
-                view, paused=rollout.watch_pauses, rolled_back=rolls_back, **alert
-            )
-            _queue(session, rollout, f"trigger:{v.key}:{suffix}", now, thread, channel=top)
-        if rolls_back:
-            reason = "rollback trigger fired: " + "; ".join(f"{v.name} ({v.reason})" for v in new)
-            controls.roll_back_locked(svc, session, rollout, None, reason, now)
-            return True
-        if rollout.watch_pauses:
-            rollouts.pause(rollout, now)
-            reason = "rollback trigger fired: " + "; ".join(f"{v.name} ({v.reason})" for v in new)
-            event = rollouts.event(rollout, EventKind.PAUSED, None, now, step=step, reason=reason)
-            session.add(event)
-            session.flush()
-            announce(session, rollout, "paused", f"paused:{event.id}", now, actor=None, reason=reason)
-        reschedule(session, rollout, now, watch_minutes=svc.settings.watch_minutes)
-        return rollout.watch_pauses
 
 
 def _flag_sync(svc: Services, job: Claimed) -> Due | None:

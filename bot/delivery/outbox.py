@@ -33,6 +33,7 @@ are reported to the owner once, in the status thread.
 from __future__ import annotations
 
 import http.client
+import json
 import logging
 from datetime import datetime, timedelta
 from typing import Any
@@ -46,6 +47,7 @@ from bot.observe import logs, telemetry
 from bot.services import Services
 from bot.slackweb.client import PERMANENT_ERRORS, error_code, post_joining
 from bot.usecases.announcing import Announcement, queue
+from messages.announcements import STATUS_LINK
 from messages.blocks import Message
 from storage import queries
 from storage.enums import EventKind, OutboxState
@@ -205,6 +207,12 @@ def _deliver(svc: Services, row_id: int, lease: datetime) -> bool:
     }
     if thread_ts:
         kwargs["thread_ts"] = thread_ts
+        if row.payload.get("reply_broadcast"):
+            kwargs["reply_broadcast"] = True  # one alert, in the thread and in the channel
+    if rollout is not None and STATUS_LINK in kwargs["text"] + json.dumps(kwargs["blocks"] or []):
+        link = _status_link(svc, rollout, status_ts)
+        kwargs["text"] = kwargs["text"].replace(STATUS_LINK, link)
+        kwargs["blocks"] = json.loads(json.dumps(kwargs["blocks"]).replace(STATUS_LINK, link))
     try:
         ts = post_joining(svc.delivery_client, channel=row.channel_id, **kwargs)
     except NotInChannel:
@@ -224,6 +232,27 @@ def _deliver(svc: Services, row_id: int, lease: datetime) -> bool:
     _finish(svc, row_id, lease, state=OutboxState.SENT, sent_ts=ts, sent_at=svc.clock())
     telemetry.OUTBOX_DELIVERED.inc()
     return True
+
+
+def _status_link(svc: Services, rollout: Rollout, status_ts: str | None) -> str:
+    """What stands for STATUS_LINK: the status message's permalink (its thread), asked of Slack
+    at posting time, since only Slack knows the workspace's address; the channel when Slack
+    will not say, so a stakeholder post always leads somewhere."""
+    fallback = f"<#{rollout.channel_id}>"
+    if status_ts is None:
+        return fallback
+    try:
+        answer = svc.delivery_client.chat_getPermalink(channel=rollout.channel_id, message_ts=status_ts)
+    except SlackApiError as exc:
+        log.info("no permalink for rollout %s: %s", rollout.id, error_code(exc))
+        return fallback
+    except TRANSPORT_ERRORS as exc:
+        log.info("no permalink for rollout %s: %s", rollout.id, type(exc).__name__)
+        return fallback
+    permalink = str(answer.get("permalink") or "")
+    if not permalink.startswith("https://"):
+        return fallback
+    return f"<{permalink}|status thread>"
 
 
 def _waits_its_turn(svc: Services, row: OutboxMessage) -> bool:

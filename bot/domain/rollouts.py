@@ -117,6 +117,9 @@ def set_item(rollout: Rollout, item_id: int, checked: bool, user_id: str, now: d
         return None
     item.checked_at = now if checked else None
     item.checked_by = user_id if checked else None
+    # Who took a tick away stays visible until the next tick.
+    item.unchecked_at = None if checked else now
+    item.unchecked_by = None if checked else user_id
     rollout.touch(now)
     return Toggle(item=item, checked=checked)
 
@@ -173,12 +176,17 @@ class Moved:
     completed: bool
 
 
-def move_forward(rollout: Rollout, now: datetime) -> Moved:
-    """Applies an advance the gate (or an override) has allowed."""
+def move_forward(rollout: Rollout, now: datetime, *, overridden: bool = False) -> Moved:
+    """Applies an advance the gate (or an override) has allowed. What an override leaves is
+    marked `left_by_override`: the step and, if it leaves it, the phase were skipped past a
+    closed gate, not done, and every view says so."""
     require_active(rollout, "advance")
     old_phase, old_step = rollout.current_phase, rollout.current_step
     old_step.completed_at = now
+    old_step.left_by_override = overridden
     nxt = next_position(rollout)
+    if nxt is None or nxt.phase_index != rollout.phase_index:
+        old_phase.left_by_override = overridden
     if nxt is None:
         old_phase.completed_at = now
         finish(rollout, RolloutStatus.COMPLETED, now)
@@ -205,9 +213,15 @@ def finish(rollout: Rollout, status: RolloutStatus, now: datetime) -> None:
     rollout.touch(now)
 
 
-def pause(rollout: Rollout, now: datetime) -> None:
+def stopped(rollout: Rollout, now: datetime, by: str | None, reason: str) -> None:
+    """Remembers the last pause or rollback (who, when, why) for the status message."""
+    rollout.stopped_by, rollout.stopped_at, rollout.stop_reason = by, now, reason or None
+
+
+def pause(rollout: Rollout, now: datetime, *, by: str | None = None, reason: str = "") -> None:
     require_active(rollout, "pause")
     rollout.status = RolloutStatus.PAUSED
+    stopped(rollout, now, by, reason)
     rollout.touch(now)
 
 
@@ -215,15 +229,18 @@ def resume(rollout: Rollout, now: datetime) -> None:
     if rollout.status is not RolloutStatus.PAUSED:
         raise InvalidTransition("{feature} is not paused", feature=rollout.feature)
     rollout.status = RolloutStatus.ACTIVE
+    rollout.stopped_by = rollout.stopped_at = rollout.stop_reason = None
     rollout.touch(now)
 
 
-def roll_back(rollout: Rollout, now: datetime) -> None:
+def roll_back(rollout: Rollout, now: datetime, *, by: str | None = None, reason: str = "") -> None:
+    """Ends the rollout where it stands; `by` None is the bot itself (a fired trigger)."""
     if not rollout.status.is_open:
         raise InvalidTransition(
             "{feature} is already {status}", feature=rollout.feature, status=_words(rollout)
         )
     finish(rollout, RolloutStatus.ROLLED_BACK, now)
+    stopped(rollout, now, by, reason)
 
 
 def complete(rollout: Rollout, now: datetime) -> None:

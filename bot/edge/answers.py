@@ -14,9 +14,10 @@ from slack_sdk.errors import SlackApiError
 
 from bot.domain.plans import UnknownTemplate, template_names
 from bot.edge.parsing import USAGES, usage_of
-from bot.errors import AdvanceClosed, NeedsChoice, RolloutError, UsageError
+from bot.errors import AdvanceClosed, NeedsChoice, NotAllowed, RolloutError, UsageError
 from bot.slackweb.client import error_code
 from messages import render
+from messages.access import refusal
 from messages.autopilot import closed_answer
 from messages.blocks import Message, choose_rollout, text_message
 from messages.help import help_message as help_sections
@@ -53,7 +54,10 @@ def message_for(error: Exception, subcommand: str = "status") -> Message:
         return closed_answer(error.text.format(**values), error.token)
     if isinstance(error, RolloutError):
         values = {k: escape(str(v)) for k, v in error.values.items()}
-        return text_message(f":no_entry_sign: {error.text.format(**values) if values else error.text}")
+        text = f":no_entry_sign: {error.text.format(**values) if values else error.text}"
+        if isinstance(error, NotAllowed) and error.rollout_id is not None:
+            return refusal(text, error.rollout_id)  # with a "Request access" button
+        return text_message(text)
     if isinstance(error, SlackApiError):
         return text_message(
             f":warning: Slack refused the request ({error_code(error)}). Nothing else was changed."

@@ -14,7 +14,7 @@ from bot.services import Actor, Services
 from bot.slackweb.client import error_code
 from bot.usecases import access, advance, lookup, plan_store
 from bot.usecases import start as starting
-from messages.modals import reason_modal, start_modal
+from messages.modals import override_intro, reason_modal, start_modal
 from messages.text import escape
 from storage.models import Rollout
 
@@ -66,6 +66,7 @@ def open_override_form(svc: Services, actor: Actor, token: str, trigger_id: str 
     rollout_id, _where = advance.Where.parse(token)
     rollout = lookup.load_for(svc, actor, rollout_id)
     access.check_allowed(svc, actor, rollout, "override the gate of")
+    preview = advance.override_preview(svc, rollout)
     open_form(
         svc,
         trigger_id,
@@ -73,7 +74,14 @@ def open_override_form(svc: Services, actor: Actor, token: str, trigger_id: str 
             callback_id=View.OVERRIDE,
             title="Advance anyway",
             submit="Advance",
-            intro=f"The gate for *{escape(rollout.feature)}* is closed. Advancing anyway is recorded in the timeline and the announcement, with your reason.",
+            intro=override_intro(
+                feature=preview.feature,
+                from_step=preview.from_step,
+                to_step=preview.to_step,
+                to_phase=preview.to_phase,
+                leaves_phase=preview.leaves_phase,
+                blockers=preview.blockers,
+            ),
             label="Why advance anyway?",
             private_metadata=FormContext(channel_id=actor.channel_id, token=token).dumps(),
             required=True,

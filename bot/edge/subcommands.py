@@ -6,7 +6,7 @@ from __future__ import annotations
 from slack_sdk.errors import SlackApiError
 
 from bot.delivery import charts, status_board
-from bot.domain import rights
+from bot.domain import rights, rollouts
 from bot.domain.plans.catalog import builtin_templates
 from bot.domain.schedule import describe_digest
 from bot.edge import forms, metric_forms, plan_slack
@@ -76,7 +76,21 @@ def resume(svc: Services, actor: Actor, rollout_id: int, reply: Replier) -> None
 def roll_back(svc: Services, actor: Actor, rollout_id: int, reason: str, reply: Replier) -> None:
     rollout = controls.roll_back(svc, actor, rollout_id, reason)
     if rollout.flag_pending is None:
-        _done(svc, reply, rollout, "rolled back", reason)
+        # What happened, in full: from where, the flag, who was told.
+        step = rollouts.display_title(rollout.current_step)
+        flag = f" Flag `{escape(rollout.flag_key)}` is at 0%." if rollout.flag_key else ""
+        told = (
+            " The status thread and stakeholders are told."
+            if rollout.stakeholder_channels
+            else (" The status thread is told.")
+        )
+        why = f" Reason: {escape(reason)}" if reason else ""
+        note = refreshed(svc, rollout.id)
+        reply(
+            text_message(
+                f":rewind: Rolled back *{escape(rollout.feature)}* from {escape(step)}.{flag}{told}{why}{note}"
+            )
+        )
         return
     # Rolled back, but the flag service did not take the write: say so as loudly as we can.
     note = refreshed(svc, rollout.id)

@@ -3,7 +3,8 @@
 Steering is the owner's, the approvers' and workspace admins' (`bot.domain.rollouts.may_steer`;
 the admin question costs a Slack call and is asked last); ticking exit criteria and sending
 updates follow the rollout's own choice (`bot.domain.rights`). Every refusal leaves a REFUSED
-event, so the timeline shows who tried."""
+event, so the timeline shows who tried, and offers a path: "Request access" asks the owner
+(`bot.usecases.access_requests`). Pausing is open to anyone (`bot.usecases.controls.pause`)."""
 
 from __future__ import annotations
 
@@ -36,7 +37,8 @@ def refuse(svc: Services, actor: Actor, rollout: Rollout, action: str) -> None:
         session.add(rollouts.event(rollout, EventKind.REFUSED, actor.user_id, svc.clock(), action=action))
     raise NotAllowed(
         "Only the owner (<@{owner}>), approvers and workspace admins can {action} *{feature}*. "
-        "Ask the owner to `/rollout approvers add @you`.",
+        "Request access and I ask <@{owner}> for you; anyone may pause it.",
+        rollout_id=rollout.id,
         owner=rollout.owner_id,
         action=action,
         feature=rollout.feature,

@@ -193,6 +193,41 @@ def override(svc: Services, actor: Actor, token: str, reason: str) -> rollouts.M
     return moved
 
 
+@dataclass(frozen=True)
+class OverridePreview:
+    """What "Advance anyway" would do: from where to where, the phase it would leave (marked
+    skipped by override), and the blockers of the last gate check it overrides."""
+
+    feature: str
+    from_step: str
+    to_step: str
+    to_phase: str
+    leaves_phase: str | None
+    blockers: tuple[str, ...]
+
+
+def override_preview(svc: Services, rollout: Rollout) -> OverridePreview:
+    """For the override form: read only, nothing changes."""
+    with svc.db.reading() as session:
+        last = queries.latest_snapshot(session=session, rollout_id=rollout.id, kind=SnapshotKind.GATE)
+    blockers = tuple(str(b) for b in (last.verdict or {}).get("blockers", [])) if last is not None else ()
+    nxt = rollouts.next_position(rollout)
+    leaving = nxt is None or nxt.phase_index != rollout.phase_index
+    if nxt is None:
+        to_step, to_phase = "done", ""
+    else:
+        phase = rollout.phases[nxt.phase_index]
+        to_step, to_phase = rollouts.display_title(phase.steps[nxt.step_index]), phase.name
+    return OverridePreview(
+        feature=rollout.feature,
+        from_step=rollouts.display_title(rollout.current_step),
+        to_step=to_step,
+        to_phase=to_phase,
+        leaves_phase=rollout.current_phase.name if leaving else None,
+        blockers=blockers,
+    )
+
+
 def advance_auto(
     svc: Services, rollout: Rollout, where: Where
 ) -> tuple[rollouts.Moved | None, windows.Decision]:
@@ -289,7 +324,7 @@ def _move(
 ) -> tuple[rollouts.Moved, flagging.Written | None]:
     # The new step begins now, under the lock and just before the commit (not when the
     # advance began reading Datadog): a request sent before this instant meant the old step.
-    moved = rollouts.move_forward(rollout, max(now, svc.clock()))
+    moved = rollouts.move_forward(rollout, max(now, svc.clock()), overridden=kind is EventKind.OVERRIDDEN)
     who = actor.user_id or None  # "": the due-work tick's automatic advance
     # The flag first: if it refuses, the caller's transaction is rolled back and nothing moves.
     attempt.target = flag_rules.plan_percent(rollout)

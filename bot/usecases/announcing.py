@@ -21,10 +21,21 @@ from storage.models import OutboxMessage, Rollout
 QUEUED = "outbox_queued"
 
 
-def announce(session: Session, rollout: Rollout, kind: str, key: str, now: datetime, **extra: Any) -> None:
-    """Queues the milestone `kind` under the dedupe key `key` (unique per rollout)."""
+def announce(
+    session: Session,
+    rollout: Rollout,
+    kind: str,
+    key: str,
+    now: datetime,
+    *,
+    in_thread: bool = True,
+    **extra: Any,
+) -> None:
+    """Queues the milestone `kind` under the dedupe key `key` (unique per rollout).
+    `in_thread=False` tells only the stakeholders: the thread has heard of the event already
+    (a fired trigger's alert says it paused), and one event is one message per channel."""
     thread, line = milestone(kind, rollout_view(rollout), **extra)
-    queue(session, rollout, Announcement(key, thread, line), now)
+    queue(session, rollout, Announcement(key, thread if in_thread else None, line), now)
 
 
 def step_key(rollout: Rollout) -> str:
@@ -35,12 +46,22 @@ def step_key(rollout: Rollout) -> str:
 @dataclass(frozen=True)
 class Announcement:
     """One milestone: details for the status thread, one line for each stakeholder channel,
-    and, for alarms, a message at the top of the rollout's own channel."""
+    and, for alarms, a message at the top of the rollout's own channel. `broadcast` posts the
+    thread message with `reply_broadcast` (in the thread and shown in the channel too: one
+    message, not a second copy at the top)."""
 
     milestone: str
-    thread: Message
+    thread: Message | None
     stakeholders: Message | None = None
     channel: Message | None = None
+    broadcast: bool = False
+
+
+def _payload(message: Message, *, broadcast: bool) -> dict[str, Any]:
+    payload: dict[str, Any] = {"text": message.text, "blocks": message.blocks}
+    if broadcast:
+        payload["reply_broadcast"] = True
+    return payload
 
 
 def dedupe_key(rollout_id: int, milestone: str, channel_id: str) -> str:
@@ -52,7 +73,9 @@ def queue(session: Session, rollout: Rollout, announcement: Announcement, now: d
     outbox is woken after commit). Returns how many rows were new:
     a milestone already queued (a replayed change) adds nothing."""
     milestone = announcement.milestone
-    rows = [(milestone, rollout.channel_id, True, announcement.thread)]
+    rows: list[tuple[str, str, bool, Message]] = []
+    if announcement.thread is not None:
+        rows.append((milestone, rollout.channel_id, True, announcement.thread))
     if announcement.channel is not None:
         rows.append((f"{milestone}:top", rollout.channel_id, False, announcement.channel))
     if announcement.stakeholders is not None:
@@ -74,7 +97,7 @@ def queue(session: Session, rollout: Rollout, announcement: Announcement, now: d
                         dedupe_key=key,
                         channel_id=channel_id,
                         in_status_thread=in_thread,
-                        payload={"text": message.text, "blocks": message.blocks},
+                        payload=_payload(message, broadcast=announcement.broadcast and in_thread),
                         state=OutboxState.PENDING,
                         next_attempt_at=now,
                         created_at=now,

@@ -1,4 +1,7 @@
-"""Pause, resume, roll back, complete, and who may steer: each one transaction with its Event."""
+"""Pause, resume, roll back, complete, and who may steer: each one transaction with its Event.
+
+Steering is the owner's, the approvers' and workspace admins', except a pause: anyone may
+pause, as stopping is the safe direction; the Event says who did."""
 
 from __future__ import annotations
 
@@ -35,9 +38,13 @@ def _change(
     rollout_id: int,
     action: str,
     apply: Callable[[Session, Rollout], EventKind],
+    *,
+    anyone: bool = False,
     **data: str,
 ) -> Rollout:
-    check_allowed(svc, actor, load_for(svc, actor, rollout_id), action)
+    seen = load_for(svc, actor, rollout_id)  # of the actor's workspace, or refused
+    if not anyone:
+        check_allowed(svc, actor, seen, action)
     now = svc.clock()
     with svc.db.transaction() as session:
         rollout = queries.lock_rollout(session=session, rollout_id=rollout_id)
@@ -65,6 +72,8 @@ def _by_rule(
     action: str,
     rule: Callable[[Rollout, datetime], None],
     kind: EventKind,
+    *,
+    anyone: bool = False,
     **data: str,
 ) -> Rollout:
     """A change that is one rule of bot/rollouts.py and the event it leaves."""
@@ -73,11 +82,18 @@ def _by_rule(
         rule(rollout, svc.clock())
         return kind
 
-    return _change(svc, actor, rollout_id, action, apply, **data)
+    return _change(svc, actor, rollout_id, action, apply, anyone=anyone, **data)
 
 
 def pause(svc: Services, actor: Actor, rollout_id: int, reason: str) -> Rollout:
-    return _by_rule(svc, actor, rollout_id, "pause", rollouts.pause, EventKind.PAUSED, reason=reason)
+    """Anyone in the workspace may pause: it is the safe direction (on-call should not need to
+    be made an approver first to stop harm). The event records who, and the state line shows it;
+    resuming stays the steerers'."""
+
+    def rule(rollout: Rollout, now: datetime) -> None:
+        rollouts.pause(rollout, now, by=actor.user_id, reason=reason)
+
+    return _by_rule(svc, actor, rollout_id, "pause", rule, EventKind.PAUSED, anyone=True, reason=reason)
 
 
 def resume(svc: Services, actor: Actor, rollout_id: int) -> Rollout:
@@ -90,7 +106,8 @@ def roll_back(svc: Services, actor: Actor, rollout_id: int, reason: str) -> Roll
     the rollout comes back with `flag_pending` set, and the caller says so loudly."""
 
     def apply(session: Session, rollout: Rollout) -> EventKind:
-        rollouts.roll_back(rollout, svc.clock())  # refuses a finished rollout before any write
+        # refuses a finished rollout before any write
+        rollouts.roll_back(rollout, svc.clock(), by=actor.user_id, reason=reason)
         flagging.roll_back_flag(svc, session, rollout, actor.user_id, svc.clock())
         return EventKind.ROLLED_BACK
 
@@ -98,18 +115,32 @@ def roll_back(svc: Services, actor: Actor, rollout_id: int, reason: str) -> Roll
 
 
 def roll_back_locked(
-    svc: Services, session: Session, rollout: Rollout, actor_id: str | None, reason: str, now: datetime
+    svc: Services,
+    session: Session,
+    rollout: Rollout,
+    actor_id: str | None,
+    reason: str,
+    now: datetime,
+    *,
+    in_thread: bool = True,
 ) -> flagging.Written | None:
     """A rollback inside a transaction that already holds the rollout's lock (a fired trigger
     whose plan says `on_trigger = "rollback"`): the flag first, then state, event, announcement."""
     step = rollouts.display_title(rollout.current_step)
-    rollouts.roll_back(rollout, now)
+    rollouts.roll_back(rollout, now, by=actor_id, reason=reason)
     written = flagging.roll_back_flag(svc, session, rollout, actor_id, now)
     event = rollouts.event(rollout, EventKind.ROLLED_BACK, actor_id, now, step=step, reason=reason)
     session.add(event)
     session.flush()
     announcing.announce(
-        session, rollout, EventKind.ROLLED_BACK.value, "rolled_back", now, actor=actor_id, reason=reason
+        session,
+        rollout,
+        EventKind.ROLLED_BACK.value,
+        "rolled_back",
+        now,
+        actor=actor_id,
+        reason=reason,
+        in_thread=in_thread,
     )
     schedule.reschedule(session, rollout, now, watch_minutes=svc.settings.watch_minutes)
     return written

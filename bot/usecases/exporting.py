@@ -106,6 +106,7 @@ def results_of(
             PhaseResults(
                 started=phase.started_at,
                 completed=phase.completed_at,
+                left_by_override=phase.left_by_override,
                 steps=tuple(
                     StepReached(
                         title=s.label or f"{s.percent:g}%", users=s.desired_users, reached_at=s.started_at

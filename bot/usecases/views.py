@@ -37,6 +37,8 @@ def item_view(item: ChecklistItem) -> ItemView:
         kind=item.kind.value,
         checked_by=item.checked_by,
         checked_at=item.checked_at,
+        unchecked_by=item.unchecked_by,
+        unchecked_at=item.unchecked_at,
     )
 
 
@@ -47,6 +49,7 @@ def step_view(step: Step) -> StepView:
         percent=step.percent,
         desired_users=step.desired_users,
         completed_at=step.completed_at,
+        left_by_override=step.left_by_override,
     )
 
 
@@ -58,6 +61,7 @@ def phase_view(phase: Phase, rollout_id: int) -> PhaseView:
         completed_at=phase.completed_at,
         steps=tuple(step_view(s) for s in phase.steps),
         items=tuple(item_view(i) for i in phase.items),
+        left_by_override=phase.left_by_override,
     )
 
 
@@ -91,6 +95,9 @@ def rollout_view(rollout: Rollout) -> RolloutView:
         flag_adopted_percent=rollout.flag_adopted_percent,
         flag_problem=rollout.flag_problem,
         flag_pending=rollout.flag_pending,
+        stopped_by=rollout.stopped_by,
+        stopped_at=rollout.stopped_at,
+        stop_reason=rollout.stop_reason,
         **autopilot.view_fields(rollout),
     )
 
@@ -150,6 +157,7 @@ def home_row(rollout: Rollout, now: datetime) -> HomeRow:
         total,
         next_gate(rollout, now),
         auto_words(rollout_view(rollout)),
+        skipped=tuple(p.name for p in rollout.phases if p.left_by_override),
     )
 
 

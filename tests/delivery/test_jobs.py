@@ -216,7 +216,10 @@ def test_daily_digest_goes_out_at_nine_local_on_business_days_across_dst(
     assert thread["thread_ts"] == slack.messages(channel)[0]["ts"]  # in the status thread
     assert "Daily digest: checkout-v2" in body(thread) and "started the rollout" in body(thread)
     [line] = posts(slack, STAKE, day1)
-    assert f"Details in <#{channel}>" in body(line)
+    permalink = (
+        f"https://example.slack.com/archives/{channel}/p{slack.messages(channel)[0]['ts'].replace('.', '')}"
+    )
+    assert f"Details: <{permalink}|status thread>" in body(line)
 
     # Saturday and Sunday are skipped; Monday is 09:00 on the new side of the change.
     assert due(svc, rollout_id)["digest"] == second
@@ -227,9 +230,11 @@ def test_daily_digest_goes_out_at_nine_local_on_business_days_across_dst(
     tick(svc, clock, second - timedelta(seconds=1))
     assert len(posts(slack, channel, "digest")) == 1
 
+    # Nothing happened since Friday's digest: Monday's is not sent at all, and the next is due.
     tick(svc, clock, second)
-    assert len(posts(slack, channel, f"digest:{second.astimezone(ZoneInfo(LA)).date().isoformat()}")) == 1
-    assert len(posts(slack, channel, "digest")) == 2
+    assert posts(slack, channel, "digest") != [] and len(posts(slack, channel, "digest")) == 1
+    assert posts(slack, STAKE, f"digest:{second.astimezone(ZoneInfo(LA)).date().isoformat()}") == []
+    assert due(svc, rollout_id)["digest"] == second + timedelta(days=1)
 
 
 def test_a_replayed_digest_tick_never_posts_twice(
@@ -295,8 +300,8 @@ def test_digest_skips_a_us_holiday_and_weekly_goes_out_on_monday(
     assert due_times.describe_digest(rollout) == f"weekly on Monday at 09:00 {LA}"
     assert due(svc, rollout_id)["digest"] == local(LA, 2024, 5, 28, 9, 0)  # Monday's holiday: Tuesday
 
-    berlin = start(svc, channel + "B", feature="search-v3", tz="Europe/Berlin")
     clock.now = local("Europe/Berlin", 2024, 3, 13, 12, 0)  # a Wednesday
+    berlin = start(svc, channel + "B", feature="search-v3", tz="Europe/Berlin")
     rollout = schedule.set_digest(svc, actor(channel + "B"), berlin, "weekly", "9:30")
     assert due_times.describe_digest(rollout) == "weekly on Monday at 09:30 Europe/Berlin"
     monday = local("Europe/Berlin", 2024, 3, 18, 9, 30)
@@ -500,15 +505,20 @@ def test_a_fired_trigger_pauses_the_rollout_and_alerts(
     assert paused.actor_id is None and paused.data["reason"].startswith("rollback trigger fired: Error spike")
     assert set(due(svc, rollout_id)) == {"digest", "stale"}
 
-    thread, top = posts(slack, channel, "trigger:error_spike:0:0")
-    assert thread["thread_ts"] == slack.messages(channel)[0]["ts"] and "thread_ts" not in top
-    for alert in (thread, top):
-        assert body(alert).startswith(
-            f":rotating_light: <@{OWNER}> Rollback trigger *Error spike* fired on *checkout-v2*"
-        )
-        assert "I paused the rollout" in body(alert)
+    # One alert: in the status thread, broadcast to the channel, with what to do about it.
+    [alert] = posts(slack, channel, "trigger:error_spike:0:0")
+    assert alert["thread_ts"] == slack.messages(channel)[0]["ts"] and alert["reply_broadcast"] is True
+    assert alert["text"] == "Rollback trigger fired: Error spike on checkout-v2, paused"
+    shown = alert["blocks"][0]["text"]["text"]
+    assert shown.startswith(":rotating_light: Rollback trigger fired on *checkout-v2* at 25%")
+    assert "I paused the rollout" in shown and shown.endswith(f"<@{OWNER}>")
+    assert [a for a, _ in buttons(alert)] == ["resume", "rollback", "open_datadog:0"]
+    # The thread hears of the pause from the alert only; the stakeholders get the pause, with its cause.
+    assert posts(slack, channel, "paused") == []
     [line] = posts(slack, STAKE, "paused")
-    assert "paused at 25%" in body(line)
+    shown = line["blocks"][0]["text"]["text"]
+    assert "paused at 25% (1,000 users) by Rollout Bot. Why: rollback trigger fired: Error spike" in shown
+    assert line["text"].startswith("Paused: checkout-v2 at 25%: rollback trigger fired: Error spike")
     status = slack.message(channel, slack.messages(channel)[0]["ts"])
     assert "Paused" in str(status["blocks"])  # refreshed after the commit
 
@@ -531,8 +541,9 @@ def test_a_trigger_only_alerts_when_the_rollout_does_not_pause_on_it(
     assert rollout_row(svc, rollout_id).status is RolloutStatus.ACTIVE
     assert len(events(svc, rollout_id, EventKind.TRIGGER_FIRED)) == 1
     assert events(svc, rollout_id, EventKind.PAUSED) == []
-    alerts = posts(slack, channel, "trigger:error_spike")
-    assert len(alerts) == 2 and all("keeps running" in body(a) for a in alerts)
+    [alert] = posts(slack, channel, "trigger:error_spike")
+    assert alert["reply_broadcast"] is True and "keeps running" in alert["blocks"][0]["text"]["text"]
+    assert [a for a, _ in buttons(alert)] == ["rollback", "open_datadog:0"]
     assert "watch" in due(svc, rollout_id)
 
 

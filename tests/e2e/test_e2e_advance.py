@@ -418,18 +418,19 @@ def test_non_owner_is_refused_until_made_an_approver(sc: Scenario) -> None:
 
     assert body(refusal) == (
         f":no_entry_sign: Only the owner (<@{sc.owner}>), approvers and workspace admins can advance "
-        f"*{sc.feature}*. Ask the owner to `/rollout approvers add @you`."
+        f"*{sc.feature}*. Request access and I ask <@{sc.owner}> for you; anyone may pause it."
     )
     assert refusal["response_type"] == "ephemeral"
     assert len(sc.datadog_requests()) == asked_before  # refused before asking Datadog
     assert sc.events(EventKind.REFUSED) == [(EventKind.REFUSED, other, {"action": "advance"})]
     assert sc.where() == ("active", 0, 0)
 
-    pause = sc.command(f"pause {sc.feature} because", user=other)
-    assert body(pause).startswith(":no_entry_sign: Only the owner") and f"can pause *{sc.feature}*" in body(
-        pause
+    resume = sc.command(f"resume {sc.feature}", user=other)
+    assert (
+        resume["text"].startswith(":no_entry_sign: Only the owner")
+        and f"can resume *{sc.feature}*" in resume["text"]
     )
-    assert sc.events(EventKind.REFUSED)[-1] == (EventKind.REFUSED, other, {"action": "pause"})
+    assert sc.events(EventKind.REFUSED)[-1] == (EventKind.REFUSED, other, {"action": "resume"})
     assert sc.where() == ("active", 0, 0)
 
     added = sc.command(f"approvers {sc.feature} add <@{other}|other>")
@@ -528,8 +529,10 @@ def test_pause_blocks_advance_and_resume_reopens_it(sc: Scenario) -> None:
     assert sc.events(EventKind.PAUSED) == [
         (EventKind.PAUSED, sc.owner, {"step": "5%", "reason": "support queue spiking"}),
     ]
-    status = sc.wait_status("step *5%*")
-    assert ":double_vertical_bar: Paused" in texts(status)
+    status = sc.wait_status("Paused at *5%*")
+    assert steps_text(status).startswith(
+        f":double_vertical_bar: Paused at *5%* of *Canary Release* by <@{sc.owner}>, "
+    )
     assert ("advance", str(sc.rollout_id)) not in buttons(status)
     asked_before = len(sc.datadog_requests())
 
@@ -560,7 +563,9 @@ def test_roll_back_button_opens_a_confirm_modal(sc: Scenario) -> None:
 
     assert submitted.status == 200
     (answer,) = sc.ephemerals(sc.owner)
-    assert body(answer) == f":rewind: *{sc.feature}* rolled back. Reason: error rate doubled"
+    assert answer["text"] == (
+        f":rewind: Rolled back *{sc.feature}* from 5%. The status thread is told. Reason: error rate doubled"
+    )
     assert sc.where() == ("rolled_back", 0, 0)
     assert sc.rollout().finished_at is not None
     assert sc.events(EventKind.ROLLED_BACK) == [
@@ -586,7 +591,7 @@ def test_roll_back_button_refuses_a_non_owner_without_a_modal(sc: Scenario) -> N
     (refusal,) = sc.posts_to(path)
     assert body(refusal) == (
         f":no_entry_sign: Only the owner (<@{sc.owner}>), approvers and workspace admins can roll back "
-        f"*{sc.feature}*. Ask the owner to `/rollout approvers add @you`."
+        f"*{sc.feature}*. Request access and I ask <@{sc.owner}> for you; anyone may pause it."
     )
     assert refusal["response_type"] == "ephemeral"
     assert sc.events(EventKind.REFUSED) == [(EventKind.REFUSED, other, {"action": "roll back"})]

@@ -63,12 +63,19 @@ def announcements(slack: LocalSlack, channel: str) -> list[Params]:
     return [m for m in slack.messages(channel) if key_of(m)]
 
 
+def shown(message: Params) -> str:
+    """What a person reads: the sections of the message (its `text` is the push text)."""
+    return "\n".join(
+        b["text"]["text"] for b in message.get("blocks") or [] if b.get("type") == "section" and b.get("text")
+    )
+
+
 def wait_announced(
     slack: LocalSlack, channel: str, fragment: str, timeout: float = ANNOUNCED_WITHIN
 ) -> Params:
-    """The one announcement in `channel` whose text has `fragment` (waits for it)."""
+    """The one announcement in `channel` whose push text or sections have `fragment` (waits for it)."""
     found = wait_until(
-        lambda: [m for m in announcements(slack, channel) if fragment in body(m)],
+        lambda: [m for m in announcements(slack, channel) if fragment in m["text"] + "\n" + shown(m)],
         timeout,
         f"an announcement with {fragment!r} in {channel}",
     )
@@ -111,22 +118,26 @@ def sc(
 def test_start_and_advance_are_announced_in_the_thread_and_to_stakeholders(sc: Scenario, stake: str) -> None:
     start(sc, stake)
 
-    thread = wait_announced(sc.slack, sc.channel, "started")
+    thread = wait_announced(sc.slack, sc.channel, "Rollout started")
     assert thread["thread_ts"] == sc.status_ts()
-    assert body(thread).startswith(f":rocket: *{sc.feature}* started with the *Aggressive rollout* plan")
-    line = wait_announced(sc.slack, stake, "rollout started")
+    assert shown(thread).startswith(f":rocket: *{sc.feature}* started with the *Aggressive rollout* plan")
+    line = wait_announced(sc.slack, stake, "Rollout started")
     assert "thread_ts" not in line
-    assert (
-        body(line)
-        == f":rocket: *{sc.feature}* rollout started (Aggressive rollout). Details in <#{sc.channel}>."
+    link = f"https://example.slack.com/archives/{sc.channel}/p{sc.status_ts().replace('.', '')}"
+    assert shown(line) == (
+        f":rocket: *{sc.feature}* rollout started by <@{sc.owner}> with the Aggressive rollout plan, "
+        f"owner <@{sc.owner}>. First step: 5%. Next: 50% of Gradual Rollout once the gate passes. "
+        f"<{link}|status thread>"
     )
 
     advance(sc)
     thread = wait_announced(sc.slack, sc.channel, "is now at")
     assert thread["thread_ts"] == sc.status_ts()
-    assert f"*{sc.feature}* is now at *50%*" in body(thread)
-    line = wait_announced(sc.slack, stake, "reached 50%")
-    assert body(line).startswith(f":arrow_up: *{sc.feature}* reached 50%.")
+    assert f"*{sc.feature}* is now at *50%*" in shown(thread)
+    line = wait_announced(sc.slack, stake, "moved to 50%")
+    assert shown(line).startswith(
+        f":arrow_up: *{sc.feature}* moved to 50% of Gradual Rollout by <@{sc.owner}>; the gate passed."
+    )
     assert len(announcements(sc.slack, sc.channel)) == 2 and len(announcements(sc.slack, stake)) == 2
 
 
@@ -134,16 +145,16 @@ def test_pause_resume_and_rollback_are_announced(sc: Scenario, stake: str) -> No
     start(sc, stake)
 
     sc.command(f"pause {sc.feature} support queue spiking")
-    assert "support queue spiking" in body(wait_announced(sc.slack, sc.channel, "paused at 5%"))
-    wait_announced(sc.slack, stake, "paused at 5%")
+    assert "support queue spiking" in shown(wait_announced(sc.slack, sc.channel, "paused at 5%"))
+    assert "Why: support queue spiking." in shown(wait_announced(sc.slack, stake, "paused at 5%"))
 
     sc.command(f"resume {sc.feature}")
     wait_announced(sc.slack, sc.channel, "resumed at 5%")
     wait_announced(sc.slack, stake, "resumed at 5%")
 
     sc.command(f"rollback {sc.feature} error rate doubled")
-    assert "error rate doubled" in body(wait_announced(sc.slack, sc.channel, "rolled back from 5%"))
-    wait_announced(sc.slack, stake, "rolled back")
+    assert "error rate doubled" in shown(wait_announced(sc.slack, sc.channel, "rolled back from 5%"))
+    assert "Why: error rate doubled." in shown(wait_announced(sc.slack, stake, "rolled back from 5%"))
 
     status_ts = sc.status_ts()
     assert all(m["thread_ts"] == status_ts for m in announcements(sc.slack, sc.channel))
@@ -156,12 +167,18 @@ def test_an_update_goes_to_both_with_the_text_escaped(sc: Scenario, stake: str) 
 
     escaped = "&lt;!channel&gt; 5% &amp; healthy &lt;https://evil.example|click&gt;"
     thread = wait_announced(sc.slack, sc.channel, ":mega:")
-    assert body(thread).endswith("\n" + escaped), body(thread)
+    assert shown(thread).endswith("\n" + escaped), shown(thread)
     assert thread["thread_ts"] == sc.status_ts()
     line = wait_announced(sc.slack, stake, ":mega:")
-    assert body(line) == f":mega: *{sc.feature}* (5%): {escaped} Details in <#{sc.channel}>."
+    link = f"https://example.slack.com/archives/{sc.channel}/p{sc.status_ts().replace('.', '')}"
+    assert shown(line) == (
+        f":mega: *{sc.feature}* update from <@{sc.owner}> (at 5%): {escaped} <{link}|status thread>"
+    )
+    # The push text is plain: nothing of the text can become a mention or a link either.
+    assert line["text"] == f"Update on {sc.feature}: !channel 5% and healthy https://evil.example|click"
     for message in (thread, line):
-        assert "<!channel>" not in body(message) and "<https://" not in body(message)
+        assert "<!channel>" not in message["text"] + shown(message)
+        assert "<https://evil" not in message["text"] + shown(message)
 
 
 def test_slack_failing_the_first_two_posts_of_an_announcement_posts_it_once(sc: Scenario, stake: str) -> None:

@@ -99,7 +99,7 @@ def test_a_session_moves_the_counters_logs_json_with_the_rollout_and_readiness_f
     )
     sc.slack.wait_for("chat.postMessage", lambda c: c.params.get("channel") == sc.channel, timeout=10)
     sc.rollout_id = wait_until(sc._find_id, what="the rollout")
-    announced(sc.slack, stake, "rollout started")
+    announced(sc.slack, stake, "Rollout started")
 
     # ticks
     status = sc.status_message()

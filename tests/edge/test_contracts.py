@@ -17,6 +17,8 @@ from bot.slackweb.client import make_client
 ACTION_IDS = {
     "checklist_toggle", "advance", "advance_anyway", "snapshot", "pause", "resume", "rollback",
     "pick_rollout", "open_rollout",
+    # Posted on refusals, access requests and trigger alerts: kept from here on.
+    "request_access", "approver_add", "open_datadog",
 }  # fmt: skip
 CALLBACK_IDS = {"start_rollout", "advance_override", "rollback_confirm", "edit_metrics", "import_plan"}
 BLOCK_IDS = {
@@ -27,6 +29,7 @@ BLOCK_IDS = {
 QUEUED_WORK = {
     "toggle", "open_from_home", "pick", "control", "advance_anyway", "rollback", "work",
     "save_metrics", "start", "import_plan", "override", "mentioned", "home_opened", "stale_button",
+    "request_access", "add_approver",
 }  # fmt: skip
 
 

@@ -133,23 +133,21 @@ KINDS: dict[str, Callable[[], Message]] = {
         days=3,
         since="<!date^1796022000^{date_short_pretty} {time}|Sun 29 Nov 23:00 PST>",
     ),
-    "trigger_alert_paused_thread": lambda: trigger_alert(
-        s.rollout("paused", phase=1), paused=True, trigger="Error rate", reason=REASON, rule=RULE
-    )[0],
-    "trigger_alert_paused_channel": lambda: trigger_alert(
-        s.rollout("paused", phase=1), paused=True, trigger="Error rate", reason=REASON, rule=RULE
-    )[1],
-    "trigger_alert_rolled_back_thread": lambda: trigger_alert(
+    "trigger_alert_paused": lambda: trigger_alert(
+        s.rollout("paused", phase=1),
+        [{"trigger": "Error rate", "reason": REASON, "rule": RULE}],
+        paused=True,
+        links=(("Error rate", s.DATADOG),),
+    ),
+    "trigger_alert_rolled_back": lambda: trigger_alert(
         s.rollout("rolled_back", phase=1),
+        [{"trigger": "Error rate", "reason": REASON, "rule": RULE}],
         paused=False,
         rolled_back=True,
-        trigger="Error rate",
-        reason=REASON,
-        rule=RULE,
-    )[0],
-    "trigger_alert_only_thread": lambda: trigger_alert(
-        s.rollout(phase=1), paused=False, trigger="Error rate", reason=REASON, rule=RULE
-    )[0],
+    ),
+    "trigger_alert_only": lambda: trigger_alert(
+        s.rollout(phase=1), [{"trigger": "Error rate", "reason": REASON, "rule": RULE}], paused=False
+    ),
     "trigger_undecided": lambda: trigger_undecided(
         s.rollout(phase=1), trigger="Error rate", reason="baseline is 0", rule=RULE
     ),

@@ -154,8 +154,11 @@ def test_no_hostile_text_reaches_slack_raw_in_any_message(hostile: tuple[Any, ..
     unchecked = rollouts.unchecked_exit_criteria(row)
     thread, line = digest(view, scheduled=NOW, events=events, check=None, soak=soak, unchecked=unchecked)
     messages |= {"digest": thread, "digest line": line}
-    alert, top = trigger_alert(view, paused=True, trigger=EVIL, reason=EVIL, rule=EVIL)
-    messages |= {"trigger alert": alert, "trigger alert, top": top}
+    fired = [{"trigger": EVIL, "reason": EVIL, "rule": EVIL}]
+    alert = trigger_alert(
+        view, fired, paused=True, links=[(EVIL, "https://app.datadoghq.com/metric/explorer")]
+    )
+    messages |= {"trigger alert": alert}
     failed_thread, failed_top = rollback_write_failed(row, provider="Unleash", reason=EVIL)
     messages |= {"flag write failed": failed_thread, "flag write failed, top": failed_top}
     for kind in ("started", "advanced", "completed", "paused", "resumed", "rolled_back", "update"):

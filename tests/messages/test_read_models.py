@@ -158,8 +158,8 @@ def test_every_message_renders_from_views_of_a_closed_session(db: Database) -> N
         ready = reminder("ready", view, advance=True)
         overdue = reminder("overdue", view, planned_end="Tue 3 Mar 09:00 America/Los_Angeles")
         stale = reminder("stale", view, days=3, since="Mon 2 Mar 09:00 America/Los_Angeles")
-        alert, top = trigger_alert(
-            view, paused=True, trigger="Error rate", reason="up 3 pp", rule="fires when…"
+        alert = trigger_alert(
+            view, [{"trigger": "Error rate", "reason": "up 3 pp", "rule": "fires when…"}], paused=True
         )
         started, started_line = milestone("started", view, actor="U_OWNER")
         tab = home_view(home)
@@ -184,16 +184,18 @@ def test_every_message_renders_from_views_of_a_closed_session(db: Database) -> N
     )
     assert "Open the live status message" in json.dumps(read_only.blocks)
     assert "U_ANA> ticked 2 checklist items" in body(thread)
-    assert "closed when last checked" in body(thread) and "Error rate has no data." in body(thread)
-    assert "Details in <#C1>" in body(line)
+    assert "closed when last checked" in thread.text and "Error rate has no data." in thread.text
+    assert "Details: %%ROLLOUT_STATUS_LINK%%" in line.text  # the outbox puts the permalink there
     assert (
-        "is ready to advance" in body(ready) and ready.blocks[-1]["elements"][0]["value"] == f"{view.id}:0:0"
+        "is ready to advance" in ready.text and ready.blocks[-1]["elements"][0]["value"] == f"{view.id}:0:0"
     )
-    assert "is past the planned end of 1% (Tue 3 Mar 09:00" in body(overdue)
-    assert "no activity for 3 business days" in body(stale)
-    assert "I paused the rollout" in body(alert) and "Details in the status thread" in body(top)
-    assert f"started with the *{view.plan_title}* plan, owner <@U_OWNER>" in body(started)
-    assert "rollout started" in body(started_line)
+    assert "passed its planned end (Tue 3 Mar 09:00" in overdue.text
+    assert "no activity for 3 business days" in stale.text
+    assert "I paused the rollout" in json.dumps(alert.blocks)
+    assert alert.text == "Rollback trigger fired: Error rate on checkout-v2, paused"
+    assert f"started with the *{view.plan_title}* plan, owner <@U_OWNER>" in json.dumps(started.blocks)
+    assert "rollout started by <@U_OWNER>" in json.dumps(started_line.blocks)
+    assert started.text == started_line.text == "Rollout started: checkout-v2, first step 1%"
     assert "checkout-v2" in json.dumps(tab) and "Next gate:" in json.dumps(tab)
     assert report.text == "checkout-v2 cannot advance from 1%: 5 things block it."
     assert report.blocks[-1]["elements"][0]["value"] == f"{view.id}:0:0"

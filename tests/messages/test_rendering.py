@@ -104,7 +104,9 @@ def test_the_status_message_shows_feature_owner_template_phases_and_where_it_is(
     assert steps.splitlines()[0] == (
         "Now: *Canary*, step *1%*, since <!date^1772470800^{date_short_pretty} {time}|Mon 2 Mar 09:00 PST>"
     )
-    assert steps.splitlines()[1:] == [
+    # The next advance leaves Canary: its unticked exit criteria wait on the owner.
+    assert steps.splitlines()[1] == "Waiting on <@U_OWNER>: 2 exit criteria"
+    assert steps.splitlines()[2:] == [
         ":arrow_forward: _now_ *Canary*: *1% (500 users)* (now)",
         ":white_circle: _ahead_ *25% - 100%*: 25% (3,000 users) → 50% (6,000 users) → 75% (9,000 users) → 100% (12,000 users)",
     ]

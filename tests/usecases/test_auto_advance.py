@@ -212,7 +212,14 @@ def click(svc: Services, actor: Actor, slack: LocalSlack, label: str) -> Said:
 
 
 def thread_texts(slack: LocalSlack, channel: str) -> list[str]:
-    return [body(c.params) for c in slack.calls("chat.postMessage") if c.params.get("channel") == channel]
+    """What each post shows: its sections, or its text when it has none (an announcement's
+    `text` is the plain notification; what people read is in its blocks)."""
+    return [
+        "\n".join(b["text"]["text"] for b in c.params.get("blocks") or [] if b.get("type") == "section")
+        or c.params.get("text", "")
+        for c in slack.calls("chat.postMessage")
+        if c.params.get("channel") == channel
+    ]
 
 
 # --- walking by itself ------------------------------------------------------------------------

@@ -5,6 +5,7 @@ overrode it and why; an advance is bound to the step the person saw."""
 
 from __future__ import annotations
 
+import json
 import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
@@ -184,12 +185,19 @@ def test_the_stakeholder_line_of_an_overridden_advance_names_who_and_why(
     drain_outbox(svc)
 
     [line] = posts(slack, STAKE, "step:0:1")
-    assert body(line) == (
-        f":arrow_up: *checkout-v2* reached 50%, advanced anyway past a closed gate by <@{OWNER}>. "
-        f"Reason: “the spike is a known batch job”. Details in <#{actor.channel_id}>."
+    shown = line["blocks"][0]["text"]["text"]
+    assert shown.startswith(f":warning: *checkout-v2* moved to 50% by <@{OWNER}> past a closed gate (")
+    assert "Reason: “the spike is a known batch job”." in shown
+    # The link leads to the status message (its thread), not just the channel.
+    status_ts = slack.messages(actor.channel_id)[0]["ts"]
+    permalink = f"https://example.slack.com/archives/{actor.channel_id}/p{status_ts.replace('.', '')}"
+    assert shown.endswith(f"<{permalink}|status thread>")
+    assert (
+        line["text"]
+        == "Advanced past a closed gate: checkout-v2 now at 50% of Gradual Rollout: the spike is a known batch job"
     )
     [plain] = posts(slack, STAKE, "started")
-    assert "advanced anyway" not in body(plain)
+    assert "past a closed gate" not in plain["text"] + json.dumps(plain["blocks"])
 
 
 # --- one advance per intent ------------------------------------------------------------------

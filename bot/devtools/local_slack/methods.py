@@ -93,6 +93,10 @@ class WebApi:
         }
         if params.get("thread_ts"):
             message["thread_ts"] = params["thread_ts"]
+            if _flag(params.get("reply_broadcast")):
+                # Like Slack: a reply also sent to the channel is one message, in the thread,
+                # of subtype thread_broadcast, and shown in the channel's history too.
+                message["subtype"] = "thread_broadcast"
         if params.get("metadata"):
             message["metadata"] = params["metadata"]
         self.state.messages.setdefault(channel, {})[ts] = message
@@ -144,8 +148,8 @@ class WebApi:
         return ok(messages=found, has_more=False)
 
     def _history(self, params: Params) -> Reply:
-        """Top-level messages and, like Slack, replies that were also sent to the channel are
-        not included; metadata only with include_all_metadata. Newest first."""
+        """Top-level messages and, like Slack, replies that were also sent to the channel
+        (thread_broadcast); metadata only with include_all_metadata. Newest first."""
         channel = str(params.get("channel") or "")
         if channel in self.state.outside:
             return error("not_in_channel")
@@ -153,7 +157,8 @@ class WebApi:
         with_metadata = _flag(params.get("include_all_metadata"))
         found = []
         for ts, message in sorted(self.state.messages.get(channel, {}).items(), reverse=True):
-            if float(ts) < oldest or message.get("thread_ts") not in (None, ts):
+            broadcast = message.get("subtype") == "thread_broadcast"
+            if float(ts) < oldest or (message.get("thread_ts") not in (None, ts) and not broadcast):
                 continue
             found.append({k: v for k, v in message.items() if k != "metadata" or with_metadata})
         limit = int(params.get("limit") or 100)

@@ -58,6 +58,7 @@ class Decision:
 class PhaseResults:
     started: datetime | None = None
     completed: datetime | None = None
+    left_by_override: bool = False  # left past a closed gate: skipped, not completed
     steps: tuple[StepReached, ...] = ()
     checked: Mapping[str, Tick] = field(default_factory=dict)  # checklist item text -> tick
     snapshots: tuple[Snapshot, ...] = ()

@@ -19,15 +19,18 @@ from bot.edge.listeners.replies import replier_for
 from bot.errors import UsageError
 from bot.ids import Action, Block
 from bot.services import Services
-from bot.usecases import checklist
+from bot.usecases import access_requests, checklist, controls
 from bot.usecases.advance import Intent, Where
 from bot.usecases.checklist import ItemChange
-from messages.blocks import behind
+from messages.access import access_granted
+from messages.blocks import behind, text_message
+from messages.text import escape
 
 log = logging.getLogger(__name__)
 
 CHECKLIST_BLOCK = re.compile(rf"^{Block.CHECKLIST}:([0-9]+):")
 PICK = re.compile(rf"^{Action.PICK_ROLLOUT}:\d+$")
+DATADOG = re.compile(rf"^{Action.OPEN_DATADOG}(:\d+)?$")
 # Buttons on the status message whose value is the rollout id, and the subcommand they run.
 CONTROL_BUTTONS = {
     Action.ADVANCE: "advance",
@@ -63,6 +66,14 @@ def advance_value(value: str, request: BoltRequest | None) -> tuple[int, Intent]
         rollout_id, where = Where.parse(value)
         return rollout_id, Intent(at=where)
     return rollout_id_of(value), Intent(sent_at=sent_at_of(request))
+
+
+def approver_value(value: str) -> tuple[int, str]:
+    """The "Add as approver" button: "<rollout id>:<user id>"."""
+    rollout_id, _, user_id = value.partition(":")
+    if not re.fullmatch(r"[UW][A-Z0-9]{2,30}", user_id):
+        raise UsageError("that button is not one of mine any more")
+    return rollout_id_of(rollout_id), user_id
 
 
 def timeline_cursor(value: str) -> tuple[int, int, int]:
@@ -166,6 +177,26 @@ def register(app: App, svc: Services) -> None:
             rollout_id, before, number = timeline_cursor(action_value(body))
             reply(subcommands.timeline(svc, actor_of(body), rollout_id, before, number))
 
+    def request_access(body: dict[str, Any], respond: Respond, client: WebClient) -> None:
+        reply = replier_for(body, respond, client)
+        with answering(reply):
+            rollout = access_requests.request_access(svc, actor_of(body), rollout_id_of(action_value(body)))
+            reply(
+                text_message(
+                    f"Asked <@{rollout.owner_id}> in the status thread of *{escape(rollout.feature)}*."
+                )
+            )
+
+    def add_approver(body: dict[str, Any], respond: Respond, client: WebClient) -> None:
+        with answering(replier_for(body, respond, client)):
+            rollout_id, user_id = approver_value(action_value(body))
+            actor = actor_of(body)
+            rollout = controls.set_approver(svc, actor, rollout_id, user_id, add=True)
+            status_board.refresh(svc, rollout_id)
+            granted = access_granted(rollout.feature, actor.user_id, user_id)
+            # The request becomes its answer: one message for the one event.
+            respond(replace_original=True, **granted.as_kwargs())
+
     def open_from_home(body: dict[str, Any]) -> None:
         actor = actor_of(body)
         try:
@@ -183,3 +214,7 @@ def register(app: App, svc: Services) -> None:
     app.action(Action.FLAG_APPLY_PLAN)(ack=ack_now, lazy=[apply_flag_plan])
     app.action(Action.FLAG_ADOPT)(ack=ack_now, lazy=[adopt_flag])
     app.action(Action.TIMELINE_OLDER)(ack=ack_now, lazy=[older])
+    app.action(Action.REQUEST_ACCESS)(ack=ack_now, lazy=[request_access])
+    app.action(Action.APPROVER_ADD)(ack=ack_now, lazy=[add_approver])
+    # A link button: Slack opens the URL and still sends the click, which only needs an ack.
+    app.action(DATADOG)(ack_now)
