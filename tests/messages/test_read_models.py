@@ -184,13 +184,13 @@ def test_every_message_renders_from_views_of_a_closed_session(db: Database) -> N
     )
     assert "Open the live status message" in json.dumps(read_only.blocks)
     assert "U_ANA> ticked 2 checklist items" in body(thread)
-    assert "closed when last checked" in thread.text and "Error rate has no data." in thread.text
-    assert "Details: %%ROLLOUT_STATUS_LINK%%" in line.text  # the outbox puts the permalink there
+    assert "closed when last checked" in body(thread) and "Error rate has no data." in body(thread)
+    assert "Details: %%ROLLOUT_STATUS_LINK%%" in body(line)  # the outbox puts the permalink there
     assert (
-        "is ready to advance" in ready.text and ready.blocks[-1]["elements"][0]["value"] == f"{view.id}:0:0"
+        "is ready to advance" in body(ready) and ready.blocks[-1]["elements"][0]["value"] == f"{view.id}:0:0"
     )
-    assert "passed its planned end (Tue 3 Mar 09:00" in overdue.text
-    assert "no activity for 3 business days" in stale.text
+    assert "is past the planned end of 1% (Tue 3 Mar 09:00" in body(overdue)
+    assert "no activity for 3 business days" in body(stale)
     assert "I paused the rollout" in json.dumps(alert.blocks)
     assert alert.text == "Rollback trigger fired: Error rate on checkout-v2, paused"
     assert f"started with the *{view.plan_title}* plan, owner <@U_OWNER>" in json.dumps(started.blocks)
