@@ -27,7 +27,7 @@ from storage.enums import EventKind
 from storage.models import Approver, DueJob
 from tests.e2e.test_e2e_announcements import announcements, key_of, new_channel, start, wait_announced
 from tests.e2e_rollouts import Scenario, buttons, new_user, steps_text, texts
-from tests.support import wait_until
+from tests.support import body, wait_until
 
 pytestmark = pytest.mark.e2e
 
@@ -111,8 +111,8 @@ def test_one_rollout_is_told_once_per_event_with_who_why_and_a_link(sc: Scenario
     assert "Overridden:\n• Exit criterion not checked: Error rate within acceptable threshold.\n• " in shown(
         thread
     )
-    status = sc.wait_status("Now at *50%* of *Gradual Rollout*")
-    assert "⚠ *Canary Release*: skipped by override ⚠" in steps_text(status)
+    status = sc.wait_status("Now: *Gradual Rollout*, step *50%*")
+    assert ":warning: _skipped by override_ *Canary Release*: 5% (skipped by override ⚠)" in steps_text(status)
     assert "~5%~" not in steps_text(status)  # never struck through as done
     overridden = wait_announced(sc.slack, stake, "Advanced past a closed gate")
     assert f"moved to 50% by <@{owner}> past a closed gate (" in shown(overridden)
@@ -124,13 +124,13 @@ def test_one_rollout_is_told_once_per_event_with_who_why_and_a_link(sc: Scenario
     assert sc.events(EventKind.PAUSED) == [
         (EventKind.PAUSED, oncall, {"step": "50%", "reason": "checkout errors paging"})
     ]
-    assert f"Paused at *50%* of *Gradual Rollout* by <@{oncall}>" in steps_text(sc.wait_status("Paused at"))
+    assert f"Paused by <@{oncall}> at *Gradual Rollout*, step *50%*" in steps_text(sc.wait_status("Paused by"))
     paused = wait_announced(sc.slack, stake, "Paused:")
     assert f"paused at 50% by <@{oncall}>. Why: checkout errors paging. Next: <@{owner}> resumes" in shown(
         paused
     )
     sc.command(f"resume {sc.feature}")
-    sc.wait_status("Now at *50%*")
+    sc.wait_status("Now: *Gradual Rollout*, step *50%*")
 
     # A rollback trigger fires: one alert in the thread, broadcast, with what to do next.
     sc.datadog.set_value(sc.errors_match, 3.5)
@@ -154,17 +154,17 @@ def test_one_rollout_is_told_once_per_event_with_who_why_and_a_link(sc: Scenario
 
     # Roll back: the answer says what happened; the status message says it once, with who/when/why.
     answer = sc.command(f"rollback {sc.feature} error rate doubled")
-    assert answer["text"] == (
+    assert body(answer) == (
         f":rewind: Rolled back *{sc.feature}* from 50%. The status thread and stakeholders are told. "
         "Reason: error rate doubled"
     )
-    status = sc.wait_status("Rolled back at")
+    status = sc.wait_status("Rolled back by")
     state = steps_text(status)
     assert state.startswith(
-        f":rewind: Rolled back at *50%* of *Gradual Rollout* by <@{owner}>, "
+        f":rewind: Rolled back by <@{owner}> at *Gradual Rollout*, step *50%*, <!date^"
     ) and state.split("\n")[0].endswith(". Reason: error rate doubled.")
     assert shown(status).count("Rolled back") == 1
-    assert "*50%* :rewind: rolled back here → 100% (not reached)" in state
+    assert ":rewind: _rolled back_ *Gradual Rollout*: 50% (rolled back here) → 100% (not reached)" in state
     rolled = wait_announced(sc.slack, stake, "Rolled back:")
     assert f"rolled back from 50% by <@{owner}>. Why: error rate doubled." in shown(rolled)
 
@@ -198,13 +198,13 @@ def test_a_refusal_leads_to_the_owner_and_anyone_may_pause(sc: Scenario) -> None
     stranger = new_user()
 
     refused = sc.command(f"advance {sc.feature}", user=stranger)
-    assert "approvers add @you" not in refused["text"]
-    assert f"Request access and I ask <@{owner}> for you" in refused["text"]
+    assert "approvers add @you" not in body(refused)
+    assert f"Request access and I ask <@{owner}> for you" in body(refused)
     assert buttons(refused) == [("request_access", str(sc.rollout_id))]
 
     _, path = sc.click({**refused, "ts": "1700000000.000002"}, "request_access", user=stranger)
     [asked] = sc.posts_to(path)
-    assert asked["text"] == f"Asked <@{owner}> in the status thread of *{sc.feature}*."
+    assert body(asked) == f"Asked <@{owner}> in the status thread of *{sc.feature}*."
     request = wait_announced(sc.slack, sc.channel, "Access requested")
     assert request["thread_ts"] == sc.status_ts()
     assert (
@@ -216,7 +216,7 @@ def test_a_refusal_leads_to_the_owner_and_anyone_may_pause(sc: Scenario) -> None
     # Asking again the same day posts nothing more.
     _, path = sc.click({**refused, "ts": "1700000000.000003"}, "request_access", user=stranger)
     [again] = sc.posts_to(path)
-    assert "You already asked" in again["text"]
+    assert "You already asked" in body(again)
     assert len([m for m in announcements(sc.slack, sc.channel) if "Access requested" in m["text"]]) == 1
 
     # The owner adds them with one click; the request becomes its answer.
@@ -237,7 +237,7 @@ def test_a_refusal_leads_to_the_owner_and_anyone_may_pause(sc: Scenario) -> None
     sc.command(f"pause {sc.feature}", user=passerby)
     assert sc.where()[0] == "paused"
     refused_resume = sc.command(f"resume {sc.feature}", user=passerby)
-    assert refused_resume["text"].startswith(":no_entry_sign: Only the owner")
+    assert body(refused_resume).startswith(":no_entry_sign: Only the owner")
 
 
 def test_an_untick_shows_who_took_the_tick_away(sc: Scenario) -> None:

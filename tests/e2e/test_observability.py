@@ -79,7 +79,7 @@ def sc(bot: BotProcess, own_slack: LocalSlack, datadog: FakeDatadog) -> Iterator
 
 def announced(slack: LocalSlack, channel: str, fragment: str) -> None:
     wait_until(
-        lambda: [m for m in slack.messages(channel) if fragment in body(m)],
+        lambda: [m for m in slack.messages(channel) if fragment in m.get("text", "") + "\n" + body(m)],
         what=f"{fragment!r} in {channel}",
         timeout=20,
     )

@@ -157,7 +157,7 @@ def test_a_trigger_typed_into_the_shell_fires_at_the_next_tick_as_under_serve(tm
         ],
     )
     after_tick = out.split("The clock now reads", 1)[1]
-    assert "Rollback trigger Error rate fired on checkout-v2 at 5%" in after_tick
+    assert "Rollback trigger fired on checkout-v2 at 5%" in after_tick and "• Error rate:" in after_tick
     assert "== ⏸ checkout-v2 ==" in after_tick  # the status message, edited: paused
 
     db = Database(f"sqlite:///{tmp_path / 'shell.db'}")
