@@ -546,7 +546,12 @@ def main() -> int:
             )
             phase("sustained click")
         finally:
-            bot.kill()
+            try:
+                bot.kill()
+            except subprocess.TimeoutExpired:
+                # Still working off a backlog 15 s after SIGTERM: the figures are taken.
+                print("  (the bot had not stopped 15 s after SIGTERM: killed)")
+                bot.kill(9)
         log_lines = (folder / "bot.log").read_text(errors="replace").splitlines()
         no_ack = sum(1 for line in log_lines if "didn't call ack()" in line)
         errors = [line for line in log_lines if " ERROR " in line]
