@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import os
 import signal
@@ -25,10 +24,6 @@ from messages import configure
 from messages.charts import warm_up as warm_up_charts
 from storage.db import Database
 from storage.urls import queue_url
-
-# The embedded work process's niceness (0 is the web process's): 10 gives it about a tenth of
-# the web process's CPU share while both are busy, all of it when the web process is idle.
-WORK_NICENESS = 10
 
 log = logging.getLogger(__name__)
 
@@ -164,12 +159,7 @@ def connect_socket_mode(bolt: Any, app_token: str) -> Any:
 def start_work_process() -> subprocess.Popen[bytes]:
     """`rollout-bot work` beside the web server; set ROLLOUT_EMBEDDED_WORKER=0 to run it apart
     (e.g. a `worker:` line in the Procfile)."""
-    worker = subprocess.Popen([sys.executable, "-m", "bot", "work"])
-    # The work yields the CPU to the acks: under a burst both want the cores, and an ack that
-    # waits 3 s is a failed request, while work that waits a moment is only a little later.
-    with contextlib.suppress(OSError):
-        os.setpriority(os.PRIO_PROCESS, worker.pid, WORK_NICENESS)
-    return worker
+    return subprocess.Popen([sys.executable, "-m", "bot", "work"])
 
 
 def stop_work_process(worker: subprocess.Popen[bytes]) -> None:
