@@ -47,6 +47,7 @@ __all__ = [
     "create_db_engine",
     "handling",
     "normalize_url",
+    "wrote_events",
 ]
 
 
@@ -83,6 +84,12 @@ def handling(key: str | None) -> Iterator[None]:
 def _note_events(session: Session, _context: Any, _instances: Any) -> None:
     if any(isinstance(obj, Event) for obj in session.new):
         session.info[WROTE_EVENT] = True
+
+
+def wrote_events(session: Session) -> None:
+    """For a change that writes its Events with Core statements (not `session.add`), which the
+    flush hook above cannot see: the request's key is recorded with it all the same."""
+    session.info[WROTE_EVENT] = True
 
 
 def _record(session: Session, request: _Request) -> None:
