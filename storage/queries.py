@@ -6,10 +6,10 @@ from __future__ import annotations
 from collections.abc import Sequence
 from datetime import datetime
 
-from sqlalchemy import Row, Select, and_, func, or_, select
+from sqlalchemy import Select, and_, func, or_, select
 from sqlalchemy.orm import Session, selectinload
 
-from storage.enums import OPEN_STATUSES, RolloutStatus, SnapshotKind
+from storage.enums import OPEN_STATUSES, SnapshotKind
 from storage.models import (
     Approver,
     DueJob,
@@ -51,18 +51,6 @@ def lock_rollout(*, session: Session, rollout_id: int) -> Rollout | None:
         stmt = stmt.with_for_update(of=Rollout)
     # populate_existing: a lock is only worth it with the row as it is now, not as cached.
     return session.scalars(stmt.execution_options(populate_existing=True)).first()
-
-
-def lock_rollout_row(*, session: Session, rollout_id: int) -> Row[int, str, RolloutStatus, str] | None:
-    """The rollout's row alone (id, team, status, who may tick exit criteria), locked for a
-    change as `lock_rollout` locks it: for a change that touches a few rows of the plan, not
-    all of it (a checklist tick)."""
-    stmt = select(Rollout.id, Rollout.team_id, Rollout.status, Rollout.exit_ticks_by).where(
-        Rollout.id == rollout_id
-    )
-    if session.get_bind().dialect.name == "postgresql":
-        stmt = stmt.with_for_update(of=Rollout)
-    return session.execute(stmt).first()
 
 
 def open_by_feature(*, session: Session, team_id: str, feature_key: str) -> Rollout | None:

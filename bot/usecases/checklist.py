@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, cast
 
-from sqlalchemy import Table, bindparam, insert, select, update
+from sqlalchemy import Table, and_, bindparam, insert, select, update
 from sqlalchemy.orm import Session
 
 from bot.domain import rights, rollouts
@@ -23,7 +23,7 @@ from bot.errors import RolloutNotFound
 from bot.services import Actor, Services
 from bot.usecases import access, lookup
 from storage import db, queries
-from storage.enums import EventKind, ItemKind
+from storage.enums import EventKind, ItemKind, RolloutStatus
 from storage.models import ChecklistItem, Event, Phase, Rollout
 
 
@@ -76,11 +76,30 @@ _items = cast("Table", ChecklistItem.__table__)
 _rollouts = cast("Table", Rollout.__table__)
 _phases = cast("Table", Phase.__table__)
 _events = cast("Table", Event.__table__)
-_ITEMS = (
-    select(_items.c.id, _items.c.kind, _items.c.text, _items.c.checked_at, _phases.c.name)
-    .join(_phases, _phases.c.id == _items.c.phase_id)
-    .where(_items.c.rollout_id == bindparam("rollout_id"), _items.c.id.in_(bindparam("ids", expanding=True)))
+# The rollout's row (locked on Postgres, as `queries.lock_rollout` locks it) and the clicked
+# items with their phase's name, in one round trip: a row per item, one with no item when none
+# is the rollout's.
+_clicked = _items.join(_phases, _phases.c.id == _items.c.phase_id)
+_HEAD_AND_ITEMS = (
+    select(
+        _rollouts.c.team_id,
+        _rollouts.c.status,
+        _rollouts.c.exit_ticks_by,
+        _items.c.id,
+        _items.c.kind,
+        _items.c.text,
+        _items.c.checked_at,
+        _phases.c.name,
+    )
+    .select_from(
+        _rollouts.outerjoin(
+            _clicked,
+            and_(_items.c.rollout_id == _rollouts.c.id, _items.c.id.in_(bindparam("ids", expanding=True))),
+        )
+    )
+    .where(_rollouts.c.id == bindparam("rollout_id"))
 )
+_HEAD_AND_ITEMS_LOCKED = _HEAD_AND_ITEMS.with_for_update(of=_rollouts)
 # The state in the WHERE, not only in Python: the row as it is at the write decides.
 _TICK = (
     update(_items)
@@ -101,14 +120,18 @@ _EVENT = insert(_events)
 
 
 def _quick(session: Session, actor: Actor, rollout_id: int, changes: list[ItemChange], now: datetime) -> int:
-    head = queries.lock_rollout_row(session=session, rollout_id=rollout_id)
-    if head is None or head.team_id != actor.team_id:
-        raise RolloutNotFound("That rollout does not exist any more.")
-    if not head.status.is_open:
-        raise _Unusual
     wanted = sorted({c.item_id for c in changes})
     conn = session.connection()
-    items = {row.id: row for row in conn.execute(_ITEMS, {"rollout_id": rollout_id, "ids": wanted})}
+    locked = conn.dialect.name == "postgresql"
+    rows = conn.execute(
+        _HEAD_AND_ITEMS_LOCKED if locked else _HEAD_AND_ITEMS, {"rollout_id": rollout_id, "ids": wanted}
+    ).all()
+    if not rows or rows[0].team_id != actor.team_id:
+        raise RolloutNotFound("That rollout does not exist any more.")
+    head = rows[0]
+    if not RolloutStatus(head.status).is_open:
+        raise _Unusual
+    items = {row.id: row for row in rows if row.id is not None}
     if len(items) != len(wanted):
         raise _Unusual  # not the rollout's: the full path says so in the domain's words
     if head.exit_ticks_by == rights.STEERERS and any(
