@@ -7,8 +7,9 @@ Edits are coalesced per message, in the database so replicas agree. Whoever asks
 - nobody holds it: the asker holds it now, renders the newest committed state and sends one
   `chat.update`; then it lets go only if nothing changed meanwhile (the revision is the one it
   showed, and nobody asked again), else it renders once more;
-- somebody holds it: the asker marks the row (`again` in its data: "once more, please") and is
-  done; the holder sees the mark when it lets go and renders the newest state again.
+- somebody holds it: the asker marks the row (`again` in its data: "once more, please", a
+  count) and is done; the holder sees the mark when it lets go and renders the newest state
+  once more, for all of them. While Slack refuses, each asker still gets a try of its own.
 
 So a burst of ticks on one rollout is two or three edits, not one per tick, and edits of one
 message never overlap, so the last edit Slack sees is the newest revision. A holder that dies
@@ -46,7 +47,7 @@ LEASE = timedelta(seconds=60)
 # a storm of ticks on one rollout costs a bounded stretch of one work thread.
 MAX_ROUNDS = 8
 ERROR = "error"  # in the row's data: Slack refused the last edit, a retry is waiting
-AGAIN = "again"  # in the row's data: somebody asked while it was held, render once more
+AGAIN = "again"  # in the row's data: how many asked while it was held (render once more)
 
 
 def post(svc: Services, rollout_id: int) -> str:
@@ -89,7 +90,9 @@ def refresh(svc: Services, rollout_id: int) -> str | None:
     held = _ask(svc, rollout_id)
     if held is None:
         return None
-    return hold(svc, rollout_id, *held)
+    # A person is waiting on this one: it starts from the first back-off step, not where the
+    # retries left off.
+    return hold(svc, rollout_id, held)
 
 
 def hold(svc: Services, rollout_id: int, token: datetime, attempt: int = 0) -> str | None:
@@ -101,8 +104,11 @@ def hold(svc: Services, rollout_id: int, token: datetime, attempt: int = 0) -> s
         except SlackApiError as exc:
             error = error_code(exc)
             log.warning("status message of rollout %s not updated: %s", rollout_id, error)
-            _back_off(svc, rollout_id, token, attempt, error)
-            return error
+            retry_now = _back_off(svc, rollout_id, token, attempt, error)
+            if retry_now is None:
+                return error
+            token = retry_now
+            continue
         next_token = _let_go(svc, rollout_id, token, shown)
         if next_token is None:
             return None
@@ -119,9 +125,9 @@ def _mine(rollout_id: int) -> tuple[Any, ...]:
     return (DueJob.rollout_id == rollout_id, DueJob.kind == Kind.REFRESH)
 
 
-def _ask(svc: Services, rollout_id: int) -> tuple[datetime, int] | None:
-    """Takes the message's `refresh` row (returns its token and the tries Slack refused so
-    far), or asks its holder for one more round (returns None). One short write transaction."""
+def _ask(svc: Services, rollout_id: int) -> datetime | None:
+    """Takes the message's `refresh` row (returns its token), or asks its holder for one more
+    round (returns None). One short write transaction."""
     now = svc.clock()
     lease = now + LEASE
     make = postgres_insert if svc.db.dialect == "postgresql" else sqlite_insert
@@ -144,7 +150,7 @@ def _ask(svc: Services, rollout_id: int) -> tuple[datetime, int] | None:
     with svc.db.transaction() as session:
         for _ in range(2):  # a second look when its holder let go between the two statements
             if session.execute(take).scalar() is not None:
-                return lease, 0
+                return lease
             row = session.execute(held).first()
             if row is None:
                 continue
@@ -156,10 +162,10 @@ def _ask(svc: Services, rollout_id: int) -> tuple[datetime, int] | None:
                     .where(*_mine(rollout_id), DueJob.due_at == due_at)
                     .values(due_at=lease, data={"attempt": attempt})
                 )
-                return lease, attempt
+                return lease
             # Held: ask its holder for one more round; the row stays its holder's.
             mark = update(DueJob).where(*_mine(rollout_id), DueJob.due_at == due_at)
-            session.execute(mark.values(data={**data, AGAIN: True}))
+            session.execute(mark.values(data={**data, AGAIN: int(data.get(AGAIN, 0)) + 1}))
             return None
     return None  # no rollout of that id: nothing to show
 
@@ -214,15 +220,32 @@ def _let_go(svc: Services, rollout_id: int, token: datetime, shown: int | None) 
         return None
 
 
-def _back_off(svc: Services, rollout_id: int, token: datetime, attempt: int, error: str) -> None:
-    """Slack refused: the row waits, 2 s, 4 s, 8 s … (asking again while it waits takes it)."""
+def _back_off(svc: Services, rollout_id: int, token: datetime, attempt: int, error: str) -> datetime | None:
+    """Slack refused: the row waits, 2 s, 4 s, 8 s … (asking again while it waits takes it).
+    While askers are counted in the row, one more try at once instead, one per asker, as each
+    click had its own try before edits were coalesced: returns the new token then."""
     now = svc.clock()
     with svc.db.transaction() as session:
+        stmt = select(DueJob.data).where(*_mine(rollout_id), DueJob.due_at == token)
+        if svc.db.dialect == "postgresql":
+            stmt = stmt.with_for_update()
+        row = session.execute(stmt).first()
+        asked = int(dict(row[0] or {}).get(AGAIN, 0)) if row is not None else 0
+        if asked:
+            lease = now + LEASE
+            data: dict[str, int] = {"attempt": attempt} | ({AGAIN: asked - 1} if asked > 1 else {})
+            session.execute(
+                update(DueJob)
+                .where(*_mine(rollout_id), DueJob.due_at == token)
+                .values(due_at=lease, data=data)
+            )
+            return lease
         session.execute(
             update(DueJob)
             .where(*_mine(rollout_id), or_(DueJob.due_at == token, DueJob.due_at <= now))
             .values(due_at=now + refresh_retry(attempt), data={"attempt": attempt + 1, ERROR: error})
         )
+        return None
 
 
 def _count(result: object) -> int:
