@@ -41,6 +41,7 @@ from benchlib import (
     postgres_database,
     run_main,
     table,
+    verdict,
 )
 from sqlalchemy import func, select, update
 
@@ -62,6 +63,7 @@ THREADS = 16
 UNTICK_SHARE = 0.2
 TEAM = "TSTORM001"
 SEED = 20240611
+TARGET_RATIO = 0.5  # ticks per second, at least this share of the plain UPDATEs'
 STORM_TIMEOUT = 50.0  # seconds; a storm still running then is reported, not waited for
 
 
@@ -316,6 +318,16 @@ def main() -> int:
             print(f"    {count} x {reason}")
         if base.failures:
             print(f"    baseline failures: {dict(base.failures)}")
+    print("\ntargets")
+    for backend, r in results.items():
+        base, storm = r["baseline"], r["storm"]
+        assert isinstance(base, Outcome) and isinstance(storm, Outcome)
+        verdict(
+            f"{backend}: ticks per second vs plain UPDATEs",
+            storm.rate / base.rate,
+            TARGET_RATIO,
+            higher_is_better=True,
+        )
     print(f"\n{machine_note()}\n(total {time.monotonic() - began:.0f} s)")
     return 0
 

@@ -38,7 +38,6 @@ from bot.domain.schedule import (
     iso_utc,
     planned,
     planned_end,
-    refresh_retry,
 )
 from bot.domain.soak import soak_status
 from bot.observe import logs, telemetry
@@ -304,16 +303,11 @@ def _flag_sync(svc: Services, job: Claimed) -> Due | None:
 
 
 def _refresh(svc: Services, job: Claimed) -> Due | None:
-    """Slack refused an edit of the status message: try again until it takes (a refusal now
-    leaves this row's next try to `_finish`, not a second row)."""
-    with svc.db.reading() as session:
-        if queries.get_rollout(session=session, rollout_id=job.rollout_id) is None:
-            return None
-    error = status_board.edit(svc, job.rollout_id)
-    if error is None:
-        return None
-    attempt = int(job.data.get("attempt", 1))
-    return Due(svc.clock() + refresh_retry(attempt), {"attempt": attempt + 1, "error": error})
+    """The status message's `refresh` row came due: an edit Slack refused, or one whose holder
+    stopped. This run holds the row (its lease is the token) until the message shows the
+    newest state, or backs it off again (`status_board.hold`)."""
+    status_board.hold(svc, job.rollout_id, job.lease, int(job.data.get("attempt", 0)))
+    return None
 
 
 JOBS: dict[str, Callable[[Services, Claimed], Due | None]] = {

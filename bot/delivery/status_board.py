@@ -1,24 +1,53 @@
-"""The status message: one per rollout, posted once and then edited in place."""
+"""The status message: one per rollout, posted once and then edited in place.
+
+Edits are coalesced per message, in the database so replicas agree. Whoever asks for an edit
+(a tick, an advance, the watch) first tries to take the message's `refresh` row of `due_job`
+(`bot.domain.schedule.Kind.REFRESH`), a lease whose `due_at` is its token:
+
+- nobody holds it: the asker holds it now, renders the newest committed state and sends one
+  `chat.update`; then it lets go only if nothing changed meanwhile (the revision is the one it
+  showed, and nobody asked again), else it renders once more;
+- somebody holds it: the asker marks the row (`again` in its data: "once more, please", a
+  count) and is done; the holder sees the mark when it lets go and renders the newest state
+  once more, for all of them. While Slack refuses, each asker still gets a try of its own.
+
+So a burst of ticks on one rollout is two or three edits, not one per tick, and edits of one
+message never overlap, so the last edit Slack sees is the newest revision. A holder that dies
+leaves its lease to run out and the due-work tick takes the row (`jobs._refresh`). An edit
+Slack refuses turns the row into a retry, backing off (`schedule.refresh_retry`); an asker
+finding a retry waiting takes it at once, as a person's click deserves an answer.
+"""
 
 from __future__ import annotations
 
 import logging
+from datetime import datetime, timedelta
+from typing import Any, cast
 
 from slack_sdk.errors import SlackApiError
+from sqlalchemy import CursorResult, delete, literal, or_, select, update
+from sqlalchemy.dialects.postgresql import insert as postgres_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
+from bot.domain.schedule import Kind, refresh_retry
 from bot.services import Services
 from bot.slackweb.client import error_code, post_joining
-from bot.usecases import schedule, views
+from bot.usecases import views
 from bot.usecases.announcing import QUEUED
 from messages.blocks import status_message
 from storage import queries
-from storage.models import SlackMessage
+from storage.models import DueJob, Rollout, SlackMessage
 
 log = logging.getLogger(__name__)
 
-# Renders race: a render of revision 5 may reach Slack after one of revision 6. Re-render
-# until the message shows the newest revision; three rounds settle any realistic burst.
-MAX_REFRESH_ROUNDS = 3
+# Longer than any edit takes (the client's retries included); a holder that died frees the
+# message after this, for the due-work tick to finish its edit.
+LEASE = timedelta(seconds=60)
+# Rounds one holder renders before it hands the rest to the next asker (or the due-work tick):
+# a storm of ticks on one rollout costs a bounded stretch of one work thread.
+MAX_ROUNDS = 8
+ERROR = "error"  # in the row's data: Slack refused the last edit, a retry is waiting
+AGAIN = "again"  # in the row's data: how many asked while it was held (render once more)
 
 
 def post(svc: Services, rollout_id: int) -> str:
@@ -54,34 +83,173 @@ def post(svc: Services, rollout_id: int) -> str:
 
 
 def refresh(svc: Services, rollout_id: int) -> str | None:
-    """Edits the status message to the committed state. Returns None, or Slack's error when
+    """Has the status message show the committed state. Returns None, or Slack's error when
     the edit failed after the client's retries: the change itself is committed either way, and
-    a `refresh` due job tries again (backing off) until the message shows it."""
-    error = edit(svc, rollout_id)
-    if error is not None:
-        schedule.retry_refresh(svc, rollout_id, error)
-    return error
+    the `refresh` row tries again (backing off) until the message shows it. None also when
+    another edit of the message is under way: that one shows this change too."""
+    held = _ask(svc, rollout_id)
+    if held is None:
+        return None
+    # A person is waiting on this one: it starts from the first back-off step, not where the
+    # retries left off.
+    return hold(svc, rollout_id, held)
 
 
-def edit(svc: Services, rollout_id: int) -> str | None:
-    """One try at showing the committed state: None, or Slack's error."""
-    for _ in range(MAX_REFRESH_ROUNDS):
-        with svc.db.reading() as session:
-            rollout = views.load_rollout(session=session, rollout_id=rollout_id)
-            ref = queries.status_message(session=session, rollout_id=rollout_id)
-        if rollout is None or ref is None:
-            return None
-        message = status_message(rollout, now=svc.clock())
+def hold(svc: Services, rollout_id: int, token: datetime, attempt: int = 0) -> str | None:
+    """Edits the message while holding its `refresh` row (`due_at == token`) until it shows the
+    newest state, then lets go. Returns None, or Slack's error (the row then waits to retry)."""
+    for _ in range(MAX_ROUNDS):
         try:
-            svc.client.chat_update(channel=ref.channel_id, ts=ref.ts, **message.as_kwargs())
+            shown = _edit_once(svc, rollout_id)
         except SlackApiError as exc:
-            log.warning("status message of rollout %s not updated: %s", rollout_id, error_code(exc))
-            return error_code(exc)
-        with svc.db.reading() as session:
-            latest = queries.revision_of(session=session, rollout_id=rollout_id)
-        if latest is None or latest == rollout.revision:
+            error = error_code(exc)
+            log.warning("status message of rollout %s not updated: %s", rollout_id, error)
+            retry_now = _back_off(svc, rollout_id, token, attempt, error)
+            if retry_now is None:
+                return error
+            token = retry_now
+            continue
+        next_token = _let_go(svc, rollout_id, token, shown)
+        if next_token is None:
             return None
+        token = next_token
+    # Still changing: the next asker, or the due-work tick, carries on from here.
+    with svc.db.transaction() as session:
+        session.execute(
+            update(DueJob).where(*_mine(rollout_id), DueJob.due_at == token).values(due_at=svc.clock())
+        )
     return None
+
+
+def _mine(rollout_id: int) -> tuple[Any, ...]:
+    return (DueJob.rollout_id == rollout_id, DueJob.kind == Kind.REFRESH)
+
+
+def _ask(svc: Services, rollout_id: int) -> datetime | None:
+    """Takes the message's `refresh` row (returns its token), or asks its holder for one more
+    round (returns None). One short write transaction."""
+    now = svc.clock()
+    lease = now + LEASE
+    make = postgres_insert if svc.db.dialect == "postgresql" else sqlite_insert
+    # From the rollout's row: a rollout that is gone (or never was) gets no row.
+    row_of_rollout = select(
+        Rollout.id,
+        literal(Kind.REFRESH.value, DueJob.kind.type),
+        literal(lease, DueJob.due_at.type),
+        literal({}, DueJob.data.type),
+    ).where(Rollout.id == rollout_id)
+    take = (
+        make(DueJob)
+        .from_select(["rollout_id", "kind", "due_at", "data"], row_of_rollout)
+        .on_conflict_do_nothing(index_elements=["rollout_id", "kind"])
+        .returning(DueJob.id)
+    )
+    held = select(DueJob.due_at, DueJob.data).where(*_mine(rollout_id))
+    if svc.db.dialect == "postgresql":
+        held = held.with_for_update()
+    with svc.db.transaction() as session:
+        for _ in range(2):  # a second look when its holder let go between the two statements
+            if session.execute(take).scalar() is not None:
+                return lease
+            row = session.execute(held).first()
+            if row is None:
+                continue
+            due_at, data = row[0], dict(row[1] or {})
+            if due_at <= now or ERROR in data:  # lease over or handed on, or a retry waiting: free
+                attempt = int(data.get("attempt", 0))
+                session.execute(
+                    update(DueJob)
+                    .where(*_mine(rollout_id), DueJob.due_at == due_at)
+                    .values(due_at=lease, data={"attempt": attempt})
+                )
+                return lease
+            # Held: ask its holder for one more round; the row stays its holder's.
+            mark = update(DueJob).where(*_mine(rollout_id), DueJob.due_at == due_at)
+            session.execute(mark.values(data={**data, AGAIN: int(data.get(AGAIN, 0)) + 1}))
+            return None
+    return None  # no rollout of that id: nothing to show
+
+
+def _edit_once(svc: Services, rollout_id: int) -> int | None:
+    """Renders the committed state into the message; the revision shown, or None when there is
+    nothing to edit (no rollout, or no message yet: `post` catches up when it has one)."""
+    with svc.db.reading() as session:
+        ref = queries.status_message(session=session, rollout_id=rollout_id)
+        rollout = views.load_rollout(session=session, rollout_id=rollout_id) if ref is not None else None
+        channel, ts = (ref.channel_id, ref.ts) if ref is not None else ("", "")
+    if rollout is None:
+        return None
+    message = status_message(rollout, now=svc.clock())
+    svc.client.chat_update(channel=channel, ts=ts, **message.as_kwargs())
+    return rollout.revision
+
+
+def _let_go(svc: Services, rollout_id: int, token: datetime, shown: int | None) -> datetime | None:
+    """Records what the message shows and lets go of the row; or, when the message is already
+    behind or somebody asked again meanwhile, keeps it (returns the new token)."""
+    lease = svc.clock() + LEASE
+    with svc.db.transaction() as session:
+        latest = None
+        if shown is not None:
+            session.execute(
+                update(SlackMessage)
+                .where(
+                    SlackMessage.rollout_id == rollout_id,
+                    SlackMessage.purpose == queries.STATUS_PURPOSE,
+                    SlackMessage.rendered_revision < shown,
+                )
+                .values(rendered_revision=shown)
+            )
+            latest = session.scalar(select(Rollout.revision).where(Rollout.id == rollout_id))
+        stmt = select(DueJob.data).where(*_mine(rollout_id), DueJob.due_at == token)
+        if svc.db.dialect == "postgresql":
+            stmt = stmt.with_for_update()
+        row = session.execute(stmt).first()
+        if row is None:  # the lease ran out and the due-work tick took the row: its turn
+            return None
+        data = dict(row[0] or {})
+        again = bool(data.pop(AGAIN, False))
+        if shown is not None and (again or (latest is not None and latest != shown)):
+            session.execute(
+                update(DueJob)
+                .where(*_mine(rollout_id), DueJob.due_at == token)
+                .values(due_at=lease, data=data)
+            )
+            return lease
+        session.execute(delete(DueJob).where(*_mine(rollout_id), DueJob.due_at == token))
+        return None
+
+
+def _back_off(svc: Services, rollout_id: int, token: datetime, attempt: int, error: str) -> datetime | None:
+    """Slack refused: the row waits, 2 s, 4 s, 8 s … (asking again while it waits takes it).
+    While askers are counted in the row, one more try at once instead, one per asker, as each
+    click had its own try before edits were coalesced: returns the new token then."""
+    now = svc.clock()
+    with svc.db.transaction() as session:
+        stmt = select(DueJob.data).where(*_mine(rollout_id), DueJob.due_at == token)
+        if svc.db.dialect == "postgresql":
+            stmt = stmt.with_for_update()
+        row = session.execute(stmt).first()
+        asked = int(dict(row[0] or {}).get(AGAIN, 0)) if row is not None else 0
+        if asked:
+            lease = now + LEASE
+            data: dict[str, int] = {"attempt": attempt} | ({AGAIN: asked - 1} if asked > 1 else {})
+            session.execute(
+                update(DueJob)
+                .where(*_mine(rollout_id), DueJob.due_at == token)
+                .values(due_at=lease, data=data)
+            )
+            return lease
+        session.execute(
+            update(DueJob)
+            .where(*_mine(rollout_id), or_(DueJob.due_at == token, DueJob.due_at <= now))
+            .values(due_at=now + refresh_retry(attempt), data={"attempt": attempt + 1, ERROR: error})
+        )
+        return None
+
+
+def _count(result: object) -> int:
+    return int(cast("CursorResult[Any]", result).rowcount)
 
 
 def permalink(svc: Services, rollout_id: int) -> str | None:

@@ -15,10 +15,8 @@ from bot.domain.schedule import (
     DIGEST_TIME_RE,
     UNPLANNED,
     WATCH_MINUTES,
-    Kind,
     planned,
     planned_inputs,
-    refresh_retry,
 )
 from bot.errors import InvalidTransition, RolloutNotFound, UsageError
 from bot.services import Actor, Services
@@ -46,21 +44,6 @@ def reschedule(
         moved = session.execute(update(DueJob).where(*mine).values(due_at=due.at, data=due.data))
         if not cast("CursorResult[Any]", moved).rowcount:  # new, or just deleted by a finishing run
             session.add(DueJob(rollout_id=rollout.id, kind=kind, due_at=due.at, data=due.data))
-
-
-def retry_refresh(svc: Services, rollout_id: int, error: str) -> None:
-    """A status-message edit Slack refused: try again later, until the message shows the
-    committed state. One row per rollout; a later refusal while it waits changes nothing."""
-    now = svc.clock()
-    with svc.db.transaction() as session:
-        exists = session.scalar(
-            select(DueJob.id).where(DueJob.rollout_id == rollout_id, DueJob.kind == Kind.REFRESH)
-        )
-        if exists is None:
-            data = {"attempt": 1, "error": error}
-            session.add(
-                DueJob(rollout_id=rollout_id, kind=Kind.REFRESH, due_at=now + refresh_retry(0), data=data)
-            )
 
 
 def set_digest(svc: Services, actor: Actor, rollout_id: int, cadence: str, at: str | None) -> Rollout:
