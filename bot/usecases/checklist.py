@@ -104,12 +104,13 @@ _HEAD_AND_ITEMS_LOCKED = _HEAD_AND_ITEMS.with_for_update(of=_rollouts)
 _TICK = (
     update(_items)
     .where(_items.c.id == bindparam("item_id"), _items.c.checked_at.is_(None))
-    .values(checked_at=bindparam("at"), checked_by=bindparam("by"))
+    .values(checked_at=bindparam("at"), checked_by=bindparam("by"), unchecked_at=None, unchecked_by=None)
 )
 _UNTICK = (
     update(_items)
     .where(_items.c.id == bindparam("item_id"), _items.c.checked_at.is_not(None))
-    .values(checked_at=None, checked_by=None)
+    # Who unticked it, and when: the status message says so (the domain's set_item does the same).
+    .values(checked_at=None, checked_by=None, unchecked_at=bindparam("at"), unchecked_by=bindparam("by"))
 )
 _BUMP = (
     update(_rollouts)
@@ -146,7 +147,7 @@ def _quick(session: Session, actor: Actor, rollout_id: int, changes: list[ItemCh
         if change.checked:
             moved = conn.execute(_TICK, {"item_id": item.id, "at": now, "by": actor.user_id})
         else:
-            moved = conn.execute(_UNTICK, {"item_id": item.id})
+            moved = conn.execute(_UNTICK, {"item_id": item.id, "at": now, "by": actor.user_id})
         if not moved.rowcount:
             continue
         kind = EventKind.ITEM_CHECKED if change.checked else EventKind.ITEM_UNCHECKED

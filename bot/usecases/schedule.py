@@ -15,6 +15,7 @@ from bot.domain.schedule import (
     DIGEST_TIME_RE,
     UNPLANNED,
     WATCH_MINUTES,
+    Kind,
     planned,
     planned_inputs,
 )

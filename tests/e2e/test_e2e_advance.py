@@ -426,9 +426,8 @@ def test_non_owner_is_refused_until_made_an_approver(sc: Scenario) -> None:
     assert sc.where() == ("active", 0, 0)
 
     resume = sc.command(f"resume {sc.feature}", user=other)
-    assert (
-        body(resume).startswith(":no_entry_sign: Only the owner")
-        and f"can resume *{sc.feature}*" in body(resume)
+    assert body(resume).startswith(":no_entry_sign: Only the owner") and f"can resume *{sc.feature}*" in body(
+        resume
     )
     assert sc.events(EventKind.REFUSED)[-1] == (EventKind.REFUSED, other, {"action": "resume"})
     assert sc.where() == ("active", 0, 0)

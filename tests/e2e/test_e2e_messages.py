@@ -112,7 +112,9 @@ def test_one_rollout_is_told_once_per_event_with_who_why_and_a_link(sc: Scenario
         thread
     )
     status = sc.wait_status("Now: *Gradual Rollout*, step *50%*")
-    assert ":warning: _skipped by override_ *Canary Release*: 5% (skipped by override ⚠)" in steps_text(status)
+    assert ":warning: _skipped by override_ *Canary Release*: 5% (skipped by override ⚠)" in steps_text(
+        status
+    )
     assert "~5%~" not in steps_text(status)  # never struck through as done
     overridden = wait_announced(sc.slack, stake, "Advanced past a closed gate")
     assert f"moved to 50% by <@{owner}> past a closed gate (" in shown(overridden)
@@ -124,7 +126,9 @@ def test_one_rollout_is_told_once_per_event_with_who_why_and_a_link(sc: Scenario
     assert sc.events(EventKind.PAUSED) == [
         (EventKind.PAUSED, oncall, {"step": "50%", "reason": "checkout errors paging"})
     ]
-    assert f"Paused by <@{oncall}> at *Gradual Rollout*, step *50%*" in steps_text(sc.wait_status("Paused by"))
+    assert f"Paused by <@{oncall}> at *Gradual Rollout*, step *50%*" in steps_text(
+        sc.wait_status("Paused by")
+    )
     paused = wait_announced(sc.slack, stake, "Paused:")
     assert f"paused at 50% by <@{oncall}>. Why: checkout errors paging. Next: <@{owner}> resumes" in shown(
         paused
