@@ -32,14 +32,16 @@ from bot.errors import AdvanceClosed, AlreadyMoved
 from bot.flags import FlagError, MemoryProvider
 from bot.ids import Action
 from bot.metrics import MetricQuery, MetricReading, StaticMetricsSource
+from bot.metrics.datadog import DatadogMetricsSource
 from bot.services import Actor, Services
 from bot.usecases import advance, controls, measure, plan_store
 from bot.usecases import start as starting
 from messages.blocks import Message
 from storage import queries
 from storage.db import Database
-from storage.enums import EventKind, RolloutStatus
+from storage.enums import EventKind, RolloutStatus, SnapshotKind
 from storage.models import DueJob, Event, Rollout
+from tests.fakes.datadog_api import FakeDatadog
 from tests.support import Clock, body, make_services
 
 TEAM = "T0AUTO"
@@ -182,6 +184,14 @@ def auto_due(svc: Services, rollout_id: int) -> datetime | None:
         return session.scalar(
             select(DueJob.due_at).where(DueJob.rollout_id == rollout_id, DueJob.kind == "auto")
         )
+
+
+def latest_check(svc: Services, rollout_id: int) -> dict[str, Any]:
+    """The verdict of the gate the tick read last (a CHECK snapshot: it moved nothing)."""
+    with svc.db.reading() as session:
+        snap = queries.latest_snapshot(session=session, rollout_id=rollout_id, kind=SnapshotKind.CHECK)
+        assert snap is not None
+        return dict(snap.verdict or {})
 
 
 def status_blocks(slack: LocalSlack, channel: str) -> list[dict[str, Any]]:
@@ -433,6 +443,90 @@ def test_a_phase_boundary_is_a_checkpoint_when_the_team_says_so(
     say(svc, actor, "advance")
     at(clock, svc, la(9, 10, 5))
     assert where(svc, rollout_id) == "50%"  # inside the phase it goes on by itself
+
+
+CONTROL = [200.0 + (i % 10) for i in range(30)]  # the flag-off cohort, one point a minute
+SAME = list(reversed(CONTROL))  # the control's values: no change
+SLOWER = [v + 40.0 for v in CONTROL]
+
+
+class CanaryLatency:
+    """The stand-in Datadog for a plan whose latency and CPU are judged by the statistical
+    canary test against the flag-off cohort, read by the real datadog-api-client."""
+
+    def __init__(self, datadog: FakeDatadog) -> None:
+        self.datadog = datadog
+        datadog.set_value("errors{service:checkout-v2}", 0.5)
+        for name in ("latency", "cpu"):
+            datadog.set_value(f"{name}{{service:checkout-v2,cohort:off}}", 204.5, series=CONTROL)
+        self.canary(latency=SAME, cpu=SAME)
+
+    def canary(self, *, latency: list[float], cpu: list[float]) -> None:
+        self.datadog.set_value("latency{service:checkout-v2,cohort:on}", 204.5, series=latency)
+        self.datadog.set_value("cpu{service:checkout-v2,cohort:on}", 204.5, series=cpu)
+
+
+def judged_plan() -> Plan:
+    """The walk, gated by an error rate and two judged metrics: latency weighs 4, CPU 1, so a
+    CPU significantly higher scores 80 — between 75 and 95, a marginal judgement."""
+
+    def judged(key: str, name: str, weight: float) -> Metric:
+        return Metric(
+            key,
+            name,
+            f"avg:{key}{{service:{{service}},cohort:on}}",
+            Rule.RELATIVE,
+            control_query=f"avg:{key}{{service:{{service}},cohort:off}}",
+            unit="ms",
+            judge="mann-whitney",
+            weight=weight,
+        )
+
+    return replace(
+        plan(),
+        name="judged",
+        title="Plan judged",
+        metrics=(*plan().metrics, judged("latency", "Latency", 4.0), judged("cpu", "CPU", 1.0)),
+        triggers=(),
+    )
+
+
+def test_a_marginal_judgement_holds_it_until_the_readings_are_clearly_green(
+    svc: Services, actor: Actor, clock: Clock, flags: MemoryProvider, slack: LocalSlack
+) -> None:
+    with FakeDatadog() as datadog, DatadogMetricsSource("key", "app", api_url=datadog.url) as source:
+        readings = CanaryLatency(datadog)
+        svc.metrics = source
+        plan_store.save(svc, replace(actor, user_id="U0IMPORTER"), judged_plan(), source="")
+        flags.create("checkout-v2")
+        rollout_id = starting.start(svc, actor, starting.Start(feature="checkout-v2", template="judged"))
+        status_board.post(svc, rollout_id)
+        say(svc, actor, "auto on checkout-v2")
+
+        readings.canary(latency=SAME, cpu=SLOWER)
+        at(clock, svc, la(8, 10))  # soak met, every rule passes, but the judgement is marginal
+        assert where(svc, rollout_id) == "1%"
+        assert events(svc, rollout_id, EventKind.ADVANCED) == []
+        judgement = latest_check(svc, rollout_id)["judgement"]
+        assert (judgement["verdict"], judgement["score"]) == ("MARGINAL", 80.0)
+        assert auto_due(svc, rollout_id) == la(8, 11)  # looked at again in an hour
+        shown = status_text(slack, actor.channel_id)
+        assert "auto: next check at <!date^" in shown and "|Tue 8 Dec 11:00 PST>" in shown
+        assert "(the canary judgement is marginal (score 80; failing: CPU; a person decides))" in shown
+        home.publish(svc, TEAM, OWNER)  # the owner's App Home says the same
+        [published] = [c.params for c in slack.calls("views.publish") if c.params.get("user_id") == OWNER]
+        home_text = json.dumps(published["view"], ensure_ascii=False)
+        assert "auto: next check at" in home_text and "the canary judgement is marginal" in home_text
+
+        at(clock, svc, la(8, 11))  # still marginal an hour later: still held
+        assert where(svc, rollout_id) == "1%"
+
+        readings.canary(latency=SAME, cpu=SAME)  # clearly green: score 100
+        at(clock, svc, la(8, 12))
+        assert where(svc, rollout_id) == "25%"
+        [moved] = events(svc, rollout_id, EventKind.ADVANCED)
+        assert moved.data["auto"] == "Error rate passes, Latency passes, CPU passes, soak met"
+        assert "marginal" not in status_text(slack, actor.channel_id)
 
 
 # --- one step for two advances at once ----------------------------------------------------------
