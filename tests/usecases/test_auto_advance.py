@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 import threading
 import uuid
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any
@@ -140,9 +140,9 @@ def say(svc: Services, actor: Actor, text: str) -> Said:
     return said
 
 
-def start(svc: Services, actor: Actor, flags: MemoryProvider) -> int:
+def start(svc: Services, actor: Actor, flags: MemoryProvider, template: str = "walk") -> int:
     flags.create("checkout-v2")
-    rollout_id = starting.start(svc, actor, starting.Start(feature="checkout-v2", template="walk"))
+    rollout_id = starting.start(svc, actor, starting.Start(feature="checkout-v2", template=template))
     status_board.post(svc, rollout_id)
     measure.capture_baseline(svc, rollout_id)
     return rollout_id
@@ -419,6 +419,14 @@ def test_a_pause_holds_it_and_a_resume_lets_it_go_on(
     at(clock, svc, la(8, 10, 5))
     assert where(svc, rollout_id) == "25%"
 
+    # The owner pauses while the tick is reading Datadog for the next step: nothing moves.
+    svc.metrics = meanwhile = Meanwhile(GREEN, lambda: controls.pause(svc, actor, rollout_id, "a call"))
+    at(clock, svc, la(9, 10, 10))
+    assert meanwhile.meanwhile is None  # the pause came during the gate's read
+    assert where(svc, rollout_id) == "25%" and flags.read("checkout-v2").percent == 25.0
+    assert row(svc, rollout_id).status is RolloutStatus.PAUSED
+    assert len(events(svc, rollout_id, EventKind.ADVANCED)) == 1
+
 
 def test_a_drifted_flag_holds_it(svc: Services, actor: Actor, clock: Clock, flags: MemoryProvider) -> None:
     rollout_id = start(svc, actor, flags)
@@ -532,6 +540,23 @@ def test_a_marginal_judgement_holds_it_until_the_readings_are_clearly_green(
 # --- one step for two advances at once ----------------------------------------------------------
 
 
+class Meanwhile(StaticMetricsSource):
+    """Readings from a table; the first read of the gate (the success criteria, not the
+    watch's triggers alone) also runs `meanwhile`: what a person does while the tick is
+    reading Datadog to advance."""
+
+    def __init__(self, values: dict[str, float], meanwhile: Callable[[], object]) -> None:
+        super().__init__(values)
+        self.meanwhile: Callable[[], object] | None = meanwhile
+
+    def snapshot(self, queries: Sequence[MetricQuery], *, now: datetime) -> dict[str, MetricReading]:
+        act = self.meanwhile
+        if act is not None and any(q.name == "error_rate" for q in queries):
+            self.meanwhile = None
+            act()
+        return super().snapshot(queries, now=now)
+
+
 class MeetingMetrics(StaticMetricsSource):
     """Holds the first two reads until both have arrived: the two advances then race for the
     rollout's lock with the same green gate in hand. Later reads pass."""
@@ -554,7 +579,13 @@ class MeetingMetrics(StaticMetricsSource):
 def test_a_persons_advance_and_the_ticks_at_the_same_moment_move_one_step(
     svc: Services, actor: Actor, clock: Clock, flags: MemoryProvider
 ) -> None:
-    rollout_id = start(svc, actor, flags)
+    # 25% needs no soak here: once one advance has moved it, the other would find a green gate
+    # at 25% and move again, but for being bound to the step it read.
+    walk = plan()
+    canary, gradual, *rest = walk.phases
+    quick = replace(gradual, steps=(replace(gradual.steps[0], min_business_days=0), *gradual.steps[1:]))
+    plan_store.save(svc, actor, replace(walk, name="quick", phases=(canary, quick, *rest)), source="")
+    rollout_id = start(svc, actor, flags, template="quick")
     say(svc, actor, "auto on")
     clock.now = la(8, 10)
     with svc.db.transaction() as session:  # only the auto row is due: its read meets the person's
