@@ -297,6 +297,26 @@ def test_a_green_rollout_walks_1_25_50_by_itself_inside_the_hours_and_waits_outs
     assert auto_due(svc, rollout_id) is None
 
 
+def test_while_the_tick_looks_the_status_says_checking_now_not_the_time_of_its_lease(
+    svc: Services, actor: Actor, clock: Clock, flags: MemoryProvider, slack: LocalSlack
+) -> None:
+    rollout_id = start(svc, actor, flags)
+    say(svc, actor, "auto on")
+    seen: list[str] = []
+
+    def someone_redraws_the_status() -> None:  # a change of theirs while the tick reads Datadog
+        status_board.refresh(svc, rollout_id)
+        seen.append(status_text(slack, actor.channel_id))
+
+    svc.metrics = Meanwhile({"error_rate": 1.5, "error_spike": 0.2}, someone_redraws_the_status)
+    at(clock, svc, la(8, 10))
+    [during] = seen
+    assert "auto: checking now" in during and "next check at" not in during
+    after = status_text(slack, actor.channel_id)  # the error rate fails: it looks again in an hour
+    assert "auto: next check at <!date^" in after and "|Tue 8 Dec 11:00 PST> (Error rate fails" in after
+    assert where(svc, rollout_id) == "1%"
+
+
 def test_a_person_may_advance_before_the_tick_and_the_tick_carries_on_from_there(
     svc: Services, actor: Actor, clock: Clock, flags: MemoryProvider
 ) -> None:
