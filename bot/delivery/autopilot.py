@@ -81,11 +81,12 @@ def run(svc: Services, rollout_id: int, data: dict[str, Any], now: datetime, lea
 def _wait(
     svc: Services, rollout_id: int, data: dict[str, Any], lease: datetime, until: datetime, why: str
 ) -> Due:
-    """The row's next look. A new reason to wait is shown on the status message at once ("waiting:
-    freeze … until …"): the row is set while this run still holds it (`lease`, the claim's
-    token), then the message is drawn from it; a change meanwhile wins, as in `jobs._finish`."""
+    """The row's next look. A new reason or time to wait is shown on the status message at once
+    ("waiting: freeze … until …", "auto: next check at 11:00 (…)"; a time shown must not pass
+    unchanged): the row is set while this run still holds it (`lease`, the claim's token), then
+    the message is drawn from it; a change meanwhile wins, as in `jobs._finish`."""
     due = Due(until, {**data, "why": why, "next": iso_utc(until)})
-    if data.get("why") != why:
+    if (data.get("why"), data.get("next")) != (why, due.data["next"]):
         with svc.db.transaction() as session:
             session.execute(
                 update(DueJob)

@@ -548,6 +548,8 @@ def test_a_marginal_judgement_holds_it_until_the_readings_are_clearly_green(
 
         at(clock, svc, la(8, 11))  # still marginal an hour later: still held
         assert where(svc, rollout_id) == "1%"
+        shown = status_text(slack, actor.channel_id)  # redrawn: the time shown never passes unchanged
+        assert "|Tue 8 Dec 12:00 PST> (the canary judgement is marginal" in shown
 
         readings.canary(latency=SAME, cpu=SAME)  # clearly green: score 100
         at(clock, svc, la(8, 12))
