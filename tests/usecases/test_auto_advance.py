@@ -2,9 +2,10 @@
 dispatched as the Slack listeners do), the use cases and the due-work tick, on SQLite and
 Postgres, with the test's clock: a green rollout walks 1% → 25% → 50% by itself inside the
 allowed hours and waits outside them; a freeze stops people and the tick, and "Advance
-anyway…" takes a person through with a reason; a fired trigger, a drifted flag, unticked
-exit criteria and a pause each hold it; a checkpoint asks the owner; a person's advance and
-the tick's at the same moment move one step."""
+anyway…" takes a person through with a reason; a marginal canary judgement (read by the real
+datadog-api-client from the Datadog stand-in), a fired trigger, a drifted flag and a pause
+(even one made while the tick reads Datadog) each hold it; a checkpoint asks the owner; a
+person's advance and the tick's at the same moment move one step."""
 
 from __future__ import annotations
 
