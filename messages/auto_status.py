@@ -15,12 +15,15 @@ _CALENDAR = ("freeze", "allowed hours", "holiday")
 
 def auto_words(rollout: RolloutView) -> str:
     """The line as mrkdwn: "auto: next check at <each reader's own time>", "waiting: freeze
-    “x” until …", "auto: waits for a person"; "" when auto-advance is off or the rollout is
-    not active."""
+    “x” until …", "auto: checking now" (while the tick looks: its row's time is only a
+    lease), "auto: waits for a person"; "" when auto-advance is off or the rollout is not
+    active."""
     if not rollout.auto_on or rollout.status != "active":
         return ""
     if rollout.auto_due is None:
         return "auto: waits for a person (a checkpoint, or the owner's advance)"
+    if rollout.auto_checking:
+        return "auto: checking now"
     if rollout.auto_why and any(word in rollout.auto_why for word in _CALENDAR):
         return f"waiting: {escape(rollout.auto_why)}"
     at = slack_time(rollout.auto_due, rollout.timezone)

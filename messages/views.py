@@ -97,6 +97,7 @@ class RolloutView:
     auto_on: bool = False
     auto_due: datetime | None = None
     auto_why: str = ""
+    auto_checking: bool = False  # the tick is looking now: `auto_due` is only its claim's lease
 
     @property
     def paused(self) -> bool:

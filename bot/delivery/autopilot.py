@@ -9,6 +9,10 @@ At each run the row asks `bot.domain.windows.decide` (through `bot.usecases.auto
   comes back at the decision's time.
 - CHECK: the advance use case reads Datadog and moves the rollout if the gate is fully green,
   bound to the step this row was planned at: if a person moved it first, nothing moves.
+
+The row's data keeps the time of its next look ("next", else "at" when first planned) beside
+its `due_at`, which a claim moves a lease ahead: a `due_at` past that time means a run holds
+the row, and the status message says "checking now" instead of showing the lease.
 """
 
 from __future__ import annotations
@@ -21,7 +25,7 @@ from sqlalchemy import update
 
 from bot.delivery import status_board
 from bot.domain import windows
-from bot.domain.schedule import Due, Kind, planned
+from bot.domain.schedule import Due, Kind, iso_utc, planned
 from bot.errors import AlreadyMoved, FlagWriteFailed, InvalidTransition
 from bot.services import Services
 from bot.usecases import announcing, autopilot, views
@@ -77,11 +81,12 @@ def run(svc: Services, rollout_id: int, data: dict[str, Any], now: datetime, lea
 def _wait(
     svc: Services, rollout_id: int, data: dict[str, Any], lease: datetime, until: datetime, why: str
 ) -> Due:
-    """The row's next look. A new reason to wait is shown on the status message at once ("waiting:
-    freeze … until …"): the row is set while this run still holds it (`lease`, the claim's
-    token), then the message is drawn from it; a change meanwhile wins, as in `jobs._finish`."""
-    due = Due(until, {**data, "why": why})
-    if data.get("why") != why:
+    """The row's next look. A new reason or time to wait is shown on the status message at once
+    ("waiting: freeze … until …", "auto: next check at 11:00 (…)"; a time shown must not pass
+    unchanged): the row is set while this run still holds it (`lease`, the claim's token), then
+    the message is drawn from it; a change meanwhile wins, as in `jobs._finish`."""
+    due = Due(until, {**data, "why": why, "next": iso_utc(until)})
+    if (data.get("why"), data.get("next")) != (why, due.data["next"]):
         with svc.db.transaction() as session:
             session.execute(
                 update(DueJob)

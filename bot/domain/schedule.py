@@ -138,10 +138,10 @@ def planned(rollout: Rollout, now: datetime, *, watch_minutes: int = WATCH_MINUT
 
 def planned_inputs(kind: str, data: dict[str, Any]) -> dict[str, Any]:
     """What a row was planned from. A digest's "at" moves on as digests go out, so only its
-    settings count; the other kinds' times follow from their inputs. Why an auto row waits is
-    what it found, not what it was planned from."""
+    settings count; the other kinds' times follow from their inputs. Why an auto row waits, and
+    when it looks next, are what it found, not what it was planned from."""
     if kind == Kind.AUTO:
-        return {k: v for k, v in data.items() if k not in ("at", "why")}
+        return {k: v for k, v in data.items() if k not in ("at", "why", "next")}
     return {k: v for k, v in data.items() if k != "at"} if kind == Kind.DIGEST else data
 
 

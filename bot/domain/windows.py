@@ -38,6 +38,7 @@ from datetime import date, datetime, time, timedelta
 from enum import StrEnum
 from zoneinfo import ZoneInfo
 
+from bot.domain import canary
 from bot.domain.calendar import format_local, is_business_day
 from bot.domain.gates import GateResult
 
@@ -288,11 +289,18 @@ def decide(ask: Ask) -> Decision:
     return Decision(Answer.GO, ask.gate_why)
 
 
+_JUDGED_WORDS = {"MARGINAL": "marginal", "FAIL": "failing", "NODATA": "without data"}
+
+
 def not_green(gate: GateResult) -> list[str]:
     """Why a gate is not fully green enough to advance without a person; empty when it is."""
-    out = list(gate.blockers) if not gate.passed else []
+    # The gate's own sentence about the judgement is written for the gate report (it offers
+    # "Advance anyway…"); the tick's line says it short, with the score.
+    judged = canary.blocker(gate.judgement) if gate.judgement is not None else None
+    out = [b.rstrip(".") for b in gate.blockers if b != judged] if not gate.passed else []
     if gate.judgement is not None and gate.judgement.verdict.value != "PASS":
-        out.append(f"the judgement is {gate.judgement.verdict.value.lower()}: a person decides")
+        state = _JUDGED_WORDS.get(gate.judgement.verdict.value, gate.judgement.verdict.value.lower())
+        out.append(f"the canary judgement is {state} ({gate.judgement.reason})")
     out += [f"trigger {v.name} fired" for v in gate.fired]
     out += [f"trigger {v.name} cannot be computed" for v in gate.triggers if v.incomputable]
     if gate.unchecked:

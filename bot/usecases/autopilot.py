@@ -279,7 +279,8 @@ def remove_freeze(svc: Services, actor: Actor, freeze_id: int) -> None:
 
 def view_fields(rollout: Rollout) -> dict[str, Any]:
     """What the read model shows of auto-advance: on, and the tick's next look and why it
-    waits (its `auto` row). Read in the session the rollout was loaded in, if it is open."""
+    waits (its `auto` row), or that a look is running. Read in the session the rollout was
+    loaded in, if it is open."""
     if not rollout.auto_advance:
         return {}
     session = object_session(rollout)
@@ -294,7 +295,17 @@ def view_fields(rollout: Rollout) -> dict[str, Any]:
     )
     if found is None:
         return {"auto_on": True}
-    return {"auto_on": True, "auto_due": found.due_at, "auto_why": str((found.data or {}).get("why", ""))}
+    data = found.data or {}
+    planned = data.get("next") or data.get("at")
+    # A claim moves due_at a lease past the planned look (bot.delivery.autopilot): a check is
+    # running (or owed, after a crash), and the lease is no time anyone should read.
+    checking = isinstance(planned, str) and found.due_at > datetime.fromisoformat(planned)
+    return {
+        "auto_on": True,
+        "auto_due": found.due_at,
+        "auto_why": str(data.get("why", "")),
+        "auto_checking": checking,
+    }
 
 
 def reload(session: Session, rollout_id: int) -> Rollout:

@@ -255,7 +255,7 @@ def test_a_passing_gate_with_nothing_pending_is_fully_green() -> None:
     [
         (
             {"passed": False, "judgement": Score(80.0, JudgementVerdict.MARGINAL, "80; a person decides")},
-            "the judgement is marginal: a person decides",
+            "the canary judgement is marginal (80; a person decides)",
         ),
         ({"fired": (_verdict("Error spike", GateVerdict.FAIL),)}, "trigger Error spike fired"),
         (

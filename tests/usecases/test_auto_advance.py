@@ -2,16 +2,17 @@
 dispatched as the Slack listeners do), the use cases and the due-work tick, on SQLite and
 Postgres, with the test's clock: a green rollout walks 1% → 25% → 50% by itself inside the
 allowed hours and waits outside them; a freeze stops people and the tick, and "Advance
-anyway…" takes a person through with a reason; a fired trigger, a drifted flag, unticked
-exit criteria and a pause each hold it; a checkpoint asks the owner; a person's advance and
-the tick's at the same moment move one step."""
+anyway…" takes a person through with a reason; a marginal canary judgement (read by the real
+datadog-api-client from the Datadog stand-in), a fired trigger, a drifted flag and a pause
+(even one made while the tick reads Datadog) each hold it; a checkpoint asks the owner; a
+person's advance and the tick's at the same moment move one step."""
 
 from __future__ import annotations
 
 import json
 import threading
 import uuid
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any
@@ -32,14 +33,16 @@ from bot.errors import AdvanceClosed, AlreadyMoved
 from bot.flags import FlagError, MemoryProvider
 from bot.ids import Action
 from bot.metrics import MetricQuery, MetricReading, StaticMetricsSource
+from bot.metrics.datadog import DatadogMetricsSource
 from bot.services import Actor, Services
 from bot.usecases import advance, controls, measure, plan_store
 from bot.usecases import start as starting
 from messages.blocks import Message
 from storage import queries
 from storage.db import Database
-from storage.enums import EventKind, RolloutStatus
+from storage.enums import EventKind, RolloutStatus, SnapshotKind
 from storage.models import DueJob, Event, Rollout
+from tests.fakes.datadog_api import FakeDatadog
 from tests.support import Clock, body, make_services
 
 TEAM = "T0AUTO"
@@ -138,9 +141,9 @@ def say(svc: Services, actor: Actor, text: str) -> Said:
     return said
 
 
-def start(svc: Services, actor: Actor, flags: MemoryProvider) -> int:
+def start(svc: Services, actor: Actor, flags: MemoryProvider, template: str = "walk") -> int:
     flags.create("checkout-v2")
-    rollout_id = starting.start(svc, actor, starting.Start(feature="checkout-v2", template="walk"))
+    rollout_id = starting.start(svc, actor, starting.Start(feature="checkout-v2", template=template))
     status_board.post(svc, rollout_id)
     measure.capture_baseline(svc, rollout_id)
     return rollout_id
@@ -182,6 +185,14 @@ def auto_due(svc: Services, rollout_id: int) -> datetime | None:
         return session.scalar(
             select(DueJob.due_at).where(DueJob.rollout_id == rollout_id, DueJob.kind == "auto")
         )
+
+
+def latest_check(svc: Services, rollout_id: int) -> dict[str, Any]:
+    """The verdict of the gate the tick read last (a CHECK snapshot: it moved nothing)."""
+    with svc.db.reading() as session:
+        snap = queries.latest_snapshot(session=session, rollout_id=rollout_id, kind=SnapshotKind.CHECK)
+        assert snap is not None
+        return dict(snap.verdict or {})
 
 
 def status_blocks(slack: LocalSlack, channel: str) -> list[dict[str, Any]]:
@@ -285,6 +296,26 @@ def test_a_green_rollout_walks_1_25_50_by_itself_inside_the_hours_and_waits_outs
         f"advances to it. <@{OWNER}>, advance it yourself; auto-advance carries on after that."
     ]
     assert auto_due(svc, rollout_id) is None
+
+
+def test_while_the_tick_looks_the_status_says_checking_now_not_the_time_of_its_lease(
+    svc: Services, actor: Actor, clock: Clock, flags: MemoryProvider, slack: LocalSlack
+) -> None:
+    rollout_id = start(svc, actor, flags)
+    say(svc, actor, "auto on")
+    seen: list[str] = []
+
+    def someone_redraws_the_status() -> None:  # a change of theirs while the tick reads Datadog
+        status_board.refresh(svc, rollout_id)
+        seen.append(status_text(slack, actor.channel_id))
+
+    svc.metrics = Meanwhile({"error_rate": 1.5, "error_spike": 0.2}, someone_redraws_the_status)
+    at(clock, svc, la(8, 10))
+    [during] = seen
+    assert "auto: checking now" in during and "next check at" not in during
+    after = status_text(slack, actor.channel_id)  # the error rate fails: it looks again in an hour
+    assert "auto: next check at <!date^" in after and "|Tue 8 Dec 11:00 PST> (Error rate fails" in after
+    assert where(svc, rollout_id) == "1%"
 
 
 def test_a_person_may_advance_before_the_tick_and_the_tick_carries_on_from_there(
@@ -409,6 +440,14 @@ def test_a_pause_holds_it_and_a_resume_lets_it_go_on(
     at(clock, svc, la(8, 10, 5))
     assert where(svc, rollout_id) == "25%"
 
+    # The owner pauses while the tick is reading Datadog for the next step: nothing moves.
+    svc.metrics = meanwhile = Meanwhile(GREEN, lambda: controls.pause(svc, actor, rollout_id, "a call"))
+    at(clock, svc, la(9, 10, 10))
+    assert meanwhile.meanwhile is None  # the pause came during the gate's read
+    assert where(svc, rollout_id) == "25%" and flags.read("checkout-v2").percent == 25.0
+    assert row(svc, rollout_id).status is RolloutStatus.PAUSED
+    assert len(events(svc, rollout_id, EventKind.ADVANCED)) == 1
+
 
 def test_a_drifted_flag_holds_it(svc: Services, actor: Actor, clock: Clock, flags: MemoryProvider) -> None:
     rollout_id = start(svc, actor, flags)
@@ -435,7 +474,110 @@ def test_a_phase_boundary_is_a_checkpoint_when_the_team_says_so(
     assert where(svc, rollout_id) == "50%"  # inside the phase it goes on by itself
 
 
+CONTROL = [200.0 + (i % 10) for i in range(30)]  # the flag-off cohort, one point a minute
+SAME = list(reversed(CONTROL))  # the control's values: no change
+SLOWER = [v + 40.0 for v in CONTROL]
+
+
+class CanaryLatency:
+    """The stand-in Datadog for a plan whose latency and CPU are judged by the statistical
+    canary test against the flag-off cohort, read by the real datadog-api-client."""
+
+    def __init__(self, datadog: FakeDatadog) -> None:
+        self.datadog = datadog
+        datadog.set_value("errors{service:checkout-v2}", 0.5)
+        for name in ("latency", "cpu"):
+            datadog.set_value(f"{name}{{service:checkout-v2,cohort:off}}", 204.5, series=CONTROL)
+        self.canary(latency=SAME, cpu=SAME)
+
+    def canary(self, *, latency: list[float], cpu: list[float]) -> None:
+        self.datadog.set_value("latency{service:checkout-v2,cohort:on}", 204.5, series=latency)
+        self.datadog.set_value("cpu{service:checkout-v2,cohort:on}", 204.5, series=cpu)
+
+
+def judged_plan() -> Plan:
+    """The walk, gated by an error rate and two judged metrics: latency weighs 4, CPU 1, so a
+    CPU significantly higher scores 80 — between 75 and 95, a marginal judgement."""
+
+    def judged(key: str, name: str, weight: float) -> Metric:
+        return Metric(
+            key,
+            name,
+            f"avg:{key}{{service:{{service}},cohort:on}}",
+            Rule.RELATIVE,
+            control_query=f"avg:{key}{{service:{{service}},cohort:off}}",
+            unit="ms",
+            judge="mann-whitney",
+            weight=weight,
+        )
+
+    return replace(
+        plan(),
+        name="judged",
+        title="Plan judged",
+        metrics=(*plan().metrics, judged("latency", "Latency", 4.0), judged("cpu", "CPU", 1.0)),
+        triggers=(),
+    )
+
+
+def test_a_marginal_judgement_holds_it_until_the_readings_are_clearly_green(
+    svc: Services, actor: Actor, clock: Clock, flags: MemoryProvider, slack: LocalSlack
+) -> None:
+    with FakeDatadog() as datadog, DatadogMetricsSource("key", "app", api_url=datadog.url) as source:
+        readings = CanaryLatency(datadog)
+        svc.metrics = source
+        plan_store.save(svc, replace(actor, user_id="U0IMPORTER"), judged_plan(), source="")
+        flags.create("checkout-v2")
+        rollout_id = starting.start(svc, actor, starting.Start(feature="checkout-v2", template="judged"))
+        status_board.post(svc, rollout_id)
+        say(svc, actor, "auto on checkout-v2")
+
+        readings.canary(latency=SAME, cpu=SLOWER)
+        at(clock, svc, la(8, 10))  # soak met, every rule passes, but the judgement is marginal
+        assert where(svc, rollout_id) == "1%"
+        assert events(svc, rollout_id, EventKind.ADVANCED) == []
+        judgement = latest_check(svc, rollout_id)["judgement"]
+        assert (judgement["verdict"], judgement["score"]) == ("MARGINAL", 80.0)
+        assert auto_due(svc, rollout_id) == la(8, 11)  # looked at again in an hour
+        shown = status_text(slack, actor.channel_id)
+        assert "auto: next check at <!date^" in shown and "|Tue 8 Dec 11:00 PST>" in shown
+        assert "(the canary judgement is marginal (score 80; failing: CPU; a person decides))" in shown
+        home.publish(svc, TEAM, OWNER)  # the owner's App Home says the same
+        [published] = [c.params for c in slack.calls("views.publish") if c.params.get("user_id") == OWNER]
+        home_text = json.dumps(published["view"], ensure_ascii=False)
+        assert "auto: next check at" in home_text and "the canary judgement is marginal" in home_text
+
+        at(clock, svc, la(8, 11))  # still marginal an hour later: still held
+        assert where(svc, rollout_id) == "1%"
+        shown = status_text(slack, actor.channel_id)  # redrawn: the time shown never passes unchanged
+        assert "|Tue 8 Dec 12:00 PST> (the canary judgement is marginal" in shown
+
+        readings.canary(latency=SAME, cpu=SAME)  # clearly green: score 100
+        at(clock, svc, la(8, 12))
+        assert where(svc, rollout_id) == "25%"
+        [moved] = events(svc, rollout_id, EventKind.ADVANCED)
+        assert moved.data["auto"] == "Error rate passes, Latency passes, CPU passes, soak met"
+        assert "marginal" not in status_text(slack, actor.channel_id)
+
+
 # --- one step for two advances at once ----------------------------------------------------------
+
+
+class Meanwhile(StaticMetricsSource):
+    """Readings from a table; the first read of the gate (the success criteria, not the
+    watch's triggers alone) also runs `meanwhile`: what a person does while the tick is
+    reading Datadog to advance."""
+
+    def __init__(self, values: dict[str, float], meanwhile: Callable[[], object]) -> None:
+        super().__init__(values)
+        self.meanwhile: Callable[[], object] | None = meanwhile
+
+    def snapshot(self, queries: Sequence[MetricQuery], *, now: datetime) -> dict[str, MetricReading]:
+        act = self.meanwhile
+        if act is not None and any(q.name == "error_rate" for q in queries):
+            self.meanwhile = None
+            act()
+        return super().snapshot(queries, now=now)
 
 
 class MeetingMetrics(StaticMetricsSource):
@@ -460,7 +602,13 @@ class MeetingMetrics(StaticMetricsSource):
 def test_a_persons_advance_and_the_ticks_at_the_same_moment_move_one_step(
     svc: Services, actor: Actor, clock: Clock, flags: MemoryProvider
 ) -> None:
-    rollout_id = start(svc, actor, flags)
+    # 25% needs no soak here: once one advance has moved it, the other would find a green gate
+    # at 25% and move again, but for being bound to the step it read.
+    walk = plan()
+    canary, gradual, *rest = walk.phases
+    quick = replace(gradual, steps=(replace(gradual.steps[0], min_business_days=0), *gradual.steps[1:]))
+    plan_store.save(svc, actor, replace(walk, name="quick", phases=(canary, quick, *rest)), source="")
+    rollout_id = start(svc, actor, flags, template="quick")
     say(svc, actor, "auto on")
     clock.now = la(8, 10)
     with svc.db.transaction() as session:  # only the auto row is due: its read meets the person's
