@@ -83,9 +83,9 @@ def test_one_rollout_is_told_once_per_event_with_who_why_and_a_link(sc: Scenario
     line = wait_announced(sc.slack, stake, "Rollout started")
     assert line["text"] == f"Rollout started: {sc.feature}, first step 5%"  # the push text: plain
     assert shown(line) == (
-        f":rocket: *{sc.feature}* rollout started by <@{owner}> with the Aggressive rollout plan, "
-        f"owner <@{owner}>. First step: 5%. Next: 50% of Gradual Rollout once the gate passes. "
-        f"<{permalink(sc)}|status thread>"
+        f":rocket: *{sc.feature}* rollout started by <@{owner}> (owner) with the Aggressive rollout "
+        f"plan. First step: 5%. Next: 50% of Gradual Rollout once the gate passes. "
+        f"Details: <{permalink(sc)}|status thread>"
     )
     # The next advance leaves Canary Release: its exit criteria wait on the owner.
     status = sc.status_message()
@@ -168,7 +168,7 @@ def test_one_rollout_is_told_once_per_event_with_who_why_and_a_link(sc: Scenario
         f":rewind: Rolled back by <@{owner}> at *Gradual Rollout*, step *50%*, <!date^"
     ) and state.split("\n")[0].endswith(". Reason: error rate doubled.")
     assert shown(status).count("Rolled back") == 1
-    assert ":rewind: _rolled back_ *Gradual Rollout*: 50% (rolled back here) → 100% (not reached)" in state
+    assert ":rewind: _rolled back_ *Gradual Rollout*: 50% (stopped here) → 100% (not reached)" in state
     rolled = wait_announced(sc.slack, stake, "Rolled back:")
     assert f"rolled back from 50% by <@{owner}>. Why: error rate doubled." in shown(rolled)
 

@@ -107,7 +107,7 @@ def test_the_status_message_shows_feature_owner_template_phases_and_where_it_is(
     # The next advance leaves Canary: its unticked exit criteria wait on the owner.
     assert steps.splitlines()[1] == "Waiting on <@U_OWNER>: 2 exit criteria"
     assert steps.splitlines()[2:] == [
-        ":arrow_forward: _now_ *Canary*: *1% (500 users)* (now)",
+        ":arrow_forward: _now_ *Canary*: *1% (500 users)*",
         ":white_circle: _ahead_ *25% - 100%*: 25% (3,000 users) → 50% (6,000 users) → 75% (9,000 users) → 100% (12,000 users)",
     ]
 
