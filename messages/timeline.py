@@ -63,7 +63,9 @@ def _blocked(e: EventView) -> str:
 
 
 def _item(mark: str, verb: str) -> Callable[[EventView], str]:
-    return lambda e: f"{mark} {_who(e.actor_id)} {verb} _{escape(truncate(str(e.data.get('text', '')), 200))}_"
+    return lambda e: (
+        f"{mark} {_who(e.actor_id)} {verb} _{escape(truncate(str(e.data.get('text', '')), 200))}_"
+    )
 
 
 LINES: dict[str, Callable[[EventView], str]] = {

@@ -10,6 +10,7 @@ from bot.domain.plans.catalog import plan_problems
 from bot.domain.plans.markdown import DocumentTooLarge, Problem, parse_plans
 from bot.services import Actor, Services
 from bot.usecases import exporting, lookup, plan_store
+from messages import confirmations as confirm
 from messages.blocks import Message, text_message
 from messages.text import escape
 from storage import queries
@@ -83,8 +84,4 @@ def export_to_thread(svc: Services, actor: Actor, rollout_id: int) -> Message:
         file_uploads=files,
         initial_comment=f"The plan for {escape(rollout.feature)} with its results so far.",
     )
-    pictures = f" with {len(charts)} chart{'s' if len(charts) != 1 else ''}" if charts else ""
-    note = f" The charts are missing: {missing}." if missing else ""
-    return text_message(
-        f":page_facing_up: Exported *{escape(rollout.feature)}*{pictures} into its thread.{note}"
-    )
+    return confirm.exported(rollout.feature, len(charts), missing or "")

@@ -208,12 +208,13 @@ def test_a_refusal_leads_to_the_owner_and_anyone_may_pause(sc: Scenario) -> None
 
     _, path = sc.click({**refused, "ts": "1700000000.000002"}, "request_access", user=stranger)
     [asked] = sc.posts_to(path)
-    assert body(asked) == f"Asked <@{owner}> in the status thread of *{sc.feature}*."
+    assert body(asked) == f":key: Asked <@{owner}> in the status thread of *{sc.feature}*."
     request = wait_announced(sc.slack, sc.channel, "Access requested")
     assert request["thread_ts"] == sc.status_ts()
     assert (
         shown(request)
-        == f"<@{owner}>: <@{stranger}> asks to be an approver of {sc.feature} (refused: advance)."
+        == f":key: Access requested: <@{stranger}> asks to be an approver of *{sc.feature}* (refused: advance). "
+        f"<@{owner}>, one click adds them."
     )
     assert buttons(request) == [("approver_add", f"{sc.rollout_id}:{stranger}")]
 
@@ -227,7 +228,7 @@ def test_a_refusal_leads_to_the_owner_and_anyone_may_pause(sc: Scenario) -> None
     _, path = sc.click(request, "approver_add")
     [granted] = sc.posts_to(path)
     assert granted["replace_original"] is True
-    assert shown(granted) == f"<@{owner}> added <@{stranger}> as an approver of {sc.feature}."
+    assert shown(granted) == f":key: Approver added to *{sc.feature}*: <@{stranger}>, by <@{owner}>."
     with sc.db.reading() as s:
         approvers = list(s.scalars(select(Approver.user_id).where(Approver.rollout_id == sc.rollout_id)))
     assert approvers == [stranger]

@@ -570,9 +570,7 @@ def test_flag_line_words() -> None:
     assert flag_line("f", seen=None, plan=25) == ""
     assert flag_line("f", seen=25, plan=25) == "Flag `f`: at 25%, as planned"
     assert flag_line("f", seen=40, plan=25) == "Flag `f`: :warning: at 40%, but the plan says 25%"
-    assert (
-        flag_line("f", seen=40, plan=25, adopted=40) == "Flag `f`: at 40%, kept by people (plan says 25%)"
-    )
+    assert flag_line("f", seen=40, plan=25, adopted=40) == "Flag `f`: at 40%, kept by people (plan says 25%)"
     assert flag_line("f", seen=25, plan=0, pending=0) == (
         "Flag `f`: :warning: still at 25%, the bot keeps retrying to set 0%"
     )
