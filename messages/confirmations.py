@@ -8,9 +8,10 @@ every answer the bot can give is rendered here and recorded in tests/messages/ki
 from __future__ import annotations
 
 from collections.abc import Sequence
+from datetime import date, datetime
 
 from messages.blocks import Message, text_message
-from messages.text import escape
+from messages.text import escape, local_time
 
 # The state's own symbol (messages/symbols.py).
 DONE_MARK = {
@@ -124,11 +125,21 @@ def team_hours(said: str) -> Message:
     return text_message(f":clock9: Advances in this workspace may happen: {escape(said)}.")
 
 
-def rollout_hours(feature: str, said: str, note: str = "") -> Message:
+def rollout_hours(
+    feature: str, hours: str | None, *, tz: str, now: datetime, inherited: bool = False, note: str = ""
+) -> Message:
+    """A rollout's own advance hours, in its zone's abbreviation (never an IANA name):
+    "Mon–Fri 09:00–17:00 PST, not on public holidays"; `inherited`: it follows the workspace's."""
+    if hours:
+        zone = local_time(now, tz, with_zone=True).rsplit(" ", 1)[-1]
+        said = f"{hours} {zone}, not on public holidays"
+    else:
+        said = "its workspace's hours" if inherited else "any time"
     return text_message(f":clock9: *{escape(feature)}* advances: {escape(said)}.{note}")
 
 
-def freeze_added(freeze_id: int, name: str, first: object, last: object, feature: str | None) -> Message:
+def freeze_added(freeze_id: int, name: str, first: date, last: date, feature: str | None) -> Message:
+    """The days as `/rollout freeze add` takes them (2026-12-21), so the answer can be typed back."""
     whom = f" of *{escape(feature)}*" if feature else ""
     return text_message(
         f":snowflake: Freeze {freeze_id} “{escape(name)}”: no advance{whom} from {first} to "
@@ -140,7 +151,7 @@ def freeze_removed(freeze_id: int) -> Message:
     return text_message(f":wastebasket: Freeze {freeze_id} removed.")
 
 
-def freezes(rows: Sequence[tuple[int, str, object, object, str | None]]) -> Message:
+def freezes(rows: Sequence[tuple[int, str, date, date, str | None]]) -> Message:
     """`rows`: (id, name, first day, last day, the one feature it holds or None)."""
     lines = [
         f"• {i}: “{escape(name)}” {first} → {last}" + (f" (only *{escape(feature)}*)" if feature else "")

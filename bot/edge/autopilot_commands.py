@@ -47,14 +47,22 @@ def hours(svc: Services, actor: Actor, cmd: AdvanceHours, reply: Replier) -> Non
     rollout_id = lookup.resolve(svc, actor, cmd.feature, "hours")
     if cmd.change:
         rollout = autopilot.set_rollout_hours(svc, actor, rollout_id, cmd.hours)
-        where = f"{said} {rollout.timezone}" if cmd.hours else "its workspace's hours"
-        reply(confirm.rollout_hours(rollout.feature, where, _note(svc, rollout_id)))
+        described = cmd.hours.describe() if cmd.hours else None
+        answer = confirm.rollout_hours(
+            rollout.feature,
+            described,
+            tz=rollout.timezone,
+            now=svc.clock(),
+            inherited=cmd.hours is None,
+            note=_note(svc, rollout_id),
+        )
+        reply(answer)
         return
     with svc.db.reading() as session:
         rollout = autopilot.reload(session, rollout_id)
         cal = autopilot.calendar_for(session, rollout, svc.clock())
-    shown = f"{cal.hours.describe()} {cal.tz}, not on public holidays" if cal.hours else "any time"
-    reply(confirm.rollout_hours(rollout.feature, shown))
+    described = cal.hours.describe() if cal.hours else None
+    reply(confirm.rollout_hours(rollout.feature, described, tz=cal.tz, now=svc.clock()))
 
 
 def freeze(svc: Services, actor: Actor, cmd: Freezes, reply: Replier) -> None:

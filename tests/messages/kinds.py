@@ -107,7 +107,9 @@ CONFIRMATIONS: dict[str, Callable[[], Message]] = {
     ),
     "answer_auto_off": lambda: confirm.auto_set("checkout-v2", on=False),
     "answer_team_hours": lambda: confirm.team_hours(HOURS),
-    "answer_rollout_hours": lambda: confirm.rollout_hours("checkout-v2", HOURS + " PST"),
+    "answer_rollout_hours": lambda: confirm.rollout_hours(
+        "checkout-v2", "Mon–Fri 09:00–17:00", tz=s.TZ, now=s.NOW
+    ),
     "answer_freeze_added": lambda: confirm.freeze_added(
         3, "holiday freeze", date(2026, 12, 21), date(2027, 1, 4), None
     ),

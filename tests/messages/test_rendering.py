@@ -148,7 +148,7 @@ def test_after_an_advance_the_checklist_is_the_new_phases() -> None:
     rollouts.move_forward(rollout, T0 + timedelta(days=1))
     blocks = status_message(rollout, now=NOW).blocks
     assert option_values(blocks) == [str(i.id) for i in rollout.phases[1].items]
-    assert steps_text(blocks).splitlines()[1] == ":heavy_check_mark: _done_ *Canary*: ~1% (500 users)~"
+    assert steps_text(blocks).splitlines()[1] == ":heavy_check_mark: _done_ *Canary*: 1% (500 users)"
 
 
 # -- escaping ----------------------------------------------------------------------------
