@@ -113,12 +113,13 @@ def advanced_anyway(from_title: str, to_title: str, reason: str, note: str = "")
 
 
 def auto_set(feature: str, *, on: bool, state: str = "", note: str = "") -> Message:
+    """`state` is mrkdwn (bot.usecases.autopilot.describe): a time as a date token, names escaped."""
     words = (
         f"auto-advance is on: it moves by itself when the soak is met and the gate is fully green ({state})"
         if on
         else "auto-advance is off: people advance it"
     )
-    return text_message(f":robot_face: *{escape(feature)}*: {escape(words)}.{note}")
+    return text_message(f":robot_face: *{escape(feature)}*: {words}.{note}")
 
 
 def team_hours(said: str) -> Message:

@@ -103,7 +103,9 @@ CONFIRMATIONS: dict[str, Callable[[], Message]] = {
     "answer_flag_kept": lambda: confirm.flag_kept("checkout-v2", "checkout_v2", 1),
     "answer_advanced_anyway": lambda: confirm.advanced_anyway("internal", "1%", "QA signed off by phone"),
     "answer_auto_on": lambda: confirm.auto_set(
-        "checkout-v2", on=True, state="auto: next check at Mon 30 Nov 11:00 PST (soak met at 11:00)"
+        "checkout-v2",
+        on=True,
+        state="auto: next check at <!date^1796065200^{date_short_pretty} {time}|Mon 30 Nov 11:00 PST> (soak met at 11:00)",
     ),
     "answer_auto_off": lambda: confirm.auto_set("checkout-v2", on=False),
     "answer_team_hours": lambda: confirm.team_hours(HOURS),
