@@ -189,3 +189,50 @@ def went_wrong(ref: str) -> Message:
 
 def access_requested(owner: str, feature: str) -> Message:
     return text_message(f":key: Asked <@{owner}> in the status thread of *{escape(feature)}*.")
+
+
+MAX_PROBLEMS_SHOWN = 15
+
+
+def _problems(problems: Sequence[tuple[int, str]]) -> list[str]:
+    """A plan document's lines that could not be read: (line number, why)."""
+    lines = [f"• line {line}: {escape(reason)}" for line, reason in problems[:MAX_PROBLEMS_SHOWN]]
+    if len(problems) > MAX_PROBLEMS_SHOWN:
+        lines.append(f"• … and {len(problems) - MAX_PROBLEMS_SHOWN} more")
+    return lines
+
+
+def import_refused(name: str, reasons: Sequence[str], problems: Sequence[tuple[int, str]]) -> Message:
+    """Nothing stored: one plan of the document cannot run, so none of it is imported."""
+    found = _problems(problems)
+    return text_message(
+        f":no_entry_sign: Nothing was imported: `{escape(name)}` is not a plan I can run.\n"
+        + "\n".join(f"• {escape(reason)}" for reason in reasons)
+        + ("\nWhat I could not read:\n" + "\n".join(found) if found else "")
+    )
+
+
+def imported(plans: Sequence[tuple[bool, str, int, str, Sequence[tuple[int, str]]]]) -> Message:
+    """`plans`: (replaced an existing template, its name, how many phases, its steps in order,
+    the lines that could not be read) per plan of the document."""
+    lines = []
+    for replaced, name, phases, steps, problems in plans:
+        verb = "Replaced" if replaced else "Imported"
+        lines.append(f":page_facing_up: {verb} template `{escape(name)}`: {phases} phases, {escape(steps)}.")
+        lines += _problems(problems)
+    lines.append("Start a rollout with it: `/rollout start <feature> <template>`.")
+    return text_message("\n".join(lines))
+
+
+def templates_list(rows: Sequence[tuple[str, str, str | None, bool]]) -> Message:
+    """`rows`: (name, title, who imported it: a user id, "" for an operator, None when built in,
+    whether it can be read)."""
+    lines = []
+    for name, title, imported_by, usable in rows:
+        if imported_by is None:
+            who = "built in"
+        else:
+            who = f"imported by <@{imported_by}>" if imported_by else "imported by an operator"
+        damaged = " :warning: cannot be read; import it again" if not usable else ""
+        lines.append(f"• `{escape(name)}`: {escape(title)} ({who}){damaged}")
+    return text_message(":page_facing_up: *Plan templates*\n" + "\n".join(lines))

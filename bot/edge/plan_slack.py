@@ -16,7 +16,6 @@ from messages.text import escape
 from storage import queries
 
 NAME_RE = re.compile(r"^[a-z0-9][a-z0-9_-]{0,63}$")
-MAX_PROBLEMS_SHOWN = 15
 
 
 def check_name(raw: str) -> str | None:
@@ -26,11 +25,8 @@ def check_name(raw: str) -> str | None:
     return None
 
 
-def _line_problems(problems: Sequence[Problem]) -> list[str]:
-    lines = [f"• line {problem.line}: {escape(problem.reason)}" for problem in problems[:MAX_PROBLEMS_SHOWN]]
-    if len(problems) > MAX_PROBLEMS_SHOWN:
-        lines.append(f"• … and {len(problems) - MAX_PROBLEMS_SHOWN} more")
-    return lines
+def _line_problems(problems: Sequence[Problem]) -> list[tuple[int, str]]:
+    return [(problem.line, problem.reason) for problem in problems]
 
 
 def import_text(svc: Services, actor: Actor, name: str, text: str) -> Message:
@@ -41,25 +37,14 @@ def import_text(svc: Services, actor: Actor, name: str, text: str) -> Message:
     # Refused before anything is stored: one unusable plan in the document stores none of it.
     for result in results:
         if unusable := plan_problems(result.plan):
-            reasons = "\n".join(f"• {escape(reason)}" for reason in unusable)
-            found = _line_problems(result.problems)
-            return text_message(
-                f":no_entry_sign: Nothing was imported: `{escape(result.plan.name)}` is not a plan I can run.\n"
-                + reasons
-                + ("\nWhat I could not read:\n" + "\n".join(found) if found else "")
-            )
-    lines = []
+            return confirm.import_refused(result.plan.name, unusable, _line_problems(result.problems))
+    stored = []
     for result in results:
         replaced = plan_store.save(svc, actor, result.plan, source=text)
         plan = result.plan
         steps = " → ".join(s.title for p in plan.phases for s in p.steps)
-        verb = "Replaced" if replaced else "Imported"
-        lines.append(
-            f":page_facing_up: {verb} template `{escape(plan.name)}`: {len(plan.phases)} phases, {escape(steps)}."
-        )
-        lines += _line_problems(result.problems)
-    lines.append("Start a rollout with it: `/rollout start <feature> <template>`.")
-    return text_message("\n".join(lines))
+        stored.append((replaced, plan.name, len(plan.phases), steps, _line_problems(result.problems)))
+    return confirm.imported(stored)
 
 
 def export_to_thread(svc: Services, actor: Actor, rollout_id: int) -> Message:

@@ -130,12 +130,11 @@ def templates(svc: Services, actor: Actor, cmd: Templates, reply: Replier) -> No
         plan_store.remove(svc, actor, cmd.remove)
         reply(confirm.template_removed(cmd.remove))
         return
-    lines = [f"• `{name}`: {escape(plan.title)} (built in)" for name, plan in builtin_templates().items()]
-    for stored in plan_store.listing(svc, actor.team_id):
-        who = f"imported by <@{stored.imported_by}>" if stored.imported_by else "imported by an operator"
-        damaged = " :warning: cannot be read; import it again" if not stored.usable else ""
-        lines.append(f"• `{escape(stored.name)}`: {escape(stored.title)} ({who}){damaged}")
-    reply(text_message("*Plan templates*\n" + "\n".join(lines)))
+    rows: list[tuple[str, str, str | None, bool]] = [
+        (name, plan.title, None, True) for name, plan in builtin_templates().items()
+    ]
+    rows += [(t.name, t.title, t.imported_by or "", t.usable) for t in plan_store.listing(svc, actor.team_id)]
+    reply(confirm.templates_list(rows))
 
 
 def who_may(svc: Services, actor: Actor, cmd: Access, reply: Replier) -> None:

@@ -124,6 +124,15 @@ CONFIRMATIONS: dict[str, Callable[[], Message]] = {
     "answer_exported_charts_missing": lambda: confirm.exported(
         "checkout-v2", 0, "the charts could not be drawn"
     ),
+    "answer_imported": lambda: confirm.imported(
+        [(False, "backend-2", 3, "internal → 1% → 5% → 100%", [(12, "“weekly” is not a soak time")])]
+    ),
+    "answer_import_refused": lambda: confirm.import_refused(
+        "backend-2", ["it has no phases"], [(3, "“Phase one” has no steps")]
+    ),
+    "answer_templates": lambda: confirm.templates_list(
+        [("backend", "Backend service", None, True), ("backend-2", "Backend, two canaries", "U_ANA", False)]
+    ),
     "answer_access_requested": lambda: confirm.access_requested("U_OWNER", "checkout-v2"),
     "error_slack_refused": lambda: confirm.slack_refused("channel_not_found"),
     "error_went_wrong": lambda: confirm.went_wrong("1a2b3c4d"),
