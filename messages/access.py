@@ -24,10 +24,11 @@ def refusal(text: str, rollout_id: int) -> Message:
 
 def access_request(rollout_id: int, feature: str, owner: str, requester: str, action: str) -> Message:
     """To the owner, in the status thread: who asks, for what they were refused, one click."""
+    # Event first (the push text is the first line), the owner's mention after it.
     text = (
-        f"<@{owner}>: <@{requester}> asks to be an approver of {escape(feature)} "
+        f":key: Access requested: <@{requester}> asks to be an approver of *{escape(feature)}* "
         # The refused action as the refusal named it ("override the gate of"), shortened.
-        f"(refused: {escape(action.removesuffix(' of'))})."
+        f"(refused: {escape(action.removesuffix(' of'))}). <@{owner}>, one click adds them."
     )
     button = ButtonElement(
         text="Add as approver",
@@ -36,7 +37,7 @@ def access_request(rollout_id: int, feature: str, owner: str, requester: str, ac
         style="primary",
     )
     return Message(
-        text=f"Access requested for {feature}"[:120],
+        text=text,
         blocks=[
             SectionBlock(text=MarkdownTextObject(text=text)).to_dict(),
             ActionsBlock(elements=[button]).to_dict(),
@@ -46,8 +47,8 @@ def access_request(rollout_id: int, feature: str, owner: str, requester: str, ac
 
 def access_granted(feature: str, owner: str, requester: str) -> Message:
     """What the request becomes once the owner clicked: the button is gone, the answer stays."""
-    text = f"<@{owner}> added <@{requester}> as an approver of {escape(feature)}."
+    text = f":key: Approver added to *{escape(feature)}*: <@{requester}>, by <@{owner}>."
     return Message(
-        text=f"Approver added to {feature}"[:120],
+        text=text,
         blocks=[SectionBlock(text=MarkdownTextObject(text=text)).to_dict()],
     )

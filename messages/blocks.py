@@ -102,20 +102,30 @@ def step_name(step: StepView, before: StepView | None = None) -> str:
 
 
 def _step_text(step: StepView, phase: PhaseView, rollout: RolloutView, before: StepView | None) -> str:
+    """A step with its users and, in one parenthesis, its state where the phase's own mark does
+    not already say it: "1% (2,000 users; stopped here)", never "(2,000 users) (done)". A
+    phase's mark says done/now/ahead in words, so a one-step phase adds nothing; a step left
+    behind inside the current phase says "done" in words (a strike-through reads as nothing to
+    a screen reader)."""
     title = step_name(step, before)
-    users = f" ({step.desired_users:,} users)" if step.desired_users else ""
+    notes = [f"{step.desired_users:,} users"] if step.desired_users else []
     here = phase.position == rollout.phase_index and step.position == rollout.step_index
-    if here and rollout.is_open:
-        return f"*{escape(title)}{users}* (now)"
-    if here and rollout.status == "rolled_back":
-        return f"{escape(title)}{users} (rolled back here)"
+    alone = len(phase.steps) == 1
     if step.left_by_override:
-        return f"{escape(title)}{users} (skipped by override ⚠)"
-    if step.completed_at is not None:
-        return f"~{escape(title)}{users}~"
-    if rollout.status == "rolled_back" and phase.position == rollout.phase_index:
-        return f"{escape(title)}{users} (not reached)"  # a later phase says so once, for all its steps
-    return f"{escape(title)}{users}"
+        notes.append("skipped by override ⚠")
+    elif here and rollout.is_open:
+        if not alone:
+            notes.append("now")
+    elif here and rollout.status == "rolled_back":
+        if not alone:
+            notes.append("stopped here")
+    elif step.completed_at is not None:
+        if not phase.completed_at and not alone:
+            notes.append("done")
+    elif rollout.status == "rolled_back" and phase.position == rollout.phase_index:
+        notes.append("not reached")  # a later phase says so once, for all its steps
+    shown = escape(title) + (f" ({'; '.join(notes)})" if notes else "")
+    return f"*{shown}*" if here and rollout.is_open else shown
 
 
 def _phase_line(phase: PhaseView, rollout: RolloutView, before: StepView | None) -> str:
@@ -279,8 +289,8 @@ def flag_line(
     problem: str | None = None,
     pending: float | None = None,
 ) -> str:
-    """The flag as the bot last saw it, against the plan: "flag 25% ✓", "⚠ flag says 40%,
-    plan says 25%". Empty when no flag service runs the flag (`seen` None)."""
+    """The flag as the bot last saw it, against the plan: "at 25%, as planned", "⚠ at 40%, but
+    the plan says 25%". Empty when no flag service runs the flag (`seen` None)."""
     if not flag_key or seen is None:
         return ""
     name = f"Flag `{escape(flag_key)}`"
@@ -289,10 +299,10 @@ def flag_line(
     if problem:
         return f"{name}: :warning: {seen:g}% when last read; now: {escape(truncate(problem, 200))}"
     if seen == plan:
-        return f"{name}: flag {seen:g}% ✓"
+        return f"{name}: at {seen:g}%, as planned"
     if seen == adopted:
-        return f"{name}: flag {seen:g}% (kept by people; plan says {plan:g}%)"
-    return f"{name}: :warning: flag says {seen:g}%, plan says {plan:g}%"
+        return f"{name}: at {seen:g}%, kept by people (plan says {plan:g}%)"
+    return f"{name}: :warning: at {seen:g}%, but the plan says {plan:g}%"
 
 
 def status_message(

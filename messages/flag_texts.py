@@ -1,5 +1,8 @@
 """What the bot says about the feature flag: a rollback whose flag write failed, the retry that
-landed it, and a flag that drifted from the plan. Data in, messages out."""
+landed it, and a flag that drifted from the plan. Data in, messages out.
+
+Each opens with the event (the push text is the first line, messages/STYLE.md); the owner's
+mention follows it, so a notification reads "checkout-v2 is rolled back, but …", not a name."""
 
 from __future__ import annotations
 
@@ -34,10 +37,10 @@ def _flag(rollout: Rollout) -> str:
 def rollback_write_failed(rollout: Rollout, *, provider: str, reason: str) -> tuple[Message, Message]:
     """(status thread, top of the channel): the rollback is recorded, the flag is not at 0 %."""
     text = (
-        f":rotating_light: <@{rollout.owner_id}> *{escape(rollout.feature)}* is rolled back, but "
+        f":rotating_light: *{escape(rollout.feature)}* is rolled back, but "
         f"{escape(provider)} did not take the flag change: {escape(reason)}. "
-        f"*Users may still get the feature.* I keep retrying flag {_flag(rollout)} every minute "
-        "until it lands; turn it off by hand if you can."
+        f"<@{rollout.owner_id}>: *users may still get the feature.* I keep retrying flag {_flag(rollout)} "
+        "every minute until it lands; turn it off by hand if you can."
     )
     return text_message(text), text_message(text)
 
@@ -54,9 +57,9 @@ def drift_alert(rollout: Rollout, *, provider: str, plan: float, link: str | Non
     says = rollout.flag_percent if rollout.flag_percent is not None else 0.0
     where = f"<{link}|{escape(provider)}>" if link else escape(provider)
     message = text_message(
-        f":warning: <@{rollout.owner_id}> Flag {_flag(rollout)} of *{escape(rollout.feature)}* says "
-        f"*{says:g}%* in {where}, but the plan says *{plan:g}%*. Someone changed it by hand, or "
-        "a change of mine did not finish. Which one stands?"
+        f":warning: Flag {_flag(rollout)} of *{escape(rollout.feature)}* says "
+        f"*{says:g}%* in {where}, but the plan says *{plan:g}%*. <@{rollout.owner_id}>, someone changed "
+        "it by hand, or a change of mine did not finish: which one stands?"
     )
     buttons = ActionsBlock(
         elements=[

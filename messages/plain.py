@@ -47,6 +47,12 @@ _EMOJI = {
     ":large_green_circle:": "●",
     ":straight_ruler:": "📏",
     ":calendar:": "📅",
+    ":scroll:": "📜",
+    ":information_source:": "ℹ",
+    ":triangular_flag_on_post:": "🚩",
+    ":page_facing_up:": "📄",
+    ":chart_with_upwards_trend:": "📈",
+    ":clock9:": "🕘",
 }
 
 

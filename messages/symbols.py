@@ -37,6 +37,7 @@ EMOJI: dict[str, str] = {
     ":snowflake:": "a freeze: no advance until it ends",
     ":straight_ruler:": "the baseline: measured, or missing",
     ":calendar:": "the digest's schedule",
+    ":clock9:": "advance hours: when an advance may happen",
     ":key:": "who may act: approvers and access",
     ":wastebasket:": "removed",
     ":large_green_circle:": "active",

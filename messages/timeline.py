@@ -58,11 +58,14 @@ def _blocked(e: EventView) -> str:
     blockers = [str(b) for b in e.data.get("blockers") or []]
     shown = "; ".join(escape(truncate(b, 160)) for b in blockers[:3])
     more = f" (+{len(blockers) - 3} more)" if len(blockers) > 3 else ""
-    return f":no_entry: the gate refused an advance by {_who(e.actor_id)}: {shown}{more}"
+    said = f": {shown}{more}" if shown else ""
+    return f":no_entry: the gate refused an advance by {_who(e.actor_id)}{said}"
 
 
-def _item(verb: str) -> Callable[[EventView], str]:
-    return lambda e: f"{_who(e.actor_id)} {verb} _{escape(truncate(str(e.data.get('text', '')), 200))}_"
+def _item(mark: str, verb: str) -> Callable[[EventView], str]:
+    return lambda e: (
+        f"{mark} {_who(e.actor_id)} {verb} _{escape(truncate(str(e.data.get('text', '')), 200))}_"
+    )
 
 
 LINES: dict[str, Callable[[EventView], str]] = {
@@ -89,8 +92,8 @@ LINES: dict[str, Callable[[EventView], str]] = {
         f":rotating_light: rollback trigger {escape(e.data.get('name', ''))} fired: "
         f"{escape(truncate(str(e.data.get('reason', '')), 300))}"
     ),
-    "item_checked": _item("ticked"),
-    "item_unchecked": _item("unticked"),
+    "item_checked": _item(":ballot_box_with_check:", "ticked"),
+    "item_unchecked": _item(":white_large_square:", "unticked"),
     "approver_added": lambda e: (
         f"{_who(e.actor_id)} added {_who(str(e.data.get('user', '')))} as an approver"
     ),

@@ -16,6 +16,7 @@ from bot.domain.plans import UnknownTemplate, template_names
 from bot.edge.parsing import USAGES, usage_of
 from bot.errors import AdvanceClosed, NeedsChoice, NotAllowed, RolloutError, UsageError
 from bot.slackweb.client import error_code
+from messages import confirmations as confirm
 from messages import render
 from messages.access import refusal
 from messages.autopilot import closed_answer
@@ -59,15 +60,10 @@ def message_for(error: Exception, subcommand: str = "status") -> Message:
             return refusal(text, error.rollout_id)  # with a "Request access" button
         return text_message(text)
     if isinstance(error, SlackApiError):
-        return text_message(
-            f":warning: Slack refused the request ({error_code(error)}). Nothing else was changed."
-        )
+        return confirm.slack_refused(error_code(error))
     ref = uuid.uuid4().hex[:8]
     log.error("unexpected error, ref %s", ref, exc_info=error)
-    return text_message(
-        f":warning: Something went wrong on my side (ref `{ref}`). "
-        "The status message shows the rollout as it is now; try again in a moment."
-    )
+    return confirm.went_wrong(ref)
 
 
 @contextmanager

@@ -66,7 +66,7 @@ USAGES: dict[str, Usage] = {
     "approvers": Usage(
         "/rollout approvers [feature] [add|remove @user]",
         "/rollout approvers checkout-v2 add @sam",
-        "Who besides the owner may advance, pause and roll back",
+        "Who besides the owner may advance, resume and roll back (anyone may pause)",
     ),
     "metrics": Usage(
         "/rollout metrics [feature]",

@@ -10,12 +10,12 @@ from bot.domain.plans.catalog import plan_problems
 from bot.domain.plans.markdown import DocumentTooLarge, Problem, parse_plans
 from bot.services import Actor, Services
 from bot.usecases import exporting, lookup, plan_store
+from messages import confirmations as confirm
 from messages.blocks import Message, text_message
 from messages.text import escape
 from storage import queries
 
 NAME_RE = re.compile(r"^[a-z0-9][a-z0-9_-]{0,63}$")
-MAX_PROBLEMS_SHOWN = 15
 
 
 def check_name(raw: str) -> str | None:
@@ -25,11 +25,8 @@ def check_name(raw: str) -> str | None:
     return None
 
 
-def _line_problems(problems: Sequence[Problem]) -> list[str]:
-    lines = [f"• line {problem.line}: {escape(problem.reason)}" for problem in problems[:MAX_PROBLEMS_SHOWN]]
-    if len(problems) > MAX_PROBLEMS_SHOWN:
-        lines.append(f"• … and {len(problems) - MAX_PROBLEMS_SHOWN} more")
-    return lines
+def _line_problems(problems: Sequence[Problem]) -> list[tuple[int, str]]:
+    return [(problem.line, problem.reason) for problem in problems]
 
 
 def import_text(svc: Services, actor: Actor, name: str, text: str) -> Message:
@@ -40,25 +37,14 @@ def import_text(svc: Services, actor: Actor, name: str, text: str) -> Message:
     # Refused before anything is stored: one unusable plan in the document stores none of it.
     for result in results:
         if unusable := plan_problems(result.plan):
-            reasons = "\n".join(f"• {escape(reason)}" for reason in unusable)
-            found = _line_problems(result.problems)
-            return text_message(
-                f":no_entry_sign: Nothing was imported: `{escape(result.plan.name)}` is not a plan I can run.\n"
-                + reasons
-                + ("\nWhat I could not read:\n" + "\n".join(found) if found else "")
-            )
-    lines = []
+            return confirm.import_refused(result.plan.name, unusable, _line_problems(result.problems))
+    stored = []
     for result in results:
         replaced = plan_store.save(svc, actor, result.plan, source=text)
         plan = result.plan
         steps = " → ".join(s.title for p in plan.phases for s in p.steps)
-        verb = "Replaced" if replaced else "Imported"
-        lines.append(
-            f":page_facing_up: {verb} template `{escape(plan.name)}`: {len(plan.phases)} phases, {escape(steps)}."
-        )
-        lines += _line_problems(result.problems)
-    lines.append("Start a rollout with it: `/rollout start <feature> <template>`.")
-    return text_message("\n".join(lines))
+        stored.append((replaced, plan.name, len(plan.phases), steps, _line_problems(result.problems)))
+    return confirm.imported(stored)
 
 
 def export_to_thread(svc: Services, actor: Actor, rollout_id: int) -> Message:
@@ -83,8 +69,4 @@ def export_to_thread(svc: Services, actor: Actor, rollout_id: int) -> Message:
         file_uploads=files,
         initial_comment=f"The plan for {escape(rollout.feature)} with its results so far.",
     )
-    pictures = f" with {len(charts)} chart{'s' if len(charts) != 1 else ''}" if charts else ""
-    note = f" The charts are missing: {missing}." if missing else ""
-    return text_message(
-        f":page_facing_up: Exported *{escape(rollout.feature)}*{pictures} into its thread.{note}"
-    )
+    return confirm.exported(rollout.feature, len(charts), missing or "")

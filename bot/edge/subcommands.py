@@ -29,6 +29,7 @@ from bot.usecases import (
 from bot.usecases import start as starting
 from bot.usecases import timeline as audit
 from bot.usecases.start import Start
+from messages import confirmations as confirm
 from messages import render
 from messages.blocks import Message, status_message, text_message
 from messages.gate import checking, gate_report
@@ -51,18 +52,7 @@ def refreshed(svc: Services, rollout_id: int) -> str:
 
 
 def _done(svc: Services, reply: Replier, rollout: Rollout, verb: str, reason: str = "") -> None:
-    why = f" Reason: {escape(reason)}" if reason else ""
-    note = refreshed(svc, rollout.id)
-    # The state's own symbol (messages/symbols.py): ✅ means "passed" and nothing else.
-    mark = {
-        "paused": ":double_vertical_bar:",
-        "resumed": ":arrow_forward:",
-        "rolled back": ":rewind:",
-        "completed": ":tada:",
-    }
-    reply(
-        text_message(f"{mark.get(verb, ':heavy_check_mark:')} *{escape(rollout.feature)}* {verb}.{why}{note}")
-    )
+    reply(confirm.done(rollout.feature, verb, reason, refreshed(svc, rollout.id)))
 
 
 def pause(svc: Services, actor: Actor, rollout_id: int, reason: str, reply: Replier) -> None:
@@ -77,18 +67,14 @@ def roll_back(svc: Services, actor: Actor, rollout_id: int, reason: str, reply: 
     rollout = controls.roll_back(svc, actor, rollout_id, reason)
     if rollout.flag_pending is None:
         # What happened, in full: from where, the flag, who was told.
-        step = rollouts.display_title(rollout.current_step)
-        flag = f" Flag `{escape(rollout.flag_key)}` is at 0%." if rollout.flag_key else ""
-        told = (
-            " The status thread and stakeholders are told."
-            if rollout.stakeholder_channels
-            else (" The status thread is told.")
-        )
-        why = f" Reason: {escape(reason)}" if reason else ""
-        note = refreshed(svc, rollout.id)
         reply(
-            text_message(
-                f":rewind: Rolled back *{escape(rollout.feature)}* from {escape(step)}.{flag}{told}{why}{note}"
+            confirm.rolled_back(
+                rollout.feature,
+                rollouts.display_title(rollout.current_step),
+                flag_key=rollout.flag_key,
+                told_stakeholders=bool(rollout.stakeholder_channels),
+                reason=reason,
+                note=refreshed(svc, rollout.id),
             )
         )
         return
@@ -98,11 +84,8 @@ def roll_back(svc: Services, actor: Actor, rollout_id: int, reason: str, reply: 
     link = svc.flags.link(rollout.flag_key or "") if svc.flags is not None else None
     where = f"<{link}|{escape(provider)}>" if link else escape(provider)
     reply(
-        text_message(
-            f":rotating_light: *{escape(rollout.feature)}* is rolled back, *but flag "
-            f"`{escape(rollout.flag_key or '')}` is not at 0%*: {where} said "
-            f"{escape(rollout.flag_problem or 'nothing')}. Users may still get the feature. "
-            f"I keep retrying every minute until it lands; turn it off by hand if you can.{note}"
+        confirm.rolled_back_flag_stuck(
+            rollout.feature, rollout.flag_key or "", where, rollout.flag_problem or "", note
         )
     )
 
@@ -113,17 +96,15 @@ def complete(svc: Services, actor: Actor, rollout_id: int, reply: Replier) -> No
 
 def send_update(svc: Services, actor: Actor, rollout_id: int, text: str, reply: Replier) -> None:
     rollout = updates.send_update(svc, actor, rollout_id, text)
-    reply(text_message(f":mega: Update on *{escape(rollout.feature)}* sent to its thread and stakeholders."))
+    reply(confirm.update_sent(rollout.feature))
 
 
 def baseline(svc: Services, actor: Actor, rollout_id: int, reply: Replier) -> None:
     rollout = lookup.load_for(svc, actor, rollout_id)
     access.check_allowed(svc, actor, rollout, "re-measure the baseline of")
-    reply.progress(
-        text_message(f":hourglass_flowing_sand: Measuring the baseline of *{escape(rollout.feature)}*…")
-    )
+    reply.progress(confirm.measuring_baseline(rollout.feature))
     measure.capture_baseline(svc, rollout_id)
-    reply(text_message(f":straight_ruler: New baseline stored for *{escape(rollout.feature)}*."))
+    reply(confirm.baseline_stored(rollout.feature))
 
 
 def export(svc: Services, actor: Actor, rollout_id: int, reply: Replier) -> None:
@@ -141,31 +122,29 @@ def timeline(
 def digest(svc: Services, actor: Actor, cmd: Digest, reply: Replier) -> None:
     rollout_id = lookup.resolve(svc, actor, cmd.feature, "digest")
     rollout = schedule.set_digest(svc, actor, rollout_id, cmd.cadence, cmd.at)
-    described = describe_digest(rollout)
-    reply(text_message(f":calendar: Digest for *{escape(rollout.feature)}*: {described}."))
+    reply(confirm.digest_set(rollout.feature, describe_digest(rollout)))
 
 
 def templates(svc: Services, actor: Actor, cmd: Templates, reply: Replier) -> None:
     if cmd.remove is not None:
         plan_store.remove(svc, actor, cmd.remove)
-        reply(text_message(f":wastebasket: Template `{escape(cmd.remove)}` removed."))
+        reply(confirm.template_removed(cmd.remove))
         return
-    lines = [f"• `{name}`: {escape(plan.title)} (built in)" for name, plan in builtin_templates().items()]
-    for stored in plan_store.listing(svc, actor.team_id):
-        who = f"imported by <@{stored.imported_by}>" if stored.imported_by else "imported by an operator"
-        damaged = " :warning: cannot be read; import it again" if not stored.usable else ""
-        lines.append(f"• `{escape(stored.name)}`: {escape(stored.title)} ({who}){damaged}")
-    reply(text_message("*Plan templates*\n" + "\n".join(lines)))
+    rows: list[tuple[str, str, str | None, bool]] = [
+        (name, plan.title, None, True) for name, plan in builtin_templates().items()
+    ]
+    rows += [(t.name, t.title, t.imported_by or "", t.usable) for t in plan_store.listing(svc, actor.team_id)]
+    reply(confirm.templates_list(rows))
 
 
 def who_may(svc: Services, actor: Actor, cmd: Access, reply: Replier) -> None:
     rollout_id = lookup.resolve(svc, actor, cmd.feature, "access")
     if cmd.act is None or cmd.who is None:
         rollout = lookup.load(svc, actor.team_id, rollout_id)
-        reply(text_message(f"*{escape(rollout.feature)}*: {escape(rights.describe(rollout))}."))
+        reply(confirm.access_rules(rollout.feature, rights.describe(rollout), changed=False))
         return
     rollout = controls.set_access(svc, actor, rollout_id, rights.Act(cmd.act), cmd.who)
-    reply(text_message(f":key: *{escape(rollout.feature)}*: {escape(rights.describe(rollout))}."))
+    reply(confirm.access_rules(rollout.feature, rights.describe(rollout), changed=True))
 
 
 def open_import_form(svc: Services, actor: Actor, trigger_id: str | None) -> None:
@@ -236,42 +215,28 @@ def approvers(svc: Services, actor: Actor, cmd: Approvers, reply: Replier) -> No
     rollout_id = lookup.resolve(svc, actor, cmd.feature, "approvers")
     if cmd.change is None or cmd.user_id is None:
         rollout = lookup.load(svc, actor.team_id, rollout_id)
-        names = ", ".join(f"<@{a.user_id}>" for a in rollout.approvers) or "none yet"
-        reply(text_message(f"*{escape(rollout.feature)}*: owner <@{rollout.owner_id}>, approvers {names}."))
+        reply(
+            confirm.approvers_list(rollout.feature, rollout.owner_id, [a.user_id for a in rollout.approvers])
+        )
         return
     rollout = controls.set_approver(svc, actor, rollout_id, cmd.user_id, add=cmd.change == "add")
-    verb = "is now an approver of" if cmd.change == "add" else "is no longer an approver of"
-    reply(text_message(f":key: <@{cmd.user_id}> {verb} *{escape(rollout.feature)}*."))
+    reply(confirm.approver_changed(rollout.feature, cmd.user_id, added=cmd.change == "add"))
 
 
 def apply_flag_plan(svc: Services, actor: Actor, rollout_id: int, reply: Replier) -> None:
     written = flagging.apply_plan(svc, actor, rollout_id)
     note = refreshed(svc, rollout_id)
-    reply(
-        text_message(
-            f":heavy_check_mark: {escape(written.words())}: the plan's percentage is on the flag.{note}"
-        )
-    )
+    reply(confirm.flag_applied(written.words(), note))
 
 
 def adopt_flag(svc: Services, actor: Actor, rollout_id: int, percent: float, reply: Replier) -> None:
     rollout = flagging.adopt(svc, actor, rollout_id, percent)
     note = refreshed(svc, rollout_id)
-    reply(
-        text_message(
-            f":heavy_check_mark: Flag `{escape(rollout.flag_key or '')}` of *{escape(rollout.feature)}* stays at "
-            f"{percent:g}%; I will not warn about it again at this step.{note}"
-        )
-    )
+    reply(confirm.flag_kept(rollout.feature, rollout.flag_key or "", percent, note))
 
 
 def override(svc: Services, actor: Actor, token: str, reason: str, reply: Replier) -> None:
     moved = advance.override(svc, actor, token, reason)
     rollout_id, _ = advance.Where.parse(token)
     note = refreshed(svc, rollout_id)
-    reply(
-        text_message(
-            f":warning: Advanced anyway from {escape(moved.from_title)} to *{escape(moved.to_title)}*. "
-            f"Reason: {escape(reason)}{note}"
-        )
-    )
+    reply(confirm.advanced_anyway(moved.from_title, moved.to_title, reason, note))

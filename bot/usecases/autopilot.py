@@ -27,12 +27,13 @@ from sqlalchemy.orm import Session, object_session
 
 from bot.domain import flagging as flag_rules
 from bot.domain import rollouts, windows
-from bot.domain.calendar import earliest_time, format_local
+from bot.domain.calendar import earliest_time
 from bot.domain.schedule import Kind
 from bot.errors import InvalidTransition, NotAllowed, RolloutNotFound, UsageError
 from bot.services import Actor, Services
 from bot.slackweb.client import is_workspace_admin
 from bot.usecases import access, lookup, schedule
+from messages.text import escape, slack_time
 from storage import queries
 from storage.enums import EventKind, RolloutStatus
 from storage.models import DueJob, FreezeWindow, Rollout, TeamRules
@@ -108,17 +109,19 @@ def decide(session: Session, rollout: Rollout, who: windows.Who, now: datetime) 
 
 
 def describe(session: Session, rollout: Rollout, now: datetime) -> str:
-    """One line for the status message and App Home: "auto: next check at …", "waiting:
-    freeze “x” until …"; "" when auto-advance is off."""
+    """Where auto-advance stands, as mrkdwn for the answer to `/rollout auto on`: "auto: next
+    check at <each reader's own time>", "waiting: freeze “x” until …"; "" when it is off.
+    People's words (a freeze's name) are escaped here."""
     if not rollout.auto_advance or rollout.status is not RolloutStatus.ACTIVE:
         return ""
     decision = decide(session, rollout, windows.Who.AUTO, now)
+    why = escape(decision.why)
     if decision.answer is windows.Answer.STOP:
-        return f"auto: stopped — {decision.why}"
+        return f"auto: stopped — {why}"
     if decision.answer is windows.Answer.WAIT and decision.until is not None:
         if decision.freeze is not None or "allowed" in decision.why or "holiday" in decision.why:
-            return f"waiting: {decision.why}"
-        return f"auto: next check at {format_local(decision.until, rollout.timezone)} ({decision.why})"
+            return f"waiting: {why}"
+        return f"auto: next check at {slack_time(decision.until, rollout.timezone)} ({why})"
     return "auto: next check now"
 
 

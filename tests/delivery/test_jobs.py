@@ -525,8 +525,8 @@ def test_a_fired_trigger_pauses_the_rollout_and_alerts(
     tick(svc, clock, local(LA, 2024, 3, 12, 9, 0))
     [digest] = posts(slack, channel, "digest:2024-03-12")
     assert (
-        "*Gate:* closed when last checked (<!date^1710177600^{date_short_pretty} {time}|Mon 11 Mar 10:20 PDT>): "
-        "Rollback trigger Error spike fired" in body(digest)
+        "*Gate:* :no_entry: closed when last checked (<!date^1710177600^{date_short_pretty} {time}|Mon 11 Mar "
+        "10:20 PDT>):\n• Rollback trigger Error spike fired" in body(digest)
     )
     assert "Rollout Bot paused it. Reason: rollback trigger fired: Error spike" in body(digest)
 

@@ -120,7 +120,7 @@ def test_passing_gate_advances_stores_the_gate_and_updates_the_status_message(sc
 
     update = sc.wait_status("Now: *Gradual Rollout*, step *50%*")
     assert steps_text(sc.status_message()) == steps_text(update)
-    assert "~5%~" in steps_text(update)
+    assert ":heavy_check_mark: _done_ *Canary Release*: 5%\n" in steps_text(update)
 
 
 def test_advance_button_on_the_status_message_works_like_the_command(sc: Scenario) -> None:

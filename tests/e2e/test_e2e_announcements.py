@@ -125,9 +125,9 @@ def test_start_and_advance_are_announced_in_the_thread_and_to_stakeholders(sc: S
     assert "thread_ts" not in line
     link = f"https://example.slack.com/archives/{sc.channel}/p{sc.status_ts().replace('.', '')}"
     assert shown(line) == (
-        f":rocket: *{sc.feature}* rollout started by <@{sc.owner}> with the Aggressive rollout plan, "
-        f"owner <@{sc.owner}>. First step: 5%. Next: 50% of Gradual Rollout once the gate passes. "
-        f"<{link}|status thread>"
+        f":rocket: *{sc.feature}* rollout started by <@{sc.owner}> (owner) with the Aggressive rollout "
+        f"plan. First step: 5%. Next: 50% of Gradual Rollout once the gate passes. "
+        f"Details: <{link}|status thread>"
     )
 
     advance(sc)
@@ -172,7 +172,7 @@ def test_an_update_goes_to_both_with_the_text_escaped(sc: Scenario, stake: str) 
     line = wait_announced(sc.slack, stake, ":mega:")
     link = f"https://example.slack.com/archives/{sc.channel}/p{sc.status_ts().replace('.', '')}"
     assert shown(line) == (
-        f":mega: *{sc.feature}* update from <@{sc.owner}> (at 5%): {escaped} <{link}|status thread>"
+        f":mega: *{sc.feature}* update from <@{sc.owner}> (at 5%): “{escaped}” Details: <{link}|status thread>"
     )
     # The push text is plain: nothing of the text can become a mention or a link either.
     assert line["text"] == f"Update on {sc.feature}: !channel 5% and healthy https://evil.example|click"

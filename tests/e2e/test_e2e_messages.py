@@ -83,9 +83,9 @@ def test_one_rollout_is_told_once_per_event_with_who_why_and_a_link(sc: Scenario
     line = wait_announced(sc.slack, stake, "Rollout started")
     assert line["text"] == f"Rollout started: {sc.feature}, first step 5%"  # the push text: plain
     assert shown(line) == (
-        f":rocket: *{sc.feature}* rollout started by <@{owner}> with the Aggressive rollout plan, "
-        f"owner <@{owner}>. First step: 5%. Next: 50% of Gradual Rollout once the gate passes. "
-        f"<{permalink(sc)}|status thread>"
+        f":rocket: *{sc.feature}* rollout started by <@{owner}> (owner) with the Aggressive rollout "
+        f"plan. First step: 5%. Next: 50% of Gradual Rollout once the gate passes. "
+        f"Details: <{permalink(sc)}|status thread>"
     )
     # The next advance leaves Canary Release: its exit criteria wait on the owner.
     status = sc.status_message()
@@ -168,7 +168,7 @@ def test_one_rollout_is_told_once_per_event_with_who_why_and_a_link(sc: Scenario
         f":rewind: Rolled back by <@{owner}> at *Gradual Rollout*, step *50%*, <!date^"
     ) and state.split("\n")[0].endswith(". Reason: error rate doubled.")
     assert shown(status).count("Rolled back") == 1
-    assert ":rewind: _rolled back_ *Gradual Rollout*: 50% (rolled back here) → 100% (not reached)" in state
+    assert ":rewind: _rolled back_ *Gradual Rollout*: 50% (stopped here) → 100% (not reached)" in state
     rolled = wait_announced(sc.slack, stake, "Rolled back:")
     assert f"rolled back from 50% by <@{owner}>. Why: error rate doubled." in shown(rolled)
 
@@ -208,12 +208,13 @@ def test_a_refusal_leads_to_the_owner_and_anyone_may_pause(sc: Scenario) -> None
 
     _, path = sc.click({**refused, "ts": "1700000000.000002"}, "request_access", user=stranger)
     [asked] = sc.posts_to(path)
-    assert body(asked) == f"Asked <@{owner}> in the status thread of *{sc.feature}*."
+    assert body(asked) == f":key: Asked <@{owner}> in the status thread of *{sc.feature}*."
     request = wait_announced(sc.slack, sc.channel, "Access requested")
     assert request["thread_ts"] == sc.status_ts()
     assert (
         shown(request)
-        == f"<@{owner}>: <@{stranger}> asks to be an approver of {sc.feature} (refused: advance)."
+        == f":key: Access requested: <@{stranger}> asks to be an approver of *{sc.feature}* (refused: advance). "
+        f"<@{owner}>, one click adds them."
     )
     assert buttons(request) == [("approver_add", f"{sc.rollout_id}:{stranger}")]
 
@@ -227,7 +228,7 @@ def test_a_refusal_leads_to_the_owner_and_anyone_may_pause(sc: Scenario) -> None
     _, path = sc.click(request, "approver_add")
     [granted] = sc.posts_to(path)
     assert granted["replace_original"] is True
-    assert shown(granted) == f"<@{owner}> added <@{stranger}> as an approver of {sc.feature}."
+    assert shown(granted) == f":key: Approver added to *{sc.feature}*: <@{stranger}>, by <@{owner}>."
     with sc.db.reading() as s:
         approvers = list(s.scalars(select(Approver.user_id).where(Approver.rollout_id == sc.rollout_id)))
     assert approvers == [stranger]

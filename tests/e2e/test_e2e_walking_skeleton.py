@@ -217,7 +217,7 @@ def test_start_posts_one_status_message_with_the_plan(
     assert "`checkout_v2`" in facts and "<#C0LAUNCH>" in facts
     steps = steps_text(message)
     assert steps.startswith("Now: *Canary*, step *1%*, since ")
-    assert "*1% (500 users)* (now)" in steps
+    assert ":arrow_forward: _now_ *Canary*: *1% (500 users)*" in steps
     assert "25% (3,000 users) → 50% (6,000 users) → 75% (9,000 users) → 100% (12,000 users)" in steps
     assert message["text"] == "checkout-v2 rollout: Canary, step 1%; 0 of 4 checklist items ticked"
 

@@ -119,7 +119,7 @@ def test_shell_runs_the_flag_in_memory_and_prints_every_write(tmp_path: Path) ->
         "[flag] checkout-v2: Rollout Bot strategy at 0%",
         "[flag] checkout-v2 turned off",
     ]
-    assert "Flag `checkout-v2`: flag 5% ✓" in out
+    assert "Flag `checkout-v2`: at 5%, as planned" in out
 
 
 def test_shell_auto_advance_moves_the_rollout_when_the_clock_is_moved_on(tmp_path: Path) -> None:

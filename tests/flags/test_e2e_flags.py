@@ -189,7 +189,7 @@ def test_advance_sets_the_flag_in_unleash(sc: Scenario, unleash_admin: UnleashAd
         (0.0, 5.0),
         (5.0, 50.0),
     ]
-    assert "flag 50% ✓" in steps_text(sc.wait_status("step *50%*"))
+    assert "at 50%, as planned" in steps_text(sc.wait_status("step *50%*"))
 
 
 def test_a_failed_flag_write_moves_nothing(sc: Scenario, unleash_admin: UnleashAdmin) -> None:
@@ -271,7 +271,7 @@ def test_drift_is_detected_and_reported_once(sc: Scenario, unleash_admin: Unleas
         wait_until(lambda moment=moment: watched_since(sc, moment), 30, "another watch")
     assert len(drift_posts()) == 1
     assert len(sc.events(EventKind.FLAG_DRIFT)) == 1
-    assert ":warning: flag says 40%, plan says 5%" in steps_text(sc.status_message())
+    assert ":warning: at 40%, but the plan says 5%" in steps_text(sc.status_message())
 
     # "Set the flag to 5% (the plan)" puts the plan back on the flag.
     sc.click(post, "flag_apply_plan")

@@ -5,13 +5,15 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import replace
-from datetime import timedelta
+from datetime import date, timedelta
 
 from bot.domain.plans import template_names
 from bot.edge.answers import message_for, usage_message
 from bot.edge.parsing import USAGES
 from bot.errors import RolloutError, UsageError
+from messages import confirmations as confirm
 from messages import flag_texts, render
+from messages.access import access_granted, access_request, refusal
 from messages.announcements import milestone
 from messages.autopilot import closed_answer
 from messages.blocks import Message, behind, choose_rollout, status_message, text_message
@@ -71,6 +73,77 @@ def _digest(audience: int) -> Message:
         soak="internal is on day 1 of 3 business days",
         unchecked=["No P1 bugs open"],
     )[audience]
+
+
+# The answers to a person's own command or click (messages/confirmations.py), as the edge
+# calls them; `NOTE` is what follows when the status message could not be edited.
+NOTE = "\n_The status message could not be updated (ratelimited); it catches up at the next change._"
+HOURS = "Mon–Fri 09:00–17:00, not on public holidays"
+CONFIRMATIONS: dict[str, Callable[[], Message]] = {
+    "answer_paused": lambda: confirm.done("checkout-v2", "paused", "support queue spiking"),
+    "answer_resumed": lambda: confirm.done("checkout-v2", "resumed"),
+    "answer_completed": lambda: confirm.done("checkout-v2", "completed", note=NOTE),
+    "answer_rolled_back": lambda: confirm.rolled_back(
+        "checkout-v2", "1%", flag_key="checkout_v2", told_stakeholders=True, reason="checkout errors"
+    ),
+    "answer_rolled_back_flag_stuck": lambda: confirm.rolled_back_flag_stuck(
+        "checkout-v2", "checkout_v2", "<https://unleash.example.com/features/checkout_v2|Unleash>", "HTTP 503"
+    ),
+    "answer_update_sent": lambda: confirm.update_sent("checkout-v2"),
+    "answer_measuring_baseline": lambda: confirm.measuring_baseline("checkout-v2"),
+    "answer_baseline_stored": lambda: confirm.baseline_stored("checkout-v2"),
+    "answer_digest_set": lambda: confirm.digest_set("checkout-v2", "daily at 09:30 (business days)"),
+    "answer_template_removed": lambda: confirm.template_removed("backend-2"),
+    "answer_access_rules": lambda: confirm.access_rules(
+        "checkout-v2", "anyone may tick exit criteria; steerers send updates", changed=True
+    ),
+    "answer_approvers": lambda: confirm.approvers_list("checkout-v2", "U_OWNER", ["U_APPROVER"]),
+    "answer_approver_added": lambda: confirm.approver_changed("checkout-v2", "U_SAM", added=True),
+    "answer_flag_applied": lambda: confirm.flag_applied("Flag checkout_v2 set 1% → 5% in Unleash"),
+    "answer_flag_kept": lambda: confirm.flag_kept("checkout-v2", "checkout_v2", 1),
+    "answer_advanced_anyway": lambda: confirm.advanced_anyway("internal", "1%", "QA signed off by phone"),
+    "answer_auto_on": lambda: confirm.auto_set(
+        "checkout-v2",
+        on=True,
+        state="auto: next check at <!date^1796065200^{date_short_pretty} {time}|Mon 30 Nov 11:00 PST> (soak met at 11:00)",
+    ),
+    "answer_auto_off": lambda: confirm.auto_set("checkout-v2", on=False),
+    "answer_team_hours": lambda: confirm.team_hours(HOURS),
+    "answer_rollout_hours": lambda: confirm.rollout_hours(
+        "checkout-v2", "Mon–Fri 09:00–17:00", tz=s.TZ, now=s.NOW
+    ),
+    "answer_freeze_added": lambda: confirm.freeze_added(
+        3, "holiday freeze", date(2026, 12, 21), date(2027, 1, 4), None
+    ),
+    "answer_freeze_removed": lambda: confirm.freeze_removed(3),
+    "answer_freezes": lambda: confirm.freezes(
+        [(3, "holiday freeze", date(2026, 12, 21), date(2027, 1, 4), None)]
+    ),
+    "answer_checkpoints": lambda: confirm.checkpoints_set(True),
+    "answer_exported": lambda: confirm.exported("checkout-v2", 2, ""),
+    "answer_exported_charts_missing": lambda: confirm.exported(
+        "checkout-v2", 0, "the charts could not be drawn"
+    ),
+    "answer_imported": lambda: confirm.imported(
+        [(False, "backend-2", 3, "internal → 1% → 5% → 100%", [(12, "“weekly” is not a soak time")])]
+    ),
+    "answer_import_refused": lambda: confirm.import_refused(
+        "backend-2", ["it has no phases"], [(3, "“Phase one” has no steps")]
+    ),
+    "answer_templates": lambda: confirm.templates_list(
+        [("backend", "Backend service", None, True), ("backend-2", "Backend, two canaries", "U_ANA", False)]
+    ),
+    "answer_access_requested": lambda: confirm.access_requested("U_OWNER", "checkout-v2"),
+    "error_slack_refused": lambda: confirm.slack_refused("channel_not_found"),
+    "error_went_wrong": lambda: confirm.went_wrong("1a2b3c4d"),
+    "refusal_with_request_access": lambda: refusal(
+        ":no_entry_sign: Only the owner (<@U_OWNER>), approvers and workspace admins can advance "
+        "*checkout-v2*. Request access and I ask <@U_OWNER> for you.",
+        1,
+    ),
+    "access_request": lambda: access_request(1, "checkout-v2", "U_OWNER", "U_SAM", "advance"),
+    "access_granted": lambda: access_granted("checkout-v2", "U_OWNER", "U_SAM"),
+}
 
 
 def _timeline() -> Message:
@@ -194,6 +267,7 @@ KINDS: dict[str, Callable[[], Message]] = {
         )
     ),
     "usage_error": lambda: usage_message(UsageError("`ana` is not a Slack user", "start")),
+    **CONFIRMATIONS,
     "refusal": lambda: message_for(
         RolloutError("{feature} is paused: `/rollout resume` it first", feature="checkout-v2")
     ),

@@ -123,8 +123,15 @@ def rollout(status: str = "active", *, phase: int = 0, step: int = 0) -> Rollout
         digest="daily",
         digest_time="09:30",
         phases=phases,
-        flag_percent=1.0 if phase else 0.0,
-        flag_plan_percent=1.0 if phase else 0.0,
+        # A rollback sets the flag to 0 %, and the plan wants 0 % of a rolled-back rollout.
+        flag_percent=1.0 if phase and status != "rolled_back" else 0.0,
+        flag_plan_percent=1.0 if phase and status != "rolled_back" else 0.0,
+        # The last stop: a pause by the bot when a trigger fired, a rollback by the owner.
+        stopped_by={"rolled_back": "U_OWNER"}.get(status),
+        stopped_at=NOW - timedelta(hours=1) if status in ("paused", "rolled_back") else None,
+        stop_reason={"paused": "rollback trigger fired: Error rate", "rolled_back": "checkout errors"}.get(
+            status
+        ),
     )
 
 

@@ -58,7 +58,7 @@ def test_a_paused_line_tells_stakeholders_the_cause_and_who_decides_next() -> No
     _, line = milestone("paused", view, actor=None, reason=reason)
     assert section_text(line.blocks) == (
         f":double_vertical_bar: *checkout-v2* paused at internal by Rollout Bot. Why: {reason}. "
-        f"Next: <@U_OWNER> resumes it or rolls it back. {STATUS_LINK}"
+        f"Next: <@U_OWNER> resumes it or rolls it back. Details: {STATUS_LINK}"
     )
     assert line.text == f"Paused: checkout-v2 at internal: {reason}"
     assert len(line.text) <= PUSH_LIMIT
@@ -100,7 +100,7 @@ def test_a_rolled_back_status_message_has_one_state_line_with_who_when_why() -> 
         ":rewind: Rolled back by <@U_ANA> at *Internal Testing*, step *internal*, "
         "<!date^1772481600^{date_short_pretty} {time}|Mon 2 Mar 12:00 PST>. Reason: error rate doubled."
     )
-    assert lines[1] == ":rewind: _rolled back_ *Internal Testing*: internal (rolled back here)"
+    assert lines[1] == ":rewind: _rolled back_ *Internal Testing*: internal"
     assert all(" _not reached_ " in line for line in lines[2:])
     assert str(message.blocks).count("Rolled back") == 1
 

@@ -194,7 +194,7 @@ def test_every_message_renders_from_views_of_a_closed_session(db: Database) -> N
     assert "I paused the rollout" in json.dumps(alert.blocks)
     assert alert.text == "Rollback trigger fired: Error rate on checkout-v2, paused"
     assert f"started with the *{view.plan_title}* plan, owner <@U_OWNER>" in json.dumps(started.blocks)
-    assert "rollout started by <@U_OWNER>" in json.dumps(started_line.blocks)
+    assert "rollout started by <@U_OWNER> (owner)" in json.dumps(started_line.blocks)
     assert started.text == started_line.text == "Rollout started: checkout-v2, first step 1%"
     assert "checkout-v2" in json.dumps(tab) and "Next gate:" in json.dumps(tab)
     assert report.text == "checkout-v2 cannot advance from 1%: 5 things block it."

@@ -174,7 +174,7 @@ def test_a_0_percent_first_step_leaves_the_flag_alone_and_the_watch_is_planned(
     assert (rollout.flag_percent, rollout.flag_enabled, rollout.flag_seen_at) == (0.0, False, svc.clock())
     assert "watch" in due_kinds(svc, rollout_id)  # the plan has triggers, but also: the flag is watched
     assert (
-        "Flag `checkout-v2`: flag 0% ✓"
+        "Flag `checkout-v2`: at 0%, as planned"
         in status_message(views.read_rollout(svc, TEAM, rollout.id), now=svc.clock()).blocks[2]["text"][
             "text"
         ]
@@ -455,7 +455,7 @@ def test_drift_is_seen_shown_and_told_once_with_both_buttons(
     status = status_message(views.read_rollout(svc, TEAM, rollout.id), now=svc.clock()).blocks[2]["text"][
         "text"
     ]
-    assert "Flag `checkout-v2`: :warning: flag says 40%, plan says 25%" in status
+    assert "Flag `checkout-v2`: :warning: at 40%, but the plan says 25%" in status
 
 
 def test_applying_the_plan_writes_the_flag_back(svc: Services, actor: Actor, flags: MemoryProvider) -> None:
@@ -484,7 +484,7 @@ def test_adopting_the_flags_percent_stops_the_warnings_for_that_value(
     assert rollout.flag_adopted_percent == 40.0
     assert len(events(svc, rollout_id, EventKind.FLAG_DRIFT)) == 1
     assert (
-        "flag 40% (kept by people; plan says 25%)"
+        "at 40%, kept by people (plan says 25%)"
         in status_message(views.read_rollout(svc, TEAM, rollout.id), now=svc.clock()).blocks[2]["text"][
             "text"
         ]
@@ -568,15 +568,13 @@ def test_flag_writes_are_in_the_digest_timeline_and_the_export(
 def test_flag_line_words() -> None:
     assert flag_line(None, seen=25, plan=25) == ""
     assert flag_line("f", seen=None, plan=25) == ""
-    assert flag_line("f", seen=25, plan=25) == "Flag `f`: flag 25% ✓"
-    assert flag_line("f", seen=40, plan=25) == "Flag `f`: :warning: flag says 40%, plan says 25%"
-    assert (
-        flag_line("f", seen=40, plan=25, adopted=40) == "Flag `f`: flag 40% (kept by people; plan says 25%)"
-    )
+    assert flag_line("f", seen=25, plan=25) == "Flag `f`: at 25%, as planned"
+    assert flag_line("f", seen=40, plan=25) == "Flag `f`: :warning: at 40%, but the plan says 25%"
+    assert flag_line("f", seen=40, plan=25, adopted=40) == "Flag `f`: at 40%, kept by people (plan says 25%)"
     assert flag_line("f", seen=25, plan=0, pending=0) == (
         "Flag `f`: :warning: still at 25%, the bot keeps retrying to set 0%"
     )
-    assert flag_line("<!channel>", seen=1, plan=1) == "Flag `&lt;!channel&gt;`: flag 1% ✓"
+    assert flag_line("<!channel>", seen=1, plan=1) == "Flag `&lt;!channel&gt;`: at 1%, as planned"
 
 
 def test_without_a_flag_service_nothing_changes(svc: Services, actor: Actor) -> None:

@@ -143,10 +143,10 @@ def test_an_incomputable_trigger_warns_once_and_neither_pauses_nor_rolls_back(
     [warning] = posts(slack, actor.channel_id, "undecided:error_spike:0:0")
     assert warning["thread_ts"]  # in the status thread
     assert body(warning).startswith(
-        f":warning: <@{OWNER}> Rollback trigger *Error spike* of *checkout-v2* cannot be judged at 25%: "
+        ":warning: Rollback trigger *Error spike* of *checkout-v2* cannot be judged at 25%: "
         "baseline is 0, so any rise is an unbounded relative change (0 → 0.3)."
     )
-    assert "I did not pause or roll back" in body(warning)
+    assert f"<@{OWNER}>: I did not pause or roll back" in body(warning)
     assert posts(slack, actor.channel_id, "trigger:") == []
 
 

@@ -22,9 +22,9 @@ from bot.services import Services
 from bot.usecases import access_requests, checklist, controls
 from bot.usecases.advance import Intent, Where
 from bot.usecases.checklist import ItemChange
+from messages import confirmations as confirm
 from messages.access import access_granted
-from messages.blocks import behind, text_message
-from messages.text import escape
+from messages.blocks import behind
 
 log = logging.getLogger(__name__)
 
@@ -181,11 +181,7 @@ def register(app: App, svc: Services) -> None:
         reply = replier_for(body, respond, client)
         with answering(reply):
             rollout = access_requests.request_access(svc, actor_of(body), rollout_id_of(action_value(body)))
-            reply(
-                text_message(
-                    f"Asked <@{rollout.owner_id}> in the status thread of *{escape(rollout.feature)}*."
-                )
-            )
+            reply(confirm.access_requested(rollout.owner_id, rollout.feature))
 
     def add_approver(body: dict[str, Any], respond: Respond, client: WebClient) -> None:
         with answering(replier_for(body, respond, client)):
