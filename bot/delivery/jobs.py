@@ -13,21 +13,25 @@ replicas share the work:
   gets its next time (or goes) only while the token still holds, so a change meanwhile wins.
 - Every message goes through the outbox under a dedupe key, so a job replayed after a crash
   never posts twice.
+- A tick draws nothing: a digest commits its text to the outbox and, in the same transaction,
+  a `chart` row for its progress chart, which `bot.delivery.charts.run_due` claims, draws and
+  uploads afterwards (matplotlib takes a tenth of a second or more per chart). `run_due` runs
+  every kind but that one; `run` is the claim-and-run loop both use.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, cast
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import delete, select, update
+from sqlalchemy import CursorResult, delete, select, update
 from sqlalchemy.orm import Session
 
-from bot.delivery import autopilot, charts, status_board, triggers
+from bot.delivery import autopilot, status_board, triggers
 from bot.domain import flagging as flag_rules
 from bot.domain import rollouts
 from bot.domain.schedule import (
@@ -67,16 +71,16 @@ class Claimed:
     lease: datetime  # the claim's token: the row's due_at while this run holds it
 
 
-# --- when things are due ---------------------------------------------------------------------
+Job = Callable[[Services, Claimed], Due | None]
 
 
 # --- the tick --------------------------------------------------------------------------------
 
 
-def _claim(svc: Services, now: datetime, limit: int) -> list[Claimed]:
+def _claim(svc: Services, now: datetime, limit: int, kinds: Collection[str]) -> list[Claimed]:
     lease = now + LEASE
     with svc.db.transaction() as session:
-        rows = queries.due_jobs(session=session, now=now, limit=limit)
+        rows = queries.due_jobs(session=session, now=now, limit=limit, kinds=kinds)
         for r in rows:
             telemetry.DUE_JOB_LAG.labels(r.kind).observe(max(0.0, (now - r.due_at).total_seconds()))
         claimed = [Claimed(r.id, r.rollout_id, r.kind, dict(r.data), r.last_run_at, now, lease) for r in rows]
@@ -95,14 +99,30 @@ def _finish(svc: Services, job: Claimed, nxt: Due | None) -> None:
             session.execute(update(DueJob).where(*mine).values(due_at=nxt.at, data=nxt.data))
 
 
+def mark(svc: Services, job: Claimed, data: dict[str, Any]) -> bool:
+    """Writes `data` into the claimed row while the claim holds (its token is unchanged);
+    False when it does not, and the row is someone else's now."""
+    with svc.db.transaction() as session:
+        done = session.execute(
+            update(DueJob).where(DueJob.id == job.id, DueJob.due_at == job.lease).values(data=data)
+        )
+    return bool(cast("CursorResult[Any]", done).rowcount)
+
+
 def run_due(svc: Services, *, limit: int = 100) -> int:
-    """Runs the work due now. Returns how many jobs ran to the end; one that fails is logged
-    and retried after its lease, and the others carry on."""
+    """Runs the work due now, but the charts (`bot.delivery.charts.run_due`). Returns how many
+    jobs ran to the end; one that fails is logged and retried after its lease, and the others
+    carry on."""
+    return run(svc, JOBS, limit=limit)
+
+
+def run(svc: Services, table: Mapping[str, Job], *, limit: int) -> int:
+    """Claims the due rows of the kinds in `table` and runs each with its job."""
     ran = 0
-    for job in _claim(svc, svc.clock(), limit):
+    for job in _claim(svc, svc.clock(), limit, tuple(table)):
         with logs.scope(job=job.kind, rollout_id=job.rollout_id):
             try:
-                _finish(svc, job, JOBS[job.kind](svc, job))
+                _finish(svc, job, table[job.kind](svc, job))
                 ran += 1
                 telemetry.DUE_JOBS.labels(job.kind, "ok").inc()
             except Exception:
@@ -148,7 +168,8 @@ def _queue(
 
 def _digest(svc: Services, job: Claimed) -> Due | None:
     """The digest of what happened since the last run; none at all (thread, stakeholders,
-    chart) when nothing did: a daily "nothing happened" teaches people to skip digests."""
+    chart) when nothing did: a daily "nothing happened" teaches people to skip digests.
+    Its progress chart is queued, not drawn: it follows the text into the status thread."""
     scheduled = datetime.fromisoformat(job.data["at"])  # the slot, not the (maybe late) run
     with svc.db.reading() as session:
         rollout = queries.get_rollout(session=session, rollout_id=job.rollout_id)
@@ -163,12 +184,14 @@ def _digest(svc: Services, job: Claimed) -> Due | None:
         )
     if not news:
         return planned(rollout, job.now).get(Kind.DIGEST)
-    chart = _digest_chart(svc, job.rollout_id, scheduled)
     with svc.db.transaction() as session:
         rollout = queries.get_rollout(session=session, rollout_id=job.rollout_id)
         if rollout is None or not rollout.status.is_open:
             return None
         tz, step = rollout.timezone, rollout.current_step
+        local_date = scheduled.astimezone(ZoneInfo(tz)).date().isoformat()
+        if _queued(session, rollout, f"digest:{local_date}"):
+            return planned(rollout, job.now).get(Kind.DIGEST)  # a replay: text and chart are queued
         mine: dict[str, Any] = {"session": session, "rollout_id": rollout.id}
         soak = soak_status(
             rollout.step_started_at, step.min_business_days, job.now, tz=tz, country=rollout.country
@@ -182,24 +205,20 @@ def _digest(svc: Services, job: Claimed) -> Due | None:
             ),
             soak=soak.describe(rollouts.display_title(step), tz),
             unchecked=rollouts.unchecked_exit_criteria(rollout),
-            chart=chart,
         )
-        local_date = scheduled.astimezone(ZoneInfo(tz)).date()
-        _queue(session, rollout, f"digest:{local_date.isoformat()}", job.now, thread, line)
+        _queue(session, rollout, f"digest:{local_date}", job.now, thread, line)
+        _queue_chart(session, rollout.id, local_date, job.now)
     return planned(rollout, job.now).get(Kind.DIGEST)
 
 
-def _digest_chart(svc: Services, rollout_id: int, scheduled: datetime) -> str:
-    """The progress chart, posted into the status thread just before the digest's text; once
-    a digest (a replayed tick finds it queued already), and never for a closed rollout."""
-    rollout = _load(svc, rollout_id)
-    if rollout is None or not rollout.status.is_open:
-        return ""
-    local_date = scheduled.astimezone(ZoneInfo(rollout.timezone)).date()
-    with svc.db.reading() as session:
-        if _queued(session, rollout, f"digest:{local_date.isoformat()}"):
-            return ""
-    return charts.for_digest(svc, rollout_id)
+def _queue_chart(session: Session, rollout_id: int, local_date: str, now: datetime) -> None:
+    """The `chart` row of this digest, due now. One row per rollout: a chart still owed by an
+    earlier digest gives way to this one (it would show the same progress, a day older)."""
+    data = {"digest": local_date, "queued": iso_utc(now)}
+    mine = (DueJob.rollout_id == rollout_id, DueJob.kind == Kind.CHART)
+    moved = session.execute(update(DueJob).where(*mine).values(due_at=now, data=data))
+    if not cast("CursorResult[Any]", moved).rowcount:
+        session.add(DueJob(rollout_id=rollout_id, kind=Kind.CHART, due_at=now, data=data))
 
 
 def _ready(svc: Services, job: Claimed) -> Due | None:
@@ -310,7 +329,7 @@ def _refresh(svc: Services, job: Claimed) -> Due | None:
     return None
 
 
-JOBS: dict[str, Callable[[Services, Claimed], Due | None]] = {
+JOBS: dict[str, Job] = {
     Kind.DIGEST: _digest,
     Kind.READY: _ready,
     Kind.OVERDUE: _overdue,

@@ -41,18 +41,32 @@ class Kind(StrEnum):
     FLAG_SYNC = "flag_sync"  # a flag write a rollback still owes, retried until it lands
     REFRESH = "refresh"  # a status-message edit Slack refused, retried until it lands
     AUTO = "auto"  # auto-advance: the step's next look (bot/delivery/autopilot.py)
+    CHART = "chart"  # a digest's progress chart, drawn and posted after it (bot/delivery/charts.py)
 
 
 # Written where they arise (a refused edit), not planned from the rollout's state: a change to
 # the rollout leaves them be.
-UNPLANNED = frozenset({Kind.REFRESH})
+UNPLANNED = frozenset({Kind.REFRESH, Kind.CHART})
 REFRESH_FIRST_RETRY = timedelta(seconds=2)
 REFRESH_MAX_RETRY = timedelta(minutes=5)
+# A digest's chart: drawn apart from the due-work tick (matplotlib takes a tenth of a second
+# or more), after its digest's text is out (waiting at most CHART_TEXT_WAIT for it), retried
+# when Slack refuses the upload, given up after CHART_ATTEMPTS tries.
+CHART_FIRST_RETRY = timedelta(seconds=30)
+CHART_MAX_RETRY = timedelta(minutes=30)
+CHART_ATTEMPTS = 6
+CHART_TEXT_WAIT = timedelta(minutes=10)
+CHART_TEXT_RECHECK = timedelta(seconds=5)
 
 
 def refresh_retry(attempt: int) -> timedelta:
     """2 s, 4 s, 8 s … up to 5 min between tries of a refused status-message edit."""
     return min(REFRESH_FIRST_RETRY * (1 << min(attempt, 20)), REFRESH_MAX_RETRY)
+
+
+def chart_retry(attempt: int) -> timedelta:
+    """30 s, 1 min, 2 min … up to 30 min between tries of a chart Slack would not take."""
+    return min(CHART_FIRST_RETRY * (1 << min(attempt, 20)), CHART_MAX_RETRY)
 
 
 @dataclass(frozen=True)
