@@ -38,6 +38,12 @@ def get_rollout(*, session: Session, rollout_id: int) -> Rollout | None:
     return session.scalars(_with_plan(select(Rollout).where(Rollout.id == rollout_id))).first()
 
 
+def rollout_row(*, session: Session, rollout_id: int) -> Rollout | None:
+    """The rollout's own row, without its plan (phases, steps, items, approvers): for work that
+    decides from its columns. Its relationships are not loaded; do not read them."""
+    return session.scalars(select(Rollout).where(Rollout.id == rollout_id)).first()
+
+
 def revision_of(*, session: Session, rollout_id: int) -> int | None:
     """Just the revision: enough to tell whether a render is stale, without loading the plan."""
     return session.scalar(select(Rollout.revision).where(Rollout.id == rollout_id))

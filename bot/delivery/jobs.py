@@ -41,6 +41,7 @@ from bot.domain.schedule import (
     Kind,
     iso_utc,
     planned,
+    planned_digest,
     planned_end,
 )
 from bot.domain.soak import soak_status
@@ -137,12 +138,25 @@ def run(svc: Services, table: Mapping[str, Job], *, limit: int) -> int:
 # A job gets its claimed row and returns the row's next time, or None when it is done.
 
 
+# What each job loads: the rollout's own row (`queries.rollout_row`: status, step, metrics,
+# flag columns) for what it decides from; the whole plan (`get_rollout`, `lock_rollout`) only
+# where it renders a message about the rollout or plans rows that need the current step.
+
+
 def _load(svc: Services, rollout_id: int) -> Rollout | None:
+    """The rollout's row alone, without its plan: its relationships must not be read."""
     with svc.db.reading() as session:
-        rollout = queries.get_rollout(session=session, rollout_id=rollout_id)
+        rollout = queries.rollout_row(session=session, rollout_id=rollout_id)
     if rollout is not None:
         logs.bind_rollout(rollout)
     return rollout
+
+
+def _replan(svc: Services, rollout_id: int, kind: str, now: datetime) -> Due | None:
+    """The row `kind` as the rollout's state plans it now (which needs its current step)."""
+    with svc.db.reading() as session:
+        rollout = queries.get_rollout(session=session, rollout_id=rollout_id)
+    return None if rollout is None else planned(rollout, now).get(kind)
 
 
 def _at_step(job: Claimed, rollout: Rollout) -> bool:
@@ -172,7 +186,7 @@ def _digest(svc: Services, job: Claimed) -> Due | None:
     Its progress chart is queued, not drawn: it follows the text into the status thread."""
     scheduled = datetime.fromisoformat(job.data["at"])  # the slot, not the (maybe late) run
     with svc.db.reading() as session:
-        rollout = queries.get_rollout(session=session, rollout_id=job.rollout_id)
+        rollout = queries.rollout_row(session=session, rollout_id=job.rollout_id)
         if rollout is None or not rollout.status.is_open:
             return None
         news = texts.has_news(
@@ -183,7 +197,7 @@ def _digest(svc: Services, job: Claimed) -> Due | None:
             )
         )
     if not news:
-        return planned(rollout, job.now).get(Kind.DIGEST)
+        return planned_digest(rollout, job.now)
     with svc.db.transaction() as session:
         rollout = queries.get_rollout(session=session, rollout_id=job.rollout_id)
         if rollout is None or not rollout.status.is_open:
@@ -191,7 +205,7 @@ def _digest(svc: Services, job: Claimed) -> Due | None:
         tz, step = rollout.timezone, rollout.current_step
         local_date = scheduled.astimezone(ZoneInfo(tz)).date().isoformat()
         if _queued(session, rollout, f"digest:{local_date}"):
-            return planned(rollout, job.now).get(Kind.DIGEST)  # a replay: text and chart are queued
+            return planned_digest(rollout, job.now)  # a replay: text and chart are queued
         mine: dict[str, Any] = {"session": session, "rollout_id": rollout.id}
         soak = soak_status(
             rollout.step_started_at, step.min_business_days, job.now, tz=tz, country=rollout.country
@@ -208,7 +222,7 @@ def _digest(svc: Services, job: Claimed) -> Due | None:
         )
         _queue(session, rollout, f"digest:{local_date}", job.now, thread, line)
         _queue_chart(session, rollout.id, local_date, job.now)
-    return planned(rollout, job.now).get(Kind.DIGEST)
+    return planned_digest(rollout, job.now)
 
 
 def _queue_chart(session: Session, rollout_id: int, local_date: str, now: datetime) -> None:
@@ -227,7 +241,7 @@ def _ready(svc: Services, job: Claimed) -> Due | None:
     if rollout is None or rollout.status is not RolloutStatus.ACTIVE:
         return None  # a resume plans it again
     if not _at_step(job, rollout):
-        return planned(rollout, job.now).get(Kind.READY)
+        return _replan(svc, rollout.id, Kind.READY, job.now)
     milestone = f"ready:{rollout.phase_index}:{rollout.step_index}"
     with svc.db.reading() as session:
         if _queued(session, rollout, milestone):

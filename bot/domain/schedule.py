@@ -116,6 +116,17 @@ def planned_end(rollout: Rollout) -> datetime:
     return earliest_time(rollout.step_started_at, days, tz=rollout.timezone, country=rollout.country)
 
 
+def planned_digest(rollout: Rollout, now: datetime) -> Due | None:
+    """The digest row of an open rollout, as `planned` has it; from the rollout's own columns
+    (no plan), so the digest job can plan its next run without loading the plan."""
+    digest_at = next_digest(rollout, now)
+    if digest_at is None:
+        return None
+    tz, country = rollout.timezone, rollout.country
+    settings = {"cadence": rollout.digest, "time": rollout.digest_time, "tz": tz, "country": country}
+    return Due(digest_at, {**settings, "at": iso_utc(digest_at)})
+
+
 def planned(rollout: Rollout, now: datetime, *, watch_minutes: int = WATCH_MINUTES) -> dict[str, Due]:
     """Every row the rollout should have, by kind. Finished: none, but a flag write still owed.
     Paused: digest, stale, and the watch of a flag the bot runs. Active: all of them; with
@@ -126,10 +137,8 @@ def planned(rollout: Rollout, now: datetime, *, watch_minutes: int = WATCH_MINUT
     if not rollout.status.is_open:
         return out
     tz, country = rollout.timezone, rollout.country
-    digest_at = next_digest(rollout, now)
-    if digest_at is not None:
-        settings = {"cadence": rollout.digest, "time": rollout.digest_time, "tz": tz, "country": country}
-        out[Kind.DIGEST] = Due(digest_at, {**settings, "at": iso_utc(digest_at)})
+    if (digest := planned_digest(rollout, now)) is not None:
+        out[Kind.DIGEST] = digest
     stale_at = earliest_time(rollout.updated_at, STALE_BUSINESS_DAYS, tz=tz, country=country)
     out[Kind.STALE] = Due(stale_at, {"updated_at": iso_utc(rollout.updated_at), "at": iso_utc(stale_at)})
     if rollout.status is RolloutStatus.ACTIVE:
