@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Collection, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, cast
 from zoneinfo import ZoneInfo
@@ -70,6 +70,9 @@ class Claimed:
     last_run_at: datetime | None
     now: datetime  # the tick's time: what was due then is what this run covers
     lease: datetime  # the claim's token: the row's due_at while this run holds it
+    # Set when the job wrote its row's next time in its own transaction (`_in_transaction`):
+    # then there is no separate `_finish`.
+    settled: list[bool] = field(default_factory=list, compare=False)
 
 
 Job = Callable[[Services, Claimed], Due | None]
@@ -92,12 +95,27 @@ def _claim(svc: Services, now: datetime, limit: int, kinds: Collection[str]) -> 
 
 def _finish(svc: Services, job: Claimed, nxt: Due | None) -> None:
     with svc.db.transaction() as session:
-        session.execute(update(DueJob).where(DueJob.id == job.id).values(last_run_at=job.now))
-        mine = (DueJob.id == job.id, DueJob.due_at == job.lease)
-        if nxt is None:
-            session.execute(delete(DueJob).where(*mine))
-        else:
-            session.execute(update(DueJob).where(*mine).values(due_at=nxt.at, data=nxt.data))
+        _settle(session, job, nxt)
+
+
+def _settle(session: Session, job: Claimed, nxt: Due | None) -> None:
+    """The row's next time (or its end), only while the claim's token still holds."""
+    session.execute(update(DueJob).where(DueJob.id == job.id).values(last_run_at=job.now))
+    mine = (DueJob.id == job.id, DueJob.due_at == job.lease)
+    if nxt is None:
+        session.execute(delete(DueJob).where(*mine))
+    else:
+        session.execute(update(DueJob).where(*mine).values(due_at=nxt.at, data=nxt.data))
+
+
+def _in_transaction(svc: Services, job: Claimed, decide: Callable[[Session], Due | None]) -> Due | None:
+    """Runs `decide` and records the row's next time in one transaction: what the job queued
+    and when it runs again commit together (and one commit, not two)."""
+    with svc.db.transaction() as session:
+        nxt = decide(session)
+        _settle(session, job, nxt)
+    job.settled.append(True)
+    return nxt
 
 
 def mark(svc: Services, job: Claimed, data: dict[str, Any]) -> bool:
@@ -123,7 +141,9 @@ def run(svc: Services, table: Mapping[str, Job], *, limit: int) -> int:
     for job in _claim(svc, svc.clock(), limit, tuple(table)):
         with logs.scope(job=job.kind, rollout_id=job.rollout_id):
             try:
-                _finish(svc, job, table[job.kind](svc, job))
+                nxt = table[job.kind](svc, job)
+                if not job.settled:
+                    _finish(svc, job, nxt)
                 ran += 1
                 telemetry.DUE_JOBS.labels(job.kind, "ok").inc()
             except Exception:
@@ -198,30 +218,33 @@ def _digest(svc: Services, job: Claimed) -> Due | None:
         )
     if not news:
         return planned_digest(rollout, job.now)
-    with svc.db.transaction() as session:
-        rollout = queries.get_rollout(session=session, rollout_id=job.rollout_id)
-        if rollout is None or not rollout.status.is_open:
-            return None
-        tz, step = rollout.timezone, rollout.current_step
-        local_date = scheduled.astimezone(ZoneInfo(tz)).date().isoformat()
-        if _queued(session, rollout, f"digest:{local_date}"):
-            return planned_digest(rollout, job.now)  # a replay: text and chart are queued
-        mine: dict[str, Any] = {"session": session, "rollout_id": rollout.id}
-        soak = soak_status(
-            rollout.step_started_at, step.min_business_days, job.now, tz=tz, country=rollout.country
-        )
-        thread, line = texts.digest(
-            views.rollout_view(rollout),
-            scheduled=scheduled,
-            events=views.event_views(queries.events_between(**mine, after=job.last_run_at, until=job.now)),
-            check=views.snapshot_view(
-                queries.latest_check(**mine, phase_index=rollout.phase_index, step_index=rollout.step_index)
-            ),
-            soak=soak.describe(rollouts.display_title(step), tz),
-            unchecked=rollouts.unchecked_exit_criteria(rollout),
-        )
-        _queue(session, rollout, f"digest:{local_date}", job.now, thread, line)
-        _queue_chart(session, rollout.id, local_date, job.now)
+    return _in_transaction(svc, job, lambda session: _digest_in(session, job, scheduled))
+
+
+def _digest_in(session: Session, job: Claimed, scheduled: datetime) -> Due | None:
+    rollout = queries.get_rollout(session=session, rollout_id=job.rollout_id)
+    if rollout is None or not rollout.status.is_open:
+        return None
+    tz, step = rollout.timezone, rollout.current_step
+    local_date = scheduled.astimezone(ZoneInfo(tz)).date().isoformat()
+    if _queued(session, rollout, f"digest:{local_date}"):
+        return planned_digest(rollout, job.now)  # a replay: text and chart are queued
+    mine: dict[str, Any] = {"session": session, "rollout_id": rollout.id}
+    soak = soak_status(
+        rollout.step_started_at, step.min_business_days, job.now, tz=tz, country=rollout.country
+    )
+    thread, line = texts.digest(
+        views.rollout_view(rollout),
+        scheduled=scheduled,
+        events=views.event_views(queries.events_between(**mine, after=job.last_run_at, until=job.now)),
+        check=views.snapshot_view(
+            queries.latest_check(**mine, phase_index=rollout.phase_index, step_index=rollout.step_index)
+        ),
+        soak=soak.describe(rollouts.display_title(step), tz),
+        unchecked=rollouts.unchecked_exit_criteria(rollout),
+    )
+    _queue(session, rollout, f"digest:{local_date}", job.now, thread, line)
+    _queue_chart(session, rollout.id, local_date, job.now)
     return planned_digest(rollout, job.now)
 
 
@@ -248,8 +271,9 @@ def _ready(svc: Services, job: Claimed) -> Due | None:
             return None
     now = svc.clock()
     current, controls, _ = measure.read_metrics(svc, rollout, now)
-    with svc.db.transaction() as session:
-        locked = queries.lock_rollout(session=session, rollout_id=rollout.id)
+
+    def decide(session: Session) -> Due | None:
+        locked = queries.lock_rollout(session=session, rollout_id=job.rollout_id)
         if locked is None or locked.status is not RolloutStatus.ACTIVE or not _at_step(job, locked):
             return None
         gate = measure.evaluate(locked, current, measure.baselines_for(session, locked, controls), now)
@@ -258,26 +282,31 @@ def _ready(svc: Services, job: Claimed) -> Due | None:
             return Due(now + READY_RECHECK, job.data)
         message = texts.reminder("ready", views.rollout_view(locked), advance=True)
         _queue(session, locked, milestone, now, message)
-    return None
+        return None
+
+    return _in_transaction(svc, job, decide)
 
 
 def _overdue(svc: Services, job: Claimed) -> Due | None:
-    with svc.db.transaction() as session:
-        rollout = queries.get_rollout(session=session, rollout_id=job.rollout_id)
-        if rollout is None or rollout.status is not RolloutStatus.ACTIVE:
-            return None
-        end = planned_end(rollout)
-        if not _at_step(job, rollout) or job.now < end:
-            return planned(rollout, job.now).get(Kind.OVERDUE)
-        # One reminder per step: the ready reminder already asks for this advance, and when its
-        # check is due in this same run, it goes first (the two never arrive together).
-        if _queued(session, rollout, f"ready:{rollout.phase_index}:{rollout.step_index}"):
-            return None
-        if _ready_runs_now(session, rollout, job):
-            return Due(job.now + READY_FIRST, job.data)
-        planned_at = texts.when(end, rollout.timezone)
-        message = texts.reminder("overdue", views.rollout_view(rollout), planned_end=planned_at)
-        _queue(session, rollout, f"overdue:{rollout.phase_index}:{rollout.step_index}", job.now, message)
+    return _in_transaction(svc, job, lambda session: _overdue_in(session, job))
+
+
+def _overdue_in(session: Session, job: Claimed) -> Due | None:
+    rollout = queries.get_rollout(session=session, rollout_id=job.rollout_id)
+    if rollout is None or rollout.status is not RolloutStatus.ACTIVE:
+        return None
+    end = planned_end(rollout)
+    if not _at_step(job, rollout) or job.now < end:
+        return planned(rollout, job.now).get(Kind.OVERDUE)
+    # One reminder per step: the ready reminder already asks for this advance, and when its
+    # check is due in this same run, it goes first (the two never arrive together).
+    if _queued(session, rollout, f"ready:{rollout.phase_index}:{rollout.step_index}"):
+        return None
+    if _ready_runs_now(session, rollout, job):
+        return Due(job.now + READY_FIRST, job.data)
+    planned_at = texts.when(end, rollout.timezone)
+    message = texts.reminder("overdue", views.rollout_view(rollout), planned_end=planned_at)
+    _queue(session, rollout, f"overdue:{rollout.phase_index}:{rollout.step_index}", job.now, message)
     return None
 
 
@@ -293,15 +322,18 @@ def _ready_runs_now(session: Session, rollout: Rollout, job: Claimed) -> bool:
 
 
 def _stale(svc: Services, job: Claimed) -> Due | None:
-    with svc.db.transaction() as session:
-        rollout = queries.get_rollout(session=session, rollout_id=job.rollout_id)
-        if rollout is None or not rollout.status.is_open:
-            return None
-        if job.data.get("updated_at") != iso_utc(rollout.updated_at):
-            return planned(rollout, job.now).get(Kind.STALE)  # something happened: a new quiet spell
-        since = texts.when(rollout.updated_at, rollout.timezone)
-        message = texts.reminder("stale", views.rollout_view(rollout), days=STALE_BUSINESS_DAYS, since=since)
-        _queue(session, rollout, f"stale:{iso_utc(rollout.updated_at)}", job.now, message)
+    return _in_transaction(svc, job, lambda session: _stale_in(session, job))
+
+
+def _stale_in(session: Session, job: Claimed) -> Due | None:
+    rollout = queries.get_rollout(session=session, rollout_id=job.rollout_id)
+    if rollout is None or not rollout.status.is_open:
+        return None
+    if job.data.get("updated_at") != iso_utc(rollout.updated_at):
+        return planned(rollout, job.now).get(Kind.STALE)  # something happened: a new quiet spell
+    since = texts.when(rollout.updated_at, rollout.timezone)
+    message = texts.reminder("stale", views.rollout_view(rollout), days=STALE_BUSINESS_DAYS, since=since)
+    _queue(session, rollout, f"stale:{iso_utc(rollout.updated_at)}", job.now, message)
     return None
 
 
