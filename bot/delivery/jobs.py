@@ -10,7 +10,11 @@ replicas share the work:
   SQLite serialises writers) by moving their `due_at` a lease ahead: the new `due_at` is the
   claim's token. A crashed run is retried once the lease runs out; another replica never
   takes a leased row. Each job then runs on its own, outside that transaction, and its row
-  gets its next time (or goes) only while the token still holds, so a change meanwhile wins.
+  gets its next time (or goes) only while the token still holds, so a change meanwhile wins;
+  a job that writes (a reminder, the digest, the ready check) does that in its own
+  transaction, so what it queued and when it runs again commit together.
+- Each job loads what it decides from: the rollout's row (`queries.rollout_row`) for its
+  columns, the whole plan only where it renders a message or plans from the current step.
 - Every message goes through the outbox under a dedupe key, so a job replayed after a crash
   never posts twice.
 - A tick draws nothing: a digest commits its text to the outbox and, in the same transaction,
