@@ -59,8 +59,9 @@ from bot.domain.plans import get_template
 from bot.services import Services
 from bot.slackweb.client import make_client
 from storage.db import Database
+from storage.enums import EventKind
 from storage.migrate import upgrade
-from storage.models import DueJob, MetricSnapshot, OutboxMessage
+from storage.models import DueJob, Event, MetricSnapshot, OutboxMessage
 
 SIZES = (1_000, 10_000, 100_000)
 DUE_POOL = 50  # full rollouts whose rows can be armed
@@ -172,9 +173,9 @@ def services(url: str, slack_api: str) -> Services:
             "SLACK_API_URL": slack_api,
         }
     )
-    # The Slack stand-in (in a child process): the digest uploads its progress chart in the
-    # tick, and a closed port would time the client's retries, not the tick. Messages go
-    # through the outbox, a separate job.
+    # The Slack stand-in (in a child process): before the chart moved out of the tick, the
+    # digest uploaded its progress chart in it, and a closed port would time the client's
+    # retries, not the tick. Messages go through the outbox, a separate job.
     return Services(
         settings=settings,
         db=Database(url),
@@ -199,6 +200,22 @@ class Bench:
         long_ago = datetime.now(UTC) - timedelta(days=30)
         plan = get_template("standard")
         self.pool = add_rollouts(self.db, plan, DUE_POOL, "pool", TEAM, long_ago)
+        # Each started with an event, so a digest has news and takes its whole path (text,
+        # stakeholder line and, since the chart moved out of the tick, its `chart` row).
+        with self.db.transaction() as session:
+            session.execute(
+                insert(Event),
+                [
+                    {
+                        "rollout_id": i,
+                        "kind": EventKind.STARTED,
+                        "actor_id": "UBENCH",
+                        "at": long_ago,
+                        "data": {},
+                    }
+                    for i in self.pool
+                ],
+            )
         now = datetime.now(UTC)
         with self.db.reading() as session:
             from storage import queries

@@ -3,7 +3,7 @@ transaction."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from datetime import datetime
 
 from sqlalchemy import Select, and_, func, or_, select
@@ -36,6 +36,12 @@ def _with_plan(stmt: Select[Rollout]) -> Select[Rollout]:
 
 def get_rollout(*, session: Session, rollout_id: int) -> Rollout | None:
     return session.scalars(_with_plan(select(Rollout).where(Rollout.id == rollout_id))).first()
+
+
+def rollout_row(*, session: Session, rollout_id: int) -> Rollout | None:
+    """The rollout's own row, without its plan (phases, steps, items, approvers): for work that
+    decides from its columns. Its relationships are not loaded; do not read them."""
+    return session.scalars(select(Rollout).where(Rollout.id == rollout_id)).first()
 
 
 def revision_of(*, session: Session, rollout_id: int) -> int | None:
@@ -181,11 +187,17 @@ def due_jobs_of(*, session: Session, rollout_id: int) -> Sequence[DueJob]:
     return session.scalars(select(DueJob).where(DueJob.rollout_id == rollout_id)).all()
 
 
-def due_jobs(*, session: Session, now: datetime, limit: int) -> Sequence[DueJob]:
-    """Rows due at `now`, soonest first, through ix_due_job_due_at: the cost is the number of
-    due rows, not of rollouts. On Postgres the rows are locked and rows another replica holds
-    are skipped (FOR UPDATE SKIP LOCKED), so two ticks never claim one row."""
-    stmt = select(DueJob).where(DueJob.due_at <= now).order_by(DueJob.due_at).limit(limit)
+def due_jobs(
+    *, session: Session, now: datetime, limit: int, kinds: Collection[str] | None = None
+) -> Sequence[DueJob]:
+    """Rows due at `now` (of `kinds`, when given), soonest first, through ix_due_job_due_at:
+    the cost is the number of due rows, not of rollouts. On Postgres the rows are locked and
+    rows another replica holds are skipped (FOR UPDATE SKIP LOCKED), so two ticks never claim
+    one row."""
+    stmt = select(DueJob).where(DueJob.due_at <= now)
+    if kinds is not None:
+        stmt = stmt.where(DueJob.kind.in_(sorted(kinds)))
+    stmt = stmt.order_by(DueJob.due_at).limit(limit)
     if session.get_bind().dialect.name == "postgresql":
         stmt = stmt.with_for_update(skip_locked=True)
     return session.scalars(stmt).all()

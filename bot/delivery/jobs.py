@@ -10,24 +10,32 @@ replicas share the work:
   SQLite serialises writers) by moving their `due_at` a lease ahead: the new `due_at` is the
   claim's token. A crashed run is retried once the lease runs out; another replica never
   takes a leased row. Each job then runs on its own, outside that transaction, and its row
-  gets its next time (or goes) only while the token still holds, so a change meanwhile wins.
+  gets its next time (or goes) only while the token still holds, so a change meanwhile wins;
+  a job that writes (a reminder, the digest, the ready check) does that in its own
+  transaction, so what it queued and when it runs again commit together.
+- Each job loads what it decides from: the rollout's row (`queries.rollout_row`) for its
+  columns, the whole plan only where it renders a message or plans from the current step.
 - Every message goes through the outbox under a dedupe key, so a job replayed after a crash
   never posts twice.
+- A tick draws nothing: a digest commits its text to the outbox and, in the same transaction,
+  a `chart` row for its progress chart, which `bot.delivery.charts.run_due` claims, draws and
+  uploads afterwards (matplotlib takes a tenth of a second or more per chart). `run_due` runs
+  every kind but that one; `run` is the claim-and-run loop both use.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Callable, Collection, Mapping
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, cast
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import delete, select, update
+from sqlalchemy import CursorResult, delete, select, update
 from sqlalchemy.orm import Session
 
-from bot.delivery import autopilot, charts, status_board, triggers
+from bot.delivery import autopilot, status_board, triggers
 from bot.domain import flagging as flag_rules
 from bot.domain import rollouts
 from bot.domain.schedule import (
@@ -37,6 +45,7 @@ from bot.domain.schedule import (
     Kind,
     iso_utc,
     planned,
+    planned_digest,
     planned_end,
 )
 from bot.domain.soak import soak_status
@@ -65,18 +74,21 @@ class Claimed:
     last_run_at: datetime | None
     now: datetime  # the tick's time: what was due then is what this run covers
     lease: datetime  # the claim's token: the row's due_at while this run holds it
+    # Set when the job wrote its row's next time in its own transaction (`_in_transaction`):
+    # then there is no separate `_finish`.
+    settled: list[bool] = field(default_factory=list, compare=False)
 
 
-# --- when things are due ---------------------------------------------------------------------
+Job = Callable[[Services, Claimed], Due | None]
 
 
 # --- the tick --------------------------------------------------------------------------------
 
 
-def _claim(svc: Services, now: datetime, limit: int) -> list[Claimed]:
+def _claim(svc: Services, now: datetime, limit: int, kinds: Collection[str]) -> list[Claimed]:
     lease = now + LEASE
     with svc.db.transaction() as session:
-        rows = queries.due_jobs(session=session, now=now, limit=limit)
+        rows = queries.due_jobs(session=session, now=now, limit=limit, kinds=kinds)
         for r in rows:
             telemetry.DUE_JOB_LAG.labels(r.kind).observe(max(0.0, (now - r.due_at).total_seconds()))
         claimed = [Claimed(r.id, r.rollout_id, r.kind, dict(r.data), r.last_run_at, now, lease) for r in rows]
@@ -87,22 +99,55 @@ def _claim(svc: Services, now: datetime, limit: int) -> list[Claimed]:
 
 def _finish(svc: Services, job: Claimed, nxt: Due | None) -> None:
     with svc.db.transaction() as session:
-        session.execute(update(DueJob).where(DueJob.id == job.id).values(last_run_at=job.now))
-        mine = (DueJob.id == job.id, DueJob.due_at == job.lease)
-        if nxt is None:
-            session.execute(delete(DueJob).where(*mine))
-        else:
-            session.execute(update(DueJob).where(*mine).values(due_at=nxt.at, data=nxt.data))
+        _settle(session, job, nxt)
+
+
+def _settle(session: Session, job: Claimed, nxt: Due | None) -> None:
+    """The row's next time (or its end), only while the claim's token still holds."""
+    session.execute(update(DueJob).where(DueJob.id == job.id).values(last_run_at=job.now))
+    mine = (DueJob.id == job.id, DueJob.due_at == job.lease)
+    if nxt is None:
+        session.execute(delete(DueJob).where(*mine))
+    else:
+        session.execute(update(DueJob).where(*mine).values(due_at=nxt.at, data=nxt.data))
+
+
+def _in_transaction(svc: Services, job: Claimed, decide: Callable[[Session], Due | None]) -> Due | None:
+    """Runs `decide` and records the row's next time in one transaction: what the job queued
+    and when it runs again commit together (and one commit, not two)."""
+    with svc.db.transaction() as session:
+        nxt = decide(session)
+        _settle(session, job, nxt)
+    job.settled.append(True)
+    return nxt
+
+
+def mark(svc: Services, job: Claimed, data: dict[str, Any]) -> bool:
+    """Writes `data` into the claimed row while the claim holds (its token is unchanged);
+    False when it does not, and the row is someone else's now."""
+    with svc.db.transaction() as session:
+        done = session.execute(
+            update(DueJob).where(DueJob.id == job.id, DueJob.due_at == job.lease).values(data=data)
+        )
+    return bool(cast("CursorResult[Any]", done).rowcount)
 
 
 def run_due(svc: Services, *, limit: int = 100) -> int:
-    """Runs the work due now. Returns how many jobs ran to the end; one that fails is logged
-    and retried after its lease, and the others carry on."""
+    """Runs the work due now, but the charts (`bot.delivery.charts.run_due`). Returns how many
+    jobs ran to the end; one that fails is logged and retried after its lease, and the others
+    carry on."""
+    return run(svc, JOBS, limit=limit)
+
+
+def run(svc: Services, table: Mapping[str, Job], *, limit: int) -> int:
+    """Claims the due rows of the kinds in `table` and runs each with its job."""
     ran = 0
-    for job in _claim(svc, svc.clock(), limit):
+    for job in _claim(svc, svc.clock(), limit, tuple(table)):
         with logs.scope(job=job.kind, rollout_id=job.rollout_id):
             try:
-                _finish(svc, job, JOBS[job.kind](svc, job))
+                nxt = table[job.kind](svc, job)
+                if not job.settled:
+                    _finish(svc, job, nxt)
                 ran += 1
                 telemetry.DUE_JOBS.labels(job.kind, "ok").inc()
             except Exception:
@@ -117,12 +162,25 @@ def run_due(svc: Services, *, limit: int = 100) -> int:
 # A job gets its claimed row and returns the row's next time, or None when it is done.
 
 
+# What each job loads: the rollout's own row (`queries.rollout_row`: status, step, metrics,
+# flag columns) for what it decides from; the whole plan (`get_rollout`, `lock_rollout`) only
+# where it renders a message about the rollout or plans rows that need the current step.
+
+
 def _load(svc: Services, rollout_id: int) -> Rollout | None:
+    """The rollout's row alone, without its plan: its relationships must not be read."""
     with svc.db.reading() as session:
-        rollout = queries.get_rollout(session=session, rollout_id=rollout_id)
+        rollout = queries.rollout_row(session=session, rollout_id=rollout_id)
     if rollout is not None:
         logs.bind_rollout(rollout)
     return rollout
+
+
+def _replan(svc: Services, rollout_id: int, kind: str, now: datetime) -> Due | None:
+    """The row `kind` as the rollout's state plans it now (which needs its current step)."""
+    with svc.db.reading() as session:
+        rollout = queries.get_rollout(session=session, rollout_id=rollout_id)
+    return None if rollout is None else planned(rollout, now).get(kind)
 
 
 def _at_step(job: Claimed, rollout: Rollout) -> bool:
@@ -148,10 +206,11 @@ def _queue(
 
 def _digest(svc: Services, job: Claimed) -> Due | None:
     """The digest of what happened since the last run; none at all (thread, stakeholders,
-    chart) when nothing did: a daily "nothing happened" teaches people to skip digests."""
+    chart) when nothing did: a daily "nothing happened" teaches people to skip digests.
+    Its progress chart is queued, not drawn: it follows the text into the status thread."""
     scheduled = datetime.fromisoformat(job.data["at"])  # the slot, not the (maybe late) run
     with svc.db.reading() as session:
-        rollout = queries.get_rollout(session=session, rollout_id=job.rollout_id)
+        rollout = queries.rollout_row(session=session, rollout_id=job.rollout_id)
         if rollout is None or not rollout.status.is_open:
             return None
         news = texts.has_news(
@@ -162,44 +221,45 @@ def _digest(svc: Services, job: Claimed) -> Due | None:
             )
         )
     if not news:
-        return planned(rollout, job.now).get(Kind.DIGEST)
-    chart = _digest_chart(svc, job.rollout_id, scheduled)
-    with svc.db.transaction() as session:
-        rollout = queries.get_rollout(session=session, rollout_id=job.rollout_id)
-        if rollout is None or not rollout.status.is_open:
-            return None
-        tz, step = rollout.timezone, rollout.current_step
-        mine: dict[str, Any] = {"session": session, "rollout_id": rollout.id}
-        soak = soak_status(
-            rollout.step_started_at, step.min_business_days, job.now, tz=tz, country=rollout.country
-        )
-        thread, line = texts.digest(
-            views.rollout_view(rollout),
-            scheduled=scheduled,
-            events=views.event_views(queries.events_between(**mine, after=job.last_run_at, until=job.now)),
-            check=views.snapshot_view(
-                queries.latest_check(**mine, phase_index=rollout.phase_index, step_index=rollout.step_index)
-            ),
-            soak=soak.describe(rollouts.display_title(step), tz),
-            unchecked=rollouts.unchecked_exit_criteria(rollout),
-            chart=chart,
-        )
-        local_date = scheduled.astimezone(ZoneInfo(tz)).date()
-        _queue(session, rollout, f"digest:{local_date.isoformat()}", job.now, thread, line)
-    return planned(rollout, job.now).get(Kind.DIGEST)
+        return planned_digest(rollout, job.now)
+    return _in_transaction(svc, job, lambda session: _digest_in(session, job, scheduled))
 
 
-def _digest_chart(svc: Services, rollout_id: int, scheduled: datetime) -> str:
-    """The progress chart, posted into the status thread just before the digest's text; once
-    a digest (a replayed tick finds it queued already), and never for a closed rollout."""
-    rollout = _load(svc, rollout_id)
+def _digest_in(session: Session, job: Claimed, scheduled: datetime) -> Due | None:
+    rollout = queries.get_rollout(session=session, rollout_id=job.rollout_id)
     if rollout is None or not rollout.status.is_open:
-        return ""
-    local_date = scheduled.astimezone(ZoneInfo(rollout.timezone)).date()
-    with svc.db.reading() as session:
-        if _queued(session, rollout, f"digest:{local_date.isoformat()}"):
-            return ""
-    return charts.for_digest(svc, rollout_id)
+        return None
+    tz, step = rollout.timezone, rollout.current_step
+    local_date = scheduled.astimezone(ZoneInfo(tz)).date().isoformat()
+    if _queued(session, rollout, f"digest:{local_date}"):
+        return planned_digest(rollout, job.now)  # a replay: text and chart are queued
+    mine: dict[str, Any] = {"session": session, "rollout_id": rollout.id}
+    soak = soak_status(
+        rollout.step_started_at, step.min_business_days, job.now, tz=tz, country=rollout.country
+    )
+    thread, line = texts.digest(
+        views.rollout_view(rollout),
+        scheduled=scheduled,
+        events=views.event_views(queries.events_between(**mine, after=job.last_run_at, until=job.now)),
+        check=views.snapshot_view(
+            queries.latest_check(**mine, phase_index=rollout.phase_index, step_index=rollout.step_index)
+        ),
+        soak=soak.describe(rollouts.display_title(step), tz),
+        unchecked=rollouts.unchecked_exit_criteria(rollout),
+    )
+    _queue(session, rollout, f"digest:{local_date}", job.now, thread, line)
+    _queue_chart(session, rollout.id, local_date, job.now)
+    return planned_digest(rollout, job.now)
+
+
+def _queue_chart(session: Session, rollout_id: int, local_date: str, now: datetime) -> None:
+    """The `chart` row of this digest, due now. One row per rollout: a chart still owed by an
+    earlier digest gives way to this one (it would show the same progress, a day older)."""
+    data = {"digest": local_date, "queued": iso_utc(now)}
+    mine = (DueJob.rollout_id == rollout_id, DueJob.kind == Kind.CHART)
+    moved = session.execute(update(DueJob).where(*mine).values(due_at=now, data=data))
+    if not cast("CursorResult[Any]", moved).rowcount:
+        session.add(DueJob(rollout_id=rollout_id, kind=Kind.CHART, due_at=now, data=data))
 
 
 def _ready(svc: Services, job: Claimed) -> Due | None:
@@ -208,15 +268,16 @@ def _ready(svc: Services, job: Claimed) -> Due | None:
     if rollout is None or rollout.status is not RolloutStatus.ACTIVE:
         return None  # a resume plans it again
     if not _at_step(job, rollout):
-        return planned(rollout, job.now).get(Kind.READY)
+        return _replan(svc, rollout.id, Kind.READY, job.now)
     milestone = f"ready:{rollout.phase_index}:{rollout.step_index}"
     with svc.db.reading() as session:
         if _queued(session, rollout, milestone):
             return None
     now = svc.clock()
     current, controls, _ = measure.read_metrics(svc, rollout, now)
-    with svc.db.transaction() as session:
-        locked = queries.lock_rollout(session=session, rollout_id=rollout.id)
+
+    def decide(session: Session) -> Due | None:
+        locked = queries.lock_rollout(session=session, rollout_id=job.rollout_id)
         if locked is None or locked.status is not RolloutStatus.ACTIVE or not _at_step(job, locked):
             return None
         gate = measure.evaluate(locked, current, measure.baselines_for(session, locked, controls), now)
@@ -225,26 +286,31 @@ def _ready(svc: Services, job: Claimed) -> Due | None:
             return Due(now + READY_RECHECK, job.data)
         message = texts.reminder("ready", views.rollout_view(locked), advance=True)
         _queue(session, locked, milestone, now, message)
-    return None
+        return None
+
+    return _in_transaction(svc, job, decide)
 
 
 def _overdue(svc: Services, job: Claimed) -> Due | None:
-    with svc.db.transaction() as session:
-        rollout = queries.get_rollout(session=session, rollout_id=job.rollout_id)
-        if rollout is None or rollout.status is not RolloutStatus.ACTIVE:
-            return None
-        end = planned_end(rollout)
-        if not _at_step(job, rollout) or job.now < end:
-            return planned(rollout, job.now).get(Kind.OVERDUE)
-        # One reminder per step: the ready reminder already asks for this advance, and when its
-        # check is due in this same run, it goes first (the two never arrive together).
-        if _queued(session, rollout, f"ready:{rollout.phase_index}:{rollout.step_index}"):
-            return None
-        if _ready_runs_now(session, rollout, job):
-            return Due(job.now + READY_FIRST, job.data)
-        planned_at = texts.when(end, rollout.timezone)
-        message = texts.reminder("overdue", views.rollout_view(rollout), planned_end=planned_at)
-        _queue(session, rollout, f"overdue:{rollout.phase_index}:{rollout.step_index}", job.now, message)
+    return _in_transaction(svc, job, lambda session: _overdue_in(session, job))
+
+
+def _overdue_in(session: Session, job: Claimed) -> Due | None:
+    rollout = queries.get_rollout(session=session, rollout_id=job.rollout_id)
+    if rollout is None or rollout.status is not RolloutStatus.ACTIVE:
+        return None
+    end = planned_end(rollout)
+    if not _at_step(job, rollout) or job.now < end:
+        return planned(rollout, job.now).get(Kind.OVERDUE)
+    # One reminder per step: the ready reminder already asks for this advance, and when its
+    # check is due in this same run, it goes first (the two never arrive together).
+    if _queued(session, rollout, f"ready:{rollout.phase_index}:{rollout.step_index}"):
+        return None
+    if _ready_runs_now(session, rollout, job):
+        return Due(job.now + READY_FIRST, job.data)
+    planned_at = texts.when(end, rollout.timezone)
+    message = texts.reminder("overdue", views.rollout_view(rollout), planned_end=planned_at)
+    _queue(session, rollout, f"overdue:{rollout.phase_index}:{rollout.step_index}", job.now, message)
     return None
 
 
@@ -260,15 +326,18 @@ def _ready_runs_now(session: Session, rollout: Rollout, job: Claimed) -> bool:
 
 
 def _stale(svc: Services, job: Claimed) -> Due | None:
-    with svc.db.transaction() as session:
-        rollout = queries.get_rollout(session=session, rollout_id=job.rollout_id)
-        if rollout is None or not rollout.status.is_open:
-            return None
-        if job.data.get("updated_at") != iso_utc(rollout.updated_at):
-            return planned(rollout, job.now).get(Kind.STALE)  # something happened: a new quiet spell
-        since = texts.when(rollout.updated_at, rollout.timezone)
-        message = texts.reminder("stale", views.rollout_view(rollout), days=STALE_BUSINESS_DAYS, since=since)
-        _queue(session, rollout, f"stale:{iso_utc(rollout.updated_at)}", job.now, message)
+    return _in_transaction(svc, job, lambda session: _stale_in(session, job))
+
+
+def _stale_in(session: Session, job: Claimed) -> Due | None:
+    rollout = queries.get_rollout(session=session, rollout_id=job.rollout_id)
+    if rollout is None or not rollout.status.is_open:
+        return None
+    if job.data.get("updated_at") != iso_utc(rollout.updated_at):
+        return planned(rollout, job.now).get(Kind.STALE)  # something happened: a new quiet spell
+    since = texts.when(rollout.updated_at, rollout.timezone)
+    message = texts.reminder("stale", views.rollout_view(rollout), days=STALE_BUSINESS_DAYS, since=since)
+    _queue(session, rollout, f"stale:{iso_utc(rollout.updated_at)}", job.now, message)
     return None
 
 
@@ -310,7 +379,7 @@ def _refresh(svc: Services, job: Claimed) -> Due | None:
     return None
 
 
-JOBS: dict[str, Callable[[Services, Claimed], Due | None]] = {
+JOBS: dict[str, Job] = {
     Kind.DIGEST: _digest,
     Kind.READY: _ready,
     Kind.OVERDUE: _overdue,

@@ -4,7 +4,8 @@ nothing and replicas never run the same work twice.
 - `outbox`: delivers queued announcements (every few seconds, and at once after a commit that
   queued some);
 - `due-work`: claims due rows of `due_job` (digests, reminders, the trigger watch) and runs
-  them, each rollout's failure logged and contained (bot/jobs.py).
+  them, each rollout's failure logged and contained (bot/delivery/jobs.py); then, apart from
+  that tick, the digests' progress charts it queued (bot/delivery/charts.py).
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from datetime import datetime
 
 from apscheduler.schedulers.background import BackgroundScheduler
 
-from bot.delivery import jobs, outbox
+from bot.delivery import charts, jobs, outbox
 from bot.services import Services
 from bot.usecases.announcing import QUEUED
 
@@ -81,3 +82,7 @@ class Scheduler:
             jobs.run_due(self.svc)
         except Exception:
             log.exception("due-work job failed; it runs again at its next tick")
+        try:
+            charts.run_due(self.svc)  # after the tick, so a chart never delays a reminder
+        except Exception:
+            log.exception("charts job failed; it runs again at its next tick")

@@ -29,7 +29,7 @@ from slack_bolt import App, BoltRequest
 
 from bot.app import build_app
 from bot.config import Settings, load_settings
-from bot.delivery import jobs
+from bot.delivery import charts, jobs
 from bot.delivery.scheduler import drain_outbox
 from bot.devtools.local_slack import APP_ID, TEAM_ID, LocalSlack, Posted
 from bot.domain.calendar import format_local
@@ -328,6 +328,8 @@ class Shell:
             # As `serve` would have: its watch runs every few minutes whatever the clock did.
             schedule.watch_now(self.svc)
             jobs.run_due(self.svc)
+            self.settle()
+            charts.run_due(self.svc)  # a digest's chart follows its text, as under `serve`
             self.settle()
         else:
             self.out.write("Not understood. " + HELP + "\n")

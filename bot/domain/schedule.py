@@ -41,18 +41,32 @@ class Kind(StrEnum):
     FLAG_SYNC = "flag_sync"  # a flag write a rollback still owes, retried until it lands
     REFRESH = "refresh"  # a status-message edit Slack refused, retried until it lands
     AUTO = "auto"  # auto-advance: the step's next look (bot/delivery/autopilot.py)
+    CHART = "chart"  # a digest's progress chart, drawn and posted after it (bot/delivery/charts.py)
 
 
 # Written where they arise (a refused edit), not planned from the rollout's state: a change to
 # the rollout leaves them be.
-UNPLANNED = frozenset({Kind.REFRESH})
+UNPLANNED = frozenset({Kind.REFRESH, Kind.CHART})
 REFRESH_FIRST_RETRY = timedelta(seconds=2)
 REFRESH_MAX_RETRY = timedelta(minutes=5)
+# A digest's chart: drawn apart from the due-work tick (matplotlib takes a tenth of a second
+# or more), after its digest's text is out (waiting at most CHART_TEXT_WAIT for it), retried
+# when Slack refuses the upload, given up after CHART_ATTEMPTS tries.
+CHART_FIRST_RETRY = timedelta(seconds=30)
+CHART_MAX_RETRY = timedelta(minutes=30)
+CHART_ATTEMPTS = 6
+CHART_TEXT_WAIT = timedelta(minutes=10)
+CHART_TEXT_RECHECK = timedelta(seconds=5)
 
 
 def refresh_retry(attempt: int) -> timedelta:
     """2 s, 4 s, 8 s … up to 5 min between tries of a refused status-message edit."""
     return min(REFRESH_FIRST_RETRY * (1 << min(attempt, 20)), REFRESH_MAX_RETRY)
+
+
+def chart_retry(attempt: int) -> timedelta:
+    """30 s, 1 min, 2 min … up to 30 min between tries of a chart Slack would not take."""
+    return min(CHART_FIRST_RETRY * (1 << min(attempt, 20)), CHART_MAX_RETRY)
 
 
 @dataclass(frozen=True)
@@ -102,6 +116,17 @@ def planned_end(rollout: Rollout) -> datetime:
     return earliest_time(rollout.step_started_at, days, tz=rollout.timezone, country=rollout.country)
 
 
+def planned_digest(rollout: Rollout, now: datetime) -> Due | None:
+    """The digest row of an open rollout, as `planned` has it; from the rollout's own columns
+    (no plan), so the digest job can plan its next run without loading the plan."""
+    digest_at = next_digest(rollout, now)
+    if digest_at is None:
+        return None
+    tz, country = rollout.timezone, rollout.country
+    settings = {"cadence": rollout.digest, "time": rollout.digest_time, "tz": tz, "country": country}
+    return Due(digest_at, {**settings, "at": iso_utc(digest_at)})
+
+
 def planned(rollout: Rollout, now: datetime, *, watch_minutes: int = WATCH_MINUTES) -> dict[str, Due]:
     """Every row the rollout should have, by kind. Finished: none, but a flag write still owed.
     Paused: digest, stale, and the watch of a flag the bot runs. Active: all of them; with
@@ -112,10 +137,8 @@ def planned(rollout: Rollout, now: datetime, *, watch_minutes: int = WATCH_MINUT
     if not rollout.status.is_open:
         return out
     tz, country = rollout.timezone, rollout.country
-    digest_at = next_digest(rollout, now)
-    if digest_at is not None:
-        settings = {"cadence": rollout.digest, "time": rollout.digest_time, "tz": tz, "country": country}
-        out[Kind.DIGEST] = Due(digest_at, {**settings, "at": iso_utc(digest_at)})
+    if (digest := planned_digest(rollout, now)) is not None:
+        out[Kind.DIGEST] = digest
     stale_at = earliest_time(rollout.updated_at, STALE_BUSINESS_DAYS, tz=tz, country=country)
     out[Kind.STALE] = Due(stale_at, {"updated_at": iso_utc(rollout.updated_at), "at": iso_utc(stale_at)})
     if rollout.status is RolloutStatus.ACTIVE:
