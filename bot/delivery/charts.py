@@ -15,7 +15,8 @@ text is out (or after CHART_TEXT_WAIT). Exactly once, at the cost of at most onc
   (a permanent error: at once), then the owner is told in the status thread;
 - a row found still marked `uploading` (the process died mid-upload, or the connection broke
   with the answer unknown) may already be in Slack, which keeps no key for a file to look it
-  up by: it is dropped with a warning rather than posted a second time;
+  up by: it is not posted a second time, and the owner is told in the status thread that the
+  chart may be missing and where to find it (`/rollout export` draws it again);
 - a chart that cannot be drawn is retried like a refused upload; the digest, already out, never
   promised it."""
 
@@ -137,6 +138,7 @@ def _digest_chart(svc: Services, job: jobs.Claimed) -> Due | None:
             job.rollout_id,
             day,
         )
+        _tell_owner(svc, job.rollout_id, day, UNKNOWN.format(day=day))
         return None
     queued = datetime.fromisoformat(str(job.data.get("queued") or job.now.isoformat()))
     if text_pending and job.now - queued < CHART_TEXT_WAIT:
@@ -155,6 +157,7 @@ def _digest_chart(svc: Services, job: jobs.Claimed) -> Due | None:
         return None
     if not posted.known:
         log.warning("progress chart of rollout %s (digest %s) may be missing", job.rollout_id, day)
+        _tell_owner(svc, job.rollout_id, day, UNKNOWN.format(day=day))
         return None
     return _again(svc, job, day, tries, posted)
 
@@ -172,11 +175,23 @@ def _again(svc: Services, job: jobs.Claimed, day: str, tries: int, posted: Poste
     if tries < CHART_ATTEMPTS and posted.code not in PERMANENT_ERRORS:
         data = {k: v for k, v in job.data.items() if k != "uploading"}
         return Due(svc.clock() + chart_retry(tries - 1), {**data, "tries": tries})
-    with svc.db.transaction() as session:
-        rollout = session.get(Rollout, job.rollout_id)
-        if rollout is not None:
-            note = Message(
-                text=f":warning: The progress chart of the {day} digest is missing: {posted.problem}."
-            )
-            announcing.queue(session, rollout, announcing.Announcement(f"chart:{day}", note), svc.clock())
+    _tell_owner(
+        svc, job.rollout_id, day, f"The progress chart of the {day} digest is missing: {posted.problem}."
+    )
     return None
+
+
+# Said when an upload's outcome is unknown: the chart may be in the thread, or may not.
+UNKNOWN = (
+    "The progress chart of the {day} digest may be missing: its upload did not finish as far as I can tell. "
+    "`/rollout export` draws it again."
+)
+
+
+def _tell_owner(svc: Services, rollout_id: int, day: str, words: str) -> None:
+    """One note in the status thread per digest's chart (the key holds it to once)."""
+    with svc.db.transaction() as session:
+        rollout = session.get(Rollout, rollout_id)
+        if rollout is not None:
+            note = Message(text=":warning: " + words)
+            announcing.queue(session, rollout, announcing.Announcement(f"chart:{day}", note), svc.clock())

@@ -199,3 +199,7 @@ def test_an_upload_whose_outcome_was_never_recorded_is_not_posted_again(
     assert uploads(slack, channel) == []  # Slack may have it: never a second copy
     assert chart_row(svc, rollout_id) is None
     assert any("never recorded" in r.getMessage() for r in caplog.records)
+    # Nor is it only logged: the owner reads in the thread that it may be missing, and where to get it.
+    drain_outbox(svc)
+    [note] = posts(slack, channel, "chart:")
+    assert "may be missing" in body(note) and "/rollout export" in body(note)
