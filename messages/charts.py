@@ -224,22 +224,44 @@ def _quiet_missing_glyphs() -> None:
 
 
 def _figure_legend(figure: Figure, *, y: float) -> None:
+    """One row under the title: a short stroke in each line's own style, then its name.
+
+    Drawn as plain lines and texts at estimated widths rather than with matplotlib's Legend,
+    whose packing measures every text it holds: that measuring was a fifth of a two-panel
+    chart's cost (bench/chart_render.py). The estimate errs wide (DejaVu Sans averages about
+    0.55 em a character); a row that would not fit is set in smaller type."""
+    from matplotlib.lines import Line2D
+
     seen: dict[str, Any] = {}
     for axes in figure.axes:
         for handle, label in zip(*axes.get_legend_handles_labels(), strict=True):
             seen.setdefault(label, handle)
-    if seen:
-        figure.legend(
-            list(seen.values()),
-            list(seen),
-            loc="center",
-            bbox_to_anchor=(0.5, y),
-            ncol=len(seen),
-            fontsize=TICK_PT,
-            frameon=False,
-            handlelength=2.2,
-            columnspacing=1.2,
+    if not seen:
+        return
+    width_in = figure.get_figwidth()
+    labels = [_fit(label, 24) for label in seen]
+    char = TICK_PT * 0.62 / 72 / width_in  # figure fraction per character
+    stroke, gap, spacing = 0.4 / width_in, 0.08 / width_in, 0.16 / width_in
+    total = sum(stroke + gap + char * len(label) for label in labels) + spacing * (len(labels) - 1)
+    scale = min(1.0, 0.94 / total)
+    x = 0.5 - total * scale / 2
+    for label, handle in zip(labels, seen.values(), strict=True):
+        marker = handle.get_marker() if hasattr(handle, "get_marker") else None
+        figure.add_artist(
+            Line2D(
+                [x, x + stroke * scale / 2, x + stroke * scale],
+                [y, y, y],
+                transform=figure.transFigure,
+                color=handle.get_color(),
+                linestyle=handle.get_linestyle(),
+                linewidth=handle.get_linewidth(),
+                marker=marker if marker not in (None, "None", "") else None,
+                markevery=[1],
+                markersize=handle.get_markersize(),
+            )
         )
+        figure.text(x + (stroke + gap) * scale, y, label, va="center", ha="left", fontsize=TICK_PT * scale)
+        x += (stroke + gap + char * len(label) + spacing) * scale
 
 
 def _figure(width: float, height: float, *, top_in: float = 0.62) -> Figure:
