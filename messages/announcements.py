@@ -13,11 +13,11 @@ no mrkdwn, no emoji codes, at most PUSH_LIMIT characters.
 
 from __future__ import annotations
 
-import re
 from typing import TYPE_CHECKING, Any
 
 from messages.blocks import Message, text_message
 from messages.digest import STATUS_LINK, about
+from messages.push import PUSH_LIMIT, plain_words
 from messages.render import render
 from messages.text import truncate
 
@@ -25,8 +25,6 @@ if TYPE_CHECKING:
     from messages.views import RolloutView
 
 __all__ = ["PUSH_LIMIT", "STATUS_LINK", "milestone", "milestone_push"]
-PUSH_LIMIT = 120
-EMOJI_CODE = re.compile(r":[a-z0-9_+-]+:")
 
 _PUSH = {
     "started": "Rollout started: {feature}, first step {step}",
@@ -40,20 +38,12 @@ _PUSH = {
 }
 
 
-def plain(value: object) -> str:
-    """User text made safe for a push text: no mrkdwn, no emoji codes, no mention or link syntax."""
-    text = " ".join(EMOJI_CODE.sub("", str(value)).split())
-    for mark in ("*", "_", "~", "`", "<", ">"):
-        text = text.replace(mark, "")
-    return text.replace("&", "and")
-
-
 def milestone_push(kind: str, context: dict[str, Any]) -> str:
     """The notification text of a milestone: event first, plain, at most PUSH_LIMIT characters."""
     key = "overridden" if kind == "advanced" and context.get("override") else kind
-    values = {k: plain(context.get(k) or "") for k in ("feature", "step", "phase", "text")}
+    values = {k: plain_words(context.get(k) or "") for k in ("feature", "step", "phase", "text")}
     text = _PUSH.get(key, "{feature}: " + kind.replace("_", " ")).format(**values)
-    reason = plain(context.get("reason") or "")
+    reason = plain_words(context.get("reason") or "")
     if reason and key in ("paused", "rolled_back", "overridden"):
         text += f": {reason}"
     return truncate(text, PUSH_LIMIT)

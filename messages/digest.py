@@ -11,6 +11,7 @@ from slack_sdk.models.blocks import ActionsBlock, ButtonElement
 
 from bot.ids import Action
 from messages.blocks import Message, advance_value, text_message
+from messages.push import PUSH_LIMIT, plain_words
 from messages.render import render
 from messages.text import slack_day, slack_time, truncate
 
@@ -174,9 +175,9 @@ def trigger_alert(
         "rolled_back": rolled_back,
     }
     body = text_message(render("trigger_alert", **context))
-    names = ", ".join(t["trigger"].replace("<", "").replace(">", "").replace("*", "") for t in fired)
+    names = ", ".join(plain_words(t["trigger"]) for t in fired)
     did = "rolled back" if rolled_back else ("paused" if paused else "still running")
-    push = truncate(f"Rollback trigger fired: {names} on {rollout.feature}, {did}", 120)
+    push = truncate(f"Rollback trigger fired: {names} on {plain_words(rollout.feature)}, {did}", PUSH_LIMIT)
     value = str(rollout.id)
     buttons: list[ButtonElement] = []
     if paused and not rolled_back:

@@ -27,6 +27,16 @@ _BARE_LINK = re.compile(r"<((?:https?|mailto):[^|>]*)>")
 _WRAPPED = re.compile(r"(?<![\w*_~`])([*_~`])(?=\S)(.+?)(?<=\S)\1(?![\w*_~`])")
 
 
+def plain_words(value: object) -> str:
+    """A person's or a plan's own words (a feature, a reason, a trigger's name) made safe to put
+    into a push text: no mrkdwn marks, no emoji codes, and no `<`/`>`, so typed text can never
+    become a mention or a link in a notification."""
+    text = " ".join(_EMOJI.sub("", str(value)).split())
+    for mark in ("*", "_", "~", "`", "<", ">"):
+        text = text.replace(mark, "")
+    return text.replace("&", "and")
+
+
 def plain_line(mrkdwn: str) -> str:
     """`mrkdwn` without its markup (see the module docstring), spaces collapsed."""
     text = _DATE.sub(r"\1", mrkdwn)
