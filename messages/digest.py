@@ -107,10 +107,9 @@ def digest(
     check: SnapshotView | None,
     soak: str,
     unchecked: Sequence[str],
-    chart: str = "",
 ) -> tuple[Message, Message]:
     """(status-thread digest, stakeholder digest). `check` is the last gate verdict taken at
-    the current step, if any; `chart` the line about the progress chart posted with it."""
+    the current step, if any. The progress chart follows on its own (bot.delivery.charts)."""
     tz = rollout.timezone
     entries = timeline(events, tz)
     context = {
@@ -129,7 +128,6 @@ def digest(
         },
         "timeline": entries[-MAX_TIMELINE:],
         "more": max(0, len(entries) - MAX_TIMELINE),
-        "chart": chart,
         "link": STATUS_LINK,
     }
     thread = render("digest", audience="thread", **context)
