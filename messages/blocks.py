@@ -160,24 +160,25 @@ def _plan_lines(rollout: RolloutView) -> str:
 
 def _option(item: ItemView, tz: str) -> Option:
     text, shown = escaped_within(item.text, MAX_OPTION_TEXT)
+    description: MarkdownTextObject | None = None
     if item.checked:
-        # A reader's own time when the token fits the option's 75 characters, else the rollout's.
-        ticked = f"<@{item.checked_by}> · {slack_time(item.checked_at, tz, compact=True)}"
-        if len(ticked) > MAX_OPTION_TEXT:
-            ticked = truncate(f"<@{item.checked_by}> · {local_time(item.checked_at, tz)}", MAX_OPTION_TEXT)
-        description: MarkdownTextObject | None = MarkdownTextObject(text=ticked)
+        description = MarkdownTextObject(text=_who_when("", item.checked_by, item.checked_at, tz))
     elif item.unchecked_by:
-        unticked = f"unticked by <@{item.unchecked_by}> · {slack_time(item.unchecked_at, tz, compact=True)}"
-        if len(unticked) > MAX_OPTION_TEXT:
-            unticked = truncate(
-                f"unticked by <@{item.unchecked_by}> · {local_time(item.unchecked_at, tz)}", MAX_OPTION_TEXT
-            )
-        description = MarkdownTextObject(text=unticked)
+        description = MarkdownTextObject(
+            text=_who_when("unticked by ", item.unchecked_by, item.unchecked_at, tz)
+        )
     elif shown < len(item.text):
         description = MarkdownTextObject(text=escaped_within("…" + item.text[shown:], MAX_OPTION_TEXT)[0])
-    else:
-        description = None
     return Option(value=str(item.id), text=MarkdownTextObject(text=text), description=description)
+
+
+def _who_when(prefix: str, user: str | None, at: datetime | None, tz: str) -> str:
+    """ "<prefix><@user> · <time>": a reader's own time when the date token fits the option's
+    75 characters, else the rollout's."""
+    line = f"{prefix}<@{user}> · {slack_time(at, tz, compact=True)}"
+    if len(line) <= MAX_OPTION_TEXT:
+        return line
+    return truncate(f"{prefix}<@{user}> · {local_time(at, tz)}", MAX_OPTION_TEXT)
 
 
 def _checklist(phase: PhaseView, tz: str, title: str, items: Sequence[ItemView]) -> list[Block]:
