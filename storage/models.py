@@ -166,7 +166,11 @@ class Rollout(Base):
     phases: Mapped[list[Phase]] = relationship(
         back_populates="rollout", order_by="Phase.position", cascade="all, delete-orphan"
     )
-    approvers: Mapped[list[Approver]] = relationship(back_populates="rollout", cascade="all, delete-orphan")
+    # In the order they were added: without an order, SQLite read them in its unique index's
+    # order (by user id) and Postgres in the table's, so one rollout's mentions differed by backend.
+    approvers: Mapped[list[Approver]] = relationship(
+        back_populates="rollout", order_by="Approver.id", cascade="all, delete-orphan"
+    )
 
     @property
     def current_phase(self) -> Phase:

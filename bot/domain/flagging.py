@@ -19,11 +19,16 @@ ON_TRIGGER = (PAUSE, ROLLBACK)
 
 def plan_percent(rollout: Rollout) -> float:
     """The percentage the flag should expose now."""
-    if rollout.status is RolloutStatus.COMPLETED:
+    return percent_at(rollout.status, rollout.current_step.percent)
+
+
+def percent_at(status: RolloutStatus, step_percent: float) -> float:
+    """`plan_percent` from the rollout's status and its current step's percentage."""
+    if status is RolloutStatus.COMPLETED:
         return 100.0
-    if rollout.status is RolloutStatus.ROLLED_BACK:
+    if status is RolloutStatus.ROLLED_BACK:
         return 0.0
-    return float(rollout.current_step.percent)
+    return float(step_percent)
 
 
 def exposed(enabled: bool, percent: float | None) -> float:
@@ -34,7 +39,12 @@ def exposed(enabled: bool, percent: float | None) -> float:
 
 def managed(rollout: Rollout) -> bool:
     """Whether a flag service runs this rollout's flag: its flag was read when it started."""
-    return bool(rollout.flag_key) and rollout.flag_seen_at is not None
+    return is_managed(rollout.flag_key, rollout.flag_seen_at)
+
+
+def is_managed(flag_key: str | None, flag_seen_at: datetime | None) -> bool:
+    """`managed` from the rollout's flag key and when its flag was last read."""
+    return bool(flag_key) and flag_seen_at is not None
 
 
 def see(rollout: Rollout, *, percent: float, enabled: bool, strategy_id: str | None, now: datetime) -> bool:

@@ -264,7 +264,12 @@ def _words(rollout: Rollout) -> str:
 
 def display_title(step: Step) -> str:
     """ "1%", "25%", or the label of a step that is not a share of users ("internal")."""
-    return step.label or f"{step.percent:g}%"
+    return title_of(step.label, step.percent)
+
+
+def title_of(label: str, percent: float) -> str:
+    """`display_title` from a step's label and percentage."""
+    return label or f"{percent:g}%"
 
 
 def progress(rollout: Rollout) -> tuple[int, int]:

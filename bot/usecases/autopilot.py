@@ -296,16 +296,22 @@ def view_fields(rollout: Rollout) -> dict[str, Any]:
         if session is not None
         else None
     )
+    return auto_fields(None if found is None else (found.due_at, found.data))
+
+
+def auto_fields(found: tuple[datetime, dict[str, Any] | None] | None) -> dict[str, Any]:
+    """The read model's auto-advance fields of a rollout whose auto-advance is on, from its
+    `auto` row's (due_at, data), None when it has none."""
     if found is None:
         return {"auto_on": True}
-    data = found.data or {}
+    due_at, data = found[0], found[1] or {}
     planned = data.get("next") or data.get("at")
     # A claim moves due_at a lease past the planned look (bot.delivery.autopilot): a check is
     # running (or owed, after a crash), and the lease is no time anyone should read.
-    checking = isinstance(planned, str) and found.due_at > datetime.fromisoformat(planned)
+    checking = isinstance(planned, str) and due_at > datetime.fromisoformat(planned)
     return {
         "auto_on": True,
-        "auto_due": found.due_at,
+        "auto_due": due_at,
         "auto_why": str(data.get("why", "")),
         "auto_checking": checking,
     }

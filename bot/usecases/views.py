@@ -1,10 +1,12 @@
 """Read models for `messages`: built from the rows here, rendered there.
 
 A view is a plain frozen copy of what a message shows (`messages.views`), taken while the
-session is open, so rendering never loads anything. The loaders read exactly that in a fixed
-number of queries, however many phases and items a rollout has: the rollout, its phases with
-their steps (joined), their checklist items, its approvers. Every other relationship raises
-instead of loading, so a builder that reached for more would fail loudly, not slowly.
+session is open, so rendering never loads anything. `load_rollout` reads exactly that in a
+fixed number of plain Core statements (columns, no ORM rows), however many phases and items a
+rollout has: the rollout with its auto-advance row, its phases with their steps (joined), their
+checklist items, its approvers. The builders below (`rollout_view` …) make the same views of
+ORM rows a use case already holds; the two must agree field by field
+(tests/usecases/test_core_views.py).
 """
 
 from __future__ import annotations
@@ -12,11 +14,13 @@ from __future__ import annotations
 from collections.abc import Iterable
 from datetime import datetime
 from types import MappingProxyType
+from typing import Any
 
-from sqlalchemy import Select, select
-from sqlalchemy.orm import Session, joinedload, raiseload, selectinload
+from sqlalchemy import BindParameter, and_, bindparam, select
+from sqlalchemy.orm import Session
 
 from bot.domain import flagging, rollouts
+from bot.domain.schedule import Kind
 from bot.domain.soak import soak_status
 from bot.errors import RolloutNotFound
 from bot.services import Services
@@ -25,7 +29,7 @@ from messages.auto_status import auto_words
 from messages.home import HomeRow
 from messages.views import EventView, ItemView, PhaseView, RolloutView, SnapshotView, StepView
 from storage import queries
-from storage.models import ChecklistItem, Event, MetricSnapshot, Phase, Rollout, Step
+from storage.models import Approver, ChecklistItem, DueJob, Event, MetricSnapshot, Phase, Rollout, Step
 
 # --- builders --------------------------------------------------------------------------------
 
@@ -164,27 +168,183 @@ def home_row(rollout: Rollout, now: datetime) -> HomeRow:
 # --- loaders ---------------------------------------------------------------------------------
 
 
-def _with_view(stmt: Select[Rollout]) -> Select[Rollout]:
-    """Four SELECTs whatever the size of the plan: rollouts, phases joined with their steps,
-    items, approvers. Nothing else may load."""
-    return stmt.options(
-        selectinload(Rollout.phases).options(
-            joinedload(Phase.steps).raiseload("*"),
-            selectinload(Phase.items).raiseload("*"),
-            raiseload("*"),
-        ),
-        selectinload(Rollout.approvers).raiseload("*"),
-        raiseload("*"),
+# Plain Core statements of columns, built once here so SQLAlchemy's compiled cache finds them
+# every time: building ORM instances (identity map, loader strategies, cache keys of the
+# eager-load options) cost most of a status message when the loader was an ORM query. What
+# comes back is exactly what `rollout_view` makes of the ORM rows (tests/usecases/
+# test_core_views.py compares the two). Four statements whatever the size of the plan: the
+# rollout with its `auto` row (at most one: uq_due_job_kind), its phases joined with their
+# steps, its phases' items, its approvers.
+_rollout = Rollout.__table__.c
+_phase = Phase.__table__.c
+_step = Step.__table__.c
+_item = ChecklistItem.__table__.c
+_approver = Approver.__table__.c
+_due = DueJob.__table__.c
+_ID: BindParameter[int] = bindparam("rollout_id")
+_TEAM: BindParameter[str] = bindparam("team_id")
+
+_ROLLOUT = (
+    select(
+        _rollout.id,
+        _rollout.feature,
+        _rollout.template,
+        _rollout.plan_title,
+        _rollout.owner_id,
+        _rollout.channel_id,
+        _rollout.status,
+        _rollout.revision,
+        _rollout.timezone,
+        _rollout.country,
+        _rollout.flag_key,
+        _rollout.service,
+        _rollout.stakeholder_channels,
+        _rollout.phase_index,
+        _rollout.step_index,
+        _rollout.step_started_at,
+        _rollout.updated_at,
+        _rollout.digest,
+        _rollout.digest_time,
+        _rollout.flag_percent,
+        _rollout.flag_seen_at,
+        _rollout.flag_adopted_percent,
+        _rollout.flag_problem,
+        _rollout.flag_pending,
+        _rollout.stopped_by,
+        _rollout.stopped_at,
+        _rollout.stop_reason,
+        _rollout.auto_advance,
+        _due.due_at,
+        _due.data,
     )
+    .select_from(
+        Rollout.__table__.outerjoin(
+            DueJob.__table__, and_(_due.rollout_id == _rollout.id, _due.kind == Kind.AUTO.value)
+        )
+    )
+    .where(_rollout.id == _ID)
+)
+_ROLLOUT_OF_TEAM = _ROLLOUT.where(_rollout.team_id == _TEAM)
+# Outer: a phase without steps still shows (as the ORM's joined load had it).
+_PHASES = (
+    select(
+        _phase.id,
+        _phase.position,
+        _phase.name,
+        _phase.completed_at,
+        _phase.left_by_override,
+        _step.position,
+        _step.label,
+        _step.percent,
+        _step.desired_users,
+        _step.completed_at,
+        _step.left_by_override,
+    )
+    .select_from(Phase.__table__.outerjoin(Step.__table__, _step.phase_id == _phase.id))
+    .where(_phase.rollout_id == _ID)
+    .order_by(_phase.position, _step.position)
+)
+# Through the phase, as the relationship reaches them (not by the item's own rollout_id).
+_ITEMS = (
+    select(
+        _item.phase_id,
+        _item.id,
+        _item.text,
+        _item.kind,
+        _item.checked_by,
+        _item.checked_at,
+        _item.unchecked_by,
+        _item.unchecked_at,
+    )
+    .select_from(ChecklistItem.__table__.join(Phase.__table__, _phase.id == _item.phase_id))
+    .where(_phase.rollout_id == _ID)
+    .order_by(_item.phase_id, _item.position)
+)
+# In the order they were added, as `Rollout.approvers` has them.
+_APPROVERS = select(_approver.user_id).where(_approver.rollout_id == _ID).order_by(_approver.id)
 
 
 def load_rollout(*, session: Session, rollout_id: int, team_id: str | None = None) -> RolloutView | None:
     """The view of one rollout (of that workspace, if `team_id` is given), or None."""
-    stmt = select(Rollout).where(Rollout.id == rollout_id)
-    if team_id is not None:
-        stmt = stmt.where(Rollout.team_id == team_id)
-    rollout = session.scalars(_with_view(stmt)).unique().first()
-    return None if rollout is None else rollout_view(rollout)
+    # Core statements skip the session's autoflush: what this session changed is flushed first,
+    # so the view shows it as an ORM query would.
+    if session.autoflush:
+        session.flush()
+    conn = session.connection()
+    params = {"rollout_id": rollout_id}
+    if team_id is None:
+        row = conn.execute(_ROLLOUT, params).first()
+    else:
+        row = conn.execute(_ROLLOUT_OF_TEAM, {**params, "team_id": team_id}).first()
+    if row is None:
+        return None
+    items: dict[int, list[ItemView]] = {}
+    for phase_id, *item in conn.execute(_ITEMS, params):
+        items.setdefault(phase_id, []).append(
+            ItemView(item[0], item[1], item[2].value, item[3], item[4], item[5], item[6])
+        )
+    # One row per step (or one for a phase without steps), in the plan's order.
+    plan: dict[int, tuple[Any, list[StepView]]] = {}
+    for phase_id, *phase, position, label, percent, desired, done, skipped in conn.execute(_PHASES, params):
+        steps = plan.setdefault(phase_id, (phase, []))[1]
+        if position is not None:
+            steps.append(
+                StepView(position, rollouts.title_of(label, percent), percent, desired, done, skipped)
+            )
+    phases = tuple(
+        PhaseView(
+            rollout_id, position, name, completed_at, tuple(steps), tuple(items.get(phase_id, ())), skipped
+        )
+        for phase_id, ((position, name, completed_at, skipped), steps) in plan.items()
+    )
+    approvers = tuple(user_id for (user_id,) in conn.execute(_APPROVERS, params))
+    (
+        id_, feature, template, plan_title, owner_id, channel_id, status, revision, timezone,
+        country, flag_key, service, stakeholders, phase_index, step_index, step_started_at,
+        updated_at, digest, digest_time, flag_percent, flag_seen_at, flag_adopted_percent,
+        flag_problem, flag_pending, stopped_by, stopped_at, stop_reason, auto_advance, auto_due,
+        auto_data,
+    ) = row  # fmt: skip
+    current_step = phases[phase_index].steps[step_index]
+    return RolloutView(
+        id=id_,
+        feature=feature,
+        template=template,
+        plan_title=plan_title,
+        owner_id=owner_id,
+        approvers=approvers,
+        channel_id=channel_id,
+        status=status.value,
+        is_open=status.is_open,
+        revision=revision,
+        timezone=timezone,
+        country=country,
+        flag_key=flag_key,
+        service=service,
+        stakeholder_channels=tuple(stakeholders),
+        phase_index=phase_index,
+        step_index=step_index,
+        step_started_at=step_started_at,
+        updated_at=updated_at,
+        digest=digest,
+        digest_time=digest_time,
+        phases=phases,
+        flag_percent=flag_percent if flagging.is_managed(flag_key, flag_seen_at) else None,
+        flag_plan_percent=flagging.percent_at(status, current_step.percent),
+        flag_adopted_percent=flag_adopted_percent,
+        flag_problem=flag_problem,
+        flag_pending=flag_pending,
+        stopped_by=stopped_by,
+        stopped_at=stopped_at,
+        stop_reason=stop_reason,
+        **_auto(auto_advance, auto_due, auto_data),
+    )
+
+
+def _auto(on: bool, due_at: datetime | None, data: dict[str, Any] | None) -> dict[str, Any]:
+    if not on:
+        return {}
+    return autopilot.auto_fields(None if due_at is None else (due_at, data))
 
 
 def read_rollout(svc: Services, team_id: str, rollout_id: int) -> RolloutView:
