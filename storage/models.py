@@ -288,6 +288,8 @@ class SlackMessage(Base):
     channel_id: Mapped[str] = mapped_column(String(32))
     ts: Mapped[str] = mapped_column(String(32))
     rendered_revision: Mapped[int] = mapped_column(default=0)
+    # Slack's link to the message, which never changes: kept the first time it is asked for.
+    permalink: Mapped[str | None] = mapped_column(Text)
 
 
 class MetricSnapshot(Base):

@@ -25,7 +25,7 @@ from datetime import datetime, timedelta
 from typing import Any, cast
 
 from slack_sdk.errors import SlackApiError
-from sqlalchemy import CursorResult, delete, literal, or_, select, update
+from sqlalchemy import CursorResult, bindparam, delete, literal, or_, select, update
 from sqlalchemy.dialects.postgresql import insert as postgres_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
@@ -252,14 +252,30 @@ def _count(result: object) -> int:
     return int(cast("CursorResult[Any]", result).rowcount)
 
 
+# The status message's row, read with a plain statement built once (no ORM row to build).
+_message = SlackMessage.__table__.c
+_MESSAGE = select(_message.id, _message.channel_id, _message.ts, _message.permalink).where(
+    _message.rollout_id == bindparam("rollout_id"), _message.purpose == queries.STATUS_PURPOSE
+)
+
+
 def permalink(svc: Services, rollout_id: int) -> str | None:
-    """A link to the live status message, or None if there is none (or Slack will not say)."""
+    """A link to the live status message, or None if there is none (or Slack will not say).
+    A message's permalink never changes: Slack is asked the first time, and the answer is kept
+    on the message's row for every later status."""
     with svc.db.reading() as session:
-        ref = queries.status_message(session=session, rollout_id=rollout_id)
+        ref = session.connection().execute(_MESSAGE, {"rollout_id": rollout_id}).first()
     if ref is None:
         return None
+    message_id, channel, ts, known = ref
+    if known:
+        return str(known)
     try:
-        return str(svc.client.chat_getPermalink(channel=ref.channel_id, message_ts=ref.ts)["permalink"])
+        link = str(svc.client.chat_getPermalink(channel=channel, message_ts=ts)["permalink"])
     except SlackApiError as exc:
         log.info("no permalink for rollout %s: %s", rollout_id, error_code(exc))
         return None
+    if link.startswith("https://"):  # only an answer that looks like a link is worth keeping
+        with svc.db.transaction() as session:
+            session.execute(update(SlackMessage).where(SlackMessage.id == message_id).values(permalink=link))
+    return link
