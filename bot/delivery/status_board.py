@@ -22,10 +22,10 @@ from __future__ import annotations
 
 import logging
 from datetime import datetime, timedelta
-from typing import Any, cast
+from typing import TYPE_CHECKING, Any, cast
 
 from slack_sdk.errors import SlackApiError
-from sqlalchemy import CursorResult, bindparam, delete, literal, or_, select, update
+from sqlalchemy import BindParameter, CursorResult, and_, bindparam, delete, literal, or_, select, update
 from sqlalchemy.dialects.postgresql import insert as postgres_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
@@ -38,6 +38,9 @@ from messages.blocks import status_message
 from storage import queries
 from storage.models import DueJob, Rollout, SlackMessage
 
+if TYPE_CHECKING:
+    from sqlalchemy import Table
+
 log = logging.getLogger(__name__)
 
 # Longer than any edit takes (the client's retries included); a holder that died frees the
@@ -48,6 +51,63 @@ LEASE = timedelta(seconds=60)
 MAX_ROUNDS = 8
 ERROR = "error"  # in the row's data: Slack refused the last edit, a retry is waiting
 AGAIN = "again"  # in the row's data: how many asked while it was held (render once more)
+
+# Every statement of an edit is built once, here, on the tables: a click's refresh is as
+# common as the click, and building statements (and the ORM's bookkeeping around them) cost
+# more than running them. Executed on the session's connection, so SQLAlchemy's compiled
+# cache finds them each time.
+_due = cast("Table", DueJob.__table__)
+_messages = cast("Table", SlackMessage.__table__)
+_rollouts = cast("Table", Rollout.__table__)
+_ROLLOUT_ID: BindParameter[int] = bindparam("of_rollout")
+_LEASE = bindparam("lease", type_=_due.c.due_at.type)
+_MINE = and_(_due.c.rollout_id == _ROLLOUT_ID, _due.c.kind == Kind.REFRESH.value)
+_HELD_WITH = and_(_MINE, _due.c.due_at == bindparam("token", type_=_due.c.due_at.type))
+# From the rollout's row: a rollout that is gone (or never was) gets no row.
+_NEW_ROW = select(
+    _rollouts.c.id,
+    literal(Kind.REFRESH.value, _due.c.kind.type),
+    _LEASE,
+    literal({}, _due.c.data.type),
+).where(_rollouts.c.id == _ROLLOUT_ID)
+_TAKE = {
+    dialect: make(_due)
+    .from_select(["rollout_id", "kind", "due_at", "data"], _NEW_ROW)
+    .on_conflict_do_nothing(index_elements=["rollout_id", "kind"])
+    .returning(_due.c.id)
+    for dialect, make in (("postgresql", postgres_insert), ("sqlite", sqlite_insert))
+}
+# FOR UPDATE is Postgres's row lock; SQLite's compiler leaves it out (its write transactions
+# are serialised already: storage.db).
+_HELD = select(_due.c.due_at, _due.c.data).where(_MINE).with_for_update()
+_SET_ROW = (
+    update(_due).where(_HELD_WITH).values(due_at=_LEASE, data=bindparam("new_data", type_=_due.c.data.type))
+)
+_HAND_ON = update(_due).where(_HELD_WITH).values(due_at=_LEASE)
+_DROP_ROW = delete(_due).where(_HELD_WITH)
+# The holder's row (if still its own) and the newest revision, in one round trip.
+_ROW_AND_REVISION = (
+    select(
+        _due.c.data,
+        select(_rollouts.c.revision).where(_rollouts.c.id == _ROLLOUT_ID).scalar_subquery(),
+    )
+    .where(_HELD_WITH)
+    .with_for_update(of=_due)
+)
+_SHOWN: BindParameter[int] = bindparam("shown")
+_RECORD_SHOWN = (
+    update(_messages)
+    .where(
+        _messages.c.rollout_id == _ROLLOUT_ID,
+        _messages.c.purpose == queries.STATUS_PURPOSE,
+        _messages.c.rendered_revision < _SHOWN,
+    )
+    .values(rendered_revision=_SHOWN)
+)
+# The status message's row.
+_MESSAGE = select(_messages.c.id, _messages.c.channel_id, _messages.c.ts, _messages.c.permalink).where(
+    _messages.c.rollout_id == _ROLLOUT_ID, _messages.c.purpose == queries.STATUS_PURPOSE
+)
 
 
 def post(svc: Services, rollout_id: int) -> str:
@@ -115,8 +175,8 @@ def hold(svc: Services, rollout_id: int, token: datetime, attempt: int = 0) -> s
         token = next_token
     # Still changing: the next asker, or the due-work tick, carries on from here.
     with svc.db.transaction() as session:
-        session.execute(
-            update(DueJob).where(*_mine(rollout_id), DueJob.due_at == token).values(due_at=svc.clock())
+        session.connection().execute(
+            _HAND_ON, {"of_rollout": rollout_id, "token": token, "lease": svc.clock()}
         )
     return None
 
@@ -127,45 +187,27 @@ def _mine(rollout_id: int) -> tuple[Any, ...]:
 
 def _ask(svc: Services, rollout_id: int) -> datetime | None:
     """Takes the message's `refresh` row (returns its token), or asks its holder for one more
-    round (returns None). One short write transaction."""
+    round (returns None). One short write transaction: one statement when nobody holds it."""
     now = svc.clock()
     lease = now + LEASE
-    make = postgres_insert if svc.db.dialect == "postgresql" else sqlite_insert
-    # From the rollout's row: a rollout that is gone (or never was) gets no row.
-    row_of_rollout = select(
-        Rollout.id,
-        literal(Kind.REFRESH.value, DueJob.kind.type),
-        literal(lease, DueJob.due_at.type),
-        literal({}, DueJob.data.type),
-    ).where(Rollout.id == rollout_id)
-    take = (
-        make(DueJob)
-        .from_select(["rollout_id", "kind", "due_at", "data"], row_of_rollout)
-        .on_conflict_do_nothing(index_elements=["rollout_id", "kind"])
-        .returning(DueJob.id)
-    )
-    held = select(DueJob.due_at, DueJob.data).where(*_mine(rollout_id))
-    if svc.db.dialect == "postgresql":
-        held = held.with_for_update()
+    take = _TAKE[svc.db.dialect]
     with svc.db.transaction() as session:
+        conn = session.connection()
         for _ in range(2):  # a second look when its holder let go between the two statements
-            if session.execute(take).scalar() is not None:
+            if conn.execute(take, {"of_rollout": rollout_id, "lease": lease}).scalar() is not None:
                 return lease
-            row = session.execute(held).first()
+            row = conn.execute(_HELD, {"of_rollout": rollout_id}).first()
             if row is None:
                 continue
             due_at, data = row[0], dict(row[1] or {})
+            mine = {"of_rollout": rollout_id, "token": due_at}
             if due_at <= now or ERROR in data:  # lease over or handed on, or a retry waiting: free
                 attempt = int(data.get("attempt", 0))
-                session.execute(
-                    update(DueJob)
-                    .where(*_mine(rollout_id), DueJob.due_at == due_at)
-                    .values(due_at=lease, data={"attempt": attempt})
-                )
+                conn.execute(_SET_ROW, {**mine, "lease": lease, "new_data": {"attempt": attempt}})
                 return lease
             # Held: ask its holder for one more round; the row stays its holder's.
-            mark = update(DueJob).where(*_mine(rollout_id), DueJob.due_at == due_at)
-            session.execute(mark.values(data={**data, AGAIN: int(data.get(AGAIN, 0)) + 1}))
+            again = {**data, AGAIN: int(data.get(AGAIN, 0)) + 1}
+            conn.execute(_SET_ROW, {**mine, "lease": due_at, "new_data": again})
             return None
     return None  # no rollout of that id: nothing to show
 
@@ -174,49 +216,34 @@ def _edit_once(svc: Services, rollout_id: int) -> int | None:
     """Renders the committed state into the message; the revision shown, or None when there is
     nothing to edit (no rollout, or no message yet: `post` catches up when it has one)."""
     with svc.db.reading() as session:
-        ref = queries.status_message(session=session, rollout_id=rollout_id)
+        ref = session.connection().execute(_MESSAGE, {"of_rollout": rollout_id}).first()
         rollout = views.load_rollout(session=session, rollout_id=rollout_id) if ref is not None else None
-        channel, ts = (ref.channel_id, ref.ts) if ref is not None else ("", "")
-    if rollout is None:
+    if ref is None or rollout is None:
         return None
     message = status_message(rollout, now=svc.clock())
-    svc.client.chat_update(channel=channel, ts=ts, **message.as_kwargs())
+    svc.client.chat_update(channel=ref.channel_id, ts=ref.ts, **message.as_kwargs())
     return rollout.revision
 
 
 def _let_go(svc: Services, rollout_id: int, token: datetime, shown: int | None) -> datetime | None:
     """Records what the message shows and lets go of the row; or, when the message is already
-    behind or somebody asked again meanwhile, keeps it (returns the new token)."""
+    behind or somebody asked again meanwhile, keeps it (returns the new token). One write
+    transaction of three statements."""
     lease = svc.clock() + LEASE
+    mine = {"of_rollout": rollout_id, "token": token}
     with svc.db.transaction() as session:
-        latest = None
+        conn = session.connection()
         if shown is not None:
-            session.execute(
-                update(SlackMessage)
-                .where(
-                    SlackMessage.rollout_id == rollout_id,
-                    SlackMessage.purpose == queries.STATUS_PURPOSE,
-                    SlackMessage.rendered_revision < shown,
-                )
-                .values(rendered_revision=shown)
-            )
-            latest = session.scalar(select(Rollout.revision).where(Rollout.id == rollout_id))
-        stmt = select(DueJob.data).where(*_mine(rollout_id), DueJob.due_at == token)
-        if svc.db.dialect == "postgresql":
-            stmt = stmt.with_for_update()
-        row = session.execute(stmt).first()
+            conn.execute(_RECORD_SHOWN, {"of_rollout": rollout_id, "shown": shown})
+        row = conn.execute(_ROW_AND_REVISION, mine).first()
         if row is None:  # the lease ran out and the due-work tick took the row: its turn
             return None
-        data = dict(row[0] or {})
+        data, latest = dict(row[0] or {}), row[1]
         again = bool(data.pop(AGAIN, False))
         if shown is not None and (again or (latest is not None and latest != shown)):
-            session.execute(
-                update(DueJob)
-                .where(*_mine(rollout_id), DueJob.due_at == token)
-                .values(due_at=lease, data=data)
-            )
+            conn.execute(_SET_ROW, {**mine, "lease": lease, "new_data": data})
             return lease
-        session.execute(delete(DueJob).where(*_mine(rollout_id), DueJob.due_at == token))
+        conn.execute(_DROP_ROW, mine)
         return None
 
 
@@ -252,19 +279,12 @@ def _count(result: object) -> int:
     return int(cast("CursorResult[Any]", result).rowcount)
 
 
-# The status message's row, read with a plain statement built once (no ORM row to build).
-_message = SlackMessage.__table__.c
-_MESSAGE = select(_message.id, _message.channel_id, _message.ts, _message.permalink).where(
-    _message.rollout_id == bindparam("rollout_id"), _message.purpose == queries.STATUS_PURPOSE
-)
-
-
 def permalink(svc: Services, rollout_id: int) -> str | None:
     """A link to the live status message, or None if there is none (or Slack will not say).
     A message's permalink never changes: Slack is asked the first time, and the answer is kept
     on the message's row for every later status."""
     with svc.db.reading() as session:
-        ref = session.connection().execute(_MESSAGE, {"rollout_id": rollout_id}).first()
+        ref = session.connection().execute(_MESSAGE, {"of_rollout": rollout_id}).first()
     if ref is None:
         return None
     message_id, channel, ts, known = ref
