@@ -5,8 +5,9 @@ from __future__ import annotations
 
 from collections.abc import Collection, Sequence
 from datetime import datetime
+from typing import TYPE_CHECKING, NamedTuple, cast
 
-from sqlalchemy import Select, and_, func, or_, select
+from sqlalchemy import Select, and_, bindparam, func, or_, select
 from sqlalchemy.orm import Session, selectinload
 
 from storage.enums import OPEN_STATUSES, EventKind, SnapshotKind
@@ -21,6 +22,9 @@ from storage.models import (
     Rollout,
     SlackMessage,
 )
+
+if TYPE_CHECKING:
+    from sqlalchemy import Table
 
 STATUS_PURPOSE = "status"
 
@@ -68,27 +72,45 @@ def open_by_feature(*, session: Session, team_id: str, feature_key: str) -> Roll
     return session.scalars(stmt).first()
 
 
-def latest_by_feature(*, session: Session, team_id: str, feature_key: str) -> Rollout | None:
+class Named(NamedTuple):
+    """A rollout as a lookup finds it: enough to name it, without loading its plan."""
+
+    id: int
+    feature: str
+
+
+# Lookups run before every command that names a rollout: plain statements of two columns,
+# built once, instead of whole ORM rows with the plan's JSON decoded.
+_rollout = cast("Table", Rollout.__table__).c
+_OPEN_FIRST = _rollout.status.in_(OPEN_STATUSES).desc()
+_LATEST_BY_FEATURE = (
+    select(_rollout.id, _rollout.feature)
+    .where(_rollout.team_id == bindparam("team_id"), _rollout.feature_key == bindparam("feature_key"))
+    .order_by(_OPEN_FIRST, _rollout.created_at.desc())
+    .limit(1)
+)
+_OPEN_IN_CHANNEL = (
+    select(_rollout.id, _rollout.feature)
+    .where(
+        _rollout.team_id == bindparam("team_id"),
+        _rollout.channel_id == bindparam("channel_id"),
+        _rollout.status.in_(OPEN_STATUSES),
+    )
+    .order_by(_rollout.created_at)
+)
+
+
+def latest_by_feature(*, session: Session, team_id: str, feature_key: str) -> Named | None:
     """The open rollout of that name, else the most recent finished one."""
-    stmt = (
-        select(Rollout)
-        .where(Rollout.team_id == team_id, Rollout.feature_key == feature_key)
-        .order_by(Rollout.status.in_(OPEN_STATUSES).desc(), Rollout.created_at.desc())
-    )
-    return session.scalars(stmt).first()
+    params = {"team_id": team_id, "feature_key": feature_key}
+    row = session.connection().execute(_LATEST_BY_FEATURE, params).first()
+    return None if row is None else Named(row[0], row[1])
 
 
-def open_in_channel(*, session: Session, team_id: str, channel_id: str) -> Sequence[Rollout]:
-    stmt = (
-        select(Rollout)
-        .where(
-            Rollout.team_id == team_id,
-            Rollout.channel_id == channel_id,
-            Rollout.status.in_(OPEN_STATUSES),
-        )
-        .order_by(Rollout.created_at)
-    )
-    return session.scalars(stmt).all()
+def open_in_channel(*, session: Session, team_id: str, channel_id: str) -> list[Named]:
+    """The channel's open rollouts, oldest first."""
+    params = {"team_id": team_id, "channel_id": channel_id}
+    return [Named(i, f) for i, f in session.connection().execute(_OPEN_IN_CHANNEL, params)]
 
 
 def open_in_team(*, session: Session, team_id: str) -> Sequence[Rollout]:

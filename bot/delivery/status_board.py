@@ -25,16 +25,18 @@ from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any, cast
 
 from slack_sdk.errors import SlackApiError
-from sqlalchemy import BindParameter, CursorResult, and_, bindparam, delete, literal, or_, select, update
+from sqlalchemy import BindParameter, CursorResult, Row, and_, bindparam, delete, literal, or_, select, update
 from sqlalchemy.dialects.postgresql import insert as postgres_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
 from bot.domain.schedule import Kind, refresh_retry
+from bot.errors import RolloutNotFound
 from bot.services import Services
 from bot.slackweb.client import error_code, post_joining
 from bot.usecases import views
 from bot.usecases.announcing import QUEUED
 from messages.blocks import status_message
+from messages.views import RolloutView
 from storage import queries
 from storage.models import DueJob, Rollout, SlackMessage
 
@@ -280,11 +282,26 @@ def _count(result: object) -> int:
 
 
 def permalink(svc: Services, rollout_id: int) -> str | None:
-    """A link to the live status message, or None if there is none (or Slack will not say).
-    A message's permalink never changes: Slack is asked the first time, and the answer is kept
-    on the message's row for every later status."""
+    """A link to the live status message, or None if there is none (or Slack will not say)."""
     with svc.db.reading() as session:
         ref = session.connection().execute(_MESSAGE, {"of_rollout": rollout_id}).first()
+    return _link(svc, rollout_id, ref)
+
+
+def view_and_link(svc: Services, team_id: str, rollout_id: int) -> tuple[RolloutView, str | None]:
+    """A workspace's rollout as its status message shows it, and the link to that message (as
+    `permalink`), read in one transaction. Refused if the rollout is not there."""
+    with svc.db.reading() as session:
+        view = views.load_rollout(session=session, rollout_id=rollout_id, team_id=team_id)
+        ref = session.connection().execute(_MESSAGE, {"of_rollout": rollout_id}).first() if view else None
+    if view is None:
+        raise RolloutNotFound("That rollout does not exist any more.")
+    return view, _link(svc, rollout_id, ref)
+
+
+def _link(svc: Services, rollout_id: int, ref: Row[Any, Any, Any, Any] | None) -> str | None:
+    """The message's permalink, which never changes: Slack is asked the first time, and the
+    answer is kept on the message's row for every later status."""
     if ref is None:
         return None
     message_id, channel, ts, known = ref

@@ -24,7 +24,6 @@ from bot.usecases import (
     plan_store,
     schedule,
     updates,
-    views,
 )
 from bot.usecases import start as starting
 from bot.usecases import timeline as audit
@@ -191,8 +190,7 @@ def start(svc: Services, actor: Actor, cmd: Start) -> None:
 
 
 def status(svc: Services, actor: Actor, rollout_id: int) -> Message:
-    rollout = views.read_rollout(svc, actor.team_id, rollout_id)
-    link = status_board.permalink(svc, rollout_id)
+    rollout, link = status_board.view_and_link(svc, actor.team_id, rollout_id)
     return status_message(rollout, now=svc.clock(), interactive=False, link=link)
 
 
