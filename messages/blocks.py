@@ -1,4 +1,7 @@
-"""Block Kit for every message and modal, built with slack_sdk.models.blocks.
+"""Block Kit for every message and modal, built with slack_sdk.models.blocks; the status
+message, rendered again for every tick of a box, as plain dicts of the very shape those models
+give (`_mrkdwn`, `_plain` …; the snapshots in tests/messages hold them equal): the models'
+`to_dict` validated each object by reflection, most of a render's cost.
 
 Data in, blocks out: no session, no client. Slack's limits (50 blocks, 10 options per
 checkboxes element, 75 characters per option) are kept here, by chunking and truncating.
@@ -15,12 +18,7 @@ from slack_sdk.models.blocks import (
     ActionsBlock,
     Block,
     ButtonElement,
-    CheckboxesElement,
-    ContextBlock,
-    DividerBlock,
-    HeaderBlock,
     MarkdownTextObject,
-    Option,
     SectionBlock,
 )
 
@@ -83,6 +81,25 @@ class Message:
 
 def _dicts(blocks: Iterable[Block]) -> list[dict[str, Any]]:
     return [b.to_dict() for b in blocks]
+
+
+def _mrkdwn(text: str) -> dict[str, Any]:
+    return {"text": text, "type": "mrkdwn"}
+
+
+def _plain(text: str) -> dict[str, Any]:
+    return {"emoji": True, "text": text, "type": "plain_text"}
+
+
+def _context(*texts: str) -> dict[str, Any]:
+    return {"elements": [_mrkdwn(t) for t in texts], "type": "context"}
+
+
+def _button(text: str, action_id: str, value: str, style: str | None = None) -> dict[str, Any]:
+    button: dict[str, Any] = {"action_id": action_id}
+    if style:
+        button["style"] = style
+    return button | {"text": _plain(text), "type": "button", "value": value}
 
 
 def text_message(mrkdwn: str) -> Message:
@@ -158,18 +175,16 @@ def _plan_lines(rollout: RolloutView) -> str:
     return "\n".join(lines)
 
 
-def _option(item: ItemView, tz: str) -> Option:
+def _option(item: ItemView, tz: str) -> dict[str, Any]:
     text, shown = escaped_within(item.text, MAX_OPTION_TEXT)
-    description: MarkdownTextObject | None = None
+    option = {"text": _mrkdwn(text), "value": str(item.id)}
     if item.checked:
-        description = MarkdownTextObject(text=_who_when("", item.checked_by, item.checked_at, tz))
+        option["description"] = _mrkdwn(_who_when("", item.checked_by, item.checked_at, tz))
     elif item.unchecked_by:
-        description = MarkdownTextObject(
-            text=_who_when("unticked by ", item.unchecked_by, item.unchecked_at, tz)
-        )
+        option["description"] = _mrkdwn(_who_when("unticked by ", item.unchecked_by, item.unchecked_at, tz))
     elif shown < len(item.text):
-        description = MarkdownTextObject(text=escaped_within("…" + item.text[shown:], MAX_OPTION_TEXT)[0])
-    return Option(value=str(item.id), text=MarkdownTextObject(text=text), description=description)
+        option["description"] = _mrkdwn(escaped_within("…" + item.text[shown:], MAX_OPTION_TEXT)[0])
+    return option
 
 
 def _who_when(prefix: str, user: str | None, at: datetime | None, tz: str) -> str:
@@ -181,30 +196,25 @@ def _who_when(prefix: str, user: str | None, at: datetime | None, tz: str) -> st
     return truncate(f"{prefix}<@{user}> · {local_time(at, tz)}", MAX_OPTION_TEXT)
 
 
-def _checklist(phase: PhaseView, tz: str, title: str, items: Sequence[ItemView]) -> list[Block]:
+def _checklist(phase: PhaseView, tz: str, title: str, items: Sequence[ItemView]) -> list[dict[str, Any]]:
     if not items:
         return []
     done = sum(1 for i in items if i.checked)
-    blocks: list[Block] = [ContextBlock(elements=[MarkdownTextObject(text=f"*{title}* {done}/{len(items)}")])]
+    blocks = [_context(f"*{title}* {done}/{len(items)}")]
     for chunk_no, start in enumerate(range(0, len(items), MAX_OPTIONS_PER_CHECKBOXES)):
         chunk = items[start : start + MAX_OPTIONS_PER_CHECKBOXES]
         options = [_option(i, tz) for i in chunk]
-        blocks.append(
-            ActionsBlock(
-                block_id=f"{BlockId.CHECKLIST}:{phase.rollout_id}:{phase.position}:{title[0].lower()}{chunk_no}",
-                elements=[
-                    CheckboxesElement(
-                        action_id=Action.CHECKLIST_TOGGLE,
-                        options=options,
-                        initial_options=[o for o, i in zip(options, chunk, strict=True) if i.checked] or None,
-                    )
-                ],
-            )
-        )
+        boxes: dict[str, Any] = {"action_id": Action.CHECKLIST_TOGGLE}
+        ticked = [o for o, i in zip(options, chunk, strict=True) if i.checked]
+        if ticked:
+            boxes["initial_options"] = ticked
+        boxes |= {"options": options, "type": "checkboxes"}
+        block_id = f"{BlockId.CHECKLIST}:{phase.rollout_id}:{phase.position}:{title[0].lower()}{chunk_no}"
+        blocks.append({"block_id": block_id, "elements": [boxes], "type": "actions"})
     return blocks
 
 
-def _header(rollout: RolloutView) -> list[Block]:
+def _header(rollout: RolloutView) -> list[dict[str, Any]]:
     # A paused or finished rollout says so once, in the state line under the header.
     facts = [STATUS_LABEL[rollout.status]] if rollout.status == "active" else []
     facts += [
@@ -215,35 +225,26 @@ def _header(rollout: RolloutView) -> list[Block]:
         facts.append(f"Flag `{escape(rollout.flag_key)}`")
     if rollout.stakeholder_channels:
         facts.append("Stakeholders " + " ".join(f"<#{c}>" for c in rollout.stakeholder_channels))
-    return [
-        HeaderBlock(
-            block_id=BlockId.HEADER,
-            text=truncate(f"{HEADER_EMOJI[rollout.status]} {rollout.feature}", MAX_HEADER_TEXT),
-        ),
-        ContextBlock(elements=[MarkdownTextObject(text=f) for f in facts]),
-    ]
+    title = truncate(f"{HEADER_EMOJI[rollout.status]} {rollout.feature}", MAX_HEADER_TEXT)
+    return [{"block_id": BlockId.HEADER, "text": _plain(title), "type": "header"}, _context(*facts)]
 
 
-def _controls(rollout: RolloutView) -> Block:
+def _controls(rollout: RolloutView) -> dict[str, Any]:
     value = str(rollout.id)
     paused = rollout.paused
     buttons = [
-        ButtonElement(
-            text="Advance", action_id=Action.ADVANCE, value=advance_value(rollout), style="primary"
-        ),
+        _button("Advance", Action.ADVANCE, advance_value(rollout), style="primary"),
         # "Check metrics", not "Snapshot": it says what the button does (the id stays).
-        ButtonElement(text="Check metrics", action_id=Action.SNAPSHOT, value=value),
-        ButtonElement(text="Resume", action_id=Action.RESUME, value=value)
-        if paused
-        else ButtonElement(text="Pause", action_id=Action.PAUSE, value=value),
-        ButtonElement(text="Roll back…", action_id=Action.ROLLBACK, value=value, style="danger"),
-        ButtonElement(text="Auto-advance off", action_id=Action.AUTO_OFF, value=value)
+        _button("Check metrics", Action.SNAPSHOT, value),
+        _button("Resume", Action.RESUME, value) if paused else _button("Pause", Action.PAUSE, value),
+        _button("Roll back…", Action.ROLLBACK, value, style="danger"),
+        _button("Auto-advance off", Action.AUTO_OFF, value)
         if rollout.auto_on
-        else ButtonElement(text="Auto-advance on", action_id=Action.AUTO_ON, value=value),
+        else _button("Auto-advance on", Action.AUTO_ON, value),
     ]
     if paused:
         buttons = buttons[1:]
-    return ActionsBlock(block_id=BlockId.CONTROLS, elements=buttons)
+    return {"block_id": BlockId.CONTROLS, "elements": buttons, "type": "actions"}
 
 
 def advance_value(rollout: RolloutView) -> str:
@@ -325,39 +326,23 @@ def status_message(
     where = f"{_where(rollout)}\n{flag}" if flag else _where(rollout)
     if rollout.is_open and rollout.auto_on:
         where += f"\n{auto_words(rollout)}"
-    blocks: list[Block] = [
-        *_header(rollout),
-        SectionBlock(
-            block_id=BlockId.STEPS,
-            text=MarkdownTextObject(text=truncate(f"{where}\n{plan_lines}", MAX_SECTION_TEXT)),
-        ),
-    ]
+    steps = _mrkdwn(truncate(f"{where}\n{plan_lines}", MAX_SECTION_TEXT))
+    blocks = [*_header(rollout), {"block_id": BlockId.STEPS, "text": steps, "type": "section"}]
     if rollout.is_open and not interactive:
         phase = rollout.current_phase
         for title, kind in (("Tasks", "task"), ("Exit criteria", "exit")):
             items = tuple(i for i in phase.items if i.kind == kind)
             if items:
-                blocks.append(
-                    SectionBlock(
-                        text=MarkdownTextObject(
-                            text=truncate(_checklist_text(title, items), MAX_SECTION_TEXT)
-                        )
-                    )
-                )
+                text = _mrkdwn(truncate(_checklist_text(title, items), MAX_SECTION_TEXT))
+                blocks.append({"text": text, "type": "section"})
         if link:
-            blocks.append(
-                ContextBlock(
-                    elements=[
-                        MarkdownTextObject(text=f"<{link}|Open the live status message> to tick items.")
-                    ]
-                )
-            )
+            blocks.append(_context(f"<{link}|Open the live status message> to tick items."))
     elif rollout.is_open:
         phase = rollout.current_phase
         tasks = [i for i in phase.items if i.kind == "task"]
         exits = [i for i in phase.items if i.kind == "exit"]
         checklist = [
-            DividerBlock(),
+            {"type": "divider"},
             *_checklist(phase, rollout.timezone, "Tasks", tasks),
             *_checklist(phase, rollout.timezone, "Exit criteria", exits),
         ]
@@ -365,19 +350,11 @@ def status_message(
         if len(checklist) > room:
             checklist = [
                 *checklist[: room - 1],
-                ContextBlock(
-                    elements=[
-                        MarkdownTextObject(
-                            text="More items than one message can hold: the rest are in the export."
-                        )
-                    ]
-                ),
+                _context("More items than one message can hold: the rest are in the export."),
             ]
         blocks.extend(checklist)
         blocks.append(_controls(rollout))
-    blocks.append(
-        ContextBlock(elements=[MarkdownTextObject(text=f"Updated {slack_time(now, rollout.timezone)}")])
-    )
+    blocks.append(_context(f"Updated {slack_time(now, rollout.timezone)}"))
     items = rollout.current_phase.items
     fallback = render(
         "status_fallback",
@@ -387,7 +364,7 @@ def status_message(
         total=len(items) if rollout.is_open else 0,
         phase=rollout.current_phase.name,
     )
-    return Message(text=truncate(fallback, MAX_FALLBACK_TEXT), blocks=_dicts(blocks))
+    return Message(text=truncate(fallback, MAX_FALLBACK_TEXT), blocks=blocks)
 
 
 def _state_words(rollout: RolloutView) -> str:
