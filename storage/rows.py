@@ -15,10 +15,11 @@ out, its Python-side default, which is also set on the object; anything else is 
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
 from typing import Any, cast
 
-from sqlalchemy import Column, Table, insert, inspect
+from sqlalchemy import Column, Insert, Table, insert, inspect
 from sqlalchemy.orm import Session
 
 from storage.models import Base
@@ -35,6 +36,14 @@ def _default(column: Column[Any]) -> Any:
     if default.is_callable:
         return default.arg(None)  # type: ignore[attr-defined]  # wrapped by SQLAlchemy to take a context
     return _MISSING  # a sequence or SQL expression: left to the database, as the ORM does
+
+
+@functools.cache
+def _statements(table: Table) -> tuple[Insert, Insert]:
+    """The plain insert and the one returning ids in the order given, built once per table
+    (SQLAlchemy keeps a statement's cache key on it, so each later use skips computing it)."""
+    (pk,) = table.primary_key.columns
+    return insert(table), insert(table).returning(pk, sort_by_parameter_order=True)
 
 
 def insert_new(session: Session, objects: Sequence[Base], *, ids: bool = True) -> None:
@@ -75,11 +84,12 @@ def insert_new(session: Session, objects: Sequence[Base], *, ids: bool = True) -
     if any(table.c[k].server_default is not None for row in rows for k in keys - row.keys()):
         raise ValueError(f"{table.name}: rows leave out a column with a server default")
     params = [{k: row.get(k) for k in keys} for row in rows]
-    (pk,) = mapper.primary_key
+    # On the session's connection, in its transaction: these rows concern no ORM object.
+    connection = session.connection()
     if not ids:
-        session.execute(insert(table), params)
+        connection.execute(_statements(table)[0], params)
         return
-    stmt = insert(table).returning(pk, sort_by_parameter_order=True)
-    new_ids = session.execute(stmt, params).scalars().all()
+    new_ids = connection.execute(_statements(table)[1], params).scalars().all()
+    (pk,) = mapper.primary_key
     for obj, new_id in zip(objects, new_ids, strict=True):
         setattr(obj, mapper.get_property_by_column(pk).key, new_id)

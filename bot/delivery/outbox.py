@@ -39,7 +39,19 @@ from datetime import datetime, timedelta
 from typing import Any, cast
 
 from slack_sdk.errors import SlackApiError
-from sqlalchemy import Integer, Select, Table, Update, and_, bindparam, exists, or_, select, update
+from sqlalchemy import (
+    CursorResult,
+    Integer,
+    Select,
+    Table,
+    Update,
+    and_,
+    bindparam,
+    exists,
+    or_,
+    select,
+    update,
+)
 from sqlalchemy.orm import load_only
 
 from bot.errors import NotInChannel
@@ -160,6 +172,21 @@ _ROLLOUT = (
     .where(Rollout.id == bindparam("id"))
 )
 
+_MARK_ATTEMPT = (
+    update(_OUTBOX)
+    .where(
+        _OUTBOX.c.id == bindparam("row_id"),
+        _OUTBOX.c.locked_until == bindparam("lease", type_=_OUTBOX.c.locked_until.type),
+        ~exists().where(
+            _EARLIER.rollout_id == bindparam("q_rollout_id"),
+            _EARLIER.channel_id == bindparam("q_channel_id"),
+            _EARLIER.id < bindparam("row_id"),
+            _EARLIER.state == OutboxState.PENDING,
+        ),
+    )
+    .values(attempts=bindparam("next_attempts"))
+)
+
 
 def _claim(svc: Services, now: datetime, limit: int) -> list[tuple[int, datetime]]:
     """Leases the first due rows, up to `limit`, of one rollout and channel: the queue of the
@@ -244,12 +271,12 @@ def _deliver(svc: Services, row_id: int, lease: datetime) -> bool:
         if found is not None:
             telemetry.OUTBOX_DELIVERED.inc()
             return _finish(svc, row_id, lease, state=OutboxState.SENT, sent_ts=found, sent_at=now)
-    if _waits_its_turn(svc, row):
-        # Another worker holds an earlier row of this rollout and channel: post after it.
-        _finish(svc, row_id, lease, next_attempt_at=now + THREAD_RECHECK)
-        return False
-    if not _finish(svc, row_id, lease, attempts=row.attempts + 1, keep_lease=True):
-        log.info("outbox row %s: lease lost before posting; another worker has it", row_id)
+    if not _mark_attempt(svc, row, lease):
+        # Another worker holds an earlier row of this rollout and channel (post after it), or
+        # this worker's lease ran out.
+        waits = _waits_its_turn(svc, row)
+        if not _finish(svc, row_id, lease, next_attempt_at=now + THREAD_RECHECK if waits else now):
+            log.info("outbox row %s: lease lost before posting; another worker has it", row_id)
         return False
     kwargs: dict[str, Any] = {
         "text": row.payload.get("text", ""),
@@ -315,6 +342,23 @@ def _waits_its_turn(svc: Services, row: OutboxMessage) -> bool:
     params = {"rollout_id": row.rollout_id, "channel_id": row.channel_id, "row_id": row.id}
     with svc.db.reading() as session:
         return session.scalar(_WAITING_BEFORE, params) is not None
+
+
+def _mark_attempt(svc: Services, row: OutboxMessage, lease: datetime) -> bool:
+    """Counts the attempt about to be made, only while the lease holds and no earlier row of
+    the same rollout and channel is pending (claims keep the order within one worker; this
+    keeps it across workers whose claims crossed). Returns whether it did: only then may the
+    row be posted."""
+    params = {
+        "row_id": row.id,
+        "lease": lease,
+        "q_rollout_id": row.rollout_id,
+        "q_channel_id": row.channel_id,
+        "next_attempts": row.attempts + 1,
+    }
+    with svc.db.transaction() as session:
+        result = session.execute(_MARK_ATTEMPT, params)
+    return bool(cast("CursorResult[Any]", result).rowcount)
 
 
 def _finish(svc: Services, row_id: int, lease: datetime, *, keep_lease: bool = False, **values: Any) -> bool:
