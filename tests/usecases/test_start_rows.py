@@ -114,4 +114,3 @@ def test_a_start_writes_the_rows_the_orm_wrote(db: Database, template: str) -> N
     touched = {name for name, rows in core_rows.items() if rows}
     assert {"rollout", "phase", "step", "checklist_item", "event", "outbox_message", "due_job"} <= touched
     assert len(core_rows["outbox_message"]) == 3  # the thread, and each stakeholder channel once
-
