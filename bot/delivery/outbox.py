@@ -36,11 +36,23 @@ import http.client
 import json
 import logging
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, cast
 
 from slack_sdk.errors import SlackApiError
-from sqlalchemy import and_, exists, or_, select, update
-from sqlalchemy.orm import Session, aliased
+from sqlalchemy import (
+    CursorResult,
+    Integer,
+    Select,
+    Table,
+    Update,
+    and_,
+    bindparam,
+    exists,
+    or_,
+    select,
+    update,
+)
+from sqlalchemy.orm import load_only
 
 from bot.errors import NotInChannel
 from bot.observe import logs, telemetry
@@ -83,7 +95,7 @@ class _LookupFailed(Exception):
         self.retry_after = retry_after
 
 
-def _claimable(row: type[OutboxMessage], now: datetime) -> Any:
+def _claimable(row: Any, now: Any) -> Any:
     return and_(
         row.state == OutboxState.PENDING,
         row.next_attempt_at <= now,
@@ -91,15 +103,89 @@ def _claimable(row: type[OutboxMessage], now: datetime) -> Any:
     )
 
 
-def _earlier_pending(row: Any) -> Any:
-    """Rows of the same rollout and channel, queued before `row`, not yet sent or failed."""
-    earlier = aliased(OutboxMessage)
-    return earlier, and_(
+# The statements every delivery runs, built once with bound parameters: building them (and
+# their cache keys, which SQLAlchemy keeps on the statement object) for each row cost more than
+# running them.
+_OUTBOX = cast(Table, OutboxMessage.__table__)
+_NOW = bindparam("now", type_=_OUTBOX.c.next_attempt_at.type)
+
+
+def _claim_statements() -> tuple[Select[Any], Select[Any], Update]:
+    row = _OUTBOX.c
+    earlier = _OUTBOX.alias("earlier").c
+    same_queue = and_(
         earlier.rollout_id == row.rollout_id,
         earlier.channel_id == row.channel_id,
         earlier.id < row.id,
         earlier.state == OutboxState.PENDING,
     )
+    may_go = (_claimable(row, _NOW), ~exists().where(same_queue, ~_claimable(earlier, _NOW)))
+    head = select(row.id, row.rollout_id, row.channel_id).where(*may_go).order_by(row.id).limit(1)
+    rest = (
+        select(row.id)
+        .where(
+            *may_go,
+            row.rollout_id == bindparam("rollout_id"),
+            row.channel_id == bindparam("channel_id"),
+            row.id > bindparam("head_id"),
+        )
+        .order_by(row.id)
+        .limit(bindparam("limit", type_=Integer))
+    )
+    lease = (
+        update(_OUTBOX)
+        .where(row.id.in_(bindparam("ids", expanding=True)))
+        .values(locked_until=bindparam("lease", type_=row.locked_until.type))
+    )
+    return head, rest, lease
+
+
+_HEAD, _REST, _LEASE = _claim_statements()
+_HEAD_LOCKED = _HEAD.with_for_update(skip_locked=True)
+_REST_LOCKED = _REST.with_for_update(skip_locked=True)
+_EARLIER = _OUTBOX.alias("earlier").c
+_WAITING_BEFORE = (
+    select(_EARLIER.id)
+    .where(
+        _EARLIER.rollout_id == bindparam("rollout_id"),
+        _EARLIER.channel_id == bindparam("channel_id"),
+        _EARLIER.id < bindparam("row_id"),
+        _EARLIER.state == OutboxState.PENDING,
+    )
+    .limit(1)
+)
+
+# What a delivery reads of the rollout (where it is, whom to tell, the log's names): its plan
+# and settings, large JSON documents, are not read for every message.
+_ROLLOUT = (
+    select(Rollout)
+    .options(
+        load_only(
+            Rollout.team_id,
+            Rollout.channel_id,
+            Rollout.feature,
+            Rollout.owner_id,
+            Rollout.stakeholder_channels,
+            raiseload=True,
+        )
+    )
+    .where(Rollout.id == bindparam("id"))
+)
+
+_MARK_ATTEMPT = (
+    update(_OUTBOX)
+    .where(
+        _OUTBOX.c.id == bindparam("row_id"),
+        _OUTBOX.c.locked_until == bindparam("lease", type_=_OUTBOX.c.locked_until.type),
+        ~exists().where(
+            _EARLIER.rollout_id == bindparam("q_rollout_id"),
+            _EARLIER.channel_id == bindparam("q_channel_id"),
+            _EARLIER.id < bindparam("row_id"),
+            _EARLIER.state == OutboxState.PENDING,
+        ),
+    )
+    .values(attempts=bindparam("next_attempts"))
+)
 
 
 def _claim(svc: Services, now: datetime, limit: int) -> list[tuple[int, datetime]]:
@@ -110,29 +196,22 @@ def _claim(svc: Services, now: datetime, limit: int) -> list[tuple[int, datetime
     One queue per claim, so that another worker's claim finds the other queues free rather
     than all their first rows leased by this one."""
     lease = now + LEASE
-    earlier, same_queue = _earlier_pending(OutboxMessage)
-    may_go = (_claimable(OutboxMessage, now), ~exists().where(same_queue, ~_claimable(earlier, now)))
     postgres = svc.db.dialect == "postgresql"
     with svc.db.transaction() as session:
-        first = select(OutboxMessage).where(*may_go).order_by(OutboxMessage.id).limit(1)
-        head = session.scalars(first.with_for_update(skip_locked=True) if postgres else first).first()
+        head = session.execute(_HEAD_LOCKED if postgres else _HEAD, {"now": now}).first()
         if head is None:
             return []
         ids = [head.id]
         if head.rollout_id is not None and limit > 1:
-            rest = (
-                select(OutboxMessage.id)
-                .where(
-                    *may_go,
-                    OutboxMessage.rollout_id == head.rollout_id,
-                    OutboxMessage.channel_id == head.channel_id,
-                    OutboxMessage.id > head.id,
-                )
-                .order_by(OutboxMessage.id)
-                .limit(limit - 1)
-            )
-            ids += session.scalars(rest.with_for_update(skip_locked=True) if postgres else rest)
-        session.execute(update(OutboxMessage).where(OutboxMessage.id.in_(ids)).values(locked_until=lease))
+            params = {
+                "now": now,
+                "rollout_id": head.rollout_id,
+                "channel_id": head.channel_id,
+                "head_id": head.id,
+                "limit": limit - 1,
+            }
+            ids += session.scalars(_REST_LOCKED if postgres else _REST, params)
+        session.execute(_LEASE, {"ids": ids, "lease": lease})
     return [(i, lease) for i in ids]
 
 
@@ -163,7 +242,7 @@ def _load(svc: Services, row_id: int) -> tuple[OutboxMessage, Rollout | None, st
         row = session.get(OutboxMessage, row_id)
         if row is None:  # its rollout was discarded (a start that could not post) meanwhile
             return None
-        rollout = session.get(Rollout, row.rollout_id) if row.rollout_id else None
+        rollout = session.scalars(_ROLLOUT, {"id": row.rollout_id}).first() if row.rollout_id else None
         status = (
             queries.status_message(session=session, rollout_id=row.rollout_id) if row.rollout_id else None
         )
@@ -192,12 +271,12 @@ def _deliver(svc: Services, row_id: int, lease: datetime) -> bool:
         if found is not None:
             telemetry.OUTBOX_DELIVERED.inc()
             return _finish(svc, row_id, lease, state=OutboxState.SENT, sent_ts=found, sent_at=now)
-    if _waits_its_turn(svc, row):
-        # Another worker holds an earlier row of this rollout and channel: post after it.
-        _finish(svc, row_id, lease, next_attempt_at=now + THREAD_RECHECK)
-        return False
-    if not _finish(svc, row_id, lease, attempts=row.attempts + 1, keep_lease=True):
-        log.info("outbox row %s: lease lost before posting; another worker has it", row_id)
+    if not _mark_attempt(svc, row, lease):
+        # Another worker holds an earlier row of this rollout and channel (post after it), or
+        # this worker's lease ran out.
+        waits = _waits_its_turn(svc, row)
+        if not _finish(svc, row_id, lease, next_attempt_at=now + THREAD_RECHECK if waits else now):
+            log.info("outbox row %s: lease lost before posting; another worker has it", row_id)
         return False
     kwargs: dict[str, Any] = {
         "text": row.payload.get("text", ""),
@@ -260,13 +339,26 @@ def _waits_its_turn(svc: Services, row: OutboxMessage) -> bool:
     within one worker; this keeps it across workers whose claims crossed.)"""
     if row.rollout_id is None:
         return False
-    earlier, same_queue = _earlier_pending(row)
+    params = {"rollout_id": row.rollout_id, "channel_id": row.channel_id, "row_id": row.id}
     with svc.db.reading() as session:
-        return _exists(session, select(earlier.id).where(same_queue).limit(1))
+        return session.scalar(_WAITING_BEFORE, params) is not None
 
 
-def _exists(session: Session, stmt: Any) -> bool:
-    return session.scalar(stmt) is not None
+def _mark_attempt(svc: Services, row: OutboxMessage, lease: datetime) -> bool:
+    """Counts the attempt about to be made, only while the lease holds and no earlier row of
+    the same rollout and channel is pending (claims keep the order within one worker; this
+    keeps it across workers whose claims crossed). Returns whether it did: only then may the
+    row be posted."""
+    params = {
+        "row_id": row.id,
+        "lease": lease,
+        "q_rollout_id": row.rollout_id,
+        "q_channel_id": row.channel_id,
+        "next_attempts": row.attempts + 1,
+    }
+    with svc.db.transaction() as session:
+        result = session.execute(_MARK_ATTEMPT, params)
+    return bool(cast("CursorResult[Any]", result).rowcount)
 
 
 def _finish(svc: Services, row_id: int, lease: datetime, *, keep_lease: bool = False, **values: Any) -> bool:

@@ -25,7 +25,7 @@ from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any, cast
 
 from slack_sdk.errors import SlackApiError
-from sqlalchemy import BindParameter, CursorResult, Row, and_, bindparam, delete, literal, or_, select, update
+from sqlalchemy import BindParameter, CursorResult, Row, and_, bindparam, delete, insert, literal, or_, select, update
 from sqlalchemy.dialects.postgresql import insert as postgres_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
@@ -38,7 +38,8 @@ from bot.usecases.announcing import QUEUED
 from messages.blocks import status_message
 from messages.views import RolloutView
 from storage import queries
-from storage.models import DueJob, Rollout, SlackMessage
+from storage.enums import OutboxState
+from storage.models import DueJob, OutboxMessage, Rollout, SlackMessage
 
 if TYPE_CHECKING:
     from sqlalchemy import Table
@@ -124,19 +125,36 @@ def post(svc: Services, rollout_id: int) -> str:
         return existing.ts
     message = status_message(rollout, now=svc.clock())
     ts = post_joining(svc.client, channel=rollout.channel_id, **message.as_kwargs())
+    now = svc.clock()
     with svc.db.transaction() as session:
         # Announcements waiting for this message (its thread) can go now: wake the outbox.
         session.info[QUEUED] = True
-        session.add(
-            SlackMessage(
-                rollout_id=rollout_id,
-                purpose=queries.STATUS_PURPOSE,
-                channel_id=rollout.channel_id,
-                ts=ts,
-                rendered_revision=rollout.revision,
+        session.execute(
+            insert(SlackMessage),
+            [
+                {
+                    "rollout_id": rollout_id,
+                    "purpose": queries.STATUS_PURPOSE,
+                    "channel_id": rollout.channel_id,
+                    "ts": ts,
+                    "rendered_revision": rollout.revision,
+                }
+            ],
+        )
+        # A drain that found them before this message existed set them to look again a little
+        # later (bot/delivery/outbox.py, THREAD_RECHECK): they need not wait for that.
+        session.execute(
+            update(OutboxMessage)
+            .where(
+                OutboxMessage.rollout_id == rollout_id,
+                OutboxMessage.state == OutboxState.PENDING,
+                OutboxMessage.attempts == 0,
+                OutboxMessage.next_attempt_at > now,
             )
+            .values(next_attempt_at=now)
         )
     # A tick that landed while the message was on its way found nothing to edit: catch up.
+    # (Read after the commit: a tick committed later sees the message and edits it itself.)
     with svc.db.reading() as session:
         latest = queries.revision_of(session=session, rollout_id=rollout_id)
     if latest is not None and latest != rollout.revision:

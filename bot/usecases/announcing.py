@@ -17,6 +17,7 @@ from messages.announcements import milestone
 from messages.blocks import Message
 from storage.enums import OutboxState
 from storage.models import OutboxMessage, Rollout
+from storage.rows import insert_new
 
 QUEUED = "outbox_queued"
 
@@ -68,10 +69,8 @@ def dedupe_key(rollout_id: int, milestone: str, channel_id: str) -> str:
     return f"{rollout_id}:{milestone}:{channel_id}"
 
 
-def queue(session: Session, rollout: Rollout, announcement: Announcement, now: datetime) -> int:
-    """Queues the announcement in the caller's transaction (and marks the session so the
-    outbox is woken after commit). Returns how many rows were new:
-    a milestone already queued (a replayed change) adds nothing."""
+def _rows(rollout: Rollout, announcement: Announcement) -> list[tuple[str, str, bool, Message]]:
+    """(milestone of the key, channel, in the status thread, message) of each row to queue."""
     milestone = announcement.milestone
     rows: list[tuple[str, str, bool, Message]] = []
     if announcement.thread is not None:
@@ -84,28 +83,54 @@ def queue(session: Session, rollout: Rollout, announcement: Announcement, now: d
             for c in rollout.stakeholder_channels
             if c != rollout.channel_id
         ]
+    return rows
+
+
+def _outbox_row(
+    rollout: Rollout, announcement: Announcement, row: tuple[str, str, bool, Message], now: datetime
+) -> OutboxMessage:
+    key_milestone, channel_id, in_thread, message = row
+    return OutboxMessage(
+        rollout_id=rollout.id,
+        dedupe_key=dedupe_key(rollout.id, key_milestone, channel_id),
+        channel_id=channel_id,
+        in_status_thread=in_thread,
+        payload=_payload(message, broadcast=announcement.broadcast and in_thread),
+        state=OutboxState.PENDING,
+        next_attempt_at=now,
+        created_at=now,
+    )
+
+
+def queue(session: Session, rollout: Rollout, announcement: Announcement, now: datetime) -> int:
+    """Queues the announcement in the caller's transaction (and marks the session so the
+    outbox is woken after commit). Returns how many rows were new:
+    a milestone already queued (a replayed change) adds nothing."""
     added = 0
-    for key_milestone, channel_id, in_thread, message in rows:
-        key = dedupe_key(rollout.id, key_milestone, channel_id)
-        if session.scalar(select(OutboxMessage.id).where(OutboxMessage.dedupe_key == key)) is not None:
+    for row in _rows(rollout, announcement):
+        outbox_row = _outbox_row(rollout, announcement, row, now)
+        known = select(OutboxMessage.id).where(OutboxMessage.dedupe_key == outbox_row.dedupe_key)
+        if session.scalar(known) is not None:
             continue
         try:
             with session.begin_nested():
-                session.add(
-                    OutboxMessage(
-                        rollout_id=rollout.id,
-                        dedupe_key=key,
-                        channel_id=channel_id,
-                        in_status_thread=in_thread,
-                        payload=_payload(message, broadcast=announcement.broadcast and in_thread),
-                        state=OutboxState.PENDING,
-                        next_attempt_at=now,
-                        created_at=now,
-                    )
-                )
+                session.add(outbox_row)
             added += 1
         except IntegrityError:
             continue  # another transaction queued it first: still exactly once
     if added:
         session.info[QUEUED] = True
     return added
+
+
+def announce_new(
+    session: Session, rollout: Rollout, kind: str, key: str, now: datetime, **extra: Any
+) -> None:
+    """`announce` for a rollout created in this very transaction: nothing can be queued under its
+    keys yet, so its rows are written in one statement, without looking for earlier ones. The
+    outbox is not woken: every row of a rollout waits for its status message, and the commit
+    that records that message wakes it (`bot.delivery.status_board.post`)."""
+    thread, line = milestone(kind, rollout_view(rollout), **extra)
+    announcement = Announcement(key, thread, line)
+    rows = [_outbox_row(rollout, announcement, row, now) for row in _rows(rollout, announcement)]
+    insert_new(session, rows, ids=False)

@@ -292,7 +292,8 @@ def gate_json(gate: GateResult) -> dict[str, object]:
 def capture_baseline(svc: Services, rollout_id: int) -> None:
     """Measures every metric before exposure grows; relative and absolute rules compare to it."""
     with svc.db.reading() as session:
-        rollout = queries.get_rollout(session=session, rollout_id=rollout_id)
+        # Its own row is all it takes (metrics, triggers, names, position): not the plan.
+        rollout = queries.rollout_row(session=session, rollout_id=rollout_id)
     if rollout is None:
         return
     now = svc.clock()

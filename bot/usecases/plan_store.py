@@ -70,6 +70,8 @@ def available(svc: Services, team_id: str) -> dict[str, Plan]:
 
 
 def resolve(svc: Services, team_id: str, name: str) -> Plan:
+    if (builtin := builtin_templates().get(name.lower())) is not None:
+        return builtin  # no stored template can take a built-in name: nothing to read
     plans = available(svc, team_id)
     try:
         return plans[name.lower()]

@@ -25,6 +25,7 @@ from bot.usecases import access, lookup
 from storage import queries
 from storage.enums import EventKind
 from storage.models import DueJob, Rollout
+from storage.rows import insert_new
 
 
 def reschedule(
@@ -45,6 +46,22 @@ def reschedule(
         moved = session.execute(update(DueJob).where(*mine).values(due_at=due.at, data=due.data))
         if not cast("CursorResult[Any]", moved).rowcount:  # new, or just deleted by a finishing run
             session.add(DueJob(rollout_id=rollout.id, kind=kind, due_at=due.at, data=due.data))
+
+
+def schedule_new(
+    session: Session, rollout: Rollout, now: datetime, *, watch_minutes: int = WATCH_MINUTES
+) -> None:
+    """`reschedule` for a rollout created in this very transaction: it has no rows yet, so its
+    planned rows are written in one statement (the same rows, in the same order)."""
+    wanted = planned(rollout, now, watch_minutes=watch_minutes)
+    insert_new(
+        session,
+        [
+            DueJob(rollout_id=rollout.id, kind=kind, due_at=due.at, data=due.data)
+            for kind, due in wanted.items()
+        ],
+        ids=False,
+    )
 
 
 def set_digest(svc: Services, actor: Actor, rollout_id: int, cadence: str, at: str | None) -> Rollout:

@@ -18,9 +18,10 @@ from bot.flags import FlagError, FlagState, valid_flag_key
 from bot.observe import logs
 from bot.services import Actor, Services
 from bot.usecases import announcing, flagging, plan_store, schedule
-from storage import queries
+from storage import db, queries
 from storage.enums import EventKind
 from storage.models import Rollout
+from storage.rows import insert_new
 
 log = logging.getLogger(__name__)
 
@@ -111,23 +112,35 @@ def start(svc: Services, actor: Actor, cmd: Start) -> int:
                 country=svc.settings.default_country,
                 now=now,
             )
-            session.add(rollout)
-            session.flush()
+            _insert_plan(session, rollout)
             logs.bind_rollout(rollout)
-            session.add(
-                rollouts.event(
-                    rollout,
-                    EventKind.STARTED,
-                    actor.user_id,
-                    now,
-                    template=plan.name,
-                    channel=actor.channel_id,
-                )
+            insert_new(
+                session,
+                [
+                    rollouts.event(
+                        rollout,
+                        EventKind.STARTED,
+                        actor.user_id,
+                        now,
+                        template=plan.name,
+                        channel=actor.channel_id,
+                    )
+                ],
             )
-            if flag is not None:
+            db.wrote_events(session)
+            watch = svc.settings.watch_minutes
+            if flag is None:
+                announcing.announce_new(session, rollout, "started", "started", now, actor=actor.user_id)
+                schedule.schedule_new(session, rollout, now, watch_minutes=watch)
+            else:
+                # The flag's first step changes the rollout: from here on it is the session's
+                # (loaded as committed so far), so those changes are written with the rest.
+                rollout = session.get_one(Rollout, rollout.id)
                 _first_step(svc, session, rollout, flag, actor, now)
-            announcing.announce(session, rollout, "started", "started", now, actor=actor.user_id)
-            schedule.reschedule(session, rollout, now, watch_minutes=svc.settings.watch_minutes)
+                announcing.announce(session, rollout, "started", "started", now, actor=actor.user_id)
+                # Its rows wait for the status message, whose commit wakes the outbox.
+                session.info.pop(announcing.QUEUED, None)
+                schedule.reschedule(session, rollout, now, watch_minutes=watch)
             return rollout.id
     except IntegrityError:
         # Two starts of one name raced past the check; the unique index kept one.
@@ -136,6 +149,25 @@ def start(svc: Services, actor: Actor, cmd: Start) -> int:
         if existing is None:
             raise
         raise _duplicate(existing) from None
+
+
+def _insert_plan(session: Session, rollout: Rollout) -> None:
+    """Writes the new rollout and its copy of the plan (phases, their steps and checklist items)
+    in four statements: one per table, each with every row (`storage.rows.insert_new`). The
+    objects stay outside the session, read-only from here on, with their ids set."""
+    insert_new(session, [rollout])
+    for phase in rollout.phases:
+        phase.rollout_id = rollout.id
+    insert_new(session, rollout.phases)
+    steps = [step for phase in rollout.phases for step in phase.steps]
+    items = [item for phase in rollout.phases for item in phase.items]
+    for phase in rollout.phases:
+        for step in phase.steps:
+            step.phase_id = phase.id
+        for item in phase.items:
+            item.phase_id, item.rollout_id = phase.id, rollout.id
+    insert_new(session, steps)
+    insert_new(session, items)
 
 
 def _first_step(

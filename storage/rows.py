@@ -1,0 +1,95 @@
+"""New rows written with Core statements instead of the ORM's unit of work.
+
+A flush of a new object graph (a rollout's phases, steps and items, dozens of objects) costs
+far more than the rows are worth: instance state, history, cache keys and one round of
+bookkeeping per object. `insert_new` writes the objects of one mapped class with one
+executemany statement (SQLAlchemy's insertmanyvalues: batched `INSERT … VALUES (…), (…)`, with
+`RETURNING id` in the order given) and leaves the objects as they were, transient, with their
+ids and defaults filled in so they read as the rows do.
+
+The values are the ones the unit of work would have written (so switching a writer to this
+changes no row): each attribute set on the object, except a None where the column does not
+store None itself (the ORM leaves such a column out, so its default applies); for a column left
+out, its Python-side default, which is also set on the object; anything else is NULL.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Sequence
+from typing import Any, cast
+
+from sqlalchemy import Column, Insert, Table, insert, inspect
+from sqlalchemy.orm import Session
+
+from storage.models import Base
+
+_MISSING = object()
+
+
+def _default(column: Column[Any]) -> Any:
+    default = column.default
+    if default is None or column.primary_key:
+        return _MISSING
+    if default.is_scalar:
+        return default.arg  # type: ignore[attr-defined]
+    if default.is_callable:
+        return default.arg(None)  # type: ignore[attr-defined]  # wrapped by SQLAlchemy to take a context
+    return _MISSING  # a sequence or SQL expression: left to the database, as the ORM does
+
+
+@functools.cache
+def _statements(table: Table) -> tuple[Insert, Insert]:
+    """The plain insert and the one returning ids in the order given, built once per table
+    (SQLAlchemy keeps a statement's cache key on it, so each later use skips computing it)."""
+    (pk,) = table.primary_key.columns
+    return insert(table), insert(table).returning(pk, sort_by_parameter_order=True)
+
+
+def insert_new(session: Session, objects: Sequence[Base], *, ids: bool = True) -> None:
+    """Inserts transient objects of one mapped class in the caller's transaction, with one
+    executemany statement; with `ids`, gives each object its primary key (`id`).
+
+    The objects are not added to the session: nothing about them is flushed later, and a change
+    made to them afterwards is never written. Relationships are not followed: set the foreign
+    keys (`phase.rollout_id = rollout.id`) before calling."""
+    if not objects:
+        return
+    mapper = inspect(type(objects[0]))
+    table = cast(Table, mapper.local_table)
+    columns = [
+        (prop.key, cast(Column[Any], prop.columns[0]))
+        for prop in mapper.column_attrs
+        if not prop.columns[0].primary_key and prop.columns[0].table is table
+    ]
+    rows: list[dict[str, Any]] = []
+    for obj in objects:
+        state = obj.__dict__
+        row: dict[str, Any] = {}
+        for key, column in columns:
+            value = state.get(key, _MISSING)
+            if value is None and not column.type.should_evaluate_none:
+                value = _MISSING
+            if value is _MISSING:
+                value = _default(column)
+                if value is _MISSING:
+                    continue
+                setattr(obj, key, value)
+            row[column.key] = value
+        rows.append(row)
+    # executemany needs one set of keys: a column some rows leave out is NULL in them (no
+    # Python-side default applies to it, or it would have been filled in above). Where the
+    # database has a default of its own, that NULL would not be what the ORM writes.
+    keys = {k for row in rows for k in row}
+    if any(table.c[k].server_default is not None for row in rows for k in keys - row.keys()):
+        raise ValueError(f"{table.name}: rows leave out a column with a server default")
+    params = [{k: row.get(k) for k in keys} for row in rows]
+    # On the session's connection, in its transaction: these rows concern no ORM object.
+    connection = session.connection()
+    if not ids:
+        connection.execute(_statements(table)[0], params)
+        return
+    new_ids = connection.execute(_statements(table)[1], params).scalars().all()
+    (pk,) = mapper.primary_key
+    for obj, new_id in zip(objects, new_ids, strict=True):
+        setattr(obj, mapper.get_property_by_column(pk).key, new_id)

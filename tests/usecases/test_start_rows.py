@@ -1,0 +1,116 @@
+"""`/rollout start` writes its rows with Core inserts (bot/usecases/start.py, storage/rows.py):
+every row of every table, ids and defaults included, is what the ORM's unit of work wrote for
+the same start, on SQLite and Postgres, for each built-in template and an imported plan."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import pytest
+from sqlalchemy import select, text
+
+from bot.domain import rollouts
+from bot.domain.plans.catalog import builtin_templates
+from bot.domain.plans.markdown.assembly import parse_plan
+from bot.domain.plans.model import Plan
+from bot.services import Actor, Services
+from bot.usecases import announcing, plan_store, schedule
+from bot.usecases import start as starting
+from storage.db import Database
+from storage.enums import EventKind
+from storage.models import Base
+from tests.support import make_services
+
+NOW = datetime(2026, 3, 10, 14, 30, 15, 123456, tzinfo=UTC)
+ACTOR = Actor(team_id="T0ROWS", user_id="UOWNER", channel_id="CMAIN")
+SEED = Path(__file__).parents[1] / "fixtures" / "seeds" / "rollout-plan-template.md"
+
+
+def command(template: str) -> starting.Start:
+    return starting.Start(
+        feature="Checkout v2",
+        template=template,
+        owner_id="UOTHER",
+        stakeholders=("CSTAKE1", "CMAIN", "CSTAKE2"),  # the rollout's own channel is no stakeholder
+        service="checkout",
+        timezone="Europe/Berlin",
+    )
+
+
+def start_with_the_orm(svc: Services, actor: Actor, cmd: starting.Start) -> int:
+    """The start's transaction as it was written with the ORM (object graph, flush)."""
+    assert cmd.feature is not None and cmd.template is not None
+    plan = plan_store.resolve(svc, actor.team_id, cmd.template)
+    with svc.db.transaction() as session:
+        rollout = rollouts.new_rollout(
+            plan,
+            team_id=actor.team_id,
+            channel_id=actor.channel_id,
+            feature=cmd.feature,
+            owner_id=cmd.owner_id or actor.user_id,
+            created_by=actor.user_id,
+            flag_key=cmd.flag,
+            service=cmd.service,
+            stakeholders=list(cmd.stakeholders),
+            timezone=cmd.timezone or svc.settings.default_timezone,
+            country=svc.settings.default_country,
+            now=NOW,
+        )
+        session.add(rollout)
+        session.flush()
+        session.add(
+            rollouts.event(
+                rollout, EventKind.STARTED, actor.user_id, NOW, template=plan.name, channel=actor.channel_id
+            )
+        )
+        announcing.announce(session, rollout, "started", "started", NOW, actor=actor.user_id)
+        schedule.reschedule(session, rollout, NOW, watch_minutes=svc.settings.watch_minutes)
+        return rollout.id
+
+
+def every_row(db: Database) -> dict[str, list[dict[str, Any]]]:
+    with db.reading() as session:
+        return {
+            table.name: [
+                dict(row._mapping) for row in session.execute(select(table).order_by(*table.primary_key))
+            ]
+            for table in Base.metadata.sorted_tables
+        }
+
+
+def empty(db: Database) -> None:
+    """Every table emptied, ids starting again from 1 (SQLite reuses them once a table is empty)."""
+    with db.transaction() as session:
+        if db.dialect == "postgresql":
+            names = ", ".join(f'"{t.name}"' for t in Base.metadata.sorted_tables)
+            session.execute(text(f"TRUNCATE {names} RESTART IDENTITY CASCADE"))
+        else:
+            for table in reversed(Base.metadata.sorted_tables):
+                session.execute(table.delete())
+
+
+def imported_plan() -> Plan:
+    result = parse_plan(SEED.read_text(), name="imported")
+    return result.plan
+
+
+@pytest.mark.parametrize("template", [*sorted(builtin_templates()), "imported"])
+def test_a_start_writes_the_rows_the_orm_wrote(db: Database, template: str) -> None:
+    svc = make_services(db, clock=lambda: NOW)
+    written = []
+    for run in (start_with_the_orm, starting.start):
+        empty(db)
+        if template == "imported":
+            plan_store.save(svc, ACTOR, imported_plan(), source="# imported")
+        rollout_id = run(svc, ACTOR, command(template))
+        written.append((rollout_id, every_row(db)))
+
+    (orm_id, orm_rows), (core_id, core_rows) = written
+    assert core_id == orm_id
+    for name, rows in orm_rows.items():
+        assert core_rows[name] == rows, name
+    touched = {name for name, rows in core_rows.items() if rows}
+    assert {"rollout", "phase", "step", "checklist_item", "event", "outbox_message", "due_job"} <= touched
+    assert len(core_rows["outbox_message"]) == 3  # the thread, and each stakeholder channel once
