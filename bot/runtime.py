@@ -176,8 +176,32 @@ def stop_work_process(worker: subprocess.Popen[bytes], wake: str | None = None) 
         wakeup.remove_address(wake)
 
 
+WORK_NICENESS = 10
+
+
+def yield_to_the_web_process() -> None:
+    """Lowers this process's CPU priority before it starts any thread (Linux applies both
+    settings per thread, and new threads inherit them).
+
+    Why: an ack has 3 s and a person waiting on it; the work behind it has no deadline a
+    few hundred milliseconds matter to. On a machine whose cores are busy, the kernel would
+    share them equally, and acks would queue behind the work of earlier requests: with the
+    work process niced (and SCHED_BATCH, which also tells the scheduler it is not
+    interactive), the web process gets the CPU first and the work runs in what is left, which
+    a burst's backlog then works off. Where neither is allowed, nothing changes."""
+    try:
+        os.sched_setscheduler(0, os.SCHED_BATCH, os.sched_param(0))
+    except (AttributeError, OSError) as exc:
+        log.info("work process: SCHED_BATCH not available (%s)", exc)
+    try:
+        os.nice(WORK_NICENESS)
+    except OSError as exc:
+        log.info("work process: could not lower its priority (%s)", exc)
+
+
 def work(settings: Settings) -> None:
     """The work process: runs queued listener work, delivers the outbox, runs due jobs."""
+    yield_to_the_web_process()
     svc = build_services(settings)
     app = build_app(svc, verify_requests=False)
     scheduler = Scheduler(svc, due_seconds=settings.due_seconds)

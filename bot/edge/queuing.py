@@ -13,11 +13,12 @@ from contextlib import contextmanager
 from contextvars import ContextVar
 from dataclasses import dataclass
 from datetime import timedelta
+from typing import cast
 
 from slack_bolt import App, BoltRequest, BoltResponse
 from slack_bolt.lazy_listener.runner import LazyListenerRunner
 from slack_sdk import WebClient
-from sqlalchemy import insert, select
+from sqlalchemy import Connection, Table, insert, select
 from sqlalchemy.dialects.postgresql import insert as postgres_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.exc import SQLAlchemyError
@@ -28,6 +29,8 @@ from bot.edge.work_keys import command_fingerprint, interaction_id, not_queued_m
 from storage.db import Database, DatabaseGone
 from storage.models import PendingWork, SeenRequest, utcnow
 
+SEEN = cast(Table, SeenRequest.__table__)
+PENDING = cast(Table, PendingWork.__table__)
 QUEUE_ATTEMPTS = 2  # and 0.25 s between: the ack must still go out well inside 3 s
 RETRY_WINDOW = timedelta(minutes=10)
 
@@ -56,27 +59,25 @@ def delivery() -> Iterator[Delivery]:
         _delivery.reset(token)
 
 
-def seen_before(session: Session, key: str, fingerprint: str | None) -> bool:
+def seen_before(session: Session | Connection, key: str, fingerprint: str | None) -> bool:
     """Whether this interaction was queued before (or, for a retried command: the same person
     typed the same command in the same place moments ago)."""
-    if session.get(SeenRequest, key) is not None:
+    if session.scalar(select(SEEN.c.key).where(SEEN.c.key == key)) is not None:
         return True
     if fingerprint is None:
         return False
     since = utcnow() - RETRY_WINDOW
     found = session.scalar(
-        select(SeenRequest.key)
-        .where(SeenRequest.fingerprint == fingerprint, SeenRequest.created_at >= since)
-        .limit(1)
+        select(SEEN.c.key).where(SEEN.c.fingerprint == fingerprint, SEEN.c.created_at >= since).limit(1)
     )
     return found is not None
 
 
-def remember(session: Session, dialect: str, key: str, fingerprint: str | None) -> bool:
+def remember(session: Session | Connection, dialect: str, key: str, fingerprint: str | None) -> bool:
     """Records the interaction as queued; False if another delivery of it got there first."""
     make = postgres_insert if dialect == "postgresql" else sqlite_insert
-    stmt = make(SeenRequest).values(key=key, fingerprint=fingerprint, created_at=utcnow())
-    inserted = stmt.on_conflict_do_nothing(index_elements=["key"]).returning(SeenRequest.key)
+    stmt = make(SEEN).values(key=key, fingerprint=fingerprint, created_at=utcnow())
+    inserted = stmt.on_conflict_do_nothing(index_elements=["key"]).returning(SEEN.c.key)
     return session.execute(inserted).scalar() is not None
 
 
@@ -109,14 +110,16 @@ class QueuedLazyRunner(LazyListenerRunner):
         for attempt in range(QUEUE_ATTEMPTS):
             try:
                 self.db.check_same_file()
-                with self.db.transaction() as session:
+                # Core statements on a bare connection: an ORM session cost more than both
+                # statements (bench/profile_web.py).
+                with self.db.writing() as conn:
                     first = (
                         interaction is None
                         or state.remembered
-                        or remember(session, self.db.dialect, interaction, command_fingerprint(request.body))
+                        or remember(conn, self.db.dialect, interaction, command_fingerprint(request.body))
                     )
                     if first:
-                        session.execute(insert(PendingWork), [row])
+                        conn.execute(insert(PENDING), [row])
                 state.remembered = True
                 if first:
                     self.nudger.nudge()  # after the commit: the row is there to claim
@@ -150,21 +153,21 @@ def queue_lazy_work(app: App, db: Database) -> None:
 
     @app.middleware
     def queue_once(request: BoltRequest, next: Callable[[], BoltResponse]) -> BoltResponse:
-        interaction = interaction_id(request.body)
+        # Only Slack's retries are looked up before the ack: a first delivery has nothing to
+        # find, and one read per request was a sixth of the web worker's CPU. Another
+        # delivery of the same body without the header (a replay) runs its ack again, which
+        # has no side effect, and is dropped where its work is queued (`remember`).
         retry = request.headers.get("x-slack-retry-num")
+        interaction = interaction_id(request.body) if retry else None
         if interaction is not None:
-            fingerprint = command_fingerprint(request.body) if retry else None
+            fingerprint = command_fingerprint(request.body)
             try:
-                with db.reading() as session:
-                    again = seen_before(session, interaction, fingerprint)
+                with db.connected() as conn:
+                    again = seen_before(conn, interaction, fingerprint)
             except SQLAlchemyError:
                 again = False  # queuing will find out, and say so
             if again:
                 # Its work is queued or done: ack, and say nothing twice.
-                runner.logger.info(
-                    "%s already queued: %s dropped",
-                    interaction,
-                    f"retry {retry}" if retry else "a second delivery",
-                )
+                runner.logger.info("%s already queued: retry %s dropped", interaction, retry)
                 return BoltResponse(status=200, body="")
         return next()
