@@ -194,7 +194,7 @@ def yield_to_the_web_process() -> None:
     except (AttributeError, OSError) as exc:
         log.info("work process: SCHED_BATCH not available (%s)", exc)
     try:
-        os.nice(WORK_NICENESS)
+        os.nice(int(os.environ.get("ROLLOUT_WORK_NICENESS", WORK_NICENESS)))
     except OSError as exc:
         log.info("work process: could not lower its priority (%s)", exc)
 
