@@ -1,15 +1,19 @@
 """The work behind each ack runs in a process of its own, at least once and changing things once.
 
 The web process only verifies, acks and queues: Bolt hands every lazy listener to
-`QueuedLazyRunner`, which stores the request as it arrived in `pending_work`. The work process
+`QueuedLazyRunner` (bot/edge/queuing.py), which stores the request as it arrived in
+`pending_work` and nudges the work process (bot/edge/wakeup.py). The work process
 (`rollout-bot work`, started by `serve`) claims rows and dispatches each to its own copy of the
 app with Bolt's lazy-only headers, so exactly that listener function runs there, as it would
 have in a thread. Acks never wait behind Datadog, the database or Slack calls of earlier
-requests, and the two processes use the machine's cores instead of sharing one GIL.
+requests, and the two processes use the machine's cores instead of sharing one GIL. The work
+process waits for a nudge between claims and looks at the queue every second without one
+(work queued by another replica, a lost nudge); on SQLite it takes the queue's write lock only
+when there is something to claim, as the web process's queuing waits for that lock.
 
 At least once. Claiming leases a row (`claimed_until`, `claimed_by`, one more attempt; on
 Postgres `FOR UPDATE SKIP LOCKED`, so replicas' work processes share one queue) and the row
-is deleted only when its work is done. The process running it renews the lease while it runs;
+is deleted only when its work is done (with the process's next claim, in one transaction). The process running it renews the lease while it runs;
 a process that dies (kill -9, a crashed host, another replica's process) leaves the lease to
 run out (`WORK_LEASE_SECONDS`), and any work process claims the row again. A row claimed
 `WORK_ATTEMPTS` times without finishing is dropped and the person is told.
