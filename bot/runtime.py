@@ -13,6 +13,7 @@ from typing import Any
 from bot.app import build_app
 from bot.config import Settings
 from bot.delivery.scheduler import Scheduler
+from bot.edge import wakeup
 from bot.edge.web import build_web, serve_http
 from bot.edge.workqueue import Worker, queue_lazy_work
 from bot.flags import FlagError, FlagProvider, FlagState, provider_from_env
@@ -117,6 +118,9 @@ def serve(settings: Settings) -> None:
     svc = build_services(settings)
     bolt = build_app(svc)
     queue = Database(queue_url(settings.database_url), pool_size=settings.web_threads)
+    # The web process nudges the work process it starts when it queues work (the work
+    # process inherits the socket's name); a work process run apart polls.
+    wake = wakeup.make_address() if settings.embedded_worker else None
     queue_lazy_work(bolt, queue)
     worker = start_work_process() if settings.embedded_worker else None
     # No connection may cross gunicorn's fork into its worker.
@@ -141,7 +145,7 @@ def serve(settings: Settings) -> None:
         threads=settings.web_threads,
         # One socket per app: Socket Mode keeps one web process.
         workers=1 if settings.socket_mode else settings.web_concurrency,
-        on_exit=(lambda: stop_work_process(worker)) if worker else None,
+        on_exit=(lambda: stop_work_process(worker, wake)) if worker else None,
         post_worker_init=(lambda: connect_socket_mode(bolt, app_token)) if app_token else None,
     )
 
@@ -162,16 +166,42 @@ def start_work_process() -> subprocess.Popen[bytes]:
     return subprocess.Popen([sys.executable, "-m", "bot", "work"])
 
 
-def stop_work_process(worker: subprocess.Popen[bytes]) -> None:
+def stop_work_process(worker: subprocess.Popen[bytes], wake: str | None = None) -> None:
     worker.terminate()
     try:
         worker.wait(timeout=15)
     except subprocess.TimeoutExpired:
         worker.kill()
+    if wake is not None:
+        wakeup.remove_address(wake)
+
+
+WORK_NICENESS = 10
+
+
+def yield_to_the_web_process() -> None:
+    """Lowers this process's CPU priority before it starts any thread (Linux applies both
+    settings per thread, and new threads inherit them).
+
+    Why: an ack has 3 s and a person waiting on it; the work behind it has no deadline a
+    few hundred milliseconds matter to. On a machine whose cores are busy, the kernel would
+    share them equally, and acks would queue behind the work of earlier requests: with the
+    work process niced (and SCHED_BATCH, which also tells the scheduler it is not
+    interactive), the web process gets the CPU first and the work runs in what is left, which
+    a burst's backlog then works off. Where neither is allowed, nothing changes."""
+    try:
+        os.sched_setscheduler(0, os.SCHED_BATCH, os.sched_param(0))
+    except (AttributeError, OSError) as exc:
+        log.info("work process: SCHED_BATCH not available (%s)", exc)
+    try:
+        os.nice(int(os.environ.get("ROLLOUT_WORK_NICENESS", WORK_NICENESS)))
+    except OSError as exc:
+        log.info("work process: could not lower its priority (%s)", exc)
 
 
 def work(settings: Settings) -> None:
     """The work process: runs queued listener work, delivers the outbox, runs due jobs."""
+    yield_to_the_web_process()
     svc = build_services(settings)
     app = build_app(svc, verify_requests=False)
     scheduler = Scheduler(svc, due_seconds=settings.due_seconds)
@@ -182,6 +212,7 @@ def work(settings: Settings) -> None:
         main=svc.db,
         lease_s=settings.work_lease_seconds,
         attempts=settings.work_attempts,
+        wake_address=wakeup.configured_address(),
     )
 
     def stop(_signum: int, _frame: object) -> None:

@@ -28,7 +28,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Engine, create_engine, event, insert, text
+from sqlalchemy import Connection, Engine, create_engine, event, insert, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
@@ -172,9 +172,8 @@ class Database:
             self.ping()  # creates the file if it is new
         self._sqlite_file = _file_identity(self._sqlite_path) if self._sqlite_path else None
         self._read = sessionmaker(self.engine, expire_on_commit=False)
-        self._write = sessionmaker(
-            self.engine.execution_options(sqlite_begin="IMMEDIATE"), expire_on_commit=False
-        )
+        self._write_engine = self.engine.execution_options(sqlite_begin="IMMEDIATE")
+        self._write = sessionmaker(self._write_engine, expire_on_commit=False)
         event.listen(self._write, "before_flush", _note_events)
         self._writers = threading.RLock() if self.dialect == "sqlite" else None
         self.after_commit: list[Callable[[dict[str, object]], None]] = []
@@ -216,6 +215,21 @@ class Database:
         finally:
             if got:
                 self._writers.release()
+
+    @contextmanager
+    def writing(self) -> Iterator[Connection]:
+        """A write transaction on a bare connection, for Core statements on a hot path where
+        an ORM session costs more than the statements (the web process queuing work). It
+        records no request key and runs no `after_commit` hook: only for bookkeeping that
+        writes no Event."""
+        with self._one_writer(), self._write_engine.begin() as conn:
+            yield conn
+
+    @contextmanager
+    def connected(self) -> Iterator[Connection]:
+        """A read on a bare connection (Core statements), rolled back when the block ends."""
+        with self.engine.connect() as conn:
+            yield conn
 
     @contextmanager
     def reading(self) -> Iterator[Session]:

@@ -1,15 +1,19 @@
 """The work behind each ack runs in a process of its own, at least once and changing things once.
 
 The web process only verifies, acks and queues: Bolt hands every lazy listener to
-`QueuedLazyRunner`, which stores the request as it arrived in `pending_work`. The work process
+`QueuedLazyRunner` (bot/edge/queuing.py), which stores the request as it arrived in
+`pending_work` and nudges the work process (bot/edge/wakeup.py). The work process
 (`rollout-bot work`, started by `serve`) claims rows and dispatches each to its own copy of the
 app with Bolt's lazy-only headers, so exactly that listener function runs there, as it would
 have in a thread. Acks never wait behind Datadog, the database or Slack calls of earlier
-requests, and the two processes use the machine's cores instead of sharing one GIL.
+requests, and the two processes use the machine's cores instead of sharing one GIL. The work
+process waits for a nudge between claims and looks at the queue every second without one
+(work queued by another replica, a lost nudge); on SQLite it takes the queue's write lock only
+when there is something to claim, as the web process's queuing waits for that lock.
 
 At least once. Claiming leases a row (`claimed_until`, `claimed_by`, one more attempt; on
 Postgres `FOR UPDATE SKIP LOCKED`, so replicas' work processes share one queue) and the row
-is deleted only when its work is done. The process running it renews the lease while it runs;
+is deleted only when its work is done (with the process's next claim, in one transaction). The process running it renews the lease while it runs;
 a process that dies (kill -9, a crashed host, another replica's process) leaves the lease to
 run out (`WORK_LEASE_SECONDS`), and any work process claims the row again. A row claimed
 `WORK_ATTEMPTS` times without finishing is dropped and the person is told.
@@ -33,202 +37,85 @@ direct message when the payload has none, as a submitted form).
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import socket
 import threading
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Collection
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import contextmanager
-from contextvars import ContextVar
-from dataclasses import dataclass
 from datetime import timedelta
-from typing import Any
+from typing import Any, cast
 
-from slack_bolt import App, BoltRequest, BoltResponse
-from slack_bolt.lazy_listener.runner import LazyListenerRunner
-from slack_sdk import WebClient
-from sqlalchemy import delete, insert, or_, select, update
-from sqlalchemy.dialects.postgresql import insert as postgres_insert
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from slack_bolt import App, BoltRequest
+from sqlalchemy import Table, delete, or_, select, update
 from sqlalchemy.exc import SQLAlchemyError
-from sqlalchemy.orm import Session
 
+from bot.edge import wakeup
 from bot.edge.context import request_scope
-from bot.edge.work_keys import (
-    command_fingerprint,
-    gave_up_message,
-    interaction_id,
-    not_queued_message,
-    tell,
-    work_key,
-)
+
+# The web process's half, named here too: the queue is one thing to its callers.
+from bot.edge.queuing import Delivery as Delivery
+from bot.edge.queuing import QueuedLazyRunner as QueuedLazyRunner
+from bot.edge.queuing import delivery as delivery
+from bot.edge.queuing import queue_lazy_work as queue_lazy_work
+from bot.edge.queuing import remember as remember
+from bot.edge.queuing import seen_before as seen_before
+from bot.edge.work_keys import gave_up_message, tell
 from bot.observe import telemetry
-from storage.db import Database, DatabaseGone, handling
+from storage.db import Database, handling
 from storage.models import HandledRequest, PendingWork, SeenRequest, WorkerHeartbeat, utcnow
 
 log = logging.getLogger(__name__)
 
 LAZY_ONLY = "x-slack-bolt-lazy-only"
 LAZY_NAME = "x-slack-bolt-lazy-function-name"
-IDLE_POLL_S = 0.05
-QUEUE_ATTEMPTS = 2  # and 0.25 s between: the ack must still go out well inside 3 s
+IDLE_POLL_S = 0.2  # without wake-ups (bot/edge/wakeup.py); a read, not the write lock
 SEEN_FOR = timedelta(days=1)  # Slack retries within minutes; a day is plenty
 HANDLED_FOR = timedelta(days=7)  # longer than any row waits in the queue
-RETRY_WINDOW = timedelta(minutes=10)
 PURGE_EVERY_S = 600.0
 HEARTBEAT_EVERY_S = 5.0  # how often the loop says it is alive (bot/edge/health.py reads it)
 RETRY_AFTER_S = 5.0  # a row whose dispatch raised waits this long times its attempts
 
 
-@dataclass
-class Delivery:
-    """One request through the web process: whether its interaction is remembered as queued
-    yet (a listener with several lazy functions queues each, the interaction once), and
-    whether an event's work could not be queued (the web layer then answers 503)."""
-
-    remembered: bool = False
-    event_not_queued: bool = False
+def _claimable(now: Any) -> Any:
+    return or_(PendingWork.claimed_until.is_(None), PendingWork.claimed_until < now)
 
 
-_delivery: ContextVar[Delivery | None] = ContextVar("delivery", default=None)
+def claim(
+    db: Database, limit: int, *, lease_s: float, owner: str, done: Collection[int] = ()
+) -> list[PendingWork]:
+    """Leases up to `limit` rows nobody holds: never claimed, or their lease ran out. Rows in
+    `done` (work finished since the last claim) are deleted in the same transaction.
 
-
-@contextmanager
-def delivery() -> Iterator[Delivery]:
-    """The scope of one request: Bolt runs its middleware and listeners on this thread."""
-    state = Delivery()
-    token = _delivery.set(state)
-    try:
-        yield state
-    finally:
-        _delivery.reset(token)
-
-
-def seen_before(session: Session, key: str, fingerprint: str | None) -> bool:
-    """Whether this interaction was queued before (or, for a retried command: the same person
-    typed the same command in the same place moments ago)."""
-    if session.get(SeenRequest, key) is not None:
-        return True
-    if fingerprint is None:
-        return False
-    since = utcnow() - RETRY_WINDOW
-    found = session.scalar(
-        select(SeenRequest.key)
-        .where(SeenRequest.fingerprint == fingerprint, SeenRequest.created_at >= since)
-        .limit(1)
-    )
-    return found is not None
-
-
-def remember(session: Session, dialect: str, key: str, fingerprint: str | None) -> bool:
-    """Records the interaction as queued; False if another delivery of it got there first."""
-    make = postgres_insert if dialect == "postgresql" else sqlite_insert
-    stmt = make(SeenRequest).values(key=key, fingerprint=fingerprint, created_at=utcnow())
-    inserted = stmt.on_conflict_do_nothing(index_elements=["key"]).returning(SeenRequest.key)
-    return session.execute(inserted).scalar() is not None
-
-
-class QueuedLazyRunner(LazyListenerRunner):
-    def __init__(self, db: Database, logger: logging.Logger, client: WebClient | None = None) -> None:
-        self.db = db
-        self.logger = logger
-        self.client = client
-
-    def start(self, function: Callable[..., None], request: BoltRequest) -> None:
-        name = request.lazy_function_name or ""
-        headers = {name: list(values) for name, values in request.headers.items()}
-        row = {
-            "function_name": name,
-            # Socket Mode hands Bolt the payload parsed, without a raw body: queue it as JSON.
-            "body": request.raw_body or json.dumps(request.body),
-            "headers": headers,
-            "created_at": utcnow(),
-            "request_key": work_key(request.body, name),
-        }
-        state = _delivery.get() or Delivery()
-        interaction = interaction_id(request.body)
-        for attempt in range(QUEUE_ATTEMPTS):
-            try:
-                self.db.check_same_file()
-                with self.db.transaction() as session:
-                    first = (
-                        interaction is None
-                        or state.remembered
-                        or remember(session, self.db.dialect, interaction, command_fingerprint(request.body))
-                    )
-                    if first:
-                        session.execute(insert(PendingWork), [row])
-                state.remembered = True
-                if not first:
-                    self.logger.info("%s came again while it was being queued: dropped", interaction)
-                return
-            except (SQLAlchemyError, DatabaseGone) as exc:
-                # A database restart is a blip: wait a moment and try again before giving up.
-                self.logger.warning("could not queue %s (try %s): %s", name, attempt + 1, exc)
-                if attempt + 1 < QUEUE_ATTEMPTS:
-                    time.sleep(0.25)
-        self._not_queued(name, request, state)
-
-    def _not_queued(self, name: str, request: BoltRequest, state: Delivery) -> None:
-        """Never silently: an event is refused so Slack sends it again; a person is told."""
-        self.logger.error("work %s not queued: the queue database is unreachable", name)
-        body = request.body
-        if isinstance(body, dict) and body.get("type") == "event_callback":
-            state.event_not_queued = True
-            return
-        tell(body, not_queued_message(name, body), self.client)
-
-
-def queue_lazy_work(app: App, db: Database) -> None:
-    """Makes `app` queue its lazy listeners instead of running them in threads, each
-    interaction once however often Slack delivers it."""
-    runner = QueuedLazyRunner(db, logging.getLogger("bot.edge.workqueue"), app.client)
-    app.listener_runner.lazy_listener_runner = runner
-
-    @app.middleware
-    def queue_once(request: BoltRequest, next: Callable[[], BoltResponse]) -> BoltResponse:
-        interaction = interaction_id(request.body)
-        retry = request.headers.get("x-slack-retry-num")
-        if interaction is not None:
-            fingerprint = command_fingerprint(request.body) if retry else None
-            try:
-                with db.reading() as session:
-                    again = seen_before(session, interaction, fingerprint)
-            except SQLAlchemyError:
-                again = False  # queuing will find out, and say so
-            if again:
-                # Its work is queued or done: ack, and say nothing twice.
-                runner.logger.info(
-                    "%s already queued: %s dropped",
-                    interaction,
-                    f"retry {retry}" if retry else "a second delivery",
-                )
-                return BoltResponse(status=200, body="")
-        return next()
-
-
-def claim(db: Database, limit: int, *, lease_s: float, owner: str) -> list[PendingWork]:
-    """Leases up to `limit` rows nobody holds: never claimed, or their lease ran out."""
+    Nothing to claim is found by a read, without the write lock: on SQLite the web process's
+    queuing waits for that lock, so an idle work process must not take it to learn nothing.
+    The claim itself is one statement (`UPDATE … RETURNING`), not an ORM load and flush."""
     now = utcnow()
+    if not done:
+        with db.reading() as session:
+            if session.scalar(select(PendingWork.id).where(_claimable(now)).limit(1)) is None:
+                return []
+    table = cast(Table, PendingWork.__table__)
+    pick = select(table.c.id).where(_claimable(now)).order_by(table.c.id).limit(limit)
+    if db.dialect == "postgresql":
+        pick = pick.with_for_update(skip_locked=True)
     with db.transaction() as session:
-        stmt = (
-            select(PendingWork)
-            .where(or_(PendingWork.claimed_until.is_(None), PendingWork.claimed_until < now))
-            .order_by(PendingWork.id)
-            .limit(limit)
+        if done:
+            session.execute(delete(table).where(table.c.id.in_(list(done))))
+        found = session.execute(
+            update(table)
+            .where(table.c.id.in_(pick.scalar_subquery()))
+            .values(
+                claimed_until=now + timedelta(seconds=lease_s),
+                claimed_by=owner,
+                attempts=table.c.attempts + 1,
+            )
+            .returning(*table.c)
         )
-        if db.dialect == "postgresql":
-            stmt = stmt.with_for_update(skip_locked=True)
-        rows = list(session.scalars(stmt))
-        for row in rows:
-            row.claimed_until = now + timedelta(seconds=lease_s)
-            row.claimed_by = owner
-            row.attempts += 1
-    return rows
+        rows = [PendingWork(**row._mapping) for row in found]
+    return sorted(rows, key=lambda row: row.id)
 
 
 def renew(db: Database, ids: list[int], *, lease_s: float, owner: str) -> None:
@@ -272,7 +159,7 @@ def request_of(work: PendingWork) -> BoltRequest:
     return BoltRequest(body=work.body, headers=headers)
 
 
-def run(app: App, work: PendingWork) -> bool:
+def run(app: App, work: PendingWork, request: BoltRequest | None = None) -> bool:
     """Runs the work; False when Bolt itself failed (listeners answer their own errors)."""
     waited = (utcnow() - work.created_at).total_seconds()
     telemetry.WORK_WAIT_SECONDS.labels(work.function_name).observe(max(0.0, waited))
@@ -281,7 +168,7 @@ def run(app: App, work: PendingWork) -> bool:
     with telemetry.timed(telemetry.WORK_SECONDS, listener=work.function_name, outcome="ok") as labels:
         try:
             with handling(work.request_key):
-                app.dispatch(request_of(work))
+                app.dispatch(request or request_of(work))
         except Exception:
             labels["outcome"] = "failed"
             log.exception("work %s (%s) failed", work.id, work.function_name)
@@ -309,6 +196,7 @@ class Worker:
         main: Database | None = None,
         lease_s: float = 60.0,
         attempts: int = 3,
+        wake_address: str | None = None,
     ) -> None:
         self.app, self.db, self.threads, self.main = app, db, threads, main
         self.lease_s, self.attempts = lease_s, attempts
@@ -317,7 +205,14 @@ class Worker:
         self._free = threading.Semaphore(threads)
         self._stop = threading.Event()
         self._running: set[int] = set()
+        # Finished, to be deleted with the next claim (one transaction for both): still
+        # leased, and renewed, until then.
+        self._done: set[int] = set()
         self._lock = threading.Lock()
+        # Set by a nudge from the web process (bot/edge/wakeup.py), a finished piece of work,
+        # or stop(): the loop claims again at once instead of at its next poll.
+        self._wake = threading.Event()
+        self.wake_address = wake_address
 
     def _already_done(self, work: PendingWork) -> bool:
         """A row claimed again whose change is committed: its process died after the commit."""
@@ -326,10 +221,12 @@ class Worker:
         return self.main.was_handled(work.request_key)
 
     def _run_one(self, work: PendingWork) -> None:
-        with request_scope(request_of(work).body, job=work.function_name, work_id=work.id):
-            self._run_scoped(work)
+        request = request_of(work)  # parsed once, for the log context and the dispatch
+        with request_scope(request.body, job=work.function_name, work_id=work.id):
+            self._run_scoped(work, request)
 
-    def _run_scoped(self, work: PendingWork) -> None:
+    def _run_scoped(self, work: PendingWork, request: BoltRequest) -> None:
+        done = False
         try:
             if self._already_done(work):
                 log.info(
@@ -337,10 +234,8 @@ class Worker:
                 )
                 done = True
             else:
-                done = run(self.app, work)
-            if done:
-                finish(self.db, work)
-            else:
+                done = run(self.app, work, request)
+            if not done:
                 release(self.db, work, RETRY_AFTER_S * work.attempts)
         except Exception:
             # The row stays leased and is claimed again when the lease runs out.
@@ -348,7 +243,10 @@ class Worker:
         finally:
             with self._lock:
                 self._running.discard(work.id)
+                if done:
+                    self._done.add(work.id)
             self._free.release()
+            self._wake.set()
 
     def _give_up(self, work: PendingWork) -> None:
         telemetry.WORK_GAVE_UP.labels(work.function_name).inc()
@@ -371,7 +269,7 @@ class Worker:
         if now - last["renew"] >= self.lease_s / 3:
             last["renew"] = now
             with self._lock:
-                ids = sorted(self._running)
+                ids = sorted(self._running | self._done)
             try:
                 renew(self.db, ids, lease_s=self.lease_s, owner=self.owner)
             except SQLAlchemyError:
@@ -383,7 +281,26 @@ class Worker:
             except SQLAlchemyError:
                 log.exception("could not purge old request keys")
 
+    def _take_done(self) -> list[int]:
+        with self._lock:
+            done = sorted(self._done)
+            self._done.clear()
+        return done
+
+    def _claim(self, free: int) -> list[PendingWork]:
+        done = self._take_done()
+        try:
+            return claim(self.db, free, lease_s=self.lease_s, owner=self.owner, done=done)
+        except Exception:
+            log.exception("could not claim queued work; trying again")
+            with self._lock:
+                self._done.update(done)  # deleted with the next claim instead
+            self._stop.wait(1)
+            return []
+
     def loop(self) -> None:
+        listener = wakeup.listen(self.wake_address, self._wake)
+        idle_s = wakeup.FALLBACK_POLL_S if listener else IDLE_POLL_S
         last = {"renew": time.monotonic(), "purge": 0.0 - PURGE_EVERY_S, "beat": 0.0 - HEARTBEAT_EVERY_S}
         while not self._stop.is_set():
             self._housekeeping(time.monotonic(), last)
@@ -395,12 +312,8 @@ class Worker:
                 if not self._free.acquire(timeout=min(1.0, self.lease_s / 3)):
                     continue
                 free = 1
-            try:
-                claimed = claim(self.db, free, lease_s=self.lease_s, owner=self.owner)
-            except Exception:
-                log.exception("could not claim queued work; trying again")
-                claimed = []
-                time.sleep(1)
+            self._wake.clear()  # before the claim: a nudge after it is not missed
+            claimed = self._claim(free)
             for _ in range(free - len(claimed)):
                 self._free.release()
             for work in claimed:
@@ -412,13 +325,20 @@ class Worker:
                     self._running.add(work.id)
                 self._pool.submit(self._run_one, work)
             if not claimed:
-                self._stop.wait(IDLE_POLL_S)
+                self._wake.wait(idle_s)
         # Work already claimed finishes before the process ends.
         self._pool.shutdown(wait=True)
+        if listener is not None:
+            listener.close()
+        done = self._take_done()
         try:
+            if done:
+                with self.db.transaction() as session:
+                    session.execute(delete(PendingWork).where(PendingWork.id.in_(done)))
             beat(self.db, self.owner, stopping=True)
         except SQLAlchemyError:
-            log.warning("could not remove the heartbeat")
+            log.warning("could not remove the finished work or the heartbeat")
 
     def stop(self) -> None:
         self._stop.set()
+        self._wake.set()

@@ -1,0 +1,187 @@
+"""The web process's half of the work queue: each lazy listener's request is stored in
+`pending_work` before the ack goes out, each interaction once however often Slack delivers it.
+The guarantees, and the work process's half, are in bot/edge/workqueue.py.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import logging
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import cast
+
+from slack_bolt import App, BoltRequest, BoltResponse
+from slack_bolt.lazy_listener.runner import LazyListenerRunner
+from slack_sdk import WebClient
+from sqlalchemy import Connection, Table, insert, select
+from sqlalchemy.dialects.postgresql import insert as postgres_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.orm import Session
+
+from bot.edge import wakeup
+from bot.edge.work_keys import command_fingerprint, interaction_id, not_queued_message, tell, work_key
+from storage.db import Database, DatabaseGone
+from storage.models import PendingWork, SeenRequest, utcnow
+
+SEEN = cast(Table, SeenRequest.__table__)
+PENDING = cast(Table, PendingWork.__table__)
+QUEUE_ATTEMPTS = 2  # and 0.25 s between: the ack must still go out well inside 3 s
+RETRY_WINDOW = timedelta(minutes=10)
+
+
+@dataclass
+class Delivery:
+    """One request through the web process: whether its interaction is remembered as queued
+    yet (a listener with several lazy functions queues each, the interaction once), and
+    whether an event's work could not be queued (the web layer then answers 503)."""
+
+    remembered: bool = False
+    event_not_queued: bool = False
+
+
+_delivery: ContextVar[Delivery | None] = ContextVar("delivery", default=None)
+
+
+@contextmanager
+def delivery() -> Iterator[Delivery]:
+    """The scope of one request: Bolt runs its middleware and listeners on this thread."""
+    state = Delivery()
+    token = _delivery.set(state)
+    try:
+        yield state
+    finally:
+        _delivery.reset(token)
+
+
+def seen_before(session: Session | Connection, key: str, fingerprint: str | None) -> bool:
+    """Whether this interaction was queued before (or, for a retried command: the same person
+    typed the same command in the same place moments ago)."""
+    if session.scalar(select(SEEN.c.key).where(SEEN.c.key == key)) is not None:
+        return True
+    if fingerprint is None:
+        return False
+    since = utcnow() - RETRY_WINDOW
+    found = session.scalar(
+        select(SEEN.c.key).where(SEEN.c.fingerprint == fingerprint, SEEN.c.created_at >= since).limit(1)
+    )
+    return found is not None
+
+
+def remember(session: Session | Connection, dialect: str, key: str, fingerprint: str | None) -> bool:
+    """Records the interaction as queued; False if another delivery of it got there first."""
+    make = postgres_insert if dialect == "postgresql" else sqlite_insert
+    stmt = make(SEEN).values(key=key, fingerprint=fingerprint, created_at=utcnow())
+    inserted = stmt.on_conflict_do_nothing(index_elements=["key"]).returning(SEEN.c.key)
+    return session.execute(inserted).scalar() is not None
+
+
+class QueuedLazyRunner(LazyListenerRunner):
+    def __init__(
+        self,
+        db: Database,
+        logger: logging.Logger,
+        client: WebClient | None = None,
+        nudger: wakeup.Nudger | None = None,
+    ) -> None:
+        self.db = db
+        self.logger = logger
+        self.client = client
+        self.nudger = nudger or wakeup.Nudger(None)
+
+    def start(self, function: Callable[..., None], request: BoltRequest) -> None:
+        name = request.lazy_function_name or ""
+        headers = {name: list(values) for name, values in request.headers.items()}
+        row = {
+            "function_name": name,
+            # Socket Mode hands Bolt the payload parsed, without a raw body: queue it as JSON.
+            "body": request.raw_body or json.dumps(request.body),
+            "headers": headers,
+            "created_at": utcnow(),
+            "request_key": work_key(request.body, name),
+        }
+        state = _delivery.get() or Delivery()
+        interaction = interaction_id(request.body)
+        for attempt in range(QUEUE_ATTEMPTS):
+            try:
+                self.db.check_same_file()
+                # Core statements on a bare connection: an ORM session cost more than both
+                # statements (bench/profile_web.py).
+                with self.db.writing() as conn:
+                    first = (
+                        interaction is None
+                        or state.remembered
+                        or remember(conn, self.db.dialect, interaction, command_fingerprint(request.body))
+                    )
+                    if first:
+                        conn.execute(insert(PENDING), [row])
+                state.remembered = True
+                if first:
+                    self.nudger.nudge()  # after the commit: the row is there to claim
+                else:
+                    self.logger.info("%s came again while it was being queued: dropped", interaction)
+                return
+            except (SQLAlchemyError, DatabaseGone) as exc:
+                # A database restart is a blip: wait a moment and try again before giving up.
+                self.logger.warning("could not queue %s (try %s): %s", name, attempt + 1, exc)
+                if attempt + 1 < QUEUE_ATTEMPTS:
+                    time.sleep(0.25)
+        self._not_queued(name, request, state)
+
+    def _not_queued(self, name: str, request: BoltRequest, state: Delivery) -> None:
+        """Never silently: an event is refused so Slack sends it again; a person is told."""
+        self.logger.error("work %s not queued: the queue database is unreachable", name)
+        body = request.body
+        if isinstance(body, dict) and body.get("type") == "event_callback":
+            state.event_not_queued = True
+            return
+        tell(body, not_queued_message(name, body), self.client)
+
+
+def _shallow_lazy_request(request: BoltRequest, lazy_function_name: str) -> BoltRequest:
+    copied = copy.copy(request)
+    copied.lazy_only = True
+    copied.lazy_function_name = lazy_function_name
+    return copied
+
+
+def queue_lazy_work(app: App, db: Database) -> None:
+    """Makes `app` queue its lazy listeners instead of running them in threads, each
+    interaction once however often Slack delivers it."""
+    runner = QueuedLazyRunner(
+        db, logging.getLogger("bot.edge.workqueue"), app.client, wakeup.Nudger(wakeup.configured_address())
+    )
+    app.listener_runner.lazy_listener_runner = runner
+    if hasattr(app.listener_runner, "_build_lazy_request"):
+        # Bolt deep-copies the whole request for each lazy listener, for the thread that would
+        # run it; the queue stores the raw body and headers on this very thread instead, so a
+        # shallow copy does (the deep copy was a tenth of the web worker's CPU). Where a
+        # Bolt version has no such method, it keeps its own.
+        setattr(app.listener_runner, "_build_lazy_request", _shallow_lazy_request)  # noqa: B010
+
+    @app.middleware
+    def queue_once(request: BoltRequest, next: Callable[[], BoltResponse]) -> BoltResponse:
+        # Only Slack's retries are looked up before the ack: a first delivery has nothing to
+        # find, and one read per request was a sixth of the web worker's CPU. Another
+        # delivery of the same body without the header (a replay) runs its ack again, which
+        # has no side effect, and is dropped where its work is queued (`remember`).
+        retry = request.headers.get("x-slack-retry-num")
+        interaction = interaction_id(request.body) if retry else None
+        if interaction is not None:
+            fingerprint = command_fingerprint(request.body)
+            try:
+                with db.connected() as conn:
+                    again = seen_before(conn, interaction, fingerprint)
+            except SQLAlchemyError:
+                again = False  # queuing will find out, and say so
+            if again:
+                # Its work is queued or done: ack, and say nothing twice.
+                runner.logger.info("%s already queued: retry %s dropped", interaction, retry)
+                return BoltResponse(status=200, body="")
+        return next()
