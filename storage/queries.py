@@ -7,7 +7,7 @@ from collections.abc import Collection, Sequence
 from datetime import datetime
 
 from sqlalchemy import Select, and_, func, or_, select
-from sqlalchemy.orm import Session, selectinload
+from sqlalchemy.orm import Session, raiseload, selectinload
 
 from storage.enums import OPEN_STATUSES, EventKind, SnapshotKind
 from storage.models import (
@@ -20,6 +20,7 @@ from storage.models import (
     PlanTemplate,
     Rollout,
     SlackMessage,
+    Step,
 )
 
 STATUS_PURPOSE = "status"
@@ -231,5 +232,30 @@ def latest_check(
             MetricSnapshot.step_index == step_index,
         )
         .order_by(MetricSnapshot.taken_at.desc(), MetricSnapshot.id.desc())
+    )
+    return session.scalars(stmt).first()
+
+
+# --- targeted reads for the due jobs (bot/delivery/jobs.py): a row or two, never the plan ----
+
+
+def lock_rollout_row(*, session: Session, rollout_id: int) -> Rollout | None:
+    """The rollout's own row, fresh, for a change that decides from its columns: on Postgres
+    `SELECT ... FOR UPDATE` of that one row (changes to the rollout wait their turn, as with
+    `lock_rollout`), without loading its plan. Its relationships raise instead of loading."""
+    stmt = select(Rollout).where(Rollout.id == rollout_id).options(raiseload("*"))
+    if session.get_bind().dialect.name == "postgresql":
+        stmt = stmt.with_for_update()
+    return session.scalars(stmt.execution_options(populate_existing=True)).first()
+
+
+def step_at(*, session: Session, rollout_id: int, phase_index: int, step_index: int) -> Step | None:
+    """One step of a rollout's plan by its place (positions are the indices), without the rest:
+    what a due job needs of the current step (soak, planned end, title)."""
+    stmt = (
+        select(Step)
+        .join(Phase, Step.phase_id == Phase.id)
+        .where(Phase.rollout_id == rollout_id, Phase.position == phase_index, Step.position == step_index)
+        .options(raiseload("*"))
     )
     return session.scalars(stmt).first()

@@ -3,7 +3,7 @@ evaluated and stored as a snapshot, and the baseline captured at start."""
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import astuple, dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -18,7 +18,7 @@ from bot.metrics.links import explorer_url
 from bot.services import Services
 from storage import queries
 from storage.enums import SnapshotKind
-from storage.models import MetricSnapshot, Rollout
+from storage.models import MetricSnapshot, Rollout, Step
 
 NOT_CONFIGURED = "Datadog is not configured (set DD_API_KEY and DD_APP_KEY)"
 CONTROL_SUFFIX = "#control"
@@ -205,6 +205,20 @@ def baselines_for(
 def evaluate(
     rollout: Rollout, current: dict[str, Observation], baselines: dict[str, Observation], now: datetime
 ) -> GateResult:
+    step, unchecked = rollout.current_step, rollouts.unchecked_exit_criteria(rollout)
+    return evaluate_at(rollout, step, unchecked, current, baselines, now)
+
+
+def evaluate_at(
+    rollout: Rollout,
+    step: Step,
+    unchecked: Sequence[str],
+    current: dict[str, Observation],
+    baselines: dict[str, Observation],
+    now: datetime,
+) -> GateResult:
+    """The gate of `evaluate`, given the rollout's row, its current step and the exit criteria
+    still open (those that gate this advance): for a caller that did not load the plan."""
     metrics, triggers = metrics_of(rollout)
     return evaluate_gate(
         GateInput(
@@ -212,10 +226,10 @@ def evaluate(
             triggers=triggers,
             readings=current,
             baselines=baselines,
-            unchecked_exit_criteria=rollouts.unchecked_exit_criteria(rollout),
-            step_title=rollouts.display_title(rollout.current_step),
+            unchecked_exit_criteria=list(unchecked),
+            step_title=rollouts.display_title(step),
             step_started_at=rollout.step_started_at,
-            min_business_days=rollout.current_step.min_business_days,
+            min_business_days=step.min_business_days,
             now=now,
             tz=rollout.timezone,
             country=rollout.country,
