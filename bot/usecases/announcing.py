@@ -7,9 +7,9 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, Protocol
+from typing import Any, Protocol, cast
 
-from sqlalchemy import Insert
+from sqlalchemy import Insert, Table
 from sqlalchemy.dialects.postgresql import insert as postgres_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
@@ -91,7 +91,7 @@ def _insert_new(dialect: str) -> Insert:
     stmt = _INSERTS.get(dialect)
     if stmt is None:
         build = postgres_insert if dialect == "postgresql" else sqlite_insert
-        table = OutboxMessage.__table__
+        table = cast("Table", OutboxMessage.__table__)
         stmt = build(table).on_conflict_do_nothing(index_elements=["dedupe_key"]).returning(table.c.id)
         _INSERTS[dialect] = stmt
     return stmt
