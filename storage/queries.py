@@ -5,8 +5,9 @@ from __future__ import annotations
 
 from collections.abc import Collection, Sequence
 from datetime import datetime
+from typing import Any
 
-from sqlalchemy import Select, and_, func, or_, select
+from sqlalchemy import Row, Select, and_, bindparam, func, or_, select
 from sqlalchemy.orm import Session, raiseload, selectinload
 
 from storage.enums import OPEN_STATUSES, EventKind, SnapshotKind
@@ -259,3 +260,26 @@ def step_at(*, session: Session, rollout_id: int, phase_index: int, step_index: 
         .options(raiseload("*"))
     )
     return session.scalars(stmt).first()
+
+
+_DUE_ROWS: dict[str, Select[Any]] = {}
+
+
+def due_rows(*, session: Session, now: datetime, limit: int, kinds: Collection[str]) -> Sequence[Row[Any]]:
+    """`due_jobs` as plain rows (id, rollout_id, kind, due_at, last_run_at, data), for a claim
+    that only moves them on: the same statement through ix_due_job_due_at, built once per
+    dialect and reused."""
+    dialect = session.get_bind().dialect.name
+    stmt = _DUE_ROWS.get(dialect)
+    if stmt is None:
+        table = DueJob.__table__
+        stmt = (
+            select(*table.c)
+            .where(table.c.due_at <= bindparam("now"), table.c.kind.in_(bindparam("kinds", expanding=True)))
+            .order_by(table.c.due_at)
+            .limit(bindparam("limit"))
+        )
+        if dialect == "postgresql":
+            stmt = stmt.with_for_update(skip_locked=True)
+        _DUE_ROWS[dialect] = stmt
+    return session.execute(stmt, {"now": now, "kinds": sorted(kinds), "limit": limit}).all()
