@@ -5,9 +5,24 @@ from __future__ import annotations
 
 from collections.abc import Collection, Sequence
 from datetime import datetime
-from typing import Any
+from typing import Any, cast
 
-from sqlalchemy import Row, Select, and_, bindparam, func, or_, select
+from sqlalchemy import (
+    CursorResult,
+    Row,
+    Select,
+    Table,
+    and_,
+    bindparam,
+    case,
+    delete,
+    func,
+    or_,
+    select,
+    update,
+)
+from sqlalchemy.dialects.postgresql import insert as postgres_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session, raiseload, selectinload
 
 from storage.enums import OPEN_STATUSES, EventKind, SnapshotKind
@@ -283,3 +298,64 @@ def due_rows(*, session: Session, now: datetime, limit: int, kinds: Collection[s
             stmt = stmt.with_for_update(skip_locked=True)
         _DUE_ROWS[dialect] = stmt
     return session.execute(stmt, {"now": now, "kinds": sorted(kinds), "limit": limit}).all()
+
+
+# The tick's own writes to `due_job`, built once and reused (their compiled form is cached), run
+# as Core statements on the session's connection: no ORM objects for rows only moved on.
+_JOBS = cast("Table", DueJob.__table__)
+_LEASE = (
+    update(_JOBS).where(_JOBS.c.id.in_(bindparam("ids", expanding=True))).values(due_at=bindparam("lease"))
+)
+# One statement per settled row: the run is stamped whatever happens; its next time (and data)
+# only while the claim's token still holds (the right-hand sides read the row as it was).
+_HELD = _JOBS.c.due_at == bindparam("token")
+_MOVE = (
+    update(_JOBS)
+    .where(_JOBS.c.id == bindparam("job_id"))
+    .values(
+        last_run_at=bindparam("ran_at"),
+        due_at=case((_HELD, bindparam("next_at", type_=_JOBS.c.due_at.type)), else_=_JOBS.c.due_at),
+        data=case((_HELD, bindparam("next_data", type_=_JOBS.c.data.type)), else_=_JOBS.c.data),
+    )
+)
+_STAMP = update(_JOBS).where(_JOBS.c.id == bindparam("job_id")).values(last_run_at=bindparam("ran_at"))
+_DROP = delete(_JOBS).where(_JOBS.c.id == bindparam("job_id"), _HELD)
+
+
+def lease_due_rows(*, session: Session, ids: Sequence[int], lease: datetime) -> None:
+    """Claims rows (read with `due_rows` in this transaction) by moving their `due_at` to `lease`."""
+    session.connection().execute(_LEASE, {"ids": list(ids), "lease": lease})
+
+
+def settle_due_row(
+    *,
+    session: Session,
+    job_id: int,
+    token: datetime,
+    ran_at: datetime,
+    next_at: datetime | None,
+    next_data: dict[str, Any] | None,
+) -> None:
+    """Records a claimed row's run at `ran_at`, and, only while its `due_at` is still `token`
+    (the claim's lease: a change meanwhile re-planned it otherwise), moves it to `next_at` with
+    `next_data`, or deletes it when `next_at` is None."""
+    mine = {"job_id": job_id, "token": token, "ran_at": ran_at}
+    conn = session.connection()
+    if next_at is not None:
+        conn.execute(_MOVE, {**mine, "next_at": next_at, "next_data": next_data})
+    elif not cast("CursorResult[Any]", conn.execute(_DROP, mine)).rowcount:
+        conn.execute(_STAMP, mine)  # re-planned meanwhile: the row stays, stamped
+
+
+def put_due_row(
+    *, session: Session, rollout_id: int, kind: str, due_at: datetime, data: dict[str, Any]
+) -> None:
+    """Sets a rollout's row of `kind` (one per rollout and kind) to `due_at` and `data`, making
+    it if there is none: one INSERT ... ON CONFLICT DO UPDATE."""
+    build = postgres_insert if session.get_bind().dialect.name == "postgresql" else sqlite_insert
+    stmt = build(_JOBS).values(rollout_id=rollout_id, kind=kind, due_at=due_at, data=data)
+    session.execute(
+        stmt.on_conflict_do_update(
+            index_elements=["rollout_id", "kind"], set_={"due_at": due_at, "data": data}
+        )
+    )

@@ -12,9 +12,16 @@ replicas share the work:
   takes a leased row. Each job then runs on its own, outside that transaction, and its row
   gets its next time (or goes) only while the token still holds, so a change meanwhile wins;
   a job that writes (a reminder, the digest, the ready check) does that in its own
-  transaction, so what it queued and when it runs again commit together.
-- Each job loads what it decides from: the rollout's row (`queries.rollout_row`) for its
-  columns, the whole plan only where it renders a message or plans from the current step.
+  transaction, so what it queued and when it runs again commit together. The watch writes
+  nothing another job of the tick reads, so its rows are settled together, in one transaction
+  at the end of the tick (each still only while its token holds; a crash before leaves them
+  leased, and they run again after the lease).
+- Each job reads what it decides from in a fixed number of statements, whatever the size of the
+  plan: the rollout's row (`queries.rollout_row`; `lock_rollout_row` to change it, a `SELECT …
+  FOR UPDATE` of that row on Postgres), the current step alone (`queries.step_at`), and, to
+  render a message, the plain view (`views.load_rollout`). The whole ORM plan is loaded only to
+  re-plan a row from a state that moved on. The tick's own statements on `due_job` (claim,
+  lease, settle) are prepared Core statements, reused.
 - Every message goes through the outbox under a dedupe key, so a job replayed after a crash
   never posts twice.
 - A tick draws nothing: a digest commits its text to the outbox and, in the same transaction,
@@ -32,9 +39,7 @@ from datetime import datetime, timedelta
 from typing import Any, cast
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import CursorResult, Table, bindparam, case, delete, select, update
-from sqlalchemy.dialects.postgresql import insert as postgres_insert
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy import CursorResult, select, update
 from sqlalchemy.orm import Session
 
 from bot.delivery import autopilot, status_board, triggers
@@ -84,32 +89,12 @@ class Claimed:
 
 Job = Callable[[Services, Claimed], Due | None]
 
+# Jobs whose run writes nothing that another job of the same tick reads (the watch only reads,
+# or writes in transactions of its own): their rows are settled together at the end of the tick.
+SETTLED_TOGETHER = frozenset({Kind.WATCH})
+
 
 # --- the tick --------------------------------------------------------------------------------
-# The tick's own statements are built once and reused (their compiled form is cached), and run
-# as Core statements on the session's connection: no ORM objects for rows only moved on.
-
-_JOBS_TABLE = cast("Table", DueJob.__table__)
-_C = _JOBS_TABLE.c
-_CLAIMED = (
-    update(_JOBS_TABLE).where(_C.id.in_(bindparam("ids", expanding=True))).values(due_at=bindparam("lease"))
-)
-# One statement per settled row: the run is stamped whatever happens; its next time (and data)
-# only while the claim's token still holds (the right-hand sides read the row as it was).
-_held = _C.due_at == bindparam("token")
-_MOVE = (
-    update(_JOBS_TABLE)
-    .where(_C.id == bindparam("job_id"))
-    .values(
-        last_run_at=bindparam("ran_at"),
-        due_at=case((_held, bindparam("next_at", type_=_C.due_at.type)), else_=_C.due_at),
-        data=case((_held, bindparam("next_data", type_=_C.data.type)), else_=_C.data),
-    )
-)
-_STAMP = update(_JOBS_TABLE).where(_C.id == bindparam("job_id")).values(last_run_at=bindparam("ran_at"))
-_DROP = delete(_JOBS_TABLE).where(_C.id == bindparam("job_id"), _held)
-
-
 def _claim(svc: Services, now: datetime, limit: int, kinds: Collection[str]) -> list[Claimed]:
     lease = now + LEASE
     with svc.db.transaction() as session:
@@ -118,7 +103,7 @@ def _claim(svc: Services, now: datetime, limit: int, kinds: Collection[str]) -> 
             telemetry.DUE_JOB_LAG.labels(r.kind).observe(max(0.0, (now - r.due_at).total_seconds()))
         claimed = [Claimed(r.id, r.rollout_id, r.kind, dict(r.data), r.last_run_at, now, lease) for r in rows]
         if claimed:
-            session.connection().execute(_CLAIMED, {"ids": [c.id for c in claimed], "lease": lease})
+            queries.lease_due_rows(session=session, ids=[c.id for c in claimed], lease=lease)
     return claimed
 
 
@@ -129,12 +114,14 @@ def _finish(svc: Services, job: Claimed, nxt: Due | None) -> None:
 
 def _settle(session: Session, job: Claimed, nxt: Due | None) -> None:
     """The row's next time (or its end), only while the claim's token still holds."""
-    mine = {"job_id": job.id, "token": job.lease, "ran_at": job.now}
-    conn = session.connection()
-    if nxt is not None:
-        conn.execute(_MOVE, {**mine, "next_at": nxt.at, "next_data": nxt.data})
-    elif not cast("CursorResult[Any]", conn.execute(_DROP, mine)).rowcount:
-        conn.execute(_STAMP, mine)  # a change meanwhile re-planned the row: it stays, stamped
+    queries.settle_due_row(
+        session=session,
+        job_id=job.id,
+        token=job.lease,
+        ran_at=job.now,
+        next_at=None if nxt is None else nxt.at,
+        next_data=None if nxt is None else nxt.data,
+    )
 
 
 def _in_transaction(svc: Services, job: Claimed, decide: Callable[[Session], Due | None]) -> Due | None:
@@ -165,21 +152,44 @@ def run_due(svc: Services, *, limit: int = 100) -> int:
 
 
 def run(svc: Services, table: Mapping[str, Job], *, limit: int) -> int:
-    """Claims the due rows of the kinds in `table` and runs each with its job."""
+    """Claims the due rows of the kinds in `table` and runs each with its job. The rows of
+    jobs that wrote nothing of their own (`SETTLED_TOGETHER`) get their next times in one
+    transaction after the others, each still only while its claim's token holds."""
     ran = 0
+    together: list[tuple[Claimed, Due | None]] = []
     for job in _claim(svc, svc.clock(), limit, tuple(table)):
         with logs.scope(job=job.kind, rollout_id=job.rollout_id):
             try:
                 nxt = table[job.kind](svc, job)
-                if not job.settled:
-                    _finish(svc, job, nxt)
-                ran += 1
-                telemetry.DUE_JOBS.labels(job.kind, "ok").inc()
+                if job.settled or job.kind not in SETTLED_TOGETHER:
+                    if not job.settled:
+                        _finish(svc, job, nxt)
+                    ran += 1
+                    telemetry.DUE_JOBS.labels(job.kind, "ok").inc()
+                else:
+                    together.append((job, nxt))
             except Exception:
                 telemetry.DUE_JOBS.labels(job.kind, "failed").inc()
                 log.exception(
                     "%s job of rollout %s failed; it is retried after its lease", job.kind, job.rollout_id
                 )
+    if together:
+        kinds = [job.kind for job, _ in together]
+        try:
+            with svc.db.transaction() as session:
+                for job, nxt in together:
+                    _settle(session, job, nxt)
+        except Exception:
+            for kind in kinds:
+                telemetry.DUE_JOBS.labels(kind, "failed").inc()
+            ids = [job.rollout_id for job, _ in together]
+            log.exception(
+                "the rows of %s jobs of rollouts %s were not settled; retried after their lease", kinds, ids
+            )
+        else:
+            ran += len(together)
+            for kind in kinds:
+                telemetry.DUE_JOBS.labels(kind, "ok").inc()
     return ran
 
 
@@ -192,15 +202,6 @@ def run(svc: Services, table: Mapping[str, Job], *, limit: int) -> int:
 # the current step alone (`queries.step_at`) for soak and planned end, and the plain view
 # (`views.load_rollout`) only to render a message. The whole ORM plan (`get_rollout`) only to
 # re-plan a row from a state that moved on (`_replan`).
-
-
-def _load(svc: Services, rollout_id: int) -> Rollout | None:
-    """The rollout's row alone, without its plan: its relationships must not be read."""
-    with svc.db.reading() as session:
-        rollout = queries.rollout_row(session=session, rollout_id=rollout_id)
-    if rollout is not None:
-        logs.bind_rollout(rollout)
-    return rollout
 
 
 def _replan(session: Session, rollout_id: int, kind: str, now: datetime) -> Due | None:
@@ -299,13 +300,7 @@ def _queue_chart(session: Session, rollout_id: int, local_date: str, now: dateti
     """The `chart` row of this digest, due now. One row per rollout: a chart still owed by an
     earlier digest gives way to this one (it would show the same progress, a day older)."""
     data = {"digest": local_date, "queued": iso_utc(now)}
-    build = postgres_insert if session.get_bind().dialect.name == "postgresql" else sqlite_insert
-    upsert = build(_JOBS_TABLE).values(rollout_id=rollout_id, kind=Kind.CHART, due_at=now, data=data)
-    session.execute(
-        upsert.on_conflict_do_update(
-            index_elements=["rollout_id", "kind"], set_={"due_at": now, "data": data}
-        )
-    )
+    queries.put_due_row(session=session, rollout_id=rollout_id, kind=Kind.CHART, due_at=now, data=data)
 
 
 def _ready(svc: Services, job: Claimed) -> Due | None:
@@ -392,12 +387,16 @@ def _stale_in(session: Session, job: Claimed) -> Due | None:
 def _watch(svc: Services, job: Claimed) -> Due | None:
     """Reads the flag (when the bot runs it) and the rollback triggers (of an active rollout),
     the triggers against the baseline the gate uses."""
-    rollout = _load(svc, job.rollout_id)
-    if rollout is None or not rollout.status.is_open:
-        return None
+    with svc.db.reading() as session:  # the row and the stored baseline, in one read
+        rollout = queries.rollout_row(session=session, rollout_id=job.rollout_id)
+        if rollout is None or not rollout.status.is_open:
+            return None
+        on_triggers = rollout.status is RolloutStatus.ACTIVE and bool(rollout.triggers)
+        stored = measure.stored_baselines(session, rollout.id) if on_triggers else {}
+    logs.bind_rollout(rollout)
     refresh = flagging.watch(svc, rollout.id) if flag_rules.managed(rollout) else False
-    if rollout.status is RolloutStatus.ACTIVE and rollout.triggers:
-        refresh = triggers.watch_triggers(svc, rollout) or refresh
+    if on_triggers:
+        refresh = triggers.watch_triggers(svc, rollout, stored) or refresh
     elif not flag_rules.managed(rollout):
         return None
     if refresh:

@@ -191,7 +191,13 @@ def baselines_for(
 ) -> dict[str, Observation]:
     """The control cohort measured now where a metric has one (as Kayenta compares), else the
     baseline stored when the rollout started."""
-    stored = queries.latest_snapshot(session=session, rollout_id=rollout.id, kind=SnapshotKind.BASELINE)
+    return {**stored_baselines(session, rollout.id), **controls}
+
+
+def stored_baselines(session: Session, rollout_id: int) -> dict[str, Observation]:
+    """The baseline stored when the rollout started (what `baselines_for` falls back to), each
+    metric that could not be measured then with the hint to measure it again."""
+    stored = queries.latest_snapshot(session=session, rollout_id=rollout_id, kind=SnapshotKind.BASELINE)
     baselines = from_json(stored.readings) if stored is not None else {}
     for key, seen in baselines.items():
         if seen.value is None:
@@ -199,7 +205,7 @@ def baselines_for(
                 f"it could not be measured at start ({seen.problem}); `/rollout baseline` measures it again"
             )
             baselines[key] = Observation(None, hint)
-    return {**baselines, **controls}
+    return baselines
 
 
 def evaluate(
