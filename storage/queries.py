@@ -23,7 +23,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.dialects.postgresql import insert as postgres_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
-from sqlalchemy.orm import Session, raiseload, selectinload
+from sqlalchemy.orm import Session, defer, raiseload, selectinload
 
 from storage.enums import OPEN_STATUSES, EventKind, SnapshotKind
 from storage.models import (
@@ -255,26 +255,70 @@ def latest_check(
 # --- targeted reads for the due jobs (bot/delivery/jobs.py): a row or two, never the plan ----
 
 
+# Built once and reused: the statements a due job runs every time (their compiled form is cached).
+# The rollout's row is read without its plan document (`plan_doc`, the largest column, that no
+# job decides from): reading it raises instead of loading.
+_ROW = (
+    select(Rollout)
+    .where(Rollout.id == bindparam("rollout_id"))
+    .options(defer(Rollout.plan_doc, raiseload=True), raiseload("*"))
+)
+_ROW_LOCKED = _ROW.execution_options(populate_existing=True)
+_ROW_LOCKED_PG = _ROW.with_for_update(of=Rollout).execution_options(populate_existing=True)
+_STEP = (
+    select(Step.position, Step.percent, Step.label, Step.min_business_days, Step.planned_end)
+    .join(Phase, Step.phase_id == Phase.id)
+    .where(
+        Phase.rollout_id == bindparam("rollout_id"),
+        Phase.position == bindparam("phase_index"),
+        Step.position == bindparam("step_index"),
+    )
+)
+_KEY_QUEUED = select(OutboxMessage.id).where(OutboxMessage.dedupe_key == bindparam("key"))
+_DUE_AT = select(DueJob.due_at).where(
+    DueJob.rollout_id == bindparam("rollout_id"), DueJob.kind == bindparam("kind")
+)
+
+
+def job_rollout_row(*, session: Session, rollout_id: int) -> Rollout | None:
+    """The rollout's own row for a due job to decide from: no plan (its relationships raise),
+    no plan document."""
+    return session.scalars(_ROW, {"rollout_id": rollout_id}).first()
+
+
 def lock_rollout_row(*, session: Session, rollout_id: int) -> Rollout | None:
-    """The rollout's own row, fresh, for a change that decides from its columns: on Postgres
-    `SELECT ... FOR UPDATE` of that one row (changes to the rollout wait their turn, as with
-    `lock_rollout`), without loading its plan. Its relationships raise instead of loading."""
-    stmt = select(Rollout).where(Rollout.id == rollout_id).options(raiseload("*"))
-    if session.get_bind().dialect.name == "postgresql":
-        stmt = stmt.with_for_update()
-    return session.scalars(stmt.execution_options(populate_existing=True)).first()
+    """`job_rollout_row`, fresh, for a change that decides from the rollout's columns: on
+    Postgres `SELECT ... FOR UPDATE` of that one row (changes to the rollout wait their turn,
+    as with `lock_rollout`), without loading its plan."""
+    locked = _ROW_LOCKED_PG if session.get_bind().dialect.name == "postgresql" else _ROW_LOCKED
+    return session.scalars(locked, {"rollout_id": rollout_id}).first()
 
 
 def step_at(*, session: Session, rollout_id: int, phase_index: int, step_index: int) -> Step | None:
     """One step of a rollout's plan by its place (positions are the indices), without the rest:
-    what a due job needs of the current step (soak, planned end, title)."""
-    stmt = (
-        select(Step)
-        .join(Phase, Step.phase_id == Phase.id)
-        .where(Phase.rollout_id == rollout_id, Phase.position == phase_index, Step.position == step_index)
-        .options(raiseload("*"))
+    what a due job needs of the current step (soak, planned end, title), as a detached `Step`
+    built from those columns alone."""
+    params = {"rollout_id": rollout_id, "phase_index": phase_index, "step_index": step_index}
+    found = session.execute(_STEP, params).first()
+    if found is None:
+        return None
+    return Step(
+        position=found.position,
+        percent=found.percent,
+        label=found.label,
+        min_business_days=found.min_business_days,
+        planned_end=found.planned_end,
     )
-    return session.scalars(stmt).first()
+
+
+def key_queued(*, session: Session, dedupe_key: str) -> bool:
+    """`outbox_key_exists`, as a prepared statement."""
+    return session.execute(_KEY_QUEUED, {"key": dedupe_key}).first() is not None
+
+
+def due_at_of(*, session: Session, rollout_id: int, kind: str) -> datetime | None:
+    """When a rollout's row of `kind` is due (its lease, while a run holds it); None: no row."""
+    return session.execute(_DUE_AT, {"rollout_id": rollout_id, "kind": kind}).scalar()
 
 
 _DUE_ROWS: dict[str, Select[Any]] = {}

@@ -17,7 +17,7 @@ replicas share the work:
   at the end of the tick (each still only while its token holds; a crash before leaves them
   leased, and they run again after the lease).
 - Each job reads what it decides from in a fixed number of statements, whatever the size of the
-  plan: the rollout's row (`queries.rollout_row`; `lock_rollout_row` to change it, a `SELECT …
+  plan: the rollout's row (`queries.job_rollout_row`; `lock_rollout_row` to change it, a `SELECT …
   FOR UPDATE` of that row on Postgres), the current step alone (`queries.step_at`), and, to
   render a message, the plain view (`views.load_rollout`). The whole ORM plan is loaded only to
   re-plan a row from a state that moved on. The tick's own statements on `due_job` (claim,
@@ -39,7 +39,7 @@ from datetime import datetime, timedelta
 from typing import Any, cast
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import CursorResult, select, update
+from sqlalchemy import CursorResult, update
 from sqlalchemy.orm import Session
 
 from bot.delivery import autopilot, status_board, triggers
@@ -198,7 +198,7 @@ def run(svc: Services, table: Mapping[str, Job], *, limit: int) -> int:
 
 
 # What each job loads, in a fixed number of statements whatever the plan's size: the rollout's
-# own row (`queries.rollout_row`, or `lock_rollout_row` to change it) for what it decides from,
+# own row (`queries.job_rollout_row`, or `lock_rollout_row` to change it) for what it decides from,
 # the current step alone (`queries.step_at`) for soak and planned end, and the plain view
 # (`views.load_rollout`) only to render a message. The whole ORM plan (`get_rollout`) only to
 # re-plan a row from a state that moved on (`_replan`).
@@ -240,7 +240,7 @@ def _open_exit_criteria(view: RolloutView) -> list[str]:
 
 def _queued(session: Session, rollout: announcing.Addressed, milestone: str) -> bool:
     key = announcing.dedupe_key(rollout.id, milestone, rollout.channel_id)
-    return queries.outbox_key_exists(session=session, dedupe_key=key)
+    return queries.key_queued(session=session, dedupe_key=key)
 
 
 def _queue(
@@ -266,7 +266,7 @@ def _digest(svc: Services, job: Claimed) -> Due | None:
 
 
 def _digest_in(session: Session, job: Claimed, scheduled: datetime) -> Due | None:
-    rollout = queries.rollout_row(session=session, rollout_id=job.rollout_id)
+    rollout = queries.job_rollout_row(session=session, rollout_id=job.rollout_id)
     if rollout is None or not rollout.status.is_open:
         return None
     mine: dict[str, Any] = {"session": session, "rollout_id": rollout.id}
@@ -306,7 +306,7 @@ def _queue_chart(session: Session, rollout_id: int, local_date: str, now: dateti
 def _ready(svc: Services, job: Claimed) -> Due | None:
     """The gate exactly as Advance runs it (bot.advancing), so "green" here is green there."""
     with svc.db.reading() as session:
-        rollout = queries.rollout_row(session=session, rollout_id=job.rollout_id)
+        rollout = queries.job_rollout_row(session=session, rollout_id=job.rollout_id)
         if rollout is None or rollout.status is not RolloutStatus.ACTIVE:
             return None  # a resume plans it again
         if not _at_step(job, rollout):
@@ -359,9 +359,7 @@ def _overdue_in(session: Session, job: Claimed) -> Due | None:
 
 def _ready_runs_now(session: Session, rollout_id: int, job: Claimed) -> bool:
     """Is the ready check of this rollout due now, or claimed in the same run as `job`?"""
-    due = session.scalar(
-        select(DueJob.due_at).where(DueJob.rollout_id == rollout_id, DueJob.kind == Kind.READY)
-    )
+    due = queries.due_at_of(session=session, rollout_id=rollout_id, kind=Kind.READY)
     if due is None:
         return False
     due = due if due.tzinfo else due.replace(tzinfo=job.now.tzinfo)
@@ -388,7 +386,7 @@ def _watch(svc: Services, job: Claimed) -> Due | None:
     """Reads the flag (when the bot runs it) and the rollback triggers (of an active rollout),
     the triggers against the baseline the gate uses."""
     with svc.db.reading() as session:  # the row and the stored baseline, in one read
-        rollout = queries.rollout_row(session=session, rollout_id=job.rollout_id)
+        rollout = queries.job_rollout_row(session=session, rollout_id=job.rollout_id)
         if rollout is None or not rollout.status.is_open:
             return None
         on_triggers = rollout.status is RolloutStatus.ACTIVE and bool(rollout.triggers)

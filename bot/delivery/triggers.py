@@ -73,10 +73,12 @@ def _warn_undecided(
     """Tells the owner, in the status thread, which triggers cannot be judged; the dedupe key
     (trigger and step) makes it once, however often the watch runs."""
     with svc.db.transaction() as session:
-        rollout = queries.lock_rollout(session=session, rollout_id=rollout_id)
+        rollout = queries.lock_rollout_row(session=session, rollout_id=rollout_id)
         if rollout is None or rollout.status is not RolloutStatus.ACTIVE or where != _where(rollout):
             return
-        view = views.rollout_view(rollout)
+        view = views.load_rollout(session=session, rollout_id=rollout_id)
+        if view is None:
+            return
         for v in undecided:
             rule = describe_trigger(triggers[v.key])
             message = texts.trigger_undecided(view, trigger=v.name, reason=v.reason, rule=rule)
