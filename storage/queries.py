@@ -25,9 +25,10 @@ from sqlalchemy.dialects.postgresql import insert as postgres_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session, defer, raiseload, selectinload
 
-from storage.enums import OPEN_STATUSES, EventKind, SnapshotKind
+from storage.enums import OPEN_STATUSES, EventKind, ItemKind, SnapshotKind
 from storage.models import (
     Approver,
+    ChecklistItem,
     DueJob,
     Event,
     MetricSnapshot,
@@ -280,6 +281,50 @@ _DUE_AT = select(DueJob.due_at).where(
 )
 
 
+_REVISION = select(Rollout.revision).where(Rollout.id == bindparam("rollout_id"))
+_REVISION_PG = _REVISION.with_for_update(of=Rollout)
+_GATING_EXITS = (
+    select(ChecklistItem.text)
+    .join(Phase, ChecklistItem.phase_id == Phase.id)
+    .where(
+        Phase.rollout_id == bindparam("rollout_id"),
+        Phase.position == bindparam("phase_index"),
+        ChecklistItem.kind == ItemKind.EXIT,
+        ChecklistItem.checked_at.is_(None),
+        # Only leaving the phase is gated by them: no later step in it.
+        ~select(Step.id).where(Step.phase_id == Phase.id, Step.position > bindparam("step_index")).exists(),
+    )
+    .order_by(ChecklistItem.position)
+)
+_BASELINE = (
+    select(MetricSnapshot.readings)
+    .where(MetricSnapshot.rollout_id == bindparam("rollout_id"), MetricSnapshot.kind == SnapshotKind.BASELINE)
+    .order_by(MetricSnapshot.taken_at.desc(), MetricSnapshot.id.desc())
+    .limit(1)
+)
+
+
+def lock_revision(*, session: Session, rollout_id: int) -> int | None:
+    """The rollout's revision, its row locked on Postgres (`SELECT revision ... FOR UPDATE`):
+    what was read of the row holds while this is the revision read (every change moves it)."""
+    stmt = _REVISION_PG if session.get_bind().dialect.name == "postgresql" else _REVISION
+    return session.execute(stmt, {"rollout_id": rollout_id}).scalar()
+
+
+def gating_exit_criteria(
+    *, session: Session, rollout_id: int, phase_index: int, step_index: int
+) -> list[str]:
+    """The exit criteria nobody ticked that the next advance from (phase, step) needs: those of
+    the phase when the step is its last, else none (`rollouts.unchecked_exit_criteria`)."""
+    params = {"rollout_id": rollout_id, "phase_index": phase_index, "step_index": step_index}
+    return list(session.scalars(_GATING_EXITS, params))
+
+
+def baseline_readings(*, session: Session, rollout_id: int) -> dict[str, Any] | None:
+    """The readings of the rollout's newest baseline snapshot (as `latest_snapshot` finds it)."""
+    return session.execute(_BASELINE, {"rollout_id": rollout_id}).scalar()
+
+
 def job_rollout_row(*, session: Session, rollout_id: int) -> Rollout | None:
     """The rollout's own row for a due job to decide from: no plan (its relationships raise),
     no plan document."""
@@ -325,9 +370,8 @@ _DUE_ROWS: dict[str, Select[Any]] = {}
 
 
 def due_rows(*, session: Session, now: datetime, limit: int, kinds: Collection[str]) -> Sequence[Row[Any]]:
-    """`due_jobs` as plain rows (id, rollout_id, kind, due_at, last_run_at, data), for a claim
-    that only moves them on: the same statement through ix_due_job_due_at, built once per
-    dialect and reused."""
+    """`due_jobs` as plain rows, for a claim that only moves them on: the same statement
+    (through ix_due_job_due_at), built once per dialect."""
     dialect = session.get_bind().dialect.name
     stmt = _DUE_ROWS.get(dialect)
     if stmt is None:

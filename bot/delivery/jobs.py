@@ -319,15 +319,21 @@ def _ready(svc: Services, job: Claimed) -> Due | None:
     current, controls, _ = measure.read_metrics(svc, rollout, now)
 
     def decide(session: Session) -> Due | None:
-        locked = queries.lock_rollout_row(session=session, rollout_id=job.rollout_id)
+        # The row read above holds while its revision does (every change moves it): then the
+        # lock (`FOR UPDATE` of the row on Postgres) reads nothing more; else it is read again.
+        locked: Rollout | None = rollout
+        if queries.lock_revision(session=session, rollout_id=job.rollout_id) != rollout.revision:
+            locked = queries.lock_rollout_row(session=session, rollout_id=job.rollout_id)
         if locked is None or locked.status is not RolloutStatus.ACTIVE or not _at_step(job, locked):
             return None
-        view, step = _view(session, locked.id), _step(session, locked)
+        where = {"phase_index": locked.phase_index, "step_index": locked.step_index}
+        unchecked = queries.gating_exit_criteria(session=session, rollout_id=locked.id, **where)
         baselines = measure.baselines_for(session, locked, controls)
-        gate = measure.evaluate_at(locked, step, _open_exit_criteria(view), current, baselines, now)
-        measure.store_snapshot(session, locked, SnapshotKind.CHECK, current, gate, now)
+        gate = measure.evaluate_at(locked, _step(session, locked), unchecked, current, baselines, now)
+        measure.record_snapshot(session, locked, SnapshotKind.CHECK, current, gate, now)
         if not gate.passed:
             return Due(now + READY_RECHECK, job.data)
+        view = _view(session, locked.id)
         _queue(session, view, milestone, now, texts.reminder("ready", view, advance=True))
         return None
 

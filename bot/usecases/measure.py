@@ -6,8 +6,9 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import astuple, dataclass
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, cast
 
+from sqlalchemy import Table, insert
 from sqlalchemy.orm import Session
 
 from bot.domain import canary, rollouts
@@ -197,8 +198,8 @@ def baselines_for(
 def stored_baselines(session: Session, rollout_id: int) -> dict[str, Observation]:
     """The baseline stored when the rollout started (what `baselines_for` falls back to), each
     metric that could not be measured then with the hint to measure it again."""
-    stored = queries.latest_snapshot(session=session, rollout_id=rollout_id, kind=SnapshotKind.BASELINE)
-    baselines = from_json(stored.readings) if stored is not None else {}
+    stored = queries.baseline_readings(session=session, rollout_id=rollout_id)
+    baselines = from_json(stored) if stored is not None else {}
     for key, seen in baselines.items():
         if seen.value is None:
             hint = (
@@ -264,6 +265,33 @@ def store_snapshot(
     session.add(snap)
     session.flush()
     return snap
+
+
+def record_snapshot(
+    session: Session,
+    rollout: Rollout,
+    kind: SnapshotKind,
+    current: dict[str, Observation],
+    gate: GateResult | None,
+    now: datetime,
+) -> None:
+    """`store_snapshot` for a caller that needs nothing of the row back: one prepared INSERT."""
+    session.execute(
+        _INSERT_SNAPSHOT,
+        {
+            "rollout_id": rollout.id,
+            "kind": kind,
+            "taken_at": now,
+            "phase_index": rollout.phase_index,
+            "step_index": rollout.step_index,
+            "readings": to_json(current),
+            "verdict": gate_json(gate) if gate is not None else {},
+            "passed": gate.passed if gate is not None else None,
+        },
+    )
+
+
+_INSERT_SNAPSHOT = insert(cast("Table", MetricSnapshot.__table__))
 
 
 def gate_json(gate: GateResult) -> dict[str, object]:
