@@ -110,9 +110,12 @@ def _tell_owner(svc: Services, rollout_id: int, where: Where, kind: str, why: st
     """A reminder in the status thread, with an Advance button; once per kind and step (the
     outbox's dedupe key)."""
     with svc.db.transaction() as session:
-        rollout = queries.lock_rollout(session=session, rollout_id=rollout_id)
+        rollout = queries.lock_rollout_row(session=session, rollout_id=rollout_id)
         if rollout is None or Where.of(rollout) != where or rollout.status is not RolloutStatus.ACTIVE:
             return
-        message = texts.reminder(kind, views.rollout_view(rollout), advance=True, why=why)
+        view = views.load_rollout(session=session, rollout_id=rollout_id)
+        if view is None:
+            return
+        message = texts.reminder(kind, view, advance=True, why=why)
         milestone = f"auto-{kind}:{where.phase_index}:{where.step_index}"
-        announcing.queue(session, rollout, announcing.Announcement(milestone, message), svc.clock())
+        announcing.queue(session, view, announcing.Announcement(milestone, message), svc.clock())

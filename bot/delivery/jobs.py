@@ -12,9 +12,16 @@ replicas share the work:
   takes a leased row. Each job then runs on its own, outside that transaction, and its row
   gets its next time (or goes) only while the token still holds, so a change meanwhile wins;
   a job that writes (a reminder, the digest, the ready check) does that in its own
-  transaction, so what it queued and when it runs again commit together.
-- Each job loads what it decides from: the rollout's row (`queries.rollout_row`) for its
-  columns, the whole plan only where it renders a message or plans from the current step.
+  transaction, so what it queued and when it runs again commit together. The watch writes
+  nothing another job of the tick reads, so its rows are settled together, in one transaction
+  at the end of the tick (each still only while its token holds; a crash before leaves them
+  leased, and they run again after the lease).
+- Each job reads what it decides from in a fixed number of statements, whatever the size of the
+  plan: the rollout's row (`queries.job_rollout_row`; `lock_rollout_row` to change it, a `SELECT …
+  FOR UPDATE` of that row on Postgres), the current step alone (`queries.step_at`), and, to
+  render a message, the plain view (`views.load_rollout`). The whole ORM plan is loaded only to
+  re-plan a row from a state that moved on. The tick's own statements on `due_job` (claim,
+  lease, settle) are prepared Core statements, reused.
 - Every message goes through the outbox under a dedupe key, so a job replayed after a crash
   never posts twice.
 - A tick draws nothing: a digest commits its text to the outbox and, in the same transaction,
@@ -32,7 +39,7 @@ from datetime import datetime, timedelta
 from typing import Any, cast
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import CursorResult, delete, select, update
+from sqlalchemy import CursorResult, update
 from sqlalchemy.orm import Session
 
 from bot.delivery import autopilot, status_board, triggers
@@ -46,7 +53,7 @@ from bot.domain.schedule import (
     iso_utc,
     planned,
     planned_digest,
-    planned_end,
+    step_end,
 )
 from bot.domain.soak import soak_status
 from bot.observe import logs, telemetry
@@ -54,9 +61,10 @@ from bot.services import Services
 from bot.usecases import announcing, flagging, measure, views
 from messages import digest as texts
 from messages.blocks import Message
+from messages.views import RolloutView
 from storage import queries
-from storage.enums import RolloutStatus, SnapshotKind
-from storage.models import DueJob, Rollout
+from storage.enums import ItemKind, RolloutStatus, SnapshotKind
+from storage.models import DueJob, Rollout, Step
 
 log = logging.getLogger(__name__)
 
@@ -81,19 +89,21 @@ class Claimed:
 
 Job = Callable[[Services, Claimed], Due | None]
 
+# Jobs whose run writes nothing that another job of the same tick reads (the watch only reads,
+# or writes in transactions of its own): their rows are settled together at the end of the tick.
+SETTLED_TOGETHER = frozenset({Kind.WATCH})
+
 
 # --- the tick --------------------------------------------------------------------------------
-
-
 def _claim(svc: Services, now: datetime, limit: int, kinds: Collection[str]) -> list[Claimed]:
     lease = now + LEASE
     with svc.db.transaction() as session:
-        rows = queries.due_jobs(session=session, now=now, limit=limit, kinds=kinds)
+        rows = queries.due_rows(session=session, now=now, limit=limit, kinds=kinds)
         for r in rows:
             telemetry.DUE_JOB_LAG.labels(r.kind).observe(max(0.0, (now - r.due_at).total_seconds()))
         claimed = [Claimed(r.id, r.rollout_id, r.kind, dict(r.data), r.last_run_at, now, lease) for r in rows]
         if claimed:
-            session.execute(update(DueJob).where(DueJob.id.in_([c.id for c in claimed])).values(due_at=lease))
+            queries.lease_due_rows(session=session, ids=[c.id for c in claimed], lease=lease)
     return claimed
 
 
@@ -104,12 +114,14 @@ def _finish(svc: Services, job: Claimed, nxt: Due | None) -> None:
 
 def _settle(session: Session, job: Claimed, nxt: Due | None) -> None:
     """The row's next time (or its end), only while the claim's token still holds."""
-    session.execute(update(DueJob).where(DueJob.id == job.id).values(last_run_at=job.now))
-    mine = (DueJob.id == job.id, DueJob.due_at == job.lease)
-    if nxt is None:
-        session.execute(delete(DueJob).where(*mine))
-    else:
-        session.execute(update(DueJob).where(*mine).values(due_at=nxt.at, data=nxt.data))
+    queries.settle_due_row(
+        session=session,
+        job_id=job.id,
+        token=job.lease,
+        ran_at=job.now,
+        next_at=None if nxt is None else nxt.at,
+        next_data=None if nxt is None else nxt.data,
+    )
 
 
 def _in_transaction(svc: Services, job: Claimed, decide: Callable[[Session], Due | None]) -> Due | None:
@@ -140,21 +152,44 @@ def run_due(svc: Services, *, limit: int = 100) -> int:
 
 
 def run(svc: Services, table: Mapping[str, Job], *, limit: int) -> int:
-    """Claims the due rows of the kinds in `table` and runs each with its job."""
+    """Claims the due rows of the kinds in `table` and runs each with its job. The rows of
+    jobs that wrote nothing of their own (`SETTLED_TOGETHER`) get their next times in one
+    transaction after the others, each still only while its claim's token holds."""
     ran = 0
+    together: list[tuple[Claimed, Due | None]] = []
     for job in _claim(svc, svc.clock(), limit, tuple(table)):
         with logs.scope(job=job.kind, rollout_id=job.rollout_id):
             try:
                 nxt = table[job.kind](svc, job)
-                if not job.settled:
-                    _finish(svc, job, nxt)
-                ran += 1
-                telemetry.DUE_JOBS.labels(job.kind, "ok").inc()
+                if job.settled or job.kind not in SETTLED_TOGETHER:
+                    if not job.settled:
+                        _finish(svc, job, nxt)
+                    ran += 1
+                    telemetry.DUE_JOBS.labels(job.kind, "ok").inc()
+                else:
+                    together.append((job, nxt))
             except Exception:
                 telemetry.DUE_JOBS.labels(job.kind, "failed").inc()
                 log.exception(
                     "%s job of rollout %s failed; it is retried after its lease", job.kind, job.rollout_id
                 )
+    if together:
+        kinds = [job.kind for job, _ in together]
+        try:
+            with svc.db.transaction() as session:
+                for job, nxt in together:
+                    _settle(session, job, nxt)
+        except Exception:
+            for kind in kinds:
+                telemetry.DUE_JOBS.labels(kind, "failed").inc()
+            ids = [job.rollout_id for job, _ in together]
+            log.exception(
+                "the rows of %s jobs of rollouts %s were not settled; retried after their lease", kinds, ids
+            )
+        else:
+            ran += len(together)
+            for kind in kinds:
+                telemetry.DUE_JOBS.labels(kind, "ok").inc()
     return ran
 
 
@@ -162,39 +197,55 @@ def run(svc: Services, table: Mapping[str, Job], *, limit: int) -> int:
 # A job gets its claimed row and returns the row's next time, or None when it is done.
 
 
-# What each job loads: the rollout's own row (`queries.rollout_row`: status, step, metrics,
-# flag columns) for what it decides from; the whole plan (`get_rollout`, `lock_rollout`) only
-# where it renders a message about the rollout or plans rows that need the current step.
+# What each job loads, in a fixed number of statements whatever the plan's size: the rollout's
+# own row (`queries.job_rollout_row`, or `lock_rollout_row` to change it) for what it decides from,
+# the current step alone (`queries.step_at`) for soak and planned end, and the plain view
+# (`views.load_rollout`) only to render a message. The whole ORM plan (`get_rollout`) only to
+# re-plan a row from a state that moved on (`_replan`).
 
 
-def _load(svc: Services, rollout_id: int) -> Rollout | None:
-    """The rollout's row alone, without its plan: its relationships must not be read."""
-    with svc.db.reading() as session:
-        rollout = queries.rollout_row(session=session, rollout_id=rollout_id)
-    if rollout is not None:
-        logs.bind_rollout(rollout)
-    return rollout
-
-
-def _replan(svc: Services, rollout_id: int, kind: str, now: datetime) -> Due | None:
-    """The row `kind` as the rollout's state plans it now (which needs its current step)."""
-    with svc.db.reading() as session:
-        rollout = queries.get_rollout(session=session, rollout_id=rollout_id)
+def _replan(session: Session, rollout_id: int, kind: str, now: datetime) -> Due | None:
+    """The row `kind` as the rollout's state plans it now (which needs its whole plan)."""
+    rollout = queries.get_rollout(session=session, rollout_id=rollout_id)
     return None if rollout is None else planned(rollout, now).get(kind)
 
 
-def _at_step(job: Claimed, rollout: Rollout) -> bool:
+def _at_step(job: Claimed, rollout: Rollout | RolloutView) -> bool:
     return (job.data.get("phase"), job.data.get("step")) == (rollout.phase_index, rollout.step_index)
 
 
-def _queued(session: Session, rollout: Rollout, milestone: str) -> bool:
+def _step(session: Session, rollout: Rollout | RolloutView) -> Step:
+    step = queries.step_at(
+        session=session, rollout_id=rollout.id, phase_index=rollout.phase_index, step_index=rollout.step_index
+    )
+    if step is None:
+        raise LookupError(f"rollout {rollout.id} has no step {rollout.phase_index}:{rollout.step_index}")
+    return step
+
+
+def _view(session: Session, rollout_id: int) -> RolloutView:
+    view = views.load_rollout(session=session, rollout_id=rollout_id)
+    if view is None:
+        raise LookupError(f"rollout {rollout_id} is gone")
+    return view
+
+
+def _open_exit_criteria(view: RolloutView) -> list[str]:
+    """Exit criteria gate leaving a phase, not the steps inside it (`rollouts.unchecked_exit_criteria`)."""
+    phase = view.current_phase
+    if view.step_index + 1 < len(phase.steps):
+        return []
+    return [i.text for i in phase.items if i.kind == ItemKind.EXIT and not i.checked]
+
+
+def _queued(session: Session, rollout: announcing.Addressed, milestone: str) -> bool:
     key = announcing.dedupe_key(rollout.id, milestone, rollout.channel_id)
-    return queries.outbox_key_exists(session=session, dedupe_key=key)
+    return queries.key_queued(session=session, dedupe_key=key)
 
 
 def _queue(
     session: Session,
-    rollout: Rollout,
+    rollout: announcing.Addressed,
     milestone: str,
     now: datetime,
     thread: Message,
@@ -207,47 +258,40 @@ def _queue(
 def _digest(svc: Services, job: Claimed) -> Due | None:
     """The digest of what happened since the last run; none at all (thread, stakeholders,
     chart) when nothing did: a daily "nothing happened" teaches people to skip digests.
-    Its progress chart is queued, not drawn: it follows the text into the status thread."""
+    Its progress chart is queued, not drawn: it follows the text into the status thread.
+    One transaction, news or not: the events are read once, and the row's next time commits
+    with what was queued."""
     scheduled = datetime.fromisoformat(job.data["at"])  # the slot, not the (maybe late) run
-    with svc.db.reading() as session:
-        rollout = queries.rollout_row(session=session, rollout_id=job.rollout_id)
-        if rollout is None or not rollout.status.is_open:
-            return None
-        news = texts.has_news(
-            views.event_views(
-                queries.events_between(
-                    session=session, rollout_id=rollout.id, after=job.last_run_at, until=job.now
-                )
-            )
-        )
-    if not news:
-        return planned_digest(rollout, job.now)
     return _in_transaction(svc, job, lambda session: _digest_in(session, job, scheduled))
 
 
 def _digest_in(session: Session, job: Claimed, scheduled: datetime) -> Due | None:
-    rollout = queries.get_rollout(session=session, rollout_id=job.rollout_id)
+    rollout = queries.job_rollout_row(session=session, rollout_id=job.rollout_id)
     if rollout is None or not rollout.status.is_open:
         return None
-    tz, step = rollout.timezone, rollout.current_step
+    mine: dict[str, Any] = {"session": session, "rollout_id": rollout.id}
+    events = views.event_views(queries.events_between(**mine, after=job.last_run_at, until=job.now))
+    if not texts.has_news(events):
+        return planned_digest(rollout, job.now)
+    tz = rollout.timezone
     local_date = scheduled.astimezone(ZoneInfo(tz)).date().isoformat()
     if _queued(session, rollout, f"digest:{local_date}"):
         return planned_digest(rollout, job.now)  # a replay: text and chart are queued
-    mine: dict[str, Any] = {"session": session, "rollout_id": rollout.id}
+    view, step = _view(session, rollout.id), _step(session, rollout)
     soak = soak_status(
         rollout.step_started_at, step.min_business_days, job.now, tz=tz, country=rollout.country
     )
     thread, line = texts.digest(
-        views.rollout_view(rollout),
+        view,
         scheduled=scheduled,
-        events=views.event_views(queries.events_between(**mine, after=job.last_run_at, until=job.now)),
+        events=events,
         check=views.snapshot_view(
             queries.latest_check(**mine, phase_index=rollout.phase_index, step_index=rollout.step_index)
         ),
         soak=soak.describe(rollouts.display_title(step), tz),
-        unchecked=rollouts.unchecked_exit_criteria(rollout),
+        unchecked=_open_exit_criteria(view),
     )
-    _queue(session, rollout, f"digest:{local_date}", job.now, thread, line)
+    _queue(session, view, f"digest:{local_date}", job.now, thread, line)
     _queue_chart(session, rollout.id, local_date, job.now)
     return planned_digest(rollout, job.now)
 
@@ -256,36 +300,41 @@ def _queue_chart(session: Session, rollout_id: int, local_date: str, now: dateti
     """The `chart` row of this digest, due now. One row per rollout: a chart still owed by an
     earlier digest gives way to this one (it would show the same progress, a day older)."""
     data = {"digest": local_date, "queued": iso_utc(now)}
-    mine = (DueJob.rollout_id == rollout_id, DueJob.kind == Kind.CHART)
-    moved = session.execute(update(DueJob).where(*mine).values(due_at=now, data=data))
-    if not cast("CursorResult[Any]", moved).rowcount:
-        session.add(DueJob(rollout_id=rollout_id, kind=Kind.CHART, due_at=now, data=data))
+    queries.put_due_row(session=session, rollout_id=rollout_id, kind=Kind.CHART, due_at=now, data=data)
 
 
 def _ready(svc: Services, job: Claimed) -> Due | None:
     """The gate exactly as Advance runs it (bot.advancing), so "green" here is green there."""
-    rollout = _load(svc, job.rollout_id)
-    if rollout is None or rollout.status is not RolloutStatus.ACTIVE:
-        return None  # a resume plans it again
-    if not _at_step(job, rollout):
-        return _replan(svc, rollout.id, Kind.READY, job.now)
-    milestone = f"ready:{rollout.phase_index}:{rollout.step_index}"
     with svc.db.reading() as session:
+        rollout = queries.job_rollout_row(session=session, rollout_id=job.rollout_id)
+        if rollout is None or rollout.status is not RolloutStatus.ACTIVE:
+            return None  # a resume plans it again
+        if not _at_step(job, rollout):
+            return _replan(session, rollout.id, Kind.READY, job.now)
+        milestone = f"ready:{rollout.phase_index}:{rollout.step_index}"
         if _queued(session, rollout, milestone):
             return None
+    logs.bind_rollout(rollout)
     now = svc.clock()
     current, controls, _ = measure.read_metrics(svc, rollout, now)
 
     def decide(session: Session) -> Due | None:
-        locked = queries.lock_rollout(session=session, rollout_id=job.rollout_id)
+        # The row read above holds while its revision does (every change moves it): then the
+        # lock (`FOR UPDATE` of the row on Postgres) reads nothing more; else it is read again.
+        locked: Rollout | None = rollout
+        if queries.lock_revision(session=session, rollout_id=job.rollout_id) != rollout.revision:
+            locked = queries.lock_rollout_row(session=session, rollout_id=job.rollout_id)
         if locked is None or locked.status is not RolloutStatus.ACTIVE or not _at_step(job, locked):
             return None
-        gate = measure.evaluate(locked, current, measure.baselines_for(session, locked, controls), now)
-        measure.store_snapshot(session, locked, SnapshotKind.CHECK, current, gate, now)
+        where = {"phase_index": locked.phase_index, "step_index": locked.step_index}
+        unchecked = queries.gating_exit_criteria(session=session, rollout_id=locked.id, **where)
+        baselines = measure.baselines_for(session, locked, controls)
+        gate = measure.evaluate_at(locked, _step(session, locked), unchecked, current, baselines, now)
+        measure.record_snapshot(session, locked, SnapshotKind.CHECK, current, gate, now)
         if not gate.passed:
             return Due(now + READY_RECHECK, job.data)
-        message = texts.reminder("ready", views.rollout_view(locked), advance=True)
-        _queue(session, locked, milestone, now, message)
+        view = _view(session, locked.id)
+        _queue(session, view, milestone, now, texts.reminder("ready", view, advance=True))
         return None
 
     return _in_transaction(svc, job, decide)
@@ -296,29 +345,27 @@ def _overdue(svc: Services, job: Claimed) -> Due | None:
 
 
 def _overdue_in(session: Session, job: Claimed) -> Due | None:
-    rollout = queries.get_rollout(session=session, rollout_id=job.rollout_id)
-    if rollout is None or rollout.status is not RolloutStatus.ACTIVE:
+    rollout = views.load_rollout(session=session, rollout_id=job.rollout_id)
+    if rollout is None or rollout.status != RolloutStatus.ACTIVE.value:
         return None
-    end = planned_end(rollout)
+    tz, country = rollout.timezone, rollout.country
+    end = step_end(_step(session, rollout), rollout.step_started_at, tz=tz, country=country)
     if not _at_step(job, rollout) or job.now < end:
-        return planned(rollout, job.now).get(Kind.OVERDUE)
+        return _replan(session, rollout.id, Kind.OVERDUE, job.now)
     # One reminder per step: the ready reminder already asks for this advance, and when its
     # check is due in this same run, it goes first (the two never arrive together).
     if _queued(session, rollout, f"ready:{rollout.phase_index}:{rollout.step_index}"):
         return None
-    if _ready_runs_now(session, rollout, job):
+    if _ready_runs_now(session, rollout.id, job):
         return Due(job.now + READY_FIRST, job.data)
-    planned_at = texts.when(end, rollout.timezone)
-    message = texts.reminder("overdue", views.rollout_view(rollout), planned_end=planned_at)
+    message = texts.reminder("overdue", rollout, planned_end=texts.when(end, tz))
     _queue(session, rollout, f"overdue:{rollout.phase_index}:{rollout.step_index}", job.now, message)
     return None
 
 
-def _ready_runs_now(session: Session, rollout: Rollout, job: Claimed) -> bool:
+def _ready_runs_now(session: Session, rollout_id: int, job: Claimed) -> bool:
     """Is the ready check of this rollout due now, or claimed in the same run as `job`?"""
-    due = session.scalar(
-        select(DueJob.due_at).where(DueJob.rollout_id == rollout.id, DueJob.kind == Kind.READY)
-    )
+    due = queries.due_at_of(session=session, rollout_id=rollout_id, kind=Kind.READY)
     if due is None:
         return False
     due = due if due.tzinfo else due.replace(tzinfo=job.now.tzinfo)
@@ -330,13 +377,13 @@ def _stale(svc: Services, job: Claimed) -> Due | None:
 
 
 def _stale_in(session: Session, job: Claimed) -> Due | None:
-    rollout = queries.get_rollout(session=session, rollout_id=job.rollout_id)
-    if rollout is None or not rollout.status.is_open:
+    rollout = views.load_rollout(session=session, rollout_id=job.rollout_id)
+    if rollout is None or not rollout.is_open:
         return None
     if job.data.get("updated_at") != iso_utc(rollout.updated_at):
-        return planned(rollout, job.now).get(Kind.STALE)  # something happened: a new quiet spell
+        return _replan(session, rollout.id, Kind.STALE, job.now)  # something happened: a new quiet spell
     since = texts.when(rollout.updated_at, rollout.timezone)
-    message = texts.reminder("stale", views.rollout_view(rollout), days=STALE_BUSINESS_DAYS, since=since)
+    message = texts.reminder("stale", rollout, days=STALE_BUSINESS_DAYS, since=since)
     _queue(session, rollout, f"stale:{iso_utc(rollout.updated_at)}", job.now, message)
     return None
 
@@ -344,12 +391,16 @@ def _stale_in(session: Session, job: Claimed) -> Due | None:
 def _watch(svc: Services, job: Claimed) -> Due | None:
     """Reads the flag (when the bot runs it) and the rollback triggers (of an active rollout),
     the triggers against the baseline the gate uses."""
-    rollout = _load(svc, job.rollout_id)
-    if rollout is None or not rollout.status.is_open:
-        return None
+    with svc.db.reading() as session:  # the row and the stored baseline, in one read
+        rollout = queries.job_rollout_row(session=session, rollout_id=job.rollout_id)
+        if rollout is None or not rollout.status.is_open:
+            return None
+        on_triggers = rollout.status is RolloutStatus.ACTIVE and bool(rollout.triggers)
+        stored = measure.stored_baselines(session, rollout.id) if on_triggers else {}
+    logs.bind_rollout(rollout)
     refresh = flagging.watch(svc, rollout.id) if flag_rules.managed(rollout) else False
-    if rollout.status is RolloutStatus.ACTIVE and rollout.triggers:
-        refresh = triggers.watch_triggers(svc, rollout) or refresh
+    if on_triggers:
+        refresh = triggers.watch_triggers(svc, rollout, stored) or refresh
     elif not flag_rules.managed(rollout):
         return None
     if refresh:

@@ -25,7 +25,19 @@ from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any, cast
 
 from slack_sdk.errors import SlackApiError
-from sqlalchemy import BindParameter, CursorResult, Row, and_, bindparam, delete, insert, literal, or_, select, update
+from sqlalchemy import (
+    BindParameter,
+    CursorResult,
+    Row,
+    and_,
+    bindparam,
+    delete,
+    insert,
+    literal,
+    or_,
+    select,
+    update,
+)
 from sqlalchemy.dialects.postgresql import insert as postgres_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 

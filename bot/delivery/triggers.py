@@ -35,7 +35,9 @@ def _queued(session: Session, rollout: Rollout, milestone: str) -> bool:
     return queries.outbox_key_exists(session=session, dedupe_key=key)
 
 
-def watch_triggers(svc: Services, rollout: Rollout) -> bool:
+def watch_triggers(svc: Services, rollout: Rollout, stored: dict[str, Observation] | None = None) -> bool:
+    """`stored`: the rollout's stored baseline (`measure.stored_baselines`), when the caller
+    read it with the rollout's row; else it is read here."""
     now = svc.clock()
     metrics, triggers = measure.metrics_of(rollout)
     plan = measure.trigger_plan(
@@ -44,8 +46,10 @@ def watch_triggers(svc: Services, rollout: Rollout) -> bool:
     readings = measure.take(svc.metrics, plan, now)
     keyed = {t.key: t for t in triggers}
     current = measure.by_metric(plan, readings, keyed)
-    with svc.db.reading() as session:
-        baselines = measure.baselines_for(session, rollout, measure.controls(plan, readings, keyed))
+    if stored is None:
+        with svc.db.reading() as session:
+            stored = measure.stored_baselines(session, rollout.id)
+    baselines = {**stored, **measure.controls(plan, readings, keyed)}
     fired = fired_triggers(triggers, current, baselines)
     where = (rollout.phase_index, rollout.step_index)
     by_key = {t.key: t for t in triggers}
@@ -69,10 +73,12 @@ def _warn_undecided(
     """Tells the owner, in the status thread, which triggers cannot be judged; the dedupe key
     (trigger and step) makes it once, however often the watch runs."""
     with svc.db.transaction() as session:
-        rollout = queries.lock_rollout(session=session, rollout_id=rollout_id)
+        rollout = queries.lock_rollout_row(session=session, rollout_id=rollout_id)
         if rollout is None or rollout.status is not RolloutStatus.ACTIVE or where != _where(rollout):
             return
-        view = views.rollout_view(rollout)
+        view = views.load_rollout(session=session, rollout_id=rollout_id)
+        if view is None:
+            return
         for v in undecided:
             rule = describe_trigger(triggers[v.key])
             message = texts.trigger_undecided(view, trigger=v.name, reason=v.reason, rule=rule)

@@ -13,7 +13,7 @@ from zoneinfo import ZoneInfo
 
 from bot.domain.calendar import earliest_time, is_business_day
 from storage.enums import RolloutStatus
-from storage.models import Rollout
+from storage.models import Rollout, Step
 
 STALE_BUSINESS_DAYS = 3
 
@@ -109,11 +109,17 @@ def next_digest(rollout: Rollout, now: datetime) -> datetime | None:
 
 
 def planned_end(rollout: Rollout) -> datetime:
-    step = rollout.current_step
+    return step_end(
+        rollout.current_step, rollout.step_started_at, tz=rollout.timezone, country=rollout.country
+    )
+
+
+def step_end(step: Step, started: datetime, *, tz: str, country: str) -> datetime:
+    """When a step started at `started` is overdue: its planned end, else one business day
+    after its soak. Given the step alone, so a job that has not loaded the plan can ask."""
     if step.planned_end is not None:
         return step.planned_end
-    days = step.min_business_days + OVERDUE_GRACE_DAYS
-    return earliest_time(rollout.step_started_at, days, tz=rollout.timezone, country=rollout.country)
+    return earliest_time(started, step.min_business_days + OVERDUE_GRACE_DAYS, tz=tz, country=country)
 
 
 def planned_digest(rollout: Rollout, now: datetime) -> Due | None:

@@ -4,12 +4,14 @@ at all. Delivery (posting, retries, exactly once) is `bot.delivery.outbox`."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, Protocol, cast
 
-from sqlalchemy import select
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy import Insert, Table
+from sqlalchemy.dialects.postgresql import insert as postgres_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
 
 from bot.usecases.views import rollout_view
@@ -69,7 +71,34 @@ def dedupe_key(rollout_id: int, milestone: str, channel_id: str) -> str:
     return f"{rollout_id}:{milestone}:{channel_id}"
 
 
-def _rows(rollout: Rollout, announcement: Announcement) -> list[tuple[str, str, bool, Message]]:
+class Addressed(Protocol):
+    """Where a rollout's announcements go: a `Rollout` row or its `RolloutView` alike."""
+
+    @property
+    def id(self) -> int: ...
+    @property
+    def channel_id(self) -> str: ...
+    @property
+    def stakeholder_channels(self) -> Sequence[str]: ...
+
+
+# Built once per dialect and reused (the compiled form is cached): a row whose dedupe key is
+# already there (a replay, or another transaction that queued it first) is skipped by the
+# database itself, where a SELECT first and an INSERT in a savepoint took four statements.
+_INSERTS: dict[str, Insert] = {}
+
+
+def _insert_new(dialect: str) -> Insert:
+    stmt = _INSERTS.get(dialect)
+    if stmt is None:
+        build = postgres_insert if dialect == "postgresql" else sqlite_insert
+        table = cast("Table", OutboxMessage.__table__)
+        stmt = build(table).on_conflict_do_nothing(index_elements=["dedupe_key"]).returning(table.c.id)
+        _INSERTS[dialect] = stmt
+    return stmt
+
+
+def _rows(rollout: Addressed, announcement: Announcement) -> list[tuple[str, str, bool, Message]]:
     """(milestone of the key, channel, in the status thread, message) of each row to queue."""
     milestone = announcement.milestone
     rows: list[tuple[str, str, bool, Message]] = []
@@ -86,38 +115,34 @@ def _rows(rollout: Rollout, announcement: Announcement) -> list[tuple[str, str, 
     return rows
 
 
-def _outbox_row(
-    rollout: Rollout, announcement: Announcement, row: tuple[str, str, bool, Message], now: datetime
-) -> OutboxMessage:
+def _values(
+    rollout: Addressed, announcement: Announcement, row: tuple[str, str, bool, Message], now: datetime
+) -> dict[str, Any]:
     key_milestone, channel_id, in_thread, message = row
-    return OutboxMessage(
-        rollout_id=rollout.id,
-        dedupe_key=dedupe_key(rollout.id, key_milestone, channel_id),
-        channel_id=channel_id,
-        in_status_thread=in_thread,
-        payload=_payload(message, broadcast=announcement.broadcast and in_thread),
-        state=OutboxState.PENDING,
-        next_attempt_at=now,
-        created_at=now,
-    )
+    return {
+        "rollout_id": rollout.id,
+        "dedupe_key": dedupe_key(rollout.id, key_milestone, channel_id),
+        "channel_id": channel_id,
+        "in_status_thread": in_thread,
+        "payload": _payload(message, broadcast=announcement.broadcast and in_thread),
+        "state": OutboxState.PENDING,
+        "attempts": 0,
+        "next_attempt_at": now,
+        "created_at": now,
+    }
 
 
-def queue(session: Session, rollout: Rollout, announcement: Announcement, now: datetime) -> int:
+def queue(session: Session, rollout: Addressed, announcement: Announcement, now: datetime) -> int:
     """Queues the announcement in the caller's transaction (and marks the session so the
     outbox is woken after commit). Returns how many rows were new:
     a milestone already queued (a replayed change) adds nothing."""
+    stmt = _insert_new(session.get_bind().dialect.name)
+    session.flush()  # rows the caller added first keep their place (the outbox posts in id order)
     added = 0
     for row in _rows(rollout, announcement):
-        outbox_row = _outbox_row(rollout, announcement, row, now)
-        known = select(OutboxMessage.id).where(OutboxMessage.dedupe_key == outbox_row.dedupe_key)
-        if session.scalar(known) is not None:
-            continue
-        try:
-            with session.begin_nested():
-                session.add(outbox_row)
-            added += 1
-        except IntegrityError:
-            continue  # another transaction queued it first: still exactly once
+        # Still exactly once: ON CONFLICT DO NOTHING on the unique key; on Postgres a row
+        # another transaction is inserting is waited for, then skipped.
+        added += session.execute(stmt, _values(rollout, announcement, row, now)).first() is not None
     if added:
         session.info[QUEUED] = True
     return added
@@ -132,5 +157,5 @@ def announce_new(
     that records that message wakes it (`bot.delivery.status_board.post`)."""
     thread, line = milestone(kind, rollout_view(rollout), **extra)
     announcement = Announcement(key, thread, line)
-    rows = [_outbox_row(rollout, announcement, row, now) for row in _rows(rollout, announcement)]
+    rows = [OutboxMessage(**_values(rollout, announcement, row, now)) for row in _rows(rollout, announcement)]
     insert_new(session, rows, ids=False)

@@ -3,11 +3,12 @@ evaluated and stored as a snapshot, and the baseline captured at start."""
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import astuple, dataclass
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, cast
 
+from sqlalchemy import Table, insert
 from sqlalchemy.orm import Session
 
 from bot.domain import canary, rollouts
@@ -18,7 +19,7 @@ from bot.metrics.links import explorer_url
 from bot.services import Services
 from storage import queries
 from storage.enums import SnapshotKind
-from storage.models import MetricSnapshot, Rollout
+from storage.models import MetricSnapshot, Rollout, Step
 
 NOT_CONFIGURED = "Datadog is not configured (set DD_API_KEY and DD_APP_KEY)"
 CONTROL_SUFFIX = "#control"
@@ -191,20 +192,40 @@ def baselines_for(
 ) -> dict[str, Observation]:
     """The control cohort measured now where a metric has one (as Kayenta compares), else the
     baseline stored when the rollout started."""
-    stored = queries.latest_snapshot(session=session, rollout_id=rollout.id, kind=SnapshotKind.BASELINE)
-    baselines = from_json(stored.readings) if stored is not None else {}
+    return {**stored_baselines(session, rollout.id), **controls}
+
+
+def stored_baselines(session: Session, rollout_id: int) -> dict[str, Observation]:
+    """The baseline stored when the rollout started (what `baselines_for` falls back to), each
+    metric that could not be measured then with the hint to measure it again."""
+    stored = queries.baseline_readings(session=session, rollout_id=rollout_id)
+    baselines = from_json(stored) if stored is not None else {}
     for key, seen in baselines.items():
         if seen.value is None:
             hint = (
                 f"it could not be measured at start ({seen.problem}); `/rollout baseline` measures it again"
             )
             baselines[key] = Observation(None, hint)
-    return {**baselines, **controls}
+    return baselines
 
 
 def evaluate(
     rollout: Rollout, current: dict[str, Observation], baselines: dict[str, Observation], now: datetime
 ) -> GateResult:
+    step, unchecked = rollout.current_step, rollouts.unchecked_exit_criteria(rollout)
+    return evaluate_at(rollout, step, unchecked, current, baselines, now)
+
+
+def evaluate_at(
+    rollout: Rollout,
+    step: Step,
+    unchecked: Sequence[str],
+    current: dict[str, Observation],
+    baselines: dict[str, Observation],
+    now: datetime,
+) -> GateResult:
+    """The gate of `evaluate`, given the rollout's row, its current step and the exit criteria
+    still open (those that gate this advance): for a caller that did not load the plan."""
     metrics, triggers = metrics_of(rollout)
     return evaluate_gate(
         GateInput(
@@ -212,10 +233,10 @@ def evaluate(
             triggers=triggers,
             readings=current,
             baselines=baselines,
-            unchecked_exit_criteria=rollouts.unchecked_exit_criteria(rollout),
-            step_title=rollouts.display_title(rollout.current_step),
+            unchecked_exit_criteria=list(unchecked),
+            step_title=rollouts.display_title(step),
             step_started_at=rollout.step_started_at,
-            min_business_days=rollout.current_step.min_business_days,
+            min_business_days=step.min_business_days,
             now=now,
             tz=rollout.timezone,
             country=rollout.country,
@@ -244,6 +265,33 @@ def store_snapshot(
     session.add(snap)
     session.flush()
     return snap
+
+
+def record_snapshot(
+    session: Session,
+    rollout: Rollout,
+    kind: SnapshotKind,
+    current: dict[str, Observation],
+    gate: GateResult | None,
+    now: datetime,
+) -> None:
+    """`store_snapshot` for a caller that needs nothing of the row back: one prepared INSERT."""
+    session.execute(
+        _INSERT_SNAPSHOT,
+        {
+            "rollout_id": rollout.id,
+            "kind": kind,
+            "taken_at": now,
+            "phase_index": rollout.phase_index,
+            "step_index": rollout.step_index,
+            "readings": to_json(current),
+            "verdict": gate_json(gate) if gate is not None else {},
+            "passed": gate.passed if gate is not None else None,
+        },
+    )
+
+
+_INSERT_SNAPSHOT = insert(cast("Table", MetricSnapshot.__table__))
 
 
 def gate_json(gate: GateResult) -> dict[str, object]:
