@@ -41,19 +41,11 @@ from typing import Any, cast
 from slack_sdk.errors import SlackApiError
 from sqlalchemy import (
     CursorResult,
-    Integer,
-    Select,
-    Table,
-    Update,
-    and_,
-    bindparam,
-    exists,
-    or_,
-    select,
     update,
 )
-from sqlalchemy.orm import load_only
 
+from bot.delivery import outbox_queries
+from bot.delivery.outbox_queries import MARK_ATTEMPT, ROLLOUT, WAITING_BEFORE
 from bot.errors import NotInChannel
 from bot.observe import logs, telemetry
 from bot.services import Services
@@ -95,124 +87,10 @@ class _LookupFailed(Exception):
         self.retry_after = retry_after
 
 
-def _claimable(row: Any, now: Any) -> Any:
-    return and_(
-        row.state == OutboxState.PENDING,
-        row.next_attempt_at <= now,
-        or_(row.locked_until.is_(None), row.locked_until <= now),
-    )
-
-
-# The statements every delivery runs, built once with bound parameters: building them (and
-# their cache keys, which SQLAlchemy keeps on the statement object) for each row cost more than
-# running them.
-_OUTBOX = cast(Table, OutboxMessage.__table__)
-_NOW = bindparam("now", type_=_OUTBOX.c.next_attempt_at.type)
-
-
-def _claim_statements() -> tuple[Select[Any], Select[Any], Update]:
-    row = _OUTBOX.c
-    earlier = _OUTBOX.alias("earlier").c
-    same_queue = and_(
-        earlier.rollout_id == row.rollout_id,
-        earlier.channel_id == row.channel_id,
-        earlier.id < row.id,
-        earlier.state == OutboxState.PENDING,
-    )
-    may_go = (_claimable(row, _NOW), ~exists().where(same_queue, ~_claimable(earlier, _NOW)))
-    head = select(row.id, row.rollout_id, row.channel_id).where(*may_go).order_by(row.id).limit(1)
-    rest = (
-        select(row.id)
-        .where(
-            *may_go,
-            row.rollout_id == bindparam("rollout_id"),
-            row.channel_id == bindparam("channel_id"),
-            row.id > bindparam("head_id"),
-        )
-        .order_by(row.id)
-        .limit(bindparam("limit", type_=Integer))
-    )
-    lease = (
-        update(_OUTBOX)
-        .where(row.id.in_(bindparam("ids", expanding=True)))
-        .values(locked_until=bindparam("lease", type_=row.locked_until.type))
-    )
-    return head, rest, lease
-
-
-_HEAD, _REST, _LEASE = _claim_statements()
-_HEAD_LOCKED = _HEAD.with_for_update(skip_locked=True)
-_REST_LOCKED = _REST.with_for_update(skip_locked=True)
-_EARLIER = _OUTBOX.alias("earlier").c
-_WAITING_BEFORE = (
-    select(_EARLIER.id)
-    .where(
-        _EARLIER.rollout_id == bindparam("rollout_id"),
-        _EARLIER.channel_id == bindparam("channel_id"),
-        _EARLIER.id < bindparam("row_id"),
-        _EARLIER.state == OutboxState.PENDING,
-    )
-    .limit(1)
-)
-
-# What a delivery reads of the rollout (where it is, whom to tell, the log's names): its plan
-# and settings, large JSON documents, are not read for every message.
-_ROLLOUT = (
-    select(Rollout)
-    .options(
-        load_only(
-            Rollout.team_id,
-            Rollout.channel_id,
-            Rollout.feature,
-            Rollout.owner_id,
-            Rollout.stakeholder_channels,
-            raiseload=True,
-        )
-    )
-    .where(Rollout.id == bindparam("id"))
-)
-
-_MARK_ATTEMPT = (
-    update(_OUTBOX)
-    .where(
-        _OUTBOX.c.id == bindparam("row_id"),
-        _OUTBOX.c.locked_until == bindparam("lease", type_=_OUTBOX.c.locked_until.type),
-        ~exists().where(
-            _EARLIER.rollout_id == bindparam("q_rollout_id"),
-            _EARLIER.channel_id == bindparam("q_channel_id"),
-            _EARLIER.id < bindparam("row_id"),
-            _EARLIER.state == OutboxState.PENDING,
-        ),
-    )
-    .values(attempts=bindparam("next_attempts"))
-)
-
-
 def _claim(svc: Services, now: datetime, limit: int) -> list[tuple[int, datetime]]:
-    """Leases the first due rows, up to `limit`, of one rollout and channel: the queue of the
-    lowest-id row that may go now (no earlier pending row of its rollout and channel is
-    waiting or leased). Returns (id, lease) pairs in id order; the lease is the claim token.
-
-    One queue per claim, so that another worker's claim finds the other queues free rather
-    than all their first rows leased by this one."""
-    lease = now + LEASE
-    postgres = svc.db.dialect == "postgresql"
-    with svc.db.transaction() as session:
-        head = session.execute(_HEAD_LOCKED if postgres else _HEAD, {"now": now}).first()
-        if head is None:
-            return []
-        ids = [head.id]
-        if head.rollout_id is not None and limit > 1:
-            params = {
-                "now": now,
-                "rollout_id": head.rollout_id,
-                "channel_id": head.channel_id,
-                "head_id": head.id,
-                "limit": limit - 1,
-            }
-            ids += session.scalars(_REST_LOCKED if postgres else _REST, params)
-        session.execute(_LEASE, {"ids": ids, "lease": lease})
-    return [(i, lease) for i in ids]
+    """Leases the first due rows, up to `limit`, of one rollout and channel (see
+    `outbox_queries.claim`). Returns (id, lease) pairs in id order; the lease is the claim token."""
+    return outbox_queries.claim(svc, now, now + LEASE, limit)
 
 
 def deliver_due(svc: Services, *, limit: int = BATCH) -> int:
@@ -242,7 +120,7 @@ def _load(svc: Services, row_id: int) -> tuple[OutboxMessage, Rollout | None, st
         row = session.get(OutboxMessage, row_id)
         if row is None:  # its rollout was discarded (a start that could not post) meanwhile
             return None
-        rollout = session.scalars(_ROLLOUT, {"id": row.rollout_id}).first() if row.rollout_id else None
+        rollout = session.scalars(ROLLOUT, {"id": row.rollout_id}).first() if row.rollout_id else None
         status = (
             queries.status_message(session=session, rollout_id=row.rollout_id) if row.rollout_id else None
         )
@@ -341,7 +219,7 @@ def _waits_its_turn(svc: Services, row: OutboxMessage) -> bool:
         return False
     params = {"rollout_id": row.rollout_id, "channel_id": row.channel_id, "row_id": row.id}
     with svc.db.reading() as session:
-        return session.scalar(_WAITING_BEFORE, params) is not None
+        return session.scalar(WAITING_BEFORE, params) is not None
 
 
 def _mark_attempt(svc: Services, row: OutboxMessage, lease: datetime) -> bool:
@@ -357,7 +235,7 @@ def _mark_attempt(svc: Services, row: OutboxMessage, lease: datetime) -> bool:
         "next_attempts": row.attempts + 1,
     }
     with svc.db.transaction() as session:
-        result = session.execute(_MARK_ATTEMPT, params)
+        result = session.execute(MARK_ATTEMPT, params)
     return bool(cast("CursorResult[Any]", result).rowcount)
 
 

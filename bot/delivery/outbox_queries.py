@@ -1,0 +1,133 @@
+"""The outbox's claim and the statements every delivery runs (bot/delivery/outbox.py has the
+rules: leases, order per rollout and channel, exactly once).
+
+They are built once, with bound parameters: building them for each row (and their cache keys,
+which SQLAlchemy keeps on the statement object) cost more than running them."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any, cast
+
+from sqlalchemy import Integer, Select, Table, Update, and_, bindparam, exists, or_, select, update
+from sqlalchemy.orm import load_only
+
+from bot.services import Services
+from storage.enums import OutboxState
+from storage.models import OutboxMessage, Rollout
+
+
+def _claimable(row: Any, now: Any) -> Any:
+    return and_(
+        row.state == OutboxState.PENDING,
+        row.next_attempt_at <= now,
+        or_(row.locked_until.is_(None), row.locked_until <= now),
+    )
+
+
+OUTBOX_TABLE = cast(Table, OutboxMessage.__table__)
+_NOW = bindparam("now", type_=OUTBOX_TABLE.c.next_attempt_at.type)
+
+
+def _claim_statements() -> tuple[Select[Any], Select[Any], Update]:
+    row = OUTBOX_TABLE.c
+    earlier = OUTBOX_TABLE.alias("earlier").c
+    same_queue = and_(
+        earlier.rollout_id == row.rollout_id,
+        earlier.channel_id == row.channel_id,
+        earlier.id < row.id,
+        earlier.state == OutboxState.PENDING,
+    )
+    may_go = (_claimable(row, _NOW), ~exists().where(same_queue, ~_claimable(earlier, _NOW)))
+    head = select(row.id, row.rollout_id, row.channel_id).where(*may_go).order_by(row.id).limit(1)
+    rest = (
+        select(row.id)
+        .where(
+            *may_go,
+            row.rollout_id == bindparam("rollout_id"),
+            row.channel_id == bindparam("channel_id"),
+            row.id > bindparam("head_id"),
+        )
+        .order_by(row.id)
+        .limit(bindparam("limit", type_=Integer))
+    )
+    lease = (
+        update(OUTBOX_TABLE)
+        .where(row.id.in_(bindparam("ids", expanding=True)))
+        .values(locked_until=bindparam("lease", type_=row.locked_until.type))
+    )
+    return head, rest, lease
+
+
+_HEAD, _REST, _LEASE = _claim_statements()
+HEAD_LOCKED = _HEAD.with_for_update(skip_locked=True)
+REST_LOCKED = _REST.with_for_update(skip_locked=True)
+_EARLIER = OUTBOX_TABLE.alias("earlier").c
+WAITING_BEFORE = (
+    select(_EARLIER.id)
+    .where(
+        _EARLIER.rollout_id == bindparam("rollout_id"),
+        _EARLIER.channel_id == bindparam("channel_id"),
+        _EARLIER.id < bindparam("row_id"),
+        _EARLIER.state == OutboxState.PENDING,
+    )
+    .limit(1)
+)
+
+# What a delivery reads of the rollout (where it is, whom to tell, the log's names): its plan
+# and settings, large JSON documents, are not read for every message.
+ROLLOUT = (
+    select(Rollout)
+    .options(
+        load_only(
+            Rollout.team_id,
+            Rollout.channel_id,
+            Rollout.feature,
+            Rollout.owner_id,
+            Rollout.stakeholder_channels,
+            raiseload=True,
+        )
+    )
+    .where(Rollout.id == bindparam("id"))
+)
+
+MARK_ATTEMPT = (
+    update(OUTBOX_TABLE)
+    .where(
+        OUTBOX_TABLE.c.id == bindparam("row_id"),
+        OUTBOX_TABLE.c.locked_until == bindparam("lease", type_=OUTBOX_TABLE.c.locked_until.type),
+        ~exists().where(
+            _EARLIER.rollout_id == bindparam("q_rollout_id"),
+            _EARLIER.channel_id == bindparam("q_channel_id"),
+            _EARLIER.id < bindparam("row_id"),
+            _EARLIER.state == OutboxState.PENDING,
+        ),
+    )
+    .values(attempts=bindparam("next_attempts"))
+)
+
+
+def claim(svc: Services, now: datetime, lease: datetime, limit: int) -> list[tuple[int, datetime]]:
+    """Leases the first due rows, up to `limit`, of one rollout and channel: the queue of the
+    lowest-id row that may go now (no earlier pending row of its rollout and channel is
+    waiting or leased). Returns (id, lease) pairs in id order; the lease is the claim token.
+
+    One queue per claim, so that another worker's claim finds the other queues free rather
+    than all their first rows leased by this one."""
+    postgres = svc.db.dialect == "postgresql"
+    with svc.db.transaction() as session:
+        head = session.execute(HEAD_LOCKED if postgres else _HEAD, {"now": now}).first()
+        if head is None:
+            return []
+        ids = [head.id]
+        if head.rollout_id is not None and limit > 1:
+            params = {
+                "now": now,
+                "rollout_id": head.rollout_id,
+                "channel_id": head.channel_id,
+                "head_id": head.id,
+                "limit": limit - 1,
+            }
+            ids += session.scalars(REST_LOCKED if postgres else _REST, params)
+        session.execute(_LEASE, {"ids": ids, "lease": lease})
+    return [(i, lease) for i in ids]
