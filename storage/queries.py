@@ -23,7 +23,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.dialects.postgresql import insert as postgres_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
-from sqlalchemy.orm import Session, defer, raiseload, selectinload
+from sqlalchemy.orm import Session, load_only, raiseload, selectinload
 
 from storage.enums import OPEN_STATUSES, EventKind, ItemKind, SnapshotKind
 from storage.models import (
@@ -275,13 +275,13 @@ def latest_check(
 
 
 # Built once and reused: the statements a due job runs every time (their compiled form is cached).
-# The rollout's row is read without its plan document (`plan_doc`, the largest column, that no
-# job decides from): reading it raises instead of loading.
-_ROW = (
-    select(Rollout)
-    .where(Rollout.id == bindparam("rollout_id"))
-    .options(defer(Rollout.plan_doc, raiseload=True), raiseload("*"))
-)
+# The rollout's row with the columns the due jobs decide from, not the plan document and the
+# rest: reading another raises instead of loading.
+_JOB_COLUMNS = """id team_id channel_id feature owner_id stakeholder_channels status phase_index step_index
+step_started_at timezone country revision updated_at metrics triggers watch_pauses flag_key service
+flag_seen_at flag_pending digest digest_time auto_advance"""
+_JOB_ONLY = load_only(*(getattr(Rollout, name) for name in _JOB_COLUMNS.split()), raiseload=True)
+_ROW = select(Rollout).where(Rollout.id == bindparam("rollout_id")).options(_JOB_ONLY, raiseload("*"))
 _ROW_LOCKED = _ROW.execution_options(populate_existing=True)
 _ROW_LOCKED_PG = _ROW.with_for_update(of=Rollout).execution_options(populate_existing=True)
 _STEP = (
@@ -344,8 +344,8 @@ def baseline_readings(*, session: Session, rollout_id: int) -> dict[str, Any] | 
 
 
 def job_rollout_row(*, session: Session, rollout_id: int) -> Rollout | None:
-    """The rollout's own row for a due job to decide from: no plan (its relationships raise),
-    no plan document."""
+    """The rollout's own row for a due job to decide from: its relationships (the plan) and
+    the columns no job reads (the plan document...) raise instead of loading."""
     return session.scalars(_ROW, {"rollout_id": rollout_id}).first()
 
 
@@ -365,13 +365,7 @@ def step_at(*, session: Session, rollout_id: int, phase_index: int, step_index: 
     found = session.execute(_STEP, params).first()
     if found is None:
         return None
-    return Step(
-        position=found.position,
-        percent=found.percent,
-        label=found.label,
-        min_business_days=found.min_business_days,
-        planned_end=found.planned_end,
-    )
+    return Step(**found._mapping)
 
 
 def key_queued(*, session: Session, dedupe_key: str) -> bool:

@@ -17,11 +17,13 @@ replicas share the work:
   at the end of the tick (each still only while its token holds; a crash before leaves them
   leased, and they run again after the lease).
 - Each job reads what it decides from in a fixed number of statements, whatever the size of the
-  plan: the rollout's row (`queries.job_rollout_row`; `lock_rollout_row` to change it, a `SELECT …
-  FOR UPDATE` of that row on Postgres), the current step alone (`queries.step_at`), and, to
-  render a message, the plain view (`views.load_rollout`). The whole ORM plan is loaded only to
-  re-plan a row from a state that moved on. The tick's own statements on `due_job` (claim,
-  lease, settle) are prepared Core statements, reused.
+  plan: the rollout's row (`queries.job_rollout_row`, the columns jobs read), locked for a
+  change by a `SELECT … FOR UPDATE` of that row alone on Postgres (`lock_rollout_row`; the
+  ready check locks its revision, `lock_revision`, and goes on from the row it read before
+  while that holds), the current step alone (`queries.step_at`), and, to render a message,
+  the plain view (`views.load_rollout`). The whole ORM plan is loaded only to re-plan a row
+  from a state that moved on. The tick's own statements (claim, lease, settle, the outbox
+  key) are prepared Core statements, reused.
 - Every message goes through the outbox under a dedupe key, so a job replayed after a crash
   never posts twice.
 - A tick draws nothing: a digest commits its text to the outbox and, in the same transaction,
