@@ -28,6 +28,7 @@ from slack_sdk.errors import SlackApiError
 from sqlalchemy import BindParameter, CursorResult, Row, and_, bindparam, delete, literal, or_, select, update
 from sqlalchemy.dialects.postgresql import insert as postgres_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy.orm import Session
 
 from bot.domain.schedule import Kind, refresh_retry
 from bot.errors import RolloutNotFound
@@ -285,21 +286,29 @@ def permalink(svc: Services, rollout_id: int) -> str | None:
     """A link to the live status message, or None if there is none (or Slack will not say)."""
     with svc.db.reading() as session:
         ref = session.connection().execute(_MESSAGE, {"of_rollout": rollout_id}).first()
-    return _link(svc, rollout_id, ref)
+    return message_link(svc, rollout_id, ref)
 
 
 def view_and_link(svc: Services, team_id: str, rollout_id: int) -> tuple[RolloutView, str | None]:
     """A workspace's rollout as its status message shows it, and the link to that message (as
     `permalink`), read in one transaction. Refused if the rollout is not there."""
     with svc.db.reading() as session:
-        view = views.load_rollout(session=session, rollout_id=rollout_id, team_id=team_id)
-        ref = session.connection().execute(_MESSAGE, {"of_rollout": rollout_id}).first() if view else None
+        view, ref = copy_of(session, team_id, rollout_id)
+    return view, message_link(svc, rollout_id, ref)
+
+
+def copy_of(
+    session: Session, team_id: str, rollout_id: int
+) -> tuple[RolloutView, Row[Any, Any, Any, Any] | None]:
+    """In the caller's read transaction: the rollout's view and its status message's row (for
+    `message_link`, after the transaction). Refused if the rollout is not there."""
+    view = views.load_rollout(session=session, rollout_id=rollout_id, team_id=team_id)
     if view is None:
         raise RolloutNotFound("That rollout does not exist any more.")
-    return view, _link(svc, rollout_id, ref)
+    return view, session.connection().execute(_MESSAGE, {"of_rollout": rollout_id}).first()
 
 
-def _link(svc: Services, rollout_id: int, ref: Row[Any, Any, Any, Any] | None) -> str | None:
+def message_link(svc: Services, rollout_id: int, ref: Row[Any, Any, Any, Any] | None) -> str | None:
     """The message's permalink, which never changes: Slack is asked the first time, and the
     answer is kept on the message's row for every later status."""
     if ref is None:
