@@ -21,7 +21,9 @@ finding a retry waiting takes it at once, as a person's click deserves an answer
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass
 from datetime import datetime, timedelta
+from enum import Enum
 from typing import TYPE_CHECKING, Any, cast
 
 from slack_sdk.errors import SlackApiError
@@ -40,6 +42,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.dialects.postgresql import insert as postgres_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy.orm import Session
 
 from bot.domain.schedule import Kind, refresh_retry
 from bot.errors import RolloutNotFound
@@ -182,17 +185,41 @@ def refresh(svc: Services, rollout_id: int) -> str | None:
     held = _ask(svc, rollout_id)
     if held is None:
         return None
+    token, target = held
     # A person is waiting on this one: it starts from the first back-off step, not where the
     # retries left off.
-    return hold(svc, rollout_id, held)
+    return hold(svc, rollout_id, token, first=target)
 
 
-def hold(svc: Services, rollout_id: int, token: datetime, attempt: int = 0) -> str | None:
+class _Unread(Enum):
+    UNREAD = "unread"
+
+
+@dataclass(frozen=True)
+class _Target:
+    """What one round edits: the message, and the view of the committed state it is to show."""
+
+    channel: str
+    ts: str
+    view: RolloutView
+
+
+def hold(
+    svc: Services,
+    rollout_id: int,
+    token: datetime,
+    attempt: int = 0,
+    *,
+    first: _Target | _Unread | None = _Unread.UNREAD,
+) -> str | None:
     """Edits the message while holding its `refresh` row (`due_at == token`) until it shows the
-    newest state, then lets go. Returns None, or Slack's error (the row then waits to retry)."""
+    newest state, then lets go. Returns None, or Slack's error (the row then waits to retry).
+    `first`: what the first round shows, when it was read as the row was taken."""
     for _ in range(MAX_ROUNDS):
+        target = _read_target(svc, rollout_id) if first is _Unread.UNREAD else first
+        first = _Unread.UNREAD  # later rounds read the newest state themselves
         try:
-            shown = _edit_once(svc, rollout_id)
+            shown = _edit_once(svc, target)
         except SlackApiError as exc:
             error = error_code(exc)
             log.warning("status message of rollout %s not updated: %s", rollout_id, error)
@@ -217,9 +244,11 @@ def _mine(rollout_id: int) -> tuple[Any, ...]:
     return (DueJob.rollout_id == rollout_id, DueJob.kind == Kind.REFRESH)
 
 
-def _ask(svc: Services, rollout_id: int) -> datetime | None:
-    """Takes the message's `refresh` row (returns its token), or asks its holder for one more
-    round (returns None). One short write transaction: one statement when nobody holds it."""
+def _ask(svc: Services, rollout_id: int) -> tuple[datetime, _Target | None] | None:
+    """Takes the message's `refresh` row (returns its token, and what the first round is to
+    show, read in the same transaction: the state committed once the row is ours, so any change
+    after it asks the holder again), or asks its holder for one more round (returns None). One
+    short write transaction: one statement to take the row when nobody holds it."""
     now = svc.clock()
     lease = now + LEASE
     take = _TAKE[svc.db.dialect]
@@ -227,7 +256,7 @@ def _ask(svc: Services, rollout_id: int) -> datetime | None:
         conn = session.connection()
         for _ in range(2):  # a second look when its holder let go between the two statements
             if conn.execute(take, {"of_rollout": rollout_id, "lease": lease}).scalar() is not None:
-                return lease
+                return lease, _target(session, rollout_id)
             row = conn.execute(_HELD, {"of_rollout": rollout_id}).first()
             if row is None:
                 continue
@@ -236,7 +265,7 @@ def _ask(svc: Services, rollout_id: int) -> datetime | None:
             if due_at <= now or ERROR in data:  # lease over or handed on, or a retry waiting: free
                 attempt = int(data.get("attempt", 0))
                 conn.execute(_SET_ROW, {**mine, "lease": lease, "new_data": {"attempt": attempt}})
-                return lease
+                return lease, _target(session, rollout_id)
             # Held: ask its holder for one more round; the row stays its holder's.
             again = {**data, AGAIN: int(data.get(AGAIN, 0)) + 1}
             conn.execute(_SET_ROW, {**mine, "lease": due_at, "new_data": again})
@@ -244,17 +273,27 @@ def _ask(svc: Services, rollout_id: int) -> datetime | None:
     return None  # no rollout of that id: nothing to show
 
 
-def _edit_once(svc: Services, rollout_id: int) -> int | None:
-    """Renders the committed state into the message; the revision shown, or None when there is
-    nothing to edit (no rollout, or no message yet: `post` catches up when it has one)."""
+def _target(session: Session, rollout_id: int) -> _Target | None:
+    """The message and the view it is to show; None when there is nothing to edit (no rollout,
+    or no message yet: `post` catches up when it has one)."""
+    ref = session.connection().execute(_MESSAGE, {"of_rollout": rollout_id}).first()
+    view = views.load_rollout(session=session, rollout_id=rollout_id) if ref is not None else None
+    return None if ref is None or view is None else _Target(ref.channel_id, ref.ts, view)
+
+
+def _read_target(svc: Services, rollout_id: int) -> _Target | None:
     with svc.db.reading() as session:
-        ref = session.connection().execute(_MESSAGE, {"of_rollout": rollout_id}).first()
-        rollout = views.load_rollout(session=session, rollout_id=rollout_id) if ref is not None else None
-    if ref is None or rollout is None:
+        return _target(session, rollout_id)
+
+
+def _edit_once(svc: Services, target: _Target | None) -> int | None:
+    """Renders the view into the message; the revision shown, or None when there was nothing
+    to edit."""
+    if target is None:
         return None
-    message = status_message(rollout, now=svc.clock())
-    svc.client.chat_update(channel=ref.channel_id, ts=ref.ts, **message.as_kwargs())
-    return rollout.revision
+    message = status_message(target.view, now=svc.clock())
+    svc.client.chat_update(channel=target.channel, ts=target.ts, **message.as_kwargs())
+    return target.view.revision
 
 
 def _let_go(svc: Services, rollout_id: int, token: datetime, shown: int | None) -> datetime | None:
@@ -315,21 +354,29 @@ def permalink(svc: Services, rollout_id: int) -> str | None:
     """A link to the live status message, or None if there is none (or Slack will not say)."""
     with svc.db.reading() as session:
         ref = session.connection().execute(_MESSAGE, {"of_rollout": rollout_id}).first()
-    return _link(svc, rollout_id, ref)
+    return message_link(svc, rollout_id, ref)
 
 
 def view_and_link(svc: Services, team_id: str, rollout_id: int) -> tuple[RolloutView, str | None]:
     """A workspace's rollout as its status message shows it, and the link to that message (as
     `permalink`), read in one transaction. Refused if the rollout is not there."""
     with svc.db.reading() as session:
-        view = views.load_rollout(session=session, rollout_id=rollout_id, team_id=team_id)
-        ref = session.connection().execute(_MESSAGE, {"of_rollout": rollout_id}).first() if view else None
+        view, ref = copy_of(session, team_id, rollout_id)
+    return view, message_link(svc, rollout_id, ref)
+
+
+def copy_of(
+    session: Session, team_id: str, rollout_id: int
+) -> tuple[RolloutView, Row[Any, Any, Any, Any] | None]:
+    """In the caller's read transaction: the rollout's view and its status message's row (for
+    `message_link`, after the transaction). Refused if the rollout is not there."""
+    view = views.load_rollout(session=session, rollout_id=rollout_id, team_id=team_id)
     if view is None:
         raise RolloutNotFound("That rollout does not exist any more.")
-    return view, _link(svc, rollout_id, ref)
+    return view, session.connection().execute(_MESSAGE, {"of_rollout": rollout_id}).first()
 
 
-def _link(svc: Services, rollout_id: int, ref: Row[Any, Any, Any, Any] | None) -> str | None:
+def message_link(svc: Services, rollout_id: int, ref: Row[Any, Any, Any, Any] | None) -> str | None:
     """The message's permalink, which never changes: Slack is asked the first time, and the
     answer is kept on the message's row for every later status."""
     if ref is None:

@@ -88,9 +88,7 @@ def _with_reason(req: Request, cmd: WithReason) -> None:
 COMMANDS: dict[type[Any], Callable[[Request, Any], None]] = {
     Help: lambda req, cmd: None,  # answered by the ack
     Start: _start,
-    Status: lambda req, cmd: req.reply(
-        sub.status(req.svc, req.actor, lookup.resolve(req.svc, req.actor, cmd.feature, "status"))
-    ),
+    Status: lambda req, cmd: req.reply(sub.status_of(req.svc, req.actor, cmd.feature)),
     ListRollouts: lambda req, cmd: req.reply(sub.list_rollouts(req.svc, req.actor)),
     OnRollout: _on_rollout,
     WithReason: _with_reason,

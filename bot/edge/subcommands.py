@@ -194,6 +194,16 @@ def status(svc: Services, actor: Actor, rollout_id: int) -> Message:
     return status_message(rollout, now=svc.clock(), interactive=False, link=link)
 
 
+def status_of(svc: Services, actor: Actor, feature: str | None) -> Message:
+    """`/rollout status [feature]`: finding the rollout, its view and its message's row take one
+    read transaction; the link is asked of Slack only the first time (`status_board`)."""
+    with svc.db.reading() as session:
+        rollout_id = lookup.resolve_in(session, actor, feature, "status")
+        rollout, ref = status_board.copy_of(session, actor.team_id, rollout_id)
+    link = status_board.message_link(svc, rollout_id, ref)
+    return status_message(rollout, now=svc.clock(), interactive=False, link=link)
+
+
 def list_rollouts(svc: Services, actor: Actor) -> Message:
     rows = [
         {

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from sqlalchemy.orm import Session
+
 from bot.domain import names
 from bot.errors import NeedsChoice, RolloutNotFound
 from bot.observe import logs
@@ -13,19 +15,22 @@ from storage.models import Rollout
 def resolve(svc: Services, actor: Actor, feature: str | None, subcommand: str) -> int:
     """Finds the rollout a command means: by name, else the channel's only open one."""
     with svc.db.reading() as session:
-        if feature is not None:
-            key = names.feature_key(feature)
-            found = queries.latest_by_feature(session=session, team_id=actor.team_id, feature_key=key)
-            if found is None:
-                raise RolloutNotFound(
-                    "There is no rollout called *{feature}*. `/rollout list` shows the open ones.",
-                    feature=feature,
-                )
-            logs.bind_rollout(found)
-            return found.id
-        in_channel = queries.open_in_channel(
-            session=session, team_id=actor.team_id, channel_id=actor.channel_id
-        )
+        return resolve_in(session, actor, feature, subcommand)
+
+
+def resolve_in(session: Session, actor: Actor, feature: str | None, subcommand: str) -> int:
+    """`resolve`, in a read transaction the caller goes on using."""
+    if feature is not None:
+        key = names.feature_key(feature)
+        found = queries.latest_by_feature(session=session, team_id=actor.team_id, feature_key=key)
+        if found is None:
+            raise RolloutNotFound(
+                "There is no rollout called *{feature}*. `/rollout list` shows the open ones.",
+                feature=feature,
+            )
+        logs.bind_rollout(found)
+        return found.id
+    in_channel = queries.open_in_channel(session=session, team_id=actor.team_id, channel_id=actor.channel_id)
     if len(in_channel) == 1:
         logs.bind_rollout(in_channel[0])
         return in_channel[0].id
