@@ -188,13 +188,17 @@ def yield_to_the_web_process() -> None:
     share them equally, and acks would queue behind the work of earlier requests: with the
     work process niced (and SCHED_BATCH, which also tells the scheduler it is not
     interactive), the web process gets the CPU first and the work runs in what is left, which
-    a burst's backlog then works off. Where neither is allowed, nothing changes."""
+    a burst's backlog then works off. Niceness counts only among the processes of one
+    machine or container (a container's share of the host is its cgroup's), so in a container
+    of its own it orders exactly these two. Measured (bench/ack_latency.py, 2 busy cores): ack
+    throughput 0.34x the bare app's for status and start with niceness 10, 0.25x without.
+    Where neither is allowed, nothing changes."""
     try:
         os.sched_setscheduler(0, os.SCHED_BATCH, os.sched_param(0))
     except (AttributeError, OSError) as exc:
         log.info("work process: SCHED_BATCH not available (%s)", exc)
     try:
-        os.nice(int(os.environ.get("ROLLOUT_WORK_NICENESS", WORK_NICENESS)))
+        os.nice(WORK_NICENESS)
     except OSError as exc:
         log.info("work process: could not lower its priority (%s)", exc)
 
