@@ -13,7 +13,7 @@ from typing import Any
 from bot.app import build_app
 from bot.config import Settings
 from bot.delivery.scheduler import Scheduler
-from bot.edge import wakeup
+from bot.edge import form_bodies, wakeup
 from bot.edge.web import build_web, serve_http
 from bot.edge.workqueue import Worker, queue_lazy_work
 from bot.flags import FlagError, FlagProvider, FlagState, provider_from_env
@@ -115,6 +115,7 @@ def serve(settings: Settings) -> None:
     process holds the socket instead (started in gunicorn's worker) and answers only the
     health and metrics pages. Either way the work behind each ack is queued for the work
     process, so acks never wait on it."""
+    form_bodies.install()
     svc = build_services(settings)
     bolt = build_app(svc)
     queue = Database(queue_url(settings.database_url), pool_size=settings.web_threads)
@@ -206,6 +207,7 @@ def yield_to_the_web_process() -> None:
 def work(settings: Settings) -> None:
     """The work process: runs queued listener work, delivers the outbox, runs due jobs."""
     yield_to_the_web_process()
+    form_bodies.install()
     svc = build_services(settings)
     app = build_app(svc, verify_requests=False)
     scheduler = Scheduler(svc, due_seconds=settings.due_seconds)
