@@ -250,6 +250,8 @@ def plan_clicks(
     """Click i ticks a box nobody ticked: message i % M, its (i // M)-th checklist box (after
     the `skip` clicks planned before)."""
     clicks: list[Click] = []
+    if not messages:
+        return clicks
     options = [checklist_values(m) for m in messages]
     for i in range(skip, skip + count):
         m = i % len(messages)
@@ -488,7 +490,16 @@ def main() -> int:
             work_cpu["start"] = cpu_seconds(work) - work_before
             phase("start")
 
-            # click: each on a status message posted by the measured starts
+            # click: each on a status message posted by the measured starts (when the drain
+            # window passed without one, wait for some: the clicks need boxes to tick)
+            if not posted:
+                wait_for(
+                    "a status message to click on",
+                    lambda: len(headers_posted(fakes, sent_features)) >= 1,
+                    180,
+                    1.0,
+                )
+                posted = headers_posted(fakes, sent_features)
             messages = status_messages(fakes, ch_start, set(posted))
             clicks = plan_clicks(d_start, messages, PER_KIND)
             cpu_before, work_before = cpu_seconds(worker), cpu_seconds(work)

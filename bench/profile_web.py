@@ -46,7 +46,9 @@ KEEP = os.environ.get("BENCH_PROFILE_KEEP")
 
 def main() -> int:
     spy = py_spy()
-    print(f"{machine_note()}\n{N} requests of each kind at concurrency 16, the web worker sampled by py-spy\n")
+    print(
+        f"{machine_note()}\n{N} requests of each kind at concurrency 16, the web worker sampled by py-spy\n"
+    )
     with tempfile.TemporaryDirectory(prefix="bench-profweb-") as tmp, Fakes() as fakes:
         folder = Path(tmp)
         stub = _SlackStub(fakes)
@@ -81,9 +83,10 @@ def main() -> int:
                     messages = status_messages(fakes, d_start.channel_id, set(features))
                     sent = [c.body for c in plan_clicks(d_start, messages, N)]
                 out = folder / f"{kind}.txt"
+                command = [spy, "record", "--pid", str(web), "--rate", "250", "--format", "raw"]
+                command += ["--output", str(out), "--nonblocking", "--gil"]
                 recorder = subprocess.Popen(
-                    [spy, "record", "--pid", str(web), "--rate", "250", "--format", "raw"]
-                    + ["--output", str(out), "--nonblocking", "--gil"],
+                    command,
                     stdout=subprocess.DEVNULL,
                     stderr=subprocess.PIPE,
                 )

@@ -12,11 +12,12 @@ process waits for a nudge between claims and looks at the queue every second wit
 when there is something to claim, as the web process's queuing waits for that lock.
 
 At least once. Claiming leases a row (`claimed_until`, `claimed_by`, one more attempt; on
-Postgres `FOR UPDATE SKIP LOCKED`, so replicas' work processes share one queue) and the row
-is deleted only when its work is done (with the process's next claim, in one transaction). The process running it renews the lease while it runs;
-a process that dies (kill -9, a crashed host, another replica's process) leaves the lease to
-run out (`WORK_LEASE_SECONDS`), and any work process claims the row again. A row claimed
-`WORK_ATTEMPTS` times without finishing is dropped and the person is told.
+Postgres `FOR UPDATE SKIP LOCKED`, so replicas' work processes share one queue) and the row is
+deleted only when its work is done (with the process's next claim, in one transaction). The
+process running it renews the lease while it runs; a process that dies (kill -9, a crashed
+host, another replica's process) leaves the lease to run out (`WORK_LEASE_SECONDS`), and any
+work process claims the row again. A row claimed `WORK_ATTEMPTS` times without finishing is
+dropped and the person is told.
 
 Once in effect. Running a request again must not change anything twice: the runner names the
 request (`storage.db.handling`, the key of `bot.edge.work_keys`), and the transaction that
