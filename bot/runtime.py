@@ -161,10 +161,15 @@ def connect_socket_mode(bolt: Any, app_token: str) -> Any:
     return handler
 
 
+# Set by `serve` for the work process it starts: only beside a web process does it give way.
+BESIDE_WEB_ENV = "ROLLOUT_WORK_BESIDE_WEB"
+
+
 def start_work_process() -> subprocess.Popen[bytes]:
     """`rollout-bot work` beside the web server; set ROLLOUT_EMBEDDED_WORKER=0 to run it apart
     (e.g. a `worker:` line in the Procfile)."""
-    return subprocess.Popen([sys.executable, "-m", "bot", "work"])
+    env = {**os.environ, BESIDE_WEB_ENV: "1"}
+    return subprocess.Popen([sys.executable, "-m", "bot", "work"], env=env)
 
 
 def stop_work_process(worker: subprocess.Popen[bytes], wake: str | None = None) -> None:
@@ -207,8 +212,11 @@ def yield_to_the_web_process() -> None:
 
 
 def work(settings: Settings) -> None:
-    """The work process: runs queued listener work, delivers the outbox, runs due jobs."""
-    yield_to_the_web_process()
+    """The work process: runs queued listener work, delivers the outbox, runs due jobs. Started
+    by `serve`, beside its web process, it gives way to it; run apart (its own machine or
+    container) it has nobody to give way to, and keeps the priority it was given."""
+    if os.environ.get(BESIDE_WEB_ENV) == "1":
+        yield_to_the_web_process()
     form_bodies.install()
     svc = build_services(settings)
     app = build_app(svc, verify_requests=False)

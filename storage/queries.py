@@ -299,8 +299,6 @@ _DUE_AT = select(DueJob.due_at).where(
 )
 
 
-_REVISION = select(Rollout.revision).where(Rollout.id == bindparam("rollout_id"))
-_REVISION_PG = _REVISION.with_for_update(of=Rollout)
 _GATING_EXITS = (
     select(ChecklistItem.text)
     .join(Phase, ChecklistItem.phase_id == Phase.id)
@@ -320,13 +318,6 @@ _BASELINE = (
     .order_by(MetricSnapshot.taken_at.desc(), MetricSnapshot.id.desc())
     .limit(1)
 )
-
-
-def lock_revision(*, session: Session, rollout_id: int) -> int | None:
-    """The rollout's revision, its row locked on Postgres (`SELECT revision ... FOR UPDATE`):
-    what was read of the row holds while this is the revision read (every change moves it)."""
-    stmt = _REVISION_PG if session.get_bind().dialect.name == "postgresql" else _REVISION
-    return session.execute(stmt, {"rollout_id": rollout_id}).scalar()
 
 
 def gating_exit_criteria(

@@ -19,8 +19,7 @@ replicas share the work:
 - Each job reads what it decides from in a fixed number of statements, whatever the size of the
   plan: the rollout's row (`queries.job_rollout_row`, the columns jobs read), locked for a
   change by a `SELECT … FOR UPDATE` of that row alone on Postgres (`lock_rollout_row`; the
-  ready check locks its revision, `lock_revision`, and goes on from the row it read before
-  while that holds), the current step alone (`queries.step_at`), and, to render a message,
+  ready check reads it again so, after its Datadog reads), the current step alone (`queries.step_at`), and, to render a message,
   the plain view (`views.load_rollout`). The whole ORM plan is loaded only to re-plan a row
   from a state that moved on. The tick's own statements (claim, lease, settle, the outbox
   key) are prepared Core statements, reused.
@@ -321,11 +320,10 @@ def _ready(svc: Services, job: Claimed) -> Due | None:
     current, controls, _ = measure.read_metrics(svc, rollout, now)
 
     def decide(session: Session) -> Due | None:
-        # The row read above holds while its revision does (every change moves it): then the
-        # lock (`FOR UPDATE` of the row on Postgres) reads nothing more; else it is read again.
-        locked: Rollout | None = rollout
-        if queries.lock_revision(session=session, rollout_id=job.rollout_id) != rollout.revision:
-            locked = queries.lock_rollout_row(session=session, rollout_id=job.rollout_id)
+        # Read again, locked (`FOR UPDATE` of the row on Postgres): the Datadog reads above take
+        # seconds, and not every write to the row moves its revision (the flag's last look,
+        # a pending flag write), so the earlier read is not trusted for the decision.
+        locked = queries.lock_rollout_row(session=session, rollout_id=job.rollout_id)
         if locked is None or locked.status is not RolloutStatus.ACTIVE or not _at_step(job, locked):
             return None
         where = {"phase_index": locked.phase_index, "step_index": locked.step_index}

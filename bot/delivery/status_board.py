@@ -42,6 +42,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.dialects.postgresql import insert as postgres_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
 
 from bot.domain.schedule import Kind, refresh_retry
@@ -390,6 +391,11 @@ def message_link(svc: Services, rollout_id: int, ref: Row[Any, Any, Any, Any] | 
         log.info("no permalink for rollout %s: %s", rollout_id, error_code(exc))
         return None
     if link.startswith("https://"):  # only an answer that looks like a link is worth keeping
-        with svc.db.transaction() as session:
-            session.execute(update(SlackMessage).where(SlackMessage.id == message_id).values(permalink=link))
+        try:
+            with svc.db.transaction() as session:
+                stmt = update(SlackMessage).where(SlackMessage.id == message_id).values(permalink=link)
+                session.execute(stmt)
+        except SQLAlchemyError as exc:
+            # Keeping it saves the next status a Slack call; not keeping it costs this one nothing.
+            log.warning("permalink of rollout %s not kept: %s", rollout_id, exc)
     return link

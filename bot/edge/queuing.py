@@ -144,10 +144,11 @@ class QueuedLazyRunner(LazyListenerRunner):
         tell(body, not_queued_message(name, body), self.client)
 
 
-def _shallow_lazy_request(request: BoltRequest, lazy_function_name: str) -> BoltRequest:
+def _shallow_lazy_request(request: BoltRequest, lazy_func_name: str) -> BoltRequest:
+    # Bolt's own method's parameter names, so a call by keyword works too.
     copied = copy.copy(request)
     copied.lazy_only = True
-    copied.lazy_function_name = lazy_function_name
+    copied.lazy_function_name = lazy_func_name
     return copied
 
 

@@ -18,6 +18,7 @@ import logging
 import os
 import shutil
 import socket
+import stat
 import tempfile
 import threading
 from pathlib import Path
@@ -87,7 +88,8 @@ class WakeListener:
         self.wake = wake
         self._sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
         with contextlib.suppress(FileNotFoundError):
-            os.unlink(address)  # a previous work process's socket
+            if stat.S_ISSOCK(os.lstat(address).st_mode):
+                os.unlink(address)  # a previous work process's socket; anything else is not ours
         self._sock.bind(address)
         self._thread = threading.Thread(target=self._listen, name="wake-listener", daemon=True)
         self._closed = False

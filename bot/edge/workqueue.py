@@ -104,10 +104,18 @@ def claim(
         pick = pick.with_for_update(skip_locked=True)
     with db.transaction() as session:
         if done:
-            session.execute(delete(table).where(table.c.id.in_(list(done))))
+            session.execute(delete(table).where(table.c.id.in_(list(done)), table.c.claimed_by == owner))
+        if db.dialect == "postgresql":
+            # The rows are picked (and locked) by a statement of their own: as a subquery of the
+            # UPDATE, Postgres may run a LIMIT … SKIP LOCKED more than once and lease more rows.
+            picked: Any = list(session.scalars(pick))
+            if not picked:
+                return []
+        else:
+            picked = pick.scalar_subquery()
         found = session.execute(
             update(table)
-            .where(table.c.id.in_(pick.scalar_subquery()))
+            .where(table.c.id.in_(picked))
             .values(
                 claimed_until=now + timedelta(seconds=lease_s),
                 claimed_by=owner,
@@ -335,7 +343,11 @@ class Worker:
         try:
             if done:
                 with self.db.transaction() as session:
-                    session.execute(delete(PendingWork).where(PendingWork.id.in_(done)))
+                    session.execute(
+                        delete(PendingWork).where(
+                            PendingWork.id.in_(done), PendingWork.claimed_by == self.owner
+                        )
+                    )
             beat(self.db, self.owner, stopping=True)
         except SQLAlchemyError:
             log.warning("could not remove the finished work or the heartbeat")
