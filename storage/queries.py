@@ -5,30 +5,22 @@ from __future__ import annotations
 
 from collections.abc import Collection, Sequence
 from datetime import datetime
-from typing import Any, NamedTuple, cast
+from typing import NamedTuple, cast
 
 from sqlalchemy import (
-    CursorResult,
-    Row,
     Select,
     Table,
     and_,
     bindparam,
-    case,
-    delete,
     func,
     or_,
     select,
-    update,
 )
-from sqlalchemy.dialects.postgresql import insert as postgres_insert
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
-from sqlalchemy.orm import Session, load_only, raiseload, selectinload
+from sqlalchemy.orm import Session, selectinload
 
-from storage.enums import OPEN_STATUSES, EventKind, ItemKind, SnapshotKind
+from storage.enums import OPEN_STATUSES, EventKind, SnapshotKind
 from storage.models import (
     Approver,
-    ChecklistItem,
     DueJob,
     Event,
     MetricSnapshot,
@@ -37,7 +29,6 @@ from storage.models import (
     PlanTemplate,
     Rollout,
     SlackMessage,
-    Step,
 )
 
 STATUS_PURPOSE = "status"
@@ -269,184 +260,3 @@ def latest_check(
         .order_by(MetricSnapshot.taken_at.desc(), MetricSnapshot.id.desc())
     )
     return session.scalars(stmt).first()
-
-
-# --- targeted reads for the due jobs (bot/delivery/jobs.py): a row or two, never the plan ----
-
-
-# Built once and reused: the statements a due job runs every time (their compiled form is cached).
-# The rollout's row with the columns the due jobs decide from, not the plan document and the
-# rest: reading another raises instead of loading.
-_JOB_COLUMNS = """id team_id channel_id feature owner_id stakeholder_channels status phase_index step_index
-step_started_at timezone country revision updated_at metrics triggers watch_pauses flag_key service
-flag_seen_at flag_pending digest digest_time auto_advance"""
-_JOB_ONLY = load_only(*(getattr(Rollout, name) for name in _JOB_COLUMNS.split()), raiseload=True)
-_ROW = select(Rollout).where(Rollout.id == bindparam("rollout_id")).options(_JOB_ONLY, raiseload("*"))
-_ROW_LOCKED = _ROW.execution_options(populate_existing=True)
-_ROW_LOCKED_PG = _ROW.with_for_update(of=Rollout).execution_options(populate_existing=True)
-_STEP = (
-    select(Step.position, Step.percent, Step.label, Step.min_business_days, Step.planned_end)
-    .join(Phase, Step.phase_id == Phase.id)
-    .where(
-        Phase.rollout_id == bindparam("rollout_id"),
-        Phase.position == bindparam("phase_index"),
-        Step.position == bindparam("step_index"),
-    )
-)
-_KEY_QUEUED = select(OutboxMessage.id).where(OutboxMessage.dedupe_key == bindparam("key"))
-_DUE_AT = select(DueJob.due_at).where(
-    DueJob.rollout_id == bindparam("rollout_id"), DueJob.kind == bindparam("kind")
-)
-
-
-_GATING_EXITS = (
-    select(ChecklistItem.text)
-    .join(Phase, ChecklistItem.phase_id == Phase.id)
-    .where(
-        Phase.rollout_id == bindparam("rollout_id"),
-        Phase.position == bindparam("phase_index"),
-        ChecklistItem.kind == ItemKind.EXIT,
-        ChecklistItem.checked_at.is_(None),
-        # Only leaving the phase is gated by them: no later step in it.
-        ~select(Step.id).where(Step.phase_id == Phase.id, Step.position > bindparam("step_index")).exists(),
-    )
-    .order_by(ChecklistItem.position)
-)
-_BASELINE = (
-    select(MetricSnapshot.readings)
-    .where(MetricSnapshot.rollout_id == bindparam("rollout_id"), MetricSnapshot.kind == SnapshotKind.BASELINE)
-    .order_by(MetricSnapshot.taken_at.desc(), MetricSnapshot.id.desc())
-    .limit(1)
-)
-
-
-def gating_exit_criteria(
-    *, session: Session, rollout_id: int, phase_index: int, step_index: int
-) -> list[str]:
-    """The exit criteria nobody ticked that the next advance from (phase, step) needs: those of
-    the phase when the step is its last, else none (`rollouts.unchecked_exit_criteria`)."""
-    params = {"rollout_id": rollout_id, "phase_index": phase_index, "step_index": step_index}
-    return list(session.scalars(_GATING_EXITS, params))
-
-
-def baseline_readings(*, session: Session, rollout_id: int) -> dict[str, Any] | None:
-    """The readings of the rollout's newest baseline snapshot (as `latest_snapshot` finds it)."""
-    return session.execute(_BASELINE, {"rollout_id": rollout_id}).scalar()
-
-
-def job_rollout_row(*, session: Session, rollout_id: int) -> Rollout | None:
-    """The rollout's own row for a due job to decide from: its relationships (the plan) and
-    the columns no job reads (the plan document...) raise instead of loading."""
-    return session.scalars(_ROW, {"rollout_id": rollout_id}).first()
-
-
-def lock_rollout_row(*, session: Session, rollout_id: int) -> Rollout | None:
-    """`job_rollout_row`, fresh, for a change that decides from the rollout's columns: on
-    Postgres `SELECT ... FOR UPDATE` of that one row (changes to the rollout wait their turn,
-    as with `lock_rollout`), without loading its plan."""
-    locked = _ROW_LOCKED_PG if session.get_bind().dialect.name == "postgresql" else _ROW_LOCKED
-    return session.scalars(locked, {"rollout_id": rollout_id}).first()
-
-
-def step_at(*, session: Session, rollout_id: int, phase_index: int, step_index: int) -> Step | None:
-    """One step of a rollout's plan by its place (positions are the indices), without the rest:
-    what a due job needs of the current step (soak, planned end, title), as a detached `Step`
-    built from those columns alone."""
-    params = {"rollout_id": rollout_id, "phase_index": phase_index, "step_index": step_index}
-    found = session.execute(_STEP, params).first()
-    if found is None:
-        return None
-    return Step(**found._mapping)
-
-
-def key_queued(*, session: Session, dedupe_key: str) -> bool:
-    """`outbox_key_exists`, as a prepared statement."""
-    return session.execute(_KEY_QUEUED, {"key": dedupe_key}).first() is not None
-
-
-def due_at_of(*, session: Session, rollout_id: int, kind: str) -> datetime | None:
-    """When a rollout's row of `kind` is due (its lease, while a run holds it); None: no row."""
-    return session.execute(_DUE_AT, {"rollout_id": rollout_id, "kind": kind}).scalar()
-
-
-_DUE_ROWS: dict[str, Select[Any]] = {}
-
-
-def due_rows(*, session: Session, now: datetime, limit: int, kinds: Collection[str]) -> Sequence[Row[Any]]:
-    """`due_jobs` as plain rows, for a claim that only moves them on: the same statement
-    (through ix_due_job_due_at), built once per dialect."""
-    dialect = session.get_bind().dialect.name
-    stmt = _DUE_ROWS.get(dialect)
-    if stmt is None:
-        table = DueJob.__table__
-        stmt = (
-            select(*table.c)
-            .where(table.c.due_at <= bindparam("now"), table.c.kind.in_(bindparam("kinds", expanding=True)))
-            .order_by(table.c.due_at)
-            .limit(bindparam("limit"))
-        )
-        if dialect == "postgresql":
-            stmt = stmt.with_for_update(skip_locked=True)
-        _DUE_ROWS[dialect] = stmt
-    return session.execute(stmt, {"now": now, "kinds": sorted(kinds), "limit": limit}).all()
-
-
-# The tick's own writes to `due_job`, built once and reused (their compiled form is cached), run
-# as Core statements on the session's connection: no ORM objects for rows only moved on.
-_JOBS = cast("Table", DueJob.__table__)
-_LEASE = (
-    update(_JOBS).where(_JOBS.c.id.in_(bindparam("ids", expanding=True))).values(due_at=bindparam("lease"))
-)
-# One statement per settled row: the run is stamped whatever happens; its next time (and data)
-# only while the claim's token still holds (the right-hand sides read the row as it was).
-_HELD = _JOBS.c.due_at == bindparam("token")
-_MOVE = (
-    update(_JOBS)
-    .where(_JOBS.c.id == bindparam("job_id"))
-    .values(
-        last_run_at=bindparam("ran_at"),
-        due_at=case((_HELD, bindparam("next_at", type_=_JOBS.c.due_at.type)), else_=_JOBS.c.due_at),
-        data=case((_HELD, bindparam("next_data", type_=_JOBS.c.data.type)), else_=_JOBS.c.data),
-    )
-)
-_STAMP = update(_JOBS).where(_JOBS.c.id == bindparam("job_id")).values(last_run_at=bindparam("ran_at"))
-_DROP = delete(_JOBS).where(_JOBS.c.id == bindparam("job_id"), _HELD)
-
-
-def lease_due_rows(*, session: Session, ids: Sequence[int], lease: datetime) -> None:
-    """Claims rows (read with `due_rows` in this transaction) by moving their `due_at` to `lease`."""
-    session.connection().execute(_LEASE, {"ids": list(ids), "lease": lease})
-
-
-def settle_due_row(
-    *,
-    session: Session,
-    job_id: int,
-    token: datetime,
-    ran_at: datetime,
-    next_at: datetime | None,
-    next_data: dict[str, Any] | None,
-) -> None:
-    """Records a claimed row's run at `ran_at`, and, only while its `due_at` is still `token`
-    (the claim's lease: a change meanwhile re-planned it otherwise), moves it to `next_at` with
-    `next_data`, or deletes it when `next_at` is None."""
-    mine = {"job_id": job_id, "token": token, "ran_at": ran_at}
-    conn = session.connection()
-    if next_at is not None:
-        conn.execute(_MOVE, {**mine, "next_at": next_at, "next_data": next_data})
-    elif not cast("CursorResult[Any]", conn.execute(_DROP, mine)).rowcount:
-        conn.execute(_STAMP, mine)  # re-planned meanwhile: the row stays, stamped
-
-
-def put_due_row(
-    *, session: Session, rollout_id: int, kind: str, due_at: datetime, data: dict[str, Any]
-) -> None:
-    """Sets a rollout's row of `kind` (one per rollout and kind) to `due_at` and `data`, making
-    it if there is none: one INSERT ... ON CONFLICT DO UPDATE."""
-    build = postgres_insert if session.get_bind().dialect.name == "postgresql" else sqlite_insert
-    stmt = build(_JOBS).values(rollout_id=rollout_id, kind=kind, due_at=due_at, data=data)
-    session.execute(
-        stmt.on_conflict_do_update(
-            index_elements=["rollout_id", "kind"], set_={"due_at": due_at, "data": data}
-        )
-    )

@@ -31,7 +31,7 @@ from bot.services import Services
 from bot.usecases import announcing, autopilot, views
 from bot.usecases.advance import Where, advance_auto
 from messages import digest as texts
-from storage import queries
+from storage import job_queries, queries
 from storage.enums import RolloutStatus
 from storage.models import DueJob
 
@@ -110,7 +110,7 @@ def _tell_owner(svc: Services, rollout_id: int, where: Where, kind: str, why: st
     """A reminder in the status thread, with an Advance button; once per kind and step (the
     outbox's dedupe key)."""
     with svc.db.transaction() as session:
-        rollout = queries.lock_rollout_row(session=session, rollout_id=rollout_id)
+        rollout = job_queries.lock_rollout_row(session=session, rollout_id=rollout_id)
         if rollout is None or Where.of(rollout) != where or rollout.status is not RolloutStatus.ACTIVE:
             return
         view = views.load_rollout(session=session, rollout_id=rollout_id)

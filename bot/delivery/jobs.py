@@ -17,9 +17,9 @@ replicas share the work:
   at the end of the tick (each still only while its token holds; a crash before leaves them
   leased, and they run again after the lease).
 - Each job reads what it decides from in a fixed number of statements, whatever the size of the
-  plan: the rollout's row (`queries.job_rollout_row`, the columns jobs read), locked for a
+  plan: the rollout's row (`job_queries.job_rollout_row`, the columns jobs read), locked for a
   change by a `SELECT … FOR UPDATE` of that row alone on Postgres (`lock_rollout_row`; the
-  ready check reads it again so, after its Datadog reads), the current step alone (`queries.step_at`), and, to render a message,
+  ready check reads it again so, after its Datadog reads), the current step alone (`job_queries.step_at`), and, to render a message,
   the plain view (`views.load_rollout`). The whole ORM plan is loaded only to re-plan a row
   from a state that moved on. The tick's own statements (claim, lease, settle, the outbox
   key) are prepared Core statements, reused.
@@ -63,7 +63,7 @@ from bot.usecases import announcing, flagging, measure, views
 from messages import digest as texts
 from messages.blocks import Message
 from messages.views import RolloutView
-from storage import queries
+from storage import job_queries, queries
 from storage.enums import ItemKind, RolloutStatus, SnapshotKind
 from storage.models import DueJob, Rollout, Step
 
@@ -99,12 +99,12 @@ SETTLED_TOGETHER = frozenset({Kind.WATCH})
 def _claim(svc: Services, now: datetime, limit: int, kinds: Collection[str]) -> list[Claimed]:
     lease = now + LEASE
     with svc.db.transaction() as session:
-        rows = queries.due_rows(session=session, now=now, limit=limit, kinds=kinds)
+        rows = job_queries.due_rows(session=session, now=now, limit=limit, kinds=kinds)
         for r in rows:
             telemetry.DUE_JOB_LAG.labels(r.kind).observe(max(0.0, (now - r.due_at).total_seconds()))
         claimed = [Claimed(r.id, r.rollout_id, r.kind, dict(r.data), r.last_run_at, now, lease) for r in rows]
         if claimed:
-            queries.lease_due_rows(session=session, ids=[c.id for c in claimed], lease=lease)
+            job_queries.lease_due_rows(session=session, ids=[c.id for c in claimed], lease=lease)
     return claimed
 
 
@@ -115,7 +115,7 @@ def _finish(svc: Services, job: Claimed, nxt: Due | None) -> None:
 
 def _settle(session: Session, job: Claimed, nxt: Due | None) -> None:
     """The row's next time (or its end), only while the claim's token still holds."""
-    queries.settle_due_row(
+    job_queries.settle_due_row(
         session=session,
         job_id=job.id,
         token=job.lease,
@@ -199,8 +199,8 @@ def run(svc: Services, table: Mapping[str, Job], *, limit: int) -> int:
 
 
 # What each job loads, in a fixed number of statements whatever the plan's size: the rollout's
-# own row (`queries.job_rollout_row`, or `lock_rollout_row` to change it) for what it decides from,
-# the current step alone (`queries.step_at`) for soak and planned end, and the plain view
+# own row (`job_queries.job_rollout_row`, or `lock_rollout_row` to change it) for what it decides from,
+# the current step alone (`job_queries.step_at`) for soak and planned end, and the plain view
 # (`views.load_rollout`) only to render a message. The whole ORM plan (`get_rollout`) only to
 # re-plan a row from a state that moved on (`_replan`).
 
@@ -216,7 +216,7 @@ def _at_step(job: Claimed, rollout: Rollout | RolloutView) -> bool:
 
 
 def _step(session: Session, rollout: Rollout | RolloutView) -> Step:
-    step = queries.step_at(
+    step = job_queries.step_at(
         session=session, rollout_id=rollout.id, phase_index=rollout.phase_index, step_index=rollout.step_index
     )
     if step is None:
@@ -241,7 +241,7 @@ def _open_exit_criteria(view: RolloutView) -> list[str]:
 
 def _queued(session: Session, rollout: announcing.Addressed, milestone: str) -> bool:
     key = announcing.dedupe_key(rollout.id, milestone, rollout.channel_id)
-    return queries.key_queued(session=session, dedupe_key=key)
+    return job_queries.key_queued(session=session, dedupe_key=key)
 
 
 def _queue(
@@ -267,7 +267,7 @@ def _digest(svc: Services, job: Claimed) -> Due | None:
 
 
 def _digest_in(session: Session, job: Claimed, scheduled: datetime) -> Due | None:
-    rollout = queries.job_rollout_row(session=session, rollout_id=job.rollout_id)
+    rollout = job_queries.job_rollout_row(session=session, rollout_id=job.rollout_id)
     if rollout is None or not rollout.status.is_open:
         return None
     mine: dict[str, Any] = {"session": session, "rollout_id": rollout.id}
@@ -301,13 +301,13 @@ def _queue_chart(session: Session, rollout_id: int, local_date: str, now: dateti
     """The `chart` row of this digest, due now. One row per rollout: a chart still owed by an
     earlier digest gives way to this one (it would show the same progress, a day older)."""
     data = {"digest": local_date, "queued": iso_utc(now)}
-    queries.put_due_row(session=session, rollout_id=rollout_id, kind=Kind.CHART, due_at=now, data=data)
+    job_queries.put_due_row(session=session, rollout_id=rollout_id, kind=Kind.CHART, due_at=now, data=data)
 
 
 def _ready(svc: Services, job: Claimed) -> Due | None:
     """The gate exactly as Advance runs it (bot.advancing), so "green" here is green there."""
     with svc.db.reading() as session:
-        rollout = queries.job_rollout_row(session=session, rollout_id=job.rollout_id)
+        rollout = job_queries.job_rollout_row(session=session, rollout_id=job.rollout_id)
         if rollout is None or rollout.status is not RolloutStatus.ACTIVE:
             return None  # a resume plans it again
         if not _at_step(job, rollout):
@@ -323,11 +323,11 @@ def _ready(svc: Services, job: Claimed) -> Due | None:
         # Read again, locked (`FOR UPDATE` of the row on Postgres): the Datadog reads above take
         # seconds, and not every write to the row moves its revision (the flag's last look,
         # a pending flag write), so the earlier read is not trusted for the decision.
-        locked = queries.lock_rollout_row(session=session, rollout_id=job.rollout_id)
+        locked = job_queries.lock_rollout_row(session=session, rollout_id=job.rollout_id)
         if locked is None or locked.status is not RolloutStatus.ACTIVE or not _at_step(job, locked):
             return None
         where = {"phase_index": locked.phase_index, "step_index": locked.step_index}
-        unchecked = queries.gating_exit_criteria(session=session, rollout_id=locked.id, **where)
+        unchecked = job_queries.gating_exit_criteria(session=session, rollout_id=locked.id, **where)
         baselines = measure.baselines_for(session, locked, controls)
         gate = measure.evaluate_at(locked, _step(session, locked), unchecked, current, baselines, now)
         measure.record_snapshot(session, locked, SnapshotKind.CHECK, current, gate, now)
@@ -365,7 +365,7 @@ def _overdue_in(session: Session, job: Claimed) -> Due | None:
 
 def _ready_runs_now(session: Session, rollout_id: int, job: Claimed) -> bool:
     """Is the ready check of this rollout due now, or claimed in the same run as `job`?"""
-    due = queries.due_at_of(session=session, rollout_id=rollout_id, kind=Kind.READY)
+    due = job_queries.due_at_of(session=session, rollout_id=rollout_id, kind=Kind.READY)
     if due is None:
         return False
     due = due if due.tzinfo else due.replace(tzinfo=job.now.tzinfo)
@@ -392,7 +392,7 @@ def _watch(svc: Services, job: Claimed) -> Due | None:
     """Reads the flag (when the bot runs it) and the rollback triggers (of an active rollout),
     the triggers against the baseline the gate uses."""
     with svc.db.reading() as session:  # the row and the stored baseline, in one read
-        rollout = queries.job_rollout_row(session=session, rollout_id=job.rollout_id)
+        rollout = job_queries.job_rollout_row(session=session, rollout_id=job.rollout_id)
         if rollout is None or not rollout.status.is_open:
             return None
         on_triggers = rollout.status is RolloutStatus.ACTIVE and bool(rollout.triggers)

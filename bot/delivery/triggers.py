@@ -25,7 +25,7 @@ from bot.usecases import announcing, controls, measure, views
 from bot.usecases.announcing import announce
 from bot.usecases.schedule import reschedule
 from messages import digest as texts
-from storage import queries
+from storage import job_queries, queries
 from storage.enums import EventKind, OutboxState, RolloutStatus, SnapshotKind
 from storage.models import OutboxMessage, Rollout
 
@@ -73,7 +73,7 @@ def _warn_undecided(
     """Tells the owner, in the status thread, which triggers cannot be judged; the dedupe key
     (trigger and step) makes it once, however often the watch runs."""
     with svc.db.transaction() as session:
-        rollout = queries.lock_rollout_row(session=session, rollout_id=rollout_id)
+        rollout = job_queries.lock_rollout_row(session=session, rollout_id=rollout_id)
         if rollout is None or rollout.status is not RolloutStatus.ACTIVE or where != _where(rollout):
             return
         view = views.load_rollout(session=session, rollout_id=rollout_id)

@@ -17,7 +17,7 @@ from bot.domain.plans.model import Metric
 from bot.metrics import MetricQuery, MetricReading, MetricsSource
 from bot.metrics.links import explorer_url
 from bot.services import Services
-from storage import queries
+from storage import job_queries, queries
 from storage.enums import SnapshotKind
 from storage.models import MetricSnapshot, Rollout, Step
 
@@ -198,7 +198,7 @@ def baselines_for(
 def stored_baselines(session: Session, rollout_id: int) -> dict[str, Observation]:
     """The baseline stored when the rollout started (what `baselines_for` falls back to), each
     metric that could not be measured then with the hint to measure it again."""
-    stored = queries.baseline_readings(session=session, rollout_id=rollout_id)
+    stored = job_queries.baseline_readings(session=session, rollout_id=rollout_id)
     baselines = from_json(stored) if stored is not None else {}
     for key, seen in baselines.items():
         if seen.value is None:
