@@ -244,6 +244,25 @@ def evaluate_at(
     )
 
 
+def _snapshot_values(
+    rollout: Rollout,
+    kind: SnapshotKind,
+    current: dict[str, Observation],
+    gate: GateResult | None,
+    now: datetime,
+) -> dict[str, Any]:
+    return {
+        "rollout_id": rollout.id,
+        "kind": kind,
+        "taken_at": now,
+        "phase_index": rollout.phase_index,
+        "step_index": rollout.step_index,
+        "readings": to_json(current),
+        "verdict": gate_json(gate) if gate is not None else {},
+        "passed": gate.passed if gate is not None else None,
+    }
+
+
 def store_snapshot(
     session: Session,
     rollout: Rollout,
@@ -252,16 +271,7 @@ def store_snapshot(
     gate: GateResult | None,
     now: datetime,
 ) -> MetricSnapshot:
-    snap = MetricSnapshot(
-        rollout_id=rollout.id,
-        kind=kind,
-        taken_at=now,
-        phase_index=rollout.phase_index,
-        step_index=rollout.step_index,
-        readings=to_json(current),
-        verdict=gate_json(gate) if gate is not None else {},
-        passed=gate.passed if gate is not None else None,
-    )
+    snap = MetricSnapshot(**_snapshot_values(rollout, kind, current, gate, now))
     session.add(snap)
     session.flush()
     return snap
@@ -276,19 +286,7 @@ def record_snapshot(
     now: datetime,
 ) -> None:
     """`store_snapshot` for a caller that needs nothing of the row back: one prepared INSERT."""
-    session.execute(
-        _INSERT_SNAPSHOT,
-        {
-            "rollout_id": rollout.id,
-            "kind": kind,
-            "taken_at": now,
-            "phase_index": rollout.phase_index,
-            "step_index": rollout.step_index,
-            "readings": to_json(current),
-            "verdict": gate_json(gate) if gate is not None else {},
-            "passed": gate.passed if gate is not None else None,
-        },
-    )
+    session.execute(_INSERT_SNAPSHOT, _snapshot_values(rollout, kind, current, gate, now))
 
 
 _INSERT_SNAPSHOT = insert(cast("Table", MetricSnapshot.__table__))
