@@ -43,9 +43,10 @@ from sqlalchemy import (
     CursorResult,
     update,
 )
+from sqlalchemy.exc import SQLAlchemyError
 
 from bot.delivery import outbox_queries
-from bot.delivery.outbox_queries import MARK_ATTEMPT, ROLLOUT, WAITING_BEFORE
+from bot.delivery.outbox_queries import KEEP_PERMALINK, MARK_ATTEMPT, ROLLOUT, WAITING_BEFORE, StatusRef
 from bot.errors import NotInChannel
 from bot.observe import logs, telemetry
 from bot.services import Services
@@ -115,7 +116,7 @@ def deliver_due(svc: Services, *, limit: int = BATCH) -> int:
     return sent
 
 
-def _load(svc: Services, row_id: int) -> tuple[OutboxMessage, Rollout | None, str | None] | None:
+def _load(svc: Services, row_id: int) -> tuple[OutboxMessage, Rollout | None, StatusRef | None] | None:
     with svc.db.reading() as session:
         row = session.get(OutboxMessage, row_id)
         if row is None:  # its rollout was discarded (a start that could not post) meanwhile
@@ -124,14 +125,16 @@ def _load(svc: Services, row_id: int) -> tuple[OutboxMessage, Rollout | None, st
         status = (
             queries.status_message(session=session, rollout_id=row.rollout_id) if row.rollout_id else None
         )
-    return row, rollout, status.ts if status else None
+    ref = StatusRef(status.id, status.ts, status.permalink) if status else None
+    return row, rollout, ref
 
 
 def _deliver(svc: Services, row_id: int, lease: datetime) -> bool:
     loaded = _load(svc, row_id)
     if loaded is None:
         return False
-    row, rollout, status_ts = loaded
+    row, rollout, status = loaded
+    status_ts = status.ts if status else None
     if rollout is not None:
         logs.bind_rollout(rollout)
     now = svc.clock()
@@ -167,7 +170,7 @@ def _deliver(svc: Services, row_id: int, lease: datetime) -> bool:
         if row.payload.get("reply_broadcast"):
             kwargs["reply_broadcast"] = True  # one alert, in the thread and in the channel
     if rollout is not None and STATUS_LINK in kwargs["text"] + json.dumps(kwargs["blocks"] or []):
-        link = _status_link(svc, rollout, status_ts)
+        link = _status_link(svc, rollout, status)
         kwargs["text"] = kwargs["text"].replace(STATUS_LINK, link)
         kwargs["blocks"] = json.loads(json.dumps(kwargs["blocks"]).replace(STATUS_LINK, link))
     try:
@@ -191,25 +194,38 @@ def _deliver(svc: Services, row_id: int, lease: datetime) -> bool:
     return True
 
 
-def _status_link(svc: Services, rollout: Rollout, status_ts: str | None) -> str:
-    """What stands for STATUS_LINK: the status message's permalink (its thread), asked of Slack
-    at posting time, since only Slack knows the workspace's address; the channel when Slack
-    will not say, so a stakeholder post always leads somewhere."""
+def _status_link(svc: Services, rollout: Rollout, status: StatusRef | None) -> str:
+    """What stands for STATUS_LINK: the status message's permalink (its thread). Only Slack
+    knows the workspace's address, so it is asked the first time and the answer is kept on the
+    message's row (as `/rollout status` keeps it): a permalink never changes. The channel when
+    Slack will not say, so a stakeholder post always leads somewhere."""
     fallback = f"<#{rollout.channel_id}>"
-    if status_ts is None:
+    if status is None:
         return fallback
-    try:
-        answer = svc.delivery_client.chat_getPermalink(channel=rollout.channel_id, message_ts=status_ts)
-    except SlackApiError as exc:
-        log.info("no permalink for rollout %s: %s", rollout.id, error_code(exc))
-        return fallback
-    except TRANSPORT_ERRORS as exc:
-        log.info("no permalink for rollout %s: %s", rollout.id, type(exc).__name__)
-        return fallback
-    permalink = str(answer.get("permalink") or "")
-    if not permalink.startswith("https://"):
-        return fallback
+    permalink = status.permalink or ""
+    if not permalink:
+        try:
+            answer = svc.delivery_client.chat_getPermalink(channel=rollout.channel_id, message_ts=status.ts)
+        except SlackApiError as exc:
+            log.info("no permalink for rollout %s: %s", rollout.id, error_code(exc))
+            return fallback
+        except TRANSPORT_ERRORS as exc:
+            log.info("no permalink for rollout %s: %s", rollout.id, type(exc).__name__)
+            return fallback
+        permalink = str(answer.get("permalink") or "")
+        if not permalink.startswith("https://"):
+            return fallback
+        _keep_link(svc, rollout.id, status.message_id, permalink)
     return f"<{permalink}|status thread>"
+
+
+def _keep_link(svc: Services, rollout_id: int, message_id: int, permalink: str) -> None:
+    try:
+        with svc.db.transaction() as session:
+            session.execute(KEEP_PERMALINK, {"message_id": message_id, "permalink": permalink})
+    except SQLAlchemyError as exc:
+        # Keeping it saves the next post a Slack call; not keeping it costs this one nothing.
+        log.warning("permalink of rollout %s not kept: %s", rollout_id, exc)
 
 
 def _waits_its_turn(svc: Services, row: OutboxMessage) -> bool:

@@ -7,14 +7,14 @@ which SQLAlchemy keeps on the statement object) cost more than running them."""
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any, cast
+from typing import Any, NamedTuple, cast
 
 from sqlalchemy import Integer, Select, Table, Update, and_, bindparam, exists, or_, select, update
 from sqlalchemy.orm import load_only
 
 from bot.services import Services
 from storage.enums import OutboxState
-from storage.models import OutboxMessage, Rollout
+from storage.models import OutboxMessage, Rollout, SlackMessage
 
 
 def _claimable(row: Any, now: Any) -> Any:
@@ -104,6 +104,23 @@ MARK_ATTEMPT = (
         ),
     )
     .values(attempts=bindparam("next_attempts"))
+)
+
+
+class StatusRef(NamedTuple):
+    """A rollout's status message, as a delivery needs it: its row, its ts (the thread), and its
+    permalink once someone has asked Slack for it."""
+
+    message_id: int
+    ts: str
+    permalink: str | None
+
+
+# A permalink never changes: kept on the message's row the first time Slack gives it.
+KEEP_PERMALINK = (
+    update(SlackMessage)
+    .where(SlackMessage.id == bindparam("message_id"))
+    .values(permalink=bindparam("permalink"))
 )
 
 

@@ -141,6 +141,21 @@ def test_start_and_advance_are_announced_in_the_thread_and_to_stakeholders(sc: S
     assert len(announcements(sc.slack, sc.channel)) == 2 and len(announcements(sc.slack, stake)) == 2
 
 
+def test_the_status_link_is_asked_of_slack_once_and_kept(sc: Scenario, stake: str) -> None:
+    start(sc, stake)
+    first = wait_announced(sc.slack, stake, "Rollout started")
+
+    sc.command(f"update {sc.feature} halfway there")
+    second = wait_announced(sc.slack, stake, ":mega:")
+
+    link = f"https://example.slack.com/archives/{sc.channel}/p{sc.status_ts().replace('.', '')}"
+    assert shown(first).endswith(f"Details: <{link}|status thread>")
+    assert shown(second).endswith(f"Details: <{link}|status thread>")
+    # A permalink never changes: the first post asked Slack and kept it on the message's row.
+    asked = [c for c in sc.slack.calls("chat.getPermalink") if c.params.get("channel") == sc.channel]
+    assert len(asked) == 1
+
+
 def test_pause_resume_and_rollback_are_announced(sc: Scenario, stake: str) -> None:
     start(sc, stake)
 
