@@ -310,7 +310,7 @@ def updates_seen(fakes: Fakes, clicks: list[Click], sent_at: list[float]) -> lis
     return out
 
 
-def settle(worker: int, label: str, timeout: float = 15.0) -> None:
+def settle(worker: int | tuple[int, ...], label: str, timeout: float = 15.0) -> None:
     if not wait_cpu_idle(worker, timeout):
         print(f"  (the bot was still busy {timeout:.0f} s after the {label} work arrived)")
 
@@ -414,9 +414,11 @@ def main() -> int:
         assert bot.proc is not None
         try:
             worker = gunicorn_worker(bot.proc.pid)
-            work = next(k for k in children(bot.proc.pid) if is_work_process(k))
+            # One or more (WORK_PROCESSES): their CPU is counted together.
+            work = tuple(k for k in children(bot.proc.pid) if is_work_process(k))
             print(
-                f"bot: master pid {bot.proc.pid}, web worker pid {worker}, work process pid {work}, SQLite at {folder / 'bot.db'}"
+                f"bot: master pid {bot.proc.pid}, web worker pid {worker}, work process pid(s) "
+                f"{', '.join(map(str, work))}, SQLite at {folder / 'bot.db'}"
             )
 
             def driver(channel: str) -> PayloadDriver:

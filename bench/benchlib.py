@@ -174,14 +174,20 @@ def pss_kib(pid: int) -> int:
     raise RuntimeError(f"no Pss for {pid}")
 
 
-def cpu_seconds(pid: int) -> float:
+def cpu_seconds(pid: int | tuple[int, ...]) -> float:
+    """CPU time (user + system) of a process, or the sum over several (the work processes)."""
+    if isinstance(pid, tuple):
+        return sum(cpu_seconds(p) for p in pid)
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
     ticks = int(fields[11]) + int(fields[12])  # utime + stime
     return ticks / os.sysconf("SC_CLK_TCK")
 
 
-def wait_cpu_idle(pid: int, timeout: float, *, window: float = 0.5, busy_share: float = 0.08) -> bool:
-    """Waits until `pid` uses less than `busy_share` of a core over `window` seconds."""
+def wait_cpu_idle(
+    pid: int | tuple[int, ...], timeout: float, *, window: float = 0.5, busy_share: float = 0.08
+) -> bool:
+    """Waits until `pid` (or the processes together) uses less than `busy_share` of a core over
+    `window` seconds."""
     deadline = time.monotonic() + timeout
     last = cpu_seconds(pid)
     while time.monotonic() < deadline:

@@ -37,6 +37,7 @@ class Settings:
     web_threads: int
     watch_minutes: int
     work_threads: int
+    work_processes: int
     embedded_worker: bool
     # Besides whoever imported a template and workspace admins, who may replace or remove it.
     template_editors: frozenset[str] = frozenset()
@@ -168,6 +169,7 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         web_threads=_int(env, "WEB_THREADS", 16, 1, 256),
         watch_minutes=_int(env, "ROLLOUT_WATCH_MINUTES", 10, 1, 1440),
         work_threads=_int(env, "WORK_THREADS", 8, 1, 128),
+        work_processes=_int(env, "WORK_PROCESSES", 1, 1, 16),
         embedded_worker=(opt("ROLLOUT_EMBEDDED_WORKER") or "1") not in ("0", "false", "no", "off"),
         template_editors=frozenset(
             u for u in (opt("ROLLOUT_TEMPLATE_EDITORS") or "").replace(",", " ").split()

@@ -121,9 +121,13 @@ def serve(settings: Settings) -> None:
     queue = Database(queue_url(settings.database_url), pool_size=settings.web_threads)
     # The web process nudges the work process it starts when it queues work (the work
     # process inherits the socket's name); a work process run apart polls.
-    wake = wakeup.make_address() if settings.embedded_worker else None
+    wake = wakeup.make_addresses(settings.work_processes) if settings.embedded_worker else []
     queue_lazy_work(bolt, queue)
-    worker = start_work_process() if settings.embedded_worker else None
+    workers = (
+        [start_work_process(wake[n] if wake else None) for n in range(settings.work_processes)]
+        if settings.embedded_worker
+        else []
+    )
     # No connection may cross gunicorn's fork into its worker.
     svc.db.dispose()
     queue.dispose()
@@ -146,7 +150,7 @@ def serve(settings: Settings) -> None:
         threads=settings.web_threads,
         # One socket per app: Socket Mode keeps one web process.
         workers=1 if settings.socket_mode else settings.web_concurrency,
-        on_exit=(lambda: stop_work_process(worker, wake)) if worker else None,
+        on_exit=(lambda: stop_work_processes(workers, wake)) if workers else None,
         post_worker_init=(lambda: connect_socket_mode(bolt, app_token)) if app_token else None,
     )
 
@@ -165,21 +169,27 @@ def connect_socket_mode(bolt: Any, app_token: str) -> Any:
 BESIDE_WEB_ENV = "ROLLOUT_WORK_BESIDE_WEB"
 
 
-def start_work_process() -> subprocess.Popen[bytes]:
-    """`rollout-bot work` beside the web server; set ROLLOUT_EMBEDDED_WORKER=0 to run it apart
-    (e.g. a `worker:` line in the Procfile)."""
+def start_work_process(wake: str | None = None) -> subprocess.Popen[bytes]:
+    """`rollout-bot work` beside the web server (WORK_PROCESSES of them), woken at its own
+    socket; set ROLLOUT_EMBEDDED_WORKER=0 to run them apart (e.g. a `worker:` line in the
+    Procfile)."""
     env = {**os.environ, BESIDE_WEB_ENV: "1"}
+    if wake is not None:
+        env[wakeup.WAKE_ENV] = wake
     return subprocess.Popen([sys.executable, "-m", "bot", "work"], env=env)
 
 
-def stop_work_process(worker: subprocess.Popen[bytes], wake: str | None = None) -> None:
-    worker.terminate()
-    try:
-        worker.wait(timeout=15)
-    except subprocess.TimeoutExpired:
-        worker.kill()
-    if wake is not None:
-        wakeup.remove_address(wake)
+def stop_work_processes(workers: list[subprocess.Popen[bytes]], wake: list[str]) -> None:
+    # All are told first, so they finish their claimed work at the same time.
+    for worker in workers:
+        worker.terminate()
+    for worker in workers:
+        try:
+            worker.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            worker.kill()
+    if wake:
+        wakeup.remove_address(wake[0])
 
 
 # Not more: niceness also ranks the work process below every other process of its machine or

@@ -1,9 +1,11 @@
 """A nudge from the web process to the work process: "work was just queued".
 
 The queue is the truth; the nudge only saves the work process from polling it often. `serve`
-names a Unix datagram socket (`ROLLOUT_WAKE_SOCKET`, in a folder of its own) before it starts
-the work process and forks gunicorn's worker, so both know it. The work process binds it and
-waits there between claims; the web process sends one byte after each commit that queued work.
+names a Unix datagram socket per work process it starts (in a folder of its own) before it
+starts them and forks gunicorn's worker: each work process is told its own
+(`ROLLOUT_WAKE_SOCKET`), binds it and waits there between claims; the web process is told them
+all (the same variable, joined by `os.pathsep`) and sends one byte to each after each commit
+that queued work. Each one's claim then takes what its free threads can run.
 
 Nothing depends on the nudge arriving: a send that fails (no work process bound yet, its buffer
 full because it is busy and will claim anyway, a platform without Unix sockets) is ignored,
@@ -29,14 +31,15 @@ WAKE_ENV = "ROLLOUT_WAKE_SOCKET"
 FALLBACK_POLL_S = 1.0  # how often the queue is looked at without a nudge
 
 
-def make_address() -> str | None:
-    """For `serve`: a fresh socket path, put in the environment its children inherit."""
+def make_addresses(count: int) -> list[str]:
+    """For `serve`: a fresh socket path for each of `count` work processes, all of them put in
+    the environment its children inherit (the web process nudges each)."""
     if not hasattr(socket, "AF_UNIX"):
-        return None
+        return []
     folder = tempfile.mkdtemp(prefix="rollout-bot-wake-")
-    address = str(Path(folder) / "wake.sock")
-    os.environ[WAKE_ENV] = address
-    return address
+    addresses = [str(Path(folder) / f"wake-{n}.sock") for n in range(count)]
+    os.environ[WAKE_ENV] = os.pathsep.join(addresses)
+    return addresses
 
 
 def remove_address(address: str) -> None:
@@ -50,10 +53,11 @@ def configured_address() -> str | None:
 class Nudger:
     """The web process's side: one non-blocking datagram socket, shared by every thread
     (`sendto` on a datagram socket is thread-safe), opened on first use so it is made in
-    gunicorn's worker, after the fork."""
+    gunicorn's worker, after the fork. `address`: one socket path, or several joined by
+    `os.pathsep` (one per work process)."""
 
     def __init__(self, address: str | None) -> None:
-        self.address = address
+        self.addresses = [a for a in (address or "").split(os.pathsep) if a]
         self._sock: socket.socket | None = None
         self._lock = threading.Lock()
 
@@ -67,16 +71,17 @@ class Nudger:
         return self._sock
 
     def nudge(self) -> None:
-        if self.address is None:
+        if not self.addresses:
             return
-        try:
-            sock = self._socket()
-            if sock is not None:
-                sock.sendto(b"w", self.address)
-        except OSError:
-            # Not bound (yet), or its buffer is full of nudges it has not read: either way the
-            # work process finds the work by polling, or is about to claim anyway.
-            pass
+        sock = self._socket()
+        for address in self.addresses:
+            try:
+                if sock is not None:
+                    sock.sendto(b"w", address)
+            except OSError:
+                # Not bound (yet), or its buffer is full of nudges it has not read: either way
+                # the work process finds the work by polling, or is about to claim anyway.
+                pass
 
 
 class WakeListener:

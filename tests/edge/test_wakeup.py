@@ -130,6 +130,32 @@ def test_many_nudges_wake_the_listener_once_they_are_read(tmp_path: Path) -> Non
         listener.close()
 
 
+def test_each_work_process_is_nudged_at_its_own_socket(tmp_path: Path) -> None:
+    events = [threading.Event(), threading.Event()]
+    listeners = [wakeup.listen(str(tmp_path / f"wake-{n}.sock"), e) for n, e in enumerate(events)]
+    try:
+        assert all(listeners)
+        # What `serve` puts in the web process's environment: every socket, joined.
+        wakeup.Nudger(os.pathsep.join(str(lst.address) for lst in listeners if lst)).nudge()
+        assert all(e.wait(10) for e in events)
+    finally:
+        for listener in listeners:
+            if listener is not None:
+                listener.close()
+
+
+def test_serve_names_a_socket_for_each_work_process(monkeypatch: Any) -> None:
+    monkeypatch.delenv(wakeup.WAKE_ENV, raising=False)
+    addresses = wakeup.make_addresses(3)
+    try:
+        assert len(set(addresses)) == 3
+        assert os.environ[wakeup.WAKE_ENV].split(os.pathsep) == addresses
+        assert wakeup.Nudger(os.environ[wakeup.WAKE_ENV]).addresses == addresses
+    finally:
+        wakeup.remove_address(addresses[0])
+    assert not os.path.exists(os.path.dirname(addresses[0]))
+
+
 def test_finished_rows_are_deleted_with_the_next_claim(db: Database) -> None:
     ids = queue(db, 3)
     first = claim(db, 2, lease_s=60, owner="a")
