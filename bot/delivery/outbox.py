@@ -41,12 +41,18 @@ from typing import Any, cast
 from slack_sdk.errors import SlackApiError
 from sqlalchemy import (
     CursorResult,
-    update,
 )
 from sqlalchemy.exc import SQLAlchemyError
 
 from bot.delivery import outbox_queries
-from bot.delivery.outbox_queries import KEEP_PERMALINK, MARK_ATTEMPT, ROLLOUT, WAITING_BEFORE, StatusRef
+from bot.delivery.outbox_queries import (
+    KEEP_PERMALINK,
+    MARK_ATTEMPT,
+    WAITING_BEFORE,
+    Pending,
+    Recipient,
+    StatusRef,
+)
 from bot.errors import NotInChannel
 from bot.observe import logs, telemetry
 from bot.services import Services
@@ -54,9 +60,8 @@ from bot.slackweb.client import PERMANENT_ERRORS, error_code, post_joining
 from bot.usecases.announcing import Announcement, queue
 from messages.announcements import STATUS_LINK
 from messages.blocks import Message
-from storage import queries
 from storage.enums import EventKind, OutboxState
-from storage.models import Event, OutboxMessage, Rollout
+from storage.models import Event
 
 log = logging.getLogger(__name__)
 
@@ -116,17 +121,9 @@ def deliver_due(svc: Services, *, limit: int = BATCH) -> int:
     return sent
 
 
-def _load(svc: Services, row_id: int) -> tuple[OutboxMessage, Rollout | None, StatusRef | None] | None:
+def _load(svc: Services, row_id: int) -> tuple[Pending, Recipient | None, StatusRef | None] | None:
     with svc.db.reading() as session:
-        row = session.get(OutboxMessage, row_id)
-        if row is None:  # its rollout was discarded (a start that could not post) meanwhile
-            return None
-        rollout = session.scalars(ROLLOUT, {"id": row.rollout_id}).first() if row.rollout_id else None
-        status = (
-            queries.status_message(session=session, rollout_id=row.rollout_id) if row.rollout_id else None
-        )
-    ref = StatusRef(status.id, status.ts, status.permalink) if status else None
-    return row, rollout, ref
+        return outbox_queries.delivery(session, row_id)
 
 
 def _deliver(svc: Services, row_id: int, lease: datetime) -> bool:
@@ -194,7 +191,7 @@ def _deliver(svc: Services, row_id: int, lease: datetime) -> bool:
     return True
 
 
-def _status_link(svc: Services, rollout: Rollout, status: StatusRef | None) -> str:
+def _status_link(svc: Services, rollout: Recipient, status: StatusRef | None) -> str:
     """What stands for STATUS_LINK: the status message's permalink (its thread). Only Slack
     knows the workspace's address, so it is asked the first time and the answer is kept on the
     message's row (as `/rollout status` keeps it): a permalink never changes. The channel when
@@ -228,7 +225,7 @@ def _keep_link(svc: Services, rollout_id: int, message_id: int, permalink: str) 
         log.warning("permalink of rollout %s not kept: %s", rollout_id, exc)
 
 
-def _waits_its_turn(svc: Services, row: OutboxMessage) -> bool:
+def _waits_its_turn(svc: Services, row: Pending) -> bool:
     """Is an earlier row of the same rollout and channel still pending? (Claims keep the order
     within one worker; this keeps it across workers whose claims crossed.)"""
     if row.rollout_id is None:
@@ -238,7 +235,7 @@ def _waits_its_turn(svc: Services, row: OutboxMessage) -> bool:
         return session.scalar(WAITING_BEFORE, params) is not None
 
 
-def _mark_attempt(svc: Services, row: OutboxMessage, lease: datetime) -> bool:
+def _mark_attempt(svc: Services, row: Pending, lease: datetime) -> bool:
     """Counts the attempt about to be made, only while the lease holds and no earlier row of
     the same rollout and channel is pending (claims keep the order within one worker; this
     keeps it across workers whose claims crossed). Returns whether it did: only then may the
@@ -261,12 +258,7 @@ def _finish(svc: Services, row_id: int, lease: datetime, *, keep_lease: bool = F
     if not keep_lease:
         values["locked_until"] = None
     with svc.db.transaction() as session:
-        result = session.execute(
-            update(OutboxMessage)
-            .where(OutboxMessage.id == row_id, OutboxMessage.locked_until == lease)
-            .values(**values)
-        )
-    return bool(result.rowcount)  # type: ignore[attr-defined]
+        return outbox_queries.finish(session, row_id, lease, values)
 
 
 def _retry_after(exc: SlackApiError) -> str | None:
@@ -278,7 +270,7 @@ def _retry_after(exc: SlackApiError) -> str | None:
 
 
 def _retry_later(
-    svc: Services, row: OutboxMessage, lease: datetime, attempts: int, code: str, retry_after: str | None
+    svc: Services, row: Pending, lease: datetime, attempts: int, code: str, retry_after: str | None
 ) -> None:
     """Backoff doubles with each attempt (2, 4, 8 s ... at most MAX_BACKOFF), and is never
     shorter than Slack's Retry-After. After GIVE_UP of failures the row fails and the owner
@@ -297,23 +289,21 @@ def _retry_later(
     _finish(svc, row.id, lease, next_attempt_at=svc.clock() + wait, last_error=code)
 
 
-def _rollout_of(svc: Services, row: OutboxMessage) -> Rollout | None:
+def _rollout_of(svc: Services, row: Pending) -> Recipient | None:
     if row.rollout_id is None:
         return None
     with svc.db.reading() as session:
-        return session.get(Rollout, row.rollout_id)
+        return outbox_queries.recipient(session, row.rollout_id)
 
 
-def _fail(svc: Services, row: OutboxMessage, lease: datetime, rollout: Rollout | None, code: str) -> None:
+def _fail(svc: Services, row: Pending, lease: datetime, rollout: Recipient | None, code: str) -> None:
     """A permanent error: stop retrying, and tell the owner once."""
     telemetry.OUTBOX_FAILED.labels(telemetry.error_label(code)).inc()
     log.warning("outbox row %s to %s failed for good: %s", row.id, row.channel_id, code)
     now = svc.clock()
     with svc.db.transaction() as session:
-        session.execute(
-            update(OutboxMessage)
-            .where(OutboxMessage.id == row.id, OutboxMessage.locked_until == lease)
-            .values(state=OutboxState.FAILED, last_error=code, locked_until=None)
+        outbox_queries.finish(
+            session, row.id, lease, {"state": OutboxState.FAILED, "last_error": code, "locked_until": None}
         )
         if rollout is None or row.channel_id == rollout.channel_id:
             return  # nowhere better to report it than the log
@@ -333,7 +323,7 @@ def _fail(svc: Services, row: OutboxMessage, lease: datetime, rollout: Rollout |
         queue(session, rollout, Announcement(f"delivery_failed:{row.channel_id}", Message(text=text)), now)
 
 
-def _find_posted(svc: Services, row: OutboxMessage, thread_ts: str | None) -> str | None:
+def _find_posted(svc: Services, row: Pending, thread_ts: str | None) -> str | None:
     """After an attempt whose outcome was never recorded, is the message already there?
 
     Returns its ts, or None if it is not (or Slack will not let us look: then posting is all

@@ -6,15 +6,30 @@ which SQLAlchemy keeps on the statement object) cost more than running them."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, NamedTuple, cast
 
-from sqlalchemy import Integer, Select, Table, Update, and_, bindparam, exists, or_, select, update
-from sqlalchemy.orm import load_only
+from sqlalchemy import (
+    Column,
+    CursorResult,
+    Integer,
+    Select,
+    Table,
+    Update,
+    and_,
+    bindparam,
+    exists,
+    or_,
+    select,
+    update,
+)
+from sqlalchemy.orm import Session
 
 from bot.services import Services
 from storage.enums import OutboxState
 from storage.models import OutboxMessage, Rollout, SlackMessage
+from storage.queries import STATUS_PURPOSE
 
 
 def _claimable(row: Any, now: Any) -> Any:
@@ -74,22 +89,116 @@ WAITING_BEFORE = (
     .limit(1)
 )
 
-# What a delivery reads of the rollout (where it is, whom to tell, the log's names): its plan
-# and settings, large JSON documents, are not read for every message.
-ROLLOUT = (
-    select(Rollout)
-    .options(
-        load_only(
-            Rollout.team_id,
-            Rollout.channel_id,
-            Rollout.feature,
-            Rollout.owner_id,
-            Rollout.stakeholder_channels,
-            raiseload=True,
+
+@dataclass(frozen=True)
+class Pending:
+    """An outbox row, as a delivery reads it (the columns it decides from; its outcome is
+    written by id and lease)."""
+
+    id: int
+    rollout_id: int | None
+    dedupe_key: str
+    channel_id: str
+    in_status_thread: bool
+    payload: dict[str, Any]
+    attempts: int
+    created_at: datetime
+
+
+@dataclass(frozen=True)
+class Recipient:
+    """What a delivery reads of the rollout: where it is, whom to tell, the log's names. Its plan
+    and settings, large JSON documents, are not read for every message."""
+
+    id: int
+    team_id: str
+    channel_id: str
+    feature: str
+    owner_id: str
+    stakeholder_channels: list[str]
+
+
+class StatusRef(NamedTuple):
+    """A rollout's status message, as a delivery needs it: its row, its ts (the thread), and its
+    permalink once someone has asked Slack for it."""
+
+    message_id: int
+    ts: str
+    permalink: str | None
+
+
+_ROW = OUTBOX_TABLE.c
+_ROLLOUT = cast(Table, Rollout.__table__).c
+_MESSAGE = cast(Table, SlackMessage.__table__).c
+_PENDING: tuple[Column[Any], ...] = (
+    *(_ROW.id, _ROW.rollout_id, _ROW.dedupe_key, _ROW.channel_id, _ROW.in_status_thread),
+    *(_ROW.payload, _ROW.attempts, _ROW.created_at),
+)
+_RECIPIENT: tuple[Column[Any], ...] = (
+    *(_ROLLOUT.id, _ROLLOUT.team_id, _ROLLOUT.channel_id, _ROLLOUT.feature, _ROLLOUT.owner_id),
+    _ROLLOUT.stakeholder_channels,
+)
+_STATUS = (_MESSAGE.id, _MESSAGE.ts, _MESSAGE.permalink)
+
+# A delivery's row, its rollout and its status message, in one statement.
+DELIVERY = (
+    select(
+        *_PENDING, *(c.label(f"r_{c.name}") for c in _RECIPIENT), *(c.label(f"s_{c.name}") for c in _STATUS)
+    )
+    .select_from(
+        OUTBOX_TABLE.outerjoin(Rollout.__table__, _ROLLOUT.id == _ROW.rollout_id).outerjoin(
+            SlackMessage.__table__,
+            and_(_MESSAGE.rollout_id == _ROW.rollout_id, _MESSAGE.purpose == STATUS_PURPOSE),
         )
     )
-    .where(Rollout.id == bindparam("id"))
+    .where(_ROW.id == bindparam("row_id"))
 )
+RECIPIENT = select(*_RECIPIENT).where(_ROLLOUT.id == bindparam("id"))
+
+
+def delivery(session: Session, row_id: int) -> tuple[Pending, Recipient | None, StatusRef | None] | None:
+    """The row (None: its rollout was discarded meanwhile), its rollout and status message."""
+    found = session.connection().execute(DELIVERY, {"row_id": row_id}).first()
+    if found is None:
+        return None
+    values = found._mapping
+    row = Pending(*(values[c.name] for c in _PENDING))
+    rollout = Recipient(*(values[f"r_{c.name}"] for c in _RECIPIENT)) if values["r_id"] is not None else None
+    status = StatusRef(*(values[f"s_{c.name}"] for c in _STATUS)) if values["s_id"] is not None else None
+    return row, rollout, status
+
+
+def recipient(session: Session, rollout_id: int | None) -> Recipient | None:
+    if rollout_id is None:
+        return None
+    found = session.connection().execute(RECIPIENT, {"id": rollout_id}).first()
+    return Recipient(**found._asdict()) if found is not None else None
+
+
+def _finish_statement(names: frozenset[str]) -> Update:
+    return (
+        update(OUTBOX_TABLE)
+        .where(
+            _ROW.id == bindparam("row_id"),
+            _ROW.locked_until == bindparam("lease", type_=_ROW.locked_until.type),
+        )
+        .values({name: bindparam(f"v_{name}", type_=_ROW[name].type) for name in sorted(names)})
+    )
+
+
+# An outcome, written only while the lease holds: one statement per set of columns written,
+# built the first time it is needed.
+_FINISHES: dict[frozenset[str], Update] = {}
+
+
+def finish(session: Session, row_id: int, lease: datetime, values: dict[str, Any]) -> bool:
+    names = frozenset(values)
+    stmt = _FINISHES.get(names)
+    if stmt is None:
+        stmt = _FINISHES.setdefault(names, _finish_statement(names))
+    params = {"row_id": row_id, "lease": lease, **{f"v_{k}": v for k, v in values.items()}}
+    return bool(cast("CursorResult[Any]", session.connection().execute(stmt, params)).rowcount)
+
 
 MARK_ATTEMPT = (
     update(OUTBOX_TABLE)
@@ -105,15 +214,6 @@ MARK_ATTEMPT = (
     )
     .values(attempts=bindparam("next_attempts"))
 )
-
-
-class StatusRef(NamedTuple):
-    """A rollout's status message, as a delivery needs it: its row, its ts (the thread), and its
-    permalink once someone has asked Slack for it."""
-
-    message_id: int
-    ts: str
-    permalink: str | None
 
 
 # A permalink never changes: kept on the message's row the first time Slack gives it.
