@@ -184,7 +184,7 @@ def _first_step(
         raise flagging.refused(svc, rollout.feature, error, "start") from None
 
 
-def _duplicate(existing: Rollout) -> DuplicateFeature:
+def _duplicate(existing: queries.OpenRollout) -> DuplicateFeature:
     return DuplicateFeature(
         "*{feature}* already has an open rollout in <#{channel}>. "
         "Use `/rollout status {feature}` to see it, or pick another name.",
