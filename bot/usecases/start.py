@@ -98,7 +98,7 @@ def start(svc: Services, actor: Actor, cmd: Start) -> int:
             existing = queries.open_by_feature(session=session, team_id=actor.team_id, feature_key=key)
             if existing is not None:
                 raise _duplicate(existing)
-            rollout = rollouts.new_rollout(
+            rollout = rollouts.new_rows(
                 plan,
                 team_id=actor.team_id,
                 channel_id=actor.channel_id,
