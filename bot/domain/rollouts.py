@@ -39,6 +39,8 @@ def new_rollout(
 ) -> Rollout:
     """Copies the plan into the rollout, so later edits to the template never reach it."""
     rollout = Rollout(
+        metrics=[m.to_dict() for m in plan.metrics],
+        triggers=[t.to_dict() for t in plan.triggers],
         **_rollout_values(
             plan,
             team_id=team_id,
@@ -52,7 +54,7 @@ def new_rollout(
             timezone=timezone,
             country=country,
             now=now,
-        )
+        ),
     )
     for phase_values, steps, items in _phase_values(plan, now):
         phase = Phase(**phase_values)
@@ -82,23 +84,24 @@ def new_rows(
     the cost of building them through their constructors). Read-only from here on and never
     to be added to a session; `phases`, `steps` and `items` are plain lists, and an item has
     no `rollout` set (the writer sets its `rollout_id`)."""
-    rollout: Rollout = plain(
-        Rollout,
-        _rollout_values(
-            plan,
-            team_id=team_id,
-            channel_id=channel_id,
-            feature=feature,
-            owner_id=owner_id,
-            created_by=created_by,
-            flag_key=flag_key,
-            service=service,
-            stakeholders=stakeholders,
-            timezone=timezone,
-            country=country,
-            now=now,
-        ),
+    values = _rollout_values(
+        plan,
+        team_id=team_id,
+        channel_id=channel_id,
+        feature=feature,
+        owner_id=owner_id,
+        created_by=created_by,
+        flag_key=flag_key,
+        service=service,
+        stakeholders=stakeholders,
+        timezone=timezone,
+        country=country,
+        now=now,
     )
+    # The metrics as the plan's JSON has them (what `Metric.to_dict` stores, once decoded):
+    # the same stored values, without converting each metric again.
+    doc = values["plan_doc"]
+    rollout: Rollout = plain(Rollout, {**values, "metrics": doc["metrics"], "triggers": doc["triggers"]})
     rollout.__dict__["phases"] = [
         plain(
             Phase,
@@ -147,8 +150,6 @@ def _rollout_values(
         "timezone": timezone,
         "country": country,
         "plan_doc": plan_to_dict(plan),
-        "metrics": [m.to_dict() for m in plan.metrics],
-        "triggers": [t.to_dict() for t in plan.triggers],
         "manual_triggers": list(plan.manual_triggers),
         "revision": 1,
         "created_at": now,
