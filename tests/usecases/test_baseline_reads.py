@@ -20,6 +20,7 @@ from bot.usecases import measure
 from bot.usecases import start as starting
 from storage import job_queries, queries
 from storage.db import Database
+from storage.enums import SnapshotKind
 from storage.models import Rollout
 from tests.fakes.datadog_api import FakeDatadog
 from tests.support import make_services
@@ -104,3 +105,9 @@ def test_the_baseline_asks_for_values_and_only_the_series_a_gate_reads(
         assert stored[key]["value"] == seen.value and stored[key]["problem"] == seen.problem, key
         assert stored[key]["series"] == (SERIES if key == "judged_alone" else []), key
     assert control == full["judged_alone"].series == tuple(SERIES)
+    with db.reading() as session:
+        snap = queries.latest_snapshot(session=session, rollout_id=rollout_id, kind=SnapshotKind.BASELINE)
+        assert snap is not None
+        row = (snap.rollout_id, snap.taken_at.replace(tzinfo=UTC), snap.phase_index, snap.step_index)
+        assert row == (rollout_id, NOW, 0, 0)
+        assert (snap.passed, snap.verdict) == (None, {})
