@@ -68,13 +68,32 @@ def lock_rollout(*, session: Session, rollout_id: int) -> Rollout | None:
     return session.scalars(stmt.execution_options(populate_existing=True)).first()
 
 
-def open_by_feature(*, session: Session, team_id: str, feature_key: str) -> Rollout | None:
-    stmt = select(Rollout).where(
-        Rollout.team_id == team_id,
-        Rollout.feature_key == feature_key,
-        Rollout.status.in_(OPEN_STATUSES),
+class OpenRollout(NamedTuple):
+    """The open rollout of a name, as a start that would take the name needs it."""
+
+    id: int
+    feature: str
+    channel_id: str
+
+
+def open_by_feature(*, session: Session, team_id: str, feature_key: str) -> OpenRollout | None:
+    """The team's open rollout of that name (there is at most one): three columns, with a
+    statement built once, as every start asks before it takes a name."""
+    params = {"team_id": team_id, "feature_key": feature_key}
+    row = session.connection().execute(_OPEN_BY_FEATURE, params).first()
+    return None if row is None else OpenRollout(row[0], row[1], row[2])
+
+
+_open = cast("Table", Rollout.__table__).c
+_OPEN_BY_FEATURE = (
+    select(_open.id, _open.feature, _open.channel_id)
+    .where(
+        _open.team_id == bindparam("team_id"),
+        _open.feature_key == bindparam("feature_key"),
+        _open.status.in_(OPEN_STATUSES),
     )
-    return session.scalars(stmt).first()
+    .limit(1)
+)
 
 
 class Named(NamedTuple):

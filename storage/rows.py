@@ -20,7 +20,7 @@ from collections.abc import Sequence
 from typing import Any, cast
 
 from sqlalchemy import Column, Insert, Table, insert, inspect
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, configure_mappers
 
 from storage.models import Base
 
@@ -36,6 +36,19 @@ def _default(column: Column[Any]) -> Any:
     if default.is_callable:
         return default.arg(None)  # type: ignore[attr-defined]  # wrapped by SQLAlchemy to take a context
     return _MISSING  # a sequence or SQL expression: left to the database, as the ORM does
+
+
+def plain(cls: type[Any], values: dict[str, Any]) -> Any:
+    """A transient instance of a mapped class holding `values`, for `insert_new` to write: made
+    as a load makes one (its ORM state, no constructor), its values put straight into its
+    __dict__, where the ORM reads them back, without an event or history per attribute. Read
+    it, give it to `insert_new`; never add it to a session (nothing set this way is flushed)."""
+    mapper = inspect(cls)
+    if not mapper.configured:  # a constructor would configure them; reading needs it done
+        configure_mappers()
+    obj = mapper.class_manager.new_instance()
+    obj.__dict__.update(values)
+    return obj
 
 
 @functools.cache
@@ -55,27 +68,21 @@ def insert_new(session: Session, objects: Sequence[Base], *, ids: bool = True) -
     keys (`phase.rollout_id = rollout.id`) before calling."""
     if not objects:
         return
-    mapper = inspect(type(objects[0]))
-    table = cast(Table, mapper.local_table)
-    columns = [
-        (prop.key, cast(Column[Any], prop.columns[0]))
-        for prop in mapper.column_attrs
-        if not prop.columns[0].primary_key and prop.columns[0].table is table
-    ]
+    table, pk_key, columns = _layout(type(objects[0]))
     rows: list[dict[str, Any]] = []
     for obj in objects:
         state = obj.__dict__
         row: dict[str, Any] = {}
-        for key, column in columns:
+        for key, column_key, column, keeps_none in columns:
             value = state.get(key, _MISSING)
-            if value is None and not column.type.should_evaluate_none:
+            if value is None and not keeps_none:
                 value = _MISSING
             if value is _MISSING:
                 value = _default(column)
                 if value is _MISSING:
                     continue
                 setattr(obj, key, value)
-            row[column.key] = value
+            row[column_key] = value
         rows.append(row)
     # executemany needs one set of keys: a column some rows leave out is NULL in them (no
     # Python-side default applies to it, or it would have been filled in above). Where the
@@ -90,6 +97,20 @@ def insert_new(session: Session, objects: Sequence[Base], *, ids: bool = True) -
         connection.execute(_statements(table)[0], params)
         return
     new_ids = connection.execute(_statements(table)[1], params).scalars().all()
-    (pk,) = mapper.primary_key
     for obj, new_id in zip(objects, new_ids, strict=True):
-        setattr(obj, mapper.get_property_by_column(pk).key, new_id)
+        setattr(obj, pk_key, new_id)
+
+
+@functools.cache
+def _layout(cls: type[Base]) -> tuple[Table, str, tuple[tuple[str, str, Column[Any], bool], ...]]:
+    """A mapped class's table, the attribute of its primary key, and for each other column of
+    its own table (attribute, column name, column, stores None itself), read once per class."""
+    mapper = inspect(cls)
+    table = cast(Table, mapper.local_table)
+    (pk,) = mapper.primary_key
+    columns = tuple(
+        (prop.key, column.key, column, bool(column.type.should_evaluate_none))
+        for prop in mapper.column_attrs
+        if not (column := cast(Column[Any], prop.columns[0])).primary_key and column.table is table
+    )
+    return table, mapper.get_property_by_column(pk).key, columns

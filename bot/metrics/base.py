@@ -26,7 +26,8 @@ class MetricQuery:
     queries: tuple[tuple[str, str], ...] = ()
     formula: str = ""
     count_of: str = ""
-    series_points: int = 15  # points of the timeseries; a judged metric wants more than a sparkline
+    # Points of the timeseries; a judged metric wants more than a sparkline; 0: no series at all.
+    series_points: int = 15
 
     @property
     def parts(self) -> tuple[tuple[str, str], ...]:

@@ -66,7 +66,8 @@ class _PooledApiClient(ApiClient):
 
 
 class DatadogMetricsSource(MetricsSource):
-    """Reads each metric as one number (v2 scalar query) plus a sparkline (v2 timeseries).
+    """Reads each metric as one number (v2 scalar query) plus a sparkline (v2 timeseries),
+    unless the query asks for no series (`series_points` 0).
 
     One ApiClient and one worker pool live as long as the source, so connections
     are reused across snapshots; the client is safe to share between threads.
@@ -130,7 +131,11 @@ class DatadogMetricsSource(MetricsSource):
             for q in queries
         }
         sparklines = (
-            {q.name: self._executor.submit(copy_context().run, self._read_sparkline, q, now) for q in queries}
+            {
+                q.name: self._executor.submit(copy_context().run, self._read_sparkline, q, now)
+                for q in queries
+                if q.series_points > 0  # 0: the caller wants the value alone
+            }
             if self._with_series
             else {}
         )

@@ -4,11 +4,11 @@ evaluated and stored as a snapshot, and the baseline captured at start."""
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import astuple, dataclass
+from dataclasses import astuple, dataclass, replace
 from datetime import datetime, timedelta
 from typing import Any, cast
 
-from sqlalchemy import Table, insert
+from sqlalchemy import Table, bindparam, insert, select
 from sqlalchemy.orm import Session
 
 from bot.domain import canary, rollouts
@@ -17,9 +17,10 @@ from bot.domain.plans.model import Metric
 from bot.metrics import MetricQuery, MetricReading, MetricsSource
 from bot.metrics.links import explorer_url
 from bot.services import Services
-from storage import job_queries, queries
+from storage import job_queries
 from storage.enums import SnapshotKind
 from storage.models import MetricSnapshot, Rollout, Step
+from storage.rows import plain
 
 NOT_CONFIGURED = "Datadog is not configured (set DD_API_KEY and DD_APP_KEY)"
 CONTROL_SUFFIX = "#control"
@@ -335,14 +336,48 @@ def gate_json(gate: GateResult) -> dict[str, object]:
     }
 
 
+def baseline_plan(metrics: Sequence[Metric], *, feature: str, flag: str | None, service: str | None) -> Plan:
+    """What a baseline asks Datadog for: each metric's own query, not its control cohort (the
+    gate reads the cohort live), and a series only where a gate reads the stored one, i.e. a
+    judged metric without a control cohort (`canary.judge`); every other query asks for its
+    value alone (`series_points` 0). Charts, reports and exports show no baseline's series."""
+    full = plan_queries(metrics, feature=feature, flag=flag, service=service)
+    serial = {full.by_key[m.key] for m in metrics if m.judge and not (m.control_query or m.control_queries)}
+    wanted = set(full.by_key.values())
+    return Plan(
+        tuple(
+            q if q.name in serial else replace(q, series_points=0) for q in full.queries if q.name in wanted
+        ),
+        full.by_key,
+        {},
+    )
+
+
 def capture_baseline(svc: Services, rollout_id: int) -> None:
     """Measures every metric before exposure grows; relative and absolute rules compare to it."""
     with svc.db.reading() as session:
-        # Its own row is all it takes (metrics, triggers, names, position): not the plan.
-        rollout = queries.rollout_row(session=session, rollout_id=rollout_id)
-    if rollout is None:
+        # The columns it takes (metrics, triggers, names, position): not the plan's JSON.
+        row = session.connection().execute(_BASELINE_INPUTS, {"rollout_id": rollout_id}).first()
+    if row is None:
         return
+    rollout: Rollout = plain(Rollout, dict(row._mapping))
     now = svc.clock()
-    current, _controls, _ = read_metrics(svc, rollout, now)
+    metrics, triggers = metrics_of(rollout)
+    every = [*metrics, *triggers]
+    plan = baseline_plan(every, feature=rollout.feature, flag=rollout.flag_key, service=rollout.service)
+    current = by_metric(plan, take(svc.metrics, plan, now), {m.key: m for m in every})
     with svc.db.transaction() as session:
-        store_snapshot(session, rollout, SnapshotKind.BASELINE, current, None, now)
+        record_snapshot(session, rollout, SnapshotKind.BASELINE, current, None, now)
+
+
+_row = cast("Table", Rollout.__table__).c
+_BASELINE_INPUTS = select(
+    _row.id,
+    _row.feature,
+    _row.flag_key,
+    _row.service,
+    _row.metrics,
+    _row.triggers,
+    _row.phase_index,
+    _row.step_index,
+).where(_row.id == bindparam("rollout_id"))

@@ -98,7 +98,7 @@ def start(svc: Services, actor: Actor, cmd: Start) -> int:
             existing = queries.open_by_feature(session=session, team_id=actor.team_id, feature_key=key)
             if existing is not None:
                 raise _duplicate(existing)
-            rollout = rollouts.new_rollout(
+            rollout = rollouts.new_rows(
                 plan,
                 team_id=actor.team_id,
                 channel_id=actor.channel_id,
@@ -184,7 +184,7 @@ def _first_step(
         raise flagging.refused(svc, rollout.feature, error, "start") from None
 
 
-def _duplicate(existing: Rollout) -> DuplicateFeature:
+def _duplicate(existing: queries.OpenRollout) -> DuplicateFeature:
     return DuplicateFeature(
         "*{feature}* already has an open rollout in <#{channel}>. "
         "Use `/rollout status {feature}` to see it, or pick another name.",

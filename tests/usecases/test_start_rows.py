@@ -1,6 +1,8 @@
-"""`/rollout start` writes its rows with Core inserts (bot/usecases/start.py, storage/rows.py):
-every row of every table, ids and defaults included, is what the ORM's unit of work wrote for
-the same start, on SQLite and Postgres, for each built-in template and an imported plan."""
+"""`/rollout start` writes its rows with Core inserts (bot/usecases/start.py, storage/rows.py)
+from the plain objects of `rollouts.new_rows`: every row of every table, ids and defaults, the
+announcement's message JSON and the due work included, is what the ORM's unit of work wrote for
+the same start from `rollouts.new_rollout`'s object graph, on SQLite and Postgres, for each
+built-in template and an imported plan."""
 
 from __future__ import annotations
 

@@ -113,9 +113,26 @@ def advance_problems(plan: Plan) -> list[str]:
 
 
 def plan_to_dict(plan: Plan) -> dict[str, Any]:
-    """JSON-ready; `plan_from_dict(plan_to_dict(p)) == p`."""
-    data: dict[str, Any] = json.loads(json.dumps(asdict(plan)))
+    """JSON-ready, a new dict on each call; `plan_from_dict(plan_to_dict(p)) == p`.
+
+    The JSON text of the last few plans is kept, by identity (an equal plan may still write
+    differently: 1 and 1.0 are equal), so a plan started again and again (the built-in
+    templates are one object each) costs a `json.loads`, not `asdict` and a `json.dumps`."""
+    kept = _TEXTS.get(id(plan))
+    if kept is not None and kept[0] is plan:
+        text = kept[1]
+    else:
+        text = json.dumps(asdict(plan))
+        if len(_TEXTS) >= _KEEP:
+            del _TEXTS[next(iter(_TEXTS))]  # the oldest
+        # The plan is held with its text, so its id cannot be reused while the entry lives.
+        _TEXTS[id(plan)] = (plan, text)
+    data: dict[str, Any] = json.loads(text)
     return data
+
+
+_KEEP = 64
+_TEXTS: dict[int, tuple[Plan, str]] = {}
 
 
 @cache
