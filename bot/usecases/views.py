@@ -11,12 +11,12 @@ ORM rows a use case already holds; the two must agree field by field
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from datetime import datetime
 from types import MappingProxyType
-from typing import Any
+from typing import Any, NamedTuple
 
-from sqlalchemy import BindParameter, and_, bindparam, select
+from sqlalchemy import BindParameter, Connection, and_, bindparam, select
 from sqlalchemy.orm import Session
 
 from bot.domain import flagging, rollouts
@@ -29,7 +29,17 @@ from messages.auto_status import auto_words
 from messages.home import HomeRow
 from messages.views import EventView, ItemView, PhaseView, RolloutView, SnapshotView, StepView
 from storage import queries
-from storage.models import Approver, ChecklistItem, DueJob, Event, MetricSnapshot, Phase, Rollout, Step
+from storage.models import (
+    Approver,
+    ChecklistItem,
+    DueJob,
+    Event,
+    MetricSnapshot,
+    Phase,
+    Rollout,
+    SlackMessage,
+    Step,
+)
 
 # --- builders --------------------------------------------------------------------------------
 
@@ -173,7 +183,8 @@ def home_row(rollout: Rollout, now: datetime) -> HomeRow:
 # eager-load options) cost most of a status message when the loader was an ORM query. What
 # comes back is exactly what `rollout_view` makes of the ORM rows (tests/usecases/
 # test_core_views.py compares the two). Four statements whatever the size of the plan: the
-# rollout with its `auto` row (at most one: uq_due_job_kind), its phases joined with their
+# rollout with its `auto` row (at most one: uq_due_job_kind) and, for `load_with_message`, its
+# status message's row (at most one: uq_slack_message_purpose), its phases joined with their
 # steps, its phases' items, its approvers.
 _rollout = Rollout.__table__.c
 _phase = Phase.__table__.c
@@ -181,9 +192,13 @@ _step = Step.__table__.c
 _item = ChecklistItem.__table__.c
 _approver = Approver.__table__.c
 _due = DueJob.__table__.c
+_message = SlackMessage.__table__.c
 _ID: BindParameter[int] = bindparam("rollout_id")
 _TEAM: BindParameter[str] = bindparam("team_id")
 
+_WITH_AUTO = Rollout.__table__.outerjoin(
+    DueJob.__table__, and_(_due.rollout_id == _rollout.id, _due.kind == Kind.AUTO.value)
+)
 _ROLLOUT = (
     select(
         _rollout.id,
@@ -217,14 +232,21 @@ _ROLLOUT = (
         _due.due_at,
         _due.data,
     )
-    .select_from(
-        Rollout.__table__.outerjoin(
-            DueJob.__table__, and_(_due.rollout_id == _rollout.id, _due.kind == Kind.AUTO.value)
-        )
-    )
+    .select_from(_WITH_AUTO)
     .where(_rollout.id == _ID)
 )
 _ROLLOUT_OF_TEAM = _ROLLOUT.where(_rollout.team_id == _TEAM)
+# The same row with the status message's (None when it is not posted yet): a status and an edit
+# need both, and one statement costs less than two.
+_WITH_MESSAGE = _ROLLOUT.add_columns(
+    _message.id, _message.channel_id, _message.ts, _message.permalink
+).select_from(
+    _WITH_AUTO.outerjoin(
+        SlackMessage.__table__,
+        and_(_message.rollout_id == _rollout.id, _message.purpose == queries.STATUS_PURPOSE),
+    )
+)
+_WITH_MESSAGE_OF_TEAM = _WITH_MESSAGE.where(_rollout.team_id == _TEAM)
 # Outer: a phase without steps still shows (as the ORM's joined load had it).
 _PHASES = (
     select(
@@ -264,20 +286,52 @@ _ITEMS = (
 _APPROVERS = select(_approver.user_id).where(_approver.rollout_id == _ID).order_by(_approver.id)
 
 
-def load_rollout(*, session: Session, rollout_id: int, team_id: str | None = None) -> RolloutView | None:
+class MessageRef(NamedTuple):
+    """The status message's row: enough to edit it and to link to it."""
+
+    id: int
+    channel_id: str
+    ts: str
+    permalink: str | None
+
+
+def load_rollout(
+    *, session: Session | Connection, rollout_id: int, team_id: str | None = None
+) -> RolloutView | None:
     """The view of one rollout (of that workspace, if `team_id` is given), or None."""
+    conn = _connection(session)
+    params = {"rollout_id": rollout_id} if team_id is None else {"rollout_id": rollout_id, "team_id": team_id}
+    row = conn.execute(_ROLLOUT if team_id is None else _ROLLOUT_OF_TEAM, params).first()
+    return None if row is None else _view(conn, rollout_id, row)
+
+
+def load_with_message(
+    *, session: Session | Connection, rollout_id: int, team_id: str | None = None
+) -> tuple[RolloutView, MessageRef | None] | None:
+    """`load_rollout`, and the row of the rollout's status message (None: not posted yet), the
+    two in the statements of one."""
+    conn = _connection(session)
+    params = {"rollout_id": rollout_id} if team_id is None else {"rollout_id": rollout_id, "team_id": team_id}
+    row = conn.execute(_WITH_MESSAGE if team_id is None else _WITH_MESSAGE_OF_TEAM, params).first()
+    if row is None:
+        return None
+    *head, message_id, channel_id, ts, link = row
+    ref = None if message_id is None else MessageRef(message_id, channel_id, ts, link)
+    return _view(conn, rollout_id, head), ref
+
+
+def _connection(session: Session | Connection) -> Connection:
+    if isinstance(session, Connection):
+        return session
     # Core statements skip the session's autoflush: what this session changed is flushed first,
     # so the view shows it as an ORM query would.
     if session.autoflush:
         session.flush()
-    conn = session.connection()
+    return session.connection()
+
+
+def _view(conn: Connection, rollout_id: int, row: Sequence[Any]) -> RolloutView:
     params = {"rollout_id": rollout_id}
-    if team_id is None:
-        row = conn.execute(_ROLLOUT, params).first()
-    else:
-        row = conn.execute(_ROLLOUT_OF_TEAM, {**params, "team_id": team_id}).first()
-    if row is None:
-        return None
     items: dict[int, list[ItemView]] = {}
     for phase_id, *item in conn.execute(_ITEMS, params):
         items.setdefault(phase_id, []).append(
