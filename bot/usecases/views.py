@@ -3,8 +3,9 @@
 A view is a plain frozen copy of what a message shows (`messages.views`), taken while the
 session is open, so rendering never loads anything. `load_rollout` reads exactly that in a
 fixed number of plain Core statements (columns, no ORM rows), however many phases and items a
-rollout has: the rollout with its auto-advance row, its phases with their steps (joined), their
-checklist items, its approvers. The builders below (`rollout_view` …) make the same views of
+rollout has: the rollout with its auto-advance row (and, for `load_with_message`, its status
+message's row), its phases with their steps (joined), their checklist items with its approvers
+(one UNION ALL). The builders below (`rollout_view` …) make the same views of
 ORM rows a use case already holds; the two must agree field by field
 (tests/usecases/test_core_views.py).
 """
@@ -16,7 +17,7 @@ from datetime import datetime
 from types import MappingProxyType
 from typing import Any, NamedTuple
 
-from sqlalchemy import BindParameter, Connection, and_, bindparam, select
+from sqlalchemy import BindParameter, Connection, and_, bindparam, literal_column, null, select, union_all
 from sqlalchemy.orm import Session
 
 from bot.domain import flagging, rollouts
@@ -182,10 +183,10 @@ def home_row(rollout: Rollout, now: datetime) -> HomeRow:
 # every time: building ORM instances (identity map, loader strategies, cache keys of the
 # eager-load options) cost most of a status message when the loader was an ORM query. What
 # comes back is exactly what `rollout_view` makes of the ORM rows (tests/usecases/
-# test_core_views.py compares the two). Four statements whatever the size of the plan: the
+# test_core_views.py compares the two). Three statements whatever the size of the plan: the
 # rollout with its `auto` row (at most one: uq_due_job_kind) and, for `load_with_message`, its
 # status message's row (at most one: uq_slack_message_purpose), its phases joined with their
-# steps, its phases' items, its approvers.
+# steps, its phases' items with its approvers (one UNION ALL).
 _rollout = Rollout.__table__.c
 _phase = Phase.__table__.c
 _step = Step.__table__.c
@@ -266,10 +267,14 @@ _PHASES = (
     .where(_phase.rollout_id == _ID)
     .order_by(_phase.position, _step.position)
 )
-# Through the phase, as the relationship reaches them (not by the item's own rollout_id).
-_ITEMS = (
+# Its phases' items (through the phase, as the relationship reaches them, not by the item's own
+# rollout_id) and, in the same statement, its approvers: rows without a phase, whose `text` is
+# the user id, in the order they were added (as `Rollout.approvers` has them). NULL, untyped,
+# where an approver has nothing: each column takes the item's type, and its result processing.
+_ITEMS_AND_APPROVERS = union_all(
     select(
         _item.phase_id,
+        _item.position,
         _item.id,
         _item.text,
         _item.kind,
@@ -279,11 +284,11 @@ _ITEMS = (
         _item.unchecked_at,
     )
     .select_from(ChecklistItem.__table__.join(Phase.__table__, _phase.id == _item.phase_id))
-    .where(_phase.rollout_id == _ID)
-    .order_by(_item.phase_id, _item.position)
-)
-# In the order they were added, as `Rollout.approvers` has them.
-_APPROVERS = select(_approver.user_id).where(_approver.rollout_id == _ID).order_by(_approver.id)
+    .where(_phase.rollout_id == _ID),
+    select(
+        null(), _approver.id, _approver.id, _approver.user_id, null(), null(), null(), null(), null()
+    ).where(_approver.rollout_id == _ID),
+).order_by(literal_column("1"), literal_column("2"))
 
 
 class MessageRef(NamedTuple):
@@ -333,7 +338,11 @@ def _connection(session: Session | Connection) -> Connection:
 def _view(conn: Connection, rollout_id: int, row: Sequence[Any]) -> RolloutView:
     params = {"rollout_id": rollout_id}
     items: dict[int, list[ItemView]] = {}
-    for phase_id, *item in conn.execute(_ITEMS, params):
+    approvers: list[str] = []
+    for phase_id, _, *item in conn.execute(_ITEMS_AND_APPROVERS, params):
+        if phase_id is None:
+            approvers.append(item[1])
+            continue
         items.setdefault(phase_id, []).append(
             ItemView(item[0], item[1], item[2].value, item[3], item[4], item[5], item[6])
         )
@@ -351,7 +360,6 @@ def _view(conn: Connection, rollout_id: int, row: Sequence[Any]) -> RolloutView:
         )
         for phase_id, ((position, name, completed_at, skipped), steps) in plan.items()
     )
-    approvers = tuple(user_id for (user_id,) in conn.execute(_APPROVERS, params))
     (
         id_, feature, template, plan_title, owner_id, channel_id, status, revision, timezone,
         country, flag_key, service, stakeholders, phase_index, step_index, step_started_at,
@@ -366,7 +374,7 @@ def _view(conn: Connection, rollout_id: int, row: Sequence[Any]) -> RolloutView:
         template=template,
         plan_title=plan_title,
         owner_id=owner_id,
-        approvers=approvers,
+        approvers=tuple(approvers),
         channel_id=channel_id,
         status=status.value,
         is_open=status.is_open,
