@@ -26,13 +26,12 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from enum import Enum
-from typing import TYPE_CHECKING, Any, cast
+from typing import TYPE_CHECKING, cast
 
 from slack_sdk.errors import SlackApiError
 from sqlalchemy import (
     BindParameter,
     Connection,
-    Row,
     and_,
     bindparam,
     delete,
@@ -45,16 +44,14 @@ from sqlalchemy import (
 )
 from sqlalchemy.dialects.postgresql import insert as postgres_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
-from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
 
+from bot.delivery.status_link import permalink as permalink  # where callers have always found it
 from bot.domain.schedule import Kind, refresh_retry
-from bot.errors import RolloutNotFound
 from bot.services import Services
 from bot.slackweb.client import error_code, post_joining
 from bot.usecases import views
 from bot.usecases.announcing import QUEUED
-from bot.usecases.views import MessageRef
 from messages.blocks import status_message
 from messages.views import RolloutView
 from storage import queries
@@ -83,6 +80,7 @@ _messages = cast("Table", SlackMessage.__table__)
 _rollouts = cast("Table", Rollout.__table__)
 _ROLLOUT_ID: BindParameter[int] = bindparam("of_rollout")
 _LEASE = bindparam("lease", type_=_due.c.due_at.type)
+_NOW = bindparam("now", type_=_due.c.due_at.type)
 _MINE = and_(_due.c.rollout_id == _ROLLOUT_ID, _due.c.kind == Kind.REFRESH.value)
 _TOKEN = bindparam("token", type_=_due.c.due_at.type)
 _HELD_WITH = and_(_MINE, _due.c.due_at == _TOKEN)
@@ -109,7 +107,7 @@ _SET_ROW = (
 # Slack refused: the row waits for its retry, also when its lease ran out meanwhile.
 _RETRY = (
     update(_due)
-    .where(_MINE, or_(_due.c.due_at == _TOKEN, _due.c.due_at <= bindparam("now", type_=_due.c.due_at.type)))
+    .where(_MINE, or_(_due.c.due_at == _TOKEN, _due.c.due_at <= _NOW))
     .values(due_at=_LEASE, data=bindparam("new_data", type_=_due.c.data.type))
 )
 _HELD_DATA = select(_due.c.data).where(_HELD_WITH).with_for_update()
@@ -138,6 +136,19 @@ _ROW_AND_REVISION = (
     .where(_HELD_WITH)
     .with_for_update(of=_due)
 )
+_POSTED = insert(_messages)
+_outbox = cast("Table", OutboxMessage.__table__)
+_WAKE_THREAD = (
+    update(_outbox)
+    .where(
+        _outbox.c.rollout_id == _ROLLOUT_ID,
+        _outbox.c.state == OutboxState.PENDING,
+        _outbox.c.attempts == 0,
+        _outbox.c.next_attempt_at > _NOW,
+    )
+    .values(next_attempt_at=_NOW)
+)
+_REVISION = select(_rollouts.c.revision).where(_rollouts.c.id == _ROLLOUT_ID)
 _RECORD_SHOWN = (
     update(_messages)
     .where(
@@ -147,19 +158,15 @@ _RECORD_SHOWN = (
     )
     .values(rendered_revision=_SHOWN)
 )
-# The status message's row.
-_MESSAGE = select(_messages.c.id, _messages.c.channel_id, _messages.c.ts, _messages.c.permalink).where(
-    _messages.c.rollout_id == _ROLLOUT_ID, _messages.c.purpose == queries.STATUS_PURPOSE
-)
 
 
 def post(svc: Services, rollout_id: int) -> str:
     """Posts the status message and remembers its ts. Raises NotInChannel when the bot cannot
     get into the channel."""
-    with svc.db.reading() as session:
-        rollout = views.load_rollout(session=session, rollout_id=rollout_id)
-        assert rollout is not None
-        existing = queries.status_message(session=session, rollout_id=rollout_id)
+    with svc.db.connected() as conn:
+        found = views.load_with_message(session=conn, rollout_id=rollout_id)
+    assert found is not None
+    rollout, existing = found
     if existing is not None:
         refresh(svc, rollout_id)
         return existing.ts
@@ -169,34 +176,16 @@ def post(svc: Services, rollout_id: int) -> str:
     with svc.db.transaction() as session:
         # Announcements waiting for this message (its thread) can go now: wake the outbox.
         session.info[QUEUED] = True
-        session.execute(
-            insert(SlackMessage),
-            [
-                {
-                    "rollout_id": rollout_id,
-                    "purpose": queries.STATUS_PURPOSE,
-                    "channel_id": rollout.channel_id,
-                    "ts": ts,
-                    "rendered_revision": rollout.revision,
-                }
-            ],
-        )
+        conn = session.connection()
+        row = {"rollout_id": rollout_id, "purpose": queries.STATUS_PURPOSE, "channel_id": rollout.channel_id}
+        conn.execute(_POSTED, {**row, "ts": ts, "rendered_revision": rollout.revision})
         # A drain that found them before this message existed set them to look again a little
         # later (bot/delivery/outbox.py, THREAD_RECHECK): they need not wait for that.
-        session.execute(
-            update(OutboxMessage)
-            .where(
-                OutboxMessage.rollout_id == rollout_id,
-                OutboxMessage.state == OutboxState.PENDING,
-                OutboxMessage.attempts == 0,
-                OutboxMessage.next_attempt_at > now,
-            )
-            .values(next_attempt_at=now)
-        )
+        conn.execute(_WAKE_THREAD, {"of_rollout": rollout_id, "now": now})
     # A tick that landed while the message was on its way found nothing to edit: catch up.
     # (Read after the commit: a tick committed later sees the message and edits it itself.)
-    with svc.db.reading() as session:
-        latest = queries.revision_of(session=session, rollout_id=rollout_id)
+    with svc.db.connected() as conn:
+        latest = conn.execute(_REVISION, {"of_rollout": rollout_id}).scalar()
     if latest is not None and latest != rollout.revision:
         refresh(svc, rollout_id)
     return ts
@@ -398,53 +387,3 @@ def _back_off(svc: Services, rollout_id: int, token: datetime, attempt: int, err
         retry = {"lease": now + refresh_retry(attempt), "new_data": {"attempt": attempt + 1, ERROR: error}}
         conn.execute(_RETRY, {**mine, "now": now, **retry})
         return None
-
-
-def permalink(svc: Services, rollout_id: int) -> str | None:
-    """A link to the live status message, or None if there is none (or Slack will not say)."""
-    with svc.db.reading() as session:
-        ref = session.connection().execute(_MESSAGE, {"of_rollout": rollout_id}).first()
-    return message_link(svc, rollout_id, ref)
-
-
-def view_and_link(svc: Services, team_id: str, rollout_id: int) -> tuple[RolloutView, str | None]:
-    """A workspace's rollout as its status message shows it, and the link to that message (as
-    `permalink`), read in one transaction. Refused if the rollout is not there."""
-    with svc.db.reading() as session:
-        view, ref = copy_of(session, team_id, rollout_id)
-    return view, message_link(svc, rollout_id, ref)
-
-
-def copy_of(session: Session, team_id: str, rollout_id: int) -> tuple[RolloutView, MessageRef | None]:
-    """In the caller's read transaction: the rollout's view and its status message's row (for
-    `message_link`, after the transaction). Refused if the rollout is not there."""
-    found = views.load_with_message(session=session, rollout_id=rollout_id, team_id=team_id)
-    if found is None:
-        raise RolloutNotFound("That rollout does not exist any more.")
-    return found
-
-
-def message_link(
-    svc: Services, rollout_id: int, ref: MessageRef | Row[Any, Any, Any, Any] | None
-) -> str | None:
-    """The message's permalink, which never changes: Slack is asked the first time, and the
-    answer is kept on the message's row for every later status."""
-    if ref is None:
-        return None
-    message_id, channel, ts, known = ref
-    if known:
-        return str(known)
-    try:
-        link = str(svc.client.chat_getPermalink(channel=channel, message_ts=ts)["permalink"])
-    except SlackApiError as exc:
-        log.info("no permalink for rollout %s: %s", rollout_id, error_code(exc))
-        return None
-    if link.startswith("https://"):  # only an answer that looks like a link is worth keeping
-        try:
-            with svc.db.transaction() as session:
-                stmt = update(SlackMessage).where(SlackMessage.id == message_id).values(permalink=link)
-                session.execute(stmt)
-        except SQLAlchemyError as exc:
-            # Keeping it saves the next status a Slack call; not keeping it costs this one nothing.
-            log.warning("permalink of rollout %s not kept: %s", rollout_id, exc)
-    return link
