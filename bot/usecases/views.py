@@ -4,8 +4,8 @@ A view is a plain frozen copy of what a message shows (`messages.views`), taken 
 session is open, so rendering never loads anything. `load_rollout` reads exactly that in a
 fixed number of plain Core statements (columns, no ORM rows), however many phases and items a
 rollout has: the rollout with its auto-advance row (and, for `load_with_message`, its status
-message's row), its phases with their steps (joined), their checklist items with its approvers
-(one UNION ALL). The builders below (`rollout_view` …) make the same views of
+message's row); then its phases with their steps, their checklist items and its approvers (one
+UNION ALL). The builders below (`rollout_view` …) make the same views of
 ORM rows a use case already holds; the two must agree field by field
 (tests/usecases/test_core_views.py).
 """
@@ -17,7 +17,18 @@ from datetime import datetime
 from types import MappingProxyType
 from typing import Any, NamedTuple
 
-from sqlalchemy import BindParameter, Connection, and_, bindparam, literal_column, null, select, union_all
+from sqlalchemy import (
+    BindParameter,
+    Connection,
+    Integer,
+    and_,
+    bindparam,
+    literal_column,
+    null,
+    select,
+    type_coerce,
+    union_all,
+)
 from sqlalchemy.orm import Session
 
 from bot.domain import flagging, rollouts
@@ -183,10 +194,10 @@ def home_row(rollout: Rollout, now: datetime) -> HomeRow:
 # every time: building ORM instances (identity map, loader strategies, cache keys of the
 # eager-load options) cost most of a status message when the loader was an ORM query. What
 # comes back is exactly what `rollout_view` makes of the ORM rows (tests/usecases/
-# test_core_views.py compares the two). Three statements whatever the size of the plan: the
+# test_core_views.py compares the two). Two statements whatever the size of the plan: the
 # rollout with its `auto` row (at most one: uq_due_job_kind) and, for `load_with_message`, its
-# status message's row (at most one: uq_slack_message_purpose), its phases joined with their
-# steps, its phases' items with its approvers (one UNION ALL).
+# status message's row (at most one: uq_slack_message_purpose); its phases with their steps,
+# their items and its approvers (`_PLAN`).
 _rollout = Rollout.__table__.c
 _phase = Phase.__table__.c
 _step = Step.__table__.c
@@ -248,47 +259,61 @@ _WITH_MESSAGE = _ROLLOUT.add_columns(
     )
 )
 _WITH_MESSAGE_OF_TEAM = _WITH_MESSAGE.where(_rollout.team_id == _TEAM)
-# Outer: a phase without steps still shows (as the ORM's joined load had it).
-_PHASES = (
+# The rest of the plan in one statement (UNION ALL), each part in columns of its own and NULL
+# in the others', with a part number first: 0, a row per step of each phase (outer: a phase
+# without steps still shows, as the ORM's joined load had it); 1, its phases' items (through the
+# phase, as the relationship reaches them, not by the item's own rollout_id); 2, its approvers,
+# whose user id is in the item's text column, in the order they were added (as
+# `Rollout.approvers` has them). The first part's NULLs are typed (`type_coerce`, no SQL cast):
+# a compound's result processing is its first SELECT's.
+_PLAN_PART, _ITEM_PART, _APPROVER_PART = 0, 1, 2
+_STEP_COLUMNS = (_step.position, _step.label, _step.percent, _step.desired_users, _step.completed_at)
+_ITEM_COLUMNS = (
+    _item.id,
+    _item.text,
+    _item.kind,
+    _item.checked_by,
+    _item.checked_at,
+    _item.unchecked_by,
+    _item.unchecked_at,
+)
+_PHASE_COLUMNS = (_phase.name, _phase.completed_at, _phase.left_by_override)
+
+
+def _nulls(columns: Iterable[Any]) -> list[Any]:
+    return [type_coerce(null(), c.type) for c in columns]
+
+
+_PLAN = union_all(
     select(
+        literal_column(str(_PLAN_PART), Integer),
         _phase.id,
         _phase.position,
-        _phase.name,
-        _phase.completed_at,
-        _phase.left_by_override,
-        _step.position,
-        _step.label,
-        _step.percent,
-        _step.desired_users,
-        _step.completed_at,
+        *_STEP_COLUMNS,
         _step.left_by_override,
+        *_PHASE_COLUMNS,
+        *_nulls(_ITEM_COLUMNS),
     )
     .select_from(Phase.__table__.outerjoin(Step.__table__, _step.phase_id == _phase.id))
-    .where(_phase.rollout_id == _ID)
-    .order_by(_phase.position, _step.position)
-)
-# Its phases' items (through the phase, as the relationship reaches them, not by the item's own
-# rollout_id) and, in the same statement, its approvers: rows without a phase, whose `text` is
-# the user id, in the order they were added (as `Rollout.approvers` has them). NULL, untyped,
-# where an approver has nothing: each column takes the item's type, and its result processing.
-_ITEMS_AND_APPROVERS = union_all(
+    .where(_phase.rollout_id == _ID),
     select(
+        literal_column(str(_ITEM_PART), Integer),
         _item.phase_id,
         _item.position,
-        _item.id,
-        _item.text,
-        _item.kind,
-        _item.checked_by,
-        _item.checked_at,
-        _item.unchecked_by,
-        _item.unchecked_at,
+        *[null()] * (len(_STEP_COLUMNS) + 1 + len(_PHASE_COLUMNS)),
+        *_ITEM_COLUMNS,
     )
     .select_from(ChecklistItem.__table__.join(Phase.__table__, _phase.id == _item.phase_id))
     .where(_phase.rollout_id == _ID),
     select(
-        null(), _approver.id, _approver.id, _approver.user_id, null(), null(), null(), null(), null()
+        literal_column(str(_APPROVER_PART), Integer),
+        null(),
+        _approver.id,
+        *[null()] * (len(_STEP_COLUMNS) + 1 + len(_PHASE_COLUMNS) + 1),
+        _approver.user_id,
+        *[null()] * (len(_ITEM_COLUMNS) - 2),
     ).where(_approver.rollout_id == _ID),
-).order_by(literal_column("1"), literal_column("2"))
+).order_by(literal_column("1"), literal_column("3"), literal_column("4"))
 
 
 class MessageRef(NamedTuple):
@@ -336,24 +361,18 @@ def _connection(session: Session | Connection) -> Connection:
 
 
 def _view(conn: Connection, rollout_id: int, row: Sequence[Any]) -> RolloutView:
-    params = {"rollout_id": rollout_id}
     items: dict[int, list[ItemView]] = {}
     approvers: list[str] = []
-    for phase_id, _, *item in conn.execute(_ITEMS_AND_APPROVERS, params):
-        if phase_id is None:
-            approvers.append(item[1])
-            continue
-        items.setdefault(phase_id, []).append(
-            ItemView(item[0], item[1], item[2].value, item[3], item[4], item[5], item[6])
-        )
-    # One row per step (or one for a phase without steps), in the plan's order.
     plan: dict[int, tuple[Any, list[StepView]]] = {}
-    for phase_id, *phase, position, label, percent, desired, done, skipped in conn.execute(_PHASES, params):
-        steps = plan.setdefault(phase_id, (phase, []))[1]
-        if position is not None:
-            steps.append(
-                StepView(position, rollouts.title_of(label, percent), percent, desired, done, skipped)
-            )
+    for r in conn.execute(_PLAN, {"rollout_id": rollout_id}):
+        if r[0] == _PLAN_PART:  # phase id, position; step position … left by override; phase
+            steps = plan.setdefault(r[1], ((r[2], r[9], r[10], r[11]), []))[1]
+            if r[3] is not None:
+                steps.append(StepView(r[3], rollouts.title_of(r[4], r[5]), r[5], r[6], r[7], r[8]))
+        elif r[0] == _ITEM_PART:  # phase id, position; item id, text, kind, who and when
+            items.setdefault(r[1], []).append(ItemView(r[12], r[13], r[14].value, *r[15:19]))
+        else:
+            approvers.append(r[13])
     phases = tuple(
         PhaseView(
             rollout_id, position, name, completed_at, tuple(steps), tuple(items.get(phase_id, ())), skipped
