@@ -16,6 +16,11 @@ message never overlap, so the last edit Slack sees is the newest revision. A hol
 leaves its lease to run out and the due-work tick takes the row (`jobs._refresh`). An edit
 Slack refuses turns the row into a retry, backing off (`schedule.refresh_retry`); an asker
 finding a retry waiting takes it at once, as a person's click deserves an answer.
+
+A click's tick takes the row in its own write transaction, as its last statement
+(`refreshing`): the tick and the ask commit together, and the first round shows the state that
+transaction committed. Everything else asks in a transaction of its own (`refresh`). The row's
+statements run on bare connections (`Database.writing`): they are bookkeeping, no Event.
 """
 
 from __future__ import annotations
@@ -74,7 +79,7 @@ AGAIN = "again"  # in the row's data: how many asked while it was held (render o
 
 # Every statement of an edit is built once, here, on the tables: a click's refresh is as
 # common as the click, and building statements (and an ORM session around them) cost more than
-# running them. Run on bare connections (`Database.writing`): the row is bookkeeping, no Event.
+# running them.
 _due = cast("Table", DueJob.__table__)
 _messages = cast("Table", SlackMessage.__table__)
 _rollouts = cast("Table", Rollout.__table__)
