@@ -15,7 +15,7 @@ from sqlalchemy import select
 
 from bot.delivery import status_board
 from bot.devtools.local_slack import LocalSlack
-from bot.errors import RolloutNotFound
+from bot.errors import InvalidTransition, RolloutNotFound
 from bot.services import Actor, Services
 from bot.usecases import checklist, views
 from bot.usecases.checklist import ItemChange
@@ -156,3 +156,28 @@ def test_the_view_with_its_message_is_the_view_and_the_messages_row(svc: Service
         again = views.load_with_message(session=conn, rollout_id=rollout_id)
         ids = conn.execute(select(SlackMessage.id).where(SlackMessage.rollout_id == rollout_id)).all()
     assert again is not None and again[0] == view and again[1] is None and ids == []
+
+
+def test_a_one_box_tick_reads_its_box_as_a_several_box_tick_does(svc: Services) -> None:
+    """The one-box statement (no expanding IN) against the several-box one: the same boxes
+    change, and another rollout's box is refused in the domain's words by both."""
+    where = channel()
+    rollout_id, items = start(svc, where)
+    other_id, others = start(svc, channel())
+    ana = Actor(TEAM, "WANA", where)
+
+    assert checklist.set_items(svc, ana, rollout_id, [ItemChange(items[0], True)]) == 1
+    assert (
+        checklist.set_items(svc, ana, rollout_id, [ItemChange(items[1], True), ItemChange(items[2], True)])
+        == 2
+    )
+    assert checklist.set_items(svc, ana, rollout_id, [ItemChange(items[0], True)]) == 0  # already ticked
+    for changes in ([ItemChange(others[0], True)], [ItemChange(items[3], True), ItemChange(others[0], True)]):
+        with pytest.raises(InvalidTransition, match="not part of this rollout"):
+            checklist.set_items(svc, ana, rollout_id, changes)
+    with svc.db.reading() as session:
+        view = views.load_rollout(session=session, rollout_id=rollout_id)
+        other = views.load_rollout(session=session, rollout_id=other_id)
+    assert view is not None and other is not None
+    assert {i.id for i in view.phases[0].items if i.checked} == set(items[:3])
+    assert not any(i.checked for i in other.phases[0].items)
