@@ -39,21 +39,27 @@ def plain_words(value: object) -> str:
 
 def plain_line(mrkdwn: str) -> str:
     """`mrkdwn` without its markup (see the module docstring), spaces collapsed."""
-    text = _DATE.sub(r"\1", mrkdwn)
-    text = _LINK.sub(r"\2", text)
-    text = _BARE_LINK.sub(r"\1", text)
-    text = _EMOJI.sub("", text)
-    for _ in range(3):  # nested emphasis, e.g. *_x_*
-        text = _WRAPPED.sub(r"\2", text)
-    text = text.replace("`", "")
-    return " ".join(text.split())
+    text = mrkdwn
+    if "<" in text:  # each pattern runs only where its mark is: every message passes here
+        text = _BARE_LINK.sub(r"\1", _LINK.sub(r"\2", _DATE.sub(r"\1", text)))
+    if ":" in text:
+        text = _EMOJI.sub("", text)
+    for _ in range(3):  # nested emphasis, e.g. *_x_*; a pass that changes nothing ends it
+        unwrapped = _WRAPPED.sub(r"\2", text)
+        if unwrapped == text:
+            break
+        text = unwrapped
+    return " ".join(text.replace("`", "").split())
 
 
 def push_text(mrkdwn: str, limit: int = PUSH_LIMIT) -> str:
     """The push text of a message whose body is `mrkdwn`: its first non-empty line, plain, at
     most `limit` characters."""
-    first = next((line for line in mrkdwn.splitlines() if plain_line(line)), "")
-    text = plain_line(first)
+    text = ""
+    for line in mrkdwn.splitlines():  # the first line with something left once plain
+        text = plain_line(line)
+        if text:
+            break
     if len(text) <= limit:
         return text
     out = ""

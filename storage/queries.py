@@ -8,6 +8,7 @@ from datetime import datetime
 from typing import NamedTuple, cast
 
 from sqlalchemy import (
+    Connection,
     Select,
     Table,
     and_,
@@ -124,17 +125,22 @@ _OPEN_IN_CHANNEL = (
 )
 
 
-def latest_by_feature(*, session: Session, team_id: str, feature_key: str) -> Named | None:
+def latest_by_feature(*, session: Session | Connection, team_id: str, feature_key: str) -> Named | None:
     """The open rollout of that name, else the most recent finished one."""
     params = {"team_id": team_id, "feature_key": feature_key}
-    row = session.connection().execute(_LATEST_BY_FEATURE, params).first()
+    row = _connection(session).execute(_LATEST_BY_FEATURE, params).first()
     return None if row is None else Named(row[0], row[1])
 
 
-def open_in_channel(*, session: Session, team_id: str, channel_id: str) -> list[Named]:
+def open_in_channel(*, session: Session | Connection, team_id: str, channel_id: str) -> list[Named]:
     """The channel's open rollouts, oldest first."""
     params = {"team_id": team_id, "channel_id": channel_id}
-    return [Named(i, f) for i, f in session.connection().execute(_OPEN_IN_CHANNEL, params)]
+    return [Named(i, f) for i, f in _connection(session).execute(_OPEN_IN_CHANNEL, params)]
+
+
+def _connection(session: Session | Connection) -> Connection:
+    # A lookup on a bare connection too: a status reads on one (a Session costs more than it).
+    return session if isinstance(session, Connection) else session.connection()
 
 
 def open_in_team(*, session: Session, team_id: str) -> Sequence[Rollout]:

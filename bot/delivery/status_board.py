@@ -16,24 +16,31 @@ message never overlap, so the last edit Slack sees is the newest revision. A hol
 leaves its lease to run out and the due-work tick takes the row (`jobs._refresh`). An edit
 Slack refuses turns the row into a retry, backing off (`schedule.refresh_retry`); an asker
 finding a retry waiting takes it at once, as a person's click deserves an answer.
+
+A click's tick takes the row in its own write transaction, as its last statement
+(`refreshing`): the tick and the ask commit together, and the first round shows the state that
+transaction committed. Everything else asks in a transaction of its own (`refresh`). The row's
+statements run on bare connections (`Database.writing`): they are bookkeeping, no Event.
 """
 
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from enum import Enum
-from typing import TYPE_CHECKING, Any, cast
+from typing import TYPE_CHECKING, cast
 
 from slack_sdk.errors import SlackApiError
 from sqlalchemy import (
     BindParameter,
-    CursorResult,
-    Row,
+    Connection,
     and_,
     bindparam,
     delete,
+    func,
     insert,
     literal,
     or_,
@@ -42,11 +49,10 @@ from sqlalchemy import (
 )
 from sqlalchemy.dialects.postgresql import insert as postgres_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
-from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
 
+from bot.delivery.status_link import permalink as permalink  # where callers have always found it
 from bot.domain.schedule import Kind, refresh_retry
-from bot.errors import RolloutNotFound
 from bot.services import Services
 from bot.slackweb.client import error_code, post_joining
 from bot.usecases import views
@@ -72,16 +78,17 @@ ERROR = "error"  # in the row's data: Slack refused the last edit, a retry is wa
 AGAIN = "again"  # in the row's data: how many asked while it was held (render once more)
 
 # Every statement of an edit is built once, here, on the tables: a click's refresh is as
-# common as the click, and building statements (and the ORM's bookkeeping around them) cost
-# more than running them. Executed on the session's connection, so SQLAlchemy's compiled
-# cache finds them each time.
+# common as the click, and building statements (and an ORM session around them) cost more than
+# running them.
 _due = cast("Table", DueJob.__table__)
 _messages = cast("Table", SlackMessage.__table__)
 _rollouts = cast("Table", Rollout.__table__)
 _ROLLOUT_ID: BindParameter[int] = bindparam("of_rollout")
 _LEASE = bindparam("lease", type_=_due.c.due_at.type)
+_NOW = bindparam("now", type_=_due.c.due_at.type)
 _MINE = and_(_due.c.rollout_id == _ROLLOUT_ID, _due.c.kind == Kind.REFRESH.value)
-_HELD_WITH = and_(_MINE, _due.c.due_at == bindparam("token", type_=_due.c.due_at.type))
+_TOKEN = bindparam("token", type_=_due.c.due_at.type)
+_HELD_WITH = and_(_MINE, _due.c.due_at == _TOKEN)
 # From the rollout's row: a rollout that is gone (or never was) gets no row.
 _NEW_ROW = select(
     _rollouts.c.id,
@@ -102,8 +109,29 @@ _HELD = select(_due.c.due_at, _due.c.data).where(_MINE).with_for_update()
 _SET_ROW = (
     update(_due).where(_HELD_WITH).values(due_at=_LEASE, data=bindparam("new_data", type_=_due.c.data.type))
 )
+# Slack refused: the row waits for its retry, also when its lease ran out meanwhile.
+_RETRY = (
+    update(_due)
+    .where(_MINE, or_(_due.c.due_at == _TOKEN, _due.c.due_at <= _NOW))
+    .values(due_at=_LEASE, data=bindparam("new_data", type_=_due.c.data.type))
+)
+_HELD_DATA = select(_due.c.data).where(_HELD_WITH).with_for_update()
 _HAND_ON = update(_due).where(_HELD_WITH).values(due_at=_LEASE)
 _DROP_ROW = delete(_due).where(_HELD_WITH)
+_SHOWN: BindParameter[int] = bindparam("shown")
+# Letting go in the usual case, in one statement: the row goes when it is still the holder's,
+# nobody asked again, and the message shows the newest revision. When it stays (RETURNING no
+# row), the holder reads why (`_ROW_AND_REVISION`). On Postgres the DELETE waits for an asker's
+# mark on the row and evaluates the WHERE again on the marked row, as the locked read did.
+_LET_GO = (
+    delete(_due)
+    .where(
+        _HELD_WITH,
+        func.coalesce(_due.c.data[AGAIN].as_integer(), 0) == 0,
+        select(_rollouts.c.revision).where(_rollouts.c.id == _ROLLOUT_ID).scalar_subquery() == _SHOWN,
+    )
+    .returning(_due.c.id)
+)
 # The holder's row (if still its own) and the newest revision, in one round trip.
 _ROW_AND_REVISION = (
     select(
@@ -113,7 +141,19 @@ _ROW_AND_REVISION = (
     .where(_HELD_WITH)
     .with_for_update(of=_due)
 )
-_SHOWN: BindParameter[int] = bindparam("shown")
+_POSTED = insert(_messages)
+_outbox = cast("Table", OutboxMessage.__table__)
+_WAKE_THREAD = (
+    update(_outbox)
+    .where(
+        _outbox.c.rollout_id == _ROLLOUT_ID,
+        _outbox.c.state == OutboxState.PENDING,
+        _outbox.c.attempts == 0,
+        _outbox.c.next_attempt_at > _NOW,
+    )
+    .values(next_attempt_at=_NOW)
+)
+_REVISION = select(_rollouts.c.revision).where(_rollouts.c.id == _ROLLOUT_ID)
 _RECORD_SHOWN = (
     update(_messages)
     .where(
@@ -123,19 +163,15 @@ _RECORD_SHOWN = (
     )
     .values(rendered_revision=_SHOWN)
 )
-# The status message's row.
-_MESSAGE = select(_messages.c.id, _messages.c.channel_id, _messages.c.ts, _messages.c.permalink).where(
-    _messages.c.rollout_id == _ROLLOUT_ID, _messages.c.purpose == queries.STATUS_PURPOSE
-)
 
 
 def post(svc: Services, rollout_id: int) -> str:
     """Posts the status message and remembers its ts. Raises NotInChannel when the bot cannot
     get into the channel."""
-    with svc.db.reading() as session:
-        rollout = views.load_rollout(session=session, rollout_id=rollout_id)
-        assert rollout is not None
-        existing = queries.status_message(session=session, rollout_id=rollout_id)
+    with svc.db.connected() as conn:
+        found = views.load_with_message(session=conn, rollout_id=rollout_id)
+    assert found is not None
+    rollout, existing = found
     if existing is not None:
         refresh(svc, rollout_id)
         return existing.ts
@@ -145,34 +181,16 @@ def post(svc: Services, rollout_id: int) -> str:
     with svc.db.transaction() as session:
         # Announcements waiting for this message (its thread) can go now: wake the outbox.
         session.info[QUEUED] = True
-        session.execute(
-            insert(SlackMessage),
-            [
-                {
-                    "rollout_id": rollout_id,
-                    "purpose": queries.STATUS_PURPOSE,
-                    "channel_id": rollout.channel_id,
-                    "ts": ts,
-                    "rendered_revision": rollout.revision,
-                }
-            ],
-        )
+        conn = session.connection()
+        row = {"rollout_id": rollout_id, "purpose": queries.STATUS_PURPOSE, "channel_id": rollout.channel_id}
+        conn.execute(_POSTED, {**row, "ts": ts, "rendered_revision": rollout.revision})
         # A drain that found them before this message existed set them to look again a little
         # later (bot/delivery/outbox.py, THREAD_RECHECK): they need not wait for that.
-        session.execute(
-            update(OutboxMessage)
-            .where(
-                OutboxMessage.rollout_id == rollout_id,
-                OutboxMessage.state == OutboxState.PENDING,
-                OutboxMessage.attempts == 0,
-                OutboxMessage.next_attempt_at > now,
-            )
-            .values(next_attempt_at=now)
-        )
+        conn.execute(_WAKE_THREAD, {"of_rollout": rollout_id, "now": now})
     # A tick that landed while the message was on its way found nothing to edit: catch up.
     # (Read after the commit: a tick committed later sees the message and edits it itself.)
-    with svc.db.reading() as session:
-        latest = queries.revision_of(session=session, rollout_id=rollout_id)
+    with svc.db.connected() as conn:
+        latest = conn.execute(_REVISION, {"of_rollout": rollout_id}).scalar()
     if latest is not None and latest != rollout.revision:
         refresh(svc, rollout_id)
     return ts
@@ -183,7 +201,40 @@ def refresh(svc: Services, rollout_id: int) -> str | None:
     the edit failed after the client's retries: the change itself is committed either way, and
     the `refresh` row tries again (backing off) until the message shows it. None also when
     another edit of the message is under way: that one shows this change too."""
-    held = _ask(svc, rollout_id)
+    return _refresh_from(svc, rollout_id, _ask(svc, rollout_id))
+
+
+class Refreshing:
+    """`refreshing`'s handle: called with the session of a write transaction, as its last
+    statement, it asks for the edit in that transaction (`_ask`)."""
+
+    def __init__(self, svc: Services, rollout_id: int) -> None:
+        self._svc, self._rollout_id = svc, rollout_id
+        self.asked: tuple[datetime, _Target | None] | _Unread | None = _Unread.UNREAD
+        self.error: str | None = None
+
+    def __call__(self, session: Session) -> None:
+        self.asked = _ask_on(session, self._svc.clock(), self._rollout_id)
+
+
+@contextmanager
+def refreshing(svc: Services, rollout_id: int) -> Iterator[Refreshing]:
+    """`refresh` after the block, also when it raises. A change that asks for the edit in its
+    own write transaction (`Refreshing`) spares the edit a transaction; if the block raises after
+    the ask, its token is looked for (the ask may have been committed). Slack's error, if the
+    edit failed, is the handle's `error`."""
+    handle = Refreshing(svc, rollout_id)
+    try:
+        yield handle
+    except BaseException:
+        ours = handle.asked[0] if isinstance(handle.asked, tuple) else None
+        _refresh_from(svc, rollout_id, _ask(svc, rollout_id, ours=ours))
+        raise
+    asked = _ask(svc, rollout_id) if handle.asked is _Unread.UNREAD else handle.asked
+    handle.error = _refresh_from(svc, rollout_id, asked)
+
+
+def _refresh_from(svc: Services, rollout_id: int, held: tuple[datetime, _Target | None] | None) -> str | None:
     if held is None:
         return None
     token, target = held
@@ -234,57 +285,62 @@ def hold(
             return None
         token = next_token
     # Still changing: the next asker, or the due-work tick, carries on from here.
-    with svc.db.transaction() as session:
-        session.connection().execute(
-            _HAND_ON, {"of_rollout": rollout_id, "token": token, "lease": svc.clock()}
-        )
+    with svc.db.writing() as conn:
+        conn.execute(_HAND_ON, {"of_rollout": rollout_id, "token": token, "lease": svc.clock()})
     return None
 
 
-def _mine(rollout_id: int) -> tuple[Any, ...]:
-    return (DueJob.rollout_id == rollout_id, DueJob.kind == Kind.REFRESH)
+def _ask(
+    svc: Services, rollout_id: int, ours: datetime | None = None
+) -> tuple[datetime, _Target | None] | None:
+    """`_ask_on` in a write transaction of its own: the message's row is bookkeeping, no
+    Event, so a bare connection does (`Database.writing`)."""
+    with svc.db.writing() as conn:
+        return _ask_on(conn, svc.clock(), rollout_id, ours)
 
 
-def _ask(svc: Services, rollout_id: int) -> tuple[datetime, _Target | None] | None:
+def _ask_on(
+    session: Session | Connection, now: datetime, rollout_id: int, ours: datetime | None = None
+) -> tuple[datetime, _Target | None] | None:
     """Takes the message's `refresh` row (returns its token, and what the first round is to
     show, read in the same transaction: the state committed once the row is ours, so any change
     after it asks the holder again), or asks its holder for one more round (returns None). One
-    short write transaction: one statement to take the row when nobody holds it."""
-    now = svc.clock()
+    statement to take the row when nobody holds it. `ours`: a token this asker may already hold
+    (an ask whose transaction may have been committed): the row is still its own then."""
     lease = now + LEASE
-    take = _TAKE[svc.db.dialect]
-    with svc.db.transaction() as session:
-        conn = session.connection()
-        for _ in range(2):  # a second look when its holder let go between the two statements
-            if conn.execute(take, {"of_rollout": rollout_id, "lease": lease}).scalar() is not None:
-                return lease, _target(session, rollout_id)
-            row = conn.execute(_HELD, {"of_rollout": rollout_id}).first()
-            if row is None:
-                continue
-            due_at, data = row[0], dict(row[1] or {})
-            mine = {"of_rollout": rollout_id, "token": due_at}
-            if due_at <= now or ERROR in data:  # lease over or handed on, or a retry waiting: free
-                attempt = int(data.get("attempt", 0))
-                conn.execute(_SET_ROW, {**mine, "lease": lease, "new_data": {"attempt": attempt}})
-                return lease, _target(session, rollout_id)
-            # Held: ask its holder for one more round; the row stays its holder's.
-            again = {**data, AGAIN: int(data.get(AGAIN, 0)) + 1}
-            conn.execute(_SET_ROW, {**mine, "lease": due_at, "new_data": again})
-            return None
+    conn = session if isinstance(session, Connection) else session.connection()
+    take = _TAKE[conn.dialect.name]
+    for _ in range(2):  # a second look when its holder let go between the two statements
+        if conn.execute(take, {"of_rollout": rollout_id, "lease": lease}).scalar() is not None:
+            return lease, _target(session, rollout_id)
+        row = conn.execute(_HELD, {"of_rollout": rollout_id}).first()
+        if row is None:
+            continue
+        due_at, data = row[0], dict(row[1] or {})
+        mine = {"of_rollout": rollout_id, "token": due_at}
+        if due_at == ours:
+            return due_at, _target(session, rollout_id)
+        if due_at <= now or ERROR in data:  # lease over or handed on, or a retry waiting: free
+            attempt = int(data.get("attempt", 0))
+            conn.execute(_SET_ROW, {**mine, "lease": lease, "new_data": {"attempt": attempt}})
+            return lease, _target(session, rollout_id)
+        # Held: ask its holder for one more round; the row stays its holder's.
+        again = {**data, AGAIN: int(data.get(AGAIN, 0)) + 1}
+        conn.execute(_SET_ROW, {**mine, "lease": due_at, "new_data": again})
+        return None
     return None  # no rollout of that id: nothing to show
 
 
-def _target(session: Session, rollout_id: int) -> _Target | None:
+def _target(session: Session | Connection, rollout_id: int) -> _Target | None:
     """The message and the view it is to show; None when there is nothing to edit (no rollout,
     or no message yet: `post` catches up when it has one)."""
-    ref = session.connection().execute(_MESSAGE, {"of_rollout": rollout_id}).first()
-    view = views.load_rollout(session=session, rollout_id=rollout_id) if ref is not None else None
-    return None if ref is None or view is None else _Target(ref.channel_id, ref.ts, view)
+    view, ref = views.load_with_message(session=session, rollout_id=rollout_id) or (None, None)
+    return None if view is None or ref is None else _Target(ref.channel_id, ref.ts, view)
 
 
 def _read_target(svc: Services, rollout_id: int) -> _Target | None:
-    with svc.db.reading() as session:
-        return _target(session, rollout_id)
+    with svc.db.connected() as conn:
+        return _target(conn, rollout_id)
 
 
 def _edit_once(svc: Services, target: _Target | None) -> int | None:
@@ -300,13 +356,14 @@ def _edit_once(svc: Services, target: _Target | None) -> int | None:
 def _let_go(svc: Services, rollout_id: int, token: datetime, shown: int | None) -> datetime | None:
     """Records what the message shows and lets go of the row; or, when the message is already
     behind or somebody asked again meanwhile, keeps it (returns the new token). One write
-    transaction of three statements."""
+    transaction: two statements in the usual case (`_LET_GO`), four when the row stays."""
     lease = svc.clock() + LEASE
     mine = {"of_rollout": rollout_id, "token": token}
-    with svc.db.transaction() as session:
-        conn = session.connection()
+    with svc.db.writing() as conn:
         if shown is not None:
             conn.execute(_RECORD_SHOWN, {"of_rollout": rollout_id, "shown": shown})
+            if conn.execute(_LET_GO, {**mine, "shown": shown}).first() is not None:
+                return None
         row = conn.execute(_ROW_AND_REVISION, mine).first()
         if row is None:  # the lease ran out and the due-work tick took the row: its turn
             return None
@@ -324,78 +381,14 @@ def _back_off(svc: Services, rollout_id: int, token: datetime, attempt: int, err
     While askers are counted in the row, one more try at once instead, one per asker, as each
     click had its own try before edits were coalesced: returns the new token then."""
     now = svc.clock()
-    with svc.db.transaction() as session:
-        stmt = select(DueJob.data).where(*_mine(rollout_id), DueJob.due_at == token)
-        if svc.db.dialect == "postgresql":
-            stmt = stmt.with_for_update()
-        row = session.execute(stmt).first()
+    mine = {"of_rollout": rollout_id, "token": token}
+    with svc.db.writing() as conn:
+        row = conn.execute(_HELD_DATA, mine).first()
         asked = int(dict(row[0] or {}).get(AGAIN, 0)) if row is not None else 0
         if asked:
-            lease = now + LEASE
             data: dict[str, int] = {"attempt": attempt} | ({AGAIN: asked - 1} if asked > 1 else {})
-            session.execute(
-                update(DueJob)
-                .where(*_mine(rollout_id), DueJob.due_at == token)
-                .values(due_at=lease, data=data)
-            )
-            return lease
-        session.execute(
-            update(DueJob)
-            .where(*_mine(rollout_id), or_(DueJob.due_at == token, DueJob.due_at <= now))
-            .values(due_at=now + refresh_retry(attempt), data={"attempt": attempt + 1, ERROR: error})
-        )
+            conn.execute(_SET_ROW, {**mine, "lease": now + LEASE, "new_data": data})
+            return now + LEASE
+        retry = {"lease": now + refresh_retry(attempt), "new_data": {"attempt": attempt + 1, ERROR: error}}
+        conn.execute(_RETRY, {**mine, "now": now, **retry})
         return None
-
-
-def _count(result: object) -> int:
-    return int(cast("CursorResult[Any]", result).rowcount)
-
-
-def permalink(svc: Services, rollout_id: int) -> str | None:
-    """A link to the live status message, or None if there is none (or Slack will not say)."""
-    with svc.db.reading() as session:
-        ref = session.connection().execute(_MESSAGE, {"of_rollout": rollout_id}).first()
-    return message_link(svc, rollout_id, ref)
-
-
-def view_and_link(svc: Services, team_id: str, rollout_id: int) -> tuple[RolloutView, str | None]:
-    """A workspace's rollout as its status message shows it, and the link to that message (as
-    `permalink`), read in one transaction. Refused if the rollout is not there."""
-    with svc.db.reading() as session:
-        view, ref = copy_of(session, team_id, rollout_id)
-    return view, message_link(svc, rollout_id, ref)
-
-
-def copy_of(
-    session: Session, team_id: str, rollout_id: int
-) -> tuple[RolloutView, Row[Any, Any, Any, Any] | None]:
-    """In the caller's read transaction: the rollout's view and its status message's row (for
-    `message_link`, after the transaction). Refused if the rollout is not there."""
-    view = views.load_rollout(session=session, rollout_id=rollout_id, team_id=team_id)
-    if view is None:
-        raise RolloutNotFound("That rollout does not exist any more.")
-    return view, session.connection().execute(_MESSAGE, {"of_rollout": rollout_id}).first()
-
-
-def message_link(svc: Services, rollout_id: int, ref: Row[Any, Any, Any, Any] | None) -> str | None:
-    """The message's permalink, which never changes: Slack is asked the first time, and the
-    answer is kept on the message's row for every later status."""
-    if ref is None:
-        return None
-    message_id, channel, ts, known = ref
-    if known:
-        return str(known)
-    try:
-        link = str(svc.client.chat_getPermalink(channel=channel, message_ts=ts)["permalink"])
-    except SlackApiError as exc:
-        log.info("no permalink for rollout %s: %s", rollout_id, error_code(exc))
-        return None
-    if link.startswith("https://"):  # only an answer that looks like a link is worth keeping
-        try:
-            with svc.db.transaction() as session:
-                stmt = update(SlackMessage).where(SlackMessage.id == message_id).values(permalink=link)
-                session.execute(stmt)
-        except SQLAlchemyError as exc:
-            # Keeping it saves the next status a Slack call; not keeping it costs this one nothing.
-            log.warning("permalink of rollout %s not kept: %s", rollout_id, exc)
-    return link

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from slack_sdk.errors import SlackApiError
 
-from bot.delivery import charts, status_board
+from bot.delivery import charts, status_board, status_link
 from bot.domain import rights, rollouts
 from bot.domain.plans.catalog import builtin_templates
 from bot.domain.schedule import describe_digest
@@ -190,17 +190,18 @@ def start(svc: Services, actor: Actor, cmd: Start) -> None:
 
 
 def status(svc: Services, actor: Actor, rollout_id: int) -> Message:
-    rollout, link = status_board.view_and_link(svc, actor.team_id, rollout_id)
+    rollout, link = status_link.view_and_link(svc, actor.team_id, rollout_id)
     return status_message(rollout, now=svc.clock(), interactive=False, link=link)
 
 
 def status_of(svc: Services, actor: Actor, feature: str | None) -> Message:
     """`/rollout status [feature]`: finding the rollout, its view and its message's row take one
-    read transaction; the link is asked of Slack only the first time (`status_board`)."""
-    with svc.db.reading() as session:
-        rollout_id = lookup.resolve_in(session, actor, feature, "status")
-        rollout, ref = status_board.copy_of(session, actor.team_id, rollout_id)
-    link = status_board.message_link(svc, rollout_id, ref)
+    read transaction, on a bare connection; the link is asked of Slack only the first time
+    (`status_link`)."""
+    with svc.db.connected() as conn:
+        rollout_id = lookup.resolve_in(conn, actor, feature, "status")
+        rollout, ref = status_link.copy_of(conn, actor.team_id, rollout_id)
+    link = status_link.message_link(svc, rollout_id, ref)
     return status_message(rollout, now=svc.clock(), interactive=False, link=link)
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from sqlalchemy import Connection
 from sqlalchemy.orm import Session
 
 from bot.domain import names
@@ -18,8 +19,9 @@ def resolve(svc: Services, actor: Actor, feature: str | None, subcommand: str) -
         return resolve_in(session, actor, feature, subcommand)
 
 
-def resolve_in(session: Session, actor: Actor, feature: str | None, subcommand: str) -> int:
-    """`resolve`, in a read transaction the caller goes on using."""
+def resolve_in(session: Session | Connection, actor: Actor, feature: str | None, subcommand: str) -> int:
+    """`resolve`, in a read transaction the caller goes on using (a session's, or a bare
+    connection's)."""
     if feature is not None:
         key = names.feature_key(feature)
         found = queries.latest_by_feature(session=session, team_id=actor.team_id, feature_key=key)

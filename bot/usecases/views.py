@@ -3,20 +3,32 @@
 A view is a plain frozen copy of what a message shows (`messages.views`), taken while the
 session is open, so rendering never loads anything. `load_rollout` reads exactly that in a
 fixed number of plain Core statements (columns, no ORM rows), however many phases and items a
-rollout has: the rollout with its auto-advance row, its phases with their steps (joined), their
-checklist items, its approvers. The builders below (`rollout_view` …) make the same views of
+rollout has: the rollout with its auto-advance row (and, for `load_with_message`, its status
+message's row); then its phases with their steps, their checklist items and its approvers (one
+UNION ALL). The builders below (`rollout_view` …) make the same views of
 ORM rows a use case already holds; the two must agree field by field
 (tests/usecases/test_core_views.py).
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from datetime import datetime
 from types import MappingProxyType
-from typing import Any
+from typing import Any, NamedTuple
 
-from sqlalchemy import BindParameter, and_, bindparam, select
+from sqlalchemy import (
+    BindParameter,
+    Connection,
+    Integer,
+    and_,
+    bindparam,
+    literal_column,
+    null,
+    select,
+    type_coerce,
+    union_all,
+)
 from sqlalchemy.orm import Session
 
 from bot.domain import flagging, rollouts
@@ -29,7 +41,17 @@ from messages.auto_status import auto_words
 from messages.home import HomeRow
 from messages.views import EventView, ItemView, PhaseView, RolloutView, SnapshotView, StepView
 from storage import queries
-from storage.models import Approver, ChecklistItem, DueJob, Event, MetricSnapshot, Phase, Rollout, Step
+from storage.models import (
+    Approver,
+    ChecklistItem,
+    DueJob,
+    Event,
+    MetricSnapshot,
+    Phase,
+    Rollout,
+    SlackMessage,
+    Step,
+)
 
 # --- builders --------------------------------------------------------------------------------
 
@@ -172,18 +194,23 @@ def home_row(rollout: Rollout, now: datetime) -> HomeRow:
 # every time: building ORM instances (identity map, loader strategies, cache keys of the
 # eager-load options) cost most of a status message when the loader was an ORM query. What
 # comes back is exactly what `rollout_view` makes of the ORM rows (tests/usecases/
-# test_core_views.py compares the two). Four statements whatever the size of the plan: the
-# rollout with its `auto` row (at most one: uq_due_job_kind), its phases joined with their
-# steps, its phases' items, its approvers.
+# test_core_views.py compares the two). Two statements whatever the size of the plan: the
+# rollout with its `auto` row (at most one: uq_due_job_kind) and, for `load_with_message`, its
+# status message's row (at most one: uq_slack_message_purpose); its phases with their steps,
+# their items and its approvers (`_PLAN`).
 _rollout = Rollout.__table__.c
 _phase = Phase.__table__.c
 _step = Step.__table__.c
 _item = ChecklistItem.__table__.c
 _approver = Approver.__table__.c
 _due = DueJob.__table__.c
+_message = SlackMessage.__table__.c
 _ID: BindParameter[int] = bindparam("rollout_id")
 _TEAM: BindParameter[str] = bindparam("team_id")
 
+_WITH_AUTO = Rollout.__table__.outerjoin(
+    DueJob.__table__, and_(_due.rollout_id == _rollout.id, _due.kind == Kind.AUTO.value)
+)
 _ROLLOUT = (
     select(
         _rollout.id,
@@ -217,87 +244,141 @@ _ROLLOUT = (
         _due.due_at,
         _due.data,
     )
-    .select_from(
-        Rollout.__table__.outerjoin(
-            DueJob.__table__, and_(_due.rollout_id == _rollout.id, _due.kind == Kind.AUTO.value)
-        )
-    )
+    .select_from(_WITH_AUTO)
     .where(_rollout.id == _ID)
 )
 _ROLLOUT_OF_TEAM = _ROLLOUT.where(_rollout.team_id == _TEAM)
-# Outer: a phase without steps still shows (as the ORM's joined load had it).
-_PHASES = (
+# The same row with the status message's (None when it is not posted yet): a status and an edit
+# need both, and one statement costs less than two.
+_WITH_MESSAGE = _ROLLOUT.add_columns(
+    _message.id, _message.channel_id, _message.ts, _message.permalink
+).select_from(
+    _WITH_AUTO.outerjoin(
+        SlackMessage.__table__,
+        and_(_message.rollout_id == _rollout.id, _message.purpose == queries.STATUS_PURPOSE),
+    )
+)
+_WITH_MESSAGE_OF_TEAM = _WITH_MESSAGE.where(_rollout.team_id == _TEAM)
+# The rest of the plan in one statement (UNION ALL), each part in columns of its own and NULL
+# in the others', with a part number first: 0, a row per step of each phase (outer: a phase
+# without steps still shows, as the ORM's joined load had it); 1, its phases' items (through the
+# phase, as the relationship reaches them, not by the item's own rollout_id); 2, its approvers,
+# whose user id is in the item's text column, in the order they were added (as
+# `Rollout.approvers` has them). The first part's NULLs are typed (`type_coerce`, no SQL cast):
+# a compound's result processing is its first SELECT's.
+_PLAN_PART, _ITEM_PART, _APPROVER_PART = 0, 1, 2
+_STEP_COLUMNS = (_step.position, _step.label, _step.percent, _step.desired_users, _step.completed_at)
+_ITEM_COLUMNS = (
+    _item.id,
+    _item.text,
+    _item.kind,
+    _item.checked_by,
+    _item.checked_at,
+    _item.unchecked_by,
+    _item.unchecked_at,
+)
+_PHASE_COLUMNS = (_phase.name, _phase.completed_at, _phase.left_by_override)
+
+
+def _nulls(columns: Iterable[Any]) -> list[Any]:
+    return [type_coerce(null(), c.type) for c in columns]
+
+
+_PLAN = union_all(
     select(
+        literal_column(str(_PLAN_PART), Integer),
         _phase.id,
         _phase.position,
-        _phase.name,
-        _phase.completed_at,
-        _phase.left_by_override,
-        _step.position,
-        _step.label,
-        _step.percent,
-        _step.desired_users,
-        _step.completed_at,
+        *_STEP_COLUMNS,
         _step.left_by_override,
+        *_PHASE_COLUMNS,
+        *_nulls(_ITEM_COLUMNS),
     )
     .select_from(Phase.__table__.outerjoin(Step.__table__, _step.phase_id == _phase.id))
-    .where(_phase.rollout_id == _ID)
-    .order_by(_phase.position, _step.position)
-)
-# Through the phase, as the relationship reaches them (not by the item's own rollout_id).
-_ITEMS = (
+    .where(_phase.rollout_id == _ID),
     select(
+        literal_column(str(_ITEM_PART), Integer),
         _item.phase_id,
-        _item.id,
-        _item.text,
-        _item.kind,
-        _item.checked_by,
-        _item.checked_at,
-        _item.unchecked_by,
-        _item.unchecked_at,
+        _item.position,
+        *[null()] * (len(_STEP_COLUMNS) + 1 + len(_PHASE_COLUMNS)),
+        *_ITEM_COLUMNS,
     )
     .select_from(ChecklistItem.__table__.join(Phase.__table__, _phase.id == _item.phase_id))
-    .where(_phase.rollout_id == _ID)
-    .order_by(_item.phase_id, _item.position)
-)
-# In the order they were added, as `Rollout.approvers` has them.
-_APPROVERS = select(_approver.user_id).where(_approver.rollout_id == _ID).order_by(_approver.id)
+    .where(_phase.rollout_id == _ID),
+    select(
+        literal_column(str(_APPROVER_PART), Integer),
+        null(),
+        _approver.id,
+        *[null()] * (len(_STEP_COLUMNS) + 1 + len(_PHASE_COLUMNS) + 1),
+        _approver.user_id,
+        *[null()] * (len(_ITEM_COLUMNS) - 2),
+    ).where(_approver.rollout_id == _ID),
+).order_by(literal_column("1"), literal_column("3"), literal_column("4"))
 
 
-def load_rollout(*, session: Session, rollout_id: int, team_id: str | None = None) -> RolloutView | None:
+class MessageRef(NamedTuple):
+    """The status message's row: enough to edit it and to link to it."""
+
+    id: int
+    channel_id: str
+    ts: str
+    permalink: str | None
+
+
+def load_rollout(
+    *, session: Session | Connection, rollout_id: int, team_id: str | None = None
+) -> RolloutView | None:
     """The view of one rollout (of that workspace, if `team_id` is given), or None."""
+    conn = _connection(session)
+    params = {"rollout_id": rollout_id} if team_id is None else {"rollout_id": rollout_id, "team_id": team_id}
+    row = conn.execute(_ROLLOUT if team_id is None else _ROLLOUT_OF_TEAM, params).first()
+    return None if row is None else _view(conn, rollout_id, row)
+
+
+def load_with_message(
+    *, session: Session | Connection, rollout_id: int, team_id: str | None = None
+) -> tuple[RolloutView, MessageRef | None] | None:
+    """`load_rollout`, and the row of the rollout's status message (None: not posted yet), the
+    two in the statements of one."""
+    conn = _connection(session)
+    params = {"rollout_id": rollout_id} if team_id is None else {"rollout_id": rollout_id, "team_id": team_id}
+    row = conn.execute(_WITH_MESSAGE if team_id is None else _WITH_MESSAGE_OF_TEAM, params).first()
+    if row is None:
+        return None
+    *head, message_id, channel_id, ts, link = row
+    ref = None if message_id is None else MessageRef(message_id, channel_id, ts, link)
+    return _view(conn, rollout_id, head), ref
+
+
+def _connection(session: Session | Connection) -> Connection:
+    if isinstance(session, Connection):
+        return session
     # Core statements skip the session's autoflush: what this session changed is flushed first,
     # so the view shows it as an ORM query would.
     if session.autoflush:
         session.flush()
-    conn = session.connection()
-    params = {"rollout_id": rollout_id}
-    if team_id is None:
-        row = conn.execute(_ROLLOUT, params).first()
-    else:
-        row = conn.execute(_ROLLOUT_OF_TEAM, {**params, "team_id": team_id}).first()
-    if row is None:
-        return None
+    return session.connection()
+
+
+def _view(conn: Connection, rollout_id: int, row: Sequence[Any]) -> RolloutView:
     items: dict[int, list[ItemView]] = {}
-    for phase_id, *item in conn.execute(_ITEMS, params):
-        items.setdefault(phase_id, []).append(
-            ItemView(item[0], item[1], item[2].value, item[3], item[4], item[5], item[6])
-        )
-    # One row per step (or one for a phase without steps), in the plan's order.
+    approvers: list[str] = []
     plan: dict[int, tuple[Any, list[StepView]]] = {}
-    for phase_id, *phase, position, label, percent, desired, done, skipped in conn.execute(_PHASES, params):
-        steps = plan.setdefault(phase_id, (phase, []))[1]
-        if position is not None:
-            steps.append(
-                StepView(position, rollouts.title_of(label, percent), percent, desired, done, skipped)
-            )
+    for r in conn.execute(_PLAN, {"rollout_id": rollout_id}):
+        if r[0] == _PLAN_PART:  # phase id, position; step position … left by override; phase
+            steps = plan.setdefault(r[1], ((r[2], r[9], r[10], r[11]), []))[1]
+            if r[3] is not None:
+                steps.append(StepView(r[3], rollouts.title_of(r[4], r[5]), r[5], r[6], r[7], r[8]))
+        elif r[0] == _ITEM_PART:  # phase id, position; item id, text, kind, who and when
+            items.setdefault(r[1], []).append(ItemView(r[12], r[13], r[14].value, *r[15:19]))
+        else:
+            approvers.append(r[13])
     phases = tuple(
         PhaseView(
             rollout_id, position, name, completed_at, tuple(steps), tuple(items.get(phase_id, ())), skipped
         )
         for phase_id, ((position, name, completed_at, skipped), steps) in plan.items()
     )
-    approvers = tuple(user_id for (user_id,) in conn.execute(_APPROVERS, params))
     (
         id_, feature, template, plan_title, owner_id, channel_id, status, revision, timezone,
         country, flag_key, service, stakeholders, phase_index, step_index, step_started_at,
@@ -312,7 +393,7 @@ def load_rollout(*, session: Session, rollout_id: int, team_id: str | None = Non
         template=template,
         plan_title=plan_title,
         owner_id=owner_id,
-        approvers=approvers,
+        approvers=tuple(approvers),
         channel_id=channel_id,
         status=status.value,
         is_open=status.is_open,

@@ -117,14 +117,12 @@ def register(app: App, svc: Services) -> None:
         reply = replier_for(body, respond, client)
         with answering(reply):
             rollout_id, changes = checklist_changes(body)
-            try:
-                checklist.set_items(svc, actor_of(body), rollout_id, changes)
-            finally:
-                # Even with no change (a crossed double click, a refused tick) the clicker's view
-                # is put right.
-                error = status_board.refresh(svc, rollout_id)
-            if error is not None:  # the box they see may be wrong until a retry lands: say so
-                reply(behind(error))
+            # Even with no change (a crossed double click, a refused tick) the clicker's view is
+            # put right; the tick's own transaction asks for the edit when it commits.
+            with status_board.refreshing(svc, rollout_id) as refreshing:
+                checklist.set_items(svc, actor_of(body), rollout_id, changes, then=refreshing)
+            if refreshing.error is not None:  # the box they see may be wrong until a retry lands
+                reply(behind(refreshing.error))
 
     def pick(body: dict[str, Any], respond: Respond, client: WebClient, request: BoltRequest) -> None:
         reply = replier_for(body, respond, client)
