@@ -13,7 +13,8 @@ when there is something to claim, as the web process's queuing waits for that lo
 
 At least once. Claiming leases a row (`claimed_until`, `claimed_by`, one more attempt; on
 Postgres `FOR UPDATE SKIP LOCKED`, so replicas' work processes share one queue) and the row is
-deleted only when its work is done (with the process's next claim, in one transaction). The
+deleted only when its work is done (with the process's next claim, in one transaction: the claim
+a nudge for new work starts, or one at most `DONE_WITHIN_S` later). The
 process running it renews the lease while it runs; a process that dies (kill -9, a crashed
 host, another replica's process) leaves the lease to run out (`WORK_LEASE_SECONDS`), and any
 work process claims the row again. A row claimed `WORK_ATTEMPTS` times without finishing is
@@ -82,6 +83,7 @@ HANDLED_FOR = timedelta(days=7)  # longer than any row waits in the queue
 PURGE_EVERY_S = 600.0
 HEARTBEAT_EVERY_S = 5.0  # how often the loop says it is alive (bot/edge/health.py reads it)
 RETRY_AFTER_S = 5.0  # a row whose dispatch raised waits this long times its attempts
+DONE_WITHIN_S = 0.1  # a finished row is deleted by the next claim, at most this much later
 
 
 @dataclass(frozen=True, slots=True)
@@ -240,8 +242,8 @@ class Worker:
         # leased, and renewed, until then.
         self._done: set[int] = set()
         self._lock = threading.Lock()
-        # Set by a nudge from the web process (bot/edge/wakeup.py), a finished piece of work,
-        # or stop(): the loop claims again at once instead of at its next poll.
+        # Set by a nudge from the web process (bot/edge/wakeup.py) or stop(): the loop claims
+        # again at once instead of at its next poll.
         self._wake = threading.Event()
         self.wake_address = wake_address
 
@@ -276,8 +278,10 @@ class Worker:
                 self._running.discard(work.id)
                 if done:
                     self._done.add(work.id)
+            # No wake-up: the loop looks again within DONE_WITHIN_S while work runs or waits
+            # to be deleted, and a nudge for new work comes sooner under load; either claim
+            # deletes this row. Waking the loop here cost a write transaction per request.
             self._free.release()
-            self._wake.set()
 
     def _give_up(self, work: Work) -> None:
         telemetry.WORK_GAVE_UP.labels(work.function_name).inc()
@@ -356,7 +360,9 @@ class Worker:
                     self._running.add(work.id)
                 self._pool.submit(self._run_one, work)
             if not claimed:
-                self._wake.wait(idle_s)
+                with self._lock:
+                    busy = bool(self._running or self._done)
+                self._wake.wait(DONE_WITHIN_S if busy else idle_s)
         # Work already claimed finishes before the process ends.
         self._pool.shutdown(wait=True)
         if listener is not None:
