@@ -52,7 +52,7 @@ from datetime import datetime, timedelta
 from typing import Any, cast
 
 from slack_bolt import App, BoltRequest
-from sqlalchemy import Table, delete, insert, or_, select, update
+from sqlalchemy import Table, bindparam, delete, insert, or_, select, update
 from sqlalchemy.exc import SQLAlchemyError
 
 from bot.edge import wakeup
@@ -106,8 +106,32 @@ class Work:
 _WORK_COLUMNS = [PENDING.c[name] for name in Work.__dataclass_fields__]
 
 
-def _claimable(now: Any) -> Any:
-    return or_(PENDING.c.claimed_until.is_(None), PENDING.c.claimed_until < now)
+def _at(name: str) -> Any:
+    return bindparam(name, type_=PENDING.c.claimed_until.type)
+
+
+# The claim's statements, built once: constructing them for every claim cost as much as
+# running them.
+_CLAIMABLE = or_(PENDING.c.claimed_until.is_(None), PENDING.c.claimed_until < _at("now"))
+_ANY_CLAIMABLE = select(PENDING.c.id).where(_CLAIMABLE).limit(1)
+_PICK = select(PENDING.c.id).where(_CLAIMABLE).order_by(PENDING.c.id).limit(bindparam("limit"))
+_PICK_LOCKED = _PICK.with_for_update(skip_locked=True)
+_DELETE_DONE = delete(PENDING).where(
+    PENDING.c.id.in_(bindparam("done", expanding=True)), PENDING.c.claimed_by == bindparam("owner")
+)
+
+
+def _lease(picked: Any) -> Any:
+    return (
+        update(PENDING)
+        .where(PENDING.c.id.in_(picked))
+        .values(claimed_until=_at("until"), claimed_by=bindparam("owner"), attempts=PENDING.c.attempts + 1)
+        .returning(*_WORK_COLUMNS)
+    )
+
+
+_LEASE_PICKED = _lease(_PICK.scalar_subquery())  # SQLite: one statement
+_LEASE_IDS = _lease(bindparam("ids", expanding=True))  # Postgres: the ids its own SELECT locked
 
 
 def claim(db: Database, limit: int, *, lease_s: float, owner: str, done: Collection[int] = ()) -> list[Work]:
@@ -121,32 +145,21 @@ def claim(db: Database, limit: int, *, lease_s: float, owner: str, done: Collect
     now = utcnow()
     if not done:
         with db.connected() as conn:
-            if conn.scalar(select(PENDING.c.id).where(_claimable(now)).limit(1)) is None:
+            if conn.scalar(_ANY_CLAIMABLE, {"now": now}) is None:
                 return []
-    pick = select(PENDING.c.id).where(_claimable(now)).order_by(PENDING.c.id).limit(limit)
-    if db.dialect == "postgresql":
-        pick = pick.with_for_update(skip_locked=True)
+    params = {"now": now, "limit": limit, "owner": owner, "until": now + timedelta(seconds=lease_s)}
     with db.writing() as conn:
         if done:
-            conn.execute(delete(PENDING).where(PENDING.c.id.in_(list(done)), PENDING.c.claimed_by == owner))
+            conn.execute(_DELETE_DONE, {"done": list(done), "owner": owner})
         if db.dialect == "postgresql":
             # The rows are picked (and locked) by a statement of their own: as a subquery of the
             # UPDATE, Postgres may run a LIMIT … SKIP LOCKED more than once and lease more rows.
-            picked: Any = list(conn.scalars(pick))
+            picked = list(conn.scalars(_PICK_LOCKED, params))
             if not picked:
                 return []
+            found = conn.execute(_LEASE_IDS, {**params, "ids": picked})
         else:
-            picked = pick.scalar_subquery()
-        found = conn.execute(
-            update(PENDING)
-            .where(PENDING.c.id.in_(picked))
-            .values(
-                claimed_until=now + timedelta(seconds=lease_s),
-                claimed_by=owner,
-                attempts=PENDING.c.attempts + 1,
-            )
-            .returning(*_WORK_COLUMNS)
-        )
+            found = conn.execute(_LEASE_PICKED, params)
         rows = [Work(*row) for row in found]
     return sorted(rows, key=lambda row: row.id)
 
