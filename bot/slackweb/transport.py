@@ -19,11 +19,14 @@ Rules:
   body, as `urlopen` does, so the rate-limit and server-error retry handlers see what they saw.
   Redirects are not followed (the Web API and response_urls do not redirect; urllib would).
 - A client given a proxy or its own SSL context keeps urllib's path.
+- A process forked from one that called Slack (gunicorn's workers) starts with an empty pool,
+  never sharing a socket with its parent or siblings.
 """
 
 from __future__ import annotations
 
 import io
+import os
 from http.client import HTTPMessage
 from typing import Any
 from urllib.error import HTTPError, URLError
@@ -35,6 +38,8 @@ from slack_sdk.webhook import WebhookClient, WebhookResponse
 
 POOL_PER_HOST = 16  # idle connections kept per host: the work process's threads
 _POOL = urllib3.PoolManager(num_pools=8, maxsize=POOL_PER_HOST, block=False, retries=False)
+# A forked child (gunicorn's workers) must not share the parent's sockets: it starts empty.
+os.register_at_fork(after_in_child=_POOL.clear)
 
 
 def _message_of(headers: Any) -> HTTPMessage:

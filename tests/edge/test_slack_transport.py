@@ -4,6 +4,7 @@ handlers still retry; and connections are reused, and replaced when Slack closed
 
 from __future__ import annotations
 
+import os
 from typing import Any
 from urllib.error import URLError
 
@@ -119,3 +120,19 @@ def test_no_server_fails_as_urllib_does() -> None:
         hook.retry_handlers = []
         with pytest.raises(URLError):
             hook.send(text="x")
+
+
+def test_a_forked_child_does_not_share_the_parents_connections(slack: LocalSlack) -> None:
+    client = PooledWebClient(token="xoxb-test", base_url=slack.api_url)
+    client.chat_postMessage(channel="C1", text="parent")
+    assert connections_to(slack.base_url) == 1
+    read, write = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child: its pool is empty, and its own call works
+        ok = connections_to(slack.base_url) == 0 and client.chat_postMessage(channel="C1", text="child")["ok"]
+        os.write(write, b"1" if ok else b"0")
+        os._exit(0)
+    os.waitpid(pid, 0)
+    assert os.read(read, 1) == b"1"
+    assert client.chat_postMessage(channel="C1", text="parent again")["ok"]
+    assert [c.params["text"] for c in slack.calls("chat.postMessage")] == ["parent", "child", "parent again"]
