@@ -74,12 +74,20 @@ def seen_before(session: Session | Connection, key: str, fingerprint: str | None
     return found is not None
 
 
+_QUEUE = insert(PENDING)
+# Built once: constructing the statement for each request cost more than running it
+# (bench/profile_web.py). Its values come with each call.
+_REMEMBER = {
+    dialect: make(SEEN).on_conflict_do_nothing(index_elements=["key"]).returning(SEEN.c.key)
+    for dialect, make in (("postgresql", postgres_insert), ("sqlite", sqlite_insert))
+}
+
+
 def remember(session: Session | Connection, dialect: str, key: str, fingerprint: str | None) -> bool:
     """Records the interaction as queued; False if another delivery of it got there first."""
-    make = postgres_insert if dialect == "postgresql" else sqlite_insert
-    stmt = make(SEEN).values(key=key, fingerprint=fingerprint, created_at=utcnow())
-    inserted = stmt.on_conflict_do_nothing(index_elements=["key"]).returning(SEEN.c.key)
-    return session.execute(inserted).scalar() is not None
+    stmt = _REMEMBER["postgresql" if dialect == "postgresql" else "sqlite"]
+    values = {"key": key, "fingerprint": fingerprint, "created_at": utcnow()}
+    return session.execute(stmt, values).scalar() is not None
 
 
 class QueuedLazyRunner(LazyListenerRunner):
@@ -120,7 +128,7 @@ class QueuedLazyRunner(LazyListenerRunner):
                         or remember(conn, self.db.dialect, interaction, command_fingerprint(request.body))
                     )
                     if first:
-                        conn.execute(insert(PENDING), [row])
+                        conn.execute(_QUEUE, row)
                 state.remembered = True
                 if first:
                     self.nudger.nudge()  # after the commit: the row is there to claim

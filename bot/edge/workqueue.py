@@ -13,7 +13,8 @@ when there is something to claim, as the web process's queuing waits for that lo
 
 At least once. Claiming leases a row (`claimed_until`, `claimed_by`, one more attempt; on
 Postgres `FOR UPDATE SKIP LOCKED`, so replicas' work processes share one queue) and the row is
-deleted only when its work is done (with the process's next claim, in one transaction). The
+deleted only when its work is done (with the process's next claim, in one transaction: the claim
+a nudge for new work starts, or one at most `DONE_WITHIN_S` later). The
 process running it renews the lease while it runs; a process that dies (kill -9, a crashed
 host, another replica's process) leaves the lease to run out (`WORK_LEASE_SECONDS`), and any
 work process claims the row again. A row claimed `WORK_ATTEMPTS` times without finishing is
@@ -46,11 +47,12 @@ import time
 import uuid
 from collections.abc import Collection
 from concurrent.futures import ThreadPoolExecutor
-from datetime import timedelta
+from dataclasses import dataclass
+from datetime import datetime, timedelta
 from typing import Any, cast
 
 from slack_bolt import App, BoltRequest
-from sqlalchemy import Table, delete, or_, select, update
+from sqlalchemy import Table, bindparam, delete, insert, or_, select, update
 from sqlalchemy.exc import SQLAlchemyError
 
 from bot.edge import wakeup
@@ -68,6 +70,9 @@ from bot.observe import telemetry
 from storage.db import Database, handling
 from storage.models import HandledRequest, PendingWork, SeenRequest, WorkerHeartbeat, utcnow
 
+PENDING = cast(Table, PendingWork.__table__)
+HEARTBEAT = cast(Table, WorkerHeartbeat.__table__)
+
 log = logging.getLogger(__name__)
 
 LAZY_ONLY = "x-slack-bolt-lazy-only"
@@ -78,77 +83,109 @@ HANDLED_FOR = timedelta(days=7)  # longer than any row waits in the queue
 PURGE_EVERY_S = 600.0
 HEARTBEAT_EVERY_S = 5.0  # how often the loop says it is alive (bot/edge/health.py reads it)
 RETRY_AFTER_S = 5.0  # a row whose dispatch raised waits this long times its attempts
+DONE_WITHIN_S = 0.1  # a finished row is deleted by the next claim, at most this much later
 
 
-def _claimable(now: Any) -> Any:
-    return or_(PendingWork.claimed_until.is_(None), PendingWork.claimed_until < now)
+@dataclass(frozen=True, slots=True)
+class Work:
+    """A claimed `pending_work` row, as the claim returned it: a plain value, since nothing
+    changes it through a session (building and tracking an ORM object for each was a tenth
+    of the claim)."""
+
+    id: int
+    function_name: str
+    body: str
+    headers: dict[str, Any]
+    created_at: datetime
+    request_key: str | None
+    attempts: int
+    claimed_until: datetime | None
+    claimed_by: str | None
 
 
-def claim(
-    db: Database, limit: int, *, lease_s: float, owner: str, done: Collection[int] = ()
-) -> list[PendingWork]:
+_WORK_COLUMNS = [PENDING.c[name] for name in Work.__dataclass_fields__]
+
+
+def _at(name: str) -> Any:
+    return bindparam(name, type_=PENDING.c.claimed_until.type)
+
+
+# The claim's statements, built once: constructing them for every claim cost as much as
+# running them.
+_CLAIMABLE = or_(PENDING.c.claimed_until.is_(None), PENDING.c.claimed_until < _at("now"))
+_ANY_CLAIMABLE = select(PENDING.c.id).where(_CLAIMABLE).limit(1)
+_PICK = select(PENDING.c.id).where(_CLAIMABLE).order_by(PENDING.c.id).limit(bindparam("limit"))
+_PICK_LOCKED = _PICK.with_for_update(skip_locked=True)
+_DELETE_DONE = delete(PENDING).where(
+    PENDING.c.id.in_(bindparam("done", expanding=True)), PENDING.c.claimed_by == bindparam("owner")
+)
+
+
+def _lease(picked: Any) -> Any:
+    return (
+        update(PENDING)
+        .where(PENDING.c.id.in_(picked))
+        .values(claimed_until=_at("until"), claimed_by=bindparam("owner"), attempts=PENDING.c.attempts + 1)
+        .returning(*_WORK_COLUMNS)
+    )
+
+
+_LEASE_PICKED = _lease(_PICK.scalar_subquery())  # SQLite: one statement
+_LEASE_IDS = _lease(bindparam("ids", expanding=True))  # Postgres: the ids its own SELECT locked
+
+
+def claim(db: Database, limit: int, *, lease_s: float, owner: str, done: Collection[int] = ()) -> list[Work]:
     """Leases up to `limit` rows nobody holds: never claimed, or their lease ran out. Rows in
     `done` (work finished since the last claim) are deleted in the same transaction.
 
     Nothing to claim is found by a read, without the write lock: on SQLite the web process's
     queuing waits for that lock, so an idle work process must not take it to learn nothing.
-    The claim itself is one statement (`UPDATE … RETURNING`), not an ORM load and flush."""
+    The claim itself is one statement (`UPDATE … RETURNING`) on a bare connection: no ORM
+    session, load or flush."""
     now = utcnow()
     if not done:
-        with db.reading() as session:
-            if session.scalar(select(PendingWork.id).where(_claimable(now)).limit(1)) is None:
+        with db.connected() as conn:
+            if conn.scalar(_ANY_CLAIMABLE, {"now": now}) is None:
                 return []
-    table = cast(Table, PendingWork.__table__)
-    pick = select(table.c.id).where(_claimable(now)).order_by(table.c.id).limit(limit)
-    if db.dialect == "postgresql":
-        pick = pick.with_for_update(skip_locked=True)
-    with db.transaction() as session:
+    params = {"now": now, "limit": limit, "owner": owner, "until": now + timedelta(seconds=lease_s)}
+    with db.writing() as conn:
         if done:
-            session.execute(delete(table).where(table.c.id.in_(list(done)), table.c.claimed_by == owner))
+            conn.execute(_DELETE_DONE, {"done": list(done), "owner": owner})
         if db.dialect == "postgresql":
             # The rows are picked (and locked) by a statement of their own: as a subquery of the
             # UPDATE, Postgres may run a LIMIT … SKIP LOCKED more than once and lease more rows.
-            picked: Any = list(session.scalars(pick))
+            picked = list(conn.scalars(_PICK_LOCKED, params))
             if not picked:
                 return []
+            found = conn.execute(_LEASE_IDS, {**params, "ids": picked})
         else:
-            picked = pick.scalar_subquery()
-        found = session.execute(
-            update(table)
-            .where(table.c.id.in_(picked))
-            .values(
-                claimed_until=now + timedelta(seconds=lease_s),
-                claimed_by=owner,
-                attempts=table.c.attempts + 1,
-            )
-            .returning(*table.c)
-        )
-        rows = [PendingWork(**row._mapping) for row in found]
+            found = conn.execute(_LEASE_PICKED, params)
+        rows = [Work(*row) for row in found]
     return sorted(rows, key=lambda row: row.id)
 
 
 def renew(db: Database, ids: list[int], *, lease_s: float, owner: str) -> None:
     if not ids:
         return
-    with db.transaction() as session:
-        session.execute(
-            update(PendingWork)
-            .where(PendingWork.id.in_(ids), PendingWork.claimed_by == owner)
+    with db.writing() as conn:
+        conn.execute(
+            update(PENDING)
+            .where(PENDING.c.id.in_(ids), PENDING.c.claimed_by == owner)
             .values(claimed_until=utcnow() + timedelta(seconds=lease_s))
         )
 
 
-def finish(db: Database, work: PendingWork) -> None:
-    with db.transaction() as session:
-        session.execute(delete(PendingWork).where(PendingWork.id == work.id))
+def finish(db: Database, work: Work) -> None:
+    with db.writing() as conn:
+        conn.execute(delete(PENDING).where(PENDING.c.id == work.id))
 
 
-def release(db: Database, work: PendingWork, after_s: float) -> None:
+def release(db: Database, work: Work, after_s: float) -> None:
     """Lets the row be claimed again after `after_s` seconds."""
-    with db.transaction() as session:
-        session.execute(
-            update(PendingWork)
-            .where(PendingWork.id == work.id)
+    with db.writing() as conn:
+        conn.execute(
+            update(PENDING)
+            .where(PENDING.c.id == work.id)
             .values(claimed_until=utcnow() + timedelta(seconds=after_s))
         )
 
@@ -163,12 +200,12 @@ def purge(queue: Database, main: Database | None) -> None:
             session.execute(delete(HandledRequest).where(HandledRequest.at < now - HANDLED_FOR))
 
 
-def request_of(work: PendingWork) -> BoltRequest:
+def request_of(work: Work) -> BoltRequest:
     headers: dict[str, Any] = {**work.headers, LAZY_ONLY: ["1"], LAZY_NAME: [work.function_name]}
     return BoltRequest(body=work.body, headers=headers)
 
 
-def run(app: App, work: PendingWork, request: BoltRequest | None = None) -> bool:
+def run(app: App, work: Work, request: BoltRequest | None = None) -> bool:
     """Runs the work; False when Bolt itself failed (listeners answer their own errors)."""
     waited = (utcnow() - work.created_at).total_seconds()
     telemetry.WORK_WAIT_SECONDS.labels(work.function_name).observe(max(0.0, waited))
@@ -187,10 +224,10 @@ def run(app: App, work: PendingWork, request: BoltRequest | None = None) -> bool
 
 def beat(db: Database, owner: str, *, stopping: bool = False) -> None:
     """The work process's heartbeat row: written while its loop runs, removed when it stops."""
-    with db.transaction() as session:
-        session.execute(delete(WorkerHeartbeat).where(WorkerHeartbeat.owner == owner))
+    with db.writing() as conn:
+        conn.execute(delete(HEARTBEAT).where(HEARTBEAT.c.owner == owner))
         if not stopping:
-            session.add(WorkerHeartbeat(owner=owner, beat_at=utcnow()))
+            conn.execute(insert(HEARTBEAT), [{"owner": owner, "beat_at": utcnow()}])
 
 
 class Worker:
@@ -218,23 +255,23 @@ class Worker:
         # leased, and renewed, until then.
         self._done: set[int] = set()
         self._lock = threading.Lock()
-        # Set by a nudge from the web process (bot/edge/wakeup.py), a finished piece of work,
-        # or stop(): the loop claims again at once instead of at its next poll.
+        # Set by a nudge from the web process (bot/edge/wakeup.py) or stop(): the loop claims
+        # again at once instead of at its next poll.
         self._wake = threading.Event()
         self.wake_address = wake_address
 
-    def _already_done(self, work: PendingWork) -> bool:
+    def _already_done(self, work: Work) -> bool:
         """A row claimed again whose change is committed: its process died after the commit."""
         if work.attempts <= 1 or not work.request_key or self.main is None:
             return False
         return self.main.was_handled(work.request_key)
 
-    def _run_one(self, work: PendingWork) -> None:
+    def _run_one(self, work: Work) -> None:
         request = request_of(work)  # parsed once, for the log context and the dispatch
         with request_scope(request.body, job=work.function_name, work_id=work.id):
             self._run_scoped(work, request)
 
-    def _run_scoped(self, work: PendingWork, request: BoltRequest) -> None:
+    def _run_scoped(self, work: Work, request: BoltRequest) -> None:
         done = False
         try:
             if self._already_done(work):
@@ -254,10 +291,12 @@ class Worker:
                 self._running.discard(work.id)
                 if done:
                     self._done.add(work.id)
+            # No wake-up: the loop looks again within DONE_WITHIN_S while work runs or waits
+            # to be deleted, and a nudge for new work comes sooner under load; either claim
+            # deletes this row. Waking the loop here cost a write transaction per request.
             self._free.release()
-            self._wake.set()
 
-    def _give_up(self, work: PendingWork) -> None:
+    def _give_up(self, work: Work) -> None:
         telemetry.WORK_GAVE_UP.labels(work.function_name).inc()
         log.error("work %s (%s) gave up after %s attempts", work.id, work.function_name, work.attempts - 1)
         try:
@@ -296,7 +335,7 @@ class Worker:
             self._done.clear()
         return done
 
-    def _claim(self, free: int) -> list[PendingWork]:
+    def _claim(self, free: int) -> list[Work]:
         done = self._take_done()
         try:
             return claim(self.db, free, lease_s=self.lease_s, owner=self.owner, done=done)
@@ -334,7 +373,9 @@ class Worker:
                     self._running.add(work.id)
                 self._pool.submit(self._run_one, work)
             if not claimed:
-                self._wake.wait(idle_s)
+                with self._lock:
+                    busy = bool(self._running or self._done)
+                self._wake.wait(DONE_WITHIN_S if busy else idle_s)
         # Work already claimed finishes before the process ends.
         self._pool.shutdown(wait=True)
         if listener is not None:
@@ -342,11 +383,9 @@ class Worker:
         done = self._take_done()
         try:
             if done:
-                with self.db.transaction() as session:
-                    session.execute(
-                        delete(PendingWork).where(
-                            PendingWork.id.in_(done), PendingWork.claimed_by == self.owner
-                        )
+                with self.db.writing() as conn:
+                    conn.execute(
+                        delete(PENDING).where(PENDING.c.id.in_(done), PENDING.c.claimed_by == self.owner)
                     )
             beat(self.db, self.owner, stopping=True)
         except SQLAlchemyError:

@@ -1,4 +1,5 @@
-"""The one Slack Web API client: base URL from SLACK_API_URL, retries that honour Retry-After."""
+"""The one Slack Web API client: base URL from SLACK_API_URL, retries that honour Retry-After,
+connections kept alive and shared by the process's threads (bot/slackweb/transport.py)."""
 
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ from slack_sdk.http_retry.builtin_handlers import (
 )
 
 from bot.errors import NotInChannel
+from bot.slackweb.transport import PooledWebClient
 
 log = logging.getLogger(__name__)
 
@@ -35,7 +37,8 @@ PERMANENT_ERRORS = frozenset(
 
 
 def make_client(token: str | None, base_url: str, *, max_retries: int = 2, timeout: int = 10) -> WebClient:
-    client = WebClient(token=token, base_url=base_url, timeout=timeout)
+    # Calls go over the process's kept-alive connections (bot/slackweb/transport.py).
+    client = PooledWebClient(token=token, base_url=base_url, timeout=timeout)
     client.retry_handlers.extend(
         [
             RateLimitErrorRetryHandler(max_retry_count=max_retries),

@@ -8,7 +8,9 @@ each message as it arrives.
 
 from __future__ import annotations
 
+import contextlib
 import copy
+import socket
 import threading
 import time
 from collections import deque
@@ -62,6 +64,7 @@ class LocalSlack:
         if self._server is None or self._thread is None:
             return
         self._server.shutdown()
+        self._server.close_connections()
         self._server.server_close()
         self._thread.join()
         self._server = self._thread = None
@@ -245,11 +248,29 @@ class _Server(ThreadingHTTPServer):
             self.request_queue_size = backlog
         super().__init__(("127.0.0.1", 0), _Handler)
         self.slack = slack
+        self.open: set[socket.socket] = set()
+
+    def process_request(self, request: Any, client_address: Any) -> None:
+        self.open.add(request)
+        super().process_request(request, client_address)
+
+    def shutdown_request(self, request: Any) -> None:
+        self.open.discard(request)
+        super().shutdown_request(request)
+
+    def close_connections(self) -> None:
+        """Kept-alive connections end with the server, as Slack's would with a lost host."""
+        for sock in list(self.open):
+            with contextlib.suppress(OSError):
+                sock.shutdown(socket.SHUT_RDWR)
 
 
 class _Handler(BaseHTTPRequestHandler):
     # Without this every answer waits ~40 ms on Nagle + delayed ACK over loopback.
     disable_nagle_algorithm = True
+    # Keep-alive, as Slack's own servers: a client that pools its connections reuses them.
+    protocol_version = "HTTP/1.1"
+    timeout = 60  # an idle kept-alive connection is closed after this
 
     def do_POST(self) -> None:
         raw = self.rfile.read(int(self.headers.get("Content-Length") or 0))

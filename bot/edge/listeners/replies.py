@@ -11,6 +11,7 @@ from slack_sdk.errors import SlackApiError
 
 from bot.edge.listeners.payloads import field
 from bot.slackweb.client import error_code
+from bot.slackweb.transport import PooledWebhookClient
 from messages.blocks import Message
 
 log = logging.getLogger(__name__)
@@ -18,18 +19,35 @@ log = logging.getLogger(__name__)
 
 class RespondReplier:
     """Ephemeral answers through the request's response_url; the answer replaces the
-    "Checking…" line so the person is left with one message, not two."""
+    "Checking…" line so the person is left with one message, not two.
+
+    Posted as Bolt's `respond` posts them (the same JSON: tests/edge/test_replies_pooled.py),
+    over the process's pooled connections (bot/slackweb/transport.py) instead of a new
+    connection per answer."""
 
     def __init__(self, respond: Respond) -> None:
         self._respond = respond
         self._replace = False
 
     def progress(self, message: Message) -> None:
-        self._respond(response_type="ephemeral", replace_original=False, **message.as_kwargs())
+        self._send(message, replace_original=False)
         self._replace = True
 
     def __call__(self, message: Message) -> None:
-        self._respond(response_type="ephemeral", replace_original=self._replace, **message.as_kwargs())
+        self._send(message, replace_original=self._replace)
+
+    def _send(self, message: Message, *, replace_original: bool) -> None:
+        url = self._respond.response_url
+        if url is None:  # Bolt's respond says why it cannot answer
+            self._respond(response_type="ephemeral", replace_original=replace_original, **message.as_kwargs())
+            return
+        # Bolt's respond body: text, then blocks only when there are some.
+        body: dict[str, Any] = {"text": message.text}
+        if message.blocks:
+            body["blocks"] = message.blocks
+        body.update(response_type="ephemeral", replace_original=replace_original)
+        client = PooledWebhookClient(url=url, proxy=self._respond.proxy, ssl=self._respond.ssl)
+        client.send_dict(body)
 
 
 class EphemeralReplier:
