@@ -199,10 +199,24 @@ def put_due_row(
 ) -> None:
     """Sets a rollout's row of `kind` (one per rollout and kind) to `due_at` and `data`, making
     it if there is none: one INSERT ... ON CONFLICT DO UPDATE."""
-    build = postgres_insert if session.get_bind().dialect.name == "postgresql" else sqlite_insert
-    stmt = build(_JOBS).values(rollout_id=rollout_id, kind=kind, due_at=due_at, data=data)
-    session.execute(
-        stmt.on_conflict_do_update(
-            index_elements=["rollout_id", "kind"], set_={"due_at": due_at, "data": data}
+    dialect = session.get_bind().dialect.name
+    stmt = _PUTS.get(dialect)
+    if stmt is None:
+        build = postgres_insert if dialect == "postgresql" else sqlite_insert
+        made = build(_JOBS).values(
+            rollout_id=bindparam("rollout_id"),
+            kind=bindparam("kind"),
+            due_at=bindparam("due_at"),
+            data=bindparam("data"),
         )
-    )
+        # `excluded`: the values this INSERT proposed, so each is bound once.
+        stmt = made.on_conflict_do_update(
+            index_elements=["rollout_id", "kind"],
+            set_={"due_at": made.excluded.due_at, "data": made.excluded.data},
+        )
+        _PUTS[dialect] = stmt
+    params = {"rollout_id": rollout_id, "kind": kind, "due_at": due_at, "data": data}
+    session.execute(stmt, params)
+
+
+_PUTS: dict[str, Any] = {}  # put_due_row's statement, built once per dialect
