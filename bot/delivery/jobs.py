@@ -34,13 +34,14 @@ replicas share the work:
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Collection, Mapping
+from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from types import MappingProxyType
 from typing import Any, cast
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import CursorResult, update
+from sqlalchemy import CursorResult, Row, update
 from sqlalchemy.orm import Session
 
 from bot.delivery import autopilot, status_board, triggers
@@ -62,7 +63,7 @@ from bot.services import Services
 from bot.usecases import announcing, flagging, measure, views
 from messages import digest as texts
 from messages.blocks import Message
-from messages.views import RolloutView
+from messages.views import EventView, RolloutView, SnapshotView
 from storage import job_queries, queries
 from storage.enums import ItemKind, RolloutStatus, SnapshotKind
 from storage.models import DueJob, Rollout, Step
@@ -195,14 +196,8 @@ def run(svc: Services, table: Mapping[str, Job], *, limit: int) -> int:
 
 
 # --- the jobs --------------------------------------------------------------------------------
-# A job gets its claimed row and returns the row's next time, or None when it is done.
-
-
-# What each job loads, in a fixed number of statements whatever the plan's size: the rollout's
-# own row (`job_queries.job_rollout_row`, or `lock_rollout_row` to change it) for what it decides from,
-# the current step alone (`job_queries.step_at`) for soak and planned end, and the plain view
-# (`views.load_rollout`) only to render a message. The whole ORM plan (`get_rollout`) only to
-# re-plan a row from a state that moved on (`_replan`).
+# A job gets its claimed row and returns the row's next time, or None when it is done. What each
+# loads is in the module's docstring.
 
 
 def _replan(session: Session, rollout_id: int, kind: str, now: datetime) -> Due | None:
@@ -251,9 +246,8 @@ def _queue(
     now: datetime,
     thread: Message,
     line: Message | None = None,
-    channel: Message | None = None,
 ) -> None:
-    announcing.queue(session, rollout, announcing.Announcement(milestone, thread, line, channel), now)
+    announcing.queue(session, rollout, announcing.Announcement(milestone, thread, line), now)
 
 
 def _digest(svc: Services, job: Claimed) -> Due | None:
@@ -271,7 +265,7 @@ def _digest_in(session: Session, job: Claimed, scheduled: datetime) -> Due | Non
     if rollout is None or not rollout.status.is_open:
         return None
     mine: dict[str, Any] = {"session": session, "rollout_id": rollout.id}
-    events = views.event_views(queries.events_between(**mine, after=job.last_run_at, until=job.now))
+    events = _event_views(job_queries.events_between(**mine, after=job.last_run_at, until=job.now))
     if not texts.has_news(events):
         return planned_digest(rollout, job.now)
     tz = rollout.timezone
@@ -286,8 +280,8 @@ def _digest_in(session: Session, job: Claimed, scheduled: datetime) -> Due | Non
         view,
         scheduled=scheduled,
         events=events,
-        check=views.snapshot_view(
-            queries.latest_check(**mine, phase_index=rollout.phase_index, step_index=rollout.step_index)
+        check=_check_view(
+            job_queries.latest_check(**mine, phase_index=rollout.phase_index, step_index=rollout.step_index)
         ),
         soak=soak.describe(rollouts.display_title(step), tz),
         unchecked=_open_exit_criteria(view),
@@ -295,6 +289,19 @@ def _digest_in(session: Session, job: Claimed, scheduled: datetime) -> Due | Non
     _queue(session, view, f"digest:{local_date}", job.now, thread, line)
     _queue_chart(session, rollout.id, local_date, job.now)
     return planned_digest(rollout, job.now)
+
+
+# The digest reads columns (`job_queries`), not ORM rows: these make of them what
+# `views.event_views` and `views.snapshot_view` make of the rows, field by field.
+def _event_views(rows: Sequence[Row[Any]]) -> tuple[EventView, ...]:
+    return tuple(
+        EventView(r.kind.value, r.actor_id, r.at, MappingProxyType(dict(r.data)), r.id) for r in rows
+    )
+
+
+def _check_view(row: Row[Any] | None) -> SnapshotView | None:
+    blockers = () if row is None else (row.verdict or {}).get("blockers", ())
+    return None if row is None else SnapshotView(row.taken_at, row.passed, tuple(map(str, blockers)))
 
 
 def _queue_chart(session: Session, rollout_id: int, local_date: str, now: datetime) -> None:
@@ -440,6 +447,3 @@ JOBS: dict[str, Job] = {
     Kind.REFRESH: _refresh,
     Kind.AUTO: lambda svc, job: autopilot.run(svc, job.rollout_id, job.data, job.now, job.lease),
 }
-
-
-# --- the digest command ----------------------------------------------------------------------

@@ -68,14 +68,18 @@ def _reference_earliest(start: datetime, business_days: float, tz: str, country:
     for _ in range(16):
         if _reference_elapsed(start, candidate, tz, country) < business_days:
             candidate += one
-        elif candidate > start_utc and _reference_elapsed(start, candidate - one, tz, country) >= business_days:
+        elif (
+            candidate > start_utc and _reference_elapsed(start, candidate - one, tz, country) >= business_days
+        ):
             candidate -= one
         else:
             return candidate
     raise AssertionError("the reference walk did not settle")
 
 
-moments = st.datetimes(min_value=datetime(2023, 1, 1), max_value=datetime(2026, 12, 31), timezones=st.just(UTC))
+moments = st.datetimes(
+    min_value=datetime(2023, 1, 1), max_value=datetime(2026, 12, 31), timezones=st.just(UTC)
+)
 
 
 @settings(max_examples=150, deadline=None)
@@ -112,4 +116,6 @@ def test_a_date_is_a_business_day_or_not_for_its_own_country_and_zone() -> None:
     assert la != berlin
     assert la == _reference_earliest(start, 0.5, "America/Los_Angeles", "US")
     assert berlin == _reference_earliest(start, 0.5, "Europe/Berlin", "DE")
-    assert math.isclose(calendar.business_days_elapsed(start, la, tz="America/Los_Angeles", country="US"), 0.5)
+    assert math.isclose(
+        calendar.business_days_elapsed(start, la, tz="America/Los_Angeles", country="US"), 0.5
+    )

@@ -67,7 +67,9 @@ def test_a_connection_the_server_closed_is_replaced_before_use(
     assert pings.count >= 1
 
 
-def test_a_connection_used_a_moment_ago_is_not_pinged(database: Database, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_connection_used_a_moment_ago_is_not_pinged(
+    database: Database, monkeypatch: pytest.MonkeyPatch
+) -> None:
     backend_pid(database)  # the pool holds one connection now
     pings = Pings(database, monkeypatch)
     for _ in range(5):
