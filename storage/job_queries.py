@@ -56,6 +56,14 @@ _DUE_AT = select(DueJob.due_at).where(
 )
 
 
+# The overdue reminder's two questions about the ready check, in one statement: is its reminder
+# queued (the outbox key), and when is its row due.
+_KEY_AND_DUE_AT = select(
+    _KEY_QUEUED.exists(),
+    _DUE_AT.scalar_subquery(),
+)
+
+
 _GATING_EXITS = (
     select(ChecklistItem.text)
     .join(Phase, ChecklistItem.phase_id == Phase.id)
@@ -169,9 +177,14 @@ def key_queued(*, session: Session, dedupe_key: str) -> bool:
     return _core(session).execute(_KEY_QUEUED, {"key": dedupe_key}).first() is not None
 
 
-def due_at_of(*, session: Session, rollout_id: int, kind: str) -> datetime | None:
-    """When a rollout's row of `kind` is due (its lease, while a run holds it); None: no row."""
-    return _core(session).execute(_DUE_AT, {"rollout_id": rollout_id, "kind": kind}).scalar()
+def key_queued_and_due_at(
+    *, session: Session, dedupe_key: str, rollout_id: int, kind: str
+) -> tuple[bool, datetime | None]:
+    """`key_queued`, and when a rollout's row of `kind` is due (its lease, while a run holds
+    it; None: no row), in one round trip."""
+    params = {"key": dedupe_key, "rollout_id": rollout_id, "kind": kind}
+    queued, due_at = _core(session).execute(_KEY_AND_DUE_AT, params).one()
+    return bool(queued), due_at
 
 
 _DUE_ROWS: dict[str, Select[Any]] = {}

@@ -234,11 +234,6 @@ def _open_exit_criteria(view: RolloutView) -> list[str]:
     return [i.text for i in phase.items if i.kind == ItemKind.EXIT and not i.checked]
 
 
-def _queued(session: Session, rollout: announcing.Addressed, milestone: str) -> bool:
-    key = announcing.dedupe_key(rollout.id, milestone, rollout.channel_id)
-    return job_queries.key_queued(session=session, dedupe_key=key)
-
-
 def _queue(
     session: Session,
     rollout: announcing.Addressed,
@@ -246,8 +241,8 @@ def _queue(
     now: datetime,
     thread: Message,
     line: Message | None = None,
-) -> None:
-    announcing.queue(session, rollout, announcing.Announcement(milestone, thread, line), now)
+) -> int:
+    return announcing.queue(session, rollout, announcing.Announcement(milestone, thread, line), now)
 
 
 def _digest(svc: Services, job: Claimed) -> Due | None:
@@ -270,8 +265,6 @@ def _digest_in(session: Session, job: Claimed, scheduled: datetime) -> Due | Non
         return planned_digest(rollout, job.now)
     tz = rollout.timezone
     local_date = scheduled.astimezone(ZoneInfo(tz)).date().isoformat()
-    if _queued(session, rollout, f"digest:{local_date}"):
-        return planned_digest(rollout, job.now)  # a replay: text and chart are queued
     view, step = _view(session, rollout.id), _step(session, rollout)
     soak = soak_status(
         rollout.step_started_at, step.min_business_days, job.now, tz=tz, country=rollout.country
@@ -286,8 +279,9 @@ def _digest_in(session: Session, job: Claimed, scheduled: datetime) -> Due | Non
         soak=soak.describe(rollouts.display_title(step), tz),
         unchecked=_open_exit_criteria(view),
     )
-    _queue(session, view, f"digest:{local_date}", job.now, thread, line)
-    _queue_chart(session, rollout.id, local_date, job.now)
+    # A replay finds its text queued (the insert adds nothing), and its chart with it.
+    if _queue(session, view, f"digest:{local_date}", job.now, thread, line):
+        _queue_chart(session, rollout.id, local_date, job.now)
     return planned_digest(rollout, job.now)
 
 
@@ -320,7 +314,9 @@ def _ready(svc: Services, job: Claimed) -> Due | None:
         if not _at_step(job, rollout):
             return _replan(session, rollout.id, Kind.READY, job.now)
         milestone = f"ready:{rollout.phase_index}:{rollout.step_index}"
-        if _queued(session, rollout, milestone):
+        if job_queries.key_queued(
+            session=session, dedupe_key=announcing.dedupe_key(rollout.id, milestone, rollout.channel_id)
+        ):
             return None
     logs.bind_rollout(rollout)
     now = svc.clock()
@@ -361,22 +357,24 @@ def _overdue_in(session: Session, job: Claimed) -> Due | None:
         return _replan(session, rollout.id, Kind.OVERDUE, job.now)
     # One reminder per step: the ready reminder already asks for this advance, and when its
     # check is due in this same run, it goes first (the two never arrive together).
-    if _queued(session, rollout, f"ready:{rollout.phase_index}:{rollout.step_index}"):
+    ready_queued, ready_now = _ready_state(session, rollout, job)
+    if ready_queued:
         return None
-    if _ready_runs_now(session, rollout.id, job):
+    if ready_now:
         return Due(job.now + READY_FIRST, job.data)
     message = texts.reminder("overdue", rollout, planned_end=texts.when(end, tz))
     _queue(session, rollout, f"overdue:{rollout.phase_index}:{rollout.step_index}", job.now, message)
     return None
 
 
-def _ready_runs_now(session: Session, rollout_id: int, job: Claimed) -> bool:
-    """Is the ready check of this rollout due now, or claimed in the same run as `job`?"""
-    due = job_queries.due_at_of(session=session, rollout_id=rollout_id, kind=Kind.READY)
-    if due is None:
-        return False
-    due = due if due.tzinfo else due.replace(tzinfo=job.now.tzinfo)
-    return due <= job.now or due == job.lease
+def _ready_state(session: Session, rollout: RolloutView, job: Claimed) -> tuple[bool, bool]:
+    """Is the step's ready reminder queued; is its check due now, or claimed in the same run as `job`?"""
+    milestone = f"ready:{rollout.phase_index}:{rollout.step_index}"
+    key = announcing.dedupe_key(rollout.id, milestone, rollout.channel_id)
+    where: dict[str, Any] = {"session": session, "dedupe_key": key, "rollout_id": rollout.id}
+    queued, due = job_queries.key_queued_and_due_at(**where, kind=Kind.READY)
+    due = due if due is None or due.tzinfo else due.replace(tzinfo=job.now.tzinfo)
+    return queued, due is not None and (due <= job.now or due == job.lease)
 
 
 def _stale(svc: Services, job: Claimed) -> Due | None:

@@ -16,7 +16,7 @@ from bot.usecases import views
 from storage import job_queries, queries
 from storage.db import Database
 from storage.enums import EventKind, SnapshotKind
-from storage.models import DueJob, Event, MetricSnapshot
+from storage.models import DueJob, Event, MetricSnapshot, OutboxMessage
 
 T0 = datetime(2025, 3, 3, 9, tzinfo=UTC)
 
@@ -129,3 +129,29 @@ def test_the_chart_row_is_made_then_moved(db: Database) -> None:
         assert [(due_at.replace(tzinfo=due_at.tzinfo or UTC), row_data) for due_at, row_data in rows] == [
             (at, data)
         ]
+
+
+def test_the_overdue_reminders_one_read_answers_as_its_two_did(db: Database) -> None:
+    rollout_id = _rollout(db)
+    due = T0 + timedelta(days=2)
+    with db.transaction() as session:
+        job_queries.put_due_row(session=session, rollout_id=rollout_id, kind=Kind.READY, due_at=due, data={})
+        session.execute(
+            insert(OutboxMessage),
+            [{"rollout_id": rollout_id, "dedupe_key": "queued-key", "channel_id": "CREADS", "payload": {}}],
+        )
+    with db.reading() as session:
+        for key, kind in [("queued-key", Kind.READY), ("other-key", Kind.READY), ("queued-key", Kind.STALE)]:
+            queued, due_at = job_queries.key_queued_and_due_at(
+                session=session, dedupe_key=key, rollout_id=rollout_id, kind=kind
+            )
+            assert queued is job_queries.key_queued(session=session, dedupe_key=key)
+            before = session.scalar(
+                select(DueJob.due_at).where(DueJob.rollout_id == rollout_id, DueJob.kind == kind)
+            )
+            assert due_at == before
+        queued, due_at = job_queries.key_queued_and_due_at(
+            session=session, dedupe_key="queued-key", rollout_id=rollout_id, kind=Kind.READY
+        )
+        assert queued is True
+        assert due_at is not None and due_at.replace(tzinfo=due_at.tzinfo or UTC) == due
