@@ -10,6 +10,7 @@ from datetime import datetime
 from typing import Any, cast
 
 from sqlalchemy import (
+    Connection,
     CursorResult,
     Row,
     Select,
@@ -25,7 +26,7 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session, load_only, raiseload
 
 from storage.enums import ItemKind, SnapshotKind
-from storage.models import ChecklistItem, DueJob, MetricSnapshot, OutboxMessage, Phase, Rollout, Step
+from storage.models import ChecklistItem, DueJob, Event, MetricSnapshot, OutboxMessage, Phase, Rollout, Step
 
 # --- targeted reads for the due jobs (bot/delivery/jobs.py): a row or two, never the plan ----
 
@@ -55,6 +56,14 @@ _DUE_AT = select(DueJob.due_at).where(
 )
 
 
+# The overdue reminder's two questions about the ready check, in one statement: is its reminder
+# queued (the outbox key), and when is its row due.
+_KEY_AND_DUE_AT = select(
+    _KEY_QUEUED.exists(),
+    _DUE_AT.scalar_subquery(),
+)
+
+
 _GATING_EXITS = (
     select(ChecklistItem.text)
     .join(Phase, ChecklistItem.phase_id == Phase.id)
@@ -76,18 +85,66 @@ _BASELINE = (
 )
 
 
+# What a digest recalls: the events of a span, oldest first, and the step's newest verdict
+# (a gate, a check, or a watch that saw a trigger fire), as `queries.events_between` and
+# `queries.latest_check` find them, in columns rather than ORM rows.
+_EVENTS_UNTIL = (
+    select(Event.kind, Event.actor_id, Event.at, Event.data, Event.id)
+    .where(Event.rollout_id == bindparam("rollout_id"), Event.at <= bindparam("until"))
+    .order_by(Event.at, Event.id)
+)
+_EVENTS_BETWEEN = _EVENTS_UNTIL.where(Event.at > bindparam("after"))
+_LATEST_CHECK = (
+    select(MetricSnapshot.taken_at, MetricSnapshot.passed, MetricSnapshot.verdict)
+    .where(
+        MetricSnapshot.rollout_id == bindparam("rollout_id"),
+        MetricSnapshot.kind.in_((SnapshotKind.GATE, SnapshotKind.CHECK, SnapshotKind.WATCH)),
+        MetricSnapshot.phase_index == bindparam("phase_index"),
+        MetricSnapshot.step_index == bindparam("step_index"),
+    )
+    .order_by(MetricSnapshot.taken_at.desc(), MetricSnapshot.id.desc())
+    .limit(1)
+)
+
+
+def _core(session: Session) -> Connection:
+    """The session's connection, for a Core read without the ORM's execute path (a tenth of a
+    millisecond a statement). What the session holds unflushed is flushed first, as its own
+    execute would, so the read sees it."""
+    if session.autoflush:
+        session.flush()
+    return session.connection()
+
+
+def events_between(
+    *, session: Session, rollout_id: int, after: datetime | None, until: datetime
+) -> Sequence[Row[Any]]:
+    """A rollout's events in (after, until] (from its start when `after` is None), oldest
+    first: kind, actor_id, at, data, id."""
+    if after is None:
+        return _core(session).execute(_EVENTS_UNTIL, {"rollout_id": rollout_id, "until": until}).all()
+    params = {"rollout_id": rollout_id, "until": until, "after": after}
+    return _core(session).execute(_EVENTS_BETWEEN, params).all()
+
+
+def latest_check(*, session: Session, rollout_id: int, phase_index: int, step_index: int) -> Row[Any] | None:
+    """The newest verdict taken at that step (taken_at, passed, verdict), or None."""
+    params = {"rollout_id": rollout_id, "phase_index": phase_index, "step_index": step_index}
+    return _core(session).execute(_LATEST_CHECK, params).first()
+
+
 def gating_exit_criteria(
     *, session: Session, rollout_id: int, phase_index: int, step_index: int
 ) -> list[str]:
     """The exit criteria nobody ticked that the next advance from (phase, step) needs: those of
     the phase when the step is its last, else none (`rollouts.unchecked_exit_criteria`)."""
     params = {"rollout_id": rollout_id, "phase_index": phase_index, "step_index": step_index}
-    return list(session.scalars(_GATING_EXITS, params))
+    return list(_core(session).scalars(_GATING_EXITS, params))
 
 
 def baseline_readings(*, session: Session, rollout_id: int) -> dict[str, Any] | None:
     """The readings of the rollout's newest baseline snapshot (as `latest_snapshot` finds it)."""
-    return session.execute(_BASELINE, {"rollout_id": rollout_id}).scalar()
+    return _core(session).execute(_BASELINE, {"rollout_id": rollout_id}).scalar()
 
 
 def job_rollout_row(*, session: Session, rollout_id: int) -> Rollout | None:
@@ -109,7 +166,7 @@ def step_at(*, session: Session, rollout_id: int, phase_index: int, step_index: 
     what a due job needs of the current step (soak, planned end, title), as a detached `Step`
     built from those columns alone."""
     params = {"rollout_id": rollout_id, "phase_index": phase_index, "step_index": step_index}
-    found = session.execute(_STEP, params).first()
+    found = _core(session).execute(_STEP, params).first()
     if found is None:
         return None
     return Step(**found._mapping)
@@ -117,12 +174,17 @@ def step_at(*, session: Session, rollout_id: int, phase_index: int, step_index: 
 
 def key_queued(*, session: Session, dedupe_key: str) -> bool:
     """`outbox_key_exists`, as a prepared statement."""
-    return session.execute(_KEY_QUEUED, {"key": dedupe_key}).first() is not None
+    return _core(session).execute(_KEY_QUEUED, {"key": dedupe_key}).first() is not None
 
 
-def due_at_of(*, session: Session, rollout_id: int, kind: str) -> datetime | None:
-    """When a rollout's row of `kind` is due (its lease, while a run holds it); None: no row."""
-    return session.execute(_DUE_AT, {"rollout_id": rollout_id, "kind": kind}).scalar()
+def key_queued_and_due_at(
+    *, session: Session, dedupe_key: str, rollout_id: int, kind: str
+) -> tuple[bool, datetime | None]:
+    """`key_queued`, and when a rollout's row of `kind` is due (its lease, while a run holds
+    it; None: no row), in one round trip."""
+    params = {"key": dedupe_key, "rollout_id": rollout_id, "kind": kind}
+    queued, due_at = _core(session).execute(_KEY_AND_DUE_AT, params).one()
+    return bool(queued), due_at
 
 
 _DUE_ROWS: dict[str, Select[Any]] = {}
@@ -199,10 +261,24 @@ def put_due_row(
 ) -> None:
     """Sets a rollout's row of `kind` (one per rollout and kind) to `due_at` and `data`, making
     it if there is none: one INSERT ... ON CONFLICT DO UPDATE."""
-    build = postgres_insert if session.get_bind().dialect.name == "postgresql" else sqlite_insert
-    stmt = build(_JOBS).values(rollout_id=rollout_id, kind=kind, due_at=due_at, data=data)
-    session.execute(
-        stmt.on_conflict_do_update(
-            index_elements=["rollout_id", "kind"], set_={"due_at": due_at, "data": data}
+    dialect = session.get_bind().dialect.name
+    stmt = _PUTS.get(dialect)
+    if stmt is None:
+        build = postgres_insert if dialect == "postgresql" else sqlite_insert
+        made = build(_JOBS).values(
+            rollout_id=bindparam("rollout_id"),
+            kind=bindparam("kind"),
+            due_at=bindparam("due_at"),
+            data=bindparam("data"),
         )
-    )
+        # `excluded`: the values this INSERT proposed, so each is bound once.
+        stmt = made.on_conflict_do_update(
+            index_elements=["rollout_id", "kind"],
+            set_={"due_at": made.excluded.due_at, "data": made.excluded.data},
+        )
+        _PUTS[dialect] = stmt
+    params = {"rollout_id": rollout_id, "kind": kind, "due_at": due_at, "data": data}
+    session.execute(stmt, params)
+
+
+_PUTS: dict[str, Any] = {}  # put_due_row's statement, built once per dialect

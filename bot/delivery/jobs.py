@@ -34,13 +34,14 @@ replicas share the work:
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Collection, Mapping
+from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from types import MappingProxyType
 from typing import Any, cast
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import CursorResult, update
+from sqlalchemy import CursorResult, Row, update
 from sqlalchemy.orm import Session
 
 from bot.delivery import autopilot, status_board, triggers
@@ -62,7 +63,7 @@ from bot.services import Services
 from bot.usecases import announcing, flagging, measure, views
 from messages import digest as texts
 from messages.blocks import Message
-from messages.views import RolloutView
+from messages.views import EventView, RolloutView, SnapshotView
 from storage import job_queries, queries
 from storage.enums import ItemKind, RolloutStatus, SnapshotKind
 from storage.models import DueJob, Rollout, Step
@@ -195,14 +196,8 @@ def run(svc: Services, table: Mapping[str, Job], *, limit: int) -> int:
 
 
 # --- the jobs --------------------------------------------------------------------------------
-# A job gets its claimed row and returns the row's next time, or None when it is done.
-
-
-# What each job loads, in a fixed number of statements whatever the plan's size: the rollout's
-# own row (`job_queries.job_rollout_row`, or `lock_rollout_row` to change it) for what it decides from,
-# the current step alone (`job_queries.step_at`) for soak and planned end, and the plain view
-# (`views.load_rollout`) only to render a message. The whole ORM plan (`get_rollout`) only to
-# re-plan a row from a state that moved on (`_replan`).
+# A job gets its claimed row and returns the row's next time, or None when it is done. What each
+# loads is in the module's docstring.
 
 
 def _replan(session: Session, rollout_id: int, kind: str, now: datetime) -> Due | None:
@@ -239,11 +234,6 @@ def _open_exit_criteria(view: RolloutView) -> list[str]:
     return [i.text for i in phase.items if i.kind == ItemKind.EXIT and not i.checked]
 
 
-def _queued(session: Session, rollout: announcing.Addressed, milestone: str) -> bool:
-    key = announcing.dedupe_key(rollout.id, milestone, rollout.channel_id)
-    return job_queries.key_queued(session=session, dedupe_key=key)
-
-
 def _queue(
     session: Session,
     rollout: announcing.Addressed,
@@ -251,9 +241,8 @@ def _queue(
     now: datetime,
     thread: Message,
     line: Message | None = None,
-    channel: Message | None = None,
-) -> None:
-    announcing.queue(session, rollout, announcing.Announcement(milestone, thread, line, channel), now)
+) -> int:
+    return announcing.queue(session, rollout, announcing.Announcement(milestone, thread, line), now)
 
 
 def _digest(svc: Services, job: Claimed) -> Due | None:
@@ -271,13 +260,11 @@ def _digest_in(session: Session, job: Claimed, scheduled: datetime) -> Due | Non
     if rollout is None or not rollout.status.is_open:
         return None
     mine: dict[str, Any] = {"session": session, "rollout_id": rollout.id}
-    events = views.event_views(queries.events_between(**mine, after=job.last_run_at, until=job.now))
+    events = _event_views(job_queries.events_between(**mine, after=job.last_run_at, until=job.now))
     if not texts.has_news(events):
         return planned_digest(rollout, job.now)
     tz = rollout.timezone
     local_date = scheduled.astimezone(ZoneInfo(tz)).date().isoformat()
-    if _queued(session, rollout, f"digest:{local_date}"):
-        return planned_digest(rollout, job.now)  # a replay: text and chart are queued
     view, step = _view(session, rollout.id), _step(session, rollout)
     soak = soak_status(
         rollout.step_started_at, step.min_business_days, job.now, tz=tz, country=rollout.country
@@ -286,15 +273,29 @@ def _digest_in(session: Session, job: Claimed, scheduled: datetime) -> Due | Non
         view,
         scheduled=scheduled,
         events=events,
-        check=views.snapshot_view(
-            queries.latest_check(**mine, phase_index=rollout.phase_index, step_index=rollout.step_index)
+        check=_check_view(
+            job_queries.latest_check(**mine, phase_index=rollout.phase_index, step_index=rollout.step_index)
         ),
         soak=soak.describe(rollouts.display_title(step), tz),
         unchecked=_open_exit_criteria(view),
     )
-    _queue(session, view, f"digest:{local_date}", job.now, thread, line)
-    _queue_chart(session, rollout.id, local_date, job.now)
+    # A replay finds its text queued (the insert adds nothing), and its chart with it.
+    if _queue(session, view, f"digest:{local_date}", job.now, thread, line):
+        _queue_chart(session, rollout.id, local_date, job.now)
     return planned_digest(rollout, job.now)
+
+
+# The digest reads columns (`job_queries`), not ORM rows: these make of them what
+# `views.event_views` and `views.snapshot_view` make of the rows, field by field.
+def _event_views(rows: Sequence[Row[Any]]) -> tuple[EventView, ...]:
+    return tuple(
+        EventView(r.kind.value, r.actor_id, r.at, MappingProxyType(dict(r.data)), r.id) for r in rows
+    )
+
+
+def _check_view(row: Row[Any] | None) -> SnapshotView | None:
+    blockers = () if row is None else (row.verdict or {}).get("blockers", ())
+    return None if row is None else SnapshotView(row.taken_at, row.passed, tuple(map(str, blockers)))
 
 
 def _queue_chart(session: Session, rollout_id: int, local_date: str, now: datetime) -> None:
@@ -313,7 +314,9 @@ def _ready(svc: Services, job: Claimed) -> Due | None:
         if not _at_step(job, rollout):
             return _replan(session, rollout.id, Kind.READY, job.now)
         milestone = f"ready:{rollout.phase_index}:{rollout.step_index}"
-        if _queued(session, rollout, milestone):
+        if job_queries.key_queued(
+            session=session, dedupe_key=announcing.dedupe_key(rollout.id, milestone, rollout.channel_id)
+        ):
             return None
     logs.bind_rollout(rollout)
     now = svc.clock()
@@ -354,22 +357,24 @@ def _overdue_in(session: Session, job: Claimed) -> Due | None:
         return _replan(session, rollout.id, Kind.OVERDUE, job.now)
     # One reminder per step: the ready reminder already asks for this advance, and when its
     # check is due in this same run, it goes first (the two never arrive together).
-    if _queued(session, rollout, f"ready:{rollout.phase_index}:{rollout.step_index}"):
+    ready_queued, ready_now = _ready_state(session, rollout, job)
+    if ready_queued:
         return None
-    if _ready_runs_now(session, rollout.id, job):
+    if ready_now:
         return Due(job.now + READY_FIRST, job.data)
     message = texts.reminder("overdue", rollout, planned_end=texts.when(end, tz))
     _queue(session, rollout, f"overdue:{rollout.phase_index}:{rollout.step_index}", job.now, message)
     return None
 
 
-def _ready_runs_now(session: Session, rollout_id: int, job: Claimed) -> bool:
-    """Is the ready check of this rollout due now, or claimed in the same run as `job`?"""
-    due = job_queries.due_at_of(session=session, rollout_id=rollout_id, kind=Kind.READY)
-    if due is None:
-        return False
-    due = due if due.tzinfo else due.replace(tzinfo=job.now.tzinfo)
-    return due <= job.now or due == job.lease
+def _ready_state(session: Session, rollout: RolloutView, job: Claimed) -> tuple[bool, bool]:
+    """Is the step's ready reminder queued; is its check due now, or claimed in the same run as `job`?"""
+    milestone = f"ready:{rollout.phase_index}:{rollout.step_index}"
+    key = announcing.dedupe_key(rollout.id, milestone, rollout.channel_id)
+    where: dict[str, Any] = {"session": session, "dedupe_key": key, "rollout_id": rollout.id}
+    queued, due = job_queries.key_queued_and_due_at(**where, kind=Kind.READY)
+    due = due if due is None or due.tzinfo else due.replace(tzinfo=job.now.tzinfo)
+    return queued, due is not None and (due <= job.now or due == job.lease)
 
 
 def _stale(svc: Services, job: Claimed) -> Due | None:
@@ -440,6 +445,3 @@ JOBS: dict[str, Job] = {
     Kind.REFRESH: _refresh,
     Kind.AUTO: lambda svc, job: autopilot.run(svc, job.rollout_id, job.data, job.now, job.lease),
 }
-
-
-# --- the digest command ----------------------------------------------------------------------

@@ -1,6 +1,8 @@
 """Business time in a rollout's own time zone, skipping weekends and public holidays.
 
-Pure: aware datetimes in, numbers and aware UTC datetimes out. No clock is read here.
+Pure: aware datetimes in, numbers and aware UTC datetimes out. No clock is read here. Each
+local day's span and whether it is a working day are cached per (day, zone, country): they never
+change in a process, and every soak, overdue and stale time walks the same weeks again.
 
 The rule (one definition, used by both `business_days_elapsed` and `earliest_time`):
 
@@ -181,13 +183,21 @@ def _business_days(start_utc: datetime, zone: ZoneInfo, country: str) -> Iterato
     # midnight-to-midnight span holds it (a midnight that is skipped or repeated by DST).
     day = start_utc.astimezone(zone).date() - timedelta(days=1)
     for _ in range(_MAX_CALENDAR_DAYS):
-        day_start, day_end = (
-            _midnight(day, zone),
-            _midnight(day + timedelta(days=1), zone),
-        )
-        if day_end > start_utc and is_business_day(day, country):
-            yield day_start, day_end
+        span = _business_day_span(day, zone, country)
+        if span is not None and span[1] > start_utc:
+            yield span
         day += timedelta(days=1)
+
+
+@lru_cache(maxsize=8192)
+def _business_day_span(day: date, zone: ZoneInfo, country: str) -> tuple[datetime, datetime] | None:
+    """Local `day` as [its midnight, the next) in UTC when it is a business day, else None.
+    Cached: the soak, the overdue and the stale times of every rollout walk the same few weeks
+    of days again and again, and a day's span never changes (a zone's rules are fixed for the
+    life of the process, as are the holidays of a year)."""
+    if not is_business_day(day, country):
+        return None
+    return _midnight(day, zone), _midnight(day + timedelta(days=1), zone)
 
 
 def _midnight(day: date, zone: ZoneInfo) -> datetime:
@@ -199,6 +209,7 @@ def _midnight(day: date, zone: ZoneInfo) -> datetime:
     return datetime.combine(day, time(0), tzinfo=zone).astimezone(UTC)
 
 
+@lru_cache(maxsize=8192)
 def is_business_day(day: date, country: str) -> bool:
     return bool(_country_calendar(country, day.year).is_working_day(day))
 
