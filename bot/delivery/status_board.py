@@ -49,6 +49,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.dialects.postgresql import insert as postgres_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
 
 from bot.delivery.status_link import permalink as permalink  # where callers have always found it
@@ -210,11 +211,11 @@ class Refreshing:
 
     def __init__(self, svc: Services, rollout_id: int) -> None:
         self._svc, self._rollout_id = svc, rollout_id
-        self.asked: tuple[datetime, _Target | None] | _Unread | None = _Unread.UNREAD
+        self.asked: tuple[datetime, _Target | _Unread | None] | _Unread | None = _Unread.UNREAD
         self.error: str | None = None
 
     def __call__(self, session: Session) -> None:
-        self.asked = _ask_on(session, self._svc.clock(), self._rollout_id)
+        self.asked = _ask_on(session, self._svc.clock(), self._rollout_id, in_change=True)
 
 
 @contextmanager
@@ -234,7 +235,9 @@ def refreshing(svc: Services, rollout_id: int) -> Iterator[Refreshing]:
     handle.error = _refresh_from(svc, rollout_id, asked)
 
 
-def _refresh_from(svc: Services, rollout_id: int, held: tuple[datetime, _Target | None] | None) -> str | None:
+def _refresh_from(
+    svc: Services, rollout_id: int, held: tuple[datetime, _Target | _Unread | None] | None
+) -> str | None:
     if held is None:
         return None
     token, target = held
@@ -292,7 +295,7 @@ def hold(
 
 def _ask(
     svc: Services, rollout_id: int, ours: datetime | None = None
-) -> tuple[datetime, _Target | None] | None:
+) -> tuple[datetime, _Target | _Unread | None] | None:
     """`_ask_on` in a write transaction of its own: the message's row is bookkeeping, no
     Event, so a bare connection does (`Database.writing`)."""
     with svc.db.writing() as conn:
@@ -300,30 +303,38 @@ def _ask(
 
 
 def _ask_on(
-    session: Session | Connection, now: datetime, rollout_id: int, ours: datetime | None = None
-) -> tuple[datetime, _Target | None] | None:
+    session: Session | Connection,
+    now: datetime,
+    rollout_id: int,
+    ours: datetime | None = None,
+    *,
+    in_change: bool = False,
+) -> tuple[datetime, _Target | _Unread | None] | None:
     """Takes the message's `refresh` row (returns its token, and what the first round is to
     show, read in the same transaction: the state committed once the row is ours, so any change
     after it asks the holder again), or asks its holder for one more round (returns None). One
     statement to take the row when nobody holds it. `ours`: a token this asker may already hold
-    (an ask whose transaction may have been committed): the row is still its own then."""
+    (an ask whose transaction may have been committed): the row is still its own then.
+    `in_change`: the transaction is a change's (a tick's): a view that cannot be built there must
+    not undo the change, so the first round reads it after the commit instead."""
     lease = now + LEASE
+    target = _target_after_change if in_change else _target
     conn = session if isinstance(session, Connection) else session.connection()
     take = _TAKE[conn.dialect.name]
     for _ in range(2):  # a second look when its holder let go between the two statements
         if conn.execute(take, {"of_rollout": rollout_id, "lease": lease}).scalar() is not None:
-            return lease, _target(session, rollout_id)
+            return lease, target(session, rollout_id)
         row = conn.execute(_HELD, {"of_rollout": rollout_id}).first()
         if row is None:
             continue
         due_at, data = row[0], dict(row[1] or {})
         mine = {"of_rollout": rollout_id, "token": due_at}
         if due_at == ours:
-            return due_at, _target(session, rollout_id)
+            return due_at, target(session, rollout_id)
         if due_at <= now or ERROR in data:  # lease over or handed on, or a retry waiting: free
             attempt = int(data.get("attempt", 0))
             conn.execute(_SET_ROW, {**mine, "lease": lease, "new_data": {"attempt": attempt}})
-            return lease, _target(session, rollout_id)
+            return lease, target(session, rollout_id)
         # Held: ask its holder for one more round; the row stays its holder's.
         again = {**data, AGAIN: int(data.get(AGAIN, 0)) + 1}
         conn.execute(_SET_ROW, {**mine, "lease": due_at, "new_data": again})
@@ -336,6 +347,20 @@ def _target(session: Session | Connection, rollout_id: int) -> _Target | None:
     or no message yet: `post` catches up when it has one)."""
     view, ref = views.load_with_message(session=session, rollout_id=rollout_id) or (None, None)
     return None if view is None or ref is None else _Target(ref.channel_id, ref.ts, view)
+
+
+def _target_after_change(session: Session | Connection, rollout_id: int) -> _Target | _Unread | None:
+    """`_target`, or, when the view cannot be built in the change's transaction (a bug, a row the
+    view does not expect), UNREAD: the edit is decoration on the change, and the holder's first
+    round reads the view again after the commit. A database error still fails the transaction:
+    it is the change's too."""
+    try:
+        return _target(session, rollout_id)
+    except SQLAlchemyError:
+        raise
+    except Exception:
+        log.exception("status view of rollout %s not read with its change; read after it", rollout_id)
+        return _Unread.UNREAD
 
 
 def _read_target(svc: Services, rollout_id: int) -> _Target | None:

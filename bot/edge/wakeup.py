@@ -73,7 +73,10 @@ class Nudger:
     def nudge(self) -> None:
         if not self.addresses:
             return
-        sock = self._socket()
+        try:
+            sock = self._socket()
+        except OSError:
+            return  # no socket to be had (out of descriptors): the work process polls
         for address in self.addresses:
             try:
                 if sock is not None:

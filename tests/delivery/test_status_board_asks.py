@@ -181,3 +181,26 @@ def test_a_one_box_tick_reads_its_box_as_a_several_box_tick_does(svc: Services) 
     assert view is not None and other is not None
     assert {i.id for i in view.phases[0].items if i.checked} == set(items[:3])
     assert not any(i.checked for i in other.phases[0].items)
+
+
+def test_a_view_that_cannot_be_built_with_the_tick_does_not_undo_the_tick(
+    svc: Services, slack: LocalSlack, db: Database, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    where = channel()
+    rollout_id, items = start(svc, where)
+    real = status_board._target
+    failures = [RuntimeError("a row the view does not expect")]
+
+    def first_fails(session: object, of_rollout: int) -> object:
+        if failures:
+            raise failures.pop()
+        return real(session, of_rollout)  # type: ignore[arg-type]
+
+    # Only the read inside the tick's transaction fails; the edit's own read after it works.
+    monkeypatch.setattr(status_board, "_target", first_fails)
+    assert click(svc, where, rollout_id, items[0]) is None
+
+    assert not failures
+    sent = edits(slack, where)
+    assert len(sent) == 1 and ticked(sent[-1]) == {items[0]}  # the tick stuck, and is shown
+    settled(svc, rollout_id)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import threading
 import tomllib
 from dataclasses import asdict, fields
 from functools import cache
@@ -123,16 +124,19 @@ def plan_to_dict(plan: Plan) -> dict[str, Any]:
         text = kept[1]
     else:
         text = json.dumps(asdict(plan))
-        if len(_TEXTS) >= _KEEP:
-            del _TEXTS[next(iter(_TEXTS))]  # the oldest
-        # The plan is held with its text, so its id cannot be reused while the entry lives.
-        _TEXTS[id(plan)] = (plan, text)
+        # The work process's threads start plans at once: one of them trims at a time.
+        with _TEXTS_LOCK:
+            while len(_TEXTS) >= _KEEP:
+                del _TEXTS[next(iter(_TEXTS))]  # the oldest
+            # The plan is held with its text, so its id cannot be reused while the entry lives.
+            _TEXTS[id(plan)] = (plan, text)
     data: dict[str, Any] = json.loads(text)
     return data
 
 
 _KEEP = 64
 _TEXTS: dict[int, tuple[Plan, str]] = {}
+_TEXTS_LOCK = threading.Lock()
 
 
 @cache

@@ -21,7 +21,7 @@ class RespondReplier:
     """Ephemeral answers through the request's response_url; the answer replaces the
     "Checking…" line so the person is left with one message, not two.
 
-    Posted as Bolt's `respond` posts them (the same JSON: tests/edge/test_replies_pooled.py),
+    Posted as Bolt's `respond` posts them (the same JSON: tests/edge/test_slack_transport.py),
     over the process's pooled connections (bot/slackweb/transport.py) instead of a new
     connection per answer."""
 
