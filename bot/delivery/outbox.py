@@ -57,7 +57,7 @@ from bot.errors import NotInChannel
 from bot.observe import logs, telemetry
 from bot.services import Services
 from bot.slackweb.client import PERMANENT_ERRORS, error_code, post_joining
-from bot.usecases.announcing import Announcement, queue
+from bot.usecases.announcing import WAIT_FOR_STATUS, Announcement, queue
 from messages.announcements import STATUS_LINK
 from messages.blocks import Message
 from storage.enums import EventKind, OutboxState
@@ -71,7 +71,7 @@ MAX_BACKOFF = timedelta(minutes=15)
 GIVE_UP = timedelta(hours=24)
 # A rollout's announcements wait this long for its status message to exist (checking again
 # every THREAD_RECHECK); after that they are posted in the channel itself rather than not at all.
-THREAD_WAIT = timedelta(minutes=5)
+THREAD_WAIT = WAIT_FOR_STATUS
 THREAD_RECHECK = timedelta(seconds=1)
 BATCH = 50
 # Looking for a message an unrecorded attempt may have posted: pages of history (newest first)

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any, Protocol, cast
 
 from sqlalchemy import Insert, Table
@@ -24,6 +24,15 @@ from storage.rows import insert_new
 QUEUED = "outbox_queued"
 
 
+# A new rollout's announcements wait for its status message (the thread ones go into its
+# thread; a start that cannot post it is undone and tells nobody): queued due this long after,
+# when they go anyway (in the channel itself), and made due at once by the commit that records
+# the message (`bot.delivery.status_board.post`). Not due before: a drain would claim each one
+# again every few seconds until then, which in a burst of starts (status messages posted a
+# minute or more after their commits) cost more CPU than the starts themselves.
+WAIT_FOR_STATUS = timedelta(minutes=5)
+
+
 def announce(
     session: Session,
     rollout: Rollout,
@@ -32,13 +41,17 @@ def announce(
     now: datetime,
     *,
     in_thread: bool = True,
+    before_status: bool = False,
     **extra: Any,
 ) -> None:
     """Queues the milestone `kind` under the dedupe key `key` (unique per rollout).
     `in_thread=False` tells only the stakeholders: the thread has heard of the event already
-    (a fired trigger's alert says it paused), and one event is one message per channel."""
+    (a fired trigger's alert says it paused), and one event is one message per channel.
+    `before_status`: the rollout's status message is not posted yet (a start): the rows wait
+    for it (WAIT_FOR_STATUS)."""
     thread, line = milestone(kind, rollout_view(rollout), **extra)
-    queue(session, rollout, Announcement(key, thread if in_thread else None, line), now)
+    due_at = now + WAIT_FOR_STATUS if before_status else None
+    queue(session, rollout, Announcement(key, thread if in_thread else None, line), now, due_at=due_at)
 
 
 def step_key(rollout: Rollout) -> str:
@@ -116,7 +129,11 @@ def _rows(rollout: Addressed, announcement: Announcement) -> list[tuple[str, str
 
 
 def _values(
-    rollout: Addressed, announcement: Announcement, row: tuple[str, str, bool, Message], now: datetime
+    rollout: Addressed,
+    announcement: Announcement,
+    row: tuple[str, str, bool, Message],
+    now: datetime,
+    due_at: datetime | None = None,
 ) -> dict[str, Any]:
     key_milestone, channel_id, in_thread, message = row
     return {
@@ -127,22 +144,29 @@ def _values(
         "payload": _payload(message, broadcast=announcement.broadcast and in_thread),
         "state": OutboxState.PENDING,
         "attempts": 0,
-        "next_attempt_at": now,
+        "next_attempt_at": due_at or now,
         "created_at": now,
     }
 
 
-def queue(session: Session, rollout: Addressed, announcement: Announcement, now: datetime) -> int:
+def queue(
+    session: Session,
+    rollout: Addressed,
+    announcement: Announcement,
+    now: datetime,
+    *,
+    due_at: datetime | None = None,
+) -> int:
     """Queues the announcement in the caller's transaction (and marks the session so the
     outbox is woken after commit). Returns how many rows were new:
-    a milestone already queued (a replayed change) adds nothing."""
+    a milestone already queued (a replayed change) adds nothing. `due_at`: not before (now)."""
     stmt = _insert_new(session.get_bind().dialect.name)
     session.flush()  # rows the caller added first keep their place (the outbox posts in id order)
     added = 0
     for row in _rows(rollout, announcement):
         # Still exactly once: ON CONFLICT DO NOTHING on the unique key; on Postgres a row
         # another transaction is inserting is waited for, then skipped.
-        added += session.execute(stmt, _values(rollout, announcement, row, now)).first() is not None
+        added += session.execute(stmt, _values(rollout, announcement, row, now, due_at)).first() is not None
     if added:
         session.info[QUEUED] = True
     return added
@@ -153,9 +177,14 @@ def announce_new(
 ) -> None:
     """`announce` for a rollout created in this very transaction: nothing can be queued under its
     keys yet, so its rows are written in one statement, without looking for earlier ones. The
-    outbox is not woken: every row of a rollout waits for its status message, and the commit
-    that records that message wakes it (`bot.delivery.status_board.post`)."""
+    outbox is not woken: every row of a rollout waits for its status message (WAIT_FOR_STATUS),
+    and the commit that records that message makes them due and wakes it
+    (`bot.delivery.status_board.post`)."""
     thread, line = milestone(kind, rollout_view(rollout), **extra)
     announcement = Announcement(key, thread, line)
-    rows = [OutboxMessage(**_values(rollout, announcement, row, now)) for row in _rows(rollout, announcement)]
+    due_at = now + WAIT_FOR_STATUS
+    rows = [
+        OutboxMessage(**_values(rollout, announcement, row, now, due_at))
+        for row in _rows(rollout, announcement)
+    ]
     insert_new(session, rows, ids=False)

@@ -137,7 +137,9 @@ def start(svc: Services, actor: Actor, cmd: Start) -> int:
                 # (loaded as committed so far), so those changes are written with the rest.
                 rollout = session.get_one(Rollout, rollout.id)
                 _first_step(svc, session, rollout, flag, actor, now)
-                announcing.announce(session, rollout, "started", "started", now, actor=actor.user_id)
+                announcing.announce(
+                    session, rollout, "started", "started", now, actor=actor.user_id, before_status=True
+                )
                 # Its rows wait for the status message, whose commit wakes the outbox.
                 session.info.pop(announcing.QUEUED, None)
                 schedule.reschedule(session, rollout, now, watch_minutes=watch)

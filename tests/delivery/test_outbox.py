@@ -18,7 +18,7 @@ from typing import Any
 import pytest
 from sqlalchemy import func, select, update
 
-from bot.delivery import outbox
+from bot.delivery import outbox, status_board
 from bot.devtools.local_slack import LocalSlack
 from bot.domain.plans import get_template
 from bot.domain.rollouts import new_rollout
@@ -406,6 +406,40 @@ def test_announcements_wait_for_the_status_message_and_go_into_its_thread(
     assert reply["thread_ts"] == ts
     [line] = posted(slack, STAKE, announcing.dedupe_key(rollout_id, "started", STAKE))
     assert "thread_ts" not in line
+
+
+def test_a_new_rollouts_announcements_are_not_claimed_until_its_status_message_is_posted(
+    svc: Services, slack: LocalSlack, clock: Clock
+) -> None:
+    """A start queues its rows due at the end of the wait, not now: in a burst of starts, whose
+    status messages are posted long after their commits, a drain claimed each of them again
+    every THREAD_RECHECK until then. The message's commit makes them due."""
+    rollout_id = make_rollout(svc, status=False)
+    with svc.db.transaction() as session:
+        rollout = session.get_one(Rollout, rollout_id)
+        announcing.announce(session, rollout, "started", "started", clock(), before_status=True)
+
+    assert outbox._claim(svc, clock(), 10) == []  # nothing due: nothing to claim and push back
+    assert {r.next_attempt_at for r in rows(svc)} == {START + announcing.WAIT_FOR_STATUS}
+
+    ts = status_board.post(svc, rollout_id)  # the real one: its commit makes them due
+    assert outbox.deliver_due(svc) == 2
+    [reply] = posted(slack, MAIN, announcing.dedupe_key(rollout_id, "started", MAIN))
+    assert reply["thread_ts"] == ts
+
+
+def test_a_new_rollouts_announcements_go_without_a_status_message_at_the_end_of_the_wait(
+    svc: Services, slack: LocalSlack, clock: Clock
+) -> None:
+    rollout_id = make_rollout(svc, stakeholders=(), status=False)
+    with svc.db.transaction() as session:
+        rollout = session.get_one(Rollout, rollout_id)
+        announcing.announce(session, rollout, "started", "started", clock(), before_status=True)
+
+    clock.move(outbox.THREAD_WAIT.total_seconds())
+    assert outbox.deliver_due(svc) == 1
+    [message] = posted(slack, MAIN, announcing.dedupe_key(rollout_id, "started", MAIN))
+    assert "thread_ts" not in message
 
 
 def test_without_a_status_message_announcements_go_to_the_channel_after_the_wait(

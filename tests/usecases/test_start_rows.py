@@ -67,7 +67,9 @@ def start_with_the_orm(svc: Services, actor: Actor, cmd: starting.Start) -> int:
                 rollout, EventKind.STARTED, actor.user_id, NOW, template=plan.name, channel=actor.channel_id
             )
         )
-        announcing.announce(session, rollout, "started", "started", NOW, actor=actor.user_id)
+        announcing.announce(
+            session, rollout, "started", "started", NOW, actor=actor.user_id, before_status=True
+        )
         schedule.reschedule(session, rollout, NOW, watch_minutes=svc.settings.watch_minutes)
         return rollout.id
 
