@@ -311,6 +311,7 @@ class OutboxMessage(Base):
     __table_args__ = (
         UniqueConstraint("dedupe_key", name="uq_outbox_dedupe_key"),
         Index("ix_outbox_due", "state", "next_attempt_at"),
+        Index("ix_outbox_queue", "rollout_id", "channel_id", "state", "id"),  # see migration 0009
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)

@@ -6,7 +6,9 @@ from __future__ import annotations
 
 import threading
 
-from bot.delivery import outbox
+import pytest
+
+from bot.delivery import outbox, outbox_queries
 from bot.devtools.local_slack import LocalSlack
 from bot.services import Services
 from bot.usecases import announcing
@@ -15,6 +17,7 @@ from storage.enums import OutboxState
 from tests.delivery.test_outbox import (  # the fixtures clock, slack and svc too
     MAIN,
     STAKE,
+    START,
     clock,
     make_rollout,
     post_status,
@@ -131,3 +134,19 @@ def test_two_workers_keep_each_channels_order(db: Database, slack: LocalSlack, c
         for channel in (MAIN, STAKE):
             key = announcing.dedupe_key(rollout_id, "update:00", channel)
             assert len(posted(slack, channel, key)) == 1
+
+
+def test_the_claim_finds_earlier_rows_of_a_queue_by_index(db: Database) -> None:
+    """Whether an earlier row of the same rollout and channel waits is a seek in the queue's
+    index (migration 0009): reading every pending row for each candidate made a claim take
+    ~300 ms with 1,500 rows pending after a burst of starts, and every status message wakes one."""
+    if db.dialect != "sqlite":
+        pytest.skip("the plan of SQLite's planner is fixed by its indexes; Postgres's by its statistics")
+    compiled = outbox_queries._HEAD.compile(dialect=db.engine.dialect)
+    params = compiled.construct_params({"now": START})
+    with db.connected() as conn:
+        plan = conn.exec_driver_sql(
+            "EXPLAIN QUERY PLAN " + str(compiled), tuple(params[k] for k in compiled.positiontup or ())
+        ).all()
+    searches = [str(row[-1]) for row in plan]
+    assert any("earlier USING INDEX ix_outbox_queue" in s for s in searches), searches
