@@ -32,7 +32,6 @@ are reported to the owner once, in the status thread.
 
 from __future__ import annotations
 
-import http.client
 import json
 import logging
 from datetime import datetime, timedelta
@@ -42,22 +41,16 @@ from slack_sdk.errors import SlackApiError
 from sqlalchemy import (
     CursorResult,
 )
-from sqlalchemy.exc import SQLAlchemyError
 
-from bot.delivery import outbox_queries
-from bot.delivery.outbox_queries import (
-    KEEP_PERMALINK,
-    MARK_ATTEMPT,
-    WAITING_BEFORE,
-    Pending,
-    Recipient,
-    StatusRef,
-)
+from bot.delivery import outbox_queries, status_link
+from bot.delivery.outbox_queries import MARK_ATTEMPT, WAITING_BEFORE, Pending, Recipient
+from bot.delivery.status_link import TRANSPORT_ERRORS
 from bot.errors import NotInChannel
 from bot.observe import logs, telemetry
 from bot.services import Services
 from bot.slackweb.client import PERMANENT_ERRORS, error_code, post_joining
 from bot.usecases.announcing import WAIT_FOR_STATUS, Announcement, queue
+from bot.usecases.views import MessageRef
 from messages.announcements import STATUS_LINK
 from messages.blocks import Message
 from storage.enums import EventKind, OutboxState
@@ -80,8 +73,6 @@ BATCH = 50
 LOOKUP_PAGES = 5
 LOOKUP_PAGE_SIZE = 200
 CLOCK_SKEW = timedelta(minutes=5)
-# Transport failures: the request may or may not have reached Slack.
-TRANSPORT_ERRORS = (OSError, http.client.HTTPException)
 
 
 class _LookupFailed(Exception):
@@ -121,7 +112,7 @@ def deliver_due(svc: Services, *, limit: int = BATCH) -> int:
     return sent
 
 
-def _load(svc: Services, row_id: int) -> tuple[Pending, Recipient | None, StatusRef | None] | None:
+def _load(svc: Services, row_id: int) -> tuple[Pending, Recipient | None, MessageRef | None] | None:
     with svc.db.reading() as session:
         return outbox_queries.delivery(session, row_id)
 
@@ -191,38 +182,12 @@ def _deliver(svc: Services, row_id: int, lease: datetime) -> bool:
     return True
 
 
-def _status_link(svc: Services, rollout: Recipient, status: StatusRef | None) -> str:
-    """What stands for STATUS_LINK: the status message's permalink (its thread). Only Slack
-    knows the workspace's address, so it is asked the first time and the answer is kept on the
-    message's row (as `/rollout status` keeps it): a permalink never changes. The channel when
-    Slack will not say, so a stakeholder post always leads somewhere."""
-    fallback = f"<#{rollout.channel_id}>"
-    if status is None:
-        return fallback
-    permalink = status.permalink or ""
-    if not permalink:
-        try:
-            answer = svc.delivery_client.chat_getPermalink(channel=rollout.channel_id, message_ts=status.ts)
-        except SlackApiError as exc:
-            log.info("no permalink for rollout %s: %s", rollout.id, error_code(exc))
-            return fallback
-        except TRANSPORT_ERRORS as exc:
-            log.info("no permalink for rollout %s: %s", rollout.id, type(exc).__name__)
-            return fallback
-        permalink = str(answer.get("permalink") or "")
-        if not permalink.startswith("https://"):
-            return fallback
-        _keep_link(svc, rollout.id, status.message_id, permalink)
-    return f"<{permalink}|status thread>"
-
-
-def _keep_link(svc: Services, rollout_id: int, message_id: int, permalink: str) -> None:
-    try:
-        with svc.db.transaction() as session:
-            session.execute(KEEP_PERMALINK, {"message_id": message_id, "permalink": permalink})
-    except SQLAlchemyError as exc:
-        # Keeping it saves the next post a Slack call; not keeping it costs this one nothing.
-        log.warning("permalink of rollout %s not kept: %s", rollout_id, exc)
+def _status_link(svc: Services, rollout: Recipient, status: MessageRef | None) -> str:
+    """What stands for STATUS_LINK: the status message's permalink (its thread), kept on its row
+    once Slack has said it (`status_link.message_link`, asked with the outbox's client); the
+    channel when Slack will not say, so a stakeholder post always leads somewhere."""
+    link = status_link.message_link(svc, rollout.id, status, client=svc.delivery_client)
+    return f"<{link}|status thread>" if link else f"<#{rollout.channel_id}>"
 
 
 def _waits_its_turn(svc: Services, row: Pending) -> bool:

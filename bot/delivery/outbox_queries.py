@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, NamedTuple, cast
+from typing import Any, cast
 
 from sqlalchemy import (
     Column,
@@ -27,6 +27,7 @@ from sqlalchemy import (
 from sqlalchemy.orm import Session
 
 from bot.services import Services
+from bot.usecases.views import MessageRef
 from storage.enums import OutboxState
 from storage.models import OutboxMessage, Rollout, SlackMessage
 from storage.queries import STATUS_PURPOSE
@@ -118,15 +119,6 @@ class Recipient:
     stakeholder_channels: list[str]
 
 
-class StatusRef(NamedTuple):
-    """A rollout's status message, as a delivery needs it: its row, its ts (the thread), and its
-    permalink once someone has asked Slack for it."""
-
-    message_id: int
-    ts: str
-    permalink: str | None
-
-
 _ROW = OUTBOX_TABLE.c
 _ROLLOUT = cast(Table, Rollout.__table__).c
 _MESSAGE = cast(Table, SlackMessage.__table__).c
@@ -138,7 +130,7 @@ _RECIPIENT: tuple[Column[Any], ...] = (
     *(_ROLLOUT.id, _ROLLOUT.team_id, _ROLLOUT.channel_id, _ROLLOUT.feature, _ROLLOUT.owner_id),
     _ROLLOUT.stakeholder_channels,
 )
-_STATUS = (_MESSAGE.id, _MESSAGE.ts, _MESSAGE.permalink)
+_STATUS = (_MESSAGE.id, _MESSAGE.channel_id, _MESSAGE.ts, _MESSAGE.permalink)
 
 # A delivery's row, its rollout and its status message, in one statement.
 DELIVERY = (
@@ -156,7 +148,7 @@ DELIVERY = (
 RECIPIENT = select(*_RECIPIENT).where(_ROLLOUT.id == bindparam("id"))
 
 
-def delivery(session: Session, row_id: int) -> tuple[Pending, Recipient | None, StatusRef | None] | None:
+def delivery(session: Session, row_id: int) -> tuple[Pending, Recipient | None, MessageRef | None] | None:
     """The row (None: its rollout was discarded meanwhile), its rollout and status message."""
     found = session.connection().execute(DELIVERY, {"row_id": row_id}).first()
     if found is None:
@@ -164,7 +156,7 @@ def delivery(session: Session, row_id: int) -> tuple[Pending, Recipient | None, 
     values = found._mapping
     row = Pending(*(values[c.name] for c in _PENDING))
     rollout = Recipient(*(values[f"r_{c.name}"] for c in _RECIPIENT)) if values["r_id"] is not None else None
-    status = StatusRef(*(values[f"s_{c.name}"] for c in _STATUS)) if values["s_id"] is not None else None
+    status = MessageRef(*(values[f"s_{c.name}"] for c in _STATUS)) if values["s_id"] is not None else None
     return row, rollout, status
 
 
@@ -213,14 +205,6 @@ MARK_ATTEMPT = (
         ),
     )
     .values(attempts=bindparam("next_attempts"))
-)
-
-
-# A permalink never changes: kept on the message's row the first time Slack gives it.
-KEEP_PERMALINK = (
-    update(SlackMessage)
-    .where(SlackMessage.id == bindparam("message_id"))
-    .values(permalink=bindparam("permalink"))
 )
 
 

@@ -7,9 +7,11 @@ statements of a status."""
 
 from __future__ import annotations
 
+import http.client
 import logging
 from typing import TYPE_CHECKING, cast
 
+from slack_sdk import WebClient
 from slack_sdk.errors import SlackApiError
 from sqlalchemy import Connection, bindparam, select, update
 from sqlalchemy.exc import SQLAlchemyError
@@ -62,22 +64,34 @@ def copy_of(
     return found
 
 
-def message_link(svc: Services, rollout_id: int, ref: MessageRef | None) -> str | None:
-    """The message's permalink: the kept one, else Slack's answer, kept for the next time."""
+# The request may not have reached Slack, or its answer may not have come back.
+TRANSPORT_ERRORS = (OSError, http.client.HTTPException)
+
+
+def message_link(
+    svc: Services, rollout_id: int, ref: MessageRef | None, *, client: WebClient | None = None
+) -> str | None:
+    """The message's permalink: the kept one, else Slack's answer (asked with `client`, the
+    outbox's own for a stakeholder post), kept for the next time. None when Slack will not say."""
     if ref is None:
         return None
     if ref.permalink:
         return str(ref.permalink)
     try:
-        link = str(svc.client.chat_getPermalink(channel=ref.channel_id, message_ts=ref.ts)["permalink"])
+        answer = (client or svc.client).chat_getPermalink(channel=ref.channel_id, message_ts=ref.ts)
+        link = str(answer.get("permalink") or "")
     except SlackApiError as exc:
         log.info("no permalink for rollout %s: %s", rollout_id, error_code(exc))
         return None
-    if link.startswith("https://"):  # only an answer that looks like a link is worth keeping
-        try:
-            with svc.db.writing() as conn:
-                conn.execute(_KEEP, {"message_id": ref.id, "link": link})
-        except SQLAlchemyError as exc:
-            # Keeping it saves the next status a Slack call; not keeping it costs this one nothing.
-            log.warning("permalink of rollout %s not kept: %s", rollout_id, exc)
+    except TRANSPORT_ERRORS as exc:
+        log.info("no permalink for rollout %s: %s", rollout_id, type(exc).__name__)
+        return None
+    if not link.startswith("https://"):  # only an answer that looks like a link is worth keeping
+        return None
+    try:
+        with svc.db.writing() as conn:
+            conn.execute(_KEEP, {"message_id": ref.id, "link": link})
+    except SQLAlchemyError as exc:
+        # Keeping it saves the next ask a Slack call; not keeping it costs this one nothing.
+        log.warning("permalink of rollout %s not kept: %s", rollout_id, exc)
     return link
