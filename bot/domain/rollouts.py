@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, TypedDict, Unpack
 
 from bot.domain.names import feature_key
 from bot.domain.plans.catalog import plan_to_dict
@@ -22,41 +22,30 @@ from storage.models import ChecklistItem, Event, Phase, Rollout, Step
 from storage.rows import plain
 
 
-def new_rollout(
-    plan: Plan,
-    *,
-    team_id: str,
-    channel_id: str,
-    feature: str,
-    owner_id: str,
-    created_by: str,
-    flag_key: str | None,
-    service: str | None,
-    stakeholders: list[str],
-    timezone: str,
-    country: str,
-    now: datetime,
-) -> Rollout:
+class NewRollout(TypedDict):
+    """Who starts a rollout of a plan, where and when: what `new_rollout` and `new_rows` take."""
+
+    team_id: str
+    channel_id: str
+    feature: str
+    owner_id: str
+    created_by: str
+    flag_key: str | None
+    service: str | None
+    stakeholders: list[str]
+    timezone: str
+    country: str
+    now: datetime
+
+
+def new_rollout(plan: Plan, **start: Unpack[NewRollout]) -> Rollout:
     """Copies the plan into the rollout, so later edits to the template never reach it."""
     rollout = Rollout(
         metrics=[m.to_dict() for m in plan.metrics],
         triggers=[t.to_dict() for t in plan.triggers],
-        **_rollout_values(
-            plan,
-            team_id=team_id,
-            channel_id=channel_id,
-            feature=feature,
-            owner_id=owner_id,
-            created_by=created_by,
-            flag_key=flag_key,
-            service=service,
-            stakeholders=stakeholders,
-            timezone=timezone,
-            country=country,
-            now=now,
-        ),
+        **_rollout_values(plan, start),
     )
-    for phase_values, steps, items in _phase_values(plan, now):
+    for phase_values, steps, items in _phase_values(plan, start["now"]):
         phase = Phase(**phase_values)
         phase.steps = [Step(**values) for values in steps]
         phase.items = [ChecklistItem(**values, rollout=rollout) for values in items]
@@ -64,40 +53,13 @@ def new_rollout(
     return rollout
 
 
-def new_rows(
-    plan: Plan,
-    *,
-    team_id: str,
-    channel_id: str,
-    feature: str,
-    owner_id: str,
-    created_by: str,
-    flag_key: str | None,
-    service: str | None,
-    stakeholders: list[str],
-    timezone: str,
-    country: str,
-    now: datetime,
-) -> Rollout:
+def new_rows(plan: Plan, **start: Unpack[NewRollout]) -> Rollout:
     """`new_rollout`'s graph, the same values, for `storage.rows.insert_new` to write: plain
     transient objects whose attributes are set without the ORM's change tracking (a fifth of
     the cost of building them through their constructors). Read-only from here on and never
     to be added to a session; `phases`, `steps` and `items` are plain lists, and an item has
     no `rollout` set (the writer sets its `rollout_id`)."""
-    values = _rollout_values(
-        plan,
-        team_id=team_id,
-        channel_id=channel_id,
-        feature=feature,
-        owner_id=owner_id,
-        created_by=created_by,
-        flag_key=flag_key,
-        service=service,
-        stakeholders=stakeholders,
-        timezone=timezone,
-        country=country,
-        now=now,
-    )
+    values = _rollout_values(plan, start)
     # The metrics as the plan's JSON has them (what `Metric.to_dict` stores, once decoded):
     # the same stored values, without converting each metric again.
     doc = values["plan_doc"]
@@ -111,44 +73,31 @@ def new_rows(
                 "items": [plain(ChecklistItem, values) for values in items],
             },
         )
-        for phase_values, steps, items in _phase_values(plan, now)
+        for phase_values, steps, items in _phase_values(plan, start["now"])
     ]
     return rollout
 
 
-def _rollout_values(
-    plan: Plan,
-    *,
-    team_id: str,
-    channel_id: str,
-    feature: str,
-    owner_id: str,
-    created_by: str,
-    flag_key: str | None,
-    service: str | None,
-    stakeholders: list[str],
-    timezone: str,
-    country: str,
-    now: datetime,
-) -> dict[str, Any]:
+def _rollout_values(plan: Plan, start: NewRollout) -> dict[str, Any]:
+    now = start["now"]
     return {
-        "team_id": team_id,
-        "channel_id": channel_id,
-        "feature": feature,
-        "feature_key": feature_key(feature),
+        "team_id": start["team_id"],
+        "channel_id": start["channel_id"],
+        "feature": start["feature"],
+        "feature_key": feature_key(start["feature"]),
         "template": plan.name,
         "plan_title": plan.title,
-        "owner_id": owner_id,
-        "created_by": created_by,
-        "flag_key": flag_key,
-        "service": service,
-        "stakeholder_channels": stakeholders,
+        "owner_id": start["owner_id"],
+        "created_by": start["created_by"],
+        "flag_key": start["flag_key"],
+        "service": start["service"],
+        "stakeholder_channels": start["stakeholders"],
         "status": RolloutStatus.ACTIVE,
         "phase_index": 0,
         "step_index": 0,
         "step_started_at": now,
-        "timezone": timezone,
-        "country": country,
+        "timezone": start["timezone"],
+        "country": start["country"],
         "plan_doc": plan_to_dict(plan),
         "manual_triggers": list(plan.manual_triggers),
         "revision": 1,
