@@ -54,11 +54,6 @@ def rollout_row(*, session: Session, rollout_id: int) -> Rollout | None:
     return session.scalars(select(Rollout).where(Rollout.id == rollout_id)).first()
 
 
-def revision_of(*, session: Session, rollout_id: int) -> int | None:
-    """Just the revision: enough to tell whether a render is stale, without loading the plan."""
-    return session.scalar(select(Rollout.revision).where(Rollout.id == rollout_id))
-
-
 def lock_rollout(*, session: Session, rollout_id: int) -> Rollout | None:
     """Loads a rollout for change. On Postgres the row lock makes concurrent changes to one
     rollout wait their turn; SQLite write transactions are already serialised (storage.db)."""
@@ -232,11 +227,6 @@ def plan_templates(*, session: Session, team_id: str) -> Sequence[PlanTemplate]:
 
 
 # --- due work (bot/jobs.py) ---------------------------------------------------------------
-
-
-def due_jobs_of(*, session: Session, rollout_id: int) -> Sequence[DueJob]:
-    """A rollout's scheduled work, at most one row per kind."""
-    return session.scalars(select(DueJob).where(DueJob.rollout_id == rollout_id)).all()
 
 
 def due_jobs(
