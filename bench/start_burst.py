@@ -1,0 +1,146 @@
+"""The start burst of `ack_latency.py` alone: the work process's CPU per `/rollout start` and how
+many status messages Slack had by the end of the drain window, without the status and click
+bursts around it (a quicker look at one kind; the same bot, stand-ins and load generator).
+
+With BENCH_SPY=gil (or idle), py-spy samples the work process during the burst: `gil` counts
+only samples holding the GIL (where the CPU goes), `idle` every thread's samples, waiting ones
+too (where the threads wait: the SQLite writer's lock, Slack, Datadog).
+
+Not in `run_all.sh`; ~60 s. Knobs: BENCH_PER_KIND [1500], BENCH_DRAIN_SECONDS [20],
+BENCH_SPY [off|gil|idle], BENCH_TOP [25], BENCH_PROFILE_KEEP=dir (the raw collapsed stacks).
+
+Run: .venv/bin/python bench/start_burst.py
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import shutil
+import signal
+import subprocess
+import tempfile
+import time
+from pathlib import Path
+
+from ack_latency import (
+    DRAIN_SECONDS,
+    PER_KIND,
+    RUN,
+    SECRET,
+    SETTLE_SECONDS,
+    TARGET_WORK_MS,
+    TEAM,
+    THREADS,
+    USER,
+    PayloadDriver,
+    _SlackStub,
+    blast,
+    headers_posted,
+    settle,
+    wait_for,
+)
+from benchlib import Fakes, children, cpu_seconds, is_work_process, machine_note, run_main, verdict
+from profile_work import py_spy, summarize
+
+from tests.conftest import BotProcess, bot_env
+
+SPY = os.environ.get("BENCH_SPY", "off").strip().lower()
+TOP = int(os.environ.get("BENCH_TOP", "25"))
+KEEP = os.environ.get("BENCH_PROFILE_KEEP")
+
+
+def main() -> int:
+    print(
+        f"{machine_note()}\na burst of {PER_KIND} starts, drain window {DRAIN_SECONDS:g} s, py-spy: {SPY}\n"
+    )
+    with tempfile.TemporaryDirectory(prefix="bench-start-") as tmp, Fakes() as fakes:
+        folder = Path(tmp)
+        stub = _SlackStub(fakes)
+        env = bot_env(
+            f"sqlite:///{folder / 'bot.db'}", fakes, fakes, WEB_THREADS=str(THREADS), LOG_LEVEL="WARNING"
+        )  # type: ignore[arg-type]
+        env.update(SLACK_SIGNING_SECRET=SECRET, LOG_FORMAT="json", ROLLOUT_METRICS="1")
+        env.pop("PROMETHEUS_MULTIPROC_DIR", None)
+        bot = BotProcess(env, folder / "bot.log").start(timeout=60)
+        assert bot.proc is not None
+        try:
+            work = tuple(k for k in children(bot.proc.pid) if is_work_process(k))
+            d_warm, d_start = (
+                PayloadDriver(bot.url, SECRET, stub, team_id=TEAM, channel_id=ch, user_id=USER)  # type: ignore[arg-type]
+                for ch in (f"CWARM{RUN.upper()}", f"CSTART{RUN.upper()}")
+            )
+            warm = {f"warm-{RUN}-{i}" for i in range(32)}
+            blast(bot.port, [d_warm.command(f"start {f}") for f in sorted(warm)])
+            wait_for("warm-up status messages", lambda: len(headers_posted(fakes, warm)) == len(warm), 30)
+            settle(work, "warm-up", 20)
+
+            recorder = None
+            out = folder / "start.txt"
+            if SPY in ("gil", "idle"):
+                mode = "--gil" if SPY == "gil" else "--idle"
+                recorder = subprocess.Popen(
+                    [
+                        *(py_spy(), "record", "--pid", str(work[0]), "--rate", "250", "--format", "raw"),
+                        "--output",
+                        str(out),
+                        "--nonblocking",
+                        mode,
+                    ],
+                    stdout=subprocess.DEVNULL,
+                    stderr=subprocess.PIPE,
+                )
+                time.sleep(1.0)
+            features = [f"bench-{RUN}-{i:05d}" for i in range(PER_KIND)]
+            work_before = cpu_seconds(work)
+            res = blast(bot.port, [d_start.command(f"start {f}") for f in features])
+            sent = {f for f, t in zip(features, res.sent_at, strict=True) if not math.isnan(t)}
+            t_sent = time.monotonic()
+            wait_for(
+                "status messages", lambda: len(headers_posted(fakes, sent)) >= len(sent), DRAIN_SECONDS, 0.5
+            )
+            posted = headers_posted(fakes, sent)
+            print(
+                f"start: {res.sent} sent in {res.elapsed:.1f} s, statuses {dict(res.statuses)}; "
+                f"{len(posted)} status messages by the end of the drain window "
+                f"(the last {time.monotonic() - t_sent:.1f} s after the last ack)"
+            )
+            settle(work, "start", SETTLE_SECONDS)
+            spent = cpu_seconds(work) - work_before
+            if recorder is not None:
+                recorder.send_signal(signal.SIGINT)
+                try:
+                    recorder.communicate(timeout=30)
+                except subprocess.TimeoutExpired:
+                    recorder.kill()
+                    recorder.communicate()
+            per = spent / max(res.sent, 1) * 1000
+            print(f"  work process CPU/req for start: {per:.1f} ms")
+            verdict(
+                "start: work process CPU/req",
+                per,
+                TARGET_WORK_MS["start"],
+                higher_is_better=False,
+                unit=" ms",
+            )
+            print(
+                f"  burst of {res.sent} starts: status messages by the end of the drain window: {len(posted)}"
+            )
+            if recorder is not None and out.exists():
+                summarize(out, TOP)
+                if KEEP:
+                    Path(KEEP).mkdir(parents=True, exist_ok=True)
+                    shutil.copy(out, Path(KEEP) / f"start-{SPY}.txt")
+        finally:
+            bot.kill()
+        errors = [
+            line for line in (folder / "bot.log").read_text(errors="replace").splitlines() if "ERROR" in line
+        ]
+        if errors:
+            print(f"the bot logged {len(errors)} ERROR line(s), e.g.: {errors[0][:240]}")
+    print(machine_note())
+    return 0
+
+
+if __name__ == "__main__":
+    run_main(main)
