@@ -3,9 +3,12 @@
 A flush of a new object graph (a rollout's phases, steps and items, dozens of objects) costs
 far more than the rows are worth: instance state, history, cache keys and one round of
 bookkeeping per object. `insert_new` writes the objects of one mapped class with one
-executemany statement (SQLAlchemy's insertmanyvalues: batched `INSERT … VALUES (…), (…)`, with
-`RETURNING id` in the order given) and leaves the objects as they were, transient, with their
-ids and defaults filled in so they read as the rows do.
+executemany statement and leaves the objects as they were, transient, with their ids and
+defaults filled in so they read as the rows do. The ids: on Postgres, SQLAlchemy's
+insertmanyvalues (batched `INSERT … VALUES (…), (…)` with `RETURNING id` in the order given);
+on SQLite, which cannot tie a multi-row insert's new rowids to the order of its rows (so that
+form falls back to one INSERT per row there), the ids SQLite itself would give them, assigned
+before the insert (see `insert_new`).
 
 The values are the ones the unit of work would have written (so switching a writer to this
 changes no row): each attribute set on the object, except a None where the column does not
@@ -19,7 +22,7 @@ import functools
 from collections.abc import Sequence
 from typing import Any, cast
 
-from sqlalchemy import Column, Insert, Table, insert, inspect
+from sqlalchemy import Column, Insert, Select, Table, func, insert, inspect, select
 from sqlalchemy.orm import Session, configure_mappers
 
 from storage.models import Base
@@ -52,11 +55,12 @@ def plain(cls: type[Any], values: dict[str, Any]) -> Any:
 
 
 @functools.cache
-def _statements(table: Table) -> tuple[Insert, Insert]:
-    """The plain insert and the one returning ids in the order given, built once per table
-    (SQLAlchemy keeps a statement's cache key on it, so each later use skips computing it)."""
+def _statements(table: Table) -> tuple[Insert, Insert, Select[Any]]:
+    """The plain insert, the one returning ids in the order given, and the table's highest id,
+    built once per table (SQLAlchemy keeps a statement's cache key on it, so each later use
+    skips computing it)."""
     (pk,) = table.primary_key.columns
-    return insert(table), insert(table).returning(pk, sort_by_parameter_order=True)
+    return insert(table), insert(table).returning(pk, sort_by_parameter_order=True), select(func.max(pk))
 
 
 def insert_new(session: Session, objects: Sequence[Base], *, ids: bool = True) -> None:
@@ -64,8 +68,10 @@ def insert_new(session: Session, objects: Sequence[Base], *, ids: bool = True) -
     executemany statement; with `ids`, gives each object its primary key (`id`).
 
     The objects are not added to the session: nothing about them is flushed later, and a change
-    made to them afterwards is never written. Relationships are not followed: set the foreign
-    keys (`phase.rollout_id = rollout.id`) before calling."""
+    made to them afterwards is never written. What is filled in (ids, defaults) goes straight
+    into their __dict__, as `plain` puts values, without an event or history per attribute.
+    Relationships are not followed: set the foreign keys (`phase.rollout_id = rollout.id`)
+    before calling."""
     if not objects:
         return
     table, pk_key, columns = _layout(type(objects[0]))
@@ -81,7 +87,7 @@ def insert_new(session: Session, objects: Sequence[Base], *, ids: bool = True) -
                 value = _default(column)
                 if value is _MISSING:
                     continue
-                setattr(obj, key, value)
+                state[key] = value
             row[column_key] = value
         rows.append(row)
     # executemany needs one set of keys: a column some rows leave out is NULL in them (no
@@ -93,12 +99,26 @@ def insert_new(session: Session, objects: Sequence[Base], *, ids: bool = True) -
     params = [{k: row.get(k) for k in keys} for row in rows]
     # On the session's connection, in its transaction: these rows concern no ORM object.
     connection = session.connection()
+    plain_insert, returning, highest = _statements(table)
     if not ids:
-        connection.execute(_statements(table)[0], params)
+        connection.execute(plain_insert, params)
         return
-    new_ids = connection.execute(_statements(table)[1], params).scalars().all()
+    if connection.dialect.name == "sqlite":
+        # The ids SQLite would choose: a table whose integer key is its rowid (no AUTOINCREMENT
+        # here) gives a new row the highest rowid + 1, and nobody else inserts meanwhile, as a
+        # write transaction holds the database's one write lock (BEGIN IMMEDIATE; in a deferred
+        # one, a writer that came between this read and the insert makes the insert fail, not
+        # reuse an id). One executemany then, where RETURNING in order would be a statement a row.
+        first = int(connection.execute(highest).scalar() or 0) + 1
+        new_ids: Sequence[int] = range(first, first + len(params))
+        (pk,) = table.primary_key.columns
+        for values, new_id in zip(params, new_ids, strict=True):
+            values[pk.key] = new_id
+        connection.execute(plain_insert, params)
+    else:
+        new_ids = connection.execute(returning, params).scalars().all()
     for obj, new_id in zip(objects, new_ids, strict=True):
-        setattr(obj, pk_key, new_id)
+        obj.__dict__[pk_key] = new_id
 
 
 @functools.cache
