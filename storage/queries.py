@@ -16,6 +16,7 @@ from sqlalchemy import (
     func,
     or_,
     select,
+    text,
 )
 from sqlalchemy.orm import Session, selectinload
 
@@ -81,12 +82,16 @@ def open_by_feature(*, session: Session, team_id: str, feature_key: str) -> Open
 
 
 _open = cast("Table", Rollout.__table__).c
+# The open statuses written out as the unique index on open names has them
+# (`uq_rollout_open_feature`, partial: `WHERE status IN (...)`): a database uses a partial index
+# only where the query's own condition implies the index's, which bound parameters never show,
+# so `status IN (?, ?)` read every rollout of the team, one start after another.
 _OPEN_BY_FEATURE = (
     select(_open.id, _open.feature, _open.channel_id)
     .where(
         _open.team_id == bindparam("team_id"),
         _open.feature_key == bindparam("feature_key"),
-        _open.status.in_(OPEN_STATUSES),
+        text(f"rollout.status IN {OPEN_STATUSES!r}"),
     )
     .limit(1)
 )

@@ -94,3 +94,22 @@ def test_an_equal_plan_that_writes_differently_gets_its_own_json() -> None:
     assert plan_to_dict(as_int)["phases"][0]["steps"][0]["percent"] == 0
     assert json.dumps(plan_to_dict(as_float)["phases"][0]["steps"][0]["percent"]) == "0.0"
     assert json.dumps(plan_to_dict(as_int)["phases"][0]["steps"][0]["percent"]) == "0"
+
+
+def test_the_duplicate_check_seeks_the_unique_index_of_open_names(db: Database) -> None:
+    """The check reads the partial unique index on open names (`uq_rollout_open_feature`), not
+    every rollout of the team: a database uses a partial index only where the query's own
+    condition implies the index's, and `status IN (?, ?)` with bound values never does (SQLite
+    then read the team's rows through `ix_rollout_channel`, one start after another)."""
+    compiled = queries._OPEN_BY_FEATURE.compile(dialect=db.engine.dialect)
+    params = compiled.construct_params({"team_id": "T1", "feature_key": "checkout-v2"})
+    with db.connected() as conn:
+        if db.dialect == "sqlite":
+            values = tuple(params[k] for k in compiled.positiontup or ())
+            plan = conn.exec_driver_sql("EXPLAIN QUERY PLAN " + str(compiled), values).all()
+        else:
+            # A small table is read whole by Postgres whatever its indexes: ask for the plan it
+            # would take were scans dear, which only an index it may use can give.
+            conn.exec_driver_sql("SET LOCAL enable_seqscan = off")
+            plan = conn.exec_driver_sql("EXPLAIN " + str(compiled), params).all()
+    assert "uq_rollout_open_feature" in " ".join(str(row[-1]) for row in plan), plan
