@@ -113,8 +113,8 @@ def deliver_due(svc: Services, *, limit: int = BATCH) -> int:
 
 
 def _load(svc: Services, row_id: int) -> tuple[Pending, Recipient | None, MessageRef | None] | None:
-    with svc.db.reading() as session:
-        return outbox_queries.delivery(session, row_id)
+    with svc.db.connected() as conn:
+        return outbox_queries.delivery(conn, row_id)
 
 
 def _deliver(svc: Services, row_id: int, lease: datetime) -> bool:
@@ -196,8 +196,8 @@ def _waits_its_turn(svc: Services, row: Pending) -> bool:
     if row.rollout_id is None:
         return False
     params = {"rollout_id": row.rollout_id, "channel_id": row.channel_id, "row_id": row.id}
-    with svc.db.reading() as session:
-        return session.scalar(WAITING_BEFORE, params) is not None
+    with svc.db.connected() as conn:
+        return conn.execute(WAITING_BEFORE, params).scalar() is not None
 
 
 def _mark_attempt(svc: Services, row: Pending, lease: datetime) -> bool:
@@ -212,8 +212,8 @@ def _mark_attempt(svc: Services, row: Pending, lease: datetime) -> bool:
         "q_channel_id": row.channel_id,
         "next_attempts": row.attempts + 1,
     }
-    with svc.db.transaction() as session:
-        result = session.execute(MARK_ATTEMPT, params)
+    with svc.db.writing() as conn:
+        result = conn.execute(MARK_ATTEMPT, params)
     return bool(cast("CursorResult[Any]", result).rowcount)
 
 
@@ -222,8 +222,8 @@ def _finish(svc: Services, row_id: int, lease: datetime, *, keep_lease: bool = F
     Returns whether it did (False: the lease ran out and the row is someone else's now)."""
     if not keep_lease:
         values["locked_until"] = None
-    with svc.db.transaction() as session:
-        return outbox_queries.finish(session, row_id, lease, values)
+    with svc.db.writing() as conn:
+        return outbox_queries.finish(conn, row_id, lease, values)
 
 
 def _retry_after(exc: SlackApiError) -> str | None:
@@ -257,8 +257,8 @@ def _retry_later(
 def _rollout_of(svc: Services, row: Pending) -> Recipient | None:
     if row.rollout_id is None:
         return None
-    with svc.db.reading() as session:
-        return outbox_queries.recipient(session, row.rollout_id)
+    with svc.db.connected() as conn:
+        return outbox_queries.recipient(conn, row.rollout_id)
 
 
 def _fail(svc: Services, row: Pending, lease: datetime, rollout: Recipient | None, code: str) -> None:
@@ -268,7 +268,10 @@ def _fail(svc: Services, row: Pending, lease: datetime, rollout: Recipient | Non
     now = svc.clock()
     with svc.db.transaction() as session:
         outbox_queries.finish(
-            session, row.id, lease, {"state": OutboxState.FAILED, "last_error": code, "locked_until": None}
+            session.connection(),
+            row.id,
+            lease,
+            {"state": OutboxState.FAILED, "last_error": code, "locked_until": None},
         )
         if rollout is None or row.channel_id == rollout.channel_id:
             return  # nowhere better to report it than the log

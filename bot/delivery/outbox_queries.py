@@ -2,7 +2,10 @@
 rules: leases, order per rollout and channel, exactly once).
 
 They are built once, with bound parameters: building them for each row (and their cache keys,
-which SQLAlchemy keeps on the statement object) cost more than running them."""
+which SQLAlchemy keeps on the statement object) cost more than running them. They run on a bare
+connection (`Database.writing`, `Database.connected`), not in an ORM session: a delivery's four
+transactions write no Event and queue nothing, and a session's set-up and ORM execution cost
+more than these statements."""
 
 from __future__ import annotations
 
@@ -12,6 +15,7 @@ from typing import Any, cast
 
 from sqlalchemy import (
     Column,
+    Connection,
     CursorResult,
     Integer,
     Select,
@@ -24,7 +28,6 @@ from sqlalchemy import (
     select,
     update,
 )
-from sqlalchemy.orm import Session
 
 from bot.services import Services
 from bot.usecases.views import MessageRef
@@ -148,9 +151,9 @@ DELIVERY = (
 RECIPIENT = select(*_RECIPIENT).where(_ROLLOUT.id == bindparam("id"))
 
 
-def delivery(session: Session, row_id: int) -> tuple[Pending, Recipient | None, MessageRef | None] | None:
+def delivery(conn: Connection, row_id: int) -> tuple[Pending, Recipient | None, MessageRef | None] | None:
     """The row (None: its rollout was discarded meanwhile), its rollout and status message."""
-    found = session.connection().execute(DELIVERY, {"row_id": row_id}).first()
+    found = conn.execute(DELIVERY, {"row_id": row_id}).first()
     if found is None:
         return None
     values = found._mapping
@@ -160,10 +163,10 @@ def delivery(session: Session, row_id: int) -> tuple[Pending, Recipient | None, 
     return row, rollout, status
 
 
-def recipient(session: Session, rollout_id: int | None) -> Recipient | None:
+def recipient(conn: Connection, rollout_id: int | None) -> Recipient | None:
     if rollout_id is None:
         return None
-    found = session.connection().execute(RECIPIENT, {"id": rollout_id}).first()
+    found = conn.execute(RECIPIENT, {"id": rollout_id}).first()
     return Recipient(**found._asdict()) if found is not None else None
 
 
@@ -183,13 +186,13 @@ def _finish_statement(names: frozenset[str]) -> Update:
 _FINISHES: dict[frozenset[str], Update] = {}
 
 
-def finish(session: Session, row_id: int, lease: datetime, values: dict[str, Any]) -> bool:
+def finish(conn: Connection, row_id: int, lease: datetime, values: dict[str, Any]) -> bool:
     names = frozenset(values)
     stmt = _FINISHES.get(names)
     if stmt is None:
         stmt = _FINISHES.setdefault(names, _finish_statement(names))
     params = {"row_id": row_id, "lease": lease, **{f"v_{k}": v for k, v in values.items()}}
-    return bool(cast("CursorResult[Any]", session.connection().execute(stmt, params)).rowcount)
+    return bool(cast("CursorResult[Any]", conn.execute(stmt, params)).rowcount)
 
 
 MARK_ATTEMPT = (
@@ -216,8 +219,8 @@ def claim(svc: Services, now: datetime, lease: datetime, limit: int) -> list[tup
     One queue per claim, so that another worker's claim finds the other queues free rather
     than all their first rows leased by this one."""
     postgres = svc.db.dialect == "postgresql"
-    with svc.db.transaction() as session:
-        head = session.execute(HEAD_LOCKED if postgres else _HEAD, {"now": now}).first()
+    with svc.db.writing() as conn:
+        head = conn.execute(HEAD_LOCKED if postgres else _HEAD, {"now": now}).first()
         if head is None:
             return []
         ids = [head.id]
@@ -229,6 +232,6 @@ def claim(svc: Services, now: datetime, lease: datetime, limit: int) -> list[tup
                 "head_id": head.id,
                 "limit": limit - 1,
             }
-            ids += session.scalars(REST_LOCKED if postgres else _REST, params)
-        session.execute(_LEASE, {"ids": ids, "lease": lease})
+            ids += conn.execute(REST_LOCKED if postgres else _REST, params).scalars()
+        conn.execute(_LEASE, {"ids": ids, "lease": lease})
     return [(i, lease) for i in ids]
