@@ -1,13 +1,19 @@
 """Datadog's shapes: the v2 scalar and timeseries requests the bot sends, and how numbers, units,
-errors and rate-limit headers are read back out of the responses (`datadog-api-client` models or
-the raw JSON of an error). No I/O here; `bot.metrics.datadog` does the calls."""
+errors and rate-limit headers are read back out of the responses (their JSON, checked here, or
+the raw JSON of an error). No I/O here; `bot.metrics.datadog` does the calls.
+
+A response body is read by `scalar_json` and `timeseries_json`, not by the client's models: every
+part the readers below take is checked for the type the API documents (what the models' type
+checks refused is refused here too, as UNREADABLE), without turning the whole body into model
+objects first, which cost more CPU than the request itself."""
 
 from __future__ import annotations
 
+import json
 import math
 import re
 from datetime import datetime
-from typing import Any
+from typing import Any, cast
 
 from datadog_api_client.model_utils import ModelSimple
 from datadog_api_client.v2.model.metrics_aggregator import MetricsAggregator
@@ -17,9 +23,6 @@ from datadog_api_client.v2.model.metrics_timeseries_query import MetricsTimeseri
 from datadog_api_client.v2.model.query_formula import QueryFormula
 from datadog_api_client.v2.model.scalar_formula_query_request import (
     ScalarFormulaQueryRequest,
-)
-from datadog_api_client.v2.model.scalar_formula_query_response import (
-    ScalarFormulaQueryResponse,
 )
 from datadog_api_client.v2.model.scalar_formula_request import ScalarFormulaRequest
 from datadog_api_client.v2.model.scalar_formula_request_attributes import (
@@ -33,9 +36,6 @@ from datadog_api_client.v2.model.scalar_formula_request_type import (
 )
 from datadog_api_client.v2.model.timeseries_formula_query_request import (
     TimeseriesFormulaQueryRequest,
-)
-from datadog_api_client.v2.model.timeseries_formula_query_response import (
-    TimeseriesFormulaQueryResponse,
 )
 from datadog_api_client.v2.model.timeseries_formula_request import (
     TimeseriesFormulaRequest,
@@ -132,14 +132,14 @@ def _check_formulas(query: MetricQuery) -> None:
 
 
 def value_and_unit(
-    response: ScalarFormulaQueryResponse, window_seconds: int, formulas: int = 1
+    response: dict[str, Any], window_seconds: int, formulas: int = 1
 ) -> tuple[float, str | None]:
     """The value's number and unit: the first of `formulas` number columns."""
     column = number_columns(response, formulas)[0]
     return _single_value(column, window_seconds), unit(column)
 
 
-def count_value(response: ScalarFormulaQueryResponse) -> float | None:
+def count_value(response: dict[str, Any]) -> float | None:
     """The counted query's total: the second number column. No value (no data) counts as 0,
     as a window without requests has none; an unreadable one is None."""
     try:
@@ -173,7 +173,7 @@ def _single_value(column: Any, window_seconds: int) -> float:
     return float(value)
 
 
-def number_columns(response: ScalarFormulaQueryResponse, expected: int) -> list[Any]:
+def number_columns(response: dict[str, Any], expected: int) -> list[Any]:
     """The "number" columns, one per formula in the order the request gave them (their names
     are not relied on: Datadog names a formula's column by its own rules)."""
     data = response.get("data")
@@ -191,13 +191,13 @@ def number_columns(response: ScalarFormulaQueryResponse, expected: int) -> list[
 
 def unit(column: Any) -> str | None:
     meta = column.get("meta")
-    units = meta.get("unit") if meta is not None else None
-    primary = units[0] if units else None
-    short_name = primary.get("short_name") if primary is not None else None
-    return str(short_name) if short_name else None
+    units = meta.get("unit") if isinstance(meta, dict) else None
+    primary = units[0] if isinstance(units, list) and units else None
+    short_name = primary.get("short_name") if isinstance(primary, dict) else None
+    return short_name if isinstance(short_name, str) and short_name else None
 
 
-def points(response: TimeseriesFormulaQueryResponse) -> tuple[float, ...]:
+def points(response: dict[str, Any]) -> tuple[float, ...]:
     data = response.get("data")
     attributes = data.get("attributes") if data is not None else None
     rows = unwrap(attributes.get("values")) if attributes is not None else None
@@ -206,6 +206,67 @@ def points(response: TimeseriesFormulaQueryResponse) -> tuple[float, ...]:
     if len(rows) != 1:
         return ()  # no data, or one row per group: nothing meaningful to draw
     return tuple(float(v) for v in unwrap(rows[0]) if is_finite_number(v))
+
+
+def _body(raw: bytes, content_type: str | None) -> Any:
+    """The JSON of a response body, in the charset its Content-Type names (UTF-8 by default)."""
+    match = re.search(r"charset=([a-zA-Z\-\d]+)", content_type or "")
+    try:
+        return json.loads(raw.decode(match.group(1) if match else "utf-8"))
+    except (ValueError, LookupError) as exc:  # not JSON, not that charset, an unknown charset
+        raise Unavailable(UNREADABLE, f"{exc}: {raw[:200]!r}") from exc
+
+
+def _is(value: Any, kind: type | tuple[type, ...], optional: bool = True) -> bool:
+    return (optional and value is None) or isinstance(value, kind)
+
+
+def _numbers(values: Any) -> bool:
+    """A list of numbers (None for a gap), as `values` of a column or a row is documented."""
+    return isinstance(values, list) and all(
+        v is None or (isinstance(v, (int, float)) and not isinstance(v, bool)) for v in values
+    )
+
+
+def _attributes(body: Any) -> Any:
+    """`data.attributes` of a body shaped {"data": {"attributes": {...}}, "errors": "..."}; None
+    where the body has none (an answer with only `errors`); UNREADABLE where a part has the wrong
+    type."""
+    if not isinstance(body, dict) or not _is(body.get("errors"), str):
+        raise Unavailable(UNREADABLE, repr(body)[:500])
+    data = body.get("data")
+    if not _is(data, dict) or not _is((data or {}).get("attributes"), dict):
+        raise Unavailable(UNREADABLE, repr(body)[:500])
+    return (data or {}).get("attributes")
+
+
+def scalar_json(raw: bytes, content_type: str | None = None) -> dict[str, Any]:
+    """A scalar response's body, its columns checked: each an object with a string `type`, a
+    number column's `values` a list of numbers or gaps. (Its unit only labels the number:
+    `unit` takes what is there, and anything of another shape as no unit.)"""
+    body = _body(raw, content_type)
+    attributes = _attributes(body)
+    columns = attributes.get("columns") if attributes is not None else None
+    if columns is None:
+        return cast("dict[str, Any]", body)
+    if not isinstance(columns, list):
+        raise Unavailable(UNREADABLE, f"columns: {columns!r}"[:500])
+    for column in columns:
+        if not isinstance(column, dict) or not isinstance(column.get("type"), str):
+            raise Unavailable(UNREADABLE, f"column: {column!r}"[:500])
+        if column["type"] == "number" and not _numbers(column.get("values", [])):
+            raise Unavailable(UNREADABLE, f"number column: {column!r}"[:500])
+    return cast("dict[str, Any]", body)
+
+
+def timeseries_json(raw: bytes, content_type: str | None = None) -> dict[str, Any]:
+    """A timeseries response's body, its `values` checked: a list of rows, each numbers or gaps."""
+    body = _body(raw, content_type)
+    attributes = _attributes(body)
+    rows = attributes.get("values") if attributes is not None else None
+    if rows is not None and not (isinstance(rows, list) and all(_numbers(row) for row in rows)):
+        raise Unavailable(UNREADABLE, f"values: {rows!r}"[:500])
+    return cast("dict[str, Any]", body)
 
 
 def unwrap(model: Any) -> Any:

@@ -21,6 +21,7 @@ from bot.metrics import (
     MetricQuery,
     MetricReading,
     StaticMetricsSource,
+    shapes,
 )
 from tests.fakes.datadog_api import FakeDatadog
 
@@ -139,8 +140,23 @@ def test_grouped_answer_is_no_data_rather_than_an_arbitrary_group(
     assert reading.problem is not None and "2 values" in reading.problem
 
 
+def number_column(**column: object) -> dict[str, object]:
+    return {"data": {"attributes": {"columns": [{"name": "a", "type": "number", **column}]}}}
+
+
 @pytest.mark.parametrize(
-    "body", [b"<html>upstream hiccup</html>", {"data": {"attributes": {"columns": "x"}}}, {}]
+    "body",
+    [
+        b"<html>upstream hiccup</html>",
+        {"data": {"attributes": {"columns": "x"}}},
+        {},
+        {"data": []},
+        {"errors": 5},
+        {"data": {"attributes": {"columns": ["x"]}}},
+        number_column(values=0.4),
+        number_column(values=["0.4"]),
+        number_column(values=[True]),
+    ],
 )
 def test_malformed_body_is_no_data(fake: FakeDatadog, make_source: SourceFactory, body: object) -> None:
     fake.fail("error_rate", 200, body=body, endpoint="scalar")  # type: ignore[arg-type]
@@ -151,6 +167,30 @@ def test_malformed_body_is_no_data(fake: FakeDatadog, make_source: SourceFactory
         None,
         "Datadog sent a response we could not read",
     )
+
+
+@pytest.mark.parametrize("meta", [{"unit": "%"}, {"unit": [{"short_name": 3}]}, "%", {"unit": ["%"]}])
+def test_an_odd_unit_keeps_the_value_without_a_unit(
+    fake: FakeDatadog, make_source: SourceFactory, meta: object
+) -> None:
+    """The unit only labels the number: a unit not of Datadog's documented shape is no unit."""
+    fake.fail("error_rate", 200, body=number_column(values=[0.4], meta=meta), endpoint="scalar")
+
+    reading = read_one(make_source(), "error_rate")
+
+    assert (reading.value, reading.unit, reading.problem) == (0.4, None, None)
+
+
+def test_a_body_is_read_in_the_charset_its_content_type_names() -> None:
+    body = number_column(values=[0.5], meta={"unit": [{"short_name": "µs"}]})
+    raw = json.dumps(body, ensure_ascii=False).encode("utf-16")
+
+    read = shapes.scalar_json(raw, "application/json; charset=utf-16")
+
+    assert read == body
+    assert shapes.value_and_unit(read, 3600) == (0.5, "µs")
+    with pytest.raises(shapes.Unavailable):
+        shapes.scalar_json(raw, "application/json")
 
 
 # --- HTTP errors ------------------------------------------------------------
