@@ -126,6 +126,7 @@ def start(svc: Services, actor: Actor, cmd: Start) -> int:
                         channel=actor.channel_id,
                     )
                 ],
+                ids=False,  # nothing reads the event's id
             )
             db.wrote_events(session)
             watch = svc.settings.watch_minutes
