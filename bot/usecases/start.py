@@ -156,8 +156,9 @@ def start(svc: Services, actor: Actor, cmd: Start) -> int:
 
 def _insert_plan(session: Session, rollout: Rollout) -> None:
     """Writes the new rollout and its copy of the plan (phases, their steps and checklist items)
-    in four statements: one per table, each with every row (`storage.rows.insert_new`). The
-    objects stay outside the session, read-only from here on, with their ids set."""
+    with one INSERT per table, each with every row (`storage.rows.insert_new`; on SQLite each
+    after reading the table's highest id). The objects stay outside the session, read-only from
+    here on, with their ids set."""
     insert_new(session, [rollout])
     for phase in rollout.phases:
         phase.rollout_id = rollout.id
