@@ -23,7 +23,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.dialects.postgresql import insert as postgres_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
-from sqlalchemy.orm import Session, load_only, raiseload
+from sqlalchemy.orm import Session
 
 from storage.enums import ItemKind, SnapshotKind
 from storage.models import ChecklistItem, DueJob, Event, MetricSnapshot, OutboxMessage, Phase, Rollout, Step
@@ -33,14 +33,16 @@ from storage.models import ChecklistItem, DueJob, Event, MetricSnapshot, OutboxM
 
 # Built once and reused: the statements a due job runs every time (their compiled form is cached).
 # The rollout's row with the columns the due jobs decide from, not the plan document and the
-# rest: reading another raises instead of loading.
+# rest, read as Core columns and made into a detached `Rollout` of those columns alone: the
+# ORM's loading (identity map, row processors, the unloaded attributes' loaders) cost several
+# times the statement.
 _JOB_COLUMNS = """id team_id channel_id feature owner_id stakeholder_channels status phase_index step_index
 step_started_at timezone country revision updated_at metrics triggers watch_pauses flag_key service
 flag_seen_at flag_pending digest digest_time auto_advance"""
-_JOB_ONLY = load_only(*(getattr(Rollout, name) for name in _JOB_COLUMNS.split()), raiseload=True)
-_ROW = select(Rollout).where(Rollout.id == bindparam("rollout_id")).options(_JOB_ONLY, raiseload("*"))
-_ROW_LOCKED = _ROW.execution_options(populate_existing=True)
-_ROW_LOCKED_PG = _ROW.with_for_update(of=Rollout).execution_options(populate_existing=True)
+_ROW = select(*(getattr(Rollout, name).label(name) for name in _JOB_COLUMNS.split())).where(
+    Rollout.id == bindparam("rollout_id")
+)
+_ROW_LOCKED_PG = _ROW.with_for_update(of=Rollout)
 _STEP = (
     select(Step.position, Step.percent, Step.label, Step.min_business_days, Step.planned_end)
     .join(Phase, Step.phase_id == Phase.id)
@@ -148,17 +150,20 @@ def baseline_readings(*, session: Session, rollout_id: int) -> dict[str, Any] | 
 
 
 def job_rollout_row(*, session: Session, rollout_id: int) -> Rollout | None:
-    """The rollout's own row for a due job to decide from: its relationships (the plan) and
-    the columns no job reads (the plan document...) raise instead of loading."""
-    return session.scalars(_ROW, {"rollout_id": rollout_id}).first()
+    """The rollout's own row for a due job to decide from, as a detached `Rollout` of the
+    columns jobs read (`_JOB_COLUMNS`): not in the session, so nothing set on it is written;
+    its plan and the columns no job reads are not there."""
+    found = _core(session).execute(_ROW, {"rollout_id": rollout_id}).first()
+    return None if found is None else Rollout(**found._mapping)
 
 
 def lock_rollout_row(*, session: Session, rollout_id: int) -> Rollout | None:
-    """`job_rollout_row`, fresh, for a change that decides from the rollout's columns: on
-    Postgres `SELECT ... FOR UPDATE` of that one row (changes to the rollout wait their turn,
-    as with `lock_rollout`), without loading its plan."""
-    locked = _ROW_LOCKED_PG if session.get_bind().dialect.name == "postgresql" else _ROW_LOCKED
-    return session.scalars(locked, {"rollout_id": rollout_id}).first()
+    """`job_rollout_row`, for a change that decides from the rollout's columns: on Postgres
+    `SELECT ... FOR UPDATE` of that one row (changes to the rollout wait their turn, as with
+    `lock_rollout`), without loading its plan."""
+    locked = _ROW_LOCKED_PG if session.get_bind().dialect.name == "postgresql" else _ROW
+    found = _core(session).execute(locked, {"rollout_id": rollout_id}).first()
+    return None if found is None else Rollout(**found._mapping)
 
 
 def step_at(*, session: Session, rollout_id: int, phase_index: int, step_index: int) -> Step | None:
