@@ -12,9 +12,10 @@ replicas share the work:
   the digest and the overdue and stale reminders are database work alone (`InTransaction`), so
   a stretch of them shares one.
 - Each job reads what it decides from in a fixed number of statements, whatever the size of the
-  plan: the rollout's row (`job_queries.job_rollout_row`, the columns jobs read), locked for a
-  change by a `SELECT … FOR UPDATE` of that row alone on Postgres (`lock_rollout_row`; the
-  ready check reads it again so, after its Datadog reads), the current step alone (`job_queries.step_at`), and, to render a message,
+  plan: the rollout's row (`job_queries.job_rollout_row`: the columns jobs read, one Core
+  statement, a detached `Rollout` of them), locked for a change by a `SELECT … FOR UPDATE` of
+  that row alone on Postgres (`lock_rollout_row`; the ready check reads it again so, after its
+  Datadog reads), the current step alone (`job_queries.step_at`), and, to render a message,
   the plain view (`views.load_rollout`). The whole ORM plan is loaded only to re-plan a row
   from a state that moved on. The tick's own statements (claim, lease, settle, the outbox
   key) are prepared Core statements, reused.

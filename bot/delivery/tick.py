@@ -40,7 +40,8 @@ from bot.services import Services
 from storage import job_queries
 from storage.models import DueJob
 
-log = logging.getLogger(__name__)
+# The jobs' logger, where operators (and the bench) have always found a job's failure.
+log = logging.getLogger("bot.delivery.jobs")
 
 LEASE = timedelta(minutes=5)
 FAILED = "%s job of rollout %s failed; it is retried after its lease"
