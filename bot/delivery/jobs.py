@@ -15,7 +15,7 @@ replicas share the work:
   plan: the rollout's row (`job_queries.job_rollout_row`: the columns jobs read, one Core
   statement, a detached `Rollout` of them), locked for a change by a `SELECT … FOR UPDATE` of
   that row alone on Postgres (`lock_rollout_row`; the ready check reads it again so, after its
-  Datadog reads), the current step alone (`job_queries.step_at`), and, to render a message,
+  Datadog reads), the current step with it (`job_queries.rollout_and_step`, `digest_row`), and, to render a message,
   the plain view (`views.load_rollout`). The whole ORM plan is loaded only to re-plan a row
   from a state that moved on. The tick's own statements (claim, lease, settle, the outbox
   key) are prepared Core statements, reused.
@@ -97,10 +97,8 @@ def _at_step(job: Claimed, rollout: Rollout | RolloutView) -> bool:
     return (job.data.get("phase"), job.data.get("step")) == (rollout.phase_index, rollout.step_index)
 
 
-def _step(session: Session, rollout: Rollout | RolloutView) -> Step:
-    step = job_queries.step_at(
-        session=session, rollout_id=rollout.id, phase_index=rollout.phase_index, step_index=rollout.step_index
-    )
+def _step(rollout: Rollout | RolloutView, step: Step | None) -> Step:
+    """The step the rollout is at, read with it (`job_queries.rollout_and_step` and the like)."""
     if step is None:
         raise LookupError(f"rollout {rollout.id} has no step {rollout.phase_index}:{rollout.step_index}")
     return step
@@ -139,16 +137,17 @@ def _digest(session: Session, job: Claimed) -> Due | None:
     One transaction, news or not: the events are read once, and the row's next time commits
     with what was queued."""
     scheduled = datetime.fromisoformat(job.data["at"])  # the slot, not the (maybe late) run
-    rollout = job_queries.job_rollout_row(session=session, rollout_id=job.rollout_id)
-    if rollout is None or not rollout.status.is_open:
+    found = job_queries.digest_row(session=session, rollout_id=job.rollout_id)
+    if found is None or not found[0].status.is_open:
         return None
+    rollout, at_step, check = found
     mine: dict[str, Any] = {"session": session, "rollout_id": rollout.id}
     events = _event_views(job_queries.events_between(**mine, after=job.last_run_at, until=job.now))
     if not texts.has_news(events):
         return planned_digest(rollout, job.now)
     tz = rollout.timezone
     local_date = scheduled.astimezone(ZoneInfo(tz)).date().isoformat()
-    view, step = _view(session, rollout.id), _step(session, rollout)
+    view, step = _view(session, rollout.id), _step(rollout, at_step)
     soak = soak_status(
         rollout.step_started_at, step.min_business_days, job.now, tz=tz, country=rollout.country
     )
@@ -156,9 +155,7 @@ def _digest(session: Session, job: Claimed) -> Due | None:
         view,
         scheduled=scheduled,
         events=events,
-        check=_check_view(
-            job_queries.latest_check(**mine, phase_index=rollout.phase_index, step_index=rollout.step_index)
-        ),
+        check=_check_view(check),
         soak=soak.describe(rollouts.display_title(step), tz),
         unchecked=_open_exit_criteria(view),
     )
@@ -176,7 +173,7 @@ def _event_views(rows: Sequence[Row[Any]]) -> tuple[EventView, ...]:
     )
 
 
-def _check_view(row: Row[Any] | None) -> SnapshotView | None:
+def _check_view(row: Row[Any] | job_queries.Check | None) -> SnapshotView | None:
     blockers = () if row is None else (row.verdict or {}).get("blockers", ())
     return None if row is None else SnapshotView(row.taken_at, row.passed, tuple(map(str, blockers)))
 
@@ -209,13 +206,16 @@ def _ready(svc: Services, job: Claimed) -> Due | None:
         # Read again, locked (`FOR UPDATE` of the row on Postgres): the Datadog reads above take
         # seconds, and not every write to the row moves its revision (the flag's last look,
         # a pending flag write), so the earlier read is not trusted for the decision.
-        locked = job_queries.lock_rollout_row(session=session, rollout_id=job.rollout_id)
-        if locked is None or locked.status is not RolloutStatus.ACTIVE or not _at_step(job, locked):
+        found = job_queries.rollout_and_step(session=session, rollout_id=job.rollout_id, lock=True)
+        if found is None:
+            return None
+        locked, at_step = found
+        if locked.status is not RolloutStatus.ACTIVE or not _at_step(job, locked):
             return None
         where = {"phase_index": locked.phase_index, "step_index": locked.step_index}
         unchecked = job_queries.gating_exit_criteria(session=session, rollout_id=locked.id, **where)
         baselines = measure.baselines_for(session, locked, controls)
-        gate = measure.evaluate_at(locked, _step(session, locked), unchecked, current, baselines, now)
+        gate = measure.evaluate_at(locked, _step(locked, at_step), unchecked, current, baselines, now)
         measure.record_snapshot(session, locked, SnapshotKind.CHECK, current, gate, now)
         if not gate.passed:
             return Due(now + READY_RECHECK, job.data)
@@ -231,12 +231,12 @@ def _overdue(session: Session, job: Claimed) -> Due | None:
     if rollout is None or rollout.status != RolloutStatus.ACTIVE.value:
         return None
     tz, country = rollout.timezone, rollout.country
-    end = step_end(_step(session, rollout), rollout.step_started_at, tz=tz, country=country)
+    at_step, ready_queued, ready_now = _step_and_ready_state(session, rollout, job)
+    end = step_end(at_step, rollout.step_started_at, tz=tz, country=country)
     if not _at_step(job, rollout) or job.now < end:
         return _replan(session, rollout.id, Kind.OVERDUE, job.now)
     # One reminder per step: the ready reminder already asks for this advance, and when its
     # check is due in this same run, it goes first (the two never arrive together).
-    ready_queued, ready_now = _ready_state(session, rollout, job)
     if ready_queued:
         return None
     if ready_now:
@@ -246,14 +246,20 @@ def _overdue(session: Session, job: Claimed) -> Due | None:
     return None
 
 
-def _ready_state(session: Session, rollout: RolloutView, job: Claimed) -> tuple[bool, bool]:
-    """Is the step's ready reminder queued; is its check due now, or claimed in the same run as `job`?"""
+def _step_and_ready_state(session: Session, rollout: RolloutView, job: Claimed) -> tuple[Step, bool, bool]:
+    """The step the rollout is at; is its ready reminder queued; is its check due now, or
+    claimed in the same run as `job`? One statement."""
     milestone = f"ready:{rollout.phase_index}:{rollout.step_index}"
     key = announcing.dedupe_key(rollout.id, milestone, rollout.channel_id)
-    where: dict[str, Any] = {"session": session, "dedupe_key": key, "rollout_id": rollout.id}
-    queued, due = job_queries.key_queued_and_due_at(**where, kind=Kind.READY)
+    where = {"phase_index": rollout.phase_index, "step_index": rollout.step_index}
+    found = job_queries.step_key_queued_and_due_at(
+        session=session, rollout_id=rollout.id, **where, dedupe_key=key, kind=Kind.READY
+    )
+    if found is None:
+        raise LookupError(f"rollout {rollout.id} has no step {rollout.phase_index}:{rollout.step_index}")
+    step, queued, due = found
     due = due if due is None or due.tzinfo else due.replace(tzinfo=job.now.tzinfo)
-    return queued, due is not None and (due <= job.now or due == job.lease)
+    return step, queued, due is not None and (due <= job.now or due == job.lease)
 
 
 def _stale(session: Session, job: Claimed) -> Due | None:
