@@ -9,8 +9,9 @@ replicas share the work:
 - `run_due` claims the due rows and runs their jobs (`bot.delivery.tick`: the lease that is the
   claim's token, the transactions the jobs run in, the rows' next times). A job that writes (a
   reminder, the digest, the ready check) does that in a transaction with its row's next time;
-  the digest and the overdue and stale reminders are database work alone (`InTransaction`), so
-  a stretch of them shares one.
+  the digest and the overdue and stale reminders are database work alone (`InTransaction`),
+  and the ready check is once its Datadog reads are done (`Prepared`), so a stretch of them
+  shares one.
 - Each job reads what it decides from in a fixed number of statements, whatever the size of the
   plan: the rollout's row (`job_queries.job_rollout_row`: the columns jobs read, one Core
   statement, a detached `Rollout` of them), locked for a change by a `SELECT … FOR UPDATE` of
@@ -41,8 +42,8 @@ from sqlalchemy.orm import Session
 
 from bot.delivery import autopilot, status_board, triggers
 from bot.delivery.tick import LEASE as LEASE
+from bot.delivery.tick import Body, InTransaction, Prepared, finished
 from bot.delivery.tick import Claimed as Claimed
-from bot.delivery.tick import InTransaction, in_transaction
 from bot.delivery.tick import Job as Job
 from bot.delivery.tick import mark as mark
 from bot.delivery.tick import run as run
@@ -185,24 +186,25 @@ def _queue_chart(session: Session, rollout_id: int, local_date: str, now: dateti
     job_queries.put_due_row(session=session, rollout_id=rollout_id, kind=Kind.CHART, due_at=now, data=data)
 
 
-def _ready(svc: Services, job: Claimed) -> Due | None:
-    """The gate exactly as Advance runs it (bot.advancing), so "green" here is green there."""
+def _ready(svc: Services, job: Claimed) -> Body:
+    """The gate exactly as Advance runs it (bot.advancing), so "green" here is green there.
+    Reads the row and Datadog first, in no transaction; returns the decision, which runs in one."""
     with svc.db.reading() as session:
         rollout = job_queries.job_rollout_row(session=session, rollout_id=job.rollout_id)
         if rollout is None or rollout.status is not RolloutStatus.ACTIVE:
-            return None  # a resume plans it again
+            return finished(None)  # a resume plans it again
         if not _at_step(job, rollout):
-            return _replan(session, rollout.id, Kind.READY, job.now)
+            return finished(_replan(session, rollout.id, Kind.READY, job.now))
         milestone = f"ready:{rollout.phase_index}:{rollout.step_index}"
         if job_queries.key_queued(
             session=session, dedupe_key=announcing.dedupe_key(rollout.id, milestone, rollout.channel_id)
         ):
-            return None
+            return finished(None)
     logs.bind_rollout(rollout)
     now = svc.clock()
     current, controls, _ = measure.read_metrics(svc, rollout, now)
 
-    def decide(session: Session) -> Due | None:
+    def decide(session: Session, job: Claimed) -> Due | None:
         # Read again, locked (`FOR UPDATE` of the row on Postgres): the Datadog reads above take
         # seconds, and not every write to the row moves its revision (the flag's last look,
         # a pending flag write), so the earlier read is not trusted for the decision.
@@ -223,7 +225,7 @@ def _ready(svc: Services, job: Claimed) -> Due | None:
         _queue(session, view, milestone, now, texts.reminder("ready", view, advance=True))
         return None
 
-    return in_transaction(svc, job, decide)
+    return decide
 
 
 def _overdue(session: Session, job: Claimed) -> Due | None:
@@ -318,7 +320,7 @@ def _refresh(svc: Services, job: Claimed) -> Due | None:
 
 JOBS: dict[str, Job] = {
     Kind.DIGEST: InTransaction(_digest),
-    Kind.READY: _ready,
+    Kind.READY: Prepared(_ready),
     Kind.OVERDUE: InTransaction(_overdue),
     Kind.STALE: InTransaction(_stale),
     Kind.WATCH: _watch,

@@ -8,9 +8,12 @@ what a tick claims, in which transactions its jobs run, and how their rows get t
   goes) only while the token still holds, so a change meanwhile wins.
 - A job that writes does that in a transaction of its own, with its row's next time, so what
   it queued and when it runs again commit together. A job whose whole run is database work in
-  one transaction (`InTransaction`: the digest, the overdue and stale reminders) shares it with
-  the jobs of that kind around it: a stretch of them (at most `SHARED` jobs) commits once, each
-  job's writes and its row's next time in it, in claim order. If any of them raises, none of
+  one transaction (`InTransaction`: the digest, the overdue and stale reminders), or is once
+  its reads of outside services are done (`Prepared`: the ready check), shares it with the
+  jobs of those kinds around it: a stretch of them (at most `SHARED` jobs) commits once, each
+  job's writes and its row's next time in it, in claim order. A `Prepared` job reads (in
+  transactions of its own) before the stretch's transaction opens, so none is held open across
+  an outside service. If any of them raises, none of
   the stretch is committed, and each runs again in a transaction of its own, so only the
   failing one fails (logged, retried after its lease) and the others land: a commit is a round
   trip and, on Postgres, a WAL flush, and cost more than the statements of a reminder.
@@ -78,6 +81,25 @@ class InTransaction:
         return in_transaction(svc, job, lambda session: self.body(session, job))
 
 
+@dataclass(frozen=True)
+class Prepared:
+    """A job that reads first, in no transaction of the tick's (an outside service: the ready
+    check's Datadog reads), and then is database work alone: `prepare` returns the `Body` that
+    does that part (`finished` when there is nothing left to do). Called as a job, the body runs
+    in a transaction of its own; `run` may give it one shared with others."""
+
+    prepare: Callable[[Services, Claimed], Body]
+
+    def __call__(self, svc: Services, job: Claimed) -> Due | None:
+        body = self.prepare(svc, job)
+        return in_transaction(svc, job, lambda session: body(session, job))
+
+
+def finished(nxt: Due | None) -> Body:
+    """The body of a `Prepared` job that decided while preparing: it only records `nxt`."""
+    return lambda _session, _job: nxt
+
+
 # Jobs whose run writes nothing that another job of the same tick reads (the watch only reads,
 # or writes in transactions of its own): their rows are settled together at the end of the tick.
 SETTLED_TOGETHER = frozenset({Kind.WATCH})
@@ -92,7 +114,7 @@ def _claim(svc: Services, now: datetime, limit: int, table: Mapping[str, Job]) -
         if rows:
             job_queries.lease_due_rows(session=session, ids=[r.id for r in rows], lease=lease)
     # Due at the same moment, the shared jobs last (a stable sort keeps the claim's order else).
-    ordered = sorted(rows, key=lambda r: (r.due_at, isinstance(table[r.kind], InTransaction)))
+    ordered = sorted(rows, key=lambda r: (r.due_at, isinstance(table[r.kind], InTransaction | Prepared)))
     return [Claimed(r.id, r.rollout_id, r.kind, dict(r.data), r.last_run_at, now, lease) for r in ordered]
 
 
@@ -142,13 +164,14 @@ def run(svc: Services, table: Mapping[str, Job], *, limit: int) -> int:
     shared: list[tuple[Claimed, Body]] = []
     for job in _claim(svc, svc.clock(), limit, table):
         run_job = table[job.kind]
-        if isinstance(run_job, InTransaction):
-            shared.append((job, run_job.body))
+        if isinstance(run_job, InTransaction | Prepared):
+            if (body := _body(svc, job, run_job)) is not None:
+                shared.append((job, body))
             if len(shared) < SHARED:
                 continue
         ran += _run_shared(svc, shared, ())
         shared = []
-        if isinstance(run_job, InTransaction):
+        if isinstance(run_job, InTransaction | Prepared):
             continue
         with logs.scope(job=job.kind, rollout_id=job.rollout_id):
             try:
@@ -164,6 +187,20 @@ def run(svc: Services, table: Mapping[str, Job], *, limit: int) -> int:
                 telemetry.DUE_JOBS.labels(job.kind, "failed").inc()
                 log.exception(FAILED, job.kind, job.rollout_id)
     return ran + _run_shared(svc, shared, together)
+
+
+def _body(svc: Services, job: Claimed, run_job: InTransaction | Prepared) -> Body | None:
+    """The database part of a shared job; None when preparing it failed (logged: the row stays
+    leased, and runs again after the lease)."""
+    if isinstance(run_job, InTransaction):
+        return run_job.body
+    with logs.scope(job=job.kind, rollout_id=job.rollout_id):
+        try:
+            return run_job.prepare(svc, job)
+        except Exception:
+            telemetry.DUE_JOBS.labels(job.kind, "failed").inc()
+            log.exception(FAILED, job.kind, job.rollout_id)
+            return None
 
 
 def _run_shared(

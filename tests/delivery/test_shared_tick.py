@@ -13,11 +13,12 @@ import pytest
 from sqlalchemy import event, update
 
 from bot.delivery import jobs
+from bot.delivery.scheduler import drain_outbox
 from bot.devtools.local_slack import LocalSlack
 from bot.services import Services
 from storage.models import Rollout
 from tests.delivery.test_jobs import LA, channel, clock, due, local, posts, slack, start, svc, tick, utc
-from tests.support import Clock
+from tests.support import Clock, body
 
 __all__ = ["channel", "clock", "slack", "svc"]  # the fixtures of test_jobs, used here by name
 
@@ -78,3 +79,20 @@ def test_one_digest_that_fails_leaves_the_others_of_its_transaction_landed(
     tick(svc, clock, FRIDAY_NINE + jobs.LEASE)  # still broken: tried again, alone, and nothing doubled
     for _, channel_id in (rollouts[0], rollouts[2]):
         assert len(posts(slack, channel_id, "digest:2024-03-08")) == 1
+
+
+def test_a_ready_check_decides_in_the_transaction_of_the_digest_due_with_it(
+    svc: Services, clock: Clock, slack: LocalSlack, channel: str
+) -> None:
+    rollout_id = start(svc, channel)  # Monday 10:00: digest Tuesday 09:00, ready check 10:00
+    clock.now = local(LA, 2024, 3, 12, 10, 0)
+    table = {"digest": jobs.JOBS["digest"], "ready": jobs.JOBS["ready"]}
+    with commits(svc) as counted:
+        assert jobs.run(svc, table, limit=100) == 2
+    assert len(counted) == 3  # the claim, the ready check's read before Datadog, then both decisions
+    drain_outbox(svc)
+    assert len(posts(slack, channel, "digest:2024-03-12")) == 1
+    [ready] = posts(slack, channel, "ready:0:0")
+    assert "ready" in body(ready).lower()
+    assert "ready" not in due(svc, rollout_id)
+    assert due(svc, rollout_id)["digest"] == local(LA, 2024, 3, 13, 9, 0)
