@@ -8,7 +8,7 @@ matches (each builds the whole set of Bolt's keyword arguments), about a quarter
 millisecond per request before the function runs. Here only the listeners that have a lazy
 function of that name are matched, in the order they were registered (two listeners may have
 functions of the same name: a button's and a form's `rollback`), and the first that matches
-runs its function through Bolt's own runner (`build_runnable_function`: the same keyword
+runs its function as Bolt's lazy runner runs it (`build_runnable_function`: the same keyword
 arguments, the same logging of what it raises).
 
 Rules:
@@ -24,9 +24,10 @@ Rules:
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
 
 from slack_bolt import App, BoltRequest, BoltResponse
-from slack_bolt.lazy_listener.internals import build_runnable_function
+from slack_bolt.kwargs_injection import build_required_kwargs
 from slack_bolt.listener import Listener
 from slack_bolt.util.utils import get_arg_names_of_callable, get_name_for_callable
 
@@ -36,7 +37,19 @@ DIRECT_ARGS = frozenset(
     {"body", "payload", "command", "action", "view", "event", "request", "respond", "client", "logger"}
 )
 
-Candidate = tuple[Listener, Callable[..., None]]
+
+@dataclass(frozen=True)
+class Candidate:
+    """A listener's lazy function, and what Bolt would build for it: the names of its
+    arguments (read once: `inspect.signature` per request cost more than the matching)."""
+
+    listener: Listener
+    function: Callable[..., None]
+    arg_names: tuple[str, ...]
+
+    @property
+    def direct(self) -> bool:
+        return not self.listener.middleware and set(self.arg_names) <= DIRECT_ARGS
 
 
 class LazyCalls:
@@ -53,7 +66,8 @@ class LazyCalls:
             table: dict[str, list[Candidate]] = {}
             for listener in listeners:
                 for function in listener.lazy_functions:
-                    table.setdefault(get_name_for_callable(function), []).append((listener, function))
+                    found = Candidate(listener, function, tuple(get_arg_names_of_callable(function)))
+                    table.setdefault(get_name_for_callable(function), []).append(found)
             self._by_name, self._seen = table, len(listeners)
         return self._by_name
 
@@ -66,7 +80,19 @@ class LazyCalls:
         if found is None:
             self._app.dispatch(request)
             return
-        build_runnable_function(func=found[1], logger=self._app.logger, request=request)()
+        # As Bolt's lazy runner calls it (`build_runnable_function`), with the names read once.
+        logger = self._app.logger
+        try:
+            kwargs = build_required_kwargs(
+                logger=logger,
+                required_arg_names=list(found.arg_names),
+                request=request,
+                response=None,
+                this_func=found.function,
+            )
+            found.function(**kwargs)
+        except Exception as e:  # noqa: BLE001 - Bolt's own words for a lazy function that raised
+            logger.error(f"Failed to run an internal function ({e})")
 
     def _direct(self, request: BoltRequest) -> Candidate | None:
         name = request.lazy_function_name
@@ -79,8 +105,7 @@ class LazyCalls:
         request.context["client"] = self._app.client
         request.context["logger"] = self._app.logger
         response = BoltResponse(status=200, body="")
-        for listener, function in candidates:
-            if listener.matches(req=request, resp=response):
-                direct = not listener.middleware and set(get_arg_names_of_callable(function)) <= DIRECT_ARGS
-                return (listener, function) if direct else None
+        for candidate in candidates:
+            if candidate.listener.matches(req=request, resp=response):
+                return candidate if candidate.direct else None
         return None

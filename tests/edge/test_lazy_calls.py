@@ -8,6 +8,7 @@ from collections.abc import Callable
 from typing import Any
 from urllib.parse import urlencode
 
+import pytest
 from slack_bolt import Ack, App, BoltRequest, BoltResponse, Respond, Say
 from slack_sdk import WebClient
 
@@ -76,7 +77,12 @@ class Channel:
         def mentioned(body: dict[str, Any], say: Say) -> None:
             self.said.append("mention answered")
 
+        def broken(body: dict[str, Any]) -> None:
+            self.said.append("broken started")
+            raise RuntimeError("out of order")
+
         self.app.action("rollback")(ack=ack_now, lazy=[rollback])
+        self.app.action("broken")(ack=ack_now, lazy=[broken])
         self.app.view("rollback_form")(ack=ack_now, lazy=[form_rollback])
         self.app.action("mention")(ack=ack_now, lazy=[mentioned])
 
@@ -113,3 +119,12 @@ def test_a_name_no_listener_has_any_more_goes_through_bolt(slack: LocalSlack) ->
     channel = Channel(slack)
     LazyCalls(channel.app).dispatch(queued(click("rollback"), "renamed_since"))
     assert channel.said == ["(through Bolt's middleware)"]  # Bolt matches, finds no such function
+
+
+def test_what_a_function_raises_is_logged_as_bolt_logs_it(
+    slack: LocalSlack, caplog: pytest.LogCaptureFixture
+) -> None:
+    channel = Channel(slack)
+    LazyCalls(channel.app).dispatch(queued(click("broken"), "broken"))
+    assert channel.said == ["broken started"]
+    assert "Failed to run an internal function (out of order)" in caplog.text
