@@ -8,7 +8,11 @@ import signal
 import subprocess
 import sys
 import threading
+from dataclasses import dataclass
 from typing import Any
+
+from flask import Flask
+from slack_bolt import App
 
 from bot.app import build_app
 from bot.config import Settings
@@ -109,28 +113,25 @@ def build_services(settings: Settings) -> Services:
     )
 
 
-def serve(settings: Settings) -> None:
-    """The web process (gunicorn: acks, `/healthz`, `/readyz`, `/metrics`) and the work
-    process beside it. Over HTTP Slack posts to `/slack/events`; in Socket Mode the web
-    process holds the socket instead (started in gunicorn's worker) and answers only the
-    health and metrics pages. Either way the work behind each ack is queued for the work
-    process, so acks never wait on it."""
+@dataclass
+class WebProcess:
+    """What the web process serves: its Bolt app (acks and queues), the Flask app in front of
+    it, and the databases it opened (closed before gunicorn forks its worker)."""
+
+    bolt: App
+    web: Flask
+    databases: tuple[Database, ...]
+
+
+def build_web_process(settings: Settings) -> WebProcess:
+    """The web process's apps, as `serve` runs them (bench/web_cpu.py times them in-process).
+    Its lazy listeners are queued for the work process, nudged at the sockets in the
+    environment (set them first)."""
     form_bodies.install()
     svc = build_services(settings)
     bolt = build_app(svc)
     queue = Database(queue_url(settings.database_url), pool_size=settings.web_threads)
-    # The web process nudges the work process it starts when it queues work (the work
-    # process inherits the socket's name); a work process run apart polls.
-    wake = wakeup.make_addresses(settings.work_processes) if settings.embedded_worker else []
     queue_lazy_work(bolt, queue)
-    workers = (
-        [start_work_process(wake[n] if wake else None) for n in range(settings.work_processes)]
-        if settings.embedded_worker
-        else []
-    )
-    # No connection may cross gunicorn's fork into its worker.
-    svc.db.dispose()
-    queue.dispose()
     web = build_web(
         None if settings.socket_mode else bolt,
         svc.db,
@@ -139,10 +140,36 @@ def serve(settings: Settings) -> None:
         limits=settings.ready_limits,
         metrics=metrics_enabled(),
     )
+    return WebProcess(bolt, web, (svc.db, queue))
+
+
+def serve(settings: Settings) -> None:
+    """The web process (gunicorn: acks, `/healthz`, `/readyz`, `/metrics`) and the work
+    process beside it. Over HTTP Slack posts to `/slack/events`; in Socket Mode the web
+    process holds the socket instead (started in gunicorn's worker) and answers only the
+    health and metrics pages. Either way the work behind each ack is queued for the work
+    process, so acks never wait on it."""
+    # The web process nudges the work process it starts when it queues work (the work
+    # process inherits the socket's name); a work process run apart polls.
+    wake = wakeup.make_addresses(settings.work_processes) if settings.embedded_worker else []
+    parts = build_web_process(settings)
+    bolt, web = parts.bolt, parts.web
+    workers = (
+        [start_work_process(wake[n] if wake else None) for n in range(settings.work_processes)]
+        if settings.embedded_worker
+        else []
+    )
+    # No connection may cross gunicorn's fork into its worker.
+    for database in parts.databases:
+        database.dispose()
     if settings.socket_mode:
-        log.info("Socket Mode, health and metrics on port %s, database %s", settings.port, svc.db.dialect)
+        log.info(
+            "Socket Mode, health and metrics on port %s, database %s",
+            settings.port,
+            parts.databases[0].dialect,
+        )
     else:
-        log.info("HTTP on port %s, database %s", settings.port, svc.db.dialect)
+        log.info("HTTP on port %s, database %s", settings.port, parts.databases[0].dialect)
     app_token = settings.slack_app_token
     serve_http(
         web,

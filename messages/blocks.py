@@ -12,6 +12,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
+from functools import lru_cache
 from typing import TYPE_CHECKING, Any
 
 from slack_sdk.models.blocks import (
@@ -313,7 +314,26 @@ def status_message(
     """The one message per rollout, edited in place: plan, position, current checklist.
 
     `interactive=False` renders the checklist as text, for an ephemeral copy that links to the
-    live message instead of offering boxes that would not update it."""
+    live message instead of offering boxes that would not update it.
+
+    The copy's blocks but its "Updated" line are rendered once per view (a frozen value: the
+    same committed state, the same blocks), so asking for the status of a rollout that has not
+    changed does not render it again; the blocks are shared and never changed in place. The
+    live message is not cached: each edit shows a newer revision, and hashing the view for a
+    miss would cost the edit."""
+    made = _status_blocks(rollout, True, link) if interactive else _copy_blocks(rollout, link)
+    footer = _context(f"Updated {slack_time(now, rollout.timezone)}")
+    return Message(text=made[1], blocks=[*made[0], footer])
+
+
+@lru_cache(maxsize=64)
+def _copy_blocks(rollout: RolloutView, link: str | None) -> tuple[tuple[dict[str, Any], ...], str]:
+    return _status_blocks(rollout, False, link)
+
+
+def _status_blocks(
+    rollout: RolloutView, interactive: bool, link: str | None
+) -> tuple[tuple[dict[str, Any], ...], str]:
     plan_lines = _plan_lines(rollout)
     flag = flag_line(
         rollout.flag_key,
@@ -354,7 +374,6 @@ def status_message(
             ]
         blocks.extend(checklist)
         blocks.append(_controls(rollout))
-    blocks.append(_context(f"Updated {slack_time(now, rollout.timezone)}"))
     items = rollout.current_phase.items
     fallback = render(
         "status_fallback",
@@ -364,7 +383,7 @@ def status_message(
         total=len(items) if rollout.is_open else 0,
         phase=rollout.current_phase.name,
     )
-    return Message(text=truncate(fallback, MAX_FALLBACK_TEXT), blocks=blocks)
+    return tuple(blocks), truncate(fallback, MAX_FALLBACK_TEXT)
 
 
 def _state_words(rollout: RolloutView) -> str:

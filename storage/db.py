@@ -28,9 +28,9 @@ from contextlib import contextmanager
 from contextvars import ContextVar
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
-from sqlalchemy import Connection, Engine, create_engine, event, insert, text
+from sqlalchemy import Connection, Engine, Table, create_engine, event, insert, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import IntegrityError, InvalidatePoolError
 from sqlalchemy.orm import Session, sessionmaker
@@ -94,6 +94,11 @@ def wrote_events(session: Session) -> None:
     session.info[WROTE_EVENT] = True
 
 
+# A Core statement on the session's connection, built once: an ORM-enabled INSERT took the bulk
+# persistence path, about half a millisecond of a click's CPU.
+_RECORD_KEY = insert(cast(Table, HandledRequest.__table__))
+
+
 def _record(session: Session, request: _Request) -> None:
     """Adds the request's key to the transaction, if it changed anything (wrote an Event)."""
     session.flush()
@@ -101,7 +106,7 @@ def _record(session: Session, request: _Request) -> None:
         return
     key = request.next_key()
     try:
-        session.execute(insert(HandledRequest), [{"key": key, "at": utcnow()}])
+        session.connection().execute(_RECORD_KEY, {"key": key, "at": utcnow()})
     except IntegrityError:
         raise AlreadyHandled(key) from None
     session.info["handled_key"] = key

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from collections.abc import Collection, Sequence
 from datetime import datetime
-from typing import Any, cast
+from typing import Any, NamedTuple, cast
 
 from sqlalchemy import (
     Connection,
@@ -23,7 +23,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.dialects.postgresql import insert as postgres_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
-from sqlalchemy.orm import Session, load_only, raiseload
+from sqlalchemy.orm import Session, aliased
 
 from storage.enums import ItemKind, SnapshotKind
 from storage.models import ChecklistItem, DueJob, Event, MetricSnapshot, OutboxMessage, Phase, Rollout, Step
@@ -33,14 +33,16 @@ from storage.models import ChecklistItem, DueJob, Event, MetricSnapshot, OutboxM
 
 # Built once and reused: the statements a due job runs every time (their compiled form is cached).
 # The rollout's row with the columns the due jobs decide from, not the plan document and the
-# rest: reading another raises instead of loading.
+# rest, read as Core columns and made into a detached `Rollout` of those columns alone: the
+# ORM's loading (identity map, row processors, the unloaded attributes' loaders) cost several
+# times the statement.
 _JOB_COLUMNS = """id team_id channel_id feature owner_id stakeholder_channels status phase_index step_index
 step_started_at timezone country revision updated_at metrics triggers watch_pauses flag_key service
 flag_seen_at flag_pending digest digest_time auto_advance"""
-_JOB_ONLY = load_only(*(getattr(Rollout, name) for name in _JOB_COLUMNS.split()), raiseload=True)
-_ROW = select(Rollout).where(Rollout.id == bindparam("rollout_id")).options(_JOB_ONLY, raiseload("*"))
-_ROW_LOCKED = _ROW.execution_options(populate_existing=True)
-_ROW_LOCKED_PG = _ROW.with_for_update(of=Rollout).execution_options(populate_existing=True)
+_ROW = select(*(getattr(Rollout, name).label(name) for name in _JOB_COLUMNS.split())).where(
+    Rollout.id == bindparam("rollout_id")
+)
+_ROW_LOCKED_PG = _ROW.with_for_update(of=Rollout)
 _STEP = (
     select(Step.position, Step.percent, Step.label, Step.min_business_days, Step.planned_end)
     .join(Phase, Step.phase_id == Phase.id)
@@ -62,6 +64,38 @@ _KEY_AND_DUE_AT = select(
     _KEY_QUEUED.exists(),
     _DUE_AT.scalar_subquery(),
 )
+# The same, and the step at (phase, step), in one round trip: what the overdue reminder reads
+# besides the view. No row when there is no such step.
+_STEP_KEY_AND_DUE_AT = _STEP.add_columns(_KEY_QUEUED.exists(), _DUE_AT.scalar_subquery())
+
+# The rollout's row with its current step (outer-joined: None when the plan has no such step),
+# for a job that needs both: one statement where `job_rollout_row` and `step_at` took two.
+_STEP_COLUMNS = ("position", "percent", "label", "min_business_days", "planned_end")
+_ROW_AND_STEP = (
+    _ROW.add_columns(*(getattr(Step, name).label(f"current_step_{name}") for name in _STEP_COLUMNS))
+    .outerjoin(Phase, (Phase.rollout_id == Rollout.id) & (Phase.position == Rollout.phase_index))
+    .outerjoin(Step, (Step.phase_id == Phase.id) & (Step.position == Rollout.step_index))
+)
+_ROW_AND_STEP_LOCKED_PG = _ROW_AND_STEP.with_for_update(of=Rollout)
+# ... and the newest verdict taken at that step (`latest_check`), for the digest.
+_CHECK = aliased(MetricSnapshot)
+_CHECK_COLUMNS = ("taken_at", "passed", "verdict")
+_NEWEST_CHECK_ID = (
+    select(MetricSnapshot.id)
+    .where(
+        MetricSnapshot.rollout_id == Rollout.id,
+        MetricSnapshot.kind.in_((SnapshotKind.GATE, SnapshotKind.CHECK, SnapshotKind.WATCH)),
+        MetricSnapshot.phase_index == Rollout.phase_index,
+        MetricSnapshot.step_index == Rollout.step_index,
+    )
+    .order_by(MetricSnapshot.taken_at.desc(), MetricSnapshot.id.desc())
+    .limit(1)
+    .correlate(Rollout)
+    .scalar_subquery()
+)
+_DIGEST_ROW = _ROW_AND_STEP.add_columns(
+    *(getattr(_CHECK, name).label(f"newest_check_{name}") for name in _CHECK_COLUMNS)
+).outerjoin(_CHECK, _CHECK.id == _NEWEST_CHECK_ID)
 
 
 _GATING_EXITS = (
@@ -148,17 +182,91 @@ def baseline_readings(*, session: Session, rollout_id: int) -> dict[str, Any] | 
 
 
 def job_rollout_row(*, session: Session, rollout_id: int) -> Rollout | None:
-    """The rollout's own row for a due job to decide from: its relationships (the plan) and
-    the columns no job reads (the plan document...) raise instead of loading."""
-    return session.scalars(_ROW, {"rollout_id": rollout_id}).first()
+    """The rollout's own row for a due job to decide from, as a detached `Rollout` of the
+    columns jobs read (`_JOB_COLUMNS`): not in the session, so nothing set on it is written;
+    its plan and the columns no job reads are not there."""
+    found = _core(session).execute(_ROW, {"rollout_id": rollout_id}).first()
+    return None if found is None else Rollout(**found._mapping)
 
 
 def lock_rollout_row(*, session: Session, rollout_id: int) -> Rollout | None:
-    """`job_rollout_row`, fresh, for a change that decides from the rollout's columns: on
-    Postgres `SELECT ... FOR UPDATE` of that one row (changes to the rollout wait their turn,
-    as with `lock_rollout`), without loading its plan."""
-    locked = _ROW_LOCKED_PG if session.get_bind().dialect.name == "postgresql" else _ROW_LOCKED
-    return session.scalars(locked, {"rollout_id": rollout_id}).first()
+    """`job_rollout_row`, for a change that decides from the rollout's columns: on Postgres
+    `SELECT ... FOR UPDATE` of that one row (changes to the rollout wait their turn, as with
+    `lock_rollout`), without loading its plan."""
+    locked = _ROW_LOCKED_PG if session.get_bind().dialect.name == "postgresql" else _ROW
+    found = _core(session).execute(locked, {"rollout_id": rollout_id}).first()
+    return None if found is None else Rollout(**found._mapping)
+
+
+class Check(NamedTuple):
+    """A step's newest verdict, as `latest_check` reads it."""
+
+    taken_at: datetime
+    passed: bool | None
+    verdict: dict[str, Any] | None
+
+
+def _split(found: Row[Any]) -> tuple[Rollout, Step | None, dict[str, Any]]:
+    """A `_ROW_AND_STEP` row: the detached rollout, its step (None: no such step), and what
+    else the statement read, by its label."""
+    columns = dict(found._mapping)
+    rest = {
+        name: columns.pop(name)
+        for name in list(columns)
+        if name.startswith(("current_step_", "newest_check_"))
+    }
+    step = None
+    if rest["current_step_position"] is not None:
+        step = Step(**{name: rest[f"current_step_{name}"] for name in _STEP_COLUMNS})
+    return Rollout(**columns), step, rest
+
+
+def rollout_and_step(
+    *, session: Session, rollout_id: int, lock: bool = False
+) -> tuple[Rollout, Step | None] | None:
+    """`job_rollout_row` (`lock_rollout_row` with `lock`) and the step it is at (`step_at`;
+    None when the plan has no such step), in one statement."""
+    locked = lock and session.get_bind().dialect.name == "postgresql"
+    found = (
+        _core(session)
+        .execute(_ROW_AND_STEP_LOCKED_PG if locked else _ROW_AND_STEP, {"rollout_id": rollout_id})
+        .first()
+    )
+    if found is None:
+        return None
+    rollout, step, _ = _split(found)
+    return rollout, step
+
+
+def digest_row(*, session: Session, rollout_id: int) -> tuple[Rollout, Step | None, Check | None] | None:
+    """`rollout_and_step`, and the newest verdict taken at that step (`latest_check`), in one
+    statement: what the digest reads besides the events and the view."""
+    found = _core(session).execute(_DIGEST_ROW, {"rollout_id": rollout_id}).first()
+    if found is None:
+        return None
+    rollout, step, rest = _split(found)
+    check = None
+    if rest["newest_check_taken_at"] is not None:
+        check = Check(*(rest[f"newest_check_{name}"] for name in _CHECK_COLUMNS))
+    return rollout, step, check
+
+
+def step_key_queued_and_due_at(
+    *, session: Session, rollout_id: int, phase_index: int, step_index: int, dedupe_key: str, kind: str
+) -> tuple[Step, bool, datetime | None] | None:
+    """`step_at` and `key_queued_and_due_at`, in one round trip; None when there is no such step."""
+    params = {
+        "rollout_id": rollout_id,
+        "phase_index": phase_index,
+        "step_index": step_index,
+        "key": dedupe_key,
+        "kind": kind,
+    }
+    found = _core(session).execute(_STEP_KEY_AND_DUE_AT, params).first()
+    if found is None:
+        return None
+    *step, queued, due_at = found
+    return Step(**dict(zip(_STEP_COLUMNS, step, strict=True))), bool(queued), due_at
 
 
 def step_at(*, session: Session, rollout_id: int, phase_index: int, step_index: int) -> Step | None:

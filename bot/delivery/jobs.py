@@ -6,20 +6,17 @@ replicas share the work:
 - `reschedule` runs in the transaction of every change to a rollout and sets its rows from its
   new state. A row whose inputs did not change (same step, same digest settings...) is left as
   it is, so a re-check planned for later or a claim in progress survives an unrelated change.
-- `run_due` claims due rows in one short transaction (`FOR UPDATE SKIP LOCKED` on Postgres;
-  SQLite serialises writers) by moving their `due_at` a lease ahead: the new `due_at` is the
-  claim's token. A crashed run is retried once the lease runs out; another replica never
-  takes a leased row. Each job then runs on its own, outside that transaction, and its row
-  gets its next time (or goes) only while the token still holds, so a change meanwhile wins;
-  a job that writes (a reminder, the digest, the ready check) does that in its own
-  transaction, so what it queued and when it runs again commit together. The watch writes
-  nothing another job of the tick reads, so its rows are settled together, in one transaction
-  at the end of the tick (each still only while its token holds; a crash before leaves them
-  leased, and they run again after the lease).
+- `run_due` claims the due rows and runs their jobs (`bot.delivery.tick`: the lease that is the
+  claim's token, the transactions the jobs run in, the rows' next times). A job that writes (a
+  reminder, the digest, the ready check) does that in a transaction with its row's next time;
+  the digest and the overdue and stale reminders are database work alone (`InTransaction`),
+  and the ready check is once its Datadog reads are done (`Prepared`), so a stretch of them
+  shares one.
 - Each job reads what it decides from in a fixed number of statements, whatever the size of the
-  plan: the rollout's row (`job_queries.job_rollout_row`, the columns jobs read), locked for a
-  change by a `SELECT … FOR UPDATE` of that row alone on Postgres (`lock_rollout_row`; the
-  ready check reads it again so, after its Datadog reads), the current step alone (`job_queries.step_at`), and, to render a message,
+  plan: the rollout's row (`job_queries.job_rollout_row`: the columns jobs read, one Core
+  statement, a detached `Rollout` of them), locked for a change by a `SELECT … FOR UPDATE` of
+  that row alone on Postgres (`lock_rollout_row`; the ready check reads it again so, after its
+  Datadog reads), the current step with it (`job_queries.rollout_and_step`, `digest_row`), and, to render a message,
   the plain view (`views.load_rollout`). The whole ORM plan is loaded only to re-plan a row
   from a state that moved on. The tick's own statements (claim, lease, settle, the outbox
   key) are prepared Core statements, reused.
@@ -28,23 +25,28 @@ replicas share the work:
 - A tick draws nothing: a digest commits its text to the outbox and, in the same transaction,
   a `chart` row for its progress chart, which `bot.delivery.charts.run_due` claims, draws and
   uploads afterwards (matplotlib takes a tenth of a second or more per chart). `run_due` runs
-  every kind but that one; `run` is the claim-and-run loop both use.
+  every kind but that one; `run` (`bot.delivery.tick`) is the claim-and-run loop both use.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Collection, Mapping, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Sequence
 from datetime import datetime, timedelta
 from types import MappingProxyType
-from typing import Any, cast
+from typing import Any
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import CursorResult, Row, update
+from sqlalchemy import Row
 from sqlalchemy.orm import Session
 
 from bot.delivery import autopilot, status_board, triggers
+from bot.delivery.tick import LEASE as LEASE
+from bot.delivery.tick import Body, InTransaction, Prepared, finished
+from bot.delivery.tick import Claimed as Claimed
+from bot.delivery.tick import Job as Job
+from bot.delivery.tick import mark as mark
+from bot.delivery.tick import run as run
 from bot.domain import flagging as flag_rules
 from bot.domain import rollouts
 from bot.domain.schedule import (
@@ -58,7 +60,7 @@ from bot.domain.schedule import (
     step_end,
 )
 from bot.domain.soak import soak_status
-from bot.observe import logs, telemetry
+from bot.observe import logs
 from bot.services import Services
 from bot.usecases import announcing, flagging, measure, views
 from messages import digest as texts
@@ -66,84 +68,12 @@ from messages.blocks import Message
 from messages.views import EventView, RolloutView, SnapshotView
 from storage import job_queries, queries
 from storage.enums import ItemKind, RolloutStatus, SnapshotKind
-from storage.models import DueJob, Rollout, Step
+from storage.models import Rollout, Step
 
 log = logging.getLogger(__name__)
 
-LEASE = timedelta(minutes=5)
 READY_RECHECK = timedelta(hours=1)
 READY_FIRST = timedelta(minutes=10)  # an overdue reminder waits this long for a ready check due with it
-
-
-@dataclass(frozen=True)
-class Claimed:
-    id: int
-    rollout_id: int
-    kind: str
-    data: dict[str, Any]
-    last_run_at: datetime | None
-    now: datetime  # the tick's time: what was due then is what this run covers
-    lease: datetime  # the claim's token: the row's due_at while this run holds it
-    # Set when the job wrote its row's next time in its own transaction (`_in_transaction`):
-    # then there is no separate `_finish`.
-    settled: list[bool] = field(default_factory=list, compare=False)
-
-
-Job = Callable[[Services, Claimed], Due | None]
-
-# Jobs whose run writes nothing that another job of the same tick reads (the watch only reads,
-# or writes in transactions of its own): their rows are settled together at the end of the tick.
-SETTLED_TOGETHER = frozenset({Kind.WATCH})
-
-
-# --- the tick --------------------------------------------------------------------------------
-def _claim(svc: Services, now: datetime, limit: int, kinds: Collection[str]) -> list[Claimed]:
-    lease = now + LEASE
-    with svc.db.transaction() as session:
-        rows = job_queries.due_rows(session=session, now=now, limit=limit, kinds=kinds)
-        for r in rows:
-            telemetry.DUE_JOB_LAG.labels(r.kind).observe(max(0.0, (now - r.due_at).total_seconds()))
-        claimed = [Claimed(r.id, r.rollout_id, r.kind, dict(r.data), r.last_run_at, now, lease) for r in rows]
-        if claimed:
-            job_queries.lease_due_rows(session=session, ids=[c.id for c in claimed], lease=lease)
-    return claimed
-
-
-def _finish(svc: Services, job: Claimed, nxt: Due | None) -> None:
-    with svc.db.transaction() as session:
-        _settle(session, job, nxt)
-
-
-def _settle(session: Session, job: Claimed, nxt: Due | None) -> None:
-    """The row's next time (or its end), only while the claim's token still holds."""
-    job_queries.settle_due_row(
-        session=session,
-        job_id=job.id,
-        token=job.lease,
-        ran_at=job.now,
-        next_at=None if nxt is None else nxt.at,
-        next_data=None if nxt is None else nxt.data,
-    )
-
-
-def _in_transaction(svc: Services, job: Claimed, decide: Callable[[Session], Due | None]) -> Due | None:
-    """Runs `decide` and records the row's next time in one transaction: what the job queued
-    and when it runs again commit together (and one commit, not two)."""
-    with svc.db.transaction() as session:
-        nxt = decide(session)
-        _settle(session, job, nxt)
-    job.settled.append(True)
-    return nxt
-
-
-def mark(svc: Services, job: Claimed, data: dict[str, Any]) -> bool:
-    """Writes `data` into the claimed row while the claim holds (its token is unchanged);
-    False when it does not, and the row is someone else's now."""
-    with svc.db.transaction() as session:
-        done = session.execute(
-            update(DueJob).where(DueJob.id == job.id, DueJob.due_at == job.lease).values(data=data)
-        )
-    return bool(cast("CursorResult[Any]", done).rowcount)
 
 
 def run_due(svc: Services, *, limit: int = 100) -> int:
@@ -151,48 +81,6 @@ def run_due(svc: Services, *, limit: int = 100) -> int:
     jobs ran to the end; one that fails is logged and retried after its lease, and the others
     carry on."""
     return run(svc, JOBS, limit=limit)
-
-
-def run(svc: Services, table: Mapping[str, Job], *, limit: int) -> int:
-    """Claims the due rows of the kinds in `table` and runs each with its job. The rows of
-    jobs that wrote nothing of their own (`SETTLED_TOGETHER`) get their next times in one
-    transaction after the others, each still only while its claim's token holds."""
-    ran = 0
-    together: list[tuple[Claimed, Due | None]] = []
-    for job in _claim(svc, svc.clock(), limit, tuple(table)):
-        with logs.scope(job=job.kind, rollout_id=job.rollout_id):
-            try:
-                nxt = table[job.kind](svc, job)
-                if job.settled or job.kind not in SETTLED_TOGETHER:
-                    if not job.settled:
-                        _finish(svc, job, nxt)
-                    ran += 1
-                    telemetry.DUE_JOBS.labels(job.kind, "ok").inc()
-                else:
-                    together.append((job, nxt))
-            except Exception:
-                telemetry.DUE_JOBS.labels(job.kind, "failed").inc()
-                log.exception(
-                    "%s job of rollout %s failed; it is retried after its lease", job.kind, job.rollout_id
-                )
-    if together:
-        kinds = [job.kind for job, _ in together]
-        try:
-            with svc.db.transaction() as session:
-                for job, nxt in together:
-                    _settle(session, job, nxt)
-        except Exception:
-            for kind in kinds:
-                telemetry.DUE_JOBS.labels(kind, "failed").inc()
-            ids = [job.rollout_id for job, _ in together]
-            log.exception(
-                "the rows of %s jobs of rollouts %s were not settled; retried after their lease", kinds, ids
-            )
-        else:
-            ran += len(together)
-            for kind in kinds:
-                telemetry.DUE_JOBS.labels(kind, "ok").inc()
-    return ran
 
 
 # --- the jobs --------------------------------------------------------------------------------
@@ -210,10 +98,8 @@ def _at_step(job: Claimed, rollout: Rollout | RolloutView) -> bool:
     return (job.data.get("phase"), job.data.get("step")) == (rollout.phase_index, rollout.step_index)
 
 
-def _step(session: Session, rollout: Rollout | RolloutView) -> Step:
-    step = job_queries.step_at(
-        session=session, rollout_id=rollout.id, phase_index=rollout.phase_index, step_index=rollout.step_index
-    )
+def _step(rollout: Rollout | RolloutView, step: Step | None) -> Step:
+    """The step the rollout is at, read with it (`job_queries.rollout_and_step` and the like)."""
     if step is None:
         raise LookupError(f"rollout {rollout.id} has no step {rollout.phase_index}:{rollout.step_index}")
     return step
@@ -245,27 +131,24 @@ def _queue(
     return announcing.queue(session, rollout, announcing.Announcement(milestone, thread, line), now)
 
 
-def _digest(svc: Services, job: Claimed) -> Due | None:
+def _digest(session: Session, job: Claimed) -> Due | None:
     """The digest of what happened since the last run; none at all (thread, stakeholders,
     chart) when nothing did: a daily "nothing happened" teaches people to skip digests.
     Its progress chart is queued, not drawn: it follows the text into the status thread.
     One transaction, news or not: the events are read once, and the row's next time commits
     with what was queued."""
     scheduled = datetime.fromisoformat(job.data["at"])  # the slot, not the (maybe late) run
-    return _in_transaction(svc, job, lambda session: _digest_in(session, job, scheduled))
-
-
-def _digest_in(session: Session, job: Claimed, scheduled: datetime) -> Due | None:
-    rollout = job_queries.job_rollout_row(session=session, rollout_id=job.rollout_id)
-    if rollout is None or not rollout.status.is_open:
+    found = job_queries.digest_row(session=session, rollout_id=job.rollout_id)
+    if found is None or not found[0].status.is_open:
         return None
+    rollout, at_step, check = found
     mine: dict[str, Any] = {"session": session, "rollout_id": rollout.id}
     events = _event_views(job_queries.events_between(**mine, after=job.last_run_at, until=job.now))
     if not texts.has_news(events):
         return planned_digest(rollout, job.now)
     tz = rollout.timezone
     local_date = scheduled.astimezone(ZoneInfo(tz)).date().isoformat()
-    view, step = _view(session, rollout.id), _step(session, rollout)
+    view, step = _view(session, rollout.id), _step(rollout, at_step)
     soak = soak_status(
         rollout.step_started_at, step.min_business_days, job.now, tz=tz, country=rollout.country
     )
@@ -273,9 +156,7 @@ def _digest_in(session: Session, job: Claimed, scheduled: datetime) -> Due | Non
         view,
         scheduled=scheduled,
         events=events,
-        check=_check_view(
-            job_queries.latest_check(**mine, phase_index=rollout.phase_index, step_index=rollout.step_index)
-        ),
+        check=_check_view(check),
         soak=soak.describe(rollouts.display_title(step), tz),
         unchecked=_open_exit_criteria(view),
     )
@@ -293,7 +174,7 @@ def _event_views(rows: Sequence[Row[Any]]) -> tuple[EventView, ...]:
     )
 
 
-def _check_view(row: Row[Any] | None) -> SnapshotView | None:
+def _check_view(row: Row[Any] | job_queries.Check | None) -> SnapshotView | None:
     blockers = () if row is None else (row.verdict or {}).get("blockers", ())
     return None if row is None else SnapshotView(row.taken_at, row.passed, tuple(map(str, blockers)))
 
@@ -305,34 +186,38 @@ def _queue_chart(session: Session, rollout_id: int, local_date: str, now: dateti
     job_queries.put_due_row(session=session, rollout_id=rollout_id, kind=Kind.CHART, due_at=now, data=data)
 
 
-def _ready(svc: Services, job: Claimed) -> Due | None:
-    """The gate exactly as Advance runs it (bot.advancing), so "green" here is green there."""
+def _ready(svc: Services, job: Claimed) -> Body:
+    """The gate exactly as Advance runs it (bot.advancing), so "green" here is green there.
+    Reads the row and Datadog first, in no transaction; returns the decision, which runs in one."""
     with svc.db.reading() as session:
         rollout = job_queries.job_rollout_row(session=session, rollout_id=job.rollout_id)
         if rollout is None or rollout.status is not RolloutStatus.ACTIVE:
-            return None  # a resume plans it again
+            return finished(None)  # a resume plans it again
         if not _at_step(job, rollout):
-            return _replan(session, rollout.id, Kind.READY, job.now)
+            return finished(_replan(session, rollout.id, Kind.READY, job.now))
         milestone = f"ready:{rollout.phase_index}:{rollout.step_index}"
         if job_queries.key_queued(
             session=session, dedupe_key=announcing.dedupe_key(rollout.id, milestone, rollout.channel_id)
         ):
-            return None
+            return finished(None)
     logs.bind_rollout(rollout)
     now = svc.clock()
     current, controls, _ = measure.read_metrics(svc, rollout, now)
 
-    def decide(session: Session) -> Due | None:
+    def decide(session: Session, job: Claimed) -> Due | None:
         # Read again, locked (`FOR UPDATE` of the row on Postgres): the Datadog reads above take
         # seconds, and not every write to the row moves its revision (the flag's last look,
         # a pending flag write), so the earlier read is not trusted for the decision.
-        locked = job_queries.lock_rollout_row(session=session, rollout_id=job.rollout_id)
-        if locked is None or locked.status is not RolloutStatus.ACTIVE or not _at_step(job, locked):
+        found = job_queries.rollout_and_step(session=session, rollout_id=job.rollout_id, lock=True)
+        if found is None:
+            return None
+        locked, at_step = found
+        if locked.status is not RolloutStatus.ACTIVE or not _at_step(job, locked):
             return None
         where = {"phase_index": locked.phase_index, "step_index": locked.step_index}
         unchecked = job_queries.gating_exit_criteria(session=session, rollout_id=locked.id, **where)
         baselines = measure.baselines_for(session, locked, controls)
-        gate = measure.evaluate_at(locked, _step(session, locked), unchecked, current, baselines, now)
+        gate = measure.evaluate_at(locked, _step(locked, at_step), unchecked, current, baselines, now)
         measure.record_snapshot(session, locked, SnapshotKind.CHECK, current, gate, now)
         if not gate.passed:
             return Due(now + READY_RECHECK, job.data)
@@ -340,24 +225,20 @@ def _ready(svc: Services, job: Claimed) -> Due | None:
         _queue(session, view, milestone, now, texts.reminder("ready", view, advance=True))
         return None
 
-    return _in_transaction(svc, job, decide)
+    return decide
 
 
-def _overdue(svc: Services, job: Claimed) -> Due | None:
-    return _in_transaction(svc, job, lambda session: _overdue_in(session, job))
-
-
-def _overdue_in(session: Session, job: Claimed) -> Due | None:
+def _overdue(session: Session, job: Claimed) -> Due | None:
     rollout = views.load_rollout(session=session, rollout_id=job.rollout_id)
     if rollout is None or rollout.status != RolloutStatus.ACTIVE.value:
         return None
     tz, country = rollout.timezone, rollout.country
-    end = step_end(_step(session, rollout), rollout.step_started_at, tz=tz, country=country)
+    at_step, ready_queued, ready_now = _step_and_ready_state(session, rollout, job)
+    end = step_end(at_step, rollout.step_started_at, tz=tz, country=country)
     if not _at_step(job, rollout) or job.now < end:
         return _replan(session, rollout.id, Kind.OVERDUE, job.now)
     # One reminder per step: the ready reminder already asks for this advance, and when its
     # check is due in this same run, it goes first (the two never arrive together).
-    ready_queued, ready_now = _ready_state(session, rollout, job)
     if ready_queued:
         return None
     if ready_now:
@@ -367,21 +248,23 @@ def _overdue_in(session: Session, job: Claimed) -> Due | None:
     return None
 
 
-def _ready_state(session: Session, rollout: RolloutView, job: Claimed) -> tuple[bool, bool]:
-    """Is the step's ready reminder queued; is its check due now, or claimed in the same run as `job`?"""
+def _step_and_ready_state(session: Session, rollout: RolloutView, job: Claimed) -> tuple[Step, bool, bool]:
+    """The step the rollout is at; is its ready reminder queued; is its check due now, or
+    claimed in the same run as `job`? One statement."""
     milestone = f"ready:{rollout.phase_index}:{rollout.step_index}"
     key = announcing.dedupe_key(rollout.id, milestone, rollout.channel_id)
-    where: dict[str, Any] = {"session": session, "dedupe_key": key, "rollout_id": rollout.id}
-    queued, due = job_queries.key_queued_and_due_at(**where, kind=Kind.READY)
+    where = {"phase_index": rollout.phase_index, "step_index": rollout.step_index}
+    found = job_queries.step_key_queued_and_due_at(
+        session=session, rollout_id=rollout.id, **where, dedupe_key=key, kind=Kind.READY
+    )
+    if found is None:
+        raise LookupError(f"rollout {rollout.id} has no step {rollout.phase_index}:{rollout.step_index}")
+    step, queued, due = found
     due = due if due is None or due.tzinfo else due.replace(tzinfo=job.now.tzinfo)
-    return queued, due is not None and (due <= job.now or due == job.lease)
+    return step, queued, due is not None and (due <= job.now or due == job.lease)
 
 
-def _stale(svc: Services, job: Claimed) -> Due | None:
-    return _in_transaction(svc, job, lambda session: _stale_in(session, job))
-
-
-def _stale_in(session: Session, job: Claimed) -> Due | None:
+def _stale(session: Session, job: Claimed) -> Due | None:
     rollout = views.load_rollout(session=session, rollout_id=job.rollout_id)
     if rollout is None or not rollout.is_open:
         return None
@@ -436,10 +319,10 @@ def _refresh(svc: Services, job: Claimed) -> Due | None:
 
 
 JOBS: dict[str, Job] = {
-    Kind.DIGEST: _digest,
-    Kind.READY: _ready,
-    Kind.OVERDUE: _overdue,
-    Kind.STALE: _stale,
+    Kind.DIGEST: InTransaction(_digest),
+    Kind.READY: Prepared(_ready),
+    Kind.OVERDUE: InTransaction(_overdue),
+    Kind.STALE: InTransaction(_stale),
     Kind.WATCH: _watch,
     Kind.FLAG_SYNC: _flag_sync,
     Kind.REFRESH: _refresh,

@@ -18,6 +18,7 @@ from typing import cast
 
 from slack_bolt import App, BoltRequest, BoltResponse
 from slack_bolt.lazy_listener.runner import LazyListenerRunner
+from slack_bolt.middleware import Middleware
 from slack_sdk import WebClient
 from sqlalchemy import Connection, Table, insert, select
 from sqlalchemy.dialects.postgresql import insert as postgres_insert
@@ -28,6 +29,7 @@ from sqlalchemy.orm import Session
 from bot.edge import wakeup
 from bot.edge.work_keys import command_fingerprint, interaction_id, not_queued_message, tell, work_key
 from storage.db import Database, DatabaseGone
+from storage.dbapi_writes import Writer
 from storage.models import PendingWork, SeenRequest, utcnow
 
 SEEN = cast(Table, SeenRequest.__table__)
@@ -81,6 +83,8 @@ _REMEMBER = {
     dialect: make(SEEN).on_conflict_do_nothing(index_elements=["key"]).returning(SEEN.c.key)
     for dialect, make in (("postgresql", postgres_insert), ("sqlite", sqlite_insert))
 }
+_QUEUE_KEYS = ("function_name", "body", "headers", "created_at", "request_key", "attempts")
+_REMEMBER_KEYS = ("key", "fingerprint", "created_at")
 
 
 def remember(session: Session | Connection, dialect: str, key: str, fingerprint: str | None) -> bool:
@@ -88,6 +92,19 @@ def remember(session: Session | Connection, dialect: str, key: str, fingerprint:
     stmt = _REMEMBER["postgresql" if dialect == "postgresql" else "sqlite"]
     values = {"key": key, "fingerprint": fingerprint, "created_at": utcnow()}
     return session.execute(stmt, values).scalar() is not None
+
+
+class QueueWrites:
+    """`remember` and the queue's insert, compiled once for the queue's database and run on its
+    pooled DBAPI connection (storage/dbapi_writes.py): through SQLAlchemy's connection they
+    cost four times what the database takes to run them, a fifth of the web worker's CPU per
+    request (bench/web_cpu.py)."""
+
+    def __init__(self, db: Database) -> None:
+        self.writer = Writer(db)
+        flavour = "postgresql" if db.dialect == "postgresql" else "sqlite"
+        self.remember = self.writer.prepare(_REMEMBER[flavour], _REMEMBER_KEYS)
+        self.queue = self.writer.prepare(_QUEUE, _QUEUE_KEYS)
 
 
 class QueuedLazyRunner(LazyListenerRunner):
@@ -102,33 +119,43 @@ class QueuedLazyRunner(LazyListenerRunner):
         self.logger = logger
         self.client = client
         self.nudger = nudger or wakeup.Nudger(None)
+        self.writes = QueueWrites(db)
 
     def start(self, function: Callable[..., None], request: BoltRequest) -> None:
         name = request.lazy_function_name or ""
         headers = {name: list(values) for name, values in request.headers.items()}
+        now = utcnow()
         row = {
             "function_name": name,
             # Socket Mode hands Bolt the payload parsed, without a raw body: queue it as JSON.
             "body": request.raw_body or json.dumps(request.body),
             "headers": headers,
-            "created_at": utcnow(),
+            "created_at": now,
             "request_key": work_key(request.body, name),
+            "attempts": 0,
         }
         state = _delivery.get() or Delivery()
         interaction = interaction_id(request.body)
+        writes = self.writes
         for attempt in range(QUEUE_ATTEMPTS):
             try:
                 self.db.check_same_file()
-                # Core statements on a bare connection: an ORM session cost more than both
-                # statements (bench/profile_web.py).
-                with self.db.writing() as conn:
+                with writes.writer.transaction() as cursor:
                     first = (
                         interaction is None
                         or state.remembered
-                        or remember(conn, self.db.dialect, interaction, command_fingerprint(request.body))
+                        or cursor.execute(
+                            writes.remember,
+                            {
+                                "key": interaction,
+                                "fingerprint": command_fingerprint(request.body),
+                                "created_at": now,
+                            },
+                        )
+                        is not None
                     )
                     if first:
-                        conn.execute(_QUEUE, row)
+                        cursor.execute(writes.queue, row)
                 state.remembered = True
                 if first:
                     self.nudger.nudge()  # after the commit: the row is there to claim
@@ -174,23 +201,36 @@ def queue_lazy_work(app: App, db: Database) -> None:
         # Bolt version has no such method, it keeps its own.
         setattr(app.listener_runner, "_build_lazy_request", _shallow_lazy_request)  # noqa: B010
 
-    @app.middleware
-    def queue_once(request: BoltRequest, next: Callable[[], BoltResponse]) -> BoltResponse:
-        # Only Slack's retries are looked up before the ack: a first delivery has nothing to
-        # find, and one read per request was a sixth of the web worker's CPU. Another
-        # delivery of the same body without the header (a replay) runs its ack again, which
-        # has no side effect, and is dropped where its work is queued (`remember`).
-        retry = request.headers.get("x-slack-retry-num")
-        interaction = interaction_id(request.body) if retry else None
+    app.middleware(QueueOnce(db, runner.logger))
+
+
+class QueueOnce(Middleware):
+    """Acks a retry of work already queued without queuing it again.
+
+    Only Slack's retries are looked up before the ack: a first delivery has nothing to find,
+    and one read per request was a sixth of the web worker's CPU. Another delivery of the
+    same body without the header (a replay) runs its ack again, which has no side effect, and
+    is dropped where its work is queued (`remember`). A `Middleware` rather than a decorated
+    function: Bolt builds every possible argument of a function middleware for each request."""
+
+    def __init__(self, db: Database, logger: logging.Logger) -> None:
+        self.db = db
+        self.logger = logger
+
+    def process(
+        self, *, req: BoltRequest, resp: BoltResponse, next: Callable[[], BoltResponse]
+    ) -> BoltResponse | None:
+        retry = req.headers.get("x-slack-retry-num")
+        interaction = interaction_id(req.body) if retry else None
         if interaction is not None:
-            fingerprint = command_fingerprint(request.body)
+            fingerprint = command_fingerprint(req.body)
             try:
-                with db.connected() as conn:
+                with self.db.connected() as conn:
                     again = seen_before(conn, interaction, fingerprint)
             except SQLAlchemyError:
                 again = False  # queuing will find out, and say so
             if again:
                 # Its work is queued or done: ack, and say nothing twice.
-                runner.logger.info("%s already queued: retry %s dropped", interaction, retry)
+                self.logger.info("%s already queued: retry %s dropped", interaction, retry)
                 return BoltResponse(status=200, body="")
         return next()

@@ -5,7 +5,8 @@ The web process only verifies, acks and queues: Bolt hands every lazy listener t
 `pending_work` and nudges the work process (bot/edge/wakeup.py). The work process
 (`rollout-bot work`, started by `serve`) claims rows and dispatches each to its own copy of the
 app with Bolt's lazy-only headers, so exactly that listener function runs there, as it would
-have in a thread. Acks never wait behind Datadog, the database or Slack calls of earlier
+have in a thread: called directly with Bolt's arguments, matched only among the listeners
+with a function of that name (`bot/edge/lazy_calls.py`), not through the whole chain again. Acks never wait behind Datadog, the database or Slack calls of earlier
 requests, and the two processes use the machine's cores instead of sharing one GIL. The work
 process waits for a nudge between claims and looks at the queue every second without one
 (work queued by another replica, a lost nudge); on SQLite it takes the queue's write lock only
@@ -57,6 +58,7 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from bot.edge import wakeup
 from bot.edge.context import request_scope
+from bot.edge.lazy_calls import LazyCalls
 
 # The web process's half, named here too: the queue is one thing to its callers.
 from bot.edge.queuing import Delivery as Delivery
@@ -205,7 +207,7 @@ def request_of(work: Work) -> BoltRequest:
     return BoltRequest(body=work.body, headers=headers)
 
 
-def run(app: App, work: Work, request: BoltRequest | None = None) -> bool:
+def run(app: App | LazyCalls, work: Work, request: BoltRequest | None = None) -> bool:
     """Runs the work; False when Bolt itself failed (listeners answer their own errors)."""
     waited = (utcnow() - work.created_at).total_seconds()
     telemetry.WORK_WAIT_SECONDS.labels(work.function_name).observe(max(0.0, waited))
@@ -245,6 +247,7 @@ class Worker:
         wake_address: str | None = None,
     ) -> None:
         self.app, self.db, self.threads, self.main = app, db, threads, main
+        self._calls = LazyCalls(app)  # the listener function each row names, called directly
         self.lease_s, self.attempts = lease_s, attempts
         self.owner = f"{socket.gethostname()[:60]}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
         self._pool = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="work")
@@ -280,7 +283,7 @@ class Worker:
                 )
                 done = True
             else:
-                done = run(self.app, work, request)
+                done = run(self._calls, work, request)
             if not done:
                 release(self.db, work, RETRY_AFTER_S * work.attempts)
         except Exception:

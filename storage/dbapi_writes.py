@@ -1,0 +1,123 @@
+"""Write transactions on the pooled DBAPI connection, for the hottest path there is: the web
+process queuing the work behind every ack (bot/edge/queuing.py).
+
+A Core statement on a SQLAlchemy connection costs several times what SQLite takes to run it
+(an execution context, events, result set-up, and the same again for `BEGIN` and `COMMIT`:
+0.37 ms of CPU per queued request against 0.09 ms here, bench/web_cpu.py). So a statement is
+compiled once for the database's dialect (`Prepared`), its values converted by the very bind
+processors SQLAlchemy would use (UTC datetimes, JSON), and run on the DBAPI connection the
+engine's pool hands out, with its connect and checkout hooks (SQLite's pragmas, Postgres'
+ping of a connection in doubt) as for any other transaction.
+
+Only for statements whose values are plain columns of one table, and only where nothing else
+is owed: no ORM, no `handling` key, no `after_commit` hook (storage/db.py).
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from typing import Any, cast
+
+from sqlalchemy.engine import Dialect
+from sqlalchemy.exc import DBAPIError
+from sqlalchemy.sql.compiler import SQLCompiler
+from sqlalchemy.sql.expression import ClauseElement
+
+from storage.db import SQLITE_BUSY_TIMEOUT_S, Database
+
+
+class Prepared:
+    """`statement` compiled once for `dialect`, taking values for the columns `keys` (each
+    given at every call: a column's Python-side default is not applied here)."""
+
+    def __init__(self, statement: ClauseElement, dialect: Dialect, keys: Sequence[str]) -> None:
+        compiled = cast(SQLCompiler, statement.compile(dialect=dialect, column_keys=list(keys)))
+        self.sql = str(compiled)
+        binds = compiled.binds
+        self.names: list[str] = list(compiled.positiontup or []) if dialect.positional else list(binds)
+        missing = set(self.names) - set(keys)
+        if missing:
+            raise ValueError(f"{statement} needs values for {sorted(missing)} too")
+        self.processors = {
+            name: binds[name].type.dialect_impl(dialect).bind_processor(dialect) for name in self.names
+        }
+        self.positional = dialect.positional
+
+    def parameters(self, values: Mapping[str, Any]) -> Sequence[Any] | dict[str, Any]:
+        converted = {}
+        for name in self.names:
+            process = self.processors[name]
+            value = values[name]
+            converted[name] = process(value) if process is not None and value is not None else value
+        return [converted[name] for name in self.names] if self.positional else converted
+
+
+class Writer:
+    """Write transactions for one `Database` on its pooled DBAPI connections. On SQLite this
+    process's writers through it take turns on a lock before `BEGIN IMMEDIATE`, as
+    `Database.writing` does (the turns are per Writer: give each database one)."""
+
+    def __init__(self, db: Database) -> None:
+        self.db = db
+        self.dialect = db.engine.dialect
+        self.sqlite = db.dialect == "sqlite"
+        self._turns = threading.Lock() if self.sqlite else None
+
+    def prepare(self, statement: ClauseElement, keys: Sequence[str]) -> Prepared:
+        return Prepared(statement, self.dialect, keys)
+
+    @contextmanager
+    def transaction(self) -> Iterator[Cursor]:
+        """Committed when the block ends, rolled back if it raises. A DBAPI error comes out as
+        SQLAlchemy's `DBAPIError`, as from any other statement; a connection the database
+        dropped (a restart) is thrown away, not handed out again."""
+        got = self._turns.acquire(timeout=SQLITE_BUSY_TIMEOUT_S) if self._turns is not None else False
+        try:
+            try:
+                connection = self.db.engine.raw_connection()
+            except self.dialect.loaded_dbapi.Error as error:
+                raise DBAPIError.instance(None, None, error, self.dialect.loaded_dbapi.Error) from error
+            try:
+                cursor = Cursor(connection.cursor())
+                try:
+                    if self.sqlite:
+                        cursor.raw.execute("BEGIN IMMEDIATE")
+                    yield cursor
+                    connection.commit()
+                except self.dialect.loaded_dbapi.Error as error:
+                    gone = self.dialect.is_disconnect(error, connection.dbapi_connection, cursor.raw)
+                    if gone:
+                        connection.invalidate(error)
+                    else:
+                        connection.rollback()
+                    raise DBAPIError.instance(
+                        cursor.last, None, error, self.dialect.loaded_dbapi.Error, connection_invalidated=gone
+                    ) from error
+                except BaseException:
+                    connection.rollback()
+                    raise
+                finally:
+                    cursor.raw.close()
+            finally:
+                connection.close()  # back to the pool (rolled back there if still open)
+        finally:
+            if got and self._turns is not None:
+                self._turns.release()
+
+
+class Cursor:
+    """A DBAPI cursor inside `Writer.transaction`, running `Prepared` statements."""
+
+    def __init__(self, raw: Any) -> None:
+        self.raw = raw
+        self.last: str | None = None
+
+    def execute(self, prepared: Prepared, values: Mapping[str, Any]) -> Any:
+        """Runs the statement; the first row it returned (RETURNING), or None."""
+        self.last = prepared.sql
+        self.raw.execute(prepared.sql, prepared.parameters(values))
+        if self.raw.description is None:
+            return None
+        return self.raw.fetchone()

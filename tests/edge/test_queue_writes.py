@@ -1,0 +1,151 @@
+"""The web process queues each interaction's work once, on its pooled DBAPI connection
+(storage/dbapi_writes.py): the rows read back as SQLAlchemy wrote them, a second delivery is
+dropped however the deliveries interleave, and a failed write is a SQLAlchemy error that
+leaves nothing behind. On SQLite and on Postgres."""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+from datetime import UTC, datetime
+from urllib.parse import urlencode
+
+import pytest
+from slack_bolt import BoltRequest
+from sqlalchemy import insert, select
+from sqlalchemy.exc import SQLAlchemyError
+
+from bot.edge.queuing import QueuedLazyRunner, delivery
+from bot.edge.work_keys import command_fingerprint
+from storage.db import Database
+from storage.dbapi_writes import Writer
+from storage.models import PendingWork, SeenRequest, utcnow
+
+LOG = logging.getLogger("test")
+
+
+def command(text: str, trigger: str, user: str = "W1") -> BoltRequest:
+    body = urlencode(
+        {
+            "team_id": "T1",
+            "channel_id": "C1",
+            "user_id": user,
+            "command": "/rollout",
+            "text": text,
+            "trigger_id": trigger,
+            "response_url": "http://127.0.0.1:9/response",
+        }
+    )
+    request = BoltRequest(body=body, headers={"content-type": "application/x-www-form-urlencoded"})
+    request.lazy_function_name = "work"
+    return request
+
+
+def click(ts: str, user: str = "W1") -> BoltRequest:
+    payload = {
+        "type": "block_actions",
+        "team": {"id": "T1"},
+        "user": {"id": user},
+        "actions": [{"action_id": "checklist_toggle", "action_ts": ts, "block_id": "checklist:1:0:t0"}],
+    }
+    request = BoltRequest(
+        body=urlencode({"payload": json.dumps(payload)}),
+        headers={"content-type": "application/x-www-form-urlencoded", "x-slack-signature": "v0=abc"},
+    )
+    request.lazy_function_name = "toggle"
+    return request
+
+
+def queued(db: Database) -> list[PendingWork]:
+    with db.reading() as session:
+        return list(session.scalars(select(PendingWork).order_by(PendingWork.id)))
+
+
+def seen(db: Database) -> dict[str, str | None]:
+    with db.reading() as session:
+        return {row.key: row.fingerprint for row in session.scalars(select(SeenRequest))}
+
+
+def test_a_typed_command_is_queued_as_it_arrived(db: Database) -> None:
+    runner = QueuedLazyRunner(db, LOG)
+    request = command("status checkout-v2", "trig-1")
+    before = utcnow()
+    with delivery():
+        runner.start(lambda: None, request)
+    [row] = queued(db)
+    assert row.function_name == "work"
+    assert row.body == request.raw_body
+    assert row.headers == {"content-type": ["application/x-www-form-urlencoded"]}
+    assert row.request_key == "command:T1:trig-1/work"
+    assert row.attempts == 0 and row.claimed_until is None and row.claimed_by is None
+    assert row.created_at.tzinfo is not None and before <= row.created_at <= utcnow()
+    assert seen(db) == {"command:T1:trig-1": command_fingerprint(request.body)}
+
+
+def test_a_click_delivered_twice_is_queued_once(db: Database) -> None:
+    runner = QueuedLazyRunner(db, LOG)
+    with delivery():
+        runner.start(lambda: None, click("1700000000.000100"))
+    with delivery():
+        runner.start(lambda: None, click("1700000000.000100"))  # Slack's second delivery
+    with delivery():
+        runner.start(lambda: None, click("1700000000.000200"))  # another click
+    assert [row.request_key for row in queued(db)] == [
+        "action:T1:W1:1700000000.000100/toggle",
+        "action:T1:W1:1700000000.000200/toggle",
+    ]
+    assert queued(db)[0].headers["x-slack-signature"] == ["v0=abc"]
+    assert set(seen(db)) == {"action:T1:W1:1700000000.000100", "action:T1:W1:1700000000.000200"}
+
+
+def test_one_delivery_with_two_lazy_functions_queues_both(db: Database) -> None:
+    runner = QueuedLazyRunner(db, LOG)
+    first, second = command("start x", "trig-2"), command("start x", "trig-2")
+    second.lazy_function_name = "announce"
+    with delivery():
+        runner.start(lambda: None, first)
+        runner.start(lambda: None, second)
+    assert [row.function_name for row in queued(db)] == ["work", "announce"]
+
+
+def test_deliveries_racing_from_many_threads_queue_each_interaction_once(db: Database) -> None:
+    runner = QueuedLazyRunner(db, LOG)
+    clicks = [f"1700000001.{n:06d}" for n in range(20)]
+    barrier = threading.Barrier(8)
+
+    def deliver() -> None:
+        barrier.wait()
+        for ts in clicks:  # every thread delivers every click
+            with delivery():
+                runner.start(lambda: None, click(ts))
+
+    threads = [threading.Thread(target=deliver) for _ in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    keys = [row.request_key for row in queued(db)]
+    assert sorted(keys) == sorted(f"action:T1:W1:{ts}/toggle" for ts in clicks)
+
+
+def test_a_failed_write_is_rolled_back_and_said_as_a_sqlalchemy_error(db: Database) -> None:
+    writer = Writer(db)
+    queue = writer.prepare(
+        insert(PendingWork), ["function_name", "body", "headers", "created_at", "attempts"]
+    )
+    when = datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC)
+    row = {"function_name": "work", "body": "{}", "headers": {}, "created_at": when, "attempts": 0}
+    with pytest.raises(SQLAlchemyError), writer.transaction() as cursor:
+        cursor.execute(queue, row)
+        cursor.execute(queue, {**row, "body": None})  # NOT NULL
+    assert queued(db) == []
+    with writer.transaction() as cursor:  # the connection went back to the pool usable
+        cursor.execute(queue, row)
+    [stored] = queued(db)
+    assert stored.created_at == when and stored.request_key is None
+
+
+def test_a_statement_is_prepared_only_with_every_value_it_needs(db: Database) -> None:
+    with pytest.raises(ValueError, match="request_key"):
+        Writer(db).prepare(insert(PendingWork).values(request_key=None), ["function_name"])
