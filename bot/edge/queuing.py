@@ -29,7 +29,7 @@ from sqlalchemy.orm import Session
 from bot.edge import wakeup
 from bot.edge.work_keys import command_fingerprint, interaction_id, not_queued_message, tell, work_key
 from storage.db import Database, DatabaseGone
-from storage.dbapi_writes import Writer
+from storage.dbapi_writes import Cursor, Writer
 from storage.models import PendingWork, SeenRequest, utcnow
 
 SEEN = cast(Table, SeenRequest.__table__)
@@ -87,13 +87,6 @@ _QUEUE_KEYS = ("function_name", "body", "headers", "created_at", "request_key", 
 _REMEMBER_KEYS = ("key", "fingerprint", "created_at")
 
 
-def remember(session: Session | Connection, dialect: str, key: str, fingerprint: str | None) -> bool:
-    """Records the interaction as queued; False if another delivery of it got there first."""
-    stmt = _REMEMBER["postgresql" if dialect == "postgresql" else "sqlite"]
-    values = {"key": key, "fingerprint": fingerprint, "created_at": utcnow()}
-    return session.execute(stmt, values).scalar() is not None
-
-
 class QueueWrites:
     """`remember` and the queue's insert, compiled once for the queue's database and run on its
     pooled DBAPI connection (storage/dbapi_writes.py): through SQLAlchemy's connection they
@@ -103,8 +96,13 @@ class QueueWrites:
     def __init__(self, db: Database) -> None:
         self.writer = Writer(db)
         flavour = "postgresql" if db.dialect == "postgresql" else "sqlite"
-        self.remember = self.writer.prepare(_REMEMBER[flavour], _REMEMBER_KEYS)
+        self._remember = self.writer.prepare(_REMEMBER[flavour], _REMEMBER_KEYS)
         self.queue = self.writer.prepare(_QUEUE, _QUEUE_KEYS)
+
+    def remember(self, cursor: Cursor, key: str, fingerprint: str | None) -> bool:
+        """Records the interaction as queued; False if another delivery of it got there first."""
+        values = {"key": key, "fingerprint": fingerprint, "created_at": utcnow()}
+        return cursor.execute(self._remember, values) is not None
 
 
 class QueuedLazyRunner(LazyListenerRunner):
@@ -144,15 +142,7 @@ class QueuedLazyRunner(LazyListenerRunner):
                     first = (
                         interaction is None
                         or state.remembered
-                        or cursor.execute(
-                            writes.remember,
-                            {
-                                "key": interaction,
-                                "fingerprint": command_fingerprint(request.body),
-                                "created_at": now,
-                            },
-                        )
-                        is not None
+                        or writes.remember(cursor, interaction, command_fingerprint(request.body))
                     )
                     if first:
                         cursor.execute(writes.queue, row)

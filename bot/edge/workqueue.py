@@ -63,9 +63,9 @@ from bot.edge.lazy_calls import LazyCalls
 # The web process's half, named here too: the queue is one thing to its callers.
 from bot.edge.queuing import Delivery as Delivery
 from bot.edge.queuing import QueuedLazyRunner as QueuedLazyRunner
+from bot.edge.queuing import QueueWrites as QueueWrites
 from bot.edge.queuing import delivery as delivery
 from bot.edge.queuing import queue_lazy_work as queue_lazy_work
-from bot.edge.queuing import remember as remember
 from bot.edge.queuing import seen_before as seen_before
 from bot.edge.work_keys import gave_up_message, tell
 from bot.observe import telemetry

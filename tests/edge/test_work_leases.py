@@ -13,7 +13,7 @@ from sqlalchemy import func, insert, select, update
 
 from bot.edge import workqueue
 from bot.edge.work_keys import command_fingerprint, interaction_id, work_key
-from bot.edge.workqueue import Worker, claim, finish, purge, release, remember, renew, seen_before
+from bot.edge.workqueue import QueueWrites, Worker, claim, finish, purge, release, renew, seen_before
 from bot.usecases import checklist
 from bot.usecases.checklist import ItemChange
 from storage.db import AlreadyHandled, Database, handling
@@ -209,9 +209,10 @@ def test_interaction_ids_are_what_slack_sends_again() -> None:
 
 
 def test_an_interaction_is_remembered_once(db: Database) -> None:
-    with db.transaction() as session:
-        assert remember(session, db.dialect, "command:T:1", "f1")
-        assert not remember(session, db.dialect, "command:T:1", "f1")
+    writes = QueueWrites(db)
+    with writes.writer.transaction() as cursor:
+        assert writes.remember(cursor, "command:T:1", "f1")
+        assert not writes.remember(cursor, "command:T:1", "f1")
     with db.reading() as session:
         assert seen_before(session, "command:T:1", None)
         assert not seen_before(session, "command:T:2", None)
