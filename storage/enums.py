@@ -16,6 +16,10 @@ class RolloutStatus(StrEnum):
 
 
 OPEN_STATUSES = (RolloutStatus.ACTIVE.value, RolloutStatus.PAUSED.value)
+# The condition of the partial unique index on open names, as SQL text: a query that is to use
+# that index writes the same words (a database sees only that its own condition implies the
+# index's, which a bound `IN (?, ?)` never shows).
+OPEN_WHERE = f"status IN {OPEN_STATUSES!r}"
 
 
 class ItemKind(StrEnum):

@@ -21,7 +21,14 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
-from storage.enums import OPEN_STATUSES, EventKind, ItemKind, OutboxState, RolloutStatus, SnapshotKind
+from storage.enums import (
+    OPEN_WHERE,
+    EventKind,
+    ItemKind,
+    OutboxState,
+    RolloutStatus,
+    SnapshotKind,
+)
 
 
 class UTCDateTime(TypeDecorator[datetime]):
@@ -99,8 +106,8 @@ class Rollout(Base):
             "team_id",
             "feature_key",
             unique=True,
-            sqlite_where=text(f"status IN {OPEN_STATUSES!r}"),
-            postgresql_where=text(f"status IN {OPEN_STATUSES!r}"),
+            sqlite_where=text(OPEN_WHERE),
+            postgresql_where=text(OPEN_WHERE),
         ),
         Index("ix_rollout_channel", "team_id", "channel_id", "status"),
     )

@@ -20,7 +20,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import Session, selectinload
 
-from storage.enums import OPEN_STATUSES, EventKind, SnapshotKind
+from storage.enums import OPEN_STATUSES, OPEN_WHERE, EventKind, SnapshotKind
 from storage.models import (
     Approver,
     DueJob,
@@ -82,16 +82,15 @@ def open_by_feature(*, session: Session, team_id: str, feature_key: str) -> Open
 
 
 _open = cast("Table", Rollout.__table__).c
-# The open statuses written out as the unique index on open names has them
-# (`uq_rollout_open_feature`, partial: `WHERE status IN (...)`): a database uses a partial index
-# only where the query's own condition implies the index's, which bound parameters never show,
-# so `status IN (?, ?)` read every rollout of the team, one start after another.
+# The open statuses in the very words of the unique index on open names (`OPEN_WHERE`,
+# `uq_rollout_open_feature`): with a bound `status IN (?, ?)` the database could not see that
+# the index applies, and read every rollout of the team, one start after another.
 _OPEN_BY_FEATURE = (
     select(_open.id, _open.feature, _open.channel_id)
     .where(
         _open.team_id == bindparam("team_id"),
         _open.feature_key == bindparam("feature_key"),
-        text(f"rollout.status IN {OPEN_STATUSES!r}"),
+        text(OPEN_WHERE),
     )
     .limit(1)
 )
