@@ -18,8 +18,8 @@ from bot.usecases.views import rollout_view
 from messages.announcements import milestone
 from messages.blocks import Message
 from storage.enums import OutboxState
-from storage.models import Base, OutboxMessage, Phase, Rollout
-from storage.rows import insert_new, plain
+from storage.models import OutboxMessage, Rollout
+from storage.rows import insert_new
 
 QUEUED = "outbox_queued"
 
@@ -180,7 +180,10 @@ def announce_new(
     outbox is not woken: every row of a rollout waits for its status message (WAIT_FOR_STATUS),
     and the commit that records that message makes them due and wakes it
     (`bot.delivery.status_board.post`)."""
-    thread, line = milestone(kind, rollout_view(_without_checklists(rollout)), **extra)
+    # Without the checklist items: a milestone tells who, what, the step it is at and the next
+    # one (`messages.announcements`), never a checklist, and the items are most of a plan's
+    # rows (the announcement is the one the whole view gives: tests/usecases/test_start_rows.py).
+    thread, line = milestone(kind, rollout_view(rollout, items=False), **extra)
     announcement = Announcement(key, thread, line)
     due_at = now + WAIT_FOR_STATUS
     rows = [
@@ -188,21 +191,3 @@ def announce_new(
         for row in _rows(rollout, announcement)
     ]
     insert_new(session, rows, ids=False)
-
-
-def _without_checklists(rollout: Rollout) -> Rollout:
-    """The new rollout (`rollouts.new_rows`' plain objects) as a milestone reads it: its phases
-    and steps, none of its checklist items. A milestone tells who, what, the step it is at and
-    the next one (`messages.announcements`), never a checklist, and the items are most of a
-    plan's rows: a view of each cost more than the rest of the message. The announcement is the
-    one the whole rollout's view gives (tests/usecases/test_start_rows.py)."""
-    phases = [
-        plain(Phase, {**_columns(phase), "steps": phase.steps, "items": []}) for phase in rollout.phases
-    ]
-    shell: Rollout = plain(Rollout, {**_columns(rollout), "phases": phases})
-    return shell
-
-
-def _columns(obj: Base) -> dict[str, Any]:
-    """What a plain object holds (`storage.rows.plain`), without its ORM state."""
-    return {k: v for k, v in obj.__dict__.items() if not k.startswith("_sa_")}

@@ -79,20 +79,21 @@ def step_view(step: Step) -> StepView:
     )
 
 
-def phase_view(phase: Phase, rollout_id: int) -> PhaseView:
+def phase_view(phase: Phase, rollout_id: int, *, items: bool = True) -> PhaseView:
     return PhaseView(
         rollout_id=rollout_id,
         position=phase.position,
         name=phase.name,
         completed_at=phase.completed_at,
         steps=tuple(step_view(s) for s in phase.steps),
-        items=tuple(item_view(i) for i in phase.items),
+        items=tuple(item_view(i) for i in phase.items) if items else (),
         left_by_override=phase.left_by_override,
     )
 
 
-def rollout_view(rollout: Rollout) -> RolloutView:
-    """The rollout with its plan; its phases, steps, items and approvers must be loaded."""
+def rollout_view(rollout: Rollout, *, items: bool = True) -> RolloutView:
+    """The rollout with its plan; its phases, steps, items and approvers must be loaded.
+    Without `items`, its phases have no checklist items (for a reader that shows none)."""
     return RolloutView(
         id=rollout.id,
         feature=rollout.feature,
@@ -115,7 +116,7 @@ def rollout_view(rollout: Rollout) -> RolloutView:
         updated_at=rollout.updated_at,
         digest=rollout.digest,
         digest_time=rollout.digest_time,
-        phases=tuple(phase_view(p, rollout.id) for p in rollout.phases),
+        phases=tuple(phase_view(p, rollout.id, items=items) for p in rollout.phases),
         flag_percent=rollout.flag_percent if flagging.managed(rollout) else None,
         flag_plan_percent=flagging.plan_percent(rollout),
         flag_adopted_percent=rollout.flag_adopted_percent,
