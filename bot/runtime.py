@@ -162,14 +162,11 @@ def serve(settings: Settings) -> None:
     # No connection may cross gunicorn's fork into its worker.
     for database in parts.databases:
         database.dispose()
+    dialect = parts.databases[0].dialect
     if settings.socket_mode:
-        log.info(
-            "Socket Mode, health and metrics on port %s, database %s",
-            settings.port,
-            parts.databases[0].dialect,
-        )
+        log.info("Socket Mode, health and metrics on port %s, database %s", settings.port, dialect)
     else:
-        log.info("HTTP on port %s, database %s", settings.port, parts.databases[0].dialect)
+        log.info("HTTP on port %s, database %s", settings.port, dialect)
     app_token = settings.slack_app_token
     serve_http(
         web,

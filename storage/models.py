@@ -21,14 +21,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
-from storage.enums import (
-    OPEN_WHERE,
-    EventKind,
-    ItemKind,
-    OutboxState,
-    RolloutStatus,
-    SnapshotKind,
-)
+from storage.enums import OPEN_WHERE, EventKind, ItemKind, OutboxState, RolloutStatus, SnapshotKind
 
 
 class UTCDateTime(TypeDecorator[datetime]):
