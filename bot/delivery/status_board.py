@@ -166,13 +166,20 @@ _RECORD_SHOWN = (
 )
 
 
-def post(svc: Services, rollout_id: int) -> str:
+def post(svc: Services, rollout_id: int, shown: RolloutView | None = None) -> str:
     """Posts the status message and remembers its ts. Raises NotInChannel when the bot cannot
-    get into the channel."""
-    with svc.db.connected() as conn:
-        found = views.load_with_message(session=conn, rollout_id=rollout_id)
-    assert found is not None
-    rollout, existing = found
+    get into the channel.
+
+    `shown`: the view its creating transaction committed (`start.opened`), for a rollout that
+    has no status message yet; it is not read back then. A change committed since is caught up
+    below as one that lands while the message is on its way."""
+    if shown is not None:
+        rollout, existing = shown, None
+    else:
+        with svc.db.connected() as conn:
+            found = views.load_with_message(session=conn, rollout_id=rollout_id)
+        assert found is not None
+        rollout, existing = found
     if existing is not None:
         refresh(svc, rollout_id)
         return existing.ts

@@ -180,9 +180,9 @@ def check(
 
 
 def start(svc: Services, actor: Actor, cmd: Start) -> None:
-    rollout_id = starting.start(svc, actor, cmd)
+    rollout_id, shown = starting.opened(svc, actor, cmd)
     try:
-        status_board.post(svc, rollout_id)
+        status_board.post(svc, rollout_id, shown)
     except (NotInChannel, SlackApiError):
         starting.discard(svc, rollout_id)
         raise

@@ -17,6 +17,7 @@ from sqlalchemy.orm import Session
 from bot.usecases.views import rollout_view
 from messages.announcements import milestone
 from messages.blocks import Message
+from messages.views import RolloutView
 from storage.enums import OutboxState
 from storage.models import OutboxMessage, Rollout
 from storage.rows import insert_new
@@ -173,7 +174,14 @@ def queue(
 
 
 def announce_new(
-    session: Session, rollout: Rollout, kind: str, key: str, now: datetime, **extra: Any
+    session: Session,
+    rollout: Rollout,
+    kind: str,
+    key: str,
+    now: datetime,
+    *,
+    view: RolloutView | None = None,
+    **extra: Any,
 ) -> None:
     """`announce` for a rollout created in this very transaction: nothing can be queued under its
     keys yet, so its rows are written in one statement, without looking for earlier ones. The
@@ -183,7 +191,8 @@ def announce_new(
     # Without the checklist items: a milestone tells who, what, the step it is at and the next
     # one (`messages.announcements`), never a checklist, and the items are most of a plan's
     # rows (the announcement is the one the whole view gives: tests/usecases/test_start_rows.py).
-    thread, line = milestone(kind, rollout_view(rollout, items=False), **extra)
+    # A caller holding the whole view already (`view`) passes it instead.
+    thread, line = milestone(kind, view or rollout_view(rollout, items=False), **extra)
     announcement = Announcement(key, thread, line)
     due_at = now + WAIT_FOR_STATUS
     rows = [

@@ -18,6 +18,8 @@ from bot.flags import FlagError, FlagState, valid_flag_key
 from bot.observe import logs
 from bot.services import Actor, Services
 from bot.usecases import announcing, flagging, plan_store, schedule
+from bot.usecases.views import rollout_view
+from messages.views import RolloutView
 from storage import db, queries
 from storage.enums import EventKind
 from storage.models import Rollout
@@ -87,6 +89,14 @@ def start(svc: Services, actor: Actor, cmd: Start) -> int:
 
     With a flag service, the flag must exist; the bot remembers what it says and, when the
     first step exposes users (a 5 % canary), sets it to that step before the commit."""
+    return opened(svc, actor, cmd)[0]
+
+
+def opened(svc: Services, actor: Actor, cmd: Start) -> tuple[int, RolloutView | None]:
+    """`start`, and the view of the rollout as its transaction committed it, for the first
+    status message (`status_board.post`), so it is not read back: built from the very rows that
+    were inserted. None when the flag's first step changed the rollout in the session (its view
+    is read after the commit, as every other change's is)."""
     assert cmd.feature is not None
     plan = plan_store.resolve(svc, actor.team_id, cmd.template or DEFAULT_TEMPLATE)
     tz = _check_timezone(cmd.timezone, svc.settings.default_timezone)
@@ -131,8 +141,13 @@ def start(svc: Services, actor: Actor, cmd: Start) -> int:
             db.wrote_events(session)
             watch = svc.settings.watch_minutes
             if flag is None:
-                announcing.announce_new(session, rollout, "started", "started", now, actor=actor.user_id)
+                # Nothing after this changes the rollout's row or plan: this is what commits.
+                shown = rollout_view(rollout)
+                announcing.announce_new(
+                    session, rollout, "started", "started", now, actor=actor.user_id, view=shown
+                )
                 schedule.schedule_new(session, rollout, now, watch_minutes=watch)
+                return rollout.id, shown
             else:
                 # The flag's first step changes the rollout: from here on it is the session's
                 # (loaded as committed so far), so those changes are written with the rest.
@@ -144,7 +159,7 @@ def start(svc: Services, actor: Actor, cmd: Start) -> int:
                 # Its rows wait for the status message, whose commit wakes the outbox.
                 session.info.pop(announcing.QUEUED, None)
                 schedule.reschedule(session, rollout, now, watch_minutes=watch)
-            return rollout.id
+            return rollout.id, None
     except IntegrityError:
         # Two starts of one name raced past the check; the unique index kept one.
         with svc.db.reading() as session:
