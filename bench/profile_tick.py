@@ -26,7 +26,7 @@ from typing import Any
 
 from benchlib import Fakes, machine_note, postgres_database, run_main
 from scheduler_tick import Bench, services
-from sqlalchemy import Engine, event
+from sqlalchemy import Engine, event, text
 
 from bot.delivery import jobs
 from bot.services import Services
@@ -165,14 +165,49 @@ def profile(url: str, slack_api: str) -> None:
         svc.db.dispose()
 
 
+def _backends(svc: Services) -> list[int]:
+    """The server processes serving this database's connections (Postgres on this machine)."""
+    if svc.db.dialect != "postgresql":
+        return []
+    with svc.db.engine.connect() as conn:
+        pids = conn.execute(
+            text("SELECT pid FROM pg_stat_activity WHERE datname = current_database()")
+        ).scalars()
+        return [pid for pid in pids if Path(f"/proc/{pid}/stat").exists()]
+
+
+def _cpu_seconds(pids: list[int]) -> float:
+    total = 0
+    for pid in pids:
+        try:
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        except FileNotFoundError:
+            continue
+        total += int(fields[11]) + int(fields[12])  # utime, stime in clock ticks
+    return total / os.sysconf("SC_CLK_TCK")
+
+
 def trace(svc: Services, bench: Bench) -> None:
     sql = SqlTrace(svc.db.engine)
+    backends = _backends(svc)  # the pool's connections, opened by the warm-up
+    wall = cpu = server = 0.0
     for _ in range(TICKS):
         bench.arm(5)
         sql.on = True
+        began, began_cpu, began_server = time.perf_counter(), time.thread_time(), _cpu_seconds(backends)
         ran = jobs.run_due(svc)
+        wall += time.perf_counter() - began
+        cpu += time.thread_time() - began_cpu
+        server += _cpu_seconds(backends) - began_server
         sql.on = False
         assert ran == 5, f"a tick ran {ran} of 5 due jobs"
+    # Where a tick's wall time goes: the ticking thread's CPU, the server's (Postgres here:
+    # its backends' CPU from /proc, in clock ticks, so only a sum over many ticks means
+    # anything), and the rest, waiting (round trips, and the CPU other processes hold).
+    print(
+        f"per tick: wall {wall / TICKS * 1000:.1f} ms, ticking thread CPU {cpu / TICKS * 1000:.1f} ms, "
+        f"server CPU {server / TICKS * 1000:.1f} ms ({len(backends)} backends)"
+    )
     sql.report(TICKS)
     sql.explain()
 
