@@ -106,8 +106,8 @@ def _step(rollout: Rollout | RolloutView, step: Step | None) -> Step:
     return step
 
 
-def _view(session: Session, rollout_id: int) -> RolloutView:
-    view = views.load_rollout(session=session, rollout_id=rollout_id)
+def _view(session: Session, rollout_id: int, *, items: bool = True) -> RolloutView:
+    view = views.load_rollout(session=session, rollout_id=rollout_id, items=items)
     if view is None:
         raise LookupError(f"rollout {rollout_id} is gone")
     return view
@@ -222,7 +222,7 @@ def _ready(svc: Services, job: Claimed) -> Body:
         measure.record_snapshot(session, locked, SnapshotKind.CHECK, current, gate, now)
         if not gate.passed:
             return Due(now + READY_RECHECK, job.data)
-        view = _view(session, locked.id)
+        view = _view(session, locked.id, items=False)
         _queue(session, view, milestone, now, texts.reminder("ready", view, advance=True))
         return None
 

@@ -199,5 +199,6 @@ def test_without_items_the_view_is_the_whole_one_less_its_items(db: Database) ->
         whole, phases=tuple(dataclasses.replace(p, items=()) for p in whole.phases)
     )
     said = {"days": 3, "since": "Monday", "planned_end": "Friday"}
-    for kind in ("overdue", "stale"):
+    for kind in ("ready", "overdue", "stale"):
         assert texts.reminder(kind, bare, **said) == texts.reminder(kind, whole, **said)
+    assert texts.reminder("ready", bare, advance=True) == texts.reminder("ready", whole, advance=True)
