@@ -356,23 +356,21 @@ class Fakes:
 
 
 @contextmanager
-def postgres_database(prefix: str) -> Iterator[str]:
-    """A fresh, migrated Postgres database (SQLAlchemy URL), dropped afterwards."""
+def postgres_database(prefix: str, server: str | None = None) -> Iterator[str]:
+    """A fresh, migrated Postgres database (SQLAlchemy URL), dropped afterwards, on `server`
+    (a URL of any database there; POSTGRES_URL by default)."""
+    server = server or POSTGRES_URL
     import psycopg
     from sqlalchemy.engine import make_url
 
     from storage.db import normalize_url
     from storage.migrate import upgrade
 
-    admin = (
-        make_url(normalize_url(POSTGRES_URL))
-        .set(drivername="postgresql")
-        .render_as_string(hide_password=False)
-    )
+    admin = make_url(normalize_url(server)).set(drivername="postgresql").render_as_string(hide_password=False)
     name = f"{prefix}_{uuid.uuid4().hex[:10]}"
     with psycopg.connect(admin, autocommit=True) as conn:
         conn.execute(f'CREATE DATABASE "{name}"')
-    url = make_url(normalize_url(POSTGRES_URL)).set(database=name).render_as_string(hide_password=False)
+    url = make_url(normalize_url(server)).set(database=name).render_as_string(hide_password=False)
     try:
         upgrade(url)
         yield url

@@ -315,6 +315,8 @@ _PLAN = union_all(
         *[null()] * (len(_ITEM_COLUMNS) - 2),
     ).where(_approver.rollout_id == _ID),
 ).order_by(literal_column("1"), literal_column("3"), literal_column("4"))
+# Without the items (most of a plan's rows), for a view whose reader never shows a checklist.
+_PLAN_NO_ITEMS: Any = union_all(_PLAN.selects[0], _PLAN.selects[2]).order_by(*map(literal_column, "134"))
 
 
 class MessageRef(NamedTuple):
@@ -327,13 +329,14 @@ class MessageRef(NamedTuple):
 
 
 def load_rollout(
-    *, session: Session | Connection, rollout_id: int, team_id: str | None = None
+    *, session: Session | Connection, rollout_id: int, team_id: str | None = None, items: bool = True
 ) -> RolloutView | None:
-    """The view of one rollout (of that workspace, if `team_id` is given), or None."""
+    """The view of one rollout (of that workspace, if `team_id` is given), or None; with
+    `items=False` its phases have no checklist items (a reminder shows none)."""
     conn = _connection(session)
     params = {"rollout_id": rollout_id} if team_id is None else {"rollout_id": rollout_id, "team_id": team_id}
     row = conn.execute(_ROLLOUT if team_id is None else _ROLLOUT_OF_TEAM, params).first()
-    return None if row is None else _view(conn, rollout_id, row)
+    return None if row is None else _view(conn, rollout_id, row, _PLAN if items else _PLAN_NO_ITEMS)
 
 
 def load_with_message(
@@ -361,11 +364,11 @@ def _connection(session: Session | Connection) -> Connection:
     return session.connection()
 
 
-def _view(conn: Connection, rollout_id: int, row: Sequence[Any]) -> RolloutView:
+def _view(conn: Connection, rollout_id: int, row: Sequence[Any], parts: Any = _PLAN) -> RolloutView:
     items: dict[int, list[ItemView]] = {}
     approvers: list[str] = []
     plan: dict[int, tuple[Any, list[StepView]]] = {}
-    for r in conn.execute(_PLAN, {"rollout_id": rollout_id}):
+    for r in conn.execute(parts, {"rollout_id": rollout_id}):
         if r[0] == _PLAN_PART:  # phase id, position; step position … left by override; phase
             steps = plan.setdefault(r[1], ((r[2], r[9], r[10], r[11]), []))[1]
             if r[3] is not None:

@@ -179,3 +179,26 @@ def test_another_workspace_or_a_missing_rollout_is_none(db: Database) -> None:
         assert views.load_rollout(session=session, rollout_id=rollout_id, team_id="T_OTHER") is None
         assert views.load_rollout(session=session, rollout_id=rollout_id + 1000) is None
         assert views.load_rollout(session=session, rollout_id=rollout_id) is not None
+
+
+def test_without_items_the_view_is_the_whole_one_less_its_items(db: Database) -> None:
+    """The reminders' view (`items=False`): every field of the whole view, approvers and the
+    stepless phase too, but no checklist item; what a reminder says is the same from either."""
+    from messages import digest as texts
+
+    rollout_id = start(db, "standard", "no-items", flag=True, stepless_phase=True)
+    change(
+        db, rollout_id, lambda r: r.approvers.extend([Approver(user_id="U_ZED"), Approver(user_id="U_AMY")])
+    )
+    whole = assert_same(db, rollout_id)
+    with db.reading() as session:
+        bare = views.load_rollout(session=session, rollout_id=rollout_id, items=False)
+    assert bare is not None and any(p.items for p in whole.phases)
+    assert all(p.items == () for p in bare.phases)
+    assert bare == dataclasses.replace(
+        whole, phases=tuple(dataclasses.replace(p, items=()) for p in whole.phases)
+    )
+    said = {"days": 3, "since": "Monday", "planned_end": "Friday"}
+    for kind in ("ready", "overdue", "stale"):
+        assert texts.reminder(kind, bare, **said) == texts.reminder(kind, whole, **said)
+    assert texts.reminder("ready", bare, advance=True) == texts.reminder("ready", whole, advance=True)
