@@ -104,9 +104,12 @@ class Named(NamedTuple):
 
 
 # Lookups run before every command that names a rollout: plain statements of two columns,
-# built once, instead of whole ORM rows with the plan's JSON decoded.
+# built once, instead of whole ORM rows with the plan's JSON decoded. The open statuses are
+# SQL text (`OPEN_WHERE`), not a bound `IN`: an expanding parameter is rendered into the
+# statement again at every run, about half of the lookup's own CPU time.
 _rollout = cast("Table", Rollout.__table__).c
-_OPEN_FIRST = _rollout.status.in_(OPEN_STATUSES).desc()
+_IS_OPEN = text(OPEN_WHERE)
+_OPEN_FIRST = text(f"({OPEN_WHERE}) DESC")
 _LATEST_BY_FEATURE = (
     select(_rollout.id, _rollout.feature)
     .where(_rollout.team_id == bindparam("team_id"), _rollout.feature_key == bindparam("feature_key"))
@@ -118,7 +121,7 @@ _OPEN_IN_CHANNEL = (
     .where(
         _rollout.team_id == bindparam("team_id"),
         _rollout.channel_id == bindparam("channel_id"),
-        _rollout.status.in_(OPEN_STATUSES),
+        _IS_OPEN,
     )
     .order_by(_rollout.created_at)
 )

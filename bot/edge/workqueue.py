@@ -19,7 +19,11 @@ a nudge for new work starts, or one at most `DONE_WITHIN_S` later). The
 process running it renews the lease while it runs; a process that dies (kill -9, a crashed
 host, another replica's process) leaves the lease to run out (`WORK_LEASE_SECONDS`), and any
 work process claims the row again. A row claimed `WORK_ATTEMPTS` times without finishing is
-dropped and the person is told.
+dropped and the person is told. A claim takes up to as many rows again as the process has
+threads beyond those free: they wait in the process, leased and renewed as running work is,
+and run as threads come free (a stopping process runs them before it ends), so under a burst
+one claim serves a thread's worth of requests; finished rows are then deleted with the claim
+after them.
 
 Once in effect. Running a request again must not change anything twice: the runner names the
 request (`storage.db.handling`, the key of `bot.edge.work_keys`), and the transaction that
@@ -46,6 +50,7 @@ import socket
 import threading
 import time
 import uuid
+from collections import deque
 from collections.abc import Collection
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -118,8 +123,10 @@ _CLAIMABLE = or_(PENDING.c.claimed_until.is_(None), PENDING.c.claimed_until < _a
 _ANY_CLAIMABLE = select(PENDING.c.id).where(_CLAIMABLE).limit(1)
 _PICK = select(PENDING.c.id).where(_CLAIMABLE).order_by(PENDING.c.id).limit(bindparam("limit"))
 _PICK_LOCKED = _PICK.with_for_update(skip_locked=True)
+# One row per statement, run as an executemany: an expanding `IN` list is rendered into the
+# statement again at every claim, which cost twice as much as deleting the rows one by one.
 _DELETE_DONE = delete(PENDING).where(
-    PENDING.c.id.in_(bindparam("done", expanding=True)), PENDING.c.claimed_by == bindparam("owner")
+    PENDING.c.id == bindparam("done"), PENDING.c.claimed_by == bindparam("owner")
 )
 
 
@@ -152,7 +159,7 @@ def claim(db: Database, limit: int, *, lease_s: float, owner: str, done: Collect
     params = {"now": now, "limit": limit, "owner": owner, "until": now + timedelta(seconds=lease_s)}
     with db.writing() as conn:
         if done:
-            conn.execute(_DELETE_DONE, {"done": list(done), "owner": owner})
+            conn.execute(_DELETE_DONE, [{"done": row_id, "owner": owner} for row_id in done])
         if db.dialect == "postgresql":
             # The rows are picked (and locked) by a statement of their own: as a subquery of the
             # UPDATE, Postgres may run a LIMIT … SKIP LOCKED more than once and lease more rows.
@@ -262,6 +269,10 @@ class Worker:
         # again at once instead of at its next poll.
         self._wake = threading.Event()
         self.wake_address = wake_address
+        # Claimed ahead of a free thread (leased, and renewed as running work is): under a
+        # burst one claim then serves a thread's worth of requests, where each thread that came
+        # free used to cost a write transaction of its own.
+        self._ahead: deque[Work] = deque()
 
     def _already_done(self, work: Work) -> bool:
         """A row claimed again whose change is committed: its process died after the commit."""
@@ -349,6 +360,27 @@ class Worker:
             self._stop.wait(1)
             return []
 
+    def _next(self, free: int) -> list[Work]:
+        """Up to `free` rows to run now: those claimed ahead first; without any, a claim of up
+        to `free` rows and as many again as there are threads, the rest kept for the next
+        threads that come free."""
+        if not self._ahead:
+            self._wake.clear()  # before the claim: a nudge after it is not missed
+            claimed = self._claim(free + self.threads)
+            with self._lock:
+                self._running.update(work.id for work in claimed)  # renewed while they wait
+            self._ahead.extend(claimed)
+        return [self._ahead.popleft() for _ in range(min(free, len(self._ahead)))]
+
+    def _start(self, work: Work) -> None:
+        if work.attempts > self.attempts:
+            with self._lock:
+                self._running.discard(work.id)
+            self._give_up(work)
+            self._free.release()
+            return
+        self._pool.submit(self._run_one, work)
+
     def loop(self) -> None:
         listener = wakeup.listen(self.wake_address, self._wake)
         idle_s = wakeup.FALLBACK_POLL_S if listener else IDLE_POLL_S
@@ -363,23 +395,18 @@ class Worker:
                 if not self._free.acquire(timeout=min(1.0, self.lease_s / 3)):
                     continue
                 free = 1
-            self._wake.clear()  # before the claim: a nudge after it is not missed
-            claimed = self._claim(free)
+            claimed = self._next(free)
             for _ in range(free - len(claimed)):
                 self._free.release()
             for work in claimed:
-                if work.attempts > self.attempts:
-                    self._give_up(work)
-                    self._free.release()
-                    continue
-                with self._lock:
-                    self._running.add(work.id)
-                self._pool.submit(self._run_one, work)
+                self._start(work)
             if not claimed:
                 with self._lock:
                     busy = bool(self._running or self._done)
                 self._wake.wait(DONE_WITHIN_S if busy else idle_s)
-        # Work already claimed finishes before the process ends.
+        # Work already claimed finishes before the process ends, also the rows claimed ahead.
+        while self._ahead:
+            self._start(self._ahead.popleft())
         self._pool.shutdown(wait=True)
         if listener is not None:
             listener.close()

@@ -88,3 +88,19 @@ def test_a_claimed_row_is_the_rows_values(db: Database) -> None:
             name: getattr(work, name) for name in Work.__dataclass_fields__
         }
     assert (work.attempts, work.claimed_by, work.request_key, work.headers) == (1, "me", "k-0", {})
+
+
+def test_a_claim_deletes_the_finished_rows_it_is_given_and_only_its_own(db: Database) -> None:
+    queue(db, 4)
+    mine = claim(db, 3, lease_s=60, owner="me")
+    [theirs] = claim(db, 1, lease_s=60, owner="them")
+    assert claim(db, 1, lease_s=60, owner="me", done=[w.id for w in mine] + [theirs.id]) == []
+    assert [row.id for row in pending(db)] == [theirs.id]
+
+
+def test_the_finished_rows_are_deleted_without_a_list_to_render() -> None:
+    """Each claim deletes the rows finished since the last one: an expanding `IN` would be
+    rendered into the statement again at every claim (one row per statement instead, run as
+    an executemany)."""
+    compiled = workqueue._DELETE_DONE.compile()
+    assert not any(bind.expanding for bind in compiled.binds.values())

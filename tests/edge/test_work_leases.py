@@ -311,3 +311,42 @@ def test_work_that_keeps_dying_is_given_up_and_the_person_told(db: Database) -> 
     [told] = app.told
     assert told["channel"] == "U42"
     assert "could not finish your rollback" in told["text"] and "3 times" in told["text"]
+
+
+def test_one_claim_serves_more_requests_than_threads_are_free(db: Database, monkeypatch: Any) -> None:
+    """Under a burst each thread that came free cost a write transaction of its own: a claim
+    now takes a thread's worth of rows ahead, and they run as threads come free."""
+    found: list[int] = []
+
+    def counted(*args: Any, **kwargs: Any) -> list[workqueue.Work]:
+        rows = claim(*args, **kwargs)
+        if rows:
+            found.append(len(rows))
+        return rows
+
+    monkeypatch.setattr(workqueue, "claim", counted)
+    app = FakeApp()
+    queue(db, 4)
+    run_worker(Worker(app, db, threads=2, main=db), lambda: len(app.ran) == 4 and not pending(db))  # type: ignore[arg-type]
+    assert app.ran == ["toggle"] * 4 and pending(db) == []
+    assert found == [4]
+
+
+def test_rows_claimed_ahead_still_run_when_the_process_stops(db: Database) -> None:
+    started = threading.Event()
+
+    class SlowApp(FakeApp):
+        def dispatch(self, request: Any) -> None:
+            started.set()
+            time.sleep(1.0)
+            super().dispatch(request)
+
+    app = SlowApp()
+    queue(db, 3)
+    # The loop gives up waiting for a free thread (a third of the lease) and sees the stop
+    # while the first row still runs and the second waits in the process.
+    worker = Worker(app, db, threads=1, main=db, lease_s=1.5)  # type: ignore[arg-type]
+    run_worker(worker, started.is_set)
+    assert app.ran == ["toggle"] * 2  # the one running and the one claimed ahead (threads=1)
+    [left] = pending(db)
+    assert left.claimed_by is None and left.attempts == 0

@@ -127,6 +127,39 @@ def test_a_finished_rollout_frees_its_name(db: Database, finished: RolloutStatus
         add_rollout(db, "checkout-v2")
 
 
+def test_the_channel_lookup_finds_only_the_open_rollouts_of_its_channel(db: Database) -> None:
+    active, paused = add_rollout(db, "a"), add_rollout(db, "b")
+    set_status(db, paused, RolloutStatus.PAUSED)
+    for feature, finished in (("c", RolloutStatus.COMPLETED), ("d", RolloutStatus.ROLLED_BACK)):
+        set_status(db, add_rollout(db, feature), finished)
+    add_rollout(db, "e", channel_id="C2")
+    add_rollout(db, "f", team_id="T2")
+    with db.connected() as conn:
+        found = queries.open_in_channel(session=conn, team_id="T1", channel_id="C1")
+    assert sorted(n.id for n in found) == [active, paused]
+
+
+@pytest.mark.parametrize("still_open", [RolloutStatus.ACTIVE, RolloutStatus.PAUSED])
+def test_the_name_lookup_prefers_the_open_rollout_to_a_finished_one(
+    db: Database, still_open: RolloutStatus
+) -> None:
+    finished = add_rollout(db, "checkout-v2")
+    set_status(db, finished, RolloutStatus.COMPLETED)
+    current = add_rollout(db, "checkout-v2")
+    set_status(db, current, still_open)
+    with db.connected() as conn:
+        latest = queries.latest_by_feature(session=conn, team_id="T1", feature_key="checkout-v2")
+    assert latest is not None and latest.id == current
+
+
+@pytest.mark.parametrize("name", ["_OPEN_IN_CHANNEL", "_LATEST_BY_FEATURE"])
+def test_the_lookups_name_the_open_statuses_in_sql(db: Database, name: str) -> None:
+    """Every command naming a rollout runs one of these: an expanding `IN` list would be
+    rendered into the statement again at each run (`queries.OPEN_WHERE` is plain SQL)."""
+    compiled = getattr(queries, name).compile(dialect=db.engine.dialect)
+    assert not any(bind.expanding for bind in compiled.binds.values())
+
+
 def test_another_workspace_may_use_the_same_name(db: Database) -> None:
     first = add_rollout(db, "checkout-v2", team_id="T1")
     second = add_rollout(db, "checkout-v2", team_id="T2")
