@@ -19,11 +19,7 @@ a nudge for new work starts, or one at most `DONE_WITHIN_S` later). The
 process running it renews the lease while it runs; a process that dies (kill -9, a crashed
 host, another replica's process) leaves the lease to run out (`WORK_LEASE_SECONDS`), and any
 work process claims the row again. A row claimed `WORK_ATTEMPTS` times without finishing is
-dropped and the person is told. A claim takes up to as many rows again as the process has
-threads beyond those free: they wait in the process, leased and renewed as running work is,
-and run as threads come free (a stopping process runs them before it ends), so under a burst
-one claim serves a thread's worth of requests; finished rows are then deleted with the claim
-after them.
+dropped and the person is told.
 
 Once in effect. Running a request again must not change anything twice: the runner names the
 request (`storage.db.handling`, the key of `bot.edge.work_keys`), and the transaction that
@@ -50,7 +46,6 @@ import socket
 import threading
 import time
 import uuid
-from collections import deque
 from collections.abc import Collection
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -269,10 +264,6 @@ class Worker:
         # again at once instead of at its next poll.
         self._wake = threading.Event()
         self.wake_address = wake_address
-        # Claimed ahead of a free thread (leased, and renewed as running work is): under a
-        # burst one claim then serves a thread's worth of requests, where each thread that came
-        # free used to cost a write transaction of its own.
-        self._ahead: deque[Work] = deque()
 
     def _already_done(self, work: Work) -> bool:
         """A row claimed again whose change is committed: its process died after the commit."""
@@ -360,27 +351,6 @@ class Worker:
             self._stop.wait(1)
             return []
 
-    def _next(self, free: int) -> list[Work]:
-        """Up to `free` rows to run now: those claimed ahead first; without any, a claim of up
-        to `free` rows and as many again as there are threads, the rest kept for the next
-        threads that come free."""
-        if not self._ahead:
-            self._wake.clear()  # before the claim: a nudge after it is not missed
-            claimed = self._claim(free + self.threads)
-            with self._lock:
-                self._running.update(work.id for work in claimed)  # renewed while they wait
-            self._ahead.extend(claimed)
-        return [self._ahead.popleft() for _ in range(min(free, len(self._ahead)))]
-
-    def _start(self, work: Work) -> None:
-        if work.attempts > self.attempts:
-            with self._lock:
-                self._running.discard(work.id)
-            self._give_up(work)
-            self._free.release()
-            return
-        self._pool.submit(self._run_one, work)
-
     def loop(self) -> None:
         listener = wakeup.listen(self.wake_address, self._wake)
         idle_s = wakeup.FALLBACK_POLL_S if listener else IDLE_POLL_S
@@ -395,18 +365,23 @@ class Worker:
                 if not self._free.acquire(timeout=min(1.0, self.lease_s / 3)):
                     continue
                 free = 1
-            claimed = self._next(free)
+            self._wake.clear()  # before the claim: a nudge after it is not missed
+            claimed = self._claim(free)
             for _ in range(free - len(claimed)):
                 self._free.release()
             for work in claimed:
-                self._start(work)
+                if work.attempts > self.attempts:
+                    self._give_up(work)
+                    self._free.release()
+                    continue
+                with self._lock:
+                    self._running.add(work.id)
+                self._pool.submit(self._run_one, work)
             if not claimed:
                 with self._lock:
                     busy = bool(self._running or self._done)
                 self._wake.wait(DONE_WITHIN_S if busy else idle_s)
-        # Work already claimed finishes before the process ends, also the rows claimed ahead.
-        while self._ahead:
-            self._start(self._ahead.popleft())
+        # Work already claimed finishes before the process ends.
         self._pool.shutdown(wait=True)
         if listener is not None:
             listener.close()
