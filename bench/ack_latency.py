@@ -340,6 +340,22 @@ def start_bare(folder: Path, fakes: Fakes) -> tuple[subprocess.Popen[bytes], int
     return proc, port
 
 
+def start_bot(folder: Path, fakes: Fakes, *, observe: bool = True, **extra: str) -> BotProcess:
+    """`rollout-bot serve` on SQLite in `folder`, against the stand-ins, signed with SECRET; with
+    metrics and JSON logs as deployed (`observe=False`: neither). The benches that drive the bot
+    start it here, so they measure the same process."""
+    env = bot_env(f"sqlite:///{folder / 'bot.db'}", fakes, fakes, LOG_LEVEL="WARNING", **extra)  # type: ignore[arg-type]
+    env.update(
+        SLACK_SIGNING_SECRET=SECRET,
+        LOG_FORMAT="json" if observe else "text",
+        ROLLOUT_METRICS="1" if observe else "0",
+    )
+    env.pop("PROMETHEUS_MULTIPROC_DIR", None)  # each process counts in memory: no shared folder
+    bot = BotProcess(env, folder / "bot.log").start(timeout=60)
+    assert bot.proc is not None
+    return bot
+
+
 def fmt_rate(value: float) -> str:
     return "n/a" if math.isnan(value) else f"{value:,.0f}/s"
 
@@ -402,15 +418,8 @@ def main() -> int:
         phase("bare app")
 
         # 2. The bot.
-        env = bot_env(
-            f"sqlite:///{folder / 'bot.db'}", fakes, fakes, WEB_THREADS=str(THREADS), LOG_LEVEL="WARNING"
-        )  # type: ignore[arg-type]
-        env["SLACK_SIGNING_SECRET"] = SECRET
-        env["LOG_FORMAT"] = "json" if OBSERVE else "text"
-        env["ROLLOUT_METRICS"] = "1" if OBSERVE else "0"
-        env.pop("PROMETHEUS_MULTIPROC_DIR", None)
         print(f"metrics and JSON logs: {'on' if OBSERVE else 'off (BENCH_OBSERVE=off)'}")
-        bot = BotProcess(env, folder / "bot.log").start(timeout=60)
+        bot = start_bot(folder, fakes, observe=OBSERVE, WEB_THREADS=str(THREADS))
         assert bot.proc is not None
         try:
             worker = gunicorn_worker(bot.proc.pid)

@@ -31,13 +31,12 @@ from ack_latency import (
     headers_posted,
     plan_clicks,
     settle,
+    start_bot,
     status_messages,
     wait_for,
 )
 from benchlib import Fakes, children, cpu_seconds, gunicorn_worker, is_work_process, machine_note, run_main
 from profile_work import py_spy, summarize
-
-from tests.conftest import BotProcess, bot_env
 
 N = int(os.environ.get("BENCH_PROFILE_N", "600"))
 TOP = int(os.environ.get("BENCH_TOP", "25"))
@@ -52,10 +51,7 @@ def main() -> int:
     with tempfile.TemporaryDirectory(prefix="bench-profweb-") as tmp, Fakes() as fakes:
         folder = Path(tmp)
         stub = _SlackStub(fakes)
-        env = bot_env(f"sqlite:///{folder / 'bot.db'}", fakes, fakes, WEB_THREADS="16", LOG_LEVEL="WARNING")  # type: ignore[arg-type]
-        env.update(SLACK_SIGNING_SECRET=SECRET, LOG_FORMAT="json", ROLLOUT_METRICS="1")
-        env.pop("PROMETHEUS_MULTIPROC_DIR", None)
-        bot = BotProcess(env, folder / "bot.log").start(timeout=60)
+        bot = start_bot(folder, fakes, WEB_THREADS="16")
         assert bot.proc is not None
         try:
             web = gunicorn_worker(bot.proc.pid)

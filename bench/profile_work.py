@@ -35,12 +35,11 @@ from ack_latency import (
     headers_posted,
     plan_clicks,
     settle,
+    start_bot,
     status_messages,
     wait_for,
 )
 from benchlib import Fakes, children, cpu_seconds, is_work_process, machine_note, run_main
-
-from tests.conftest import BotProcess, bot_env
 
 N = int(os.environ.get("BENCH_PROFILE_N", "200"))
 RATE = float(os.environ.get("BENCH_PROFILE_RATE", "25"))
@@ -91,10 +90,7 @@ def main() -> int:
     with tempfile.TemporaryDirectory(prefix="bench-prof-") as tmp, Fakes() as fakes:
         folder = Path(tmp)
         stub = _SlackStub(fakes)
-        env = bot_env(f"sqlite:///{folder / 'bot.db'}", fakes, fakes, LOG_LEVEL="WARNING")  # type: ignore[arg-type]
-        env.update(SLACK_SIGNING_SECRET=SECRET, LOG_FORMAT="json", ROLLOUT_METRICS="1")
-        env.pop("PROMETHEUS_MULTIPROC_DIR", None)
-        bot = BotProcess(env, folder / "bot.log").start(timeout=60)
+        bot = start_bot(folder, fakes)
         assert bot.proc is not None
         try:
             work = next(k for k in children(bot.proc.pid) if is_work_process(k))

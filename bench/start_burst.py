@@ -38,12 +38,11 @@ from ack_latency import (
     blast,
     headers_posted,
     settle,
+    start_bot,
     wait_for,
 )
 from benchlib import Fakes, children, cpu_seconds, is_work_process, machine_note, run_main, verdict
 from profile_work import py_spy, summarize
-
-from tests.conftest import BotProcess, bot_env
 
 SPY = os.environ.get("BENCH_SPY", "off").strip().lower()
 TOP = int(os.environ.get("BENCH_TOP", "25"))
@@ -57,12 +56,7 @@ def main() -> int:
     with tempfile.TemporaryDirectory(prefix="bench-start-") as tmp, Fakes() as fakes:
         folder = Path(tmp)
         stub = _SlackStub(fakes)
-        env = bot_env(
-            f"sqlite:///{folder / 'bot.db'}", fakes, fakes, WEB_THREADS=str(THREADS), LOG_LEVEL="WARNING"
-        )  # type: ignore[arg-type]
-        env.update(SLACK_SIGNING_SECRET=SECRET, LOG_FORMAT="json", ROLLOUT_METRICS="1")
-        env.pop("PROMETHEUS_MULTIPROC_DIR", None)
-        bot = BotProcess(env, folder / "bot.log").start(timeout=60)
+        bot = start_bot(folder, fakes, WEB_THREADS=str(THREADS))
         assert bot.proc is not None
         try:
             work = tuple(k for k in children(bot.proc.pid) if is_work_process(k))
