@@ -5,9 +5,8 @@ session is open, so rendering never loads anything. `load_rollout` reads exactly
 fixed number of plain Core statements (columns, no ORM rows), however many phases and items a
 rollout has: the rollout with its auto-advance row (and, for `load_with_message`, its status
 message's row); then its phases with their steps, their checklist items and its approvers (one
-UNION ALL). The builders below (`rollout_view` …) make the same views of
-ORM rows a use case already holds; the two must agree field by field
-(tests/usecases/test_core_views.py).
+UNION ALL). The builders below (`rollout_view` …) make the same views of ORM rows a use case
+already holds; the two must agree field by field (tests/usecases/test_core_views.py).
 """
 
 from __future__ import annotations
@@ -285,7 +284,7 @@ def _nulls(columns: Iterable[Any]) -> list[Any]:
     return [type_coerce(null(), c.type) for c in columns]
 
 
-_PLAN = union_all(
+_PHASE_ROWS = (
     select(
         literal_column(str(_PLAN_PART), Integer),
         _phase.id,
@@ -296,7 +295,9 @@ _PLAN = union_all(
         *_nulls(_ITEM_COLUMNS),
     )
     .select_from(Phase.__table__.outerjoin(Step.__table__, _step.phase_id == _phase.id))
-    .where(_phase.rollout_id == _ID),
+    .where(_phase.rollout_id == _ID)
+)
+_ITEM_ROWS = (
     select(
         literal_column(str(_ITEM_PART), Integer),
         _item.phase_id,
@@ -305,18 +306,20 @@ _PLAN = union_all(
         *_ITEM_COLUMNS,
     )
     .select_from(ChecklistItem.__table__.join(Phase.__table__, _phase.id == _item.phase_id))
-    .where(_phase.rollout_id == _ID),
-    select(
-        literal_column(str(_APPROVER_PART), Integer),
-        null(),
-        _approver.id,
-        *[null()] * (len(_STEP_COLUMNS) + 1 + len(_PHASE_COLUMNS) + 1),
-        _approver.user_id,
-        *[null()] * (len(_ITEM_COLUMNS) - 2),
-    ).where(_approver.rollout_id == _ID),
-).order_by(literal_column("1"), literal_column("3"), literal_column("4"))
+    .where(_phase.rollout_id == _ID)
+)
+_APPROVER_ROWS = select(
+    literal_column(str(_APPROVER_PART), Integer),
+    null(),
+    _approver.id,
+    *[null()] * (len(_STEP_COLUMNS) + 1 + len(_PHASE_COLUMNS) + 1),
+    _approver.user_id,
+    *[null()] * (len(_ITEM_COLUMNS) - 2),
+).where(_approver.rollout_id == _ID)
+_PLAN_ORDER: tuple[Any, ...] = (literal_column("1"), literal_column("3"), literal_column("4"))
+_PLAN = union_all(_PHASE_ROWS, _ITEM_ROWS, _APPROVER_ROWS).order_by(*_PLAN_ORDER)
 # Without the items (most of a plan's rows), for a view whose reader never shows a checklist.
-_PLAN_NO_ITEMS: Any = union_all(_PLAN.selects[0], _PLAN.selects[2]).order_by(*map(literal_column, "134"))
+_PLAN_NO_ITEMS = union_all(_PHASE_ROWS, _APPROVER_ROWS).order_by(*_PLAN_ORDER)
 
 
 class MessageRef(NamedTuple):
