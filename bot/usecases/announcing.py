@@ -192,7 +192,7 @@ def announce_new(
     # one (`messages.announcements`), never a checklist, and the items are most of a plan's
     # rows (the announcement is the one the whole view gives: tests/usecases/test_start_rows.py).
     # A caller holding the whole view already (`view`) passes it instead.
-    thread, line = milestone(kind, view or rollout_view(rollout, items=False), **extra)
+    thread, line = milestone(kind, rollout_view(rollout, items=False) if view is None else view, **extra)
     announcement = Announcement(key, thread, line)
     due_at = now + WAIT_FOR_STATUS
     rows = [
