@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from benchlib import Fakes, machine_note, postgres_database, run_main
+from benchlib import Fakes, cpu_seconds, machine_note, postgres_database, run_main
 from scheduler_tick import Bench, services
 from sqlalchemy import Engine, event, text
 
@@ -165,26 +165,15 @@ def profile(url: str, slack_api: str) -> None:
         svc.db.dispose()
 
 
-def _backends(svc: Services) -> list[int]:
+def _backends(svc: Services) -> tuple[int, ...]:
     """The server processes serving this database's connections (Postgres on this machine)."""
     if svc.db.dialect != "postgresql":
-        return []
+        return ()
     with svc.db.engine.connect() as conn:
         pids = conn.execute(
             text("SELECT pid FROM pg_stat_activity WHERE datname = current_database()")
         ).scalars()
-        return [pid for pid in pids if Path(f"/proc/{pid}/stat").exists()]
-
-
-def _cpu_seconds(pids: list[int]) -> float:
-    total = 0
-    for pid in pids:
-        try:
-            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-        except FileNotFoundError:
-            continue
-        total += int(fields[11]) + int(fields[12])  # utime, stime in clock ticks
-    return total / os.sysconf("SC_CLK_TCK")
+        return tuple(pid for pid in pids if Path(f"/proc/{pid}/stat").exists())
 
 
 def trace(svc: Services, bench: Bench) -> None:
@@ -194,11 +183,11 @@ def trace(svc: Services, bench: Bench) -> None:
     for _ in range(TICKS):
         bench.arm(5)
         sql.on = True
-        began, began_cpu, began_server = time.perf_counter(), time.thread_time(), _cpu_seconds(backends)
+        began, began_cpu, began_server = time.perf_counter(), time.thread_time(), cpu_seconds(backends)
         ran = jobs.run_due(svc)
         wall += time.perf_counter() - began
         cpu += time.thread_time() - began_cpu
-        server += _cpu_seconds(backends) - began_server
+        server += cpu_seconds(backends) - began_server
         sql.on = False
         assert ran == 5, f"a tick ran {ran} of 5 due jobs"
     # Where a tick's wall time goes: the ticking thread's CPU, the server's (Postgres here:
