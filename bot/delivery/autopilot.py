@@ -28,7 +28,7 @@ from bot.domain import windows
 from bot.domain.schedule import Due, Kind, iso_utc, planned
 from bot.errors import AlreadyMoved, FlagWriteFailed, InvalidTransition
 from bot.services import Services
-from bot.usecases import announcing, autopilot, views
+from bot.usecases import announcing, autopilot, view_reads
 from bot.usecases.advance import Where, advance_auto
 from messages import digest as texts
 from storage import job_queries, queries
@@ -113,7 +113,7 @@ def _tell_owner(svc: Services, rollout_id: int, where: Where, kind: str, why: st
         rollout = job_queries.lock_rollout_row(session=session, rollout_id=rollout_id)
         if rollout is None or Where.of(rollout) != where or rollout.status is not RolloutStatus.ACTIVE:
             return
-        view = views.load_rollout(session=session, rollout_id=rollout_id)
+        view = view_reads.load_rollout(session=session, rollout_id=rollout_id)
         if view is None:
             return
         message = texts.reminder(kind, view, advance=True, why=why)

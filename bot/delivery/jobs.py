@@ -17,7 +17,7 @@ replicas share the work:
   statement, a detached `Rollout` of them), locked for a change by a `SELECT … FOR UPDATE` of
   that row alone on Postgres (`lock_rollout_row`; the ready check reads it again so, after its
   Datadog reads), the current step with it (`job_queries.rollout_and_step`, `digest_row`), and, to render a message,
-  the plain view (`views.load_rollout`; a reminder's without the checklist items, which it never
+  the plain view (`view_reads.load_rollout`; a reminder's without the checklist items, which it never
   shows and which are most of a plan's rows). The whole ORM plan is loaded only to re-plan a row
   from a state that moved on. The tick's own statements (claim, lease, settle, the outbox
   key) are prepared Core statements, reused.
@@ -63,7 +63,7 @@ from bot.domain.schedule import (
 from bot.domain.soak import soak_status
 from bot.observe import logs
 from bot.services import Services
-from bot.usecases import announcing, flagging, measure, views
+from bot.usecases import announcing, flagging, measure, view_reads
 from messages import digest as texts
 from messages.blocks import Message
 from messages.views import EventView, RolloutView, SnapshotView
@@ -107,7 +107,7 @@ def _step(rollout: Rollout | RolloutView, step: Step | None) -> Step:
 
 
 def _view(session: Session, rollout_id: int, *, items: bool = True) -> RolloutView:
-    view = views.load_rollout(session=session, rollout_id=rollout_id, items=items)
+    view = view_reads.load_rollout(session=session, rollout_id=rollout_id, items=items)
     if view is None:
         raise LookupError(f"rollout {rollout_id} is gone")
     return view
@@ -230,7 +230,7 @@ def _ready(svc: Services, job: Claimed) -> Body:
 
 
 def _overdue(session: Session, job: Claimed) -> Due | None:
-    rollout = views.load_rollout(session=session, rollout_id=job.rollout_id, items=False)
+    rollout = view_reads.load_rollout(session=session, rollout_id=job.rollout_id, items=False)
     if rollout is None or rollout.status != RolloutStatus.ACTIVE.value:
         return None
     tz, country = rollout.timezone, rollout.country
@@ -266,7 +266,7 @@ def _step_and_ready_state(session: Session, rollout: RolloutView, job: Claimed) 
 
 
 def _stale(session: Session, job: Claimed) -> Due | None:
-    rollout = views.load_rollout(session=session, rollout_id=job.rollout_id, items=False)
+    rollout = view_reads.load_rollout(session=session, rollout_id=job.rollout_id, items=False)
     if rollout is None or not rollout.is_open:
         return None
     if job.data.get("updated_at") != iso_utc(rollout.updated_at):

@@ -50,7 +50,7 @@ from bot.observe import logs, telemetry
 from bot.services import Services
 from bot.slackweb.client import PERMANENT_ERRORS, error_code, post_joining
 from bot.usecases.announcing import WAIT_FOR_STATUS, Announcement, queue
-from bot.usecases.views import MessageRef
+from bot.usecases.view_reads import MessageRef
 from messages.announcements import STATUS_LINK
 from messages.blocks import Message
 from storage.enums import EventKind, OutboxState

@@ -30,7 +30,7 @@ from sqlalchemy import (
 )
 
 from bot.services import Services
-from bot.usecases.views import MessageRef
+from bot.usecases.view_reads import MessageRef
 from storage.enums import OutboxState
 from storage.models import OutboxMessage, Rollout, SlackMessage
 from storage.queries import STATUS_PURPOSE

@@ -56,7 +56,7 @@ from bot.delivery.status_link import permalink as permalink  # where callers hav
 from bot.domain.schedule import Kind, refresh_retry
 from bot.services import Services
 from bot.slackweb.client import error_code, post_joining
-from bot.usecases import views
+from bot.usecases import view_reads
 from bot.usecases.announcing import QUEUED
 from messages.blocks import status_message
 from messages.views import RolloutView
@@ -177,7 +177,7 @@ def post(svc: Services, rollout_id: int, shown: RolloutView | None = None) -> st
         rollout, existing = shown, None
     else:
         with svc.db.connected() as conn:
-            found = views.load_with_message(session=conn, rollout_id=rollout_id)
+            found = view_reads.load_with_message(session=conn, rollout_id=rollout_id)
         assert found is not None
         rollout, existing = found
     if existing is not None:
@@ -352,7 +352,7 @@ def _ask_on(
 def _target(session: Session | Connection, rollout_id: int) -> _Target | None:
     """The message and the view it is to show; None when there is nothing to edit (no rollout,
     or no message yet: `post` catches up when it has one)."""
-    view, ref = views.load_with_message(session=session, rollout_id=rollout_id) or (None, None)
+    view, ref = view_reads.load_with_message(session=session, rollout_id=rollout_id) or (None, None)
     return None if view is None or ref is None else _Target(ref.channel_id, ref.ts, view)
 
 

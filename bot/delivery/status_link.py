@@ -2,7 +2,7 @@
 Home tab, a chart): its permalink never changes, so Slack is asked for it once
 (`chat.getPermalink`) and the answer is kept on the message's row for every later one. A
 refusal is not kept: the next asks again. The row comes with the rollout's view where both are
-needed (`views.load_with_message`), read on a bare connection: a Session costs more than the
+needed (`view_reads.load_with_message`), read on a bare connection: a Session costs more than the
 statements of a status."""
 
 from __future__ import annotations
@@ -20,8 +20,8 @@ from sqlalchemy.orm import Session
 from bot.errors import RolloutNotFound
 from bot.services import Services
 from bot.slackweb.client import error_code
-from bot.usecases import views
-from bot.usecases.views import MessageRef
+from bot.usecases import view_reads
+from bot.usecases.view_reads import MessageRef
 from messages.views import RolloutView
 from storage import queries
 from storage.models import SlackMessage
@@ -58,7 +58,7 @@ def copy_of(
 ) -> tuple[RolloutView, MessageRef | None]:
     """In the caller's read transaction: the rollout's view and its status message's row (for
     `message_link`, after the transaction). Refused if the rollout is not there."""
-    found = views.load_with_message(session=session, rollout_id=rollout_id, team_id=team_id)
+    found = view_reads.load_with_message(session=session, rollout_id=rollout_id, team_id=team_id)
     if found is None:
         raise RolloutNotFound("That rollout does not exist any more.")
     return found

@@ -21,7 +21,7 @@ from bot.domain.wording import describe_trigger
 from bot.metrics.links import explorer_url
 from bot.observe import telemetry
 from bot.services import Services
-from bot.usecases import announcing, controls, measure, views
+from bot.usecases import announcing, controls, measure, view_reads, views
 from bot.usecases.announcing import announce
 from bot.usecases.schedule import reschedule
 from messages import digest as texts
@@ -76,7 +76,7 @@ def _warn_undecided(
         rollout = job_queries.lock_rollout_row(session=session, rollout_id=rollout_id)
         if rollout is None or rollout.status is not RolloutStatus.ACTIVE or where != _where(rollout):
             return
-        view = views.load_rollout(session=session, rollout_id=rollout_id)
+        view = view_reads.load_rollout(session=session, rollout_id=rollout_id)
         if view is None:
             return
         for v in undecided:

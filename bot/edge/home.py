@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from bot.delivery import status_board
 from bot.services import Actor, Services
-from bot.usecases import views
+from bot.usecases import view_reads, views
 from messages.blocks import status_message
 from messages.home import home_view, status_modal
 
@@ -17,7 +17,7 @@ def publish(svc: Services, team_id: str, user_id: str) -> None:
 
 def open_rollout(svc: Services, actor: Actor, rollout_id: int, trigger_id: str) -> None:
     with svc.db.reading() as session:
-        rollout = views.load_rollout(session=session, rollout_id=rollout_id, team_id=actor.team_id)
+        rollout = view_reads.load_rollout(session=session, rollout_id=rollout_id, team_id=actor.team_id)
     if rollout is None:
         return
     link = status_board.permalink(svc, rollout_id)

@@ -1,6 +1,6 @@
 """The click's shorter way to its edit, pinned against the old one on SQLite and Postgres: the
 tick's own transaction takes the message's `refresh` row (`status_board.refreshing`), the view
-and the message's row come in one read (`views.load_with_message`), and letting go is one
+and the message's row come in one read (`view_reads.load_with_message`), and letting go is one
 conditional DELETE in the usual case. Each ends where a tick followed by `refresh` ends: the
 message shows the committed state, no row is left, the shown revision is the committed one."""
 
@@ -17,7 +17,7 @@ from bot.delivery import status_board
 from bot.devtools.local_slack import LocalSlack
 from bot.errors import InvalidTransition, RolloutNotFound
 from bot.services import Actor, Services
-from bot.usecases import checklist, views
+from bot.usecases import checklist, view_reads
 from bot.usecases.checklist import ItemChange
 from storage import queries
 from storage.db import Database
@@ -140,11 +140,11 @@ def test_the_view_with_its_message_is_the_view_and_the_messages_row(svc: Service
     rollout_id, items = start(svc, where)
     checklist.set_items(svc, Actor(TEAM, "WANA", where), rollout_id, [ItemChange(items[0], True)])
     with svc.db.reading() as session:
-        found = views.load_with_message(session=session, rollout_id=rollout_id, team_id=TEAM)
-        alone = views.load_rollout(session=session, rollout_id=rollout_id, team_id=TEAM)
+        found = view_reads.load_with_message(session=session, rollout_id=rollout_id, team_id=TEAM)
+        alone = view_reads.load_rollout(session=session, rollout_id=rollout_id, team_id=TEAM)
         message = queries.status_message(session=session, rollout_id=rollout_id)
-        assert views.load_with_message(session=session, rollout_id=rollout_id, team_id="T_OTHER") is None
-        assert views.load_with_message(session=session, rollout_id=rollout_id + 1000) is None
+        assert view_reads.load_with_message(session=session, rollout_id=rollout_id, team_id="T_OTHER") is None
+        assert view_reads.load_with_message(session=session, rollout_id=rollout_id + 1000) is None
     assert found is not None and message is not None
     view, ref = found
     assert view == alone
@@ -153,7 +153,7 @@ def test_the_view_with_its_message_is_the_view_and_the_messages_row(svc: Service
     with svc.db.transaction() as session:  # before the message is posted there is no row
         session.execute(SlackMessage.__table__.delete().where(SlackMessage.rollout_id == rollout_id))
     with svc.db.connected() as conn:
-        again = views.load_with_message(session=conn, rollout_id=rollout_id)
+        again = view_reads.load_with_message(session=conn, rollout_id=rollout_id)
         ids = conn.execute(select(SlackMessage.id).where(SlackMessage.rollout_id == rollout_id)).all()
     assert again is not None and again[0] == view and again[1] is None and ids == []
 
@@ -176,8 +176,8 @@ def test_a_one_box_tick_reads_its_box_as_a_several_box_tick_does(svc: Services) 
         with pytest.raises(InvalidTransition, match="not part of this rollout"):
             checklist.set_items(svc, ana, rollout_id, changes)
     with svc.db.reading() as session:
-        view = views.load_rollout(session=session, rollout_id=rollout_id)
-        other = views.load_rollout(session=session, rollout_id=other_id)
+        view = view_reads.load_rollout(session=session, rollout_id=rollout_id)
+        other = view_reads.load_rollout(session=session, rollout_id=other_id)
     assert view is not None and other is not None
     assert {i.id for i in view.phases[0].items if i.checked} == set(items[:3])
     assert not any(i.checked for i in other.phases[0].items)

@@ -17,7 +17,7 @@ from sqlalchemy import event
 from bot.domain import rollouts
 from bot.domain.gates import GateInput, GateResult, evaluate_gate
 from bot.domain.plans import get_template
-from bot.usecases import measure, views
+from bot.usecases import measure, view_reads, views
 from messages.announcements import milestone
 from messages.blocks import status_message
 from messages.digest import digest, reminder, trigger_alert
@@ -232,7 +232,7 @@ def _closed_gate() -> GateResult:
 def load_and_render(db: Database, rollout_id: int) -> tuple[int, int, RolloutView]:
     """(statements to load the view, statements to render it, the view)."""
     with statements(db) as loading, db.reading() as session:
-        view = views.load_rollout(session=session, rollout_id=rollout_id)
+        view = view_reads.load_rollout(session=session, rollout_id=rollout_id)
     assert view is not None
     with statements(db) as rendering:
         status_message(view, now=NOW)
@@ -265,6 +265,6 @@ def add_rollout_again(db: Database, **plan: int) -> int:
 def test_a_view_of_another_workspace_is_not_found(db: Database) -> None:
     rollout_id = add_rollout(db)
     with db.reading() as session:
-        assert views.load_rollout(session=session, rollout_id=rollout_id, team_id="T_OTHER") is None
-        mine = views.load_rollout(session=session, rollout_id=rollout_id, team_id="T1")
+        assert view_reads.load_rollout(session=session, rollout_id=rollout_id, team_id="T_OTHER") is None
+        mine = view_reads.load_rollout(session=session, rollout_id=rollout_id, team_id="T1")
     assert mine is not None and isinstance(mine.phases[0].items[0], ItemView)

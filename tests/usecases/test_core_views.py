@@ -1,4 +1,4 @@
-"""`views.load_rollout` reads the status message's read model with plain Core statements; it
+"""`view_reads.load_rollout` reads the status message's read model with plain Core statements; it
 must give exactly the view the ORM rows give (`views.rollout_view` of a loaded `Rollout`), field
 by field, on SQLite and Postgres: for every built-in template as it starts, and for rollouts
 that moved on by override (a step and a whole phase skipped), with approvers added out of
@@ -16,7 +16,7 @@ import pytest
 from bot.domain import flagging, rollouts
 from bot.domain.plans.catalog import builtin_templates, get_template
 from bot.domain.schedule import Kind
-from bot.usecases import views
+from bot.usecases import view_reads, views
 from messages.views import RolloutView
 from storage import queries
 from storage.db import Database
@@ -58,7 +58,7 @@ def change(db: Database, rollout_id: int, apply: Callable[[Rollout], None]) -> N
 def both(db: Database, rollout_id: int) -> tuple[RolloutView | None, RolloutView | None]:
     """(the Core view, the ORM rows' view), each read in a session of its own."""
     with db.reading() as session:
-        core = views.load_rollout(session=session, rollout_id=rollout_id, team_id="T1")
+        core = view_reads.load_rollout(session=session, rollout_id=rollout_id, team_id="T1")
     with db.reading() as session:
         row = queries.get_rollout(session=session, rollout_id=rollout_id)
         orm = None if row is None else views.rollout_view(row)
@@ -176,9 +176,9 @@ def test_a_custom_plan_with_labels_and_wanted_users_reads_the_same(db: Database)
 def test_another_workspace_or_a_missing_rollout_is_none(db: Database) -> None:
     rollout_id = start(db, "backend", "elsewhere")
     with db.reading() as session:
-        assert views.load_rollout(session=session, rollout_id=rollout_id, team_id="T_OTHER") is None
-        assert views.load_rollout(session=session, rollout_id=rollout_id + 1000) is None
-        assert views.load_rollout(session=session, rollout_id=rollout_id) is not None
+        assert view_reads.load_rollout(session=session, rollout_id=rollout_id, team_id="T_OTHER") is None
+        assert view_reads.load_rollout(session=session, rollout_id=rollout_id + 1000) is None
+        assert view_reads.load_rollout(session=session, rollout_id=rollout_id) is not None
 
 
 def test_without_items_the_view_is_the_whole_one_less_its_items(db: Database) -> None:
@@ -192,7 +192,7 @@ def test_without_items_the_view_is_the_whole_one_less_its_items(db: Database) ->
     )
     whole = assert_same(db, rollout_id)
     with db.reading() as session:
-        bare = views.load_rollout(session=session, rollout_id=rollout_id, items=False)
+        bare = view_reads.load_rollout(session=session, rollout_id=rollout_id, items=False)
     assert bare is not None and any(p.items for p in whole.phases)
     assert all(p.items == () for p in bare.phases)
     assert bare == dataclasses.replace(

@@ -24,7 +24,7 @@ from bot.flags import FlagError, MemoryProvider
 from bot.ids import Action
 from bot.metrics import StaticMetricsSource
 from bot.services import Actor, Services
-from bot.usecases import advance, controls, exporting, flagging, measure, plan_store, views
+from bot.usecases import advance, controls, exporting, flagging, measure, plan_store, view_reads
 from bot.usecases import start as starting
 from messages.blocks import flag_line, status_message
 from messages.digest import timeline
@@ -175,7 +175,7 @@ def test_a_0_percent_first_step_leaves_the_flag_alone_and_the_watch_is_planned(
     assert "watch" in due_kinds(svc, rollout_id)  # the plan has triggers, but also: the flag is watched
     assert (
         "Flag `checkout-v2`: at 0%, as planned"
-        in status_message(views.read_rollout(svc, TEAM, rollout.id), now=svc.clock()).blocks[2]["text"][
+        in status_message(view_reads.read_rollout(svc, TEAM, rollout.id), now=svc.clock()).blocks[2]["text"][
             "text"
         ]
     )
@@ -452,9 +452,9 @@ def test_drift_is_seen_shown_and_told_once_with_both_buttons(
         (Action.FLAG_APPLY_PLAN, str(rollout_id)),
         (Action.FLAG_ADOPT, f"{rollout_id}:40"),
     ]
-    status = status_message(views.read_rollout(svc, TEAM, rollout.id), now=svc.clock()).blocks[2]["text"][
+    status = status_message(view_reads.read_rollout(svc, TEAM, rollout.id), now=svc.clock()).blocks[2][
         "text"
-    ]
+    ]["text"]
     assert "Flag `checkout-v2`: :warning: at 40%, but the plan says 25%" in status
 
 
@@ -485,7 +485,7 @@ def test_adopting_the_flags_percent_stops_the_warnings_for_that_value(
     assert len(events(svc, rollout_id, EventKind.FLAG_DRIFT)) == 1
     assert (
         "at 40%, kept by people (plan says 25%)"
-        in status_message(views.read_rollout(svc, TEAM, rollout.id), now=svc.clock()).blocks[2]["text"][
+        in status_message(view_reads.read_rollout(svc, TEAM, rollout.id), now=svc.clock()).blocks[2]["text"][
             "text"
         ]
     )
@@ -509,11 +509,11 @@ def test_a_flag_that_cannot_be_read_is_shown_not_alerted(
     assert events(svc, rollout_id, EventKind.FLAG_DRIFT) == []
     assert (
         "flag could not"
-        not in status_message(views.read_rollout(svc, TEAM, rollout.id), now=svc.clock()).text
+        not in status_message(view_reads.read_rollout(svc, TEAM, rollout.id), now=svc.clock()).text
     )
     assert (
         ":warning: 0% when last read; now: Unleash rejected the API token"
-        in status_message(views.read_rollout(svc, TEAM, rollout.id), now=svc.clock()).blocks[2]["text"][
+        in status_message(view_reads.read_rollout(svc, TEAM, rollout.id), now=svc.clock()).blocks[2]["text"][
             "text"
         ]
     )
@@ -586,9 +586,9 @@ def test_without_a_flag_service_nothing_changes(svc: Services, actor: Actor) -> 
     assert events(svc, rollout_id, EventKind.FLAG_SET, EventKind.FLAG_WRITE_FAILED) == []
     assert (
         "Flag"
-        not in status_message(views.read_rollout(svc, TEAM, row(svc, rollout_id).id), now=svc.clock()).blocks[
-            2
-        ]["text"]["text"]
+        not in status_message(
+            view_reads.read_rollout(svc, TEAM, row(svc, rollout_id).id), now=svc.clock()
+        ).blocks[2]["text"]["text"]
     )
 
 

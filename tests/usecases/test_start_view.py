@@ -16,7 +16,7 @@ from sqlalchemy import event, update
 from bot.delivery import status_board
 from bot.devtools.local_slack import LocalSlack
 from bot.domain.plans.catalog import builtin_templates
-from bot.usecases import plan_store, views
+from bot.usecases import plan_store, view_reads
 from bot.usecases import start as starting
 from storage.db import Database
 from storage.models import Rollout
@@ -37,7 +37,7 @@ def test_the_view_a_start_hands_on_is_the_one_read_back(db: Database, template: 
         plan_store.save(svc, ACTOR, imported_plan(), source="# imported")
     rollout_id, shown = starting.opened(svc, ACTOR, command(template))
     with db.connected() as conn:
-        read = views.load_rollout(session=conn, rollout_id=rollout_id)
+        read = view_reads.load_rollout(session=conn, rollout_id=rollout_id)
     assert shown is not None and read is not None
     assert shown == read
     assert any(phase.items for phase in shown.phases)  # the checklist is in it, not left out
@@ -62,7 +62,7 @@ def test_the_first_status_message_is_posted_without_reading_the_plan(db: Databas
     blocks = posted.params["blocks"]
     blocks = json.loads(blocks) if isinstance(blocks, str) else blocks
     with db.connected() as conn:
-        read = views.load_rollout(session=conn, rollout_id=rollout_id)
+        read = view_reads.load_rollout(session=conn, rollout_id=rollout_id)
     assert read is not None
     expected = status_board.status_message(read, now=NOW).as_kwargs()["blocks"]
     assert json.loads(json.dumps(expected)) == blocks
