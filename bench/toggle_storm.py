@@ -51,7 +51,7 @@ from bot.services import Actor, Services
 from bot.slackweb.client import make_client
 from bot.usecases import checklist
 from bot.usecases.checklist import ItemChange
-from storage.db import Database
+from storage.db import Database, begin_writing
 from storage.enums import EventKind
 from storage.migrate import upgrade
 from storage.models import ChecklistItem, Event, Rollout
@@ -176,11 +176,10 @@ def run_backend(name: str, url: str) -> dict[str, object]:
         rollout_of = {i: rid for rid, ids in items.items() for i in ids}
 
         # Baseline: plain single-row UPDATE transactions, same threads, same database.
-        writer = svc.db.engine.execution_options(sqlite_begin="IMMEDIATE")
         now = datetime.now(UTC)
 
         def plain_update(_rollout_id: int, item_id: int, checked: bool) -> int:
-            with writer.begin() as conn:
+            with svc.db.engine.connect() as conn, begin_writing(conn):
                 conn.execute(
                     update(ChecklistItem)
                     .where(ChecklistItem.id == item_id)

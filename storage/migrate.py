@@ -13,7 +13,7 @@ from alembic import command
 from alembic.config import Config
 from sqlalchemy import text
 
-from storage.db import create_db_engine
+from storage.db import begin_writing, create_db_engine
 
 MIGRATIONS = Path(__file__).parent / "migrations"
 # Any fixed number works; this one is "rollout" on a phone keypad, unlikely to meet another
@@ -32,8 +32,8 @@ def alembic_config(url: str) -> Config:
 def upgrade(url: str, revision: str = "head") -> None:
     engine = create_db_engine(url, pool_size=1)
     try:
-        connection = engine.connect().execution_options(sqlite_begin="IMMEDIATE")
-        with connection, connection.begin():
+        connection = engine.connect()
+        with connection, begin_writing(connection):
             if connection.dialect.name == "postgresql":
                 connection.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": MIGRATION_LOCK})
             config = alembic_config(url)

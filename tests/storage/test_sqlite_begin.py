@@ -1,0 +1,73 @@
+"""How SQLite transactions begin (storage/db.py): writes take the write lock up front (BEGIN
+IMMEDIATE), reads are one snapshot each (BEGIN DEFERRED), and neither puts the engine's
+statements on SQLAlchemy's event path."""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from sqlalchemy import text
+
+from storage.db import Database, begin_writing
+from storage.migrate import upgrade
+
+
+@pytest.fixture
+def sqlite_db(tmp_path: Path) -> Iterator[Database]:
+    url = f"sqlite:///{tmp_path / 'begin.db'}"
+    upgrade(url)
+    database = Database(url)
+    yield database
+    database.dispose()
+
+
+def other_writer_gets_in(database: Database) -> bool:
+    """Whether another connection can take the write lock now (without waiting)."""
+    assert database._sqlite_path is not None
+    other = sqlite3.connect(database._sqlite_path, timeout=0, isolation_level=None)
+    try:
+        other.execute("BEGIN IMMEDIATE")
+    except sqlite3.OperationalError as error:
+        assert "locked" in str(error)
+        return False
+    else:
+        other.execute("ROLLBACK")
+        return True
+    finally:
+        other.close()
+
+
+def test_write_transactions_hold_the_write_lock_before_their_first_statement(sqlite_db: Database) -> None:
+    with sqlite_db.writing():
+        assert not other_writer_gets_in(sqlite_db)
+    with sqlite_db.transaction():
+        assert not other_writer_gets_in(sqlite_db)
+    with sqlite_db.engine.connect() as conn, begin_writing(conn):
+        assert not other_writer_gets_in(sqlite_db)
+    assert other_writer_gets_in(sqlite_db)
+
+
+def test_a_read_is_one_snapshot_and_leaves_the_write_lock_free(sqlite_db: Database) -> None:
+    with sqlite_db.connected() as conn:
+        before = conn.execute(text("SELECT count(*) FROM handled_request")).scalar()
+        assert other_writer_gets_in(sqlite_db)
+        with sqlite_db.writing() as writer:  # a write committed between the read's statements
+            writer.execute(text("INSERT INTO handled_request (key, at) VALUES ('k', '2026-01-01')"))
+        assert conn.execute(text("SELECT count(*) FROM handled_request")).scalar() == before
+    with sqlite_db.reading() as session:
+        assert session.execute(text("SELECT count(*) FROM handled_request")).scalar() == before + 1
+
+
+def test_a_read_inside_a_write_transaction_begins_deferred(sqlite_db: Database) -> None:
+    # Begun IMMEDIATE, the read would wait for the write lock its own thread holds.
+    with sqlite_db.transaction(), sqlite_db.connected() as conn:
+        assert conn.execute(text("SELECT 1")).scalar() == 1
+
+
+def test_no_connection_event_listener_slows_every_statement(sqlite_db: Database) -> None:
+    # Any engine-level connection-event listener (a "begin" hook, say) sends each execute,
+    # cursor and commit through SQLAlchemy's event dispatch.
+    assert not sqlite_db.engine._has_events
