@@ -2,7 +2,8 @@
 phases and items it has: the rollout with its auto-advance row (and, for `load_with_message`, its
 status message's row), then its phases with their steps, their checklist items and its approvers
 (one UNION ALL). What comes back is exactly what `views.rollout_view` makes of the ORM rows
-(tests/usecases/test_core_views.py compares the two).
+(tests/usecases/test_core_views.py compares the two), but for the items `load_rollout(items=False)`
+and `load_with_message` leave out.
 """
 
 from __future__ import annotations
@@ -164,6 +165,11 @@ _PLAN_ORDER: tuple[Any, ...] = (literal_column("1"), literal_column("3"), litera
 _PLAN = union_all(_PHASE_ROWS, _ITEM_ROWS, _APPROVER_ROWS).order_by(*_PLAN_ORDER)
 # Without the items (most of a plan's rows), for a view whose reader never shows a checklist.
 _PLAN_NO_ITEMS = union_all(_PHASE_ROWS, _APPROVER_ROWS).order_by(*_PLAN_ORDER)
+# Only the current phase's items, all of the checklist a status message shows: the other phases'
+# items were most of the rows of a status or an edit (a phase's position is its index).
+_PLAN_CURRENT_ITEMS = union_all(
+    _PHASE_ROWS, _ITEM_ROWS.where(_phase.position == bindparam("phase_index")), _APPROVER_ROWS
+).order_by(*_PLAN_ORDER)
 
 
 class MessageRef(NamedTuple):
@@ -189,8 +195,9 @@ def load_rollout(
 def load_with_message(
     *, session: Session | Connection, rollout_id: int, team_id: str | None = None
 ) -> tuple[RolloutView, MessageRef | None] | None:
-    """`load_rollout`, and the row of the rollout's status message (None: not posted yet), the
-    two in the statements of one."""
+    """What the status message shows: `load_rollout`, but only the current phase has its
+    checklist items (the message shows no other phase's), and the row of the rollout's status
+    message (None: not posted yet), the two in the statements of one."""
     conn = _connection(session)
     params = {"rollout_id": rollout_id} if team_id is None else {"rollout_id": rollout_id, "team_id": team_id}
     row = conn.execute(_WITH_MESSAGE if team_id is None else _WITH_MESSAGE_OF_TEAM, params).first()
@@ -198,7 +205,7 @@ def load_with_message(
         return None
     *head, message_id, channel_id, ts, link = row
     ref = None if message_id is None else MessageRef(message_id, channel_id, ts, link)
-    return _view(conn, rollout_id, head), ref
+    return _view(conn, rollout_id, head, _PLAN_CURRENT_ITEMS, phase_index=row.phase_index), ref
 
 
 def _connection(session: Session | Connection) -> Connection:
@@ -211,11 +218,13 @@ def _connection(session: Session | Connection) -> Connection:
     return session.connection()
 
 
-def _view(conn: Connection, rollout_id: int, row: Sequence[Any], parts: Any = _PLAN) -> RolloutView:
+def _view(
+    conn: Connection, rollout_id: int, row: Sequence[Any], parts: Any = _PLAN, **params: Any
+) -> RolloutView:
     items: dict[int, list[ItemView]] = {}
     approvers: list[str] = []
     plan: dict[int, tuple[Any, list[StepView]]] = {}
-    for r in conn.execute(parts, {"rollout_id": rollout_id}):
+    for r in conn.execute(parts, {"rollout_id": rollout_id, **params}):
         if r[0] == _PLAN_PART:  # phase id, position; step position … left by override; phase
             steps = plan.setdefault(r[1], ((r[2], r[9], r[10], r[11]), []))[1]
             if r[3] is not None:

@@ -202,3 +202,47 @@ def test_without_items_the_view_is_the_whole_one_less_its_items(db: Database) ->
     for kind in ("ready", "overdue", "stale"):
         assert texts.reminder(kind, bare, **said) == texts.reminder(kind, whole, **said)
     assert texts.reminder("ready", bare, advance=True) == texts.reminder("ready", whole, advance=True)
+
+
+@pytest.mark.parametrize("moves", [0, 1, 3, 99])
+def test_the_status_view_is_the_whole_less_other_phases_items_and_shows_the_same(
+    db: Database, moves: int
+) -> None:
+    """`load_with_message`: only the current phase keeps its items, and the status message, live
+    and as a copy, is the same as from the whole view (it shows no other phase's checklist)."""
+    from messages.blocks import status_message
+
+    rollout_id = start(db, "standard", f"status-{moves}", flag=True)
+
+    def shape(rollout: Rollout) -> None:
+        at = T0
+        for _ in range(moves):
+            if not rollout.status.is_open:
+                break
+            # Marks in every phase it passes through, ticked and unticked.
+            first, second = rollout.current_phase.items[:2]
+            rollouts.set_item(rollout, first.id, True, "U_AMY", at + timedelta(minutes=1))
+            rollouts.set_item(rollout, second.id, True, "U_AMY", at + timedelta(minutes=2))
+            rollouts.set_item(rollout, second.id, False, "U_ZED", at + timedelta(minutes=3))
+            rollouts.move_forward(rollout, at + timedelta(hours=1), overridden=True)
+            at += timedelta(hours=1)
+
+    change(db, rollout_id, shape)
+    whole = assert_same(db, rollout_id)
+    with db.reading() as session:
+        found = view_reads.load_with_message(session=session, rollout_id=rollout_id, team_id="T1")
+    assert found is not None
+    shown, ref = found
+    assert ref is None  # not posted here
+    assert shown == dataclasses.replace(
+        whole,
+        phases=tuple(
+            p if p.position == whole.phase_index else dataclasses.replace(p, items=()) for p in whole.phases
+        ),
+    )
+    assert sum(len(p.items) for p in shown.phases) < sum(len(p.items) for p in whole.phases)
+    for interactive in (True, False):
+        for link in (None, "https://slack.example/archives/C1/p1"):
+            assert status_message(shown, now=T0, interactive=interactive, link=link) == status_message(
+                whole, now=T0, interactive=interactive, link=link
+            )
