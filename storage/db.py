@@ -274,7 +274,11 @@ class Database:
         queued", so the worker is woken at once instead of at its next tick).
 
         Under `handling(key)`, a transaction that writes an Event records the key with it, and
-        raises `AlreadyHandled` (rolled back) when that key was recorded before."""
+        raises `AlreadyHandled` (rolled back) when that key was recorded before.
+
+        Begun when the block opens, as `writing` is (on SQLite `BEGIN IMMEDIATE`, which the
+        dialect emits only as a connection begins): every change's block starts with its
+        statements, so the write lock is not held any longer than it was."""
         request = _current.get()
         with self._one_writer(), self._write() as session:
             with session.begin():
