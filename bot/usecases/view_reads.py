@@ -2,7 +2,8 @@
 phases and items it has: the rollout with its auto-advance row (and, for `load_with_message`, its
 status message's row), then its phases with their steps, their checklist items and its approvers
 (one UNION ALL). What comes back is exactly what `views.rollout_view` makes of the ORM rows
-(tests/usecases/test_core_views.py compares the two).
+(tests/usecases/test_core_views.py compares the two). They run on the DBAPI connection of the
+caller's transaction (`storage.dbapi_statements`).
 """
 
 from __future__ import annotations
@@ -32,6 +33,7 @@ from bot.services import Services
 from bot.usecases import autopilot
 from messages.views import ItemView, PhaseView, RolloutView, StepView
 from storage import queries
+from storage.dbapi_statements import Fixed
 from storage.models import Approver, ChecklistItem, DueJob, Phase, Rollout, SlackMessage, Step
 
 # Plain Core statements of columns, built once here so SQLAlchemy's compiled cache finds them
@@ -164,6 +166,11 @@ _PLAN_ORDER: tuple[Any, ...] = (literal_column("1"), literal_column("3"), litera
 _PLAN = union_all(_PHASE_ROWS, _ITEM_ROWS, _APPROVER_ROWS).order_by(*_PLAN_ORDER)
 # Without the items (most of a plan's rows), for a view whose reader never shows a checklist.
 _PLAN_NO_ITEMS = union_all(_PHASE_ROWS, _APPROVER_ROWS).order_by(*_PLAN_ORDER)
+# Run on the DBAPI connection (`storage.dbapi_statements`): SQLAlchemy's execution path cost
+# more CPU than these statements (the due-work tick reads a view per reminder).
+_F_ROLLOUT, _F_ROLLOUT_OF_TEAM = Fixed(_ROLLOUT), Fixed(_ROLLOUT_OF_TEAM)
+_F_WITH_MESSAGE, _F_WITH_MESSAGE_OF_TEAM = Fixed(_WITH_MESSAGE), Fixed(_WITH_MESSAGE_OF_TEAM)
+_F_PLAN, _F_PLAN_NO_ITEMS = Fixed(_PLAN), Fixed(_PLAN_NO_ITEMS)
 
 
 class MessageRef(NamedTuple):
@@ -180,10 +187,9 @@ def load_rollout(
 ) -> RolloutView | None:
     """The view of one rollout (of that workspace, if `team_id` is given), or None; with
     `items=False` its phases have no checklist items (a reminder shows none)."""
-    conn = _connection(session)
     params = {"rollout_id": rollout_id} if team_id is None else {"rollout_id": rollout_id, "team_id": team_id}
-    row = conn.execute(_ROLLOUT if team_id is None else _ROLLOUT_OF_TEAM, params).first()
-    return None if row is None else _view(conn, rollout_id, row, _PLAN if items else _PLAN_NO_ITEMS)
+    row = (_F_ROLLOUT if team_id is None else _F_ROLLOUT_OF_TEAM).first(session, params)
+    return None if row is None else _view(session, rollout_id, row, _F_PLAN if items else _F_PLAN_NO_ITEMS)
 
 
 def load_with_message(
@@ -191,31 +197,22 @@ def load_with_message(
 ) -> tuple[RolloutView, MessageRef | None] | None:
     """`load_rollout`, and the row of the rollout's status message (None: not posted yet), the
     two in the statements of one."""
-    conn = _connection(session)
     params = {"rollout_id": rollout_id} if team_id is None else {"rollout_id": rollout_id, "team_id": team_id}
-    row = conn.execute(_WITH_MESSAGE if team_id is None else _WITH_MESSAGE_OF_TEAM, params).first()
+    row = (_F_WITH_MESSAGE if team_id is None else _F_WITH_MESSAGE_OF_TEAM).first(session, params)
     if row is None:
         return None
     *head, message_id, channel_id, ts, link = row
     ref = None if message_id is None else MessageRef(message_id, channel_id, ts, link)
-    return _view(conn, rollout_id, head), ref
+    return _view(session, rollout_id, head), ref
 
 
-def _connection(session: Session | Connection) -> Connection:
-    if isinstance(session, Connection):
-        return session
-    # Core statements skip the session's autoflush: what this session changed is flushed first,
-    # so the view shows it as an ORM query would.
-    if session.autoflush:
-        session.flush()
-    return session.connection()
-
-
-def _view(conn: Connection, rollout_id: int, row: Sequence[Any], parts: Any = _PLAN) -> RolloutView:
+def _view(
+    session: Session | Connection, rollout_id: int, row: Sequence[Any], parts: Fixed = _F_PLAN
+) -> RolloutView:
     items: dict[int, list[ItemView]] = {}
     approvers: list[str] = []
     plan: dict[int, tuple[Any, list[StepView]]] = {}
-    for r in conn.execute(parts, {"rollout_id": rollout_id}):
+    for r in parts.all(session, {"rollout_id": rollout_id}):
         if r[0] == _PLAN_PART:  # phase id, position; step position … left by override; phase
             steps = plan.setdefault(r[1], ((r[2], r[9], r[10], r[11]), []))[1]
             if r[3] is not None:
