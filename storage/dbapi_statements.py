@@ -43,6 +43,7 @@ class _Compiled:
         # each, as SQLAlchemy renders them at each execution; the values it is given stay named.
         expanded = compiled.construct_expanded_state(dict.fromkeys(required))
         self.sql = expanded.statement
+        self.dialect = dialect
         self.positional = dialect.positional
         self.names: list[str] = (
             list(expanded.positiontup or []) if self.positional else list(expanded.parameters)
@@ -70,14 +71,12 @@ class _Compiled:
         # does: psycopg's numeric columns convert by the type the server sent).
         self.results: tuple[tuple[int, _Processor], ...] | None = None
 
-    def converters(
-        self, description: Sequence[Sequence[Any]], dialect: Dialect
-    ) -> tuple[tuple[int, _Processor], ...]:
+    def converters(self, cursor: Any) -> tuple[tuple[int, _Processor], ...]:
         if self.results is None:
             self.results = tuple(
                 (i, process)
-                for i, (c, d) in enumerate(zip(self._columns, description, strict=True))
-                if (process := c.type._cached_result_processor(dialect, d[1])) is not None
+                for i, (c, d) in enumerate(zip(self._columns, cursor.description, strict=True))
+                if (process := c.type._cached_result_processor(self.dialect, d[1])) is not None
             )
         return self.results
 
@@ -128,8 +127,10 @@ class Fixed:
         cursor = dbapi.cursor()
         try:
             cursor.execute(compiled.sql, compiled.parameters(values))
-            description = cursor.description
-            rows = [] if description is None else cursor.fetchall()
+            # Rows only from a statement that returns them (a SELECT, RETURNING), and the
+            # driver's description of them read once: psycopg builds it anew at each look.
+            rows = cursor.fetchall() if compiled.keys else []
+            converters = compiled.converters(cursor) if rows else ()
             count = cursor.rowcount
         except conn.dialect.loaded_dbapi.Error as error:
             gone = conn.dialect.is_disconnect(error, dbapi, cursor)
@@ -140,9 +141,7 @@ class Fixed:
             ) from error
         finally:
             cursor.close()
-        if not rows:
-            return [], count
-        return _converted(rows, compiled.converters(description, conn.dialect)), count
+        return _converted(rows, converters), count
 
     def all(self, on: Session | Connection, values: Mapping[str, Any]) -> list[tuple[Any, ...]]:
         return self.run(on, values)[0]

@@ -4,7 +4,7 @@ evaluated and stored as a snapshot, and the baseline captured at start."""
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import astuple, dataclass, replace
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import Any, cast
 
@@ -46,7 +46,7 @@ class Plan:
 
 
 def plan_queries(metrics: Iterable[Metric], *, feature: str, flag: str | None, service: str | None) -> Plan:
-    names: dict[tuple[object, ...], str] = {}
+    names: dict[MetricQuery, str] = {}  # by the spec (a query without its name)
     queries: list[MetricQuery] = []
     by_key: dict[str, str] = {}
     control_by_key: dict[str, str] = {}
@@ -65,7 +65,9 @@ def plan_queries(metrics: Iterable[Metric], *, feature: str, flag: str | None, s
             count_of=metric.min_count[0] if parts and metric.min_count else "",
             series_points=canary.series_points(metric),
         )
-        spec = (*astuple(wanted)[1:],)  # everything but the name: equal specs are asked once
+        # Everything but the name: equal specs are asked once. (A copy without the name, not
+        # `astuple`, which deep-copies every field, in each ready check and watch.)
+        spec = replace(wanted, name="")
         if spec not in names:
             names[spec] = label
             queries.append(wanted)
