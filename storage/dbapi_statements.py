@@ -34,8 +34,15 @@ _Processor = Callable[[Any], Any]
 class _Compiled:
     """`statement` compiled for `dialect`, with the converters of its values and columns."""
 
-    def __init__(self, statement: ClauseElement, dialect: Dialect) -> None:
-        compiled = cast(SQLCompiler, statement.compile(dialect=dialect))
+    def __init__(
+        self, statement: ClauseElement, dialect: Dialect, columns: Sequence[str] | None = None
+    ) -> None:
+        compiled = cast(
+            SQLCompiler,
+            statement.compile(dialect=dialect, column_keys=None if columns is None else list(columns)),
+        )
+        if compiled.insert_prefetch or compiled.update_prefetch:
+            raise ValueError(f"{statement} leaves columns to their Python-side defaults: give their values")
         required = [name for name, bind in compiled.binds.items() if bind.required]
         if any(compiled.binds[name].expanding for name in required):
             raise ValueError(f"{statement} takes an IN list: not for a Fixed statement")
@@ -101,16 +108,19 @@ def _converted(rows: Sequence[Any], converters: tuple[tuple[int, _Processor], ..
 
 
 class Fixed:
-    """A Core statement, compiled once for each dialect it runs on."""
+    """A Core statement, compiled once for each dialect it runs on. An INSERT or UPDATE given
+    `columns` takes a value for each of them, by the column's name (its type converts it; a
+    column's Python-side default is not applied)."""
 
-    def __init__(self, statement: ClauseElement) -> None:
+    def __init__(self, statement: ClauseElement, columns: Sequence[str] | None = None) -> None:
         self.statement = statement
+        self.columns = columns
         self._compiled: dict[str, _Compiled] = {}
 
     def _for(self, dialect: Dialect) -> _Compiled:
         found = self._compiled.get(dialect.name)
         if found is None:
-            found = self._compiled[dialect.name] = _Compiled(self.statement, dialect)
+            found = self._compiled[dialect.name] = _Compiled(self.statement, dialect, self.columns)
         return found
 
     def keys(self, on: Session | Connection) -> tuple[str, ...]:

@@ -395,8 +395,8 @@ def put_due_row(
     """Sets a rollout's row of `kind` (one per rollout and kind) to `due_at` and `data`, making
     it if there is none: one INSERT ... ON CONFLICT DO UPDATE."""
     dialect = session.get_bind().dialect.name
-    stmt = _PUTS.get(dialect)
-    if stmt is None:
+    put = _PUTS.get(dialect)
+    if put is None:
         build = postgres_insert if dialect == "postgresql" else sqlite_insert
         made = build(_JOBS).values(
             rollout_id=bindparam("rollout_id"),
@@ -405,13 +405,12 @@ def put_due_row(
             data=bindparam("data"),
         )
         # `excluded`: the values this INSERT proposed, so each is bound once.
-        stmt = made.on_conflict_do_update(
+        upsert = made.on_conflict_do_update(
             index_elements=["rollout_id", "kind"],
             set_={"due_at": made.excluded.due_at, "data": made.excluded.data},
         )
-        _PUTS[dialect] = stmt
-    params = {"rollout_id": rollout_id, "kind": kind, "due_at": due_at, "data": data}
-    session.execute(stmt, params)
+        _PUTS[dialect] = put = Fixed(upsert)
+    put.run(session, {"rollout_id": rollout_id, "kind": kind, "due_at": due_at, "data": data})
 
 
-_PUTS: dict[str, Any] = {}  # put_due_row's statement, built once per dialect
+_PUTS: dict[str, Fixed] = {}  # put_due_row's statement, built once per dialect
