@@ -29,15 +29,16 @@ from sqlalchemy.orm import Session, aliased
 from storage.dbapi_statements import Fixed
 from storage.enums import EventKind, ItemKind, SnapshotKind
 from storage.models import ChecklistItem, DueJob, Event, MetricSnapshot, OutboxMessage, Phase, Rollout, Step
+from storage.rows import plain
 
 # --- targeted reads for the due jobs (bot/delivery/jobs.py): a row or two, never the plan ----
 
 
 # Built once and reused: the statements a due job runs every time (their compiled form is cached).
 # The rollout's row with the columns the due jobs decide from, not the plan document and the
-# rest, read as Core columns and made into a detached `Rollout` of those columns alone: the
-# ORM's loading (identity map, row processors, the unloaded attributes' loaders) cost several
-# times the statement.
+# rest, read as Core columns and made into a detached `Rollout` of those columns alone
+# (`rows.plain`: no constructor, no attribute events): the ORM's loading (identity map, row
+# processors, the unloaded attributes' loaders) cost several times the statement.
 _JOB_COLUMNS = """id team_id channel_id feature owner_id stakeholder_channels status phase_index step_index
 step_started_at timezone country revision updated_at metrics triggers watch_pauses flag_key service
 flag_seen_at flag_pending digest digest_time auto_advance"""
@@ -214,7 +215,7 @@ def job_rollout_row(*, session: Session, rollout_id: int) -> Rollout | None:
     columns jobs read (`_JOB_COLUMNS`): not in the session, so nothing set on it is written;
     its plan and the columns no job reads are not there."""
     found = _F_ROW.first(session, {"rollout_id": rollout_id})
-    return None if found is None else Rollout(**dict(zip(_F_ROW.keys(session), found, strict=True)))
+    return None if found is None else plain(Rollout, dict(zip(_F_ROW.keys(session), found, strict=True)))
 
 
 def lock_rollout_row(*, session: Session, rollout_id: int) -> Rollout | None:
@@ -223,7 +224,7 @@ def lock_rollout_row(*, session: Session, rollout_id: int) -> Rollout | None:
     `lock_rollout`), without loading its plan."""
     locked = _F_ROW_LOCKED_PG if session.get_bind().dialect.name == "postgresql" else _F_ROW
     found = locked.first(session, {"rollout_id": rollout_id})
-    return None if found is None else Rollout(**dict(zip(locked.keys(session), found, strict=True)))
+    return None if found is None else plain(Rollout, dict(zip(locked.keys(session), found, strict=True)))
 
 
 class Check(NamedTuple):
@@ -245,8 +246,8 @@ def _split(found: Sequence[Any], keys: Sequence[str]) -> tuple[Rollout, Step | N
     }
     step = None
     if rest["current_step_position"] is not None:
-        step = Step(**{name: rest[f"current_step_{name}"] for name in _STEP_COLUMNS})
-    return Rollout(**columns), step, rest
+        step = plain(Step, {name: rest[f"current_step_{name}"] for name in _STEP_COLUMNS})
+    return plain(Rollout, columns), step, rest
 
 
 def rollout_and_step(
@@ -291,7 +292,7 @@ def step_key_queued_and_due_at(
     if found is None:
         return None
     *step, queued, due_at = found
-    return Step(**dict(zip(_STEP_COLUMNS, step, strict=True))), bool(queued), due_at
+    return plain(Step, dict(zip(_STEP_COLUMNS, step, strict=True))), bool(queued), due_at
 
 
 def step_at(*, session: Session, rollout_id: int, phase_index: int, step_index: int) -> Step | None:
@@ -339,7 +340,8 @@ def due_rows(*, session: Session, now: datetime, limit: int, kinds: Collection[s
         if dialect == "postgresql":
             stmt = stmt.with_for_update(skip_locked=True)
         _DUE_ROWS[dialect] = stmt
-    return session.execute(stmt, {"now": now, "kinds": sorted(kinds), "limit": limit}).all()
+    # On the session's connection (Core), not through the ORM's execute path.
+    return session.connection().execute(stmt, {"now": now, "kinds": sorted(kinds), "limit": limit}).all()
 
 
 # The tick's own writes to `due_job`, built once and reused (their compiled form is cached), run
