@@ -30,6 +30,7 @@ from sqlalchemy import Engine, event, text
 
 from bot.delivery import jobs
 from bot.services import Services
+from storage.dbapi_statements import Fixed
 from storage.migrate import upgrade
 
 TICKS = int(os.environ.get("BENCH_TICKS", "20"))
@@ -75,6 +76,20 @@ class SqlTrace:
                 return wait(conn, self._counting(gen), *args, **kwargs)
 
             psycopg.Connection.wait = counted  # type: ignore[method-assign]
+        # The statements run on the DBAPI connection (`storage.dbapi_statements`) pass no
+        # engine event: counted where they run.
+        run = Fixed.run
+
+        def fixed_run(fixed: Fixed, on: Any, values: Any) -> Any:
+            compiled = fixed._for(self.engine.dialect)
+            sent = compiled.parameters(values)  # as the driver gets them, for EXPLAIN
+            self._before(None, None, compiled.sql, sent, None, False)
+            try:
+                return run(fixed, on, values)
+            finally:
+                self._after(None, None, compiled.sql, sent, None, False)
+
+        Fixed.run = fixed_run  # type: ignore[method-assign]
         event.listen(self.engine, "before_cursor_execute", self._before)
         event.listen(self.engine, "after_cursor_execute", self._after)
         event.listen(self.engine, "commit", self._commit)

@@ -1,6 +1,8 @@
 """The due-work tick's statements (bot/delivery/jobs.py): targeted reads of a row or two, never
 the plan, and the tick's own writes to `due_job`. Built once at import and reused, so their
-compiled form is cached. Like `storage.queries`, they take the session as a keyword and never
+compiled form is cached; those a tick runs every time run on the DBAPI connection of the
+session's transaction (`storage.dbapi_statements`), but the claim's (its index test watches
+for it on the engine). Like `storage.queries`, they take the session as a keyword and never
 commit: the caller owns the transaction."""
 
 from __future__ import annotations
@@ -11,7 +13,6 @@ from typing import Any, NamedTuple, cast
 
 from sqlalchemy import (
     Connection,
-    CursorResult,
     Row,
     Select,
     Table,
@@ -25,17 +26,19 @@ from sqlalchemy.dialects.postgresql import insert as postgres_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session, aliased
 
-from storage.enums import ItemKind, SnapshotKind
+from storage.dbapi_statements import Fixed
+from storage.enums import EventKind, ItemKind, SnapshotKind
 from storage.models import ChecklistItem, DueJob, Event, MetricSnapshot, OutboxMessage, Phase, Rollout, Step
+from storage.rows import plain
 
 # --- targeted reads for the due jobs (bot/delivery/jobs.py): a row or two, never the plan ----
 
 
 # Built once and reused: the statements a due job runs every time (their compiled form is cached).
 # The rollout's row with the columns the due jobs decide from, not the plan document and the
-# rest, read as Core columns and made into a detached `Rollout` of those columns alone: the
-# ORM's loading (identity map, row processors, the unloaded attributes' loaders) cost several
-# times the statement.
+# rest, read as Core columns and made into a detached `Rollout` of those columns alone
+# (`rows.plain`: no constructor, no attribute events): the ORM's loading (identity map, row
+# processors, the unloaded attributes' loaders) cost several times the statement.
 _JOB_COLUMNS = """id team_id channel_id feature owner_id stakeholder_channels status phase_index step_index
 step_started_at timezone country revision updated_at metrics triggers watch_pauses flag_key service
 flag_seen_at flag_pending digest digest_time auto_advance"""
@@ -140,6 +143,20 @@ _LATEST_CHECK = (
     .limit(1)
 )
 
+# The same statements run on the DBAPI connection (`storage.dbapi_statements`): the tick's jobs
+# run them every time, and SQLAlchemy's execution path cost more CPU than the statements.
+_F_ROW = Fixed(_ROW)
+_F_ROW_LOCKED_PG = Fixed(_ROW_LOCKED_PG)
+_F_ROW_AND_STEP = Fixed(_ROW_AND_STEP)
+_F_ROW_AND_STEP_LOCKED_PG = Fixed(_ROW_AND_STEP_LOCKED_PG)
+_F_DIGEST_ROW = Fixed(_DIGEST_ROW)
+_F_STEP_KEY_AND_DUE_AT = Fixed(_STEP_KEY_AND_DUE_AT)
+_F_KEY_QUEUED = Fixed(_KEY_QUEUED)
+_F_GATING_EXITS = Fixed(_GATING_EXITS)
+_F_BASELINE = Fixed(_BASELINE)
+_F_EVENTS_UNTIL = Fixed(_EVENTS_UNTIL)
+_F_EVENTS_BETWEEN = Fixed(_EVENTS_BETWEEN)
+
 
 def _core(session: Session) -> Connection:
     """The session's connection, for a Core read without the ORM's execute path (a tenth of a
@@ -150,15 +167,26 @@ def _core(session: Session) -> Connection:
     return session.connection()
 
 
+class EventRow(NamedTuple):
+    """An event as a digest reads it (`events_between`)."""
+
+    kind: EventKind
+    actor_id: str
+    at: datetime
+    data: dict[str, Any]
+    id: int
+
+
 def events_between(
     *, session: Session, rollout_id: int, after: datetime | None, until: datetime
-) -> Sequence[Row[Any]]:
+) -> list[EventRow]:
     """A rollout's events in (after, until] (from its start when `after` is None), oldest
     first: kind, actor_id, at, data, id."""
     if after is None:
-        return _core(session).execute(_EVENTS_UNTIL, {"rollout_id": rollout_id, "until": until}).all()
-    params = {"rollout_id": rollout_id, "until": until, "after": after}
-    return _core(session).execute(_EVENTS_BETWEEN, params).all()
+        rows = _F_EVENTS_UNTIL.all(session, {"rollout_id": rollout_id, "until": until})
+    else:
+        rows = _F_EVENTS_BETWEEN.all(session, {"rollout_id": rollout_id, "until": until, "after": after})
+    return [EventRow(*r) for r in rows]
 
 
 def latest_check(*, session: Session, rollout_id: int, phase_index: int, step_index: int) -> Row[Any] | None:
@@ -173,29 +201,30 @@ def gating_exit_criteria(
     """The exit criteria nobody ticked that the next advance from (phase, step) needs: those of
     the phase when the step is its last, else none (`rollouts.unchecked_exit_criteria`)."""
     params = {"rollout_id": rollout_id, "phase_index": phase_index, "step_index": step_index}
-    return list(_core(session).scalars(_GATING_EXITS, params))
+    return [text for (text,) in _F_GATING_EXITS.all(session, params)]
 
 
 def baseline_readings(*, session: Session, rollout_id: int) -> dict[str, Any] | None:
     """The readings of the rollout's newest baseline snapshot (as `latest_snapshot` finds it)."""
-    return _core(session).execute(_BASELINE, {"rollout_id": rollout_id}).scalar()
+    found = _F_BASELINE.first(session, {"rollout_id": rollout_id})
+    return None if found is None else found[0]
 
 
 def job_rollout_row(*, session: Session, rollout_id: int) -> Rollout | None:
     """The rollout's own row for a due job to decide from, as a detached `Rollout` of the
     columns jobs read (`_JOB_COLUMNS`): not in the session, so nothing set on it is written;
     its plan and the columns no job reads are not there."""
-    found = _core(session).execute(_ROW, {"rollout_id": rollout_id}).first()
-    return None if found is None else Rollout(**found._mapping)
+    found = _F_ROW.first(session, {"rollout_id": rollout_id})
+    return None if found is None else plain(Rollout, dict(zip(_F_ROW.keys(session), found, strict=True)))
 
 
 def lock_rollout_row(*, session: Session, rollout_id: int) -> Rollout | None:
     """`job_rollout_row`, for a change that decides from the rollout's columns: on Postgres
     `SELECT ... FOR UPDATE` of that one row (changes to the rollout wait their turn, as with
     `lock_rollout`), without loading its plan."""
-    locked = _ROW_LOCKED_PG if session.get_bind().dialect.name == "postgresql" else _ROW
-    found = _core(session).execute(locked, {"rollout_id": rollout_id}).first()
-    return None if found is None else Rollout(**found._mapping)
+    locked = _F_ROW_LOCKED_PG if session.get_bind().dialect.name == "postgresql" else _F_ROW
+    found = locked.first(session, {"rollout_id": rollout_id})
+    return None if found is None else plain(Rollout, dict(zip(locked.keys(session), found, strict=True)))
 
 
 class Check(NamedTuple):
@@ -206,10 +235,10 @@ class Check(NamedTuple):
     verdict: dict[str, Any] | None
 
 
-def _split(found: Row[Any]) -> tuple[Rollout, Step | None, dict[str, Any]]:
+def _split(found: Sequence[Any], keys: Sequence[str]) -> tuple[Rollout, Step | None, dict[str, Any]]:
     """A `_ROW_AND_STEP` row: the detached rollout, its step (None: no such step), and what
     else the statement read, by its label."""
-    columns = dict(found._mapping)
+    columns = dict(zip(keys, found, strict=True))
     rest = {
         name: columns.pop(name)
         for name in list(columns)
@@ -217,8 +246,8 @@ def _split(found: Row[Any]) -> tuple[Rollout, Step | None, dict[str, Any]]:
     }
     step = None
     if rest["current_step_position"] is not None:
-        step = Step(**{name: rest[f"current_step_{name}"] for name in _STEP_COLUMNS})
-    return Rollout(**columns), step, rest
+        step = plain(Step, {name: rest[f"current_step_{name}"] for name in _STEP_COLUMNS})
+    return plain(Rollout, columns), step, rest
 
 
 def rollout_and_step(
@@ -227,24 +256,21 @@ def rollout_and_step(
     """`job_rollout_row` (`lock_rollout_row` with `lock`) and the step it is at (`step_at`;
     None when the plan has no such step), in one statement."""
     locked = lock and session.get_bind().dialect.name == "postgresql"
-    found = (
-        _core(session)
-        .execute(_ROW_AND_STEP_LOCKED_PG if locked else _ROW_AND_STEP, {"rollout_id": rollout_id})
-        .first()
-    )
+    statement = _F_ROW_AND_STEP_LOCKED_PG if locked else _F_ROW_AND_STEP
+    found = statement.first(session, {"rollout_id": rollout_id})
     if found is None:
         return None
-    rollout, step, _ = _split(found)
+    rollout, step, _ = _split(found, statement.keys(session))
     return rollout, step
 
 
 def digest_row(*, session: Session, rollout_id: int) -> tuple[Rollout, Step | None, Check | None] | None:
     """`rollout_and_step`, and the newest verdict taken at that step (`latest_check`), in one
     statement: what the digest reads besides the events and the view."""
-    found = _core(session).execute(_DIGEST_ROW, {"rollout_id": rollout_id}).first()
+    found = _F_DIGEST_ROW.first(session, {"rollout_id": rollout_id})
     if found is None:
         return None
-    rollout, step, rest = _split(found)
+    rollout, step, rest = _split(found, _F_DIGEST_ROW.keys(session))
     check = None
     if rest["newest_check_taken_at"] is not None:
         check = Check(*(rest[f"newest_check_{name}"] for name in _CHECK_COLUMNS))
@@ -262,11 +288,11 @@ def step_key_queued_and_due_at(
         "key": dedupe_key,
         "kind": kind,
     }
-    found = _core(session).execute(_STEP_KEY_AND_DUE_AT, params).first()
+    found = _F_STEP_KEY_AND_DUE_AT.first(session, params)
     if found is None:
         return None
     *step, queued, due_at = found
-    return Step(**dict(zip(_STEP_COLUMNS, step, strict=True))), bool(queued), due_at
+    return plain(Step, dict(zip(_STEP_COLUMNS, step, strict=True))), bool(queued), due_at
 
 
 def step_at(*, session: Session, rollout_id: int, phase_index: int, step_index: int) -> Step | None:
@@ -282,7 +308,7 @@ def step_at(*, session: Session, rollout_id: int, phase_index: int, step_index: 
 
 def key_queued(*, session: Session, dedupe_key: str) -> bool:
     """`outbox_key_exists`, as a prepared statement."""
-    return _core(session).execute(_KEY_QUEUED, {"key": dedupe_key}).first() is not None
+    return _F_KEY_QUEUED.first(session, {"key": dedupe_key}) is not None
 
 
 def key_queued_and_due_at(
@@ -314,7 +340,8 @@ def due_rows(*, session: Session, now: datetime, limit: int, kinds: Collection[s
         if dialect == "postgresql":
             stmt = stmt.with_for_update(skip_locked=True)
         _DUE_ROWS[dialect] = stmt
-    return session.execute(stmt, {"now": now, "kinds": sorted(kinds), "limit": limit}).all()
+    # On the session's connection (Core), not through the ORM's execute path.
+    return session.connection().execute(stmt, {"now": now, "kinds": sorted(kinds), "limit": limit}).all()
 
 
 # The tick's own writes to `due_job`, built once and reused (their compiled form is cached), run
@@ -337,6 +364,7 @@ _MOVE = (
 )
 _STAMP = update(_JOBS).where(_JOBS.c.id == bindparam("job_id")).values(last_run_at=bindparam("ran_at"))
 _DROP = delete(_JOBS).where(_JOBS.c.id == bindparam("job_id"), _HELD)
+_F_MOVE, _F_STAMP, _F_DROP = Fixed(_MOVE), Fixed(_STAMP), Fixed(_DROP)  # on the DBAPI connection
 
 
 def lease_due_rows(*, session: Session, ids: Sequence[int], lease: datetime) -> None:
@@ -357,11 +385,10 @@ def settle_due_row(
     (the claim's lease: a change meanwhile re-planned it otherwise), moves it to `next_at` with
     `next_data`, or deletes it when `next_at` is None."""
     mine = {"job_id": job_id, "token": token, "ran_at": ran_at}
-    conn = session.connection()
     if next_at is not None:
-        conn.execute(_MOVE, {**mine, "next_at": next_at, "next_data": next_data})
-    elif not cast("CursorResult[Any]", conn.execute(_DROP, mine)).rowcount:
-        conn.execute(_STAMP, mine)  # re-planned meanwhile: the row stays, stamped
+        _F_MOVE.run(session, {**mine, "next_at": next_at, "next_data": next_data})
+    elif not _F_DROP.rowcount(session, mine):
+        _F_STAMP.run(session, mine)  # re-planned meanwhile: the row stays, stamped
 
 
 def put_due_row(
@@ -370,8 +397,8 @@ def put_due_row(
     """Sets a rollout's row of `kind` (one per rollout and kind) to `due_at` and `data`, making
     it if there is none: one INSERT ... ON CONFLICT DO UPDATE."""
     dialect = session.get_bind().dialect.name
-    stmt = _PUTS.get(dialect)
-    if stmt is None:
+    put = _PUTS.get(dialect)
+    if put is None:
         build = postgres_insert if dialect == "postgresql" else sqlite_insert
         made = build(_JOBS).values(
             rollout_id=bindparam("rollout_id"),
@@ -380,13 +407,12 @@ def put_due_row(
             data=bindparam("data"),
         )
         # `excluded`: the values this INSERT proposed, so each is bound once.
-        stmt = made.on_conflict_do_update(
+        upsert = made.on_conflict_do_update(
             index_elements=["rollout_id", "kind"],
             set_={"due_at": made.excluded.due_at, "data": made.excluded.data},
         )
-        _PUTS[dialect] = stmt
-    params = {"rollout_id": rollout_id, "kind": kind, "due_at": due_at, "data": data}
-    session.execute(stmt, params)
+        _PUTS[dialect] = put = Fixed(upsert)
+    put.run(session, {"rollout_id": rollout_id, "kind": kind, "due_at": due_at, "data": data})
 
 
-_PUTS: dict[str, Any] = {}  # put_due_row's statement, built once per dialect
+_PUTS: dict[str, Fixed] = {}  # put_due_row's statement, built once per dialect

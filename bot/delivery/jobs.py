@@ -20,7 +20,8 @@ replicas share the work:
   the plain view (`view_reads.load_rollout`; a reminder's without the checklist items, which it never
   shows and which are most of a plan's rows). The whole ORM plan is loaded only to re-plan a row
   from a state that moved on. The tick's own statements (claim, lease, settle, the outbox
-  key) are prepared Core statements, reused.
+  key) are prepared Core statements, reused; the jobs' reads, the view's and the settles run on the
+  DBAPI connection of their transaction (`storage.dbapi_statements`).
 - Every message goes through the outbox under a dedupe key, so a job replayed after a crash
   never posts twice.
 - A tick draws nothing: a digest commits its text to the outbox and, in the same transaction,
@@ -169,7 +170,7 @@ def _digest(session: Session, job: Claimed) -> Due | None:
 
 # The digest reads columns (`job_queries`), not ORM rows: these make of them what
 # `views.event_views` and `views.snapshot_view` make of the rows, field by field.
-def _event_views(rows: Sequence[Row[Any]]) -> tuple[EventView, ...]:
+def _event_views(rows: Sequence[job_queries.EventRow]) -> tuple[EventView, ...]:
     return tuple(
         EventView(r.kind.value, r.actor_id, r.at, MappingProxyType(dict(r.data)), r.id) for r in rows
     )

@@ -18,6 +18,7 @@ from bot.usecases.views import rollout_view
 from messages.announcements import milestone
 from messages.blocks import Message
 from messages.views import RolloutView
+from storage.dbapi_statements import Fixed
 from storage.enums import OutboxState
 from storage.models import OutboxMessage, Rollout
 from storage.rows import insert_new
@@ -112,6 +113,22 @@ def _insert_new(dialect: str) -> Insert:
     return stmt
 
 
+# `queue`'s insert, run on the DBAPI connection of the caller's transaction: the ORM's execute
+# path cost several times the statement, once per row a reminder or a change queues.
+_QUEUE_COLUMNS = (
+    "rollout_id",
+    "dedupe_key",
+    "channel_id",
+    "in_status_thread",
+    "payload",
+    "state",
+    "attempts",
+    "next_attempt_at",
+    "created_at",
+)
+_QUEUE = {dialect: Fixed(_insert_new(dialect), _QUEUE_COLUMNS) for dialect in ("postgresql", "sqlite")}
+
+
 def _rows(rollout: Addressed, announcement: Announcement) -> list[tuple[str, str, bool, Message]]:
     """(milestone of the key, channel, in the status thread, message) of each row to queue."""
     milestone = announcement.milestone
@@ -161,13 +178,13 @@ def queue(
     """Queues the announcement in the caller's transaction (and marks the session so the
     outbox is woken after commit). Returns how many rows were new:
     a milestone already queued (a replayed change) adds nothing. `due_at`: not before (now)."""
-    stmt = _insert_new(session.get_bind().dialect.name)
+    stmt = _QUEUE[session.get_bind().dialect.name]
     session.flush()  # rows the caller added first keep their place (the outbox posts in id order)
     added = 0
     for row in _rows(rollout, announcement):
         # Still exactly once: ON CONFLICT DO NOTHING on the unique key; on Postgres a row
         # another transaction is inserting is waited for, then skipped.
-        added += session.execute(stmt, _values(rollout, announcement, row, now, due_at)).first() is not None
+        added += stmt.first(session, _values(rollout, announcement, row, now, due_at)) is not None
     if added:
         session.info[QUEUED] = True
     return added

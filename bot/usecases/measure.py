@@ -4,7 +4,7 @@ evaluated and stored as a snapshot, and the baseline captured at start."""
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import astuple, dataclass, replace
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import Any, cast
 
@@ -18,6 +18,7 @@ from bot.metrics import MetricQuery, MetricReading, MetricsSource
 from bot.metrics.links import explorer_url
 from bot.services import Services
 from storage import job_queries
+from storage.dbapi_statements import Fixed
 from storage.enums import SnapshotKind
 from storage.models import MetricSnapshot, Rollout, Step
 from storage.rows import plain
@@ -46,7 +47,7 @@ class Plan:
 
 
 def plan_queries(metrics: Iterable[Metric], *, feature: str, flag: str | None, service: str | None) -> Plan:
-    names: dict[tuple[object, ...], str] = {}
+    names: dict[MetricQuery, str] = {}  # by the spec (a query without its name)
     queries: list[MetricQuery] = []
     by_key: dict[str, str] = {}
     control_by_key: dict[str, str] = {}
@@ -65,7 +66,9 @@ def plan_queries(metrics: Iterable[Metric], *, feature: str, flag: str | None, s
             count_of=metric.min_count[0] if parts and metric.min_count else "",
             series_points=canary.series_points(metric),
         )
-        spec = (*astuple(wanted)[1:],)  # everything but the name: equal specs are asked once
+        # Everything but the name: equal specs are asked once. (A copy without the name, not
+        # `astuple`, which deep-copies every field, in each ready check and watch.)
+        spec = replace(wanted, name="")
         if spec not in names:
             names[spec] = label
             queries.append(wanted)
@@ -287,10 +290,22 @@ def record_snapshot(
     now: datetime,
 ) -> None:
     """`store_snapshot` for a caller that needs nothing of the row back: one prepared INSERT."""
-    session.execute(_INSERT_SNAPSHOT, _snapshot_values(rollout, kind, current, gate, now))
+    _INSERT_SNAPSHOT.run(session, _snapshot_values(rollout, kind, current, gate, now))
 
 
-_INSERT_SNAPSHOT = insert(cast("Table", MetricSnapshot.__table__))
+# Run on the DBAPI connection of the caller's transaction (`storage.dbapi_statements`): the
+# ready check records one in every run of the due-work tick.
+_SNAPSHOT_COLUMNS = (
+    "rollout_id",
+    "kind",
+    "taken_at",
+    "phase_index",
+    "step_index",
+    "readings",
+    "verdict",
+    "passed",
+)
+_INSERT_SNAPSHOT = Fixed(insert(cast("Table", MetricSnapshot.__table__)), _SNAPSHOT_COLUMNS)
 
 
 def gate_json(gate: GateResult) -> dict[str, object]:
@@ -371,7 +386,7 @@ def capture_baseline(svc: Services, rollout_id: int) -> None:
     plan = baseline_plan(every, feature=rollout.feature, flag=rollout.flag_key, service=rollout.service)
     current = by_metric(plan, take(svc.metrics, plan, now), {m.key: m for m in every})
     with svc.db.writing() as conn:
-        conn.execute(_INSERT_SNAPSHOT, _snapshot_values(rollout, SnapshotKind.BASELINE, current, None, now))
+        _INSERT_SNAPSHOT.run(conn, _snapshot_values(rollout, SnapshotKind.BASELINE, current, None, now))
 
 
 _row = cast("Table", Rollout.__table__).c

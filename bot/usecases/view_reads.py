@@ -3,7 +3,8 @@ phases and items it has: the rollout with its auto-advance row (and, for `load_w
 status message's row), then its phases with their steps, their checklist items and its approvers
 (one UNION ALL). What comes back is exactly what `views.rollout_view` makes of the ORM rows
 (tests/usecases/test_core_views.py compares the two), but for the items `load_rollout(items=False)`
-and `load_with_message` leave out.
+and `load_with_message` leave out. They run on the DBAPI connection of the caller's transaction
+(`storage.dbapi_statements`).
 """
 
 from __future__ import annotations
@@ -33,6 +34,7 @@ from bot.services import Services
 from bot.usecases import autopilot
 from messages.views import ItemView, PhaseView, RolloutView, StepView
 from storage import queries
+from storage.dbapi_statements import Fixed
 from storage.models import Approver, ChecklistItem, DueJob, Phase, Rollout, SlackMessage, Step
 
 # Plain Core statements of columns, built once here so SQLAlchemy's compiled cache finds them
@@ -170,6 +172,14 @@ _PLAN_NO_ITEMS = union_all(_PHASE_ROWS, _APPROVER_ROWS).order_by(*_PLAN_ORDER)
 _PLAN_CURRENT_ITEMS = union_all(
     _PHASE_ROWS, _ITEM_ROWS.where(_phase.position == bindparam("phase_index")), _APPROVER_ROWS
 ).order_by(*_PLAN_ORDER)
+# Run on the DBAPI connection (`storage.dbapi_statements`): SQLAlchemy's execution path cost
+# more CPU than these statements (the due-work tick reads a view per reminder).
+_F_ROLLOUT, _F_ROLLOUT_OF_TEAM = Fixed(_ROLLOUT), Fixed(_ROLLOUT_OF_TEAM)
+_F_WITH_MESSAGE, _F_WITH_MESSAGE_OF_TEAM = Fixed(_WITH_MESSAGE), Fixed(_WITH_MESSAGE_OF_TEAM)
+_F_PLAN, _F_PLAN_NO_ITEMS = Fixed(_PLAN), Fixed(_PLAN_NO_ITEMS)
+_F_PLAN_CURRENT_ITEMS = Fixed(_PLAN_CURRENT_ITEMS)
+# Where the rollout's row has its phase index (the current phase's items are read by it).
+_PHASE_INDEX = list(_ROLLOUT.selected_columns.keys()).index("phase_index")
 
 
 class MessageRef(NamedTuple):
@@ -186,10 +196,9 @@ def load_rollout(
 ) -> RolloutView | None:
     """The view of one rollout (of that workspace, if `team_id` is given), or None; with
     `items=False` its phases have no checklist items (a reminder shows none)."""
-    conn = _connection(session)
     params = {"rollout_id": rollout_id} if team_id is None else {"rollout_id": rollout_id, "team_id": team_id}
-    row = conn.execute(_ROLLOUT if team_id is None else _ROLLOUT_OF_TEAM, params).first()
-    return None if row is None else _view(conn, rollout_id, row, _PLAN if items else _PLAN_NO_ITEMS)
+    row = (_F_ROLLOUT if team_id is None else _F_ROLLOUT_OF_TEAM).first(session, params)
+    return None if row is None else _view(session, rollout_id, row, _F_PLAN if items else _F_PLAN_NO_ITEMS)
 
 
 def load_with_message(
@@ -198,33 +207,22 @@ def load_with_message(
     """What the status message shows: `load_rollout`, but only the current phase has its
     checklist items (the message shows no other phase's), and the row of the rollout's status
     message (None: not posted yet), the two in the statements of one."""
-    conn = _connection(session)
     params = {"rollout_id": rollout_id} if team_id is None else {"rollout_id": rollout_id, "team_id": team_id}
-    row = conn.execute(_WITH_MESSAGE if team_id is None else _WITH_MESSAGE_OF_TEAM, params).first()
+    row = (_F_WITH_MESSAGE if team_id is None else _F_WITH_MESSAGE_OF_TEAM).first(session, params)
     if row is None:
         return None
     *head, message_id, channel_id, ts, link = row
     ref = None if message_id is None else MessageRef(message_id, channel_id, ts, link)
-    return _view(conn, rollout_id, head, _PLAN_CURRENT_ITEMS, phase_index=row.phase_index), ref
-
-
-def _connection(session: Session | Connection) -> Connection:
-    if isinstance(session, Connection):
-        return session
-    # Core statements skip the session's autoflush: what this session changed is flushed first,
-    # so the view shows it as an ORM query would.
-    if session.autoflush:
-        session.flush()
-    return session.connection()
+    return _view(session, rollout_id, head, _F_PLAN_CURRENT_ITEMS, phase_index=row[_PHASE_INDEX]), ref
 
 
 def _view(
-    conn: Connection, rollout_id: int, row: Sequence[Any], parts: Any = _PLAN, **params: Any
+    session: Session | Connection, rollout_id: int, row: Sequence[Any], parts: Fixed = _F_PLAN, **params: Any
 ) -> RolloutView:
     items: dict[int, list[ItemView]] = {}
     approvers: list[str] = []
     plan: dict[int, tuple[Any, list[StepView]]] = {}
-    for r in conn.execute(parts, {"rollout_id": rollout_id, **params}):
+    for r in parts.all(session, {"rollout_id": rollout_id, **params}):
         if r[0] == _PLAN_PART:  # phase id, position; step position … left by override; phase
             steps = plan.setdefault(r[1], ((r[2], r[9], r[10], r[11]), []))[1]
             if r[3] is not None:
