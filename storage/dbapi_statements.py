@@ -166,6 +166,11 @@ class Fixed:
 
 def _connection(on: Session | Connection) -> Connection:
     if isinstance(on, Connection):
+        # Begun as its own execute would begin it (autobegin): the driver connection is in
+        # autocommit on SQLite, so a statement run on it before any BEGIN would be a
+        # transaction of its own, and a read of two statements no longer one snapshot.
+        if not on.in_transaction():
+            on.begin()
         return on
     if on.autoflush:
         on.flush()  # what the session holds unflushed is written first, as its execute would

@@ -9,9 +9,10 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from sqlalchemy import text
+from sqlalchemy import Integer, text
 
 from storage.db import Database, begin_writing
+from storage.dbapi_statements import Fixed
 from storage.migrate import upgrade
 
 
@@ -59,6 +60,19 @@ def test_a_read_is_one_snapshot_and_leaves_the_write_lock_free(sqlite_db: Databa
         assert conn.execute(text("SELECT count(*) FROM handled_request")).scalar() == before
     with sqlite_db.reading() as session:
         assert session.execute(text("SELECT count(*) FROM handled_request")).scalar() == before + 1
+
+
+def test_a_fixed_statement_first_on_a_bare_connection_begins_its_snapshot(sqlite_db: Database) -> None:
+    # A Fixed statement runs on the driver's connection, which SQLAlchemy has not begun yet
+    # when it is the first statement: it must begin it, or each statement is its own snapshot.
+    count = Fixed(text("SELECT count(*) AS n FROM handled_request").columns(n=Integer))
+    with sqlite_db.connected() as conn:
+        (before,) = count.first(conn, {}) or (None,)
+        with sqlite_db.writing() as writer:  # a write committed between the read's statements
+            writer.execute(text("INSERT INTO handled_request (key, at) VALUES ('k', '2026-01-01')"))
+        assert count.first(conn, {}) == (before,)
+    with sqlite_db.connected() as conn:
+        assert count.first(conn, {}) == (before + 1,)
 
 
 def test_a_read_inside_a_write_transaction_begins_deferred(sqlite_db: Database) -> None:
