@@ -13,6 +13,7 @@ importer skips those. Plain Markdown, not mrkdwn: nothing is Slack-escaped.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
@@ -64,7 +65,8 @@ def export_plan(
             [_cell(r.metric), _cell(r.baseline), _cell(r.target), _cell(r.method)] for r in plan.success_table
         ],
         rollback_intro=ROLLBACK_INTRO,
-        triggers=[trigger_sentence(t) for t in plan.triggers] + list(plan.manual_triggers),
+        triggers=[_item(trigger_sentence(t)) for t in plan.triggers]
+        + [_item(m) for m in plan.manual_triggers],
         gate_intro=GATE_INTRO,
         gate_columns=GATE_COLUMNS,
         gate_rows=[_gate_cells(SUCCESS_KIND, m) for m in plan.metrics]
@@ -145,6 +147,16 @@ def _when(moment: datetime | None, tz: str) -> str:
     # The messages' one date form ("Mon 11 Mar"), with the year: a document outlives the week.
     local = moment.astimezone(ZoneInfo(tz)) if moment.tzinfo else moment.replace(tzinfo=ZoneInfo(tz))
     return f"{format_day(local, tz)} {local:%Y %H:%M}"
+
+
+# The importer takes one checkbox off the start of each list item ("- [ ] …", "- [x] …"), so a
+# plain item whose own text starts like one ("[ ] errors", a metric named "[x]") would lose it:
+# such an item is written behind an empty box of its own, which the importer takes off instead.
+_LEADING_BOX = re.compile(r"\[[ xX]\]")
+
+
+def _item(text: str) -> str:
+    return f"[ ] {text}" if _LEADING_BOX.match(text) else text
 
 
 def _cell(text: str) -> str:

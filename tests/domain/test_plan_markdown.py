@@ -442,6 +442,15 @@ phases = st.builds(
 )
 
 
+def test_a_trigger_whose_text_starts_like_a_checkbox_keeps_it() -> None:
+    # "- [ ] errors …" reads as a checkbox and the text after it; the export must not let a
+    # metric named "[ ]" or a manual trigger "[x] pager fires" lose their first characters.
+    boxed = Metric(key="a", name="[ ]", query="", rule=Rule.RELATIVE, threshold=0, bad=Direction.UP)
+    phase = Phase(name="Canary", steps=(Step(percent=1),))
+    plan = Plan("p", "Boxes", (phase,), "", (), (boxed,), ("[x] pager fires", "[X]"))
+    assert parse_plan(export_plan(plan), name="p").plan == plan
+
+
 @settings(max_examples=150, deadline=None)
 @given(
     title=words,
