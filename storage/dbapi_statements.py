@@ -124,8 +124,8 @@ class Fixed:
         return found
 
     def keys(self, on: Session | Connection) -> tuple[str, ...]:
-        """The names of the columns of its rows."""
-        return self._for(_connection(on).dialect).keys
+        """The names of the columns of its rows (no flush, no transaction: only the dialect)."""
+        return self._for(on.dialect if isinstance(on, Connection) else on.get_bind().dialect).keys
 
     def run(self, on: Session | Connection, values: Mapping[str, Any]) -> tuple[list[tuple[Any, ...]], int]:
         """Runs the statement in the transaction of `on`: its rows (none for a statement that
