@@ -29,7 +29,7 @@ from sqlalchemy.orm import Session
 from bot.edge import wakeup
 from bot.edge.work_keys import command_fingerprint, interaction_id, not_queued_message, tell, work_key
 from storage.db import Database, DatabaseGone
-from storage.dbapi_writes import Cursor, Writer
+from storage.dbapi_writes import Cursor, GroupCommit, Writer
 from storage.models import PendingWork, SeenRequest, utcnow
 
 SEEN = cast(Table, SeenRequest.__table__)
@@ -98,6 +98,8 @@ class QueueWrites:
         flavour = "postgresql" if db.dialect == "postgresql" else "sqlite"
         self._remember = self.writer.prepare(_REMEMBER[flavour], _REMEMBER_KEYS)
         self.queue = self.writer.prepare(_QUEUE, _QUEUE_KEYS)
+        # The requests queued at the same moment share a transaction (see GroupCommit).
+        self.commits = GroupCommit(self.writer)
 
     def remember(self, cursor: Cursor, key: str, fingerprint: str | None) -> bool:
         """Records the interaction as queued; False if another delivery of it got there first."""
@@ -135,17 +137,19 @@ class QueuedLazyRunner(LazyListenerRunner):
         state = _delivery.get() or Delivery()
         interaction = interaction_id(request.body)
         writes = self.writes
+        remembered = state.remembered
+        fingerprint = None if interaction is None or remembered else command_fingerprint(request.body)
+
+        def queue(cursor: Cursor) -> bool:
+            first = interaction is None or remembered or writes.remember(cursor, interaction, fingerprint)
+            if first:
+                cursor.execute(writes.queue, row)
+            return first
+
         for attempt in range(QUEUE_ATTEMPTS):
             try:
                 self.db.check_same_file()
-                with writes.writer.transaction() as cursor:
-                    first = (
-                        interaction is None
-                        or state.remembered
-                        or writes.remember(cursor, interaction, command_fingerprint(request.body))
-                    )
-                    if first:
-                        cursor.execute(writes.queue, row)
+                first = writes.commits.run(queue)
                 state.remembered = True
                 if first:
                     self.nudger.nudge()  # after the commit: the row is there to claim

@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import logging
 import threading
+import time
 from datetime import UTC, datetime
 from urllib.parse import urlencode
 
@@ -149,3 +150,40 @@ def test_a_failed_write_is_rolled_back_and_said_as_a_sqlalchemy_error(db: Databa
 def test_a_statement_is_prepared_only_with_every_value_it_needs(db: Database) -> None:
     with pytest.raises(ValueError, match="request_key"):
         Writer(db).prepare(insert(PendingWork).values(request_key=None), ["function_name"])
+
+
+def test_two_deliveries_of_one_click_in_one_shared_transaction_queue_it_once(db: Database) -> None:
+    """While the queue is locked, the first delivery's write waits to begin and Slack's two
+    deliveries of another click queue behind it: they share the next transaction."""
+    runner = QueuedLazyRunner(db, LOG)
+    blocker = db.engine.raw_connection()
+    cursor = blocker.cursor()
+    if db.dialect == "sqlite":
+        cursor.execute("BEGIN IMMEDIATE")
+    else:
+        cursor.execute("LOCK TABLE seen_request IN EXCLUSIVE MODE")
+
+    def deliver(ts: str) -> threading.Thread:
+        def run() -> None:
+            with delivery():
+                runner.start(lambda: None, click(ts))
+
+        thread = threading.Thread(target=run)
+        thread.start()
+        return thread
+
+    threads = [deliver("1700000002.000100")]
+    time.sleep(0.1)  # its write is waiting for the lock
+    threads += [deliver("1700000002.000200"), deliver("1700000002.000200")]
+    deadline = time.monotonic() + 10
+    while len(runner.writes.commits._waiting) < 2:
+        assert time.monotonic() < deadline
+        time.sleep(0.005)
+    blocker.rollback()
+    blocker.close()
+    for thread in threads:
+        thread.join(10)
+    assert [row.request_key for row in queued(db)] == [
+        "action:T1:W1:1700000002.000100/toggle",
+        "action:T1:W1:1700000002.000200/toggle",
+    ]

@@ -1,0 +1,146 @@
+"""Group commit (storage/dbapi_writes.py `GroupCommit`): writes that come while another commits
+share the next transaction, each caller hears back only once its own write is committed, the
+lead passes on so nobody's write waits behind more than one batch of others', and one failing
+write fails only its own caller. On SQLite and on Postgres."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable
+from datetime import UTC, datetime
+from typing import Any
+
+import pytest
+from sqlalchemy import insert, select
+from sqlalchemy.exc import SQLAlchemyError
+
+from storage.db import Database
+from storage.dbapi_writes import Cursor, GroupCommit, Writer
+from storage.models import PendingWork
+
+WHEN = datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC)
+
+
+class Queue:
+    """A `GroupCommit` whose writes each add a `pending_work` row, remembering the transaction
+    (its cursor) and the thread each write ran in."""
+
+    def __init__(self, db: Database) -> None:
+        self.db = db
+        writer = Writer(db)
+        self.insert = writer.prepare(
+            insert(PendingWork), ["function_name", "body", "headers", "created_at", "attempts"]
+        )
+        self.commits = GroupCommit(writer)
+        self.ran: dict[str, tuple[int, int]] = {}  # name -> (transaction, thread)
+
+    def write(
+        self, name: str, *, body: str | None = "{}", hold: threading.Event | None = None
+    ) -> Callable[[Cursor], str]:
+        def work(cursor: Cursor) -> str:
+            self.ran[name] = (id(cursor), threading.get_ident())
+            row = {"function_name": name, "body": body, "headers": {}, "created_at": WHEN, "attempts": 0}
+            cursor.execute(self.insert, row)
+            if hold is not None:
+                assert hold.wait(10)
+            return name
+
+        return work
+
+    def names(self) -> list[str]:
+        with self.db.reading() as session:
+            return sorted(session.scalars(select(PendingWork.function_name)))
+
+    def waiting(self, count: int) -> None:
+        """Until `count` writes wait for the transaction being committed."""
+        deadline = time.monotonic() + 10
+        while len(self.commits._waiting) < count:
+            assert time.monotonic() < deadline, "the writes never queued"
+            time.sleep(0.005)
+
+
+def in_thread(call: Callable[[], Any], answers: dict[str, Any], name: str) -> threading.Thread:
+    def run() -> None:
+        try:
+            answers[name] = call()
+        except Exception as error:  # noqa: BLE001 - the answer the test looks at
+            answers[name] = error
+
+    thread = threading.Thread(target=run)
+    thread.start()
+    return thread
+
+
+def while_the_first_commits(queue: Queue, *writes: tuple[str, str | None]) -> dict[str, Any]:
+    """The first write holds its transaction open until the others are all waiting; then
+    every caller's answer, by name."""
+    hold = threading.Event()
+    answers: dict[str, Any] = {}
+    threads = [in_thread(lambda: queue.commits.run(queue.write("first", hold=hold)), answers, "first")]
+    while "first" not in queue.ran:
+        time.sleep(0.001)
+    for name, body in writes:
+        threads.append(
+            in_thread(lambda n=name, b=body: queue.commits.run(queue.write(n, body=b)), answers, name)
+        )  # type: ignore[misc]
+    queue.waiting(len(writes))
+    hold.set()
+    for thread in threads:
+        thread.join(10)
+    return answers
+
+
+def test_writes_that_come_while_one_commits_share_the_next_transaction(db: Database) -> None:
+    queue = Queue(db)
+    answers = while_the_first_commits(queue, *((f"w{n}", "{}") for n in range(5)))
+    assert answers == {"first": "first", **{f"w{n}": f"w{n}" for n in range(5)}}
+    assert queue.names() == sorted(["first", "w0", "w1", "w2", "w3", "w4"])
+    transactions = {transaction for transaction, _thread in queue.ran.values()}
+    assert len(transactions) == 2  # the first alone, then the five together
+
+
+def test_the_lead_passes_to_the_first_write_still_waiting(db: Database) -> None:
+    queue = Queue(db)
+    while_the_first_commits(queue, ("w0", "{}"), ("w1", "{}"))
+    first_thread = queue.ran["first"][1]
+    [next_leader] = {thread for name, (_t, thread) in queue.ran.items() if name != "first"}
+    assert next_leader != first_thread  # its caller went back with its answer at once
+
+
+def test_a_caller_hears_back_only_once_its_write_is_committed(db: Database) -> None:
+    queue = Queue(db)
+    found: dict[str, bool] = {}
+    barrier = threading.Barrier(8)
+
+    def write_then_look(name: str) -> None:
+        barrier.wait()
+        queue.commits.run(queue.write(name))
+        found[name] = name in queue.names()  # read on another connection
+
+    threads = [threading.Thread(target=write_then_look, args=(f"w{n}",)) for n in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(10)
+    assert found == {f"w{n}": True for n in range(8)}
+
+
+def test_one_failing_write_fails_only_its_own_caller(db: Database) -> None:
+    queue = Queue(db)
+    answers = while_the_first_commits(queue, ("w0", "{}"), ("broken", None), ("w1", "{}"))  # body NOT NULL
+    assert isinstance(answers["broken"], SQLAlchemyError)
+    assert {name: answers[name] for name in ("first", "w0", "w1")} == {
+        "first": "first",
+        "w0": "w0",
+        "w1": "w1",
+    }
+    assert queue.names() == ["first", "w0", "w1"]
+
+
+def test_a_write_alone_that_fails_is_rolled_back_and_said(db: Database) -> None:
+    queue = Queue(db)
+    with pytest.raises(SQLAlchemyError):
+        queue.commits.run(queue.write("broken", body=None))
+    assert queue.commits.run(queue.write("w0")) == "w0"  # and the next one leads again
+    assert queue.names() == ["w0"]
