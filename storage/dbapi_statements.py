@@ -1,5 +1,6 @@
 """Fixed Core statements run on the DBAPI connection of a session's transaction: the due-work
-tick's reads and writes (storage/job_queries.py, bot/usecases/view_reads.py).
+tick's reads and writes (storage/job_queries.py, bot/usecases/view_reads.py), new rows on SQLite
+(storage/rows.py), an outbox delivery's statements (bot/delivery/outbox_queries.py).
 
 Through a SQLAlchemy connection a statement costs two to ten times what the driver takes to run
 it: an execution context, events, the result's set-up, and, on Postgres, psycopg building the
@@ -23,7 +24,7 @@ from typing import Any, cast
 
 from sqlalchemy import Connection
 from sqlalchemy.engine import Dialect
-from sqlalchemy.exc import DBAPIError
+from sqlalchemy.exc import DBAPIError, StatementError
 from sqlalchemy.orm import Session
 from sqlalchemy.sql.compiler import SQLCompiler
 from sqlalchemy.sql.expression import ClauseElement
@@ -143,15 +144,28 @@ class Fixed:
             converters = compiled.converters(cursor) if rows else ()
             count = cursor.rowcount
         except conn.dialect.loaded_dbapi.Error as error:
-            gone = conn.dialect.is_disconnect(error, dbapi, cursor)
-            if gone:
-                conn.invalidate(error)
-            raise DBAPIError.instance(
-                compiled.sql, None, error, conn.dialect.loaded_dbapi.Error, connection_invalidated=gone
-            ) from error
+            raise _driver_error(conn, dbapi, cursor, compiled.sql, error) from error
         finally:
             cursor.close()
         return _converted(rows, converters), count
+
+    def many(self, on: Session | Connection, rows: Sequence[Mapping[str, Any]]) -> None:
+        """Runs a statement that returns nothing (an INSERT) once for each of `rows`, in one
+        executemany, in the transaction of `on`."""
+        conn = _connection(on)
+        compiled = self._for(conn.dialect)
+        if compiled.keys:
+            raise ValueError(f"{self.statement} returns rows: not for `many`")
+        dbapi = conn.connection.dbapi_connection
+        assert dbapi is not None
+        params: list[Any] = [compiled.parameters(values) for values in rows]
+        cursor = dbapi.cursor()
+        try:
+            cursor.executemany(compiled.sql, params)
+        except conn.dialect.loaded_dbapi.Error as error:
+            raise _driver_error(conn, dbapi, cursor, compiled.sql, error) from error
+        finally:
+            cursor.close()
 
     def all(self, on: Session | Connection, values: Mapping[str, Any]) -> list[tuple[Any, ...]]:
         return self.run(on, values)[0]
@@ -162,6 +176,14 @@ class Fixed:
 
     def rowcount(self, on: Session | Connection, values: Mapping[str, Any]) -> int:
         return self.run(on, values)[1]
+
+
+def _driver_error(conn: Connection, dbapi: Any, cursor: Any, sql: str, error: Exception) -> StatementError:
+    """The driver's error as SQLAlchemy's, the connection invalidated if the database dropped it."""
+    gone = conn.dialect.is_disconnect(cast(Any, error), dbapi, cursor)
+    if gone:
+        conn.invalidate(error)
+    return DBAPIError.instance(sql, None, error, conn.dialect.loaded_dbapi.Error, connection_invalidated=gone)
 
 
 def _connection(on: Session | Connection) -> Connection:

@@ -8,7 +8,7 @@ defaults filled in so they read as the rows do. The ids: on Postgres, SQLAlchemy
 insertmanyvalues (batched `INSERT … VALUES (…), (…)` with `RETURNING id` in the order given);
 on SQLite, which cannot tie a multi-row insert's new rowids to the order of its rows (so that
 form falls back to one INSERT per row there), the ids SQLite itself would give them, assigned
-before the insert (see `insert_new`).
+before the insert, which runs on the DBAPI connection of the transaction (see `insert_new`).
 
 The values are the ones the unit of work would have written (so switching a writer to this
 changes no row): each attribute set on the object, except a None where the column does not
@@ -25,6 +25,7 @@ from typing import Any, cast
 from sqlalchemy import Column, Insert, Select, Table, func, insert, inspect, select
 from sqlalchemy.orm import Session, configure_mappers
 
+from storage.dbapi_statements import Fixed
 from storage.models import Base
 
 _MISSING = object()
@@ -99,26 +100,47 @@ def insert_new(session: Session, objects: Sequence[Base], *, ids: bool = True) -
     params = [{k: row.get(k) for k in keys} for row in rows]
     # On the session's connection, in its transaction: these rows concern no ORM object.
     connection = session.connection()
-    plain_insert, returning, highest = _statements(table)
+    sqlite = connection.dialect.name == "sqlite"
     if not ids:
-        connection.execute(plain_insert, params)
+        if sqlite:
+            _sqlite_insert(table, frozenset(keys)).many(connection, params)
+        else:
+            connection.execute(_statements(table)[0], params)
         return
-    if connection.dialect.name == "sqlite":
+    if sqlite:
         # The ids SQLite would choose: a table whose integer key is its rowid (no AUTOINCREMENT
         # here) gives a new row the highest rowid + 1, and nobody else inserts meanwhile, as a
         # write transaction holds the database's one write lock (BEGIN IMMEDIATE; in a deferred
         # one, a writer that came between this read and the insert makes the insert fail, not
         # reuse an id). One executemany then, where RETURNING in order would be a statement a row.
-        first = int(connection.execute(highest).scalar() or 0) + 1
+        (highest,) = _sqlite_highest(table).first(connection, {}) or (None,)
+        first = int(highest or 0) + 1
         new_ids: Sequence[int] = range(first, first + len(params))
         (pk,) = table.primary_key.columns
         for values, new_id in zip(params, new_ids, strict=True):
             values[pk.key] = new_id
-        connection.execute(plain_insert, params)
+        _sqlite_insert(table, frozenset(params[0])).many(connection, params)
     else:
-        new_ids = connection.execute(returning, params).scalars().all()
+        new_ids = connection.execute(_statements(table)[1], params).scalars().all()
     for obj, new_id in zip(objects, new_ids, strict=True):
         obj.__dict__[pk_key] = new_id
+
+
+# On SQLite the insert and the highest id run on the DBAPI connection of the transaction, each
+# compiled once per set of columns (`storage.dbapi_statements.Fixed`): SQLAlchemy's executemany
+# (an execution context, each row's values through `construct_params`, events, a result) cost
+# more than SQLite took to write the rows, and a start writes seven tables' rows this way: 0.3 ms
+# of its 7.6 ms of CPU (bench/work_costs.py). Postgres keeps SQLAlchemy's path: its ids come back
+# with RETURNING in the order given, in batches (insertmanyvalues), which a plain executemany
+# would not give.
+@functools.cache
+def _sqlite_insert(table: Table, keys: frozenset[str]) -> Fixed:
+    return Fixed(insert(table), sorted(keys))
+
+
+@functools.cache
+def _sqlite_highest(table: Table) -> Fixed:
+    return Fixed(_statements(table)[2])
 
 
 @functools.cache

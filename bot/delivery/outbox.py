@@ -35,15 +35,12 @@ from __future__ import annotations
 import json
 import logging
 from datetime import datetime, timedelta
-from typing import Any, cast
+from typing import Any
 
 from slack_sdk.errors import SlackApiError
-from sqlalchemy import (
-    CursorResult,
-)
 
 from bot.delivery import outbox_queries, status_link
-from bot.delivery.outbox_queries import MARK_ATTEMPT, WAITING_BEFORE, Pending, Recipient
+from bot.delivery.outbox_queries import WAITING_BEFORE, Pending, Recipient
 from bot.delivery.status_link import TRANSPORT_ERRORS
 from bot.errors import NotInChannel
 from bot.observe import logs, telemetry
@@ -213,8 +210,7 @@ def _mark_attempt(svc: Services, row: Pending, lease: datetime) -> bool:
         "next_attempts": row.attempts + 1,
     }
     with svc.db.writing() as conn:
-        result = conn.execute(MARK_ATTEMPT, params)
-    return bool(cast("CursorResult[Any]", result).rowcount)
+        return outbox_queries.mark_attempt(conn, params)
 
 
 def _finish(svc: Services, row_id: int, lease: datetime, *, keep_lease: bool = False, **values: Any) -> bool:

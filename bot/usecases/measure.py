@@ -376,10 +376,11 @@ def capture_baseline(svc: Services, rollout_id: int) -> None:
     around two statements cost more than they did."""
     with svc.db.connected() as conn:
         # The columns it takes (metrics, triggers, names, position): not the plan's JSON.
-        row = conn.execute(_BASELINE_INPUTS, {"rollout_id": rollout_id}).first()
+        row = _BASELINE_INPUTS.first(conn, {"rollout_id": rollout_id})
+        keys = _BASELINE_INPUTS.keys(conn)
     if row is None:
         return
-    rollout: Rollout = plain(Rollout, dict(row._mapping))
+    rollout: Rollout = plain(Rollout, dict(zip(keys, row, strict=True)))
     now = svc.clock()
     metrics, triggers = metrics_of(rollout)
     every = [*metrics, *triggers]
@@ -390,13 +391,15 @@ def capture_baseline(svc: Services, rollout_id: int) -> None:
 
 
 _row = cast("Table", Rollout.__table__).c
-_BASELINE_INPUTS = select(
-    _row.id,
-    _row.feature,
-    _row.flag_key,
-    _row.service,
-    _row.metrics,
-    _row.triggers,
-    _row.phase_index,
-    _row.step_index,
-).where(_row.id == bindparam("rollout_id"))
+_BASELINE_INPUTS = Fixed(
+    select(
+        _row.id,
+        _row.feature,
+        _row.flag_key,
+        _row.service,
+        _row.metrics,
+        _row.triggers,
+        _row.phase_index,
+        _row.step_index,
+    ).where(_row.id == bindparam("rollout_id"))
+)
