@@ -22,7 +22,9 @@ SQLite file, a checkpoint) held up every ack behind it.
 
 from __future__ import annotations
 
+import sqlite3
 import threading
+import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from typing import Any, Generic, TypeVar, cast
@@ -90,7 +92,7 @@ class Writer:
                 cursor = Cursor(connection.cursor())
                 try:
                     if self.sqlite:
-                        cursor.raw.execute("BEGIN IMMEDIATE")
+                        begin_immediate(cursor.raw)
                     yield cursor
                     connection.commit()
                 except self.dialect.loaded_dbapi.Error as error:
@@ -112,6 +114,34 @@ class Writer:
         finally:
             if got and self._turns is not None:
                 self._turns.release()
+
+
+# How often a SQLite writer looks again while another process holds the write lock.
+BUSY_STEP_S = 0.0005
+
+
+def begin_immediate(raw: Any) -> None:
+    """`BEGIN IMMEDIATE`, looking again every `BUSY_STEP_S` while another process (the work
+    process's claim) holds the write lock, for at most the busy timeout; the connection's busy
+    timeout is as it was afterwards. Why not SQLite's own busy handler: it sleeps in growing
+    steps (1, 2, 5, 10 … up to 100 ms) and looks only after each, so a claim holding the lock
+    for a moment kept the queue write, and every ack behind it, waiting for the end of a
+    step: in the three bursts of bench/ack_latency.py, 140 queue writes waited over 3 ms to
+    begin, 1.1 s in all (the writes timed one by one). Ack p99, two alternated pairs: status
+    185 / 101 → 80 / 52 ms, click 115 / 107 → 93 / 90 ms."""
+    raw.execute("PRAGMA busy_timeout=0")
+    try:
+        deadline = time.monotonic() + SQLITE_BUSY_TIMEOUT_S
+        while True:
+            try:
+                raw.execute("BEGIN IMMEDIATE")
+                return
+            except sqlite3.OperationalError as error:
+                if error.sqlite_errorcode != sqlite3.SQLITE_BUSY or time.monotonic() >= deadline:
+                    raise
+            time.sleep(BUSY_STEP_S)
+    finally:
+        raw.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_S * 1000}")
 
 
 class Cursor:

@@ -5,14 +5,17 @@ statements on SQLAlchemy's event path."""
 from __future__ import annotations
 
 import sqlite3
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from sqlalchemy import Integer, text
 
+from storage import dbapi_writes
 from storage.db import Database, begin_writing
 from storage.dbapi_statements import Fixed
+from storage.dbapi_writes import begin_immediate
 from storage.migrate import upgrade
 
 
@@ -85,3 +88,47 @@ def test_no_connection_event_listener_slows_every_statement(sqlite_db: Database)
     # Any engine-level connection-event listener (a "begin" hook, say) sends each execute,
     # cursor and commit through SQLAlchemy's event dispatch.
     assert not sqlite_db.engine._has_events
+
+
+def test_a_queue_write_looks_again_in_short_steps_while_another_process_writes(sqlite_db: Database) -> None:
+    """SQLite's own busy handler would sleep in growing steps (to 100 ms) and try once per
+    step; the queue's writer (storage/dbapi_writes.py) tries every half millisecond, so it is
+    in as soon as the other writer is done."""
+    assert sqlite_db._sqlite_path is not None
+    other = sqlite3.connect(sqlite_db._sqlite_path, isolation_level=None)
+    other.execute("BEGIN IMMEDIATE")
+    mine = sqlite3.connect(sqlite_db._sqlite_path, isolation_level=None, timeout=30, check_same_thread=False)
+    tries: list[str] = []
+    mine.set_trace_callback(lambda sql: tries.append(sql) if sql.startswith("BEGIN") else None)
+    began = threading.Event()
+
+    def write() -> None:
+        begin_immediate(mine)
+        began.set()
+
+    thread = threading.Thread(target=write)
+    thread.start()
+    assert not began.wait(0.1)  # it waits while the other holds the lock
+    other.rollback()
+    thread.join(10)
+    assert began.is_set()
+    assert len(tries) >= 10  # tried again and again, not left asleep in SQLite's handler
+    assert mine.execute("PRAGMA busy_timeout").fetchone() == (30_000,)  # as it was
+    mine.rollback()
+
+
+def test_a_queue_write_gives_up_after_the_busy_timeout(
+    sqlite_db: Database, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(dbapi_writes, "SQLITE_BUSY_TIMEOUT_S", 0.2)
+    assert sqlite_db._sqlite_path is not None
+    other = sqlite3.connect(sqlite_db._sqlite_path, isolation_level=None)
+    other.execute("BEGIN IMMEDIATE")
+    mine = sqlite3.connect(sqlite_db._sqlite_path, isolation_level=None)
+    with pytest.raises(sqlite3.OperationalError, match="locked"):
+        begin_immediate(mine)
+    assert not mine.in_transaction
+    other.rollback()
+    begin_immediate(mine)  # free again: in at once
+    assert mine.in_transaction
+    mine.rollback()
