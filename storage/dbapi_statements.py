@@ -59,7 +59,8 @@ class _Compiled:
         escaped = compiled.escaped_bind_names
         given = {escaped.get(name, name): name for name in required}
         # Each value converted as SQLAlchemy would: by its type's processor (an expanded IN
-        # list's by the list's).
+        # list's by the list's), None too (a JSON column's None is JSON null, as SQLAlchemy
+        # writes it, not SQL NULL).
         processors: dict[str, _Processor | None] = {
             escaped.get(name, name): bind.type.dialect_impl(dialect).bind_processor(dialect)
             for name, bind in compiled.binds.items()
@@ -72,7 +73,7 @@ class _Compiled:
         for name, value in expanded.parameters.items():
             if name not in given:
                 process = processors.get(name)
-                self.fixed[name] = process(value) if process is not None and value is not None else value
+                self.fixed[name] = process(value) if process is not None else value
         self._columns = compiled._result_columns
         self.keys = tuple(c.keyname for c in self._columns)
         # The columns' converters, from the driver's types of the first result (as SQLAlchemy
@@ -92,7 +93,7 @@ class _Compiled:
         converted = dict(self.fixed)
         for name, key, process in self.given:
             value = values[key]
-            converted[name] = process(value) if process is not None and value is not None else value
+            converted[name] = process(value) if process is not None else value
         return [converted[name] for name in self.names] if self.positional else converted
 
 

@@ -59,7 +59,7 @@ class Prepared:
         for name in self.names:
             process = self.processors[name]
             value = values[name]
-            converted[name] = process(value) if process is not None and value is not None else value
+            converted[name] = process(value) if process is not None else value  # None too, as SQLAlchemy
         return [converted[name] for name in self.names] if self.positional else converted
 
 
@@ -182,10 +182,11 @@ class GroupCommit:
     (or raises its error): what a caller is told happened has happened. One caller at a time
     leads: it takes the waiting writes (its own first, at most `most`), commits them, wakes
     their callers and hands the lead to the first caller still waiting, so no caller's own
-    write waits behind more than one batch of others'. When a shared transaction fails, each
-    of its writes is tried again alone, so one write that fails fails only its own caller.
-    `work` runs on the leader's thread and may run twice: it must only run statements on the
-    cursor it is given."""
+    write waits behind more than one batch of others'; a caller interrupted while it waits
+    passes the lead on if it had it. A write that raises fails only its own caller (the
+    others run again together); a transaction that fails of itself fails them all at once.
+    `work` runs on the leader's thread and may run more than once: it must only run statements
+    on the cursor it is given."""
 
     def __init__(self, writer: Writer, most: int = 64) -> None:
         self.writer = writer
@@ -201,12 +202,34 @@ class GroupCommit:
             mine.lead = not self._leading
             self._leading = True
         if not mine.lead:
-            mine.woken.wait()
+            try:
+                mine.woken.wait()
+            except BaseException:  # an interrupt while waiting: nobody may be left to lead
+                self._leave(mine)
+                raise
         if mine.lead:  # first in line: its own write leads the batch it takes
             self._lead()
         if mine.error is not None:
             raise mine.error
         return cast(T, mine.result)
+
+    def _leave(self, mine: _Waiting[Any]) -> None:
+        with self._mutex:
+            if mine in self._waiting:  # not taken into a batch yet
+                self._waiting.remove(mine)
+            following = self._pass_lead() if mine.lead else None
+            mine.lead = False
+        if following is not None:
+            following.woken.set()
+
+    def _pass_lead(self) -> _Waiting[Any] | None:
+        """Under the mutex: the first caller still waiting leads next, or nobody leads."""
+        following = self._waiting[0] if self._waiting else None
+        if following is None:
+            self._leading = False
+        else:
+            following.lead = True
+        return following
 
     def _lead(self) -> None:
         with self._mutex:
@@ -220,11 +243,7 @@ class GroupCommit:
             raise
         finally:
             with self._mutex:
-                following = self._waiting[0] if self._waiting else None
-                if following is None:
-                    self._leading = False
-                else:
-                    following.lead = True
+                following = self._pass_lead()
             for waiting in batch:
                 waiting.lead = False
                 waiting.woken.set()
@@ -232,18 +251,25 @@ class GroupCommit:
                 following.woken.set()
 
     def _commit(self, batch: list[_Waiting[Any]]) -> None:
-        try:
-            with self.writer.transaction() as cursor:
-                for waiting in batch:
-                    waiting.result = waiting.work(cursor)
-            return
-        except Exception as error:  # noqa: BLE001 - raised again in its caller's thread
-            if len(batch) == 1:
-                batch[0].error = error
-                return
-        for waiting in batch:  # alone, each: a failing write fails only its caller
+        """A write that raises fails its own caller, and the others are run again together
+        without it; a transaction that fails of itself (no connection, the lock not had in
+        time, the commit refused) fails every caller at once, each of whom may try again: run
+        alone one by one, a locked database would keep the last caller waiting for every
+        other's timeout."""
+        pending = batch
+        while pending:
+            failed: _Waiting[Any] | None = None
             try:
                 with self.writer.transaction() as cursor:
-                    waiting.result = waiting.work(cursor)
+                    for waiting in pending:
+                        failed = waiting
+                        waiting.result = waiting.work(cursor)
+                    failed = None
+                return
             except Exception as error:  # noqa: BLE001 - raised again in its caller's thread
-                waiting.error = error
+                if failed is None:
+                    for waiting in pending:
+                        waiting.error = error
+                    return
+                failed.error = error
+                pending = [waiting for waiting in pending if waiting is not failed]

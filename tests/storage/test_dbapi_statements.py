@@ -5,10 +5,10 @@ fails as SQLAlchemy's own errors do, on each backend."""
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 
 import pytest
-from sqlalchemy import bindparam, insert, select
+from sqlalchemy import bindparam, insert, select, text
 from sqlalchemy.dialects import sqlite
 from sqlalchemy.exc import IntegrityError
 
@@ -17,7 +17,8 @@ from storage import job_queries
 from storage.db import Database
 from storage.dbapi_statements import Fixed, _Compiled
 from storage.enums import EventKind, SnapshotKind
-from storage.models import Event, HandledRequest, MetricSnapshot
+from storage.models import Event, HandledRequest, MetricSnapshot, PendingWork
+from storage.rows import insert_new
 from tests.delivery.test_job_reads import T0, _rollout
 
 _SNAPSHOTS = (
@@ -78,3 +79,16 @@ def test_an_in_list_it_is_given_is_refused() -> None:
     statement = select(Event.id).where(Event.id.in_(bindparam("ids", expanding=True)))
     with pytest.raises(ValueError, match="IN list"):
         _Compiled(statement, sqlite.dialect())
+
+
+def test_a_none_for_a_json_column_is_written_as_sqlalchemy_writes_it(db: Database) -> None:
+    """JSON null, as the ORM and SQLAlchemy's executemany write it (and Postgres' path does),
+    not SQL NULL: here the column is NOT NULL, so SQL NULL would refuse the row."""
+    work = PendingWork(
+        function_name="f", body="{}", headers=None, created_at=datetime(2026, 1, 1, tzinfo=UTC), attempts=0
+    )
+    with db.transaction() as session:
+        insert_new(session, [work], ids=False)
+    with db.connected() as conn:
+        assert conn.execute(text("SELECT headers IS NULL FROM pending_work")).scalar() in (0, False)
+        assert conn.execute(select(PendingWork.headers)).scalar() is None  # read back as None

@@ -5,6 +5,7 @@ write fails only its own caller. On SQLite and on Postgres."""
 
 from __future__ import annotations
 
+import contextlib
 import threading
 import time
 from collections.abc import Callable
@@ -13,7 +14,7 @@ from typing import Any
 
 import pytest
 from sqlalchemy import insert, select
-from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.exc import OperationalError, SQLAlchemyError
 
 from storage.db import Database
 from storage.dbapi_writes import Cursor, GroupCommit, Writer
@@ -33,13 +34,14 @@ class Queue:
             insert(PendingWork), ["function_name", "body", "headers", "created_at", "attempts"]
         )
         self.commits = GroupCommit(writer)
-        self.ran: dict[str, tuple[int, int]] = {}  # name -> (transaction, thread)
+        # name -> (the transaction's cursor, kept so no other takes its id; the thread)
+        self.ran: dict[str, tuple[Cursor, int]] = {}
 
     def write(
         self, name: str, *, body: str | None = "{}", hold: threading.Event | None = None
     ) -> Callable[[Cursor], str]:
         def work(cursor: Cursor) -> str:
-            self.ran[name] = (id(cursor), threading.get_ident())
+            self.ran[name] = (cursor, threading.get_ident())
             row = {"function_name": name, "body": body, "headers": {}, "created_at": WHEN, "attempts": 0}
             cursor.execute(self.insert, row)
             if hold is not None:
@@ -96,7 +98,7 @@ def test_writes_that_come_while_one_commits_share_the_next_transaction(db: Datab
     answers = while_the_first_commits(queue, *((f"w{n}", "{}") for n in range(5)))
     assert answers == {"first": "first", **{f"w{n}": f"w{n}" for n in range(5)}}
     assert queue.names() == sorted(["first", "w0", "w1", "w2", "w3", "w4"])
-    transactions = {transaction for transaction, _thread in queue.ran.values()}
+    transactions = {id(cursor) for cursor, _thread in queue.ran.values()}
     assert len(transactions) == 2  # the first alone, then the five together
 
 
@@ -144,3 +146,70 @@ def test_a_write_alone_that_fails_is_rolled_back_and_said(db: Database) -> None:
         queue.commits.run(queue.write("broken", body=None))
     assert queue.commits.run(queue.write("w0")) == "w0"  # and the next one leads again
     assert queue.names() == ["w0"]
+
+
+def test_a_locked_database_fails_every_waiting_write_at_once(db: Database) -> None:
+    """A transaction that cannot begin fails its whole batch at once: each caller may try
+    again, and none waits for every other's timeout in turn."""
+    queue = Queue(db)
+    attempts: list[int] = []
+    begin = queue.commits.writer.transaction
+
+    def refused() -> Any:
+        attempts.append(1)
+        raise OperationalError("BEGIN", {}, Exception("database is locked"))
+
+    hold = threading.Event()
+    answers: dict[str, Any] = {}
+    first = in_thread(lambda: queue.commits.run(queue.write("first", hold=hold)), answers, "first")
+    while "first" not in queue.ran:
+        time.sleep(0.001)
+    others = [
+        in_thread(lambda n=n: queue.commits.run(queue.write(f"w{n}")), answers, f"w{n}") for n in range(4)
+    ]  # type: ignore[misc]
+    queue.waiting(4)
+    queue.commits.writer.transaction = refused  # type: ignore[method-assign]
+    hold.set()
+    for thread in [first, *others]:
+        thread.join(10)
+    queue.commits.writer.transaction = begin  # type: ignore[method-assign]
+    assert answers["first"] == "first"
+    assert all(isinstance(answers[f"w{n}"], OperationalError) for n in range(4))
+    assert len(attempts) == 1  # one try for the four, not one each
+
+
+def test_a_caller_interrupted_while_waiting_passes_the_lead_on(db: Database) -> None:
+    queue = Queue(db)
+    hold = threading.Event()
+    answers: dict[str, Any] = {}
+    first = in_thread(lambda: queue.commits.run(queue.write("first", hold=hold)), answers, "first")
+    while "first" not in queue.ran:
+        time.sleep(0.001)
+    waiting = threading.Event.wait
+
+    def interrupted(event: threading.Event, timeout: float | None = None) -> bool:
+        if threading.current_thread().name == "leaves":
+            waiting(event, timeout)  # until woken to lead
+            raise KeyboardInterrupt
+        return waiting(event, timeout)
+
+    leaving = threading.Thread(
+        target=lambda: _swallow(lambda: queue.commits.run(queue.write("left"))), name="leaves"
+    )
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(threading.Event, "wait", interrupted)
+        leaving.start()
+        queue.waiting(1)
+        later = in_thread(lambda: queue.commits.run(queue.write("later")), answers, "later")
+        queue.waiting(2)
+        hold.set()
+        for thread in (first, leaving, later):
+            thread.join(10)
+    assert answers == {"first": "first", "later": "later"}  # the lead went on to "later"
+    assert queue.commits.run(queue.write("after")) == "after"
+    assert queue.names() == ["after", "first", "later"]
+
+
+def _swallow(call: Callable[[], Any]) -> None:
+    with contextlib.suppress(KeyboardInterrupt):
+        call()
