@@ -123,6 +123,13 @@ def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
     cursor.execute("PRAGMA synchronous=NORMAL")
     cursor.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_S * 1000}")
     cursor.execute("PRAGMA foreign_keys=ON")
+    # Deleted content zeroed only where that costs no extra page writes. The driver's SQLite
+    # may be built with secure_delete on (Debian's is): then every overflow page a claim frees
+    # (it rewrites each leased row, a 24 KB body and all, and deletes the finished ones) was
+    # also written out full of zeros, with the queue's write lock held. Lock held by a claim
+    # (4 rows done, medians of three alternated runs): 1 row 0.30 → 0.17 ms, 8 rows 0.95 →
+    # 0.77 ms. The deleted bytes stay in free pages until reused, as they stay in the WAL.
+    cursor.execute("PRAGMA secure_delete=FAST")
     cursor.close()
 
 

@@ -1,6 +1,7 @@
 """Fixed Core statements run on the DBAPI connection of a session's transaction: the due-work
 tick's reads and writes (storage/job_queries.py, bot/usecases/view_reads.py), new rows on SQLite
-(storage/rows.py), an outbox delivery's statements (bot/delivery/outbox_queries.py).
+(storage/rows.py), an outbox delivery's statements (bot/delivery/outbox_queries.py), the work
+queue's claim on SQLite (bot/edge/workqueue.py, its rows converted after its commit).
 
 Through a SQLAlchemy connection a statement costs two to ten times what the driver takes to run
 it: an execution context, events, the result's set-up, and, on Postgres, psycopg building the
@@ -97,16 +98,24 @@ class _Compiled:
         return [converted[name] for name in self.names] if self.positional else converted
 
 
-def _converted(rows: Sequence[Any], converters: tuple[tuple[int, _Processor], ...]) -> list[tuple[Any, ...]]:
-    if not converters:
-        return list(rows)
-    out = []
-    for raw in rows:
-        row = list(raw)
-        for i, process in converters:
-            row[i] = process(row[i])
-        out.append(tuple(row))
-    return out
+class Fetched:
+    """A statement's rows as the driver returned them, and the converters of their columns."""
+
+    __slots__ = ("converters", "rows")
+
+    def __init__(self, rows: Sequence[Any], converters: tuple[tuple[int, _Processor], ...]) -> None:
+        self.rows, self.converters = rows, converters
+
+    def converted(self) -> list[tuple[Any, ...]]:
+        if not self.converters:
+            return list(self.rows)
+        out = []
+        for raw in self.rows:
+            row = list(raw)
+            for i, process in self.converters:
+                row[i] = process(row[i])
+            out.append(tuple(row))
+        return out
 
 
 class Fixed:
@@ -132,6 +141,12 @@ class Fixed:
     def run(self, on: Session | Connection, values: Mapping[str, Any]) -> tuple[list[tuple[Any, ...]], int]:
         """Runs the statement in the transaction of `on`: its rows (none for a statement that
         returns none) and its row count."""
+        fetched, count = self.fetch(on, values)
+        return fetched.converted(), count
+
+    def fetch(self, on: Session | Connection, values: Mapping[str, Any]) -> tuple[Fetched, int]:
+        """As `run`, the rows left as the driver returned them until `Fetched.converted`: for a
+        caller that converts them after its transaction ends (the work queue's claim)."""
         conn = _connection(on)
         compiled = self._for(conn.dialect)
         dbapi = conn.connection.dbapi_connection
@@ -148,7 +163,7 @@ class Fixed:
             raise _driver_error(conn, dbapi, cursor, compiled.sql, error) from error
         finally:
             cursor.close()
-        return _converted(rows, converters), count
+        return Fetched(rows, converters), count
 
     def many(self, on: Session | Connection, rows: Sequence[Mapping[str, Any]]) -> None:
         """Runs a statement that returns nothing (an INSERT) once for each of `rows`, in one

@@ -40,6 +40,7 @@ direct message when the payload has none, as a submitted form).
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import socket
@@ -53,7 +54,7 @@ from datetime import datetime, timedelta
 from typing import Any, cast
 
 from slack_bolt import App, BoltRequest
-from sqlalchemy import Table, bindparam, delete, insert, or_, select, update
+from sqlalchemy import String, Table, bindparam, delete, func, insert, or_, select, update
 from sqlalchemy.exc import SQLAlchemyError
 
 from bot.edge import wakeup
@@ -70,6 +71,7 @@ from bot.edge.queuing import seen_before as seen_before
 from bot.edge.work_keys import gave_up_message, tell
 from bot.observe import telemetry
 from storage.db import Database, handling
+from storage.dbapi_statements import Fixed
 from storage.models import HandledRequest, PendingWork, SeenRequest, WorkerHeartbeat, utcnow
 
 PENDING = cast(Table, PendingWork.__table__)
@@ -137,6 +139,22 @@ def _lease(picked: Any) -> Any:
 _LEASE_PICKED = _lease(_PICK.scalar_subquery())  # SQLite: one statement
 _LEASE_IDS = _lease(bindparam("ids", expanding=True))  # Postgres: the ids its own SELECT locked
 
+# On SQLite the claim holds the queue's write lock, and the web process's queuing (so every
+# ack) waits for it: its two statements run on the DBAPI connection, compiled once (`Fixed`),
+# the rows converted (JSON headers, datetimes, `Work`) only after the commit, and the finished
+# rows go in one DELETE (their ids a JSON list) instead of an executemany stepping SQLite once
+# per row. Lock held, BEGIN IMMEDIATE to COMMIT, 24 KB bodies, 4 rows done, medians of three
+# alternated runs: a claim of 1 row 0.36 → 0.30 ms, of 8 rows 1.10 → 0.95 ms; with SQLite's
+# secure_delete=FAST (storage/db.py) 0.25 → 0.17 and 0.93 → 0.77 ms. The rest is SQLite
+# rewriting each leased row, body and all.
+_DONE_IDS = func.json_each(bindparam("done_ids", type_=String)).table_valued("value")
+_DELETE_DONE_LISTED = Fixed(
+    delete(PENDING).where(
+        PENDING.c.id.in_(select(_DONE_IDS.c.value)), PENDING.c.claimed_by == bindparam("owner")
+    )
+)
+_LEASE_FIXED = Fixed(_LEASE_PICKED)
+
 
 def claim(db: Database, limit: int, *, lease_s: float, owner: str, done: Collection[int] = ()) -> list[Work]:
     """Leases up to `limit` rows nobody holds: never claimed, or their lease ran out. Rows in
@@ -152,19 +170,25 @@ def claim(db: Database, limit: int, *, lease_s: float, owner: str, done: Collect
             if conn.scalar(_ANY_CLAIMABLE, {"now": now}) is None:
                 return []
     params = {"now": now, "limit": limit, "owner": owner, "until": now + timedelta(seconds=lease_s)}
+    if db.dialect == "postgresql":
+        return _claim_postgres(db, params, done)
     with db.writing() as conn:
         if done:
-            conn.execute(_DELETE_DONE, [{"done": row_id, "owner": owner} for row_id in done])
-        if db.dialect == "postgresql":
-            # The rows are picked (and locked) by a statement of their own: as a subquery of the
-            # UPDATE, Postgres may run a LIMIT … SKIP LOCKED more than once and lease more rows.
-            picked = list(conn.scalars(_PICK_LOCKED, params))
-            if not picked:
-                return []
-            found = conn.execute(_LEASE_IDS, {**params, "ids": picked})
-        else:
-            found = conn.execute(_LEASE_PICKED, params)
-        rows = [Work(*row) for row in found]
+            _DELETE_DONE_LISTED.run(conn, {"done_ids": json.dumps(list(done)), "owner": owner})
+        fetched, _ = _LEASE_FIXED.fetch(conn, params)
+    return sorted((Work(*row) for row in fetched.converted()), key=lambda row: row.id)
+
+
+def _claim_postgres(db: Database, params: dict[str, Any], done: Collection[int]) -> list[Work]:
+    with db.writing() as conn:
+        if done:
+            conn.execute(_DELETE_DONE, [{"done": row_id, "owner": params["owner"]} for row_id in done])
+        # The rows are picked (and locked) by a statement of their own: as a subquery of the
+        # UPDATE, Postgres may run a LIMIT … SKIP LOCKED more than once and lease more rows.
+        picked = list(conn.scalars(_PICK_LOCKED, params))
+        if not picked:
+            return []
+        rows = [Work(*row) for row in conn.execute(_LEASE_IDS, {**params, "ids": picked})]
     return sorted(rows, key=lambda row: row.id)
 
 
