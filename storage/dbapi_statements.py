@@ -60,21 +60,28 @@ class _Compiled:
         escaped = compiled.escaped_bind_names
         given = {escaped.get(name, name): name for name in required}
         # Each value converted as SQLAlchemy would: by its type's processor (an expanded IN
-        # list's by the list's), None too (a JSON column's None is JSON null, as SQLAlchemy
-        # writes it, not SQL NULL).
+        # list's by the list's). None only by a type that says it converts None (a JSON
+        # column's None is JSON null, as SQLAlchemy writes it, not SQL NULL); any other
+        # processor gives None back, so it is not called for it (most of a start's values).
         processors: dict[str, _Processor | None] = {
             escaped.get(name, name): bind.type.dialect_impl(dialect).bind_processor(dialect)
             for name, bind in compiled.binds.items()
         }
         processors.update(expanded.processors)
-        self.given: list[tuple[str, str, _Processor | None]] = [  # (placeholder, key, processor)
-            (placeholder, key, processors.get(placeholder)) for placeholder, key in given.items()
+        none_too = {
+            escaped.get(name, name) for name, bind in compiled.binds.items() if bind.type.should_evaluate_none
+        }
+        # (placeholder, key, processor, whether it converts None)
+        self.given: list[tuple[str, str, _Processor | None, bool]] = [
+            (placeholder, key, processors.get(placeholder), placeholder in none_too)
+            for placeholder, key in given.items()
         ]
         self.fixed: dict[str, Any] = {}  # values fixed in the statement (a LIMIT, a literal kind)
         for name, value in expanded.parameters.items():
             if name not in given:
                 process = processors.get(name)
-                self.fixed[name] = process(value) if process is not None else value
+                converts = process is not None and (value is not None or name in none_too)
+                self.fixed[name] = process(value) if converts and process is not None else value
         self._columns = compiled._result_columns
         self.keys = tuple(c.keyname for c in self._columns)
         # The columns' converters, from the driver's types of the first result (as SQLAlchemy
@@ -92,9 +99,11 @@ class _Compiled:
 
     def parameters(self, values: Mapping[str, Any]) -> Sequence[Any] | dict[str, Any]:
         converted = dict(self.fixed)
-        for name, key, process in self.given:
+        for name, key, process, none_too in self.given:
             value = values[key]
-            converted[name] = process(value) if process is not None else value
+            if process is not None and (value is not None or none_too):
+                value = process(value)
+            converted[name] = value
         return [converted[name] for name in self.names] if self.positional else converted
 
 

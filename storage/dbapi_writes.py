@@ -52,6 +52,8 @@ class Prepared:
         self.processors = {
             name: binds[name].type.dialect_impl(dialect).bind_processor(dialect) for name in self.names
         }
+        # None converted only by a type that says it converts None (JSON null), as in Fixed.
+        self.none_too = {name for name in self.names if binds[name].type.should_evaluate_none}
         self.positional = dialect.positional
 
     def parameters(self, values: Mapping[str, Any]) -> Sequence[Any] | dict[str, Any]:
@@ -59,7 +61,9 @@ class Prepared:
         for name in self.names:
             process = self.processors[name]
             value = values[name]
-            converted[name] = process(value) if process is not None else value  # None too, as SQLAlchemy
+            if process is not None and (value is not None or name in self.none_too):
+                value = process(value)
+            converted[name] = value
         return [converted[name] for name in self.names] if self.positional else converted
 
 
