@@ -163,7 +163,9 @@ def claim(db: Database, limit: int, *, lease_s: float, owner: str, done: Collect
     Nothing to claim is found by a read, without the write lock: on SQLite the web process's
     queuing waits for that lock, so an idle work process must not take it to learn nothing.
     The claim itself is one statement (`UPDATE … RETURNING`) on a bare connection: no ORM
-    session, load or flush."""
+    session, load or flush. On SQLite it and the `DELETE` run on the DBAPI connection and the
+    rows are converted only after `COMMIT`: the web process's queue writes, and so the acks,
+    wait while a claim holds the lock."""
     now = utcnow()
     if not done:
         with db.connected() as conn:
