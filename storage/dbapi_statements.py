@@ -80,8 +80,8 @@ class _Compiled:
         for name, value in expanded.parameters.items():
             if name not in given:
                 process = processors.get(name)
-                converts = process is not None and (value is not None or name in none_too)
-                self.fixed[name] = process(value) if converts and process is not None else value
+                converts = value is not None or name in none_too
+                self.fixed[name] = process(value) if process is not None and converts else value
         self._columns = compiled._result_columns
         self.keys = tuple(c.keyname for c in self._columns)
         # The columns' converters, from the driver's types of the first result (as SQLAlchemy
@@ -198,6 +198,11 @@ class Fixed:
     def first(self, on: Session | Connection, values: Mapping[str, Any]) -> tuple[Any, ...] | None:
         rows = self.run(on, values)[0]
         return rows[0] if rows else None
+
+    def first_named(self, on: Session | Connection, values: Mapping[str, Any]) -> dict[str, Any] | None:
+        """The first row by its columns' names (as `plain` takes a row), or None."""
+        row = self.first(on, values)
+        return None if row is None else dict(zip(self.keys(on), row, strict=True))
 
     def rowcount(self, on: Session | Connection, values: Mapping[str, Any]) -> int:
         return self.run(on, values)[1]

@@ -214,8 +214,8 @@ def job_rollout_row(*, session: Session, rollout_id: int) -> Rollout | None:
     """The rollout's own row for a due job to decide from, as a detached `Rollout` of the
     columns jobs read (`_JOB_COLUMNS`): not in the session, so nothing set on it is written;
     its plan and the columns no job reads are not there."""
-    found = _F_ROW.first(session, {"rollout_id": rollout_id})
-    return None if found is None else plain(Rollout, dict(zip(_F_ROW.keys(session), found, strict=True)))
+    found = _F_ROW.first_named(session, {"rollout_id": rollout_id})
+    return None if found is None else plain(Rollout, found)
 
 
 def lock_rollout_row(*, session: Session, rollout_id: int) -> Rollout | None:
@@ -223,8 +223,8 @@ def lock_rollout_row(*, session: Session, rollout_id: int) -> Rollout | None:
     `SELECT ... FOR UPDATE` of that one row (changes to the rollout wait their turn, as with
     `lock_rollout`), without loading its plan."""
     locked = _F_ROW_LOCKED_PG if session.get_bind().dialect.name == "postgresql" else _F_ROW
-    found = locked.first(session, {"rollout_id": rollout_id})
-    return None if found is None else plain(Rollout, dict(zip(locked.keys(session), found, strict=True)))
+    found = locked.first_named(session, {"rollout_id": rollout_id})
+    return None if found is None else plain(Rollout, found)
 
 
 class Check(NamedTuple):

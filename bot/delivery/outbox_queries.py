@@ -164,10 +164,9 @@ _DELIVERY = Fixed(DELIVERY)
 
 def delivery(conn: Connection, row_id: int) -> tuple[Pending, Recipient | None, MessageRef | None] | None:
     """The row (None: its rollout was discarded meanwhile), its rollout and status message."""
-    found = _DELIVERY.first(conn, {"row_id": row_id})
-    if found is None:
+    values = _DELIVERY.first_named(conn, {"row_id": row_id})
+    if values is None:
         return None
-    values = dict(zip(_DELIVERY.keys(conn), found, strict=True))
     row = Pending(*(values[c.name] for c in _PENDING))
     rollout = Recipient(*(values[f"r_{c.name}"] for c in _RECIPIENT)) if values["r_id"] is not None else None
     status = MessageRef(*(values[f"s_{c.name}"] for c in _STATUS)) if values["s_id"] is not None else None

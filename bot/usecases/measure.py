@@ -376,11 +376,10 @@ def capture_baseline(svc: Services, rollout_id: int) -> None:
     around two statements cost more than they did."""
     with svc.db.connected() as conn:
         # The columns it takes (metrics, triggers, names, position): not the plan's JSON.
-        row = _BASELINE_INPUTS.first(conn, {"rollout_id": rollout_id})
-        keys = _BASELINE_INPUTS.keys(conn)
+        row = _BASELINE_INPUTS.first_named(conn, {"rollout_id": rollout_id})
     if row is None:
         return
-    rollout: Rollout = plain(Rollout, dict(zip(keys, row, strict=True)))
+    rollout: Rollout = plain(Rollout, row)
     now = svc.clock()
     metrics, triggers = metrics_of(rollout)
     every = [*metrics, *triggers]
