@@ -399,9 +399,11 @@ class PendingWork(Base):
     """The work behind an ack, queued by the web process for the work process (bot/workqueue.py):
     the Slack request as it arrived and the name of the listener function to run for it.
 
-    A work process leases a row (`claimed_until`, `claimed_by`, one more `attempt`) and deletes
-    it when the work is done; a lease that runs out means its process died, and the row is
-    claimed again."""
+    Written once, by the web process's queue write (one INSERT, the only statement an ack
+    waits for), and deleted when the work is done; never updated. Whether a work process
+    holds it is its `WorkLease` row, a row of its own: on SQLite an UPDATE rewrites the whole
+    record, and a click's is a 24 KB body in overflow pages, rewritten by every claim with the
+    queue's write lock held."""
 
     __tablename__ = "pending_work"
 
@@ -412,9 +414,28 @@ class PendingWork(Base):
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     # The interaction's own id and the listener (see SeenRequest), None when Slack gave none.
     request_key: Mapped[str | None] = mapped_column(String(255))
-    attempts: Mapped[int] = mapped_column(default=0, server_default=text("0"))
-    claimed_until: Mapped[datetime | None] = mapped_column(index=True)
-    claimed_by: Mapped[str | None] = mapped_column(String(100))
+
+
+class WorkLease(Base):
+    """A `pending_work` row's lease: which work process holds it (`claimed_by`) until when
+    (`claimed_until`), and how often it was claimed (`attempts`).
+
+    The rules: no lease row means never claimed; a lease whose `claimed_until` has passed may
+    be claimed by any work process (its holder died, or released it to be tried later), which
+    sets all three. Written only by the work processes (claim, renew, release), keyed by the
+    work row's id, and deleted with it (ON DELETE CASCADE, in the statement that deletes the
+    work row): SQLite hands a deleted row's id out again, and a lease left behind would be a
+    new request's. A migration that rebuilds `pending_work` on SQLite (batch mode: copy, drop,
+    rename) deletes every lease with the dropped table: it saves them first (as 0010 does)."""
+
+    __tablename__ = "work_lease"
+
+    work_id: Mapped[int] = mapped_column(
+        ForeignKey("pending_work.id", ondelete="CASCADE"), primary_key=True, autoincrement=False
+    )
+    claimed_until: Mapped[datetime]
+    claimed_by: Mapped[str] = mapped_column(String(100))
+    attempts: Mapped[int]
 
 
 class SeenRequest(Base):
