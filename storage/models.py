@@ -5,54 +5,13 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import (
-    JSON,
-    DateTime,
-    Enum,
-    ForeignKey,
-    Index,
-    Integer,
-    MetaData,
-    String,
-    Text,
-    TypeDecorator,
-    UniqueConstraint,
-    text,
-)
+from sqlalchemy import JSON, ForeignKey, Index, Integer, MetaData, String, Text, UniqueConstraint, text
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
+# The column types, named here too: the migrations spell them `storage.models.UTCDateTime`.
+from storage.column_types import UTCDateTime as UTCDateTime
+from storage.column_types import str_enum
 from storage.enums import OPEN_WHERE, EventKind, ItemKind, OutboxState, RolloutStatus, SnapshotKind
-
-
-class UTCDateTime(TypeDecorator[datetime]):
-    """Stores UTC, always hands back an aware datetime (SQLite keeps no zone of its own)."""
-
-    impl = DateTime(timezone=True)
-    cache_ok = True
-
-    def process_bind_param(self, value: datetime | None, dialect: Any) -> datetime | None:
-        if value is None:
-            return None
-        if value.tzinfo is None:
-            raise ValueError("naive datetime given to a UTC column")
-        value = value.astimezone(UTC)
-        return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
-
-    def process_result_value(self, value: datetime | None, dialect: Any) -> datetime | None:
-        if value is None:
-            return None
-        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
-
-
-def _str_enum(enum_cls: type) -> Enum:
-    return Enum(
-        enum_cls,
-        native_enum=False,
-        length=32,
-        values_callable=lambda members: [m.value for m in members],
-        validate_strings=True,
-    )
-
 
 NAMING = {
     "ix": "ix_%(column_0_label)s",
@@ -70,11 +29,11 @@ class Base(DeclarativeBase):
         str: String(255),
         dict[str, Any]: JSON(),
         list[Any]: JSON(),
-        RolloutStatus: _str_enum(RolloutStatus),
-        ItemKind: _str_enum(ItemKind),
-        EventKind: _str_enum(EventKind),
-        OutboxState: _str_enum(OutboxState),
-        SnapshotKind: _str_enum(SnapshotKind),
+        RolloutStatus: str_enum(RolloutStatus),
+        ItemKind: str_enum(ItemKind),
+        EventKind: str_enum(EventKind),
+        OutboxState: str_enum(OutboxState),
+        SnapshotKind: str_enum(SnapshotKind),
     }
 
 

@@ -17,6 +17,7 @@ from typing import Any
 
 from sqlalchemy import event, insert, select
 
+from bot.edge import leases as lease_statements
 from bot.edge import wakeup, workqueue
 from bot.edge.workqueue import Work, Worker, claim, release, renew
 from storage.db import Database
@@ -234,6 +235,6 @@ def test_the_finished_rows_are_deleted_without_a_list_to_render() -> None:
     """Each claim deletes the rows finished since the last one: an expanding `IN` would be
     rendered into the statement again at every claim (one row per statement instead, run as
     an executemany)."""
-    for statement in (workqueue._DELETE_DONE, workqueue._DELETE_DONE_LISTED.statement):
+    for statement in (lease_statements._DELETE_DONE, lease_statements._DELETE_DONE_LISTED.statement):
         compiled = statement.compile()
         assert not any(bind.expanding for bind in compiled.binds.values())

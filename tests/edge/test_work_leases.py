@@ -12,6 +12,7 @@ import pytest
 from sqlalchemy import func, insert, select, update
 
 from bot.edge import health, workqueue
+from bot.edge import leases as lease_statements
 from bot.edge.work_keys import command_fingerprint, interaction_id, work_key
 from bot.edge.workqueue import QueueWrites, Worker, claim, finish, purge, release, renew, seen_before
 from bot.usecases import checklist
@@ -336,12 +337,12 @@ def test_a_row_leased_after_the_pick_looked_is_not_leased_again(db: Database) ->
     now = utcnow()
     late = {"now": now, "until": now + timedelta(seconds=60), "owner": "b", "ids": [row]}
     with db.writing() as conn:
-        assert conn.execute(workqueue._LEASE_IDS, late).all() == []
+        assert conn.execute(lease_statements._LEASE_IDS, late).all() == []
     assert (leases(db)[row].claimed_by, leases(db)[row].attempts) == ("a", 1)
     with db.transaction() as session:  # a's lease runs out: then it is b's to take
         session.execute(update(WorkLease).values(claimed_until=now - timedelta(seconds=1)))
     with db.writing() as conn:
-        [again] = conn.execute(workqueue._LEASE_IDS, late).all()
+        [again] = conn.execute(lease_statements._LEASE_IDS, late).all()
     assert (again.id, again.claimed_by, again.attempts) == (row, "b", 2)
 
 
