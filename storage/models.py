@@ -5,54 +5,13 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import (
-    JSON,
-    DateTime,
-    Enum,
-    ForeignKey,
-    Index,
-    Integer,
-    MetaData,
-    String,
-    Text,
-    TypeDecorator,
-    UniqueConstraint,
-    text,
-)
+from sqlalchemy import JSON, ForeignKey, Index, Integer, MetaData, String, Text, UniqueConstraint, text
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
+# The column types, named here too: the migrations spell them `storage.models.UTCDateTime`.
+from storage.column_types import UTCDateTime as UTCDateTime
+from storage.column_types import str_enum
 from storage.enums import OPEN_WHERE, EventKind, ItemKind, OutboxState, RolloutStatus, SnapshotKind
-
-
-class UTCDateTime(TypeDecorator[datetime]):
-    """Stores UTC, always hands back an aware datetime (SQLite keeps no zone of its own)."""
-
-    impl = DateTime(timezone=True)
-    cache_ok = True
-
-    def process_bind_param(self, value: datetime | None, dialect: Any) -> datetime | None:
-        if value is None:
-            return None
-        if value.tzinfo is None:
-            raise ValueError("naive datetime given to a UTC column")
-        value = value.astimezone(UTC)
-        return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
-
-    def process_result_value(self, value: datetime | None, dialect: Any) -> datetime | None:
-        if value is None:
-            return None
-        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
-
-
-def _str_enum(enum_cls: type) -> Enum:
-    return Enum(
-        enum_cls,
-        native_enum=False,
-        length=32,
-        values_callable=lambda members: [m.value for m in members],
-        validate_strings=True,
-    )
-
 
 NAMING = {
     "ix": "ix_%(column_0_label)s",
@@ -70,11 +29,11 @@ class Base(DeclarativeBase):
         str: String(255),
         dict[str, Any]: JSON(),
         list[Any]: JSON(),
-        RolloutStatus: _str_enum(RolloutStatus),
-        ItemKind: _str_enum(ItemKind),
-        EventKind: _str_enum(EventKind),
-        OutboxState: _str_enum(OutboxState),
-        SnapshotKind: _str_enum(SnapshotKind),
+        RolloutStatus: str_enum(RolloutStatus),
+        ItemKind: str_enum(ItemKind),
+        EventKind: str_enum(EventKind),
+        OutboxState: str_enum(OutboxState),
+        SnapshotKind: str_enum(SnapshotKind),
     }
 
 
@@ -399,9 +358,11 @@ class PendingWork(Base):
     """The work behind an ack, queued by the web process for the work process (bot/workqueue.py):
     the Slack request as it arrived and the name of the listener function to run for it.
 
-    A work process leases a row (`claimed_until`, `claimed_by`, one more `attempt`) and deletes
-    it when the work is done; a lease that runs out means its process died, and the row is
-    claimed again."""
+    Written once, by the web process's queue write (one INSERT, the only statement an ack
+    waits for), and deleted when the work is done; never updated. Whether a work process
+    holds it is its `WorkLease` row, a row of its own: on SQLite an UPDATE rewrites the whole
+    record, and a click's is a 24 KB body in overflow pages, rewritten by every claim with the
+    queue's write lock held."""
 
     __tablename__ = "pending_work"
 
@@ -412,9 +373,28 @@ class PendingWork(Base):
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     # The interaction's own id and the listener (see SeenRequest), None when Slack gave none.
     request_key: Mapped[str | None] = mapped_column(String(255))
-    attempts: Mapped[int] = mapped_column(default=0, server_default=text("0"))
-    claimed_until: Mapped[datetime | None] = mapped_column(index=True)
-    claimed_by: Mapped[str | None] = mapped_column(String(100))
+
+
+class WorkLease(Base):
+    """A `pending_work` row's lease: which work process holds it (`claimed_by`) until when
+    (`claimed_until`), and how often it was claimed (`attempts`).
+
+    The rules: no lease row means never claimed; a lease whose `claimed_until` has passed may
+    be claimed by any work process (its holder died, or released it to be tried later), which
+    sets all three. Written only by the work processes (claim, renew, release), keyed by the
+    work row's id, and deleted with it (ON DELETE CASCADE, in the statement that deletes the
+    work row): SQLite hands a deleted row's id out again, and a lease left behind would be a
+    new request's. A migration that rebuilds `pending_work` on SQLite (batch mode: copy, drop,
+    rename) deletes every lease with the dropped table: it saves them first (as 0010 does)."""
+
+    __tablename__ = "work_lease"
+
+    work_id: Mapped[int] = mapped_column(
+        ForeignKey("pending_work.id", ondelete="CASCADE"), primary_key=True, autoincrement=False
+    )
+    claimed_until: Mapped[datetime]
+    claimed_by: Mapped[str] = mapped_column(String(100))
+    attempts: Mapped[int]
 
 
 class SeenRequest(Base):

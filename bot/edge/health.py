@@ -24,7 +24,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from bot.observe import Limits
 from storage.db import Database, DatabaseGone
 from storage.enums import OutboxState
-from storage.models import OutboxMessage, PendingWork, WorkerHeartbeat, utcnow
+from storage.models import OutboxMessage, PendingWork, WorkerHeartbeat, WorkLease, utcnow
 
 log = logging.getLogger(__name__)
 
@@ -47,9 +47,9 @@ def backlog(main: Database, queue: Database) -> Backlog:
     with queue.reading() as session:
         depth = session.scalar(select(func.count()).select_from(PendingWork)) or 0
         oldest = session.scalar(
-            select(func.min(PendingWork.created_at)).where(
-                or_(PendingWork.claimed_until.is_(None), PendingWork.claimed_until < now)
-            )
+            select(func.min(PendingWork.created_at))
+            .outerjoin(WorkLease, WorkLease.work_id == PendingWork.id)
+            .where(or_(WorkLease.work_id.is_(None), WorkLease.claimed_until < now))
         )
         beat = session.scalar(select(func.max(WorkerHeartbeat.beat_at)))
     with main.reading() as session:

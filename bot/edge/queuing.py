@@ -83,7 +83,7 @@ _REMEMBER = {
     dialect: make(SEEN).on_conflict_do_nothing(index_elements=["key"]).returning(SEEN.c.key)
     for dialect, make in (("postgresql", postgres_insert), ("sqlite", sqlite_insert))
 }
-_QUEUE_KEYS = ("function_name", "body", "headers", "created_at", "request_key", "attempts")
+_QUEUE_KEYS = ("function_name", "body", "headers", "created_at", "request_key")
 _REMEMBER_KEYS = ("key", "fingerprint", "created_at")
 
 
@@ -132,7 +132,6 @@ class QueuedLazyRunner(LazyListenerRunner):
             "headers": headers,
             "created_at": now,
             "request_key": work_key(request.body, name),
-            "attempts": 0,
         }
         state = _delivery.get() or Delivery()
         interaction = interaction_id(request.body)

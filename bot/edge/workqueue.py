@@ -12,14 +12,19 @@ process waits for a nudge between claims and looks at the queue every second wit
 (work queued by another replica, a lost nudge); on SQLite it takes the queue's write lock only
 when there is something to claim, as the web process's queuing waits for that lock.
 
-At least once. Claiming leases a row (`claimed_until`, `claimed_by`, one more attempt; on
-Postgres `FOR UPDATE SKIP LOCKED`, so replicas' work processes share one queue) and the row is
-deleted only when its work is done (with the process's next claim, in one transaction: the claim
-a nudge for new work starts, or one at most `DONE_WITHIN_S` later). The
-process running it renews the lease while it runs; a process that dies (kill -9, a crashed
-host, another replica's process) leaves the lease to run out (`WORK_LEASE_SECONDS`), and any
-work process claims the row again. A row claimed `WORK_ATTEMPTS` times without finishing is
-dropped and the person is told.
+At least once (the statements: bot/edge/leases.py). Claiming leases a row: its lease is a row
+of its own in `work_lease` (`claimed_until`, `claimed_by`, one more attempt), written by the
+claim, which never writes the queued request's row (on SQLite that would rewrite its body with
+the queue's write lock held).
+On Postgres the claim locks the rows it picks `FOR UPDATE SKIP LOCKED` and takes over only a
+lease that has run out, as it is when written, so replicas' work processes share one queue
+without two leasing one row. The row is deleted only when its work is done (with the process's
+next claim, in one transaction: the claim a nudge for new work starts, or one at most
+`DONE_WITHIN_S` later), and its lease in the same statement (ON DELETE CASCADE): no lease
+outlives its row. The process running it renews the lease while it runs; a process that dies
+(kill -9, a crashed host, another replica's process) leaves the lease to run out
+(`WORK_LEASE_SECONDS`), and any work process claims the row again. A row claimed
+`WORK_ATTEMPTS` times without finishing is dropped and the person is told.
 
 Once in effect. Running a request again must not change anything twice: the runner names the
 request (`storage.db.handling`, the key of `bot.edge.work_keys`), and the transaction that
@@ -40,28 +45,32 @@ direct message when the payload has none, as a submitted form).
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import socket
 import threading
 import time
 import uuid
-from collections.abc import Collection
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import timedelta
 from typing import Any, cast
 
 from slack_bolt import App, BoltRequest
-from sqlalchemy import String, Table, bindparam, delete, func, insert, or_, select, update
+from sqlalchemy import Table, delete, insert
 from sqlalchemy.exc import SQLAlchemyError
 
 from bot.edge import wakeup
 from bot.edge.context import request_scope
 from bot.edge.lazy_calls import LazyCalls
 
-# The web process's half, named here too: the queue is one thing to its callers.
+# The leases (claim, renew, release, finish), named here too: the queue is one thing to its
+# callers, as is the web process's half.
+from bot.edge.leases import ORPHAN_LEASES, forget_done
+from bot.edge.leases import Work as Work
+from bot.edge.leases import claim as claim
+from bot.edge.leases import finish as finish
+from bot.edge.leases import release as release
+from bot.edge.leases import renew as renew
 from bot.edge.queuing import Delivery as Delivery
 from bot.edge.queuing import QueuedLazyRunner as QueuedLazyRunner
 from bot.edge.queuing import QueueWrites as QueueWrites
@@ -71,10 +80,8 @@ from bot.edge.queuing import seen_before as seen_before
 from bot.edge.work_keys import gave_up_message, tell
 from bot.observe import telemetry
 from storage.db import Database, handling
-from storage.dbapi_statements import Fixed
-from storage.models import HandledRequest, PendingWork, SeenRequest, WorkerHeartbeat, utcnow
+from storage.models import HandledRequest, SeenRequest, WorkerHeartbeat, utcnow
 
-PENDING = cast(Table, PendingWork.__table__)
 HEARTBEAT = cast(Table, WorkerHeartbeat.__table__)
 
 log = logging.getLogger(__name__)
@@ -90,141 +97,13 @@ RETRY_AFTER_S = 5.0  # a row whose dispatch raised waits this long times its att
 DONE_WITHIN_S = 0.1  # a finished row is deleted by the next claim, at most this much later
 
 
-@dataclass(frozen=True, slots=True)
-class Work:
-    """A claimed `pending_work` row, as the claim returned it: a plain value, since nothing
-    changes it through a session (building and tracking an ORM object for each was a tenth
-    of the claim)."""
-
-    id: int
-    function_name: str
-    body: str
-    headers: dict[str, Any]
-    created_at: datetime
-    request_key: str | None
-    attempts: int
-    claimed_until: datetime | None
-    claimed_by: str | None
-
-
-_WORK_COLUMNS = [PENDING.c[name] for name in Work.__dataclass_fields__]
-
-
-def _at(name: str) -> Any:
-    return bindparam(name, type_=PENDING.c.claimed_until.type)
-
-
-# The claim's statements, built once: constructing them for every claim cost as much as
-# running them.
-_CLAIMABLE = or_(PENDING.c.claimed_until.is_(None), PENDING.c.claimed_until < _at("now"))
-_ANY_CLAIMABLE = select(PENDING.c.id).where(_CLAIMABLE).limit(1)
-_PICK = select(PENDING.c.id).where(_CLAIMABLE).order_by(PENDING.c.id).limit(bindparam("limit"))
-_PICK_LOCKED = _PICK.with_for_update(skip_locked=True)
-# One row per statement, run as an executemany: an expanding `IN` list is rendered into the
-# statement again at every claim, which cost twice as much as deleting the rows one by one.
-_DELETE_DONE = delete(PENDING).where(
-    PENDING.c.id == bindparam("done"), PENDING.c.claimed_by == bindparam("owner")
-)
-
-
-def _lease(picked: Any) -> Any:
-    return (
-        update(PENDING)
-        .where(PENDING.c.id.in_(picked))
-        .values(claimed_until=_at("until"), claimed_by=bindparam("owner"), attempts=PENDING.c.attempts + 1)
-        .returning(*_WORK_COLUMNS)
-    )
-
-
-_LEASE_PICKED = _lease(_PICK.scalar_subquery())  # SQLite: one statement
-_LEASE_IDS = _lease(bindparam("ids", expanding=True))  # Postgres: the ids its own SELECT locked
-
-# On SQLite the claim holds the queue's write lock, and the web process's queuing (so every
-# ack) waits for it: its two statements run on the DBAPI connection, compiled once (`Fixed`),
-# the rows converted (JSON headers, datetimes, `Work`) only after the commit, and the finished
-# rows go in one DELETE (their ids a JSON list) instead of an executemany stepping SQLite once
-# per row. Lock held, BEGIN IMMEDIATE to COMMIT, 24 KB bodies, 4 rows done, medians of three
-# alternated runs: a claim of 1 row 0.36 → 0.30 ms, of 8 rows 1.10 → 0.95 ms; with SQLite's
-# secure_delete=FAST (storage/db.py) 0.25 → 0.17 and 0.93 → 0.77 ms. The rest is SQLite
-# rewriting each leased row, body and all.
-_DONE_IDS = func.json_each(bindparam("done_ids", type_=String)).table_valued("value")
-_DELETE_DONE_LISTED = Fixed(
-    delete(PENDING).where(
-        PENDING.c.id.in_(select(_DONE_IDS.c.value)), PENDING.c.claimed_by == bindparam("owner")
-    )
-)
-_LEASE_FIXED = Fixed(_LEASE_PICKED)
-
-
-def claim(db: Database, limit: int, *, lease_s: float, owner: str, done: Collection[int] = ()) -> list[Work]:
-    """Leases up to `limit` rows nobody holds: never claimed, or their lease ran out. Rows in
-    `done` (work finished since the last claim) are deleted in the same transaction.
-
-    Nothing to claim is found by a read, without the write lock: on SQLite the web process's
-    queuing waits for that lock, so an idle work process must not take it to learn nothing.
-    The claim itself is one statement (`UPDATE … RETURNING`) on a bare connection: no ORM
-    session, load or flush. On SQLite it and the `DELETE` run on the DBAPI connection and the
-    rows are converted only after `COMMIT`: the web process's queue writes, and so the acks,
-    wait while a claim holds the lock."""
-    now = utcnow()
-    if not done:
-        with db.connected() as conn:
-            if conn.scalar(_ANY_CLAIMABLE, {"now": now}) is None:
-                return []
-    params = {"now": now, "limit": limit, "owner": owner, "until": now + timedelta(seconds=lease_s)}
-    if db.dialect == "postgresql":
-        return _claim_postgres(db, params, done)
-    with db.writing() as conn:
-        if done:
-            _DELETE_DONE_LISTED.run(conn, {"done_ids": json.dumps(list(done)), "owner": owner})
-        fetched, _ = _LEASE_FIXED.fetch(conn, params)
-    return sorted((Work(*row) for row in fetched.converted()), key=lambda row: row.id)
-
-
-def _claim_postgres(db: Database, params: dict[str, Any], done: Collection[int]) -> list[Work]:
-    with db.writing() as conn:
-        if done:
-            conn.execute(_DELETE_DONE, [{"done": row_id, "owner": params["owner"]} for row_id in done])
-        # The rows are picked (and locked) by a statement of their own: as a subquery of the
-        # UPDATE, Postgres may run a LIMIT … SKIP LOCKED more than once and lease more rows.
-        picked = list(conn.scalars(_PICK_LOCKED, params))
-        if not picked:
-            return []
-        rows = [Work(*row) for row in conn.execute(_LEASE_IDS, {**params, "ids": picked})]
-    return sorted(rows, key=lambda row: row.id)
-
-
-def renew(db: Database, ids: list[int], *, lease_s: float, owner: str) -> None:
-    if not ids:
-        return
-    with db.writing() as conn:
-        conn.execute(
-            update(PENDING)
-            .where(PENDING.c.id.in_(ids), PENDING.c.claimed_by == owner)
-            .values(claimed_until=utcnow() + timedelta(seconds=lease_s))
-        )
-
-
-def finish(db: Database, work: Work) -> None:
-    with db.writing() as conn:
-        conn.execute(delete(PENDING).where(PENDING.c.id == work.id))
-
-
-def release(db: Database, work: Work, after_s: float) -> None:
-    """Lets the row be claimed again after `after_s` seconds."""
-    with db.writing() as conn:
-        conn.execute(
-            update(PENDING)
-            .where(PENDING.c.id == work.id)
-            .values(claimed_until=utcnow() + timedelta(seconds=after_s))
-        )
-
-
 def purge(queue: Database, main: Database | None) -> None:
-    """Forgets interactions queued more than a day ago, and changes recorded long ago."""
+    """Forgets interactions queued more than a day ago, changes recorded long ago, and leases
+    whose work row is gone."""
     now = utcnow()
     with queue.transaction() as session:
         session.execute(delete(SeenRequest).where(SeenRequest.created_at < now - SEEN_FOR))
+        session.execute(ORPHAN_LEASES)
     if main is not None:
         with main.transaction() as session:
             session.execute(delete(HandledRequest).where(HandledRequest.at < now - HANDLED_FOR))
@@ -413,11 +292,7 @@ class Worker:
             listener.close()
         done = self._take_done()
         try:
-            if done:
-                with self.db.writing() as conn:
-                    conn.execute(
-                        delete(PENDING).where(PENDING.c.id.in_(done), PENDING.c.claimed_by == self.owner)
-                    )
+            forget_done(self.db, done, self.owner)
             beat(self.db, self.owner, stopping=True)
         except SQLAlchemyError:
             log.warning("could not remove the finished work or the heartbeat")

@@ -22,6 +22,7 @@ from bot.edge.work_keys import command_fingerprint
 from storage.db import Database
 from storage.dbapi_writes import Writer
 from storage.models import PendingWork, SeenRequest, utcnow
+from tests.edge.test_work_leases import leases
 
 LOG = logging.getLogger("test")
 
@@ -79,7 +80,7 @@ def test_a_typed_command_is_queued_as_it_arrived(db: Database) -> None:
     assert row.body == request.raw_body
     assert row.headers == {"content-type": ["application/x-www-form-urlencoded"]}
     assert row.request_key == "command:T1:trig-1/work"
-    assert row.attempts == 0 and row.claimed_until is None and row.claimed_by is None
+    assert leases(db) == {}  # nobody's yet: the queue write is the one INSERT
     assert row.created_at.tzinfo is not None and before <= row.created_at <= utcnow()
     assert seen(db) == {"command:T1:trig-1": command_fingerprint(request.body)}
 
@@ -132,11 +133,9 @@ def test_deliveries_racing_from_many_threads_queue_each_interaction_once(db: Dat
 
 def test_a_failed_write_is_rolled_back_and_said_as_a_sqlalchemy_error(db: Database) -> None:
     writer = Writer(db)
-    queue = writer.prepare(
-        insert(PendingWork), ["function_name", "body", "headers", "created_at", "attempts"]
-    )
+    queue = writer.prepare(insert(PendingWork), ["function_name", "body", "headers", "created_at"])
     when = datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC)
-    row = {"function_name": "work", "body": "{}", "headers": {}, "created_at": when, "attempts": 0}
+    row = {"function_name": "work", "body": "{}", "headers": {}, "created_at": when}
     with pytest.raises(SQLAlchemyError), writer.transaction() as cursor:
         cursor.execute(queue, row)
         cursor.execute(queue, {**row, "body": None})  # NOT NULL

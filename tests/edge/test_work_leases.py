@@ -11,14 +11,15 @@ from typing import Any
 import pytest
 from sqlalchemy import func, insert, select, update
 
-from bot.edge import workqueue
+from bot.edge import health, workqueue
+from bot.edge import leases as lease_statements
 from bot.edge.work_keys import command_fingerprint, interaction_id, work_key
 from bot.edge.workqueue import QueueWrites, Worker, claim, finish, purge, release, renew, seen_before
 from bot.usecases import checklist
 from bot.usecases.checklist import ItemChange
 from storage.db import AlreadyHandled, Database, handling
 from storage.enums import EventKind
-from storage.models import ChecklistItem, Event, HandledRequest, PendingWork, SeenRequest, utcnow
+from storage.models import ChecklistItem, Event, HandledRequest, PendingWork, SeenRequest, WorkLease, utcnow
 from tests.storage.test_storage import add_rollout
 from tests.support import make_services
 
@@ -44,6 +45,12 @@ def pending(db: Database) -> list[PendingWork]:
         return list(session.scalars(select(PendingWork).order_by(PendingWork.id)))
 
 
+def leases(db: Database) -> dict[int, WorkLease]:
+    """The lease rows, by their work row's id."""
+    with db.reading() as session:
+        return {row.work_id: row for row in session.scalars(select(WorkLease))}
+
+
 # -- claiming ------------------------------------------------------------------------------
 
 
@@ -53,11 +60,13 @@ def test_a_claimed_row_is_leased_not_deleted(db: Database) -> None:
     assert [w.attempts for w in claimed] == [1, 1]
     assert {w.claimed_by for w in claimed} == {"a"}
     assert len(pending(db)) == 3  # still there until done
+    assert {i: (w.claimed_by, w.attempts) for i, w in leases(db).items()} == {w.id: ("a", 1) for w in claimed}
     # Another process gets only what nobody holds.
     other = claim(db, 5, lease_s=60, owner="b")
     assert [w.id for w in other] == [max(w.id for w in pending(db))]
     finish(db, claimed[0])
     assert len(pending(db)) == 2
+    assert claimed[0].id not in leases(db)  # the lease went with its row
 
 
 def test_a_lease_that_ran_out_is_claimed_again(db: Database) -> None:
@@ -65,7 +74,7 @@ def test_a_lease_that_ran_out_is_claimed_again(db: Database) -> None:
     [first] = claim(db, 1, lease_s=60, owner="dead")
     assert claim(db, 1, lease_s=60, owner="alive") == []
     with db.transaction() as session:  # the dead process's lease runs out
-        session.execute(update(PendingWork).values(claimed_until=utcnow() - timedelta(seconds=1)))
+        session.execute(update(WorkLease).values(claimed_until=utcnow() - timedelta(seconds=1)))
     [again] = claim(db, 1, lease_s=60, owner="alive")
     assert again.id == first.id and again.attempts == 2 and again.claimed_by == "alive"
 
@@ -157,7 +166,7 @@ def test_only_transactions_that_change_something_record_the_request(db: Database
     actor = checklist_actor()
     with handling("r/toggle"):
         with db.transaction() as session:  # bookkeeping, no Event: not the request's change
-            session.execute(update(PendingWork).values(attempts=0))
+            session.execute(update(WorkLease).values(attempts=0))
         checklist.set_items(svc, actor, rollout_id, [ItemChange(first, True)])
         checklist.set_items(svc, actor, rollout_id, [ItemChange(second, True)])
     with db.reading() as session:
@@ -285,7 +294,8 @@ def test_work_whose_change_is_committed_is_not_run_again(db: Database) -> None:
     [row] = queue(db, 1, key="done")
     with db.transaction() as session:
         session.add(HandledRequest(key="done-0", at=utcnow()))
-        session.execute(update(PendingWork).values(attempts=1))  # its first run died after the commit
+        # Its first run died after the commit, and its lease ran out.
+        session.add(WorkLease(work_id=row, claimed_until=utcnow(), claimed_by="dead", attempts=1))
     run_worker(Worker(app, db, threads=1, main=db), lambda: not pending(db))  # type: ignore[arg-type]
     assert app.ran == [] and pending(db) == []
     assert row
@@ -295,19 +305,97 @@ def test_work_that_keeps_dying_is_given_up_and_the_person_told(db: Database) -> 
     app = FakeApp()
     body = '{"type": "view_submission", "user": {"id": "U42"}, "team": {"id": "T"}, "trigger_id": "1"}'
     with db.transaction() as session:
+        work = PendingWork(
+            function_name="rollback",
+            body="payload=" + body.replace(" ", "%20").replace('"', "%22").replace(",", "%2C"),
+            headers={"content-type": ["application/x-www-form-urlencoded"]},
+            created_at=utcnow(),
+        )
+        session.add(work)
+        session.flush()
         session.add(
-            PendingWork(
-                function_name="rollback",
-                body="payload=" + body.replace(" ", "%20").replace('"', "%22").replace(",", "%2C"),
-                headers={"content-type": ["application/x-www-form-urlencoded"]},
-                created_at=utcnow(),
-                attempts=3,
-                claimed_until=utcnow() - timedelta(seconds=1),
-                claimed_by="dead",
+            WorkLease(
+                work_id=work.id, claimed_until=utcnow() - timedelta(seconds=1), claimed_by="dead", attempts=3
             )
         )
     run_worker(Worker(app, db, threads=1, attempts=3), lambda: app.told)  # type: ignore[arg-type]
-    assert app.ran == [] and pending(db) == []
+    assert app.ran == [] and pending(db) == [] and leases(db) == {}
     [told] = app.told
     assert told["channel"] == "U42"
     assert "could not finish your rollback" in told["text"] and "3 times" in told["text"]
+
+
+def test_a_row_leased_after_the_pick_looked_is_not_leased_again(db: Database) -> None:
+    """Postgres: a claim's pick may see a row free in its snapshot and lock it only after
+    another process leased it, committed and let go of it; the work row is not written by a
+    lease, so Postgres has no newer version of it to check the pick's condition against. The
+    lease statement looks at the lease as it is now: what that claim runs next, for that row."""
+    if db.dialect != "postgresql":
+        pytest.skip("SQLite's claim picks and leases in one statement, under the write lock")
+    [row] = queue(db, 1)
+    claim(db, 1, lease_s=60, owner="a")
+    now = utcnow()
+    late = {"now": now, "until": now + timedelta(seconds=60), "owner": "b", "ids": [row]}
+    with db.writing() as conn:
+        assert conn.execute(lease_statements._LEASE_IDS, late).all() == []
+    assert (leases(db)[row].claimed_by, leases(db)[row].attempts) == ("a", 1)
+    with db.transaction() as session:  # a's lease runs out: then it is b's to take
+        session.execute(update(WorkLease).values(claimed_until=now - timedelta(seconds=1)))
+    with db.writing() as conn:
+        [again] = conn.execute(lease_statements._LEASE_IDS, late).all()
+    assert (again.id, again.claimed_by, again.attempts) == (row, "b", 2)
+
+
+def test_purge_drops_leases_whose_row_is_gone(db: Database) -> None:
+    """Foreign keys delete a lease with its row; a row deleted without them (the `sqlite3`
+    shell's default, a Postgres session replicating) leaves its lease, and on SQLite the next
+    row queued may get its id. The purge drops such leases."""
+    kept, gone = queue(db, 2)
+    claim(db, 2, lease_s=60, owner="a")
+    raw = db.engine.raw_connection()
+    try:
+        cursor = raw.cursor()
+        if db.dialect == "sqlite":
+            cursor.execute("PRAGMA foreign_keys=OFF")
+        else:
+            cursor.execute("SET session_replication_role = replica")  # no foreign key triggers
+        cursor.execute(f"DELETE FROM pending_work WHERE id = {gone}")
+        raw.commit()
+        if db.dialect == "sqlite":
+            cursor.execute("PRAGMA foreign_keys=ON")
+        else:
+            cursor.execute("SET session_replication_role = DEFAULT")
+            raw.commit()
+        cursor.close()
+    finally:
+        raw.close()
+    assert sorted(leases(db)) == [kept, gone]
+    purge(db, None)
+    assert sorted(leases(db)) == [kept]
+
+
+def test_the_backlogs_oldest_is_of_the_rows_nobody_holds(db: Database) -> None:
+    """Readiness (`/readyz`) reads how long the oldest row nobody holds has waited: never
+    claimed, or its lease ran out."""
+    first, second, _newest = queue(db, 3)
+    with db.transaction() as session:
+        session.execute(
+            update(PendingWork)
+            .where(PendingWork.id == first)
+            .values(created_at=utcnow() - timedelta(hours=2))
+        )
+        session.execute(
+            update(PendingWork)
+            .where(PendingWork.id == second)
+            .values(created_at=utcnow() - timedelta(hours=1))
+        )
+    claim(db, 2, lease_s=60, owner="a")  # the two oldest, held
+    found = health.backlog(db, db)
+    assert found.queue_depth == 3 and found.queue_oldest_s < 60  # the newest's wait
+    with db.transaction() as session:  # the oldest's lease runs out
+        session.execute(
+            update(WorkLease)
+            .where(WorkLease.work_id == first)
+            .values(claimed_until=utcnow() - timedelta(seconds=1))
+        )
+    assert health.backlog(db, db).queue_oldest_s > 7000

@@ -85,7 +85,7 @@ def test_a_none_for_a_json_column_is_written_as_sqlalchemy_writes_it(db: Databas
     """JSON null, as the ORM and SQLAlchemy's executemany write it (and Postgres' path does),
     not SQL NULL: here the column is NOT NULL, so SQL NULL would refuse the row."""
     work = PendingWork(
-        function_name="f", body="{}", headers=None, created_at=datetime(2026, 1, 1, tzinfo=UTC), attempts=0
+        function_name="f", body="{}", headers=None, created_at=datetime(2026, 1, 1, tzinfo=UTC)
     )
     with db.transaction() as session:
         insert_new(session, [work], ids=False)

@@ -30,9 +30,7 @@ class Queue:
     def __init__(self, db: Database) -> None:
         self.db = db
         writer = Writer(db)
-        self.insert = writer.prepare(
-            insert(PendingWork), ["function_name", "body", "headers", "created_at", "attempts"]
-        )
+        self.insert = writer.prepare(insert(PendingWork), ["function_name", "body", "headers", "created_at"])
         self.commits = GroupCommit(writer)
         # name -> (the transaction's cursor, kept so no other takes its id; the thread)
         self.ran: dict[str, tuple[Cursor, int]] = {}
@@ -42,7 +40,7 @@ class Queue:
     ) -> Callable[[Cursor], str]:
         def work(cursor: Cursor) -> str:
             self.ran[name] = (cursor, threading.get_ident())
-            row = {"function_name": name, "body": body, "headers": {}, "created_at": WHEN, "attempts": 0}
+            row = {"function_name": name, "body": body, "headers": {}, "created_at": WHEN}
             cursor.execute(self.insert, row)
             if hold is not None:
                 assert hold.wait(10)
