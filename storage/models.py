@@ -362,9 +362,14 @@ class PendingWork(Base):
     waits for), and deleted when the work is done; never updated. Whether a work process
     holds it is its `WorkLease` row, a row of its own: on SQLite an UPDATE rewrites the whole
     record, and a click's is a 24 KB body in overflow pages, rewritten by every claim with the
-    queue's write lock held."""
+    queue's write lock held.
+
+    Ids are never handed out twice (AUTOINCREMENT on SQLite, a sequence on Postgres): a row
+    deleted without its lease (by hand, with foreign keys off) must not pass that lease, or
+    another process's memory of the id, to a new request."""
 
     __tablename__ = "pending_work"
+    __table_args__ = {"sqlite_autoincrement": True}
 
     id: Mapped[int] = mapped_column(primary_key=True)
     function_name: Mapped[str] = mapped_column(String(200))
@@ -373,6 +378,14 @@ class PendingWork(Base):
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     # The interaction's own id and the listener (see SeenRequest), None when Slack gave none.
     request_key: Mapped[str | None] = mapped_column(String(255))
+    # The lease's columns before `work_lease` (migration 0010): read and written by no code of
+    # this release, kept so that a replica still running the release before (a rolling deploy on
+    # Postgres) can queue and claim until it stops (the two releases' claims do not see each
+    # other's leases: a row may run twice meanwhile, and `handled_request` keeps its change
+    # once). A later migration drops them.
+    attempts: Mapped[int] = mapped_column(server_default=text("0"))
+    claimed_until: Mapped[datetime | None] = mapped_column(index=True)
+    claimed_by: Mapped[str | None] = mapped_column(String(100))
 
 
 class WorkLease(Base):
@@ -385,7 +398,8 @@ class WorkLease(Base):
     work row's id, and deleted with it (ON DELETE CASCADE, in the statement that deletes the
     work row): SQLite hands a deleted row's id out again, and a lease left behind would be a
     new request's. A migration that rebuilds `pending_work` on SQLite (batch mode: copy, drop,
-    rename) deletes every lease with the dropped table: it saves them first (as 0010 does)."""
+    rename) deletes every lease with the dropped table: it saves them first, or makes this table
+    after (as 0010 does)."""
 
     __tablename__ = "work_lease"
 

@@ -101,8 +101,8 @@ _NEW_LEASE = select(PENDING.c.id, _at("until"), bindparam("owner", type_=String)
 
 
 # SQLite: pick and lease in one statement, returning only the leases; the requests (a click's
-# is a 24 KB body) are read after COMMIT, outside the write lock: leased, they are this
-# process's. Postgres: the rows its own SELECT locked, leased, joined to their requests.
+# is a 24 KB body) are read by a second one, in the same transaction. Postgres: the rows its own
+# SELECT locked, leased, joined to their requests.
 _LEASE_PICKED = _lease(
     sqlite_insert,
     _NEW_LEASE.select_from(_WITH_LEASE).where(_CLAIMABLE).order_by(PENDING.c.id).limit(bindparam("limit")),
@@ -122,10 +122,10 @@ _LEASE_IDS = select(*_REQUEST_COLUMNS, *(_LEASED_CTE.c[c.name] for c in _LEASE_C
 # secure_delete=FAST (storage/db.py) 0.25 → 0.17 and 0.93 → 0.77 ms. The rest was SQLite
 # rewriting each leased row, body and all (an 8-row claim added 52 pages to the WAL): the
 # lease is a row of its own now (`work_lease`), and the claim writes only those small rows
-# (1 page) and reads the requests after COMMIT. bench/claim_lock.py against 21bc062, same
-# method, 300 claims a run: 1 row 0.177 → 0.124 ms, 8 rows 0.720 → 0.145 ms. Reading the
-# requests inside the lock instead held it 0.155 / 0.211 ms, for 0.06 ms less of the claim's
-# CPU (after COMMIT 0.296 / 0.411 ms a claim, before the change 0.259 / 0.865 ms).
+# (1 page). bench/claim_lock.py against 21bc062, same method, 300 claims a run, the requests
+# read inside the lock: 1 row 0.176 → 0.159 ms, 8 rows 0.727 → 0.219 ms held, and the claim's
+# CPU 0.258 / 0.875 → 0.238 / 0.360 ms. Read after COMMIT they held it 0.124 / 0.145 ms, but
+# cost 0.06 ms more CPU, and a read that failed there stranded the rows, leased, for a lease.
 _DONE_IDS = func.json_each(bindparam("done_ids", type_=String)).table_valued("value")
 _DELETE_DONE_LISTED = Fixed(_owned(LEASE.c.work_id.in_(select(_DONE_IDS.c.value))))
 _LEASE_FIXED = Fixed(_LEASE_PICKED)
@@ -142,8 +142,8 @@ def claim(db: Database, limit: int, *, lease_s: float, owner: str, done: Collect
     The claim writes lease rows only (`work_lease`), never the queued request's row: on SQLite
     one statement (`INSERT … SELECT … ON CONFLICT DO UPDATE … RETURNING`) on a bare
     connection, no ORM session, load or flush. On SQLite it and the `DELETE` run on the DBAPI
-    connection, and the requests are read and the rows converted only after `COMMIT`: the web
-    process's queue writes, and so the acks, wait while a claim holds the lock."""
+    connection, and the rows are converted only after `COMMIT`: the web process's queue writes,
+    and so the acks, wait while a claim holds the lock."""
     now = utcnow()
     if not done:
         with db.connected() as conn:
@@ -156,13 +156,13 @@ def claim(db: Database, limit: int, *, lease_s: float, owner: str, done: Collect
         if done:
             _DELETE_DONE_LISTED.run(conn, {"done_ids": json.dumps(list(done)), "owner": owner})
         fetched, _ = _LEASE_FIXED.fetch(conn, params)
-    if not fetched.rows:
-        return []
+        if not fetched.rows:
+            return []
+        # In the lease's transaction: a read that failed after the COMMIT would leave the rows
+        # leased to nobody running them for a whole lease, an attempt spent.
+        requests, _ = _REQUESTS.fetch(conn, {"ids": json.dumps([row[0] for row in fetched.rows])})
     leases = {row[0]: row[1:] for row in fetched.converted()}
-    with db.connected() as conn:
-        requests = _REQUESTS.all(conn, {"ids": json.dumps(list(leases))})
-    # A leased row is gone only if its holder deleted it: none of this claim's.
-    return sorted((Work(*row, *leases[row[0]]) for row in requests), key=lambda row: row.id)
+    return sorted((Work(*row, *leases[row[0]]) for row in requests.converted()), key=lambda row: row.id)
 
 
 def _claim_postgres(db: Database, params: dict[str, Any], done: Collection[int]) -> list[Work]:
@@ -189,18 +189,21 @@ def renew(db: Database, ids: list[int], *, lease_s: float, owner: str) -> None:
         )
 
 
-def finish(db: Database, work: Work) -> None:
-    """Deletes the row, and its lease with it (ON DELETE CASCADE)."""
+def finish(db: Database, work: Work) -> bool:
+    """Deletes the row, and its lease with it (ON DELETE CASCADE), while the lease is still
+    this claim's (True): one that ran out meanwhile may be another process's, running it now."""
     with db.writing() as conn:
-        conn.execute(delete(PENDING).where(PENDING.c.id == work.id))
+        return conn.execute(_owned(LEASE.c.work_id == work.id), {"owner": work.claimed_by}).rowcount > 0
 
 
 def release(db: Database, work: Work, after_s: float) -> None:
-    """Lets the row be claimed again after `after_s` seconds."""
+    """Lets the row be claimed again after `after_s` seconds, if this claim still holds it: a
+    lease that ran out meanwhile may be another process's, running it now, and cutting it short
+    would let a third claim it as well."""
     with db.writing() as conn:
         conn.execute(
             update(LEASE)
-            .where(LEASE.c.work_id == work.id)
+            .where(LEASE.c.work_id == work.id, LEASE.c.claimed_by == work.claimed_by)
             .values(claimed_until=utcnow() + timedelta(seconds=after_s))
         )
 

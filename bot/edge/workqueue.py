@@ -210,7 +210,8 @@ class Worker:
         telemetry.WORK_GAVE_UP.labels(work.function_name).inc()
         log.error("work %s (%s) gave up after %s attempts", work.id, work.function_name, work.attempts - 1)
         try:
-            finish(self.db, work)
+            if not finish(self.db, work):
+                return  # its lease ran out, and another claim holds it now: that one tells
         except SQLAlchemyError:
             log.exception("work %s: could not drop it", work.id)
             return

@@ -99,6 +99,52 @@ def test_released_work_waits_before_it_is_claimed_again(db: Database) -> None:
     assert [w.attempts for w in claim(db, 1, lease_s=60, owner="b")] == [2]
 
 
+def test_a_former_holder_neither_releases_nor_finishes_a_row_another_holds(db: Database) -> None:
+    """A's lease ran out while its run hung; B claimed the row and runs it. A's run then fails
+    (release) or is given up (finish): B's lease stays as it is, so no third process claims the
+    row while B runs it, and the row is not deleted under B."""
+    queue(db, 1)
+    [by_a] = claim(db, 1, lease_s=60, owner="a")
+    with db.transaction() as session:
+        session.execute(update(WorkLease).values(claimed_until=utcnow() - timedelta(seconds=1)))
+    [by_b] = claim(db, 1, lease_s=60, owner="b")
+    release(db, by_a, 0)
+    assert claim(db, 1, lease_s=60, owner="c") == []
+    assert finish(db, by_a) is False
+    assert [w.id for w in pending(db)] == [by_b.id]
+    assert (leases(db)[by_b.id].claimed_by, leases(db)[by_b.id].attempts) == ("b", 2)
+    assert finish(db, by_b) is True and pending(db) == [] and leases(db) == {}
+
+
+def test_a_row_deleted_by_hand_hands_its_id_and_lease_to_no_new_request(db: Database) -> None:
+    """An operator deletes a stuck row with the `sqlite3` shell, whose foreign keys are off, so
+    its lease stays. The next request queued gets a new id (SQLite: AUTOINCREMENT), not the
+    deleted row's, so it is not born leased to the stuck process, and runs."""
+    [stuck] = queue(db, 1)
+    claim(db, 1, lease_s=60, owner="stuck")
+    raw = db.engine.raw_connection()
+    try:
+        cursor = raw.cursor()
+        if db.dialect == "sqlite":
+            cursor.execute("PRAGMA foreign_keys=OFF")
+        else:
+            cursor.execute("SET session_replication_role = replica")  # no foreign key triggers
+        cursor.execute(f"DELETE FROM pending_work WHERE id = {stuck}")
+        raw.commit()
+        if db.dialect == "sqlite":
+            cursor.execute("PRAGMA foreign_keys=ON")
+        else:
+            cursor.execute("SET session_replication_role = DEFAULT")
+            raw.commit()
+        cursor.close()
+    finally:
+        raw.close()
+    [new] = queue(db, 1)
+    assert new != stuck
+    [work] = claim(db, 1, lease_s=60, owner="alive")
+    assert (work.id, work.attempts, work.claimed_by) == (new, 1, "alive")
+
+
 def test_processes_claiming_at_once_never_share_a_row(db: Database) -> None:
     queue(db, 60)
     got: list[list[int]] = []
@@ -389,6 +435,8 @@ def test_the_backlogs_oldest_is_of_the_rows_nobody_holds(db: Database) -> None:
             .where(PendingWork.id == second)
             .values(created_at=utcnow() - timedelta(hours=1))
         )
+    found = health.backlog(db, db)  # nothing claimed yet: the oldest has waited two hours
+    assert found.queue_depth == 3 and found.queue_oldest_s > 7000
     claim(db, 2, lease_s=60, owner="a")  # the two oldest, held
     found = health.backlog(db, db)
     assert found.queue_depth == 3 and found.queue_oldest_s < 60  # the newest's wait

@@ -139,6 +139,14 @@ def test_moving_the_leases_to_their_table_keeps_the_queue_and_its_leases(
         stack.callback(db.dispose)
         claimed = claim(db, 5, lease_s=60, owner="b")
         assert [(w.id, w.attempts, w.body) for w in claimed] == [(1, 1, body), (3, 3, body), (4, 2, body)]
+        # A replica of the release before, still running (a rolling deploy), queues as it did,
+        # naming the old lease columns; this release's claim runs what it queued.
+        with engine.begin() as conn:
+            conn.execute(sa.insert(_OLD_WORK), [rows[0] | {"id": 5, "created_at": now}])
+        [(queued, attempts)] = [(w.id, w.attempts) for w in claim(db, 5, lease_s=60, owner="b")]
+        assert (queued, attempts) == (5, 1)
+        with engine.begin() as conn:
+            conn.execute(sa.delete(_OLD_WORK).where(_OLD_WORK.c.id == 5))
         db.dispose()
 
         command.downgrade(alembic_config(url), "0009")

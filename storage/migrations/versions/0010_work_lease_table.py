@@ -4,19 +4,24 @@ Revision ID: 0010
 Revises: 0009
 Create Date: 2026-12-01 13:30:00
 
-The lease columns of `pending_work` (`claimed_until`, `claimed_by`, `attempts`) move to
+The lease (`claimed_until`, `claimed_by`, `attempts`) moves from `pending_work`'s columns to
 `work_lease`, a row per claimed work row, deleted with it (ON DELETE CASCADE). Why: SQLite
 rewrites the whole record for any UPDATE, and the claim's `UPDATE … RETURNING` rewrote each
 leased row's 24 KB body (a click's payload) with the queue's write lock held, which every ack's
-queue write waits for (bench/claim_lock.py; the figures are in bot/edge/workqueue.py).
+queue write waits for (bench/claim_lock.py; the figures are in bot/edge/leases.py).
+
+Expand only: `pending_work` keeps the old columns, which this release neither reads nor writes,
+so that a replica of the release before, still running during a rolling deploy, can queue
+(its INSERT names them) and claim until it stops. A later migration drops them.
 
 Rows already queued stay, and so do their leases: a row ever claimed (a lease, a release, an
 attempt counted) gets a lease row with its values; one never claimed gets none, as a new row.
-On SQLite, dropping the columns rebuilds `pending_work` (batch mode: copy, drop, rename), and
-with foreign keys on, dropping the old table would delete every lease pointing at it: so the
-leases are read first, the table is rebuilt, and `work_lease` is made and filled after. The
-downgrade does the same the other way round. Runs on both databases of a SQLite install; the
-queue database's tables are the ones used.
+On SQLite `pending_work` is rebuilt (batch mode: copy, drop, rename) with AUTOINCREMENT, so a
+deleted row's id is never handed out again (a lease left by a row deleted with foreign keys off
+would otherwise be a new request's); `work_lease` is made after the rebuild, since dropping the
+old table with foreign keys on would delete every lease pointing at it. The downgrade writes the
+leases back into the columns, then drops the table and rebuilds without AUTOINCREMENT. Runs on
+both databases of a SQLite install; the queue database's tables are the ones used.
 """
 
 from typing import Any
@@ -32,12 +37,12 @@ branch_labels = None
 depends_on = None
 
 
-def _work(*lease_columns: sa.ColumnClause[Any]) -> sa.TableClause:
+def _work() -> sa.TableClause:
     return sa.table(
         "pending_work",
         sa.column("id", sa.Integer()),
         sa.column("created_at", storage.models.UTCDateTime(timezone=True)),
-        *lease_columns,
+        *_lease_columns(),
     )
 
 
@@ -49,25 +54,16 @@ def _lease_columns() -> list[sa.ColumnClause[Any]]:
     ]
 
 
+def _rebuild_on_sqlite(autoincrement: bool) -> None:
+    if op.get_bind().dialect.name == "sqlite":
+        with op.batch_alter_table(
+            "pending_work", recreate="always", table_kwargs={"sqlite_autoincrement": autoincrement}
+        ):
+            pass
+
+
 def upgrade() -> None:
-    work = _work(*_lease_columns())
-    claimed = sa.or_(work.c.claimed_until.is_not(None), work.c.claimed_by.is_not(None), work.c.attempts > 0)
-    leases = [
-        {
-            "work_id": row.id,
-            # Never NULL in a lease row: a row counted as claimed without a lease time was
-            # claimable, as one whose lease ran out long ago is.
-            "claimed_until": row.claimed_until or row.created_at,
-            "claimed_by": row.claimed_by or "",
-            "attempts": row.attempts,
-        }
-        for row in op.get_bind().execute(sa.select(work).where(claimed))
-    ]
-    with op.batch_alter_table("pending_work") as batch:
-        batch.drop_index(batch.f("ix_pending_work_claimed_until"))
-        batch.drop_column("claimed_by")
-        batch.drop_column("claimed_until")
-        batch.drop_column("attempts")
+    _rebuild_on_sqlite(autoincrement=True)
     lease = op.create_table(
         "work_lease",
         sa.Column("work_id", sa.Integer(), autoincrement=False, nullable=False),
@@ -82,6 +78,19 @@ def upgrade() -> None:
         ),
         sa.PrimaryKeyConstraint("work_id", name=op.f("pk_work_lease")),
     )
+    work = _work()
+    claimed = sa.or_(work.c.claimed_until.is_not(None), work.c.claimed_by.is_not(None), work.c.attempts > 0)
+    leases = [
+        {
+            "work_id": row.id,
+            # Never NULL in a lease row: a row counted as claimed without a lease time was
+            # claimable, as one whose lease ran out long ago is.
+            "claimed_until": row.claimed_until or row.created_at,
+            "claimed_by": row.claimed_by or "",
+            "attempts": row.attempts,
+        }
+        for row in op.get_bind().execute(sa.select(work).where(claimed))
+    ]
     if leases:
         op.bulk_insert(lease, leases)
 
@@ -89,22 +98,11 @@ def upgrade() -> None:
 def downgrade() -> None:
     lease = sa.table("work_lease", sa.column("work_id", sa.Integer()), *_lease_columns())
     leases = [
-        {
-            "b_id": row.work_id,
-            "b_until": row.claimed_until,
-            "b_by": row.claimed_by,
-            "b_attempts": row.attempts,
-        }
+        {"b_id": row.work_id, "b_until": row.claimed_until, "b_by": row.claimed_by, "b_attempts": row.attempts}
         for row in op.get_bind().execute(sa.select(lease))
     ]
-    op.drop_table("work_lease")  # first: rebuilding pending_work would delete its rows anyway
-    with op.batch_alter_table("pending_work") as batch:
-        batch.add_column(sa.Column("attempts", sa.Integer(), server_default=sa.text("0"), nullable=False))
-        batch.add_column(sa.Column("claimed_until", storage.models.UTCDateTime(timezone=True), nullable=True))
-        batch.add_column(sa.Column("claimed_by", sa.String(length=100), nullable=True))
-        batch.create_index(batch.f("ix_pending_work_claimed_until"), ["claimed_until"], unique=False)
     if leases:
-        work = _work(*_lease_columns())
+        work = _work()
         op.get_bind().execute(
             sa.update(work)
             .where(work.c.id == sa.bindparam("b_id"))
@@ -115,3 +113,5 @@ def downgrade() -> None:
             ),
             leases,
         )
+    op.drop_table("work_lease")  # first: rebuilding pending_work would delete its rows anyway
+    _rebuild_on_sqlite(autoincrement=False)
