@@ -45,7 +45,7 @@ from typing import Any
 import orjson
 
 # Every byte to "x" but the ASCII digits, which all become "0": a 19-digit run is then one
-# `in` away (22 µs for 27 KB; `re.search(r"\d{19}")` took 330 µs, twice the stdlib's parse).
+# `in` away (22 µs for 27 KB; `re.search(r"\d{19}")` took 330 µs, more than the stdlib's parse).
 _DIGITS = bytes(0x30 if 0x30 <= i <= 0x39 else 0x78 for i in range(256))
 _LONG_NUMBER = b"0" * 19
 _REFUSED_BY_STDLIB = orjson.OPT_PASSTHROUGH_DATETIME | orjson.OPT_PASSTHROUGH_DATACLASS
