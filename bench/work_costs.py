@@ -37,7 +37,7 @@ from slack_bolt import BoltRequest
 from bot.app import build_app
 from bot.config import load_settings
 from bot.delivery.scheduler import drain_outbox
-from bot.edge import form_bodies
+from bot.edge import form_bodies, json_bodies
 from bot.edge.workqueue import Worker, claim, delivery, queue_lazy_work
 from bot.runtime import build_services
 from storage.db import Database
@@ -58,6 +58,7 @@ class Harness:
         upgrade(settings.database_url)
         upgrade(queue_url(settings.database_url))
         form_bodies.install()
+        json_bodies.install()
         svc = self.svc = build_services(settings)
         self.queue = Database(queue_url(settings.database_url))
         self.web = build_app(svc, verify_requests=False)  # the web process's copy: acks and queues

@@ -17,7 +17,7 @@ from slack_bolt import App
 from bot.app import build_app
 from bot.config import Settings
 from bot.delivery.scheduler import Scheduler
-from bot.edge import form_bodies, wakeup
+from bot.edge import form_bodies, json_bodies, wakeup
 from bot.edge.web import build_web, serve_http
 from bot.edge.workqueue import Worker, queue_lazy_work
 from bot.flags import FlagError, FlagProvider, FlagState, provider_from_env
@@ -128,6 +128,7 @@ def build_web_process(settings: Settings) -> WebProcess:
     Its lazy listeners are queued for the work process, nudged at the sockets in the
     environment (set them first)."""
     form_bodies.install()
+    json_bodies.install()
     svc = build_services(settings)
     bolt = build_app(svc)
     queue = Database(queue_url(settings.database_url), pool_size=settings.web_threads)
@@ -262,6 +263,7 @@ def work(settings: Settings) -> None:
     if os.environ.get(BESIDE_WEB_ENV) == "1":
         yield_to_the_web_process()
     form_bodies.install()
+    json_bodies.install()
     svc = build_services(settings)
     app = build_app(svc, verify_requests=False)
     scheduler = Scheduler(svc, due_seconds=settings.due_seconds)

@@ -37,6 +37,7 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.exc import IntegrityError, InvalidatePoolError
 from sqlalchemy.orm import Session, sessionmaker
 
+from storage import json_text
 from storage.models import Event, HandledRequest, utcnow
 from storage.urls import DEFAULT_URL, normalize_url
 
@@ -177,6 +178,16 @@ def _connect_writing(session: Session) -> None:
         session.connection()
 
 
+# The JSON columns read and written through orjson (storage/json_text.py: the stdlib's values,
+# compact UTF-8 text). Set on the dialect, so the statements compiled for it outside
+# SQLAlchemy's execution (storage/dbapi_statements.py, dbapi_writes.py, which take the
+# dialect's bind and result processors) use them too, and on Postgres psycopg's JSON adapters
+# of the engine's connections. Why, run both ways on the same values: the web process's queued
+# row's headers 13.8 → 6.4 µs of CPU per request (bench/web_cpu.py), a start's 15 column
+# values 259 → 160 µs, a click's 3 values 31 → 16 µs (bench/work_costs.py).
+_JSON: dict[str, Any] = {"json_serializer": json_text.dumps, "json_deserializer": json_text.loads}
+
+
 def create_db_engine(url: str, *, pool_size: int = 10) -> Engine:
     url = normalize_url(url)
     parsed = make_url(url)
@@ -188,10 +199,11 @@ def create_db_engine(url: str, *, pool_size: int = 10) -> Engine:
             connect_args={"timeout": SQLITE_BUSY_TIMEOUT_S, "check_same_thread": False},
             pool_size=pool_size,
             max_overflow=pool_size,
+            **_JSON,
         )
         event.listen(engine, "connect", _sqlite_pragmas)  # a pool event: no statement pays for it
         return engine
-    engine = create_engine(url, pool_size=pool_size, max_overflow=pool_size, pool_recycle=1800)
+    engine = create_engine(url, pool_size=pool_size, max_overflow=pool_size, pool_recycle=1800, **_JSON)
     _ping_when_in_doubt(engine)
     return engine
 
