@@ -162,8 +162,9 @@ def test_a_claimed_row_is_the_rows_values(db: Database) -> None:
         row = session.scalar(select(PendingWork).where(PendingWork.id == row_id))
         lease = session.scalar(select(WorkLease).where(WorkLease.work_id == row_id))
         assert row is not None and lease is not None
+        # The lease's three from its own row (pending_work keeps unused columns of the same names).
         stored = {
-            name: getattr(row if hasattr(row, name) else lease, name) for name in Work.__dataclass_fields__
+            name: getattr(lease if hasattr(lease, name) else row, name) for name in Work.__dataclass_fields__
         }
         assert stored == {name: getattr(work, name) for name in Work.__dataclass_fields__}
     assert (work.attempts, work.claimed_by, work.request_key, work.headers) == (1, "me", "k-0", {})
