@@ -98,7 +98,12 @@ def upgrade() -> None:
 def downgrade() -> None:
     lease = sa.table("work_lease", sa.column("work_id", sa.Integer()), *_lease_columns())
     leases = [
-        {"b_id": row.work_id, "b_until": row.claimed_until, "b_by": row.claimed_by, "b_attempts": row.attempts}
+        {
+            "b_id": row.work_id,
+            "b_until": row.claimed_until,
+            "b_by": row.claimed_by,
+            "b_attempts": row.attempts,
+        }
         for row in op.get_bind().execute(sa.select(lease))
     ]
     if leases:
