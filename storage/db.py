@@ -19,6 +19,8 @@ them; a replay stops at the first that is already there.
 
 from __future__ import annotations
 
+import json
+
 import os
 import select
 import threading
@@ -182,10 +184,15 @@ def _connect_writing(session: Session) -> None:
 # compact UTF-8 text). Set on the dialect, so the statements compiled for it outside
 # SQLAlchemy's execution (storage/dbapi_statements.py, dbapi_writes.py, which take the
 # dialect's bind and result processors) use them too, and on Postgres psycopg's JSON adapters
-# of the engine's connections. Why, run both ways on the same values: the web process's queued
+# of the engine's connections (there only to read: see below). Why, run both ways on the same values: the web process's queued
 # row's headers 13.8 → 6.4 µs of CPU per request (bench/web_cpu.py), a start's 15 column
 # values 259 → 160 µs, a click's 3 values 31 → 16 µs (bench/work_costs.py).
 _JSON: dict[str, Any] = {"json_serializer": json_text.dumps, "json_deserializer": json_text.loads}
+# Postgres writes the stdlib's ASCII text (`\uXXXX` escapes): psycopg sends the serializer's
+# text as UTF-8 whatever the connection's client_encoding, so orjson's UTF-8 would be stored
+# wrong, or refused, by a database in another encoding (WIN1252: "café" read back by SQL as
+# "cafÃ©"). It still reads through orjson.
+_POSTGRES_JSON: dict[str, Any] = {"json_serializer": json.dumps, "json_deserializer": json_text.loads}
 
 
 def create_db_engine(url: str, *, pool_size: int = 10) -> Engine:
@@ -203,7 +210,9 @@ def create_db_engine(url: str, *, pool_size: int = 10) -> Engine:
         )
         event.listen(engine, "connect", _sqlite_pragmas)  # a pool event: no statement pays for it
         return engine
-    engine = create_engine(url, pool_size=pool_size, max_overflow=pool_size, pool_recycle=1800, **_JSON)
+    engine = create_engine(
+        url, pool_size=pool_size, max_overflow=pool_size, pool_recycle=1800, **_POSTGRES_JSON
+    )
     _ping_when_in_doubt(engine)
     return engine
 

@@ -7,8 +7,12 @@ JSON column values written in 160 µs instead of 259), but not by the same rules
 so each function here takes orjson's answer only where it is the stdlib's, and hands
 everything else to `json` itself.
 
-`loads(text)` is exactly `json.loads(text)`: the same values (types included) for any input,
-and the stdlib's own error where it has one. orjson differs on:
+`loads(text)` is `json.loads(text)`: the same values (types included) for any input, and the
+stdlib's own error where it has one, but for one: text nested deeper than the interpreter's
+recursion limit allows from where it is called (about 1,000 levels less the caller's depth),
+which the stdlib refuses with `RecursionError` and orjson reads up to 1,024 levels (only
+Slack's signed bodies reach it; such a value then fails wherever it is next walked). orjson
+differs on:
 - NaN, Infinity, -Infinity, and numbers too large for a float (`1e400`): the stdlib reads them
   (as float infinities), orjson refuses them: refused, the stdlib reads the text.
 - integers beyond 64 bits: orjson reads them as floats, silently. An integer token that long

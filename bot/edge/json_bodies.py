@@ -24,9 +24,12 @@ the stdlib's.
 from __future__ import annotations
 
 import json
+import logging
 from types import SimpleNamespace
 
 from storage import json_text
+
+log = logging.getLogger(__name__)
 
 # What those modules see as `json`: the stdlib's names (`json.decoder.JSONDecodeError` too,
 # which the stdlib's parse raises for text neither reads), `loads` and `dumps` the ones above.
@@ -43,4 +46,9 @@ def install() -> None:
     from slack_sdk.webhook import client as webhook_client
 
     for module in (internals, base_client, webhook_client):
+        # Only a module that reads the stdlib's `json` by that name: one that no longer does
+        # (a new Bolt or slack_sdk) keeps its own way, said once, and nothing else changes.
+        if getattr(module, "json", None) not in (json, SLACK_JSON):
+            log.warning("%s no longer reads JSON through `json`: its JSON stays the stdlib's", module.__name__)
+            continue
         setattr(module, "json", SLACK_JSON)  # noqa: B010

@@ -5,12 +5,17 @@ read differently), and slack_sdk's clients send and read what the stdlib's would
 from __future__ import annotations
 
 import json
+import logging
+from types import ModuleType
 from urllib.parse import urlencode
 
 import pytest
 from slack_bolt import BoltRequest
 from slack_bolt.request import internals
 from slack_sdk.errors import SlackApiError
+
+from collections.abc import Callable, Iterator
+from typing import Any
 
 from bot.devtools.local_slack import LocalSlack
 from bot.edge import form_bodies, json_bodies
@@ -105,3 +110,50 @@ def test_slack_sdk_sends_and_reads_what_the_stdlib_would() -> None:
     assert reply.params == {"text": "done ✅", "blocks": blocks[:1]}
     assert typed(updated.data) == typed(json.loads(json.dumps(updated.data)))
     assert updated["message"]["blocks"][0]["text"] == blocks[0]["text"]
+
+
+@pytest.fixture
+def counted(monkeypatch: pytest.MonkeyPatch) -> Iterator[dict[str, int]]:
+    """Calls of `SLACK_JSON.loads` and `dumps`, counted: what the modules installed into call."""
+    json_bodies.install()
+    calls = {"loads": 0, "dumps": 0}
+
+    def counting(name: str, real: Callable[..., Any]) -> Callable[..., Any]:
+        def call(*args: Any, **kwargs: Any) -> Any:
+            calls[name] += 1
+            return real(*args, **kwargs)
+
+        return call
+
+    for name in calls:
+        monkeypatch.setattr(json_bodies.SLACK_JSON, name, counting(name, getattr(json_bodies.SLACK_JSON, name)))
+    yield calls
+
+
+def test_bolt_and_slack_sdk_really_call_it(counted: dict[str, int]) -> None:
+    """Not only the attribute set: Bolt's parse of a click, a Web API call (its body and Slack's
+    answer) and a response_url reply each go through it."""
+    BoltRequest(body=urlencode({"payload": json.dumps(checklist_click(3))}), headers=dict(FORM))
+    assert counted == {"loads": 1, "dumps": 0}
+    blocks = checklist_click(3)["message"]["blocks"]  # type: ignore[index]
+    with LocalSlack() as slack:
+        PooledWebClient(token="xoxb-test", base_url=slack.api_url).chat_postMessage(
+            channel="C1", text="x", blocks=blocks
+        )
+        assert counted["dumps"] >= 1 and counted["loads"] >= 2
+        before = counted["dumps"]
+        PooledWebhookClient(slack.response_url("r")).send(text="done", blocks=blocks[:1])
+        assert counted["dumps"] > before
+
+
+def test_a_module_that_no_longer_reads_json_by_that_name_is_left_alone(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A new Bolt that parses with something of its own: nothing is put in its place, and the
+    log says so."""
+    own = ModuleType("own_json")
+    monkeypatch.setattr(internals, "json", own)
+    with caplog.at_level(logging.WARNING, logger="bot.edge.json_bodies"):
+        json_bodies.install()
+    assert internals.json is own
+    assert "slack_bolt.request.internals no longer reads JSON" in caplog.text

@@ -43,7 +43,10 @@ def row(name: str, headers: dict[str, Any]) -> dict[str, Any]:
 
 
 def test_the_engine_writes_and_reads_json_columns_through_orjson(db: Database) -> None:
-    assert db.engine.dialect._json_serializer is json_text.dumps
+    """On SQLite every path writes orjson's text; Postgres writes the stdlib's ASCII text (see
+    the next test) and reads through orjson too."""
+    postgres = db.dialect == "postgresql"
+    assert db.engine.dialect._json_serializer is (json.dumps if postgres else json_text.dumps)
     assert db.engine.dialect._json_deserializer is json_text.loads
     assert (
         COMPACT == '{"content-type":["application/x-www-form-urlencoded"],"x-note":["café ✅"],"n":[1,2.5]}'
@@ -62,7 +65,8 @@ def test_the_engine_writes_and_reads_json_columns_through_orjson(db: Database) -
     rows = stored(db)
     assert len(rows) == 4
     for held, value in rows:
-        assert held == COMPACT  # each path wrote orjson's text: the same serializer
+        # each path wrote the engine's serializer's text
+        assert held == (json.dumps(HEADERS) if postgres else COMPACT)
         assert value == HEADERS == json.loads(held)
     with db.reading() as session:
         assert Fixed(select(PendingWork.headers)).all(session, {}) == [(HEADERS,)] * 4
@@ -86,3 +90,18 @@ def test_rows_the_stdlib_wrote_read_as_before(db: Database) -> None:
     assert read[0] == old
     if db.dialect == "sqlite":
         assert repr(read[1]) == repr({"nan": [float("nan")]})
+
+
+def test_postgres_keeps_json_text_right_whatever_the_connections_encoding(db: Database) -> None:
+    """psycopg sends a JSON parameter's text as UTF-8 whatever the connection's client_encoding:
+    the ASCII the stdlib writes is stored right under any of them, where orjson's UTF-8 under
+    WIN1252 was stored as "cafÃ©"."""
+    if db.dialect != "postgresql":
+        return
+    with db.engine.connect() as conn:
+        conn.exec_driver_sql("SET client_encoding TO 'WIN1252'")
+        conn.execute(insert(PendingWork), [row("win1252", {"x-note": ["café"]})])
+        conn.commit()
+        conn.exec_driver_sql("RESET client_encoding")
+    with db.reading() as session:
+        assert session.scalar(text("SELECT headers->'x-note'->>0 FROM pending_work")) == "café"
