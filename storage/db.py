@@ -20,7 +20,6 @@ them; a replay stops at the first that is already there.
 from __future__ import annotations
 
 import json
-
 import os
 import select
 import threading

@@ -49,6 +49,8 @@ def install() -> None:
         # Only a module that reads the stdlib's `json` by that name: one that no longer does
         # (a new Bolt or slack_sdk) keeps its own way, said once, and nothing else changes.
         if getattr(module, "json", None) not in (json, SLACK_JSON):
-            log.warning("%s no longer reads JSON through `json`: its JSON stays the stdlib's", module.__name__)
+            log.warning(
+                "%s no longer reads JSON through `json`: its JSON stays the stdlib's", module.__name__
+            )
             continue
         setattr(module, "json", SLACK_JSON)  # noqa: B010

@@ -6,16 +6,15 @@ from __future__ import annotations
 
 import json
 import logging
+from collections.abc import Callable, Iterator
 from types import ModuleType
+from typing import Any
 from urllib.parse import urlencode
 
 import pytest
 from slack_bolt import BoltRequest
 from slack_bolt.request import internals
 from slack_sdk.errors import SlackApiError
-
-from collections.abc import Callable, Iterator
-from typing import Any
 
 from bot.devtools.local_slack import LocalSlack
 from bot.edge import form_bodies, json_bodies
@@ -126,7 +125,9 @@ def counted(monkeypatch: pytest.MonkeyPatch) -> Iterator[dict[str, int]]:
         return call
 
     for name in calls:
-        monkeypatch.setattr(json_bodies.SLACK_JSON, name, counting(name, getattr(json_bodies.SLACK_JSON, name)))
+        monkeypatch.setattr(
+            json_bodies.SLACK_JSON, name, counting(name, getattr(json_bodies.SLACK_JSON, name))
+        )
     yield calls
 
 
