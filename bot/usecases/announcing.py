@@ -21,7 +21,7 @@ from messages.views import RolloutView
 from storage.dbapi_statements import Fixed
 from storage.enums import OutboxState
 from storage.models import OutboxMessage, Rollout
-from storage.rows import insert_new
+from storage.rows import insert_new, plain
 
 QUEUED = "outbox_queued"
 
@@ -213,7 +213,7 @@ def announce_new(
     announcement = Announcement(key, thread, line)
     due_at = now + WAIT_FOR_STATUS
     rows = [
-        OutboxMessage(**_values(rollout, announcement, row, now, due_at))
+        plain(OutboxMessage, _values(rollout, announcement, row, now, due_at))
         for row in _rows(rollout, announcement)
     ]
     insert_new(session, rows, ids=False)
