@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from messages.blocks import Message, text_message
+from messages.blocks import Message, text_blocks
 from messages.digest import STATUS_LINK, about
 from messages.push import PUSH_LIMIT, plain_words
 from messages.render import render
@@ -76,6 +76,8 @@ def milestone(kind: str, rollout: RolloutView, **extra: Any) -> tuple[Message, M
         **extra,
     }
     push = milestone_push(kind, context)
-    thread = text_message(render("milestone", kind=kind, **context))
-    line = text_message(render("milestone_line", kind=kind, **context))
-    return Message(text=push, blocks=thread.blocks), Message(text=push, blocks=line.blocks)
+    # Each body's own push text is not made: the milestone's is `push` (a start renders this
+    # in its transaction, and the two push texts thrown away were a third of it).
+    thread = text_blocks(render("milestone", kind=kind, **context))
+    line = text_blocks(render("milestone_line", kind=kind, **context))
+    return Message(text=push, blocks=thread), Message(text=push, blocks=line)
