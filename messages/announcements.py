@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from messages.blocks import Message, text_message
+from messages.blocks import Message, text_blocks
 from messages.digest import STATUS_LINK, about
 from messages.push import PUSH_LIMIT, plain_words
 from messages.render import render
@@ -24,7 +24,7 @@ from messages.text import truncate
 if TYPE_CHECKING:
     from messages.views import RolloutView
 
-__all__ = ["PUSH_LIMIT", "STATUS_LINK", "milestone", "milestone_push"]
+__all__ = ["PUSH_LIMIT", "STATUS_LINK", "milestone", "milestone_push", "milestone_thread"]
 
 _PUSH = {
     "started": "Rollout started: {feature}, first step {step}",
@@ -63,7 +63,26 @@ def _next_step(rollout: RolloutView) -> str:
 def milestone(kind: str, rollout: RolloutView, **extra: Any) -> tuple[Message, Message]:
     """(thread message, stakeholder line) for one milestone; `extra` (actor, reason, ...) is
     what the milestone adds to what every message says about the rollout."""
-    context = {
+    context = _context(rollout, extra)
+    push = milestone_push(kind, context)
+    # Each body's own push text is not made: the milestone's is `push` (a start renders this
+    # in its transaction, and the two push texts thrown away were a third of it).
+    thread = text_blocks(render("milestone", kind=kind, **context))
+    line = text_blocks(render("milestone_line", kind=kind, **context))
+    return Message(text=push, blocks=thread), Message(text=push, blocks=line)
+
+
+def milestone_thread(kind: str, rollout: RolloutView, **extra: Any) -> Message:
+    """`milestone(...)[0]` alone, for a rollout no stakeholder channel hears of: its line is
+    not rendered (a Jinja render and its blocks, half of a start's `milestone`)."""
+    context = _context(rollout, extra)
+    return Message(
+        text=milestone_push(kind, context), blocks=text_blocks(render("milestone", kind=kind, **context))
+    )
+
+
+def _context(rollout: RolloutView, extra: dict[str, Any]) -> dict[str, Any]:
+    return {
         **about(rollout),
         "plan": rollout.plan_title,
         "actor": None,
@@ -75,7 +94,3 @@ def milestone(kind: str, rollout: RolloutView, **extra: Any) -> tuple[Message, M
         "phase_done": None,
         **extra,
     }
-    push = milestone_push(kind, context)
-    thread = text_message(render("milestone", kind=kind, **context))
-    line = text_message(render("milestone_line", kind=kind, **context))
-    return Message(text=push, blocks=thread.blocks), Message(text=push, blocks=line.blocks)

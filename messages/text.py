@@ -26,8 +26,9 @@ def escape(value: object) -> str:
 def escaped_within(value: str, limit: int) -> tuple[str, int]:
     """Escapes `value` and cuts it to `limit` characters *after* escaping (an `&` becomes five),
     never inside an entity. Returns the text and how many characters of `value` it shows."""
-    if len(escape(value)) <= limit:
-        return escape(value), len(value)
+    escaped = escape(value)  # once: a status message escapes every checklist item here
+    if len(escaped) <= limit:
+        return escaped, len(value)
     out, used = "", 0
     for ch in value:
         piece = escape(ch)

@@ -57,13 +57,17 @@ def new_rows(plan: Plan, **start: Unpack[NewRollout]) -> Rollout:
     """`new_rollout`'s graph, the same values, for `storage.rows.insert_new` to write: plain
     transient objects whose attributes are set without the ORM's change tracking (a fifth of
     the cost of building them through their constructors). Read-only from here on and never
-    to be added to a session; `phases`, `steps` and `items` are plain lists, and an item has
-    no `rollout` set (the writer sets its `rollout_id`)."""
+    to be added to a session; `phases`, `steps`, `items` and `approvers` (none yet) are plain
+    lists, and an item has no `rollout` set (the writer sets its `rollout_id`)."""
     values = _rollout_values(plan, start)
     # The metrics as the plan's JSON has them (what `Metric.to_dict` stores, once decoded):
     # the same stored values, without converting each metric again.
     doc = values["plan_doc"]
-    rollout: Rollout = plain(Rollout, {**values, "metrics": doc["metrics"], "triggers": doc["triggers"]})
+    # `approvers` held as a list: a transient object's unset collection is a new one at each
+    # read, made through the ORM's collection machinery (the view reads it).
+    rollout: Rollout = plain(
+        Rollout, {**values, "metrics": doc["metrics"], "triggers": doc["triggers"], "approvers": []}
+    )
     rollout.__dict__["phases"] = [
         plain(
             Phase,
@@ -140,6 +144,15 @@ def _phase_values(
 
 def event(rollout: Rollout, kind: EventKind, actor_id: str | None, now: datetime, **data: Any) -> Event:
     return Event(rollout_id=rollout.id, kind=kind, actor_id=actor_id, at=now, data=data)
+
+
+def new_event(rollout: Rollout, kind: EventKind, actor_id: str | None, now: datetime, **data: Any) -> Event:
+    """`event` as a plain object for `storage.rows.insert_new` (`new_rows`): never to be added
+    to a session."""
+    new: Event = plain(
+        Event, {"rollout_id": rollout.id, "kind": kind, "actor_id": actor_id, "at": now, "data": data}
+    )
+    return new
 
 
 @dataclass(frozen=True)

@@ -15,13 +15,13 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
 
 from bot.usecases.views import rollout_view
-from messages.announcements import milestone
+from messages.announcements import milestone, milestone_thread
 from messages.blocks import Message
 from messages.views import RolloutView
 from storage.dbapi_statements import Fixed
 from storage.enums import OutboxState
 from storage.models import OutboxMessage, Rollout
-from storage.rows import insert_new
+from storage.rows import insert_new, plain
 
 QUEUED = "outbox_queued"
 
@@ -51,9 +51,18 @@ def announce(
     (a fired trigger's alert says it paused), and one event is one message per channel.
     `before_status`: the rollout's status message is not posted yet (a start): the rows wait
     for it (WAIT_FOR_STATUS)."""
-    thread, line = milestone(kind, rollout_view(rollout), **extra)
+    thread, line = _messages(kind, rollout_view(rollout), extra)
     due_at = now + WAIT_FOR_STATUS if before_status else None
     queue(session, rollout, Announcement(key, thread if in_thread else None, line), now, due_at=due_at)
+
+
+def _messages(kind: str, view: RolloutView, extra: dict[str, Any]) -> tuple[Message, Message | None]:
+    """The milestone's thread message, and its stakeholder line only if a stakeholder channel
+    other than the rollout's own will get it (`_rows`): a start without stakeholders rendered
+    the line for nobody (half of its milestone: 103 -> 54 us)."""
+    if any(c != view.channel_id for c in view.stakeholder_channels):
+        return milestone(kind, view, **extra)
+    return milestone_thread(kind, view, **extra), None
 
 
 def step_key(rollout: Rollout) -> str:
@@ -209,11 +218,11 @@ def announce_new(
     # one (`messages.announcements`), never a checklist, and the items are most of a plan's
     # rows (the announcement is the one the whole view gives: tests/usecases/test_start_rows.py).
     # A caller holding the whole view already (`view`) passes it instead.
-    thread, line = milestone(kind, rollout_view(rollout, items=False) if view is None else view, **extra)
+    thread, line = _messages(kind, rollout_view(rollout, items=False) if view is None else view, extra)
     announcement = Announcement(key, thread, line)
     due_at = now + WAIT_FOR_STATUS
     rows = [
-        OutboxMessage(**_values(rollout, announcement, row, now, due_at))
+        plain(OutboxMessage, _values(rollout, announcement, row, now, due_at))
         for row in _rows(rollout, announcement)
     ]
     insert_new(session, rows, ids=False)

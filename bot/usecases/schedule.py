@@ -25,7 +25,7 @@ from bot.usecases import access, lookup
 from storage import queries
 from storage.enums import EventKind
 from storage.models import DueJob, Rollout
-from storage.rows import insert_new
+from storage.rows import insert_new, plain
 
 
 def reschedule(
@@ -57,7 +57,7 @@ def schedule_new(
     insert_new(
         session,
         [
-            DueJob(rollout_id=rollout.id, kind=kind, due_at=due.at, data=due.data)
+            plain(DueJob, {"rollout_id": rollout.id, "kind": kind, "due_at": due.at, "data": due.data})
             for kind, due in wanted.items()
         ],
         ids=False,

@@ -23,7 +23,7 @@ from messages.views import RolloutView
 from storage import db, queries
 from storage.enums import EventKind
 from storage.models import Rollout
-from storage.rows import insert_new
+from storage.rows import assign, insert_new
 
 log = logging.getLogger(__name__)
 
@@ -127,7 +127,7 @@ def opened(svc: Services, actor: Actor, cmd: Start) -> tuple[int, RolloutView | 
             insert_new(
                 session,
                 [
-                    rollouts.event(
+                    rollouts.new_event(
                         rollout,
                         EventKind.STARTED,
                         actor.user_id,
@@ -175,18 +175,13 @@ def _insert_plan(session: Session, rollout: Rollout) -> None:
     after reading the table's highest id). The objects stay outside the session, read-only from
     here on, with their ids set."""
     insert_new(session, [rollout])
-    for phase in rollout.phases:
-        phase.rollout_id = rollout.id
+    assign(rollout.phases, rollout_id=rollout.id)
     insert_new(session, rollout.phases)
-    steps = [step for phase in rollout.phases for step in phase.steps]
-    items = [item for phase in rollout.phases for item in phase.items]
     for phase in rollout.phases:
-        for step in phase.steps:
-            step.phase_id = phase.id
-        for item in phase.items:
-            item.phase_id, item.rollout_id = phase.id, rollout.id
-    insert_new(session, steps)
-    insert_new(session, items)
+        assign(phase.steps, phase_id=phase.id)
+        assign(phase.items, phase_id=phase.id, rollout_id=rollout.id)
+    insert_new(session, [step for phase in rollout.phases for step in phase.steps])
+    insert_new(session, [item for phase in rollout.phases for item in phase.items])
 
 
 def _first_step(
