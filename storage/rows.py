@@ -162,10 +162,13 @@ def _parameters(
         return rows, set(keys)
     # executemany needs one set of keys: a column some rows leave out is NULL in them (no
     # Python-side default applies to it, or it would have been filled in above). Where the
-    # database has a default of its own, that NULL would not be what the ORM writes.
+    # database has a default of its own, that NULL would not be what the ORM writes; nor where
+    # the column's type writes None as a value of its own (JSON: `null`, not SQL NULL).
     every = {k for row in rows for k in row}
-    if any(table.c[k].server_default is not None for row in rows for k in every - row.keys()):
-        raise ValueError(f"{table.name}: rows leave out a column with a server default")
+    for key in {k for row in rows for k in every - row.keys()}:
+        column = table.c[key]
+        if column.server_default is not None or column.type.should_evaluate_none:
+            raise ValueError(f"{table.name}: rows leave out {key}, which would not be NULL in them")
     return [{k: row.get(k) for k in every} for row in rows], every
 
 

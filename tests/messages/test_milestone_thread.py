@@ -22,6 +22,7 @@ CASES: dict[str, tuple[str, RolloutView, dict[str, Any]]] = {
     ),
     "completed": ("completed", s.rollout("completed", phase=2), {"actor": "U_OWNER"}),
     "paused": ("paused", s.rollout("paused", phase=1), {"actor": None, "reason": "error rate *up*"}),
+    "resumed": ("resumed", s.rollout(phase=1), {"actor": "U_OWNER"}),
     "rolled_back": ("rolled_back", s.rollout("rolled_back", phase=1), {"reason": "checkout errors"}),
     "update": ("update", s.rollout(phase=1), {"actor": "U_ANA", "text": "1% looks <healthy>"}),
 }
