@@ -45,6 +45,28 @@ def pending(db: Database) -> list[PendingWork]:
         return list(session.scalars(select(PendingWork).order_by(PendingWork.id)))
 
 
+def delete_behind_the_foreign_keys(db: Database, row_id: int) -> None:
+    """Deletes a work row as an operator would by hand: the `sqlite3` shell (foreign keys off by
+    default), or a Postgres session that fires no foreign key triggers. Its lease stays."""
+    raw = db.engine.raw_connection()
+    try:
+        cursor = raw.cursor()
+        if db.dialect == "sqlite":
+            cursor.execute("PRAGMA foreign_keys=OFF")
+        else:
+            cursor.execute("SET session_replication_role = replica")  # no foreign key triggers
+        cursor.execute(f"DELETE FROM pending_work WHERE id = {int(row_id)}")
+        raw.commit()
+        if db.dialect == "sqlite":
+            cursor.execute("PRAGMA foreign_keys=ON")
+        else:
+            cursor.execute("SET session_replication_role = DEFAULT")
+            raw.commit()
+        cursor.close()
+    finally:
+        raw.close()
+
+
 def leases(db: Database) -> dict[int, WorkLease]:
     """The lease rows, by their work row's id."""
     with db.reading() as session:
@@ -122,23 +144,7 @@ def test_a_row_deleted_by_hand_hands_its_id_and_lease_to_no_new_request(db: Data
     deleted row's, so it is not born leased to the stuck process, and runs."""
     [stuck] = queue(db, 1)
     claim(db, 1, lease_s=60, owner="stuck")
-    raw = db.engine.raw_connection()
-    try:
-        cursor = raw.cursor()
-        if db.dialect == "sqlite":
-            cursor.execute("PRAGMA foreign_keys=OFF")
-        else:
-            cursor.execute("SET session_replication_role = replica")  # no foreign key triggers
-        cursor.execute(f"DELETE FROM pending_work WHERE id = {stuck}")
-        raw.commit()
-        if db.dialect == "sqlite":
-            cursor.execute("PRAGMA foreign_keys=ON")
-        else:
-            cursor.execute("SET session_replication_role = DEFAULT")
-            raw.commit()
-        cursor.close()
-    finally:
-        raw.close()
+    delete_behind_the_foreign_keys(db, stuck)
     [new] = queue(db, 1)
     assert new != stuck
     [work] = claim(db, 1, lease_s=60, owner="alive")
@@ -398,23 +404,7 @@ def test_purge_drops_leases_whose_row_is_gone(db: Database) -> None:
     row queued may get its id. The purge drops such leases."""
     kept, gone = queue(db, 2)
     claim(db, 2, lease_s=60, owner="a")
-    raw = db.engine.raw_connection()
-    try:
-        cursor = raw.cursor()
-        if db.dialect == "sqlite":
-            cursor.execute("PRAGMA foreign_keys=OFF")
-        else:
-            cursor.execute("SET session_replication_role = replica")  # no foreign key triggers
-        cursor.execute(f"DELETE FROM pending_work WHERE id = {gone}")
-        raw.commit()
-        if db.dialect == "sqlite":
-            cursor.execute("PRAGMA foreign_keys=ON")
-        else:
-            cursor.execute("SET session_replication_role = DEFAULT")
-            raw.commit()
-        cursor.close()
-    finally:
-        raw.close()
+    delete_behind_the_foreign_keys(db, gone)
     assert sorted(leases(db)) == [kept, gone]
     purge(db, None)
     assert sorted(leases(db)) == [kept]
