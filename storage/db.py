@@ -183,9 +183,10 @@ def _connect_writing(session: Session) -> None:
 # compact UTF-8 text). Set on the dialect, so the statements compiled for it outside
 # SQLAlchemy's execution (storage/dbapi_statements.py, dbapi_writes.py, which take the
 # dialect's bind and result processors) use them too, and on Postgres psycopg's JSON adapters
-# of the engine's connections (there only to read: see below). Why, run both ways on the same values: the web process's queued
-# row's headers 13.8 → 6.4 µs of CPU per request (bench/web_cpu.py), a start's 15 column
-# values 259 → 160 µs, a click's 3 values 31 → 16 µs (bench/work_costs.py).
+# of the engine's connections (there only to read: see below). Why, run both ways on the same
+# values: the web process's queued row's headers 13.8 → 6.4 µs of CPU per request
+# (bench/web_cpu.py), a start's 15 column values 259 → 160 µs, a click's 3 values 31 → 16 µs
+# (bench/work_costs.py).
 _JSON: dict[str, Any] = {"json_serializer": json_text.dumps, "json_deserializer": json_text.loads}
 # Postgres writes the stdlib's ASCII text (`\uXXXX` escapes): psycopg sends the serializer's
 # text as UTF-8 whatever the connection's client_encoding, so orjson's UTF-8 would be stored

@@ -53,12 +53,12 @@ def _default(column: Column[Any]) -> Callable[[], Any] | None:
     return None  # a sequence or SQL expression: left to the database, as the ORM does
 
 
-def plain(cls: type[Any], values: dict[str, Any]) -> Any:
+def plain(cls: type[Base], values: dict[str, Any]) -> Any:
     """A transient instance of a mapped class holding `values`, for `insert_new` to write: made
     as a load makes one (its ORM state, no constructor), its values put straight into its
     __dict__, where the ORM reads them back, without an event or history per attribute. Read
     it, give it to `insert_new`; never add it to a session (nothing set this way is flushed)."""
-    mapper, new_instance = _MAKERS.get(cls) or _maker(cls)
+    mapper, new_instance = _maker(cls)
     if not mapper.configured:  # a constructor would configure them; reading needs it done
         configure_mappers()
     obj = new_instance()
@@ -66,15 +66,12 @@ def plain(cls: type[Any], values: dict[str, Any]) -> Any:
     return obj
 
 
-def _maker(cls: type[Any]) -> tuple[Mapper[Any], Callable[[], Any]]:
+@functools.cache
+def _maker(cls: type[Base]) -> tuple[Mapper[Any], Callable[[], Any]]:
     # Looked up once per class: `inspect` and the class manager cost a third of `plain`, and a
     # start makes some fifty of them (bench/work_costs.py).
     mapper = inspect(cls)
-    found = _MAKERS[cls] = mapper, mapper.class_manager.new_instance
-    return found
-
-
-_MAKERS: dict[type[Any], tuple[Mapper[Any], Callable[[], Any]]] = {}
+    return mapper, mapper.class_manager.new_instance
 
 
 def assign(objects: Iterable[Any], **values: Any) -> None:

@@ -6,9 +6,10 @@ and Bolt parses it with `json.loads` in `parse_body` (slack_bolt/request/interna
 the web process to ack it and again in the work process to run it. Then the work process
 sends the message back with `chat.update` (slack_sdk's `json.dumps` of the blocks) and parses
 Slack's answer, which holds the message again (`json.loads`). `install` gives those modules
-a `json` whose `loads` and `dumps` are `storage.json_text`'s: `loads` is exactly the stdlib's
-result for every input (orjson's where that is the same, the stdlib's own parse elsewhere:
-NaN, integers beyond 64 bits, lone surrogates), `dumps` writes what the stdlib reads back as
+a `json` whose `loads` and `dumps` are `storage.json_text`'s: `loads` is the stdlib's result
+(orjson's where that is the same, the stdlib's own parse elsewhere: NaN, integers beyond 64
+bits, lone surrogates; the one difference left, nesting near the recursion limit, is in
+storage/json_text.py), `dumps` writes what the stdlib reads back as
 it reads `json.dumps`' text (compact and in UTF-8, which the `charset=utf-8` slack_sdk sends
 says; `json.dumps` itself wherever orjson would differ).
 

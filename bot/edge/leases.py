@@ -36,8 +36,8 @@ class Work:
     created_at: datetime
     request_key: str | None
     attempts: int
-    claimed_until: datetime | None
-    claimed_by: str | None
+    claimed_until: datetime
+    claimed_by: str
 
 
 # Work's fields: the request's columns, then its lease's.
@@ -193,7 +193,7 @@ def finish(db: Database, work: Work) -> bool:
     """Deletes the row, and its lease with it (ON DELETE CASCADE), while the lease is still
     this claim's (True): one that ran out meanwhile may be another process's, running it now."""
     with db.writing() as conn:
-        return conn.execute(_owned(LEASE.c.work_id == work.id), {"owner": work.claimed_by}).rowcount > 0
+        return conn.execute(_DELETE_DONE, {"done": work.id, "owner": work.claimed_by}).rowcount > 0
 
 
 def release(db: Database, work: Work, after_s: float) -> None:
