@@ -211,9 +211,13 @@ def test_slack_failing_the_first_two_posts_of_an_announcement_posts_it_once(sc: 
     time.sleep(1.0)  # a duplicate would come right behind
 
     # Whichever announcements took the two 500s (this rollout's, or one still queued by an
-    # earlier test), each was posted exactly once.
-    attempts = [c for c in sc.slack.calls("chat.postMessage") if c.at >= armed and key_of(c.params)]
-    keys = {key_of(c.params) for c in attempts}
+    # earlier test), each was posted exactly once. The announcements posted since the 500s were
+    # armed, with every attempt at them: a post that arrived just before (the start's own
+    # announcements) is stamped with its arrival and may still have been answered with a 500.
+    keys = {
+        key_of(c.params) for c in sc.slack.calls("chat.postMessage") if c.at >= armed and key_of(c.params)
+    }
+    attempts = [c for c in sc.slack.calls("chat.postMessage") if key_of(c.params) in keys]
     assert len(attempts) == len(keys) + 2, "the two 500s did not reach the outbox's posts"
     channels = {c.params["channel"] for c in attempts}
     posted = Counter(
