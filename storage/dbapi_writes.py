@@ -17,7 +17,11 @@ returns only once the transaction holding its write has committed, as with a tra
 its own. Why: with a request thread per transaction, a burst's threads queued on the write
 lock, and each holder paid a `BEGIN` and a `COMMIT` and handed the interpreter lock back and
 forth at each of its statements, so one slow holder (the work process's claim on the same
-SQLite file, a checkpoint) held up every ack behind it.
+SQLite file, a checkpoint) held up every ack behind it. Given a `together` function, a batch's
+writes run as a few multi-row statements (`row_binds`) instead of two or three statements
+each: the driver lets go of the interpreter lock around every statement, and under a burst
+taking it back again, with the other request threads running, is what a batch's transaction
+waits for most.
 """
 
 from __future__ import annotations
@@ -29,10 +33,11 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from typing import Any, Generic, TypeVar, cast
 
+from sqlalchemy import Table, bindparam
 from sqlalchemy.engine import Dialect
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.sql.compiler import SQLCompiler
-from sqlalchemy.sql.expression import ClauseElement
+from sqlalchemy.sql.expression import BindParameter, ClauseElement
 
 from storage.db import SQLITE_BUSY_TIMEOUT_S, Database
 
@@ -65,6 +70,22 @@ class Prepared:
                 value = process(value)
             converted[name] = value
         return [converted[name] for name in self.names] if self.positional else converted
+
+
+def row_binds(table: Table, keys: Sequence[str], count: int) -> list[dict[str, BindParameter[Any]]]:
+    """`count` rows of `table`'s columns `keys`, each value a bind of its own named
+    `<key>_<row>`, for a multi-row `insert(table).values(...)` to `Prepared` once per count;
+    `row_values` names the values to match. Each bind has its column's type, so its values are
+    converted as the column's would be."""
+    return [{key: bindparam(f"{key}_{n}", type_=table.c[key].type) for key in keys} for n in range(count)]
+
+
+def row_names(keys: Sequence[str], count: int) -> list[str]:
+    return [f"{key}_{n}" for n in range(count) for key in keys]
+
+
+def row_values(keys: Sequence[str], rows: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
+    return {f"{key}_{n}": row[key] for n, row in enumerate(rows) for key in keys}
 
 
 class Writer:
@@ -163,6 +184,12 @@ class Cursor:
             return None
         return self.raw.fetchone()
 
+    def all(self, prepared: Prepared, values: Mapping[str, Any]) -> list[Any]:
+        """Runs the statement; every row it returned."""
+        self.last = prepared.sql
+        self.raw.execute(prepared.sql, prepared.parameters(values))
+        return list(self.raw.fetchall()) if self.raw.description is not None else []
+
 
 T = TypeVar("T")
 
@@ -190,11 +217,22 @@ class GroupCommit:
     passes the lead on if it had it. A write that raises fails only its own caller (the
     others run again together); a transaction that fails of itself fails them all at once.
     `work` runs on the leader's thread and may run more than once: it must only run statements
-    on the cursor it is given."""
+    on the cursor it is given.
 
-    def __init__(self, writer: Writer, most: int = 64) -> None:
+    `together(cursor, works)`, if given, runs a batch of two or more writes at once and returns
+    their results in order: what each `work` alone would have written and returned. If it
+    raises, its transaction is rolled back and the batch's writes run again one by one as above,
+    so a write that fails still fails only its own caller."""
+
+    def __init__(
+        self,
+        writer: Writer,
+        most: int = 64,
+        together: Callable[[Cursor, list[Any]], list[Any]] | None = None,
+    ) -> None:
         self.writer = writer
         self.most = most
+        self.together = together
         self._mutex = threading.Lock()
         self._waiting: list[_Waiting[Any]] = []
         self._leading = False  # while True, some caller leads; `_waiting` empty otherwise
@@ -260,7 +298,7 @@ class GroupCommit:
         time, the commit refused) fails every caller at once, each of whom may try again: run
         alone one by one, a locked database would keep the last caller waiting for every
         other's timeout."""
-        pending = batch
+        pending = self._together(batch) if self.together is not None and len(batch) > 1 else batch
         while pending:
             failed: _Waiting[Any] | None = None
             try:
@@ -277,3 +315,24 @@ class GroupCommit:
                     return
                 failed.error = error
                 pending = [waiting for waiting in pending if waiting is not failed]
+
+    def _together(self, batch: list[_Waiting[Any]]) -> list[_Waiting[Any]]:
+        """Runs the batch through `together`; the writes still to run one by one: none when it
+        committed or the transaction failed of itself (then every caller has the error), all
+        of them when `together` raised."""
+        assert self.together is not None
+        writing = False
+        try:
+            with self.writer.transaction() as cursor:
+                writing = True
+                results = self.together(cursor, [waiting.work for waiting in batch])
+                writing = False
+        except Exception as error:  # noqa: BLE001 - raised again in its callers' threads
+            if writing:
+                return batch  # a write's fault, maybe one's: each alone finds whose
+            for waiting in batch:
+                waiting.error = error
+            return []
+        for waiting, result in zip(batch, results, strict=True):
+            waiting.result = result
+        return []

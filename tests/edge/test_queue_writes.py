@@ -10,6 +10,7 @@ import logging
 import threading
 import time
 from datetime import UTC, datetime
+from typing import Any
 from urllib.parse import urlencode
 
 import pytest
@@ -20,7 +21,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from bot.edge.queuing import QueuedLazyRunner, delivery
 from bot.edge.work_keys import command_fingerprint
 from storage.db import Database
-from storage.dbapi_writes import Writer
+from storage.dbapi_writes import Cursor, Writer
 from storage.models import PendingWork, SeenRequest, utcnow
 from tests.edge.test_work_leases import leases
 
@@ -186,3 +187,77 @@ def test_two_deliveries_of_one_click_in_one_shared_transaction_queue_it_once(db:
         "action:T1:W1:1700000002.000100/toggle",
         "action:T1:W1:1700000002.000200/toggle",
     ]
+
+
+def test_on_postgres_a_shared_transaction_writes_its_batch_in_two_statements(
+    db: Database, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The writes that queued behind one waiting for the lock share a transaction; on Postgres
+    they are written together (the interactions remembered, saying which were new; the new
+    ones' rows), on SQLite one by one. Either way each delivery ends as it would alone: a click
+    queued earlier and a second delivery within the batch are dropped, a typed command keeps
+    its fingerprint."""
+    statements: list[str] = []
+    run, run_all = Cursor.execute, Cursor.all
+
+    def counted(original: Any) -> Any:
+        def call(self: Cursor, prepared: Any, values: Any) -> Any:
+            statements.append(prepared.sql)
+            return original(self, prepared, values)
+
+        return call
+
+    monkeypatch.setattr(Cursor, "execute", counted(run))
+    monkeypatch.setattr(Cursor, "all", counted(run_all))
+    runner = QueuedLazyRunner(db, LOG)
+    with delivery():
+        runner.start(lambda: None, click("1700000003.000100"))  # queued before
+    blocker = db.engine.raw_connection()
+    cursor = blocker.cursor()
+    if db.dialect == "sqlite":
+        cursor.execute("BEGIN IMMEDIATE")
+    else:
+        cursor.execute("LOCK TABLE seen_request IN EXCLUSIVE MODE")
+
+    def deliver(request: BoltRequest) -> threading.Thread:
+        def run() -> None:
+            with delivery():
+                runner.start(lambda: None, request)
+
+        thread = threading.Thread(target=run)
+        thread.start()
+        return thread
+
+    statements.clear()
+    threads = [deliver(click("1700000003.000200"))]
+    time.sleep(0.1)  # its write is waiting for the lock, alone in its batch
+    typed = command("status checkout-v2", "trig-3")
+    for request in (
+        click("1700000003.000100"),  # Slack again, long after
+        click("1700000003.000300"),
+        click("1700000003.000300"),  # and twice, within the batch
+        typed,
+    ):
+        threads.append(deliver(request))
+    deadline = time.monotonic() + 10
+    while len(runner.writes.commits._waiting) < 4:
+        assert time.monotonic() < deadline
+        time.sleep(0.005)
+    blocker.rollback()
+    blocker.close()
+    for thread in threads:
+        thread.join(10)
+    assert [row.request_key for row in queued(db)] == [
+        "action:T1:W1:1700000003.000100/toggle",
+        "action:T1:W1:1700000003.000200/toggle",
+        "action:T1:W1:1700000003.000300/toggle",
+        "command:T1:trig-3/work",
+    ]
+    assert seen(db) == {
+        "action:T1:W1:1700000003.000100": None,
+        "action:T1:W1:1700000003.000200": None,
+        "action:T1:W1:1700000003.000300": None,
+        "command:T1:trig-3": command_fingerprint(typed.body),
+    }
+    # The write alone: 2 (remember, row). The four behind it, one by one: 1 + 2 + 1 + 2.
+    assert len(statements) == (2 + 2 if db.dialect == "postgresql" else 2 + 6), statements

@@ -27,11 +27,13 @@ class Queue:
     """A `GroupCommit` whose writes each add a `pending_work` row, remembering the transaction
     (its cursor) and the thread each write ran in."""
 
-    def __init__(self, db: Database) -> None:
+    def __init__(self, db: Database, *, together: bool = False) -> None:
         self.db = db
         writer = Writer(db)
         self.insert = writer.prepare(insert(PendingWork), ["function_name", "body", "headers", "created_at"])
-        self.commits = GroupCommit(writer)
+        self.commits = GroupCommit(writer, together=self.together if together else None)
+        # Each batch `together` was given, by the names of its writes.
+        self.batches: list[list[str]] = []
         # name -> (the transaction's cursor, kept so no other takes its id; the thread)
         self.ran: dict[str, tuple[Cursor, int]] = {}
 
@@ -47,6 +49,16 @@ class Queue:
             return name
 
         return work
+
+    def together(self, cursor: Cursor, works: list[Callable[[Cursor], str]]) -> list[str]:
+        """Each write in turn, as a batch (the writes' own statements stand for the multi-row
+        ones of bot/edge/queuing.py)."""
+        self.batches.append([])
+        results = []
+        for work in works:
+            results.append(work(cursor))
+            self.batches[-1].append(results[-1])
+        return results
 
     def names(self) -> list[str]:
         with self.db.reading() as session:
@@ -211,3 +223,53 @@ def test_a_caller_interrupted_while_waiting_passes_the_lead_on(db: Database) -> 
 def _swallow(call: Callable[[], Any]) -> None:
     with contextlib.suppress(KeyboardInterrupt):
         call()
+
+
+def test_a_batch_is_written_together_when_it_can_be(db: Database) -> None:
+    queue = Queue(db, together=True)
+    answers = while_the_first_commits(queue, *((f"w{n}", "{}") for n in range(3)))
+    assert answers == {"first": "first", "w0": "w0", "w1": "w1", "w2": "w2"}
+    assert queue.batches == [["w0", "w1", "w2"]]  # the first was alone: written on its own
+    assert queue.names() == ["first", "w0", "w1", "w2"]
+
+
+def test_a_batch_that_fails_together_is_written_one_by_one(db: Database) -> None:
+    """Together, one broken write fails the batch's statement; rolled back, each is written
+    alone, and only the broken one's caller hears of it."""
+    queue = Queue(db, together=True)
+    answers = while_the_first_commits(queue, ("w0", "{}"), ("broken", None), ("w1", "{}"))
+    assert queue.batches == [["w0"]]  # got as far as the broken one, then rolled back
+    assert isinstance(answers["broken"], SQLAlchemyError)
+    assert {name: answers[name] for name in ("first", "w0", "w1")} == {
+        "first": "first",
+        "w0": "w0",
+        "w1": "w1",
+    }
+    assert queue.names() == ["first", "w0", "w1"]
+
+
+def test_a_batch_whose_transaction_cannot_begin_fails_at_once_together_too(db: Database) -> None:
+    queue = Queue(db, together=True)
+    attempts: list[int] = []
+    begin = queue.commits.writer.transaction
+
+    def refused() -> Any:
+        attempts.append(1)
+        raise OperationalError("BEGIN", {}, Exception("database is locked"))
+
+    hold = threading.Event()
+    answers: dict[str, Any] = {}
+    first = in_thread(lambda: queue.commits.run(queue.write("first", hold=hold)), answers, "first")
+    while "first" not in queue.ran:
+        time.sleep(0.001)
+    others = [
+        in_thread(lambda n=n: queue.commits.run(queue.write(f"w{n}")), answers, f"w{n}") for n in range(3)
+    ]  # type: ignore[misc]
+    queue.waiting(3)
+    queue.commits.writer.transaction = refused  # type: ignore[method-assign]
+    hold.set()
+    for thread in [first, *others]:
+        thread.join(10)
+    queue.commits.writer.transaction = begin  # type: ignore[method-assign]
+    assert all(isinstance(answers[f"w{n}"], OperationalError) for n in range(3))
+    assert len(attempts) == 1 and queue.batches == []  # not tried again one by one
