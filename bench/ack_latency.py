@@ -18,7 +18,7 @@ process is left to finish the rest (until it idles, at most SETTLE_SECONDS) befo
 kind, so each kind's work-process CPU is its own and the next burst meets no backlog. Also the time from sending a request to the message Slack receives:
 `start` -> chat.postMessage of its status message, `click` -> the chat.update showing the box.
 
-Targets: ack p99 within 1.2x the bare app's, throughput at least 0.8x. A missed target prints
+Targets (the issue's): ack p99 within 1.5x the bare app's, throughput at least 0.8x. A missed target prints
 MISSED; only an error exits non-zero.
 
 Run: .venv/bin/python bench/ack_latency.py
@@ -77,7 +77,7 @@ SUSTAINED_RATE = float(os.environ.get("BENCH_CLICK_RATE", "20"))  # clicks a sec
 SUSTAINED_SECONDS = float(os.environ.get("BENCH_CLICK_SECONDS", "30"))
 # The work process's CPU per request, at most (ms): the targets.
 TARGET_WORK_MS = {"status": 3.0, "start": 10.0, "click": 5.0}
-TARGET_P99 = 1.2  # x bare, at most
+TARGET_P99 = 1.5  # x bare, at most
 TARGET_THROUGHPUT = 0.8  # x bare, at least
 RUN = uuid.uuid4().hex[:6]
 TEAM = "TB" + RUN.upper()

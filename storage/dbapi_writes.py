@@ -26,6 +26,7 @@ waits for most.
 
 from __future__ import annotations
 
+import logging
 import sqlite3
 import threading
 import time
@@ -70,6 +71,9 @@ class Prepared:
                 value = process(value)
             converted[name] = value
         return [converted[name] for name in self.names] if self.positional else converted
+
+
+log = logging.getLogger(__name__)
 
 
 def row_binds(table: Table, keys: Sequence[str], count: int) -> list[dict[str, BindParameter[Any]]]:
@@ -326,10 +330,17 @@ class GroupCommit:
             with self.writer.transaction() as cursor:
                 writing = True
                 results = self.together(cursor, [waiting.work for waiting in batch])
+                if len(results) != len(batch):  # rolled back, not committed and then failed
+                    raise ValueError(f"{len(results)} results for {len(batch)} writes")
                 writing = False
         except Exception as error:  # noqa: BLE001 - raised again in its callers' threads
             if writing:
-                return batch  # a write's fault, maybe one's: each alone finds whose
+                # A write's fault, maybe one's: each alone finds whose. Said, as a batch
+                # failing every time would halve the writes a second without a word.
+                log.warning(
+                    "%s writes could not be written together, one by one instead: %s", len(batch), error
+                )
+                return batch
             for waiting in batch:
                 waiting.error = error
             return []

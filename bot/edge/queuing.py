@@ -41,10 +41,12 @@ RETRY_WINDOW = timedelta(minutes=10)
 @dataclass
 class Delivery:
     """One request through the web process: whether its interaction is remembered as queued
-    yet (a listener with several lazy functions queues each, the interaction once), and
+    yet (a listener with several lazy functions queues each, the interaction once), whether
+    another delivery of it got there first (then none of its lazy functions is queued), and
     whether an event's work could not be queued (the web layer then answers 503)."""
 
     remembered: bool = False
+    dropped: bool = False  # another delivery of its interaction was queued first
     event_not_queued: bool = False
 
 
@@ -125,7 +127,9 @@ class QueueWrites:
         delivery of each interaction queued (the first of the batch, if it came twice in it),
         the others dropped."""
         keys: dict[str, str | None] = {}
-        for write in writes:
+        # In one order, so two web processes remembering the same keys take their row locks
+        # alike (the other way round, one of them would be told of a deadlock).
+        for write in sorted(writes, key=lambda w: w.interaction or ""):
             if write.interaction is not None:
                 keys.setdefault(write.interaction, write.fingerprint)
         new = self._remember_new(cursor, keys) if keys else set()
@@ -207,9 +211,12 @@ class QueuedLazyRunner(LazyListenerRunner):
             "body": request.raw_body or json.dumps(request.body),
             "headers": headers,
             "created_at": now,
-            "request_key": work_key(request.body, name),
+            "request_key": (request_key := work_key(request.body, name)),
         }
         state = _delivery.get() or Delivery()
+        if state.dropped:
+            self.logger.info("%s: another delivery was queued first, %s dropped too", request_key, name)
+            return
         interaction = None if state.remembered else interaction_id(request.body)
         fingerprint = None if interaction is None else command_fingerprint(request.body)
         queue = QueueWrite(self.writes, row, interaction, fingerprint)
@@ -218,7 +225,7 @@ class QueuedLazyRunner(LazyListenerRunner):
             try:
                 self.db.check_same_file()
                 first = self.writes.commits.run(queue)
-                state.remembered = True
+                state.remembered, state.dropped = first, not first
                 if first:
                     self.nudger.nudge()  # after the commit: the row is there to claim
                 else:

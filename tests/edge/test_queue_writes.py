@@ -18,7 +18,7 @@ from slack_bolt import BoltRequest
 from sqlalchemy import insert, select
 from sqlalchemy.exc import SQLAlchemyError
 
-from bot.edge.queuing import QueuedLazyRunner, delivery
+from bot.edge.queuing import QueuedLazyRunner, QueueWrite, delivery
 from bot.edge.work_keys import command_fingerprint
 from storage.db import Database
 from storage.dbapi_writes import Cursor, Writer
@@ -261,3 +261,73 @@ def test_on_postgres_a_shared_transaction_writes_its_batch_in_two_statements(
     }
     # The write alone: 2 (remember, row). The four behind it, one by one: 1 + 2 + 1 + 2.
     assert len(statements) == (2 + 2 if db.dialect == "postgresql" else 2 + 6), statements
+
+
+def test_a_repeat_delivery_queues_none_of_its_lazy_functions(db: Database) -> None:
+    """Slack's second delivery of a command whose listener has two lazy functions: the first
+    is dropped as a repeat, and so is the second (it is the same interaction)."""
+    runner = QueuedLazyRunner(db, LOG)
+    for _delivery in range(2):
+        first, second = command("start x", "trig-4"), command("start x", "trig-4")
+        second.lazy_function_name = "announce"
+        with delivery():
+            runner.start(lambda: None, first)
+            runner.start(lambda: None, second)
+    assert [row.request_key for row in queued(db)] == ["command:T1:trig-4/work", "command:T1:trig-4/announce"]
+
+
+def test_a_bad_row_in_a_shared_transaction_fails_only_its_own_delivery(db: Database) -> None:
+    """Written together (Postgres), the batch's statement fails for one bad row: rolled back,
+    the writes are run one by one, and only that one's caller hears of it; nothing it tried
+    to remember stays remembered."""
+    runner = QueuedLazyRunner(db, LOG)
+    writes = runner.writes
+    when = utcnow()
+
+    def row(key: str, body: str | None) -> dict[str, Any]:
+        return {
+            "function_name": "toggle",
+            "body": body,
+            "headers": {},
+            "created_at": when,
+            "request_key": key,
+        }
+
+    blocker = db.engine.raw_connection()
+    cursor = blocker.cursor()
+    if db.dialect == "sqlite":
+        cursor.execute("BEGIN IMMEDIATE")
+    else:
+        cursor.execute("LOCK TABLE seen_request IN EXCLUSIVE MODE")
+    answers: dict[str, Any] = {}
+
+    def write(name: str, body: str | None, interaction: str | None) -> threading.Thread:
+        def run() -> None:
+            try:
+                answers[name] = writes.commits.run(QueueWrite(writes, row(name, body), interaction, None))
+            except Exception as error:  # noqa: BLE001 - the answer the test looks at
+                answers[name] = error
+
+        thread = threading.Thread(target=run)
+        thread.start()
+        return thread
+
+    threads = [write("alone", "{}", "action:T1:W1:1")]
+    time.sleep(0.1)  # waiting for the lock, alone in its batch
+    threads += [
+        write("good", "{}", "action:T1:W1:2"),
+        write("bad", None, "action:T1:W1:3"),  # body NOT NULL
+        write("no interaction", "{}", None),
+    ]
+    deadline = time.monotonic() + 10
+    while len(writes.commits._waiting) < 3:
+        assert time.monotonic() < deadline
+        time.sleep(0.005)
+    blocker.rollback()
+    blocker.close()
+    for thread in threads:
+        thread.join(10)
+    assert isinstance(answers.pop("bad"), SQLAlchemyError)
+    assert answers == {"alone": True, "good": True, "no interaction": True}
+    assert [row.request_key for row in queued(db)] == ["alone", "good", "no interaction"]
+    assert set(seen(db)) == {"action:T1:W1:1", "action:T1:W1:2"}
