@@ -143,15 +143,21 @@ def _into_wal(cursor: Any) -> None:
     "database is locked" at once instead of waiting: replicas starting together on a fresh file
     failed so, 3 times in 20 runs of four on a busy machine. Once the file is in WAL mode, it
     stays so and this is one statement."""
+    while_busy(cursor, "PRAGMA journal_mode=WAL", step_s=0.01)
+
+
+def while_busy(cursor: Any, statement: str, *, step_s: float) -> None:
+    """Runs a SQLite statement, again every `step_s` while it is refused as busy, for at most
+    the busy timeout; any other error, or busy past that, is raised."""
     deadline = time.monotonic() + SQLITE_BUSY_TIMEOUT_S
     while True:
         try:
-            cursor.execute("PRAGMA journal_mode=WAL")
+            cursor.execute(statement)
             return
         except sqlite3.OperationalError as error:
             if error.sqlite_errorcode != sqlite3.SQLITE_BUSY or time.monotonic() >= deadline:
                 raise
-        time.sleep(0.01)
+        time.sleep(step_s)
 
 
 # How the SQLite transaction being begun on this thread starts: DEFERRED for a read, IMMEDIATE

@@ -27,9 +27,7 @@ waits for most.
 from __future__ import annotations
 
 import logging
-import sqlite3
 import threading
-import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from typing import Any, Generic, TypeVar, cast
@@ -40,7 +38,7 @@ from sqlalchemy.exc import DBAPIError
 from sqlalchemy.sql.compiler import SQLCompiler
 from sqlalchemy.sql.expression import BindParameter, ClauseElement
 
-from storage.db import SQLITE_BUSY_TIMEOUT_S, Database
+from storage.db import SQLITE_BUSY_TIMEOUT_S, Database, while_busy
 
 
 class Prepared:
@@ -160,15 +158,7 @@ def begin_immediate(raw: Any) -> None:
     185 / 101 → 80 / 52 ms, click 115 / 107 → 93 / 90 ms."""
     raw.execute("PRAGMA busy_timeout=0")
     try:
-        deadline = time.monotonic() + SQLITE_BUSY_TIMEOUT_S
-        while True:
-            try:
-                raw.execute("BEGIN IMMEDIATE")
-                return
-            except sqlite3.OperationalError as error:
-                if error.sqlite_errorcode != sqlite3.SQLITE_BUSY or time.monotonic() >= deadline:
-                    raise
-            time.sleep(BUSY_STEP_S)
+        while_busy(raw, "BEGIN IMMEDIATE", step_s=BUSY_STEP_S)
     finally:
         raw.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_S * 1000}")
 

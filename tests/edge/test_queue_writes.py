@@ -9,6 +9,7 @@ import json
 import logging
 import threading
 import time
+from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import urlencode
@@ -18,7 +19,7 @@ from slack_bolt import BoltRequest
 from sqlalchemy import insert, select
 from sqlalchemy.exc import SQLAlchemyError
 
-from bot.edge.queuing import QueuedLazyRunner, QueueWrite, delivery
+from bot.edge.queuing import QueuedLazyRunner, QueueWrite, QueueWrites, delivery
 from bot.edge.work_keys import command_fingerprint
 from storage.db import Database
 from storage.dbapi_writes import Cursor, Writer
@@ -102,13 +103,16 @@ def test_a_click_delivered_twice_is_queued_once(db: Database) -> None:
     assert set(seen(db)) == {"action:T1:W1:1700000000.000100", "action:T1:W1:1700000000.000200"}
 
 
-def test_one_delivery_with_two_lazy_functions_queues_both(db: Database) -> None:
+def test_one_delivery_with_two_lazy_functions_queues_both_and_a_repeat_neither(db: Database) -> None:
+    """Slack's second delivery of the command: its first lazy function is dropped as a repeat,
+    and so is the second (the same interaction)."""
     runner = QueuedLazyRunner(db, LOG)
-    first, second = command("start x", "trig-2"), command("start x", "trig-2")
-    second.lazy_function_name = "announce"
-    with delivery():
-        runner.start(lambda: None, first)
-        runner.start(lambda: None, second)
+    for _delivery in range(2):
+        first, second = command("start x", "trig-2"), command("start x", "trig-2")
+        second.lazy_function_name = "announce"
+        with delivery():
+            runner.start(lambda: None, first)
+            runner.start(lambda: None, second)
     assert [row.function_name for row in queued(db)] == ["work", "announce"]
 
 
@@ -152,37 +156,57 @@ def test_a_statement_is_prepared_only_with_every_value_it_needs(db: Database) ->
         Writer(db).prepare(insert(PendingWork).values(request_key=None), ["function_name"])
 
 
-def test_two_deliveries_of_one_click_in_one_shared_transaction_queue_it_once(db: Database) -> None:
-    """While the queue is locked, the first delivery's write waits to begin and Slack's two
-    deliveries of another click queue behind it: they share the next transaction."""
-    runner = QueuedLazyRunner(db, LOG)
+def behind_a_locked_queue(
+    db: Database, writes: QueueWrites, first: Callable[[], object], *others: Callable[[], object]
+) -> None:
+    """With the queue locked, `first` starts and waits for the lock, alone in its batch; the
+    `others` then queue behind it (each in a thread of its own); the lock is let go, and every
+    one of them finishes."""
     blocker = db.engine.raw_connection()
     cursor = blocker.cursor()
     if db.dialect == "sqlite":
         cursor.execute("BEGIN IMMEDIATE")
     else:
         cursor.execute("LOCK TABLE seen_request IN EXCLUSIVE MODE")
-
-    def deliver(ts: str) -> threading.Thread:
-        def run() -> None:
-            with delivery():
-                runner.start(lambda: None, click(ts))
-
-        thread = threading.Thread(target=run)
-        thread.start()
-        return thread
-
-    threads = [deliver("1700000002.000100")]
+    threads = [threading.Thread(target=first)]
+    threads[0].start()
     time.sleep(0.1)  # its write is waiting for the lock
-    threads += [deliver("1700000002.000200"), deliver("1700000002.000200")]
+    for call in others:
+        threads.append(threading.Thread(target=call))
+        threads[-1].start()
     deadline = time.monotonic() + 10
-    while len(runner.writes.commits._waiting) < 2:
-        assert time.monotonic() < deadline
+    while len(writes.commits._waiting) < len(others):
+        assert time.monotonic() < deadline, "the writes never queued"
         time.sleep(0.005)
     blocker.rollback()
     blocker.close()
     for thread in threads:
         thread.join(10)
+        assert not thread.is_alive()
+
+
+def delivered(runner: QueuedLazyRunner, request: BoltRequest) -> Callable[[], None]:
+    """Slack's delivery of `request`, as the web process takes it."""
+
+    def deliver() -> None:
+        with delivery():
+            runner.start(lambda: None, request)
+
+    return deliver
+
+
+def test_two_deliveries_of_one_click_in_one_shared_transaction_queue_it_once(db: Database) -> None:
+    """While the queue is locked, the first delivery's write waits to begin and Slack's two
+    deliveries of another click queue behind it: they share the next transaction."""
+    runner = QueuedLazyRunner(db, LOG)
+    again = click("1700000002.000200")
+    behind_a_locked_queue(
+        db,
+        runner.writes,
+        delivered(runner, click("1700000002.000100")),
+        delivered(runner, again),
+        delivered(runner, again),
+    )
     assert [row.request_key for row in queued(db)] == [
         "action:T1:W1:1700000002.000100/toggle",
         "action:T1:W1:1700000002.000200/toggle",
@@ -212,41 +236,18 @@ def test_on_postgres_a_shared_transaction_writes_its_batch_in_two_statements(
     runner = QueuedLazyRunner(db, LOG)
     with delivery():
         runner.start(lambda: None, click("1700000003.000100"))  # queued before
-    blocker = db.engine.raw_connection()
-    cursor = blocker.cursor()
-    if db.dialect == "sqlite":
-        cursor.execute("BEGIN IMMEDIATE")
-    else:
-        cursor.execute("LOCK TABLE seen_request IN EXCLUSIVE MODE")
-
-    def deliver(request: BoltRequest) -> threading.Thread:
-        def run() -> None:
-            with delivery():
-                runner.start(lambda: None, request)
-
-        thread = threading.Thread(target=run)
-        thread.start()
-        return thread
-
     statements.clear()
-    threads = [deliver(click("1700000003.000200"))]
-    time.sleep(0.1)  # its write is waiting for the lock, alone in its batch
     typed = command("status checkout-v2", "trig-3")
-    for request in (
-        click("1700000003.000100"),  # Slack again, long after
-        click("1700000003.000300"),
-        click("1700000003.000300"),  # and twice, within the batch
-        typed,
-    ):
-        threads.append(deliver(request))
-    deadline = time.monotonic() + 10
-    while len(runner.writes.commits._waiting) < 4:
-        assert time.monotonic() < deadline
-        time.sleep(0.005)
-    blocker.rollback()
-    blocker.close()
-    for thread in threads:
-        thread.join(10)
+    twice = click("1700000003.000300")
+    behind_a_locked_queue(
+        db,
+        runner.writes,
+        delivered(runner, click("1700000003.000200")),
+        delivered(runner, click("1700000003.000100")),  # Slack again, long after
+        delivered(runner, twice),
+        delivered(runner, twice),  # and twice, within the batch
+        delivered(runner, typed),
+    )
     assert [row.request_key for row in queued(db)] == [
         "action:T1:W1:1700000003.000100/toggle",
         "action:T1:W1:1700000003.000200/toggle",
@@ -261,19 +262,6 @@ def test_on_postgres_a_shared_transaction_writes_its_batch_in_two_statements(
     }
     # The write alone: 2 (remember, row). The four behind it, one by one: 1 + 2 + 1 + 2.
     assert len(statements) == (2 + 2 if db.dialect == "postgresql" else 2 + 6), statements
-
-
-def test_a_repeat_delivery_queues_none_of_its_lazy_functions(db: Database) -> None:
-    """Slack's second delivery of a command whose listener has two lazy functions: the first
-    is dropped as a repeat, and so is the second (it is the same interaction)."""
-    runner = QueuedLazyRunner(db, LOG)
-    for _delivery in range(2):
-        first, second = command("start x", "trig-4"), command("start x", "trig-4")
-        second.lazy_function_name = "announce"
-        with delivery():
-            runner.start(lambda: None, first)
-            runner.start(lambda: None, second)
-    assert [row.request_key for row in queued(db)] == ["command:T1:trig-4/work", "command:T1:trig-4/announce"]
 
 
 def test_a_bad_row_in_a_shared_transaction_fails_only_its_own_delivery(db: Database) -> None:
@@ -293,40 +281,25 @@ def test_a_bad_row_in_a_shared_transaction_fails_only_its_own_delivery(db: Datab
             "request_key": key,
         }
 
-    blocker = db.engine.raw_connection()
-    cursor = blocker.cursor()
-    if db.dialect == "sqlite":
-        cursor.execute("BEGIN IMMEDIATE")
-    else:
-        cursor.execute("LOCK TABLE seen_request IN EXCLUSIVE MODE")
     answers: dict[str, Any] = {}
 
-    def write(name: str, body: str | None, interaction: str | None) -> threading.Thread:
+    def write(name: str, body: str | None, interaction: str | None) -> Callable[[], None]:
         def run() -> None:
             try:
                 answers[name] = writes.commits.run(QueueWrite(writes, row(name, body), interaction, None))
             except Exception as error:  # noqa: BLE001 - the answer the test looks at
                 answers[name] = error
 
-        thread = threading.Thread(target=run)
-        thread.start()
-        return thread
+        return run
 
-    threads = [write("alone", "{}", "action:T1:W1:1")]
-    time.sleep(0.1)  # waiting for the lock, alone in its batch
-    threads += [
+    behind_a_locked_queue(
+        db,
+        writes,
+        write("alone", "{}", "action:T1:W1:1"),
         write("good", "{}", "action:T1:W1:2"),
         write("bad", None, "action:T1:W1:3"),  # body NOT NULL
         write("no interaction", "{}", None),
-    ]
-    deadline = time.monotonic() + 10
-    while len(writes.commits._waiting) < 3:
-        assert time.monotonic() < deadline
-        time.sleep(0.005)
-    blocker.rollback()
-    blocker.close()
-    for thread in threads:
-        thread.join(10)
+    )
     assert isinstance(answers.pop("bad"), SQLAlchemyError)
     assert answers == {"alone": True, "good": True, "no interaction": True}
     assert [row.request_key for row in queued(db)] == ["alone", "good", "no interaction"]

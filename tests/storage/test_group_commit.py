@@ -138,9 +138,14 @@ def test_a_caller_hears_back_only_once_its_write_is_committed(db: Database) -> N
     assert found == {f"w{n}": True for n in range(8)}
 
 
-def test_one_failing_write_fails_only_its_own_caller(db: Database) -> None:
-    queue = Queue(db)
+@pytest.mark.parametrize("together", [False, True], ids=["one by one", "together"])
+def test_one_failing_write_fails_only_its_own_caller(db: Database, together: bool) -> None:
+    """Together, the broken write fails the whole batch's transaction: rolled back, each is
+    then written alone, and still only the broken one's caller hears of it."""
+    queue = Queue(db, together=together)
     answers = while_the_first_commits(queue, ("w0", "{}"), ("broken", None), ("w1", "{}"))  # body NOT NULL
+    # Together, it got as far as the broken write before rolling back.
+    assert queue.batches == ([["w0"]] if together else [])
     assert isinstance(answers["broken"], SQLAlchemyError)
     assert {name: answers[name] for name in ("first", "w0", "w1")} == {
         "first": "first",
@@ -158,10 +163,11 @@ def test_a_write_alone_that_fails_is_rolled_back_and_said(db: Database) -> None:
     assert queue.names() == ["w0"]
 
 
-def test_a_locked_database_fails_every_waiting_write_at_once(db: Database) -> None:
+@pytest.mark.parametrize("together", [False, True], ids=["one by one", "together"])
+def test_a_locked_database_fails_every_waiting_write_at_once(db: Database, together: bool) -> None:
     """A transaction that cannot begin fails its whole batch at once: each caller may try
-    again, and none waits for every other's timeout in turn."""
-    queue = Queue(db)
+    again, and none waits for every other's timeout in turn (written together or not)."""
+    queue = Queue(db, together=together)
     attempts: list[int] = []
     begin = queue.commits.writer.transaction
 
@@ -186,6 +192,7 @@ def test_a_locked_database_fails_every_waiting_write_at_once(db: Database) -> No
     assert answers["first"] == "first"
     assert all(isinstance(answers[f"w{n}"], OperationalError) for n in range(4))
     assert len(attempts) == 1  # one try for the four, not one each
+    assert queue.batches == []  # and, together, not tried again one by one
 
 
 def test_a_caller_interrupted_while_waiting_passes_the_lead_on(db: Database) -> None:
@@ -231,45 +238,3 @@ def test_a_batch_is_written_together_when_it_can_be(db: Database) -> None:
     assert answers == {"first": "first", "w0": "w0", "w1": "w1", "w2": "w2"}
     assert queue.batches == [["w0", "w1", "w2"]]  # the first was alone: written on its own
     assert queue.names() == ["first", "w0", "w1", "w2"]
-
-
-def test_a_batch_that_fails_together_is_written_one_by_one(db: Database) -> None:
-    """Together, one broken write fails the batch's statement; rolled back, each is written
-    alone, and only the broken one's caller hears of it."""
-    queue = Queue(db, together=True)
-    answers = while_the_first_commits(queue, ("w0", "{}"), ("broken", None), ("w1", "{}"))
-    assert queue.batches == [["w0"]]  # got as far as the broken one, then rolled back
-    assert isinstance(answers["broken"], SQLAlchemyError)
-    assert {name: answers[name] for name in ("first", "w0", "w1")} == {
-        "first": "first",
-        "w0": "w0",
-        "w1": "w1",
-    }
-    assert queue.names() == ["first", "w0", "w1"]
-
-
-def test_a_batch_whose_transaction_cannot_begin_fails_at_once_together_too(db: Database) -> None:
-    queue = Queue(db, together=True)
-    attempts: list[int] = []
-    begin = queue.commits.writer.transaction
-
-    def refused() -> Any:
-        attempts.append(1)
-        raise OperationalError("BEGIN", {}, Exception("database is locked"))
-
-    hold = threading.Event()
-    answers: dict[str, Any] = {}
-    first = in_thread(lambda: queue.commits.run(queue.write("first", hold=hold)), answers, "first")
-    while "first" not in queue.ran:
-        time.sleep(0.001)
-    others = [
-        in_thread(lambda n=n: queue.commits.run(queue.write(f"w{n}")), answers, f"w{n}") for n in range(3)
-    ]  # type: ignore[misc]
-    queue.waiting(3)
-    queue.commits.writer.transaction = refused  # type: ignore[method-assign]
-    hold.set()
-    for thread in [first, *others]:
-        thread.join(10)
-    queue.commits.writer.transaction = begin  # type: ignore[method-assign]
-    assert all(isinstance(answers[f"w{n}"], OperationalError) for n in range(3))
-    assert len(attempts) == 1 and queue.batches == []  # not tried again one by one
