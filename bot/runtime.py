@@ -313,7 +313,8 @@ def work(settings: Settings) -> None:
     scheduler.start()
     # The first chart would pay for importing matplotlib and loading its fonts (about a
     # second): pay it now, beside the start-up, not inside someone's advance. Then the
-    # start-up's objects, matplotlib's among them, are frozen.
+    # start-up's objects, matplotlib's among them, are frozen (with those of any request
+    # running at that moment: at worst a few requests' worth kept for good, once).
     threading.Thread(target=_warm_up_then_freeze, name="chart-warm-up", daemon=True).start()
     log.info("work process: %s threads, database %s", settings.work_threads, svc.db.dialect)
     worker.loop()
