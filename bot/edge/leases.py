@@ -179,6 +179,7 @@ def _claim_postgres(db: Database, params: dict[str, Any], done: Collection[int])
 
 
 def renew(db: Database, ids: list[int], *, lease_s: float, owner: str) -> None:
+    """The leases of `ids` that `owner` still holds now run until `lease_s` seconds from now."""
     if not ids:
         return
     with db.writing() as conn:
@@ -200,12 +201,7 @@ def release(db: Database, work: Work, after_s: float) -> None:
     """Lets the row be claimed again after `after_s` seconds, if this claim still holds it: a
     lease that ran out meanwhile may be another process's, running it now, and cutting it short
     would let a third claim it as well."""
-    with db.writing() as conn:
-        conn.execute(
-            update(LEASE)
-            .where(LEASE.c.work_id == work.id, LEASE.c.claimed_by == work.claimed_by)
-            .values(claimed_until=utcnow() + timedelta(seconds=after_s))
-        )
+    renew(db, [work.id], lease_s=after_s, owner=work.claimed_by)
 
 
 def forget_done(db: Database, done: Collection[int], owner: str) -> None:

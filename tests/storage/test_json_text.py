@@ -43,6 +43,12 @@ def assert_reads_as_stdlib(text: str | bytes) -> None:
     assert outcome(loads, text) == outcome(json.loads, text), text
 
 
+def assert_reads_as_stdlib_as_text_and_bytes(text: str) -> None:
+    """As a str, and as the UTF-8 bytes of it (lone surrogates kept)."""
+    assert_reads_as_stdlib(text)
+    assert_reads_as_stdlib(text.encode("utf-8", "surrogatepass"))
+
+
 # Every kind of JSON value, with what orjson would read differently: integers beyond 64 bits,
 # NaN and infinities, lone surrogates, non-ASCII, long digit runs in strings.
 SCALARS = (
@@ -73,9 +79,7 @@ STYLES = st.sampled_from(
 @SETTINGS
 @given(VALUES, STYLES)
 def test_it_reads_any_json_text_as_the_stdlib_does(value: Any, style: dict[str, Any]) -> None:
-    text = json.dumps(value, **style)
-    assert_reads_as_stdlib(text)
-    assert_reads_as_stdlib(text.encode("utf-8", "surrogatepass"))
+    assert_reads_as_stdlib_as_text_and_bytes(json.dumps(value, **style))
 
 
 TOKENS = [
@@ -116,9 +120,7 @@ TOKENS += [
 @SETTINGS
 @given(st.lists(st.sampled_from(TOKENS), max_size=25))
 def test_it_reads_odd_text_as_the_stdlib_does(pieces: list[str]) -> None:
-    text = "".join(pieces)
-    assert_reads_as_stdlib(text)
-    assert_reads_as_stdlib(text.encode("utf-8", "surrogatepass"))
+    assert_reads_as_stdlib_as_text_and_bytes("".join(pieces))
 
 
 ODD = [
