@@ -2,9 +2,10 @@
 
 Starts the Slack and Datadog stand-ins (tests/fakes, in a child process), the bare app
 (bench/bare_app.py: one slash command that only acks, same Flask + gunicorn gthread stack,
-same thread count) and the bot (`python -m bot serve` via tests.conftest.BotProcess, SQLite
-in a temp dir, WEB_THREADS threads). Then, with CONCURRENCY client threads each holding one
-keep-alive http.client connection, sends signed requests (payloads built by
+same thread and process counts) and the bot (`python -m bot serve` via
+tests.conftest.BotProcess, SQLite in a temp dir, WEB_THREADS threads in each of its
+WEB_CONCURRENCY web processes: `BENCH_WEB_CONCURRENCY`, 1 by default as in the bot). Then, with
+CONCURRENCY client threads each holding one keep-alive http.client connection, sends signed requests (payloads built by
 tests.driver.SlackDriver) and times each request -> response:
 
   bare        `/rollout status` to the bare app                      (the baseline)
@@ -46,7 +47,7 @@ from benchlib import (
     children,
     cpu_seconds,
     free_port,
-    gunicorn_worker,
+    gunicorn_workers,
     is_work_process,
     machine_note,
     ms,
@@ -64,6 +65,7 @@ from tests.driver import FORM, SlackDriver, sign
 
 SECRET = "bench-signing-secret"
 THREADS = int(os.environ.get("BENCH_WEB_THREADS", "16"))  # WEB_THREADS of both servers
+WORKERS = int(os.environ.get("BENCH_WEB_CONCURRENCY", "1"))  # WEB_CONCURRENCY of both servers
 CONCURRENCY = 16
 PER_KIND = int(os.environ.get("BENCH_PER_KIND", "1500"))
 KIND_SECONDS = float(os.environ.get("BENCH_KIND_SECONDS", "16"))
@@ -318,13 +320,14 @@ def settle(worker: int | tuple[int, ...], label: str, timeout: float = 15.0) -> 
 # -- the run ------------------------------------------------------------------------------
 
 
-def start_bare(folder: Path, fakes: Fakes) -> tuple[subprocess.Popen[bytes], int]:
+def start_bare(folder: Path, fakes: Fakes, *, workers: int = 1) -> tuple[subprocess.Popen[bytes], int]:
     port = free_port()
     log = folder / "bare.log"
     env = {
         **os.environ,
         "PORT": str(port),
         "WEB_THREADS": str(THREADS),
+        "WEB_CONCURRENCY": str(workers),
         "SLACK_SIGNING_SECRET": SECRET,
         "SLACK_API_URL": fakes.slack_api,
     }
@@ -377,12 +380,12 @@ def row(kind: str, result: Result, bare_p99: float, bare_throughput: float) -> l
 
 
 def measure_bare(folder: Path, fakes: Fakes, stub: _SlackStub) -> Result:
-    proc, port = start_bare(folder, fakes)
+    proc, port = start_bare(folder, fakes, workers=WORKERS)
     try:
         driver = PayloadDriver(
             f"http://127.0.0.1:{port}", SECRET, stub, team_id=TEAM, channel_id="CBARE", user_id=USER
         )  # type: ignore[arg-type]
-        worker = gunicorn_worker(proc.pid)
+        worker = gunicorn_workers(proc.pid, WORKERS)
         blast(port, [driver.command("status") for _ in range(WARMUP * 3)])
         cpu_before = cpu_seconds(worker)
         result = blast(port, [driver.command("status") for _ in range(PER_KIND)])
@@ -405,7 +408,8 @@ def main() -> int:
         last[0] = now
 
     print(
-        f"ack latency: {CONCURRENCY} client threads (keep-alive), servers with WEB_THREADS={THREADS}, "
+        f"ack latency: {CONCURRENCY} client threads (keep-alive), servers with WEB_THREADS={THREADS} "
+        f"and WEB_CONCURRENCY={WORKERS}, "
         f"up to {PER_KIND} requests or {KIND_SECONDS:.0f} s per kind\n{machine_note()}\n"
     )
     work_cpu: dict[str, float] = {}
@@ -419,14 +423,16 @@ def main() -> int:
 
         # 2. The bot.
         print(f"metrics and JSON logs: {'on' if OBSERVE else 'off (BENCH_OBSERVE=off)'}")
-        bot = start_bot(folder, fakes, observe=OBSERVE, WEB_THREADS=str(THREADS))
+        bot = start_bot(
+            folder, fakes, observe=OBSERVE, WEB_THREADS=str(THREADS), WEB_CONCURRENCY=str(WORKERS)
+        )
         assert bot.proc is not None
         try:
-            worker = gunicorn_worker(bot.proc.pid)
+            worker = gunicorn_workers(bot.proc.pid, WORKERS)
             # One or more (WORK_PROCESSES): their CPU is counted together.
             work = tuple(k for k in children(bot.proc.pid) if is_work_process(k))
             print(
-                f"bot: master pid {bot.proc.pid}, web worker pid {worker}, work process pid(s) "
+                f"bot: master pid {bot.proc.pid}, web worker pid(s) {', '.join(map(str, worker))}, work process pid(s) "
                 f"{', '.join(map(str, work))}, SQLite at {folder / 'bot.db'}"
             )
 
@@ -597,7 +603,7 @@ def main() -> int:
     rows = [row(f"bare app, run {n + 1}", r, bare_p99, bare_throughput) for n, r in enumerate(bare_runs)]
     rows += [row(kind, res, bare_p99, bare_throughput) for kind, res in results.items()]
     table(["kind", "acks", "p50", "p99", "throughput", "p99 vs bare", "thr. vs bare", "web CPU/req"], rows)
-    print("  (web CPU/req: the web worker's CPU time per request: verify, ack, queue)")
+    print("  (web CPU/req: the web processes' CPU time per request, all of them: verify, ack, queue)")
     for kind, seconds in work_cpu.items():
         sent = results.get(kind, results_steady).sent or 1
         label = "click at a steady rate" if kind == "steady" else kind

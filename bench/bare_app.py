@@ -1,10 +1,11 @@
 """The baseline for bench/ack_latency.py and bench/footprint.py: a bare Bolt app with one
 slash command that only acks, on the bot's own HTTP stack (Flask + SlackRequestHandler,
-gunicorn gthread through bot.web.serve_http: one worker, WEB_THREADS threads).
+gunicorn gthread through bot.web.serve_http: WEB_CONCURRENCY workers, one by default, of
+WEB_THREADS threads each).
 
-Run: .venv/bin/python bench/bare_app.py  (PORT, WEB_THREADS, SLACK_SIGNING_SECRET from the
-environment; defaults 3100, 16, "bench-signing-secret"; SLACK_API_URL for Bolt's one auth.test,
-as the bot does, else a fixed authorization).
+Run: .venv/bin/python bench/bare_app.py  (PORT, WEB_THREADS, WEB_CONCURRENCY, SLACK_SIGNING_SECRET
+from the environment; defaults 3100, 16, 1, "bench-signing-secret"; SLACK_API_URL for Bolt's one
+auth.test, as the bot does, else a fixed authorization).
 """
 
 from __future__ import annotations
@@ -70,7 +71,9 @@ def main() -> None:
     threads = int(os.environ.get("WEB_THREADS", "16"))
     port = int(os.environ.get("PORT", "3100"))
     secret = os.environ.get("SLACK_SIGNING_SECRET", "bench-signing-secret")
-    serve_http(build(threads, secret, os.environ.get("SLACK_API_URL") or None), port=port, threads=threads)
+    workers = int(os.environ.get("WEB_CONCURRENCY", "1"))
+    web = build(threads, secret, os.environ.get("SLACK_API_URL") or None)
+    serve_http(web, port=port, threads=threads, workers=workers)
 
 
 if __name__ == "__main__":

@@ -148,15 +148,21 @@ def is_work_process(pid: int) -> bool:
 
 
 def gunicorn_worker(master: int, timeout: float = 10.0) -> int:
-    """The (single) web worker process forked by the gunicorn master `master` (not the work
+    """The (first) web worker process forked by the gunicorn master `master` (not the work
     process, which runs the work behind the acks)."""
+    return gunicorn_workers(master, 1, timeout)[0]
+
+
+def gunicorn_workers(master: int, count: int, timeout: float = 10.0) -> tuple[int, ...]:
+    """The `count` web worker processes forked by the gunicorn master `master` (WEB_CONCURRENCY),
+    once all of them are there."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        kids = [k for k in children(master) if not is_work_process(k)]
-        if kids:
-            return kids[0]
+        kids = tuple(k for k in children(master) if not is_work_process(k))
+        if len(kids) >= count:
+            return kids
         time.sleep(0.05)
-    raise RuntimeError(f"gunicorn master {master} has no worker")
+    raise RuntimeError(f"gunicorn master {master} has fewer than {count} worker(s)")
 
 
 def rss_kib(pid: int) -> int:
