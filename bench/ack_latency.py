@@ -5,8 +5,8 @@ Starts the Slack and Datadog stand-ins (tests/fakes, in a child process), the ba
 same thread and process counts) and the bot (`python -m bot serve` via
 tests.conftest.BotProcess, SQLite in a temp dir, WEB_THREADS threads in each of its
 WEB_CONCURRENCY web processes: `BENCH_WEB_CONCURRENCY`, 1 by default as in the bot). Then, with
-CONCURRENCY client threads each holding one keep-alive http.client connection, sends signed requests (payloads built by
-tests.driver.SlackDriver) and times each request -> response:
+CONCURRENCY client threads each holding one keep-alive http.client connection, sends signed
+requests (payloads built by tests.driver.SlackDriver) and times each request -> response:
 
   bare        `/rollout status` to the bare app                      (the baseline)
   status      `/rollout status` in a channel with one open rollout
