@@ -150,19 +150,26 @@ def is_work_process(pid: int) -> bool:
 def gunicorn_worker(master: int, timeout: float = 10.0) -> int:
     """The (first) web worker process forked by the gunicorn master `master` (not the work
     process, which runs the work behind the acks)."""
-    return gunicorn_workers(master, 1, timeout)[0]
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        kids = [k for k in children(master) if not is_work_process(k)]
+        if kids:
+            return kids[0]
+        time.sleep(0.05)
+    raise RuntimeError(f"gunicorn master {master} has no worker")
 
 
 def gunicorn_workers(master: int, count: int, timeout: float = 10.0) -> tuple[int, ...]:
     """The `count` web worker processes forked by the gunicorn master `master` (WEB_CONCURRENCY),
-    once all of them are there."""
+    once all of them, and no more, are there."""
     deadline = time.monotonic() + timeout
+    kids: tuple[int, ...] = ()
     while time.monotonic() < deadline:
         kids = tuple(k for k in children(master) if not is_work_process(k))
-        if len(kids) >= count:
+        if len(kids) == count:
             return kids
         time.sleep(0.05)
-    raise RuntimeError(f"gunicorn master {master} has fewer than {count} worker(s)")
+    raise RuntimeError(f"gunicorn master {master} has {len(kids)} web worker(s), not {count}")
 
 
 def rss_kib(pid: int) -> int:
