@@ -150,26 +150,20 @@ def is_work_process(pid: int) -> bool:
 def gunicorn_worker(master: int, timeout: float = 10.0) -> int:
     """The (first) web worker process forked by the gunicorn master `master` (not the work
     process, which runs the work behind the acks)."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        kids = [k for k in children(master) if not is_work_process(k)]
-        if kids:
-            return kids[0]
-        time.sleep(0.05)
-    raise RuntimeError(f"gunicorn master {master} has no worker")
+    return gunicorn_workers(master, None, timeout)[0]
 
 
-def gunicorn_workers(master: int, count: int, timeout: float = 10.0) -> tuple[int, ...]:
-    """The `count` web worker processes forked by the gunicorn master `master` (WEB_CONCURRENCY),
-    once all of them, and no more, are there."""
+def gunicorn_workers(master: int, count: int | None, timeout: float = 10.0) -> tuple[int, ...]:
+    """The web worker processes forked by the gunicorn master `master`, once there are `count`
+    of them, no more (WEB_CONCURRENCY), or with `count` None once there is one."""
     deadline = time.monotonic() + timeout
     kids: tuple[int, ...] = ()
     while time.monotonic() < deadline:
         kids = tuple(k for k in children(master) if not is_work_process(k))
-        if len(kids) == count:
+        if len(kids) == count or (count is None and kids):
             return kids
         time.sleep(0.05)
-    raise RuntimeError(f"gunicorn master {master} has {len(kids)} web worker(s), not {count}")
+    raise RuntimeError(f"gunicorn master {master} has {len(kids)} web worker(s), not {count or 'one'}")
 
 
 def rss_kib(pid: int) -> int:
