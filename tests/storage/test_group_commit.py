@@ -17,7 +17,7 @@ from sqlalchemy import insert, select
 from sqlalchemy.exc import OperationalError, SQLAlchemyError
 
 from storage.db import Database
-from storage.dbapi_writes import Cursor, GroupCommit, Writer
+from storage.dbapi_writes import Cursor, GroupCommit, Writer, _Signal
 from storage.models import PendingWork
 
 WHEN = datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC)
@@ -202,19 +202,18 @@ def test_a_caller_interrupted_while_waiting_passes_the_lead_on(db: Database) -> 
     first = in_thread(lambda: queue.commits.run(queue.write("first", hold=hold)), answers, "first")
     while "first" not in queue.ran:
         time.sleep(0.001)
-    waiting = threading.Event.wait
+    waiting = _Signal.wait
 
-    def interrupted(event: threading.Event, timeout: float | None = None) -> bool:
+    def interrupted(signal: _Signal) -> None:
+        waiting(signal)  # until woken to lead
         if threading.current_thread().name == "leaves":
-            waiting(event, timeout)  # until woken to lead
             raise KeyboardInterrupt
-        return waiting(event, timeout)
 
     leaving = threading.Thread(
         target=lambda: _swallow(lambda: queue.commits.run(queue.write("left"))), name="leaves"
     )
     with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(threading.Event, "wait", interrupted)
+        patch.setattr(_Signal, "wait", interrupted)
         leaving.start()
         queue.waiting(1)
         later = in_thread(lambda: queue.commits.run(queue.write("later")), answers, "later")
@@ -238,3 +237,26 @@ def test_a_batch_is_written_together_when_it_can_be(db: Database) -> None:
     assert answers == {"first": "first", "w0": "w0", "w1": "w1", "w2": "w2"}
     assert queue.batches == [["w0", "w1", "w2"]]  # the first was alone: written on its own
     assert queue.names() == ["first", "w0", "w1", "w2"]
+
+
+def test_a_callers_signal_wakes_its_waiter_once_however_often_it_is_set() -> None:
+    """The leader sets the signal of every caller in its batch, its own included, and the next
+    leader's too: set before the wait, set twice, or set while waited for, the wait returns."""
+    early = _Signal()
+    early.set()
+    early.set()  # again: nothing happens
+    early.wait()  # returns at once
+
+    later = _Signal()
+    woke = threading.Event()
+
+    def wait_then_say() -> None:
+        later.wait()
+        woke.set()
+
+    waiter = threading.Thread(target=wait_then_say)
+    waiter.start()
+    assert not woke.wait(0.05)  # still waiting
+    later.set()
+    waiter.join(5)
+    assert woke.is_set()
