@@ -242,21 +242,25 @@ def test_a_batch_is_written_together_when_it_can_be(db: Database) -> None:
 def test_a_callers_signal_wakes_its_waiter_once_however_often_it_is_set() -> None:
     """The leader sets the signal of every caller in its batch, its own included, and the next
     leader's too: set before the wait, set twice, or set while waited for, the wait returns."""
+
+    def waited(signal: _Signal) -> threading.Event:
+        """Waits for `signal` in a thread of its own; set when the wait returned."""
+        woke = threading.Event()
+
+        def wait_then_say() -> None:
+            signal.wait()
+            woke.set()
+
+        threading.Thread(target=wait_then_say, daemon=True).start()
+        return woke
+
     early = _Signal()
     early.set()
     early.set()  # again: nothing happens
-    early.wait()  # returns at once
+    assert waited(early).wait(5)  # returns at once
 
     later = _Signal()
-    woke = threading.Event()
-
-    def wait_then_say() -> None:
-        later.wait()
-        woke.set()
-
-    waiter = threading.Thread(target=wait_then_say)
-    waiter.start()
+    woke = waited(later)
     assert not woke.wait(0.05)  # still waiting
     later.set()
-    waiter.join(5)
-    assert woke.is_set()
+    assert woke.wait(5)
